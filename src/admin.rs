@@ -1,0 +1,98 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the
+//! process is alive), `/readyz` (200 while serving, 503 while starting or
+//! draining) and `/config` (the effective configuration, secrets redacted).
+//! Plain HTTP/1.1 on hyper; it stays up through the drain so orchestrators
+//! can watch readiness fall.
+
+use crate::server::Gateway;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Bind and serve in the background; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    gw: Arc<Gateway>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                // Process exit: stop serving.
+                _ = stop.cancelled() => return,
+                // A scrape or probe connected.
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let gw = Arc::clone(&gw);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let gw = Arc::clone(&gw);
+                    async move { Ok::<_, Infallible>(respond(&gw, &req)) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(tcp), service);
+                let _ = conn.await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, body: String, content_type: &'static str| {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .expect("static response parts are valid")
+    };
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET only\n".into(),
+            "text/plain",
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(gw.metrics.encode())))
+            .expect("static response parts are valid"),
+        "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+        "/readyz" => {
+            if gw.ready.load(Ordering::SeqCst) {
+                text(StatusCode::OK, "ready\n".into(), "text/plain")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready\n".into(),
+                    "text/plain",
+                )
+            }
+        }
+        "/config" => {
+            let body = toml::to_string_pretty(&gw.config.raw.redacted())
+                .unwrap_or_else(|e| format!("# cannot render config: {e}\n"));
+            text(StatusCode::OK, body, "application/toml")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
+    }
+}

@@ -1,0 +1,221 @@
+//! Configuration: figment layers (built-in defaults ← TOML file ←
+//! `TIDEGATE_` environment, `__` for nesting) extracted into `raw` structs,
+//! then validated into the typed [`Config`] the rest of the gateway uses.
+//!
+//! Nothing is bound before a `Config` exists, and a `Config` exists only when
+//! every problem has been fixed: `ConfigError` carries all of them, each with
+//! its key path, and the binary exits 64 (EX_USAGE) on it.
+
+pub mod raw;
+pub(crate) mod validate;
+pub(crate) use validate as validate_problems;
+
+use crate::origin::OriginPolicy;
+use crate::route::HostMatch;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use raw::RawConfig;
+
+/// Exit code for a bad configuration (sysexits EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `routes[1].upstream`.
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found, reported together.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn single(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![Problem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What was loaded, for `check-config` and the admin `/config` page.
+    pub raw: RawConfig,
+    /// `None`: no admin listener.
+    pub admin: Option<SocketAddr>,
+    pub limits: Limits,
+    pub keepalive: Keepalive,
+    pub drain: Drain,
+    pub listeners: Vec<ListenerConfig>,
+    pub routes: Vec<Arc<RouteConfig>>,
+    pub upstreams: Vec<Arc<UpstreamConfig>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub handshake_timeout: Duration,
+    pub max_frame_size: u64,
+    pub max_message_size: u64,
+    pub close_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Keepalive {
+    /// `None`: tidegate sends no pings of its own.
+    pub ping_interval: Option<Duration>,
+    pub pong_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Drain {
+    pub grace: Duration,
+    pub spread: Duration,
+}
+
+#[derive(Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// Loaded and checked at validation, so a bad certificate is a config
+    /// error rather than a failure at the first client.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl fmt::Debug for ListenerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerConfig")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub host: HostMatch,
+    /// Normalised prefix: starts with `/`, no trailing `/` unless it is `/`.
+    pub path: String,
+    pub upstream: Arc<UpstreamConfig>,
+    pub strip_prefix: bool,
+    pub origins: OriginPolicy,
+    /// Allowed sub-protocols; empty means any.
+    pub subprotocols: Vec<String>,
+    pub idle_timeout: Option<Duration>,
+    pub max_message_size: u64,
+}
+
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub endpoints: Vec<EndpointConfig>,
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// Present when any endpoint is `wss://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub preserve_host: bool,
+    pub trust_forwarded_headers: bool,
+    pub add_headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("name", &self.name)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// As written, for logs and the `endpoint` metric label.
+    pub url: String,
+    pub secure: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as it goes into the upstream `Host` header.
+    pub authority: String,
+    /// Path of the endpoint URL without a trailing `/` ("" for none); the
+    /// client's path is appended to it.
+    pub base_path: String,
+}
+
+impl Config {
+    /// Load from defaults, an optional TOML file and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let raw = load_raw(file)?;
+        validate::validate(raw)
+    }
+
+    /// Validate an already-built raw configuration (the `proxy` and `demo`
+    /// commands build one from flags).
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        validate::validate(raw)
+    }
+}
+
+/// Merge the figment layers: built-in defaults ← file ← environment.
+pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::single(
+                "--config",
+                format!("{}: no such file", path.display()),
+            ));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    // `TIDEGATE_LOG` is the log filter, read by main, not a config key.
+    figment = figment.merge(Env::prefixed("TIDEGATE_").split("__").ignore(&["log"]));
+    figment.extract::<RawConfig>().map_err(|e| ConfigError {
+        problems: e
+            .into_iter()
+            .map(|e| Problem {
+                key: if e.path.is_empty() {
+                    "<root>".to_string()
+                } else {
+                    e.path.join(".")
+                },
+                message: e.kind.to_string(),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

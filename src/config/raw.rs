@@ -1,0 +1,233 @@
+//! The configuration as written: serde structs that mirror the TOML file and
+//! the `TIDEGATE_` environment one to one.
+//!
+//! Every struct denies unknown fields so a typo is an error, not a silently
+//! ignored setting. Values that need checking (addresses, durations, files)
+//! stay strings here; `validate` turns them into the typed `Config` and
+//! reports every problem at once with its key path.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/config`).
+    pub admin: RawAdmin,
+    /// Process-wide limits; routes may override some of them.
+    pub limits: RawLimits,
+    /// Ping interval and pong timeout on both legs.
+    pub keepalive: RawKeepalive,
+    /// What happens on SIGTERM / SIGINT.
+    pub drain: RawDrain,
+    /// Sockets the gateway accepts clients on.
+    pub listeners: Vec<RawListener>,
+    /// Host / path prefix → upstream, with the per-route policy.
+    pub routes: Vec<RawRoute>,
+    /// Named groups of upstream endpoints.
+    pub upstreams: Vec<RawUpstream>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// Empty string disables the admin listener.
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Client connections held at once, over every listener.
+    pub max_connections: u64,
+    /// Bytes of request head (request line + headers) accepted from a client.
+    pub max_header_bytes: u64,
+    /// Time from accept (TLS included) to a complete request head.
+    pub handshake_timeout: String,
+    /// Largest single frame payload, either direction.
+    pub max_frame_size: u64,
+    /// Largest message (sum of its fragments), either direction.
+    pub max_message_size: u64,
+    /// Time allowed for the closing handshake once a close started.
+    pub close_timeout: String,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            handshake_timeout: "10s".into(),
+            max_frame_size: 64 << 20,
+            max_message_size: 64 << 20,
+            close_timeout: "5s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKeepalive {
+    /// Silence on a leg after which tidegate pings it; "0s" disables pings.
+    pub ping_interval: String,
+    /// How long a pinged leg may stay silent before it is closed.
+    pub pong_timeout: String,
+}
+
+impl Default for RawKeepalive {
+    fn default() -> Self {
+        Self {
+            ping_interval: "30s".into(),
+            pong_timeout: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDrain {
+    /// Longest time the process waits for connections after a signal.
+    pub grace: String,
+    /// Window over which clients are sent Close 1001, so they do not all
+    /// reconnect in the same instant.
+    pub spread: String,
+}
+
+impl Default for RawDrain {
+    fn default() -> Self {
+        Self {
+            grace: "30s".into(),
+            spread: "2s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawListener {
+    /// Name used in metrics and logs.
+    pub name: String,
+    /// `IP:PORT` to bind.
+    pub listen: String,
+    /// Present: the listener terminates TLS.
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// The first certificate is the default (no SNI, or no name matched).
+    pub certificates: Vec<RawCertificate>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCertificate {
+    /// PEM file: the certificate chain, leaf first.
+    pub cert: String,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// SNI names this certificate answers (`*.example.com` allowed).
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoute {
+    pub name: String,
+    /// Exact host or `*.suffix`; empty matches any host.
+    pub host: String,
+    /// Path prefix, matched on segment boundaries; longest wins.
+    pub path: String,
+    /// Name of an entry in `upstreams`.
+    pub upstream: String,
+    /// Remove the route's path prefix before forwarding.
+    pub strip_prefix: bool,
+    /// Allowed Origins (exact, or `https://*.example.com`); empty allows any.
+    pub origins: Vec<String>,
+    /// Refuse requests without an Origin header (browser-only routes).
+    pub require_origin: bool,
+    /// Sub-protocols the client may ask for; empty passes the list as is.
+    pub subprotocols: Vec<String>,
+    /// Close a session with no data message either way for this long.
+    pub idle_timeout: Option<String>,
+    /// Per-route override of `limits.max_message_size`.
+    pub max_message_size: Option<u64>,
+}
+
+impl Default for RawRoute {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            host: String::new(),
+            path: "/".into(),
+            upstream: String::new(),
+            strip_prefix: false,
+            origins: Vec::new(),
+            require_origin: false,
+            subprotocols: Vec::new(),
+            idle_timeout: None,
+            max_message_size: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub name: String,
+    /// `ws://host:port[/base]` or `wss://…`; tried round robin.
+    pub endpoints: Vec<String>,
+    /// TCP (+ TLS) connect time per endpoint attempt.
+    pub connect_timeout: String,
+    /// Time for the upstream to answer the upgrade request.
+    pub handshake_timeout: String,
+    /// PEM CA bundle for `wss://` endpoints; empty uses the system roots.
+    pub ca_file: String,
+    /// Send the client's Host instead of the endpoint's authority.
+    pub preserve_host: bool,
+    /// Keep client-sent X-Forwarded-* / Forwarded instead of replacing them
+    /// (only behind another trusted proxy).
+    pub trust_forwarded_headers: bool,
+    /// Headers added to every upstream handshake (e.g. a shared secret the
+    /// application checks). Values are redacted in `check-config` output.
+    pub add_headers: BTreeMap<String, String>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            endpoints: Vec::new(),
+            connect_timeout: "5s".into(),
+            handshake_timeout: "10s".into(),
+            ca_file: String::new(),
+            preserve_host: false,
+            trust_forwarded_headers: false,
+            add_headers: BTreeMap::new(),
+        }
+    }
+}
+
+impl RawConfig {
+    /// A copy safe to print: header values that may carry secrets are
+    /// replaced.
+    pub fn redacted(&self) -> RawConfig {
+        let mut copy = self.clone();
+        for upstream in &mut copy.upstreams {
+            for value in upstream.add_headers.values_mut() {
+                *value = "<redacted>".into();
+            }
+        }
+        copy
+    }
+}

@@ -1,0 +1,377 @@
+//! Raw → typed configuration. Every check pushes a [`Problem`] and carries
+//! on, so one run of `check-config` shows everything that is wrong.
+
+use super::raw::{RawConfig, RawRoute, RawUpstream};
+use super::*;
+use crate::{origin, route, tls};
+use std::collections::{HashMap, HashSet};
+
+/// Collects problems under key paths.
+#[derive(Default)]
+pub(crate) struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub(crate) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut p = Problems::default();
+
+    let admin = if raw.admin.listen.trim().is_empty() {
+        None
+    } else {
+        addr(&mut p, "admin.listen", &raw.admin.listen)
+    };
+
+    let l = &raw.limits;
+    let limits = Limits {
+        max_connections: nonzero(&mut p, "limits.max_connections", l.max_connections) as usize,
+        max_header_bytes: nonzero(&mut p, "limits.max_header_bytes", l.max_header_bytes) as usize,
+        handshake_timeout: duration(
+            &mut p,
+            "limits.handshake_timeout",
+            &l.handshake_timeout,
+            false,
+        ),
+        max_frame_size: nonzero(&mut p, "limits.max_frame_size", l.max_frame_size),
+        max_message_size: nonzero(&mut p, "limits.max_message_size", l.max_message_size),
+        close_timeout: duration(&mut p, "limits.close_timeout", &l.close_timeout, false),
+    };
+    if l.max_header_bytes > 0 && l.max_header_bytes < 256 {
+        p.push("limits.max_header_bytes", "must be at least 256");
+    }
+    let ping = duration(
+        &mut p,
+        "keepalive.ping_interval",
+        &raw.keepalive.ping_interval,
+        true,
+    );
+    let keepalive = Keepalive {
+        ping_interval: (!ping.is_zero()).then_some(ping),
+        pong_timeout: duration(
+            &mut p,
+            "keepalive.pong_timeout",
+            &raw.keepalive.pong_timeout,
+            false,
+        ),
+    };
+    let drain = Drain {
+        grace: duration(&mut p, "drain.grace", &raw.drain.grace, false),
+        spread: duration(&mut p, "drain.spread", &raw.drain.spread, true),
+    };
+
+    let listeners = listeners(&mut p, &raw);
+    let upstreams = upstreams(&mut p, &raw.upstreams);
+    let routes = routes(&mut p, &raw.routes, &upstreams, &limits);
+
+    if p.0.is_empty() {
+        Ok(Config {
+            raw,
+            admin,
+            limits,
+            keepalive,
+            drain,
+            listeners,
+            routes,
+            upstreams,
+        })
+    } else {
+        Err(ConfigError { problems: p.0 })
+    }
+}
+
+fn listeners(p: &mut Problems, raw: &RawConfig) -> Vec<ListenerConfig> {
+    if raw.listeners.is_empty() {
+        p.push("listeners", "at least one listener is required");
+    }
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    let mut out = Vec::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let key = format!("listeners[{i}]");
+        let name = if l.name.is_empty() {
+            format!("listener{i}")
+        } else {
+            l.name.clone()
+        };
+        if !names.insert(name.clone()) {
+            p.push(
+                format!("{key}.name"),
+                format!("duplicate listener name {name:?}"),
+            );
+        }
+        let Some(addr) = addr(p, &format!("{key}.listen"), &l.listen) else {
+            continue;
+        };
+        if addr.port() != 0 && !addrs.insert(addr) {
+            p.push(
+                format!("{key}.listen"),
+                format!("{addr} is used by another listener"),
+            );
+        }
+        let tls = l
+            .tls
+            .as_ref()
+            .and_then(|t| tls::server_config(p, &format!("{key}.tls"), &t.certificates));
+        out.push(ListenerConfig { name, addr, tls });
+    }
+    out
+}
+
+fn upstreams(p: &mut Problems, raw: &[RawUpstream]) -> Vec<Arc<UpstreamConfig>> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, u) in raw.iter().enumerate() {
+        let key = format!("upstreams[{i}]");
+        if u.name.is_empty() {
+            p.push(format!("{key}.name"), "must not be empty");
+        } else if !names.insert(u.name.clone()) {
+            p.push(
+                format!("{key}.name"),
+                format!("duplicate upstream name {:?}", u.name),
+            );
+        }
+        if u.endpoints.is_empty() {
+            p.push(
+                format!("{key}.endpoints"),
+                "at least one endpoint is required",
+            );
+        }
+        let endpoints: Vec<EndpointConfig> = u
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter_map(|(j, e)| endpoint(p, &format!("{key}.endpoints[{j}]"), e))
+            .collect();
+        let tls = if endpoints.iter().any(|e| e.secure) {
+            tls::client_config(p, &format!("{key}.ca_file"), &u.ca_file)
+        } else {
+            None
+        };
+        let mut add_headers = Vec::new();
+        for (name, value) in &u.add_headers {
+            let valid_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            if !valid_name || value.bytes().any(|b| b == b'\r' || b == b'\n') {
+                p.push(
+                    format!("{key}.add_headers.{name}"),
+                    "not a valid header name/value",
+                );
+            } else {
+                add_headers.push((name.clone(), value.clone()));
+            }
+        }
+        out.push(Arc::new(UpstreamConfig {
+            name: u.name.clone(),
+            endpoints,
+            connect_timeout: duration(
+                p,
+                &format!("{key}.connect_timeout"),
+                &u.connect_timeout,
+                false,
+            ),
+            handshake_timeout: duration(
+                p,
+                &format!("{key}.handshake_timeout"),
+                &u.handshake_timeout,
+                false,
+            ),
+            tls,
+            preserve_host: u.preserve_host,
+            trust_forwarded_headers: u.trust_forwarded_headers,
+            add_headers,
+        }));
+    }
+    out
+}
+
+fn routes(
+    p: &mut Problems,
+    raw: &[RawRoute],
+    upstreams: &[Arc<UpstreamConfig>],
+    limits: &Limits,
+) -> Vec<Arc<RouteConfig>> {
+    if raw.is_empty() {
+        p.push("routes", "at least one route is required");
+    }
+    let by_name: HashMap<&str, &Arc<UpstreamConfig>> =
+        upstreams.iter().map(|u| (u.name.as_str(), u)).collect();
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let name = if r.name.is_empty() {
+            format!("route{i}")
+        } else {
+            r.name.clone()
+        };
+        if !names.insert(name.clone()) {
+            p.push(
+                format!("{key}.name"),
+                format!("duplicate route name {name:?}"),
+            );
+        }
+        let host = match route::HostMatch::parse(&r.host) {
+            Ok(h) => h,
+            Err(e) => {
+                p.push(format!("{key}.host"), e);
+                continue;
+            }
+        };
+        let path = match route::normalize_prefix(&r.path) {
+            Ok(path) => path,
+            Err(e) => {
+                p.push(format!("{key}.path"), e);
+                continue;
+            }
+        };
+        if !keys.insert((r.host.to_ascii_lowercase(), path.clone())) {
+            p.push(
+                format!("{key}.path"),
+                format!(
+                    "duplicate route: host {:?} path {:?} is already routed",
+                    r.host, path
+                ),
+            );
+        }
+        let upstream = match by_name.get(r.upstream.as_str()) {
+            Some(u) => Arc::clone(u),
+            None => {
+                p.push(
+                    format!("{key}.upstream"),
+                    format!("no upstream named {:?}", r.upstream),
+                );
+                continue;
+            }
+        };
+        let origins = match origin::OriginPolicy::parse(&r.origins, r.require_origin) {
+            Ok(o) => o,
+            Err(e) => {
+                p.push(format!("{key}.origins"), e);
+                continue;
+            }
+        };
+        for (j, sp) in r.subprotocols.iter().enumerate() {
+            if !crate::handshake::is_token(sp) {
+                p.push(
+                    format!("{key}.subprotocols[{j}]"),
+                    "not a valid sub-protocol token",
+                );
+            }
+        }
+        let idle_timeout = r
+            .idle_timeout
+            .as_ref()
+            .map(|d| duration(p, &format!("{key}.idle_timeout"), d, true))
+            .filter(|d| !d.is_zero());
+        let max_message_size = match r.max_message_size {
+            Some(0) => {
+                p.push(format!("{key}.max_message_size"), "must be greater than 0");
+                0
+            }
+            Some(n) => n,
+            None => limits.max_message_size,
+        };
+        out.push(Arc::new(RouteConfig {
+            name,
+            host,
+            path,
+            upstream,
+            strip_prefix: r.strip_prefix,
+            origins,
+            subprotocols: r.subprotocols.clone(),
+            idle_timeout,
+            max_message_size,
+        }));
+    }
+    out
+}
+
+fn endpoint(p: &mut Problems, key: &str, text: &str) -> Option<EndpointConfig> {
+    let url = match url::Url::parse(text) {
+        Ok(u) => u,
+        Err(e) => {
+            p.push(key, format!("{text:?} is not a URL: {e}"));
+            return None;
+        }
+    };
+    let secure = match url.scheme() {
+        "ws" => false,
+        "wss" => true,
+        other => {
+            p.push(key, format!("scheme {other:?} is not ws or wss"));
+            return None;
+        }
+    };
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        p.push(key, "missing host");
+        return None;
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        p.push(key, "an endpoint URL takes no query or fragment");
+        return None;
+    }
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if secure { 443 } else { 80 });
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Some(EndpointConfig {
+        url: text.to_string(),
+        secure,
+        host,
+        port,
+        authority,
+        base_path: url.path().trim_end_matches('/').to_string(),
+    })
+}
+
+fn addr(p: &mut Problems, key: &str, text: &str) -> Option<SocketAddr> {
+    match text.trim().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(key, format!("{text:?} is not an IP:PORT address"));
+            None
+        }
+    }
+}
+
+fn nonzero(p: &mut Problems, key: &str, value: u64) -> u64 {
+    if value == 0 {
+        p.push(key, "must be greater than 0");
+    }
+    value
+}
+
+/// Parse a duration like `30s`, `500ms`, `5m`. `allow_zero` is for settings
+/// where zero means "off".
+pub(crate) fn duration(p: &mut Problems, key: &str, text: &str, allow_zero: bool) -> Duration {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() && !allow_zero => {
+            p.push(key, "must be greater than 0");
+            d
+        }
+        Ok(d) => d,
+        Err(e) => {
+            p.push(
+                key,
+                format!("{text:?} is not a duration (e.g. \"30s\", \"500ms\"): {e}"),
+            );
+            Duration::ZERO
+        }
+    }
+}

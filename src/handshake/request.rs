@@ -1,0 +1,110 @@
+//! Reading a request head from the client: bounded by `max_header_bytes`
+//! (→ 431) and by the caller's handshake timeout (slowloris).
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Most header lines accepted; more is a 431 like too many bytes.
+const MAX_HEADERS: usize = 100;
+
+/// A parsed request head. Lives only for the handshake.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    pub method: String,
+    /// Request target as sent: path and query.
+    pub target: String,
+    /// Minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    /// Names as sent (case kept for forwarding), values trimmed by httparse.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// First value of a header, name compared case-insensitively.
+    pub fn get<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.all(name).next()
+    }
+
+    /// Every value of a header.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// Parse a complete head from `buf`. `Ok(None)`: need more bytes;
+    /// `Ok(Some((head, len)))`: the head took `len` bytes.
+    pub fn parse(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(_) => return Err(HeadError::Malformed),
+        };
+        let mut head = RequestHead {
+            method: req.method.unwrap_or_default().to_string(),
+            target: req.path.unwrap_or_default().to_string(),
+            version: req.version.unwrap_or(0),
+            headers: Vec::with_capacity(req.headers.len()),
+        };
+        for h in req.headers.iter() {
+            let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed)?;
+            head.headers.push((h.name.to_string(), value.to_string()));
+        }
+        if !head.target.starts_with('/') {
+            // Absolute-form and authority-form targets are for forward proxies.
+            return Err(HeadError::Malformed);
+        }
+        Ok(Some((head, len)))
+    }
+}
+
+/// Why no request head could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    #[error("request head larger than the limit")]
+    TooLarge,
+    #[error("malformed request head")]
+    Malformed,
+    #[error("connection closed before a complete request head")]
+    Closed,
+    #[error("reading the request head: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Read until a complete head is in the buffer. Returns the head and the
+/// bytes that followed it (a client may send frames right behind).
+pub async fn read_head<S: AsyncRead + Unpin>(
+    io: &mut S,
+    max_bytes: usize,
+) -> Result<(RequestHead, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(max_bytes.min(2048));
+    loop {
+        if buf.len() >= max_bytes {
+            return Err(HeadError::TooLarge);
+        }
+        // Never read past the limit, so the buffer stays bounded.
+        let room = (max_bytes - buf.len()).min(4096);
+        let start = buf.len();
+        buf.resize(start + room, 0);
+        let n = io.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            return Err(HeadError::Closed);
+        }
+        if let Some((head, len)) = RequestHead::parse(&buf)? {
+            let rest = buf.split_off(len);
+            return Ok((head, rest));
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Refusals: each [`Rejection`] knows its HTTP status, its extra headers and
+//! the bounded label it is counted under in
+//! `tidegate_handshake_rejections_total{reason}`.
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Request head over `limits.max_header_bytes` or too many lines.
+    HeaderTooLarge,
+    /// Not parseable as HTTP/1.x.
+    Malformed,
+    HttpVersion,
+    MissingHost,
+    NoRoute,
+    Method,
+    /// A plain HTTP request on a WebSocket route.
+    NotWebSocket,
+    ConnectionHeader,
+    Body,
+    Version,
+    MissingVersion,
+    Key,
+    OriginMissing,
+    OriginDenied,
+    /// A `Sec-WebSocket-Protocol` entry that is not a token.
+    Protocol,
+    /// The gateway is draining.
+    Draining,
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    UpstreamBadResponse,
+    /// The upstream refused the upgrade: its status (and short body) go to
+    /// the client as they are.
+    UpstreamStatus {
+        status: u16,
+        content_type: Option<String>,
+        body: Vec<u8>,
+    },
+}
+
+impl Rejection {
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::HeaderTooLarge => 431,
+            Rejection::Malformed
+            | Rejection::HttpVersion
+            | Rejection::MissingHost
+            | Rejection::ConnectionHeader
+            | Rejection::Body
+            | Rejection::MissingVersion
+            | Rejection::Key
+            | Rejection::Protocol => 400,
+            Rejection::NoRoute => 404,
+            Rejection::Method => 405,
+            Rejection::NotWebSocket | Rejection::Version => 426,
+            Rejection::OriginMissing | Rejection::OriginDenied => 403,
+            Rejection::Draining => 503,
+            Rejection::UpstreamUnreachable | Rejection::UpstreamBadResponse => 502,
+            Rejection::UpstreamTimeout => 504,
+            Rejection::UpstreamStatus { status, .. } => *status,
+        }
+    }
+
+    /// Metric label; a fixed set.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::HeaderTooLarge => "header_too_large",
+            Rejection::Malformed => "malformed",
+            Rejection::HttpVersion => "http_version",
+            Rejection::MissingHost => "missing_host",
+            Rejection::NoRoute => "no_route",
+            Rejection::Method => "method",
+            Rejection::NotWebSocket => "not_websocket",
+            Rejection::ConnectionHeader => "connection_header",
+            Rejection::Body => "body",
+            Rejection::Version => "version",
+            Rejection::MissingVersion => "missing_version",
+            Rejection::Key => "key",
+            Rejection::OriginMissing => "origin_missing",
+            Rejection::OriginDenied => "origin_denied",
+            Rejection::Protocol => "protocol",
+            Rejection::Draining => "draining",
+            Rejection::UpstreamUnreachable => "upstream_unreachable",
+            Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::UpstreamBadResponse => "upstream_bad_response",
+            Rejection::UpstreamStatus { .. } => "upstream_status",
+        }
+    }
+
+    /// The reason (and body) of the response.
+    fn text(&self) -> &'static str {
+        match self {
+            Rejection::HeaderTooLarge => "Request Header Fields Too Large",
+            Rejection::NoRoute => "Not Found",
+            Rejection::Method => "Method Not Allowed",
+            Rejection::NotWebSocket | Rejection::Version => "Upgrade Required",
+            Rejection::OriginMissing | Rejection::OriginDenied => "Forbidden",
+            Rejection::Draining => "Service Unavailable",
+            Rejection::UpstreamUnreachable | Rejection::UpstreamBadResponse => "Bad Gateway",
+            Rejection::UpstreamTimeout => "Gateway Timeout",
+            Rejection::UpstreamStatus { status, .. } => reason_phrase(*status),
+            _ => "Bad Request",
+        }
+    }
+
+    fn extra_headers(&self) -> &'static str {
+        match self {
+            Rejection::Method => "Allow: GET\r\n",
+            Rejection::NotWebSocket => "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+            Rejection::Version => "Sec-WebSocket-Version: 13\r\n",
+            Rejection::Draining => "Retry-After: 1\r\n",
+            _ => "",
+        }
+    }
+
+    /// The full response bytes.
+    pub fn response(&self) -> Vec<u8> {
+        let (content_type, body): (&str, Vec<u8>) = match self {
+            Rejection::UpstreamStatus {
+                content_type, body, ..
+            } => (
+                content_type
+                    .as_deref()
+                    .unwrap_or("text/plain; charset=utf-8"),
+                body.clone(),
+            ),
+            _ => (
+                "text/plain; charset=utf-8",
+                format!("{}\n", self.text()).into_bytes(),
+            ),
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\n{}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.status(),
+            self.text(),
+            self.extra_headers(),
+            content_type.replace(['\r', '\n'], ""),
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+/// Write the refusal and flush; errors are the client's problem.
+pub async fn write_rejection<S: AsyncWrite + Unpin>(io: &mut S, rejection: &Rejection) {
+    let _ = io.write_all(&rejection.response()).await;
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Upstream Refused",
+    }
+}

@@ -1,0 +1,362 @@
+//! The `tidegate` command: CLI, logging, runtime, signals and exit codes.
+//!
+//! Exit codes: 0 after a drain, 64 for a bad configuration or bad flags,
+//! 1 when a listener cannot be bound or a second signal cuts the drain short.
+
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tidegate::config::raw::{RawCertificate, RawListener, RawRoute, RawTls, RawUpstream};
+use tidegate::config::{Config, ConfigError, RawConfig, EXIT_CONFIG};
+use tidegate::server::{self, Drained, Running};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "tidegate",
+    version,
+    about = "A WebSocket edge gateway and reverse proxy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a configuration file (plus TIDEGATE_ environment overrides).
+    Run {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Validate a configuration: print it (secrets redacted) or every error.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// A gateway with an embedded echo upstream on /echo, to try at once.
+    Demo {
+        /// Gateway listener (falls back to a free port if taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Admin listener (falls back to a free port if taken).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// A reverse proxy from flags alone: one route `/` to one upstream.
+    Proxy {
+        /// Address to accept clients on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Upstream URL (ws:// or wss://).
+        #[arg(long)]
+        upstream: String,
+        /// PEM certificate chain: serve TLS (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Allowed Origin (repeatable; exact or https://*.example.com).
+        #[arg(long = "allow-origin")]
+        allow_origin: Vec<String>,
+        /// Admin listener (/metrics, /healthz, /readyz); off unless given.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// A WebSocket echo server (the demo upstream), for tests and benchmarks.
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args, Clone, Copy)]
+struct RuntimeArgs {
+    /// Runtime worker threads (default: available cores).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Version => {
+            println!("tidegate {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match Config::load(config.as_deref()) {
+            Ok(c) => {
+                print!("{}", render(&c.raw));
+                eprintln!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_failed(&e),
+        },
+        Command::Run { config, runtime } => match Config::load(config.as_deref()) {
+            Ok(c) => serve(c, runtime, None),
+            Err(e) => config_failed(&e),
+        },
+        Command::Proxy {
+            listen,
+            upstream,
+            tls_cert,
+            tls_key,
+            allow_origin,
+            admin,
+            runtime,
+        } => {
+            let raw = proxy_config(listen, upstream, tls_cert.zip(tls_key), allow_origin, admin);
+            match Config::from_raw(raw) {
+                Ok(c) => serve(c, runtime, None),
+                Err(e) => config_failed(&e),
+            }
+        }
+        Command::Demo {
+            listen,
+            admin,
+            runtime,
+        } => serve_demo(listen, admin, runtime),
+        Command::Echo { listen, runtime } => block_on(runtime, async move {
+            let listener = match tokio::net::TcpListener::bind(listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("tidegate echo: cannot listen on {listen}: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            say(&format!("tidegate echo listening addr={addr}"));
+            let stop = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(tidegate::echo::serve(listener, stop.clone()));
+            wait_signal().await;
+            stop.cancel();
+            ExitCode::SUCCESS
+        }),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn config_failed(e: &ConfigError) -> ExitCode {
+    eprint!("{e}");
+    ExitCode::from(EXIT_CONFIG as u8)
+}
+
+fn render(raw: &RawConfig) -> String {
+    toml::to_string_pretty(&raw.redacted()).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
+/// Print a line on stdout at once: scripts wait for these.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn block_on<F: std::future::Future<Output = ExitCode>>(args: RuntimeArgs, f: F) -> ExitCode {
+    // Two descriptors per proxied client: use all the process may have.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers.filter(|n| *n > 0) {
+        builder.worker_threads(n);
+    }
+    match builder.enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("tidegate: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(
+    config: Config,
+    args: RuntimeArgs,
+    banner: Option<Box<dyn FnOnce(&Running) + Send>>,
+) -> ExitCode {
+    block_on(args, async move {
+        let running = match server::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("tidegate: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        announce(&running);
+        if let Some(banner) = banner {
+            banner(&running);
+        }
+        drain_on_signal(running).await
+    })
+}
+
+fn announce(running: &Running) {
+    for l in &running.listeners {
+        say(&format!(
+            "tidegate listening name={} addr={} tls={}",
+            l.name, l.addr, l.tls
+        ));
+    }
+    if let Some(a) = running.admin {
+        say(&format!("tidegate admin addr={a}"));
+    }
+}
+
+/// First SIGTERM/SIGINT drains; a second one exits at once.
+async fn drain_on_signal(running: Running) -> ExitCode {
+    wait_signal().await;
+    running.shutdown();
+    tokio::spawn(async {
+        wait_signal().await;
+        eprintln!("tidegate: second signal, exiting without waiting for the drain");
+        std::process::exit(1);
+    });
+    match running.wait().await {
+        Drained::Clean => tracing::info!("drained: all connections closed"),
+        Drained::GraceExpired(n) => tracing::warn!(left = n, "drain grace period over; exiting"),
+    }
+    ExitCode::SUCCESS
+}
+
+async fn wait_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                // SIGTERM: orchestrator stop.
+                _ = term.recv() => {}
+                // SIGINT: Ctrl-C.
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn proxy_config(
+    listen: SocketAddr,
+    upstream: String,
+    tls: Option<(PathBuf, PathBuf)>,
+    origins: Vec<String>,
+    admin: Option<SocketAddr>,
+) -> RawConfig {
+    let mut raw = RawConfig::default();
+    raw.admin.listen = admin.map(|a| a.to_string()).unwrap_or_default();
+    raw.listeners = vec![RawListener {
+        name: "default".into(),
+        listen: listen.to_string(),
+        tls: tls.map(|(cert, key)| RawTls {
+            certificates: vec![RawCertificate {
+                cert: cert.display().to_string(),
+                key: key.display().to_string(),
+                server_names: Vec::new(),
+            }],
+        }),
+    }];
+    raw.upstreams = vec![RawUpstream {
+        name: "default".into(),
+        endpoints: vec![upstream],
+        add_headers: BTreeMap::new(),
+        ..RawUpstream::default()
+    }];
+    raw.routes = vec![RawRoute {
+        name: "default".into(),
+        upstream: "default".into(),
+        origins,
+        ..RawRoute::default()
+    }];
+    raw
+}
+
+fn serve_demo(listen: SocketAddr, admin: SocketAddr, args: RuntimeArgs) -> ExitCode {
+    block_on(args, async move {
+        let echo = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tidegate demo: cannot start the echo upstream: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let echo_addr = echo.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tokio::spawn(tidegate::echo::serve(
+            echo,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let build = |listen: SocketAddr, admin: SocketAddr| {
+            let mut raw = proxy_config(
+                listen,
+                format!("ws://{echo_addr}"),
+                None,
+                Vec::new(),
+                Some(admin),
+            );
+            raw.routes[0].name = "echo".into();
+            raw.routes[0].path = "/echo".into();
+            Config::from_raw(raw)
+        };
+        let mut running = None;
+        // Preferred ports first; free ones if those are taken.
+        for (l, a) in [(listen, admin), (with_port(listen, 0), with_port(admin, 0))] {
+            let config = match build(l, a) {
+                Ok(c) => c,
+                Err(e) => return config_failed(&e),
+            };
+            if let Ok(r) = server::start(config).await {
+                running = Some(r);
+                break;
+            }
+        }
+        let Some(running) = running else {
+            eprintln!("tidegate demo: cannot bind a listener");
+            return ExitCode::from(1);
+        };
+        announce(&running);
+        let gw = running.listeners[0].addr;
+        let admin = running.admin.map(|a| a.to_string()).unwrap_or_default();
+        eprintln!(
+            "\n  tidegate demo is up.\n\n  WebSocket echo through the gateway:  ws://{gw}/echo\n  \
+             try it:   python3 -m websockets ws://{gw}/echo      (pip install websockets)\n            \
+             or: npx wscat -c ws://{gw}/echo\n  send `!close 4000 bye` to see the upstream's close code pass through.\n\n  \
+             metrics:  http://{admin}/metrics   readiness: http://{admin}/readyz\n  Ctrl-C drains and exits.\n"
+        );
+        drain_on_signal(running).await
+    })
+}
+
+fn with_port(mut addr: SocketAddr, port: u16) -> SocketAddr {
+    addr.set_port(port);
+    addr
+}

@@ -1,0 +1,214 @@
+//! The running gateway: shared state built from a validated [`Config`],
+//! listeners bound, the admin endpoint up, and drain on request.
+//!
+//! Shutdown is a state, not an event: [`Running::shutdown`] turns `/readyz`
+//! to 503, stops every accept loop, tells each session to send Close 1001
+//! (spread over `drain.spread`), and [`Running::wait`] returns when the last
+//! connection is gone or `drain.grace` has passed.
+
+mod connection;
+mod listener;
+
+use crate::config::{Config, RouteConfig};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::relay::{self, scan::Limits};
+use crate::route::RouteTable;
+use crate::upstream::Upstream;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What a route needs at run time, resolved once.
+pub struct RouteRuntime {
+    pub config: Arc<RouteConfig>,
+    pub metrics: Arc<RouteMetrics>,
+    pub settings: Arc<relay::Settings>,
+    pub upstream: Arc<Upstream>,
+}
+
+/// State shared by every connection.
+pub struct Gateway {
+    pub config: Config,
+    pub routes: RouteTable,
+    pub runtime: HashMap<String, RouteRuntime>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when draining starts; every session selects on it.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so drain knows when the last one is gone.
+    pub tracker: TaskTracker,
+    /// One permit per client connection (`limits.max_connections`).
+    pub permits: Arc<Semaphore>,
+    /// `/readyz`: true between start-up and drain.
+    pub ready: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Gateway> {
+        let upstreams: HashMap<String, Arc<Upstream>> = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                (
+                    u.name.clone(),
+                    Arc::new(Upstream::new(Arc::clone(u), &metrics)),
+                )
+            })
+            .collect();
+        let runtime = config
+            .routes
+            .iter()
+            .map(|r| {
+                let limits = Limits {
+                    max_frame: config.limits.max_frame_size.min(r.max_message_size),
+                    max_message: r.max_message_size,
+                };
+                let settings = relay::Settings {
+                    client_limits: limits,
+                    upstream_limits: limits,
+                    ping_interval: config.keepalive.ping_interval,
+                    pong_timeout: config.keepalive.pong_timeout,
+                    idle_timeout: r.idle_timeout,
+                    close_timeout: config.limits.close_timeout,
+                    drain_spread: config.drain.spread,
+                };
+                let rt = RouteRuntime {
+                    config: Arc::clone(r),
+                    metrics: metrics.route(&r.name),
+                    settings: Arc::new(settings),
+                    upstream: Arc::clone(&upstreams[&r.upstream.name]),
+                };
+                (r.name.clone(), rt)
+            })
+            .collect();
+        Arc::new(Gateway {
+            routes: RouteTable::new(config.routes.clone()),
+            runtime,
+            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            config,
+            metrics,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            ready: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A bound listener, as reported at start-up.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// Binding failed: the address is in use, not local, not permitted…
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({key}): {source}")]
+pub struct BindError {
+    pub key: String,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A started gateway.
+pub struct Running {
+    pub listeners: Vec<Bound>,
+    pub admin: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
+    admin_stop: CancellationToken,
+}
+
+/// Bind everything and start serving. Must run inside a tokio runtime.
+pub async fn start(config: Config) -> Result<Running, BindError> {
+    let metrics = Metrics::new();
+    let gateway = Gateway::new(config, metrics);
+    let mut bound = Vec::new();
+    let mut sockets = Vec::new();
+    for (i, l) in gateway.config.listeners.iter().enumerate() {
+        let socket = listener::bind(l.addr).map_err(|source| BindError {
+            key: format!("listeners[{i}].listen"),
+            addr: l.addr,
+            source,
+        })?;
+        let addr = socket.local_addr().map_err(|source| BindError {
+            key: format!("listeners[{i}].listen"),
+            addr: l.addr,
+            source,
+        })?;
+        bound.push(Bound {
+            name: l.name.clone(),
+            addr,
+            tls: l.tls.is_some(),
+        });
+        sockets.push((l.clone(), socket));
+    }
+    let admin_stop = CancellationToken::new();
+    let admin = match gateway.config.admin {
+        Some(addr) => Some(
+            crate::admin::serve(addr, Arc::clone(&gateway), admin_stop.clone())
+                .await
+                .map_err(|source| BindError {
+                    key: "admin.listen".into(),
+                    addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    for (l, socket) in sockets {
+        tokio::spawn(listener::accept_loop(Arc::clone(&gateway), l, socket));
+    }
+    gateway.ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        listeners: bound,
+        admin,
+        gateway,
+        admin_stop,
+    })
+}
+
+/// How the drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection ended.
+    Clean,
+    /// The grace period ran out with this many tasks left.
+    GraceExpired(usize),
+}
+
+impl Running {
+    /// Begin draining (idempotent).
+    pub fn shutdown(&self) {
+        let g = &self.gateway;
+        if !g.shutdown.is_cancelled() {
+            tracing::info!("draining: readiness off, accept stopped, closing sessions with 1001");
+            g.ready.store(false, Ordering::SeqCst);
+            g.metrics.draining.set(1);
+            g.shutdown.cancel();
+        }
+    }
+
+    /// A token cancelled when draining begins (for tests and signal glue).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.gateway.shutdown.clone()
+    }
+
+    /// Wait for drain to be requested and then to finish.
+    pub async fn wait(self) -> Drained {
+        self.gateway.shutdown.cancelled().await;
+        let tracker = &self.gateway.tracker;
+        tracker.close();
+        let result =
+            match tokio::time::timeout(self.gateway.config.drain.grace, tracker.wait()).await {
+                Ok(()) => Drained::Clean,
+                Err(_) => Drained::GraceExpired(tracker.len()),
+            };
+        self.admin_stop.cancel();
+        result
+    }
+}

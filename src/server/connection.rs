@@ -1,0 +1,188 @@
+//! One client connection from accept to the start of its relay, in named
+//! phases: TLS → request head → validation (route, origin) → upstream
+//! connect and handshake → 101 → relay.
+//!
+//! This task is short-lived: once both handshakes are done it spawns the
+//! relay as a separate, small task and ends, so the buffers and parsed
+//! headers of the handshake are freed instead of living as long as the
+//! session.
+
+use super::Gateway;
+use crate::handshake::{self, read_head, write_rejection, HeadError, Rejection};
+use crate::io::Io;
+use crate::relay::Session;
+use crate::upstream::{build_request, switching_protocols, ClientInfo};
+use prometheus::IntCounter;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{timeout_at, Instant};
+use tracing::Instrument;
+
+pub async fn handle(
+    gw: Arc<Gateway>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    tls_failures: IntCounter,
+    permit: OwnedSemaphorePermit,
+) {
+    gw.metrics.open_sockets.inc();
+    let _open = scopeguard(&gw);
+    let accepted = Instant::now();
+    let deadline = accepted + gw.config.limits.handshake_timeout;
+
+    // Phase: TLS.
+    let tls = acceptor.is_some();
+    let mut io = match acceptor {
+        None => Io::Tcp(tcp),
+        Some(acceptor) => match timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => Io::TlsServer(Box::new(s)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                tls_failures.inc();
+                return;
+            }
+            Err(_) => {
+                tls_failures.inc();
+                return;
+            }
+        },
+    };
+
+    // Phase: request head, bounded in bytes and time (slowloris).
+    let (head, from_client) = match timeout_at(
+        deadline,
+        read_head(&mut io, gw.config.limits.max_header_bytes),
+    )
+    .await
+    {
+        Ok(Ok(x)) => x,
+        Ok(Err(HeadError::TooLarge)) => {
+            return reject(&gw, &mut io, None, Rejection::HeaderTooLarge).await
+        }
+        Ok(Err(HeadError::Malformed)) => {
+            return reject(&gw, &mut io, None, Rejection::Malformed).await
+        }
+        Ok(Err(_)) => return,
+        Err(_) => {
+            gw.metrics
+                .handshake_rejections
+                .with_label_values(&["-", "handshake_timeout"])
+                .inc();
+            return;
+        }
+    };
+
+    // Phase: validation and routing.
+    let upgrade = match handshake::validate(&head, &gw.routes) {
+        Ok(u) => u,
+        Err(refused) => {
+            let route = refused.route.as_ref().map(|r| r.name.as_str());
+            return reject(&gw, &mut io, route, refused.rejection).await;
+        }
+    };
+    let rt = &gw.runtime[&upgrade.route.name];
+    if gw.shutdown.is_cancelled() {
+        return reject(&gw, &mut io, Some(&rt.config.name), Rejection::Draining).await;
+    }
+
+    // Phase: upstream connect and handshake.
+    let client = ClientInfo { addr: peer, tls };
+    let upstream_config = &rt.upstream.config;
+    let connected = rt
+        .upstream
+        .connect(&upgrade.key, &upgrade.protocols, |ep| {
+            build_request(&head, &upgrade, upstream_config, ep, client)
+        })
+        .await;
+    let connected = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(route = %rt.config.name, error = %e, "upstream handshake failed");
+            rt.metrics.upstream_error.inc();
+            let rejection = e.rejection();
+            gw.metrics
+                .handshake_rejections
+                .with_label_values(&[&rt.config.name, rejection.label()])
+                .inc();
+            write_rejection(&mut io, &rejection).await;
+            return;
+        }
+    };
+
+    // Phase: 101 to the client.
+    let response = switching_protocols(
+        &handshake::accept_key(&upgrade.key),
+        connected.protocol.as_deref(),
+        &connected.headers,
+    );
+    let sent = timeout_at(Instant::now() + gw.config.limits.handshake_timeout, async {
+        io.write_all(&response).await?;
+        io.flush().await
+    })
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    rt.metrics.upgraded.inc();
+    rt.metrics
+        .handshake
+        .observe(accepted.elapsed().as_secs_f64());
+    tracing::debug!(route = %rt.config.name, "upgraded");
+
+    // Phase: relay, in its own small task.
+    let session = Session::new(
+        io,
+        connected.io,
+        &from_client,
+        &connected.leftover,
+        Arc::clone(&rt.settings),
+        Arc::clone(&rt.metrics),
+    );
+    let token = gw.shutdown.clone();
+    let gw2 = Arc::clone(&gw);
+    let span = tracing::Span::current();
+    gw.tracker.spawn(
+        async move {
+            gw2.metrics.open_sockets.inc();
+            let outcome = session.run(token).await;
+            gw2.metrics.open_sockets.dec();
+            tracing::debug!(?outcome, "session ended");
+            drop(permit);
+        }
+        .instrument(span),
+    );
+}
+
+/// Refuse the request: count it and answer with its status.
+async fn reject(gw: &Gateway, io: &mut Io, route: Option<&str>, rejection: Rejection) {
+    gw.metrics
+        .handshake_rejections
+        .with_label_values(&[route.unwrap_or("-"), rejection.label()])
+        .inc();
+    if let Some(rt) = route.and_then(|r| gw.runtime.get(r)) {
+        rt.metrics.rejected.inc();
+    }
+    tracing::debug!(
+        route = route.unwrap_or("-"),
+        reason = rejection.label(),
+        "handshake refused"
+    );
+    write_rejection(io, &rejection).await;
+}
+
+/// Decrements the open-socket gauge when the handshake task ends.
+struct OpenGuard<'a>(&'a Gateway);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.open_sockets.dec();
+    }
+}
+
+fn scopeguard(gw: &Gateway) -> OpenGuard<'_> {
+    OpenGuard(gw)
+}

@@ -1,0 +1,78 @@
+//! Accept loops: one per listener. Enforces the global connection cap,
+//! sets TCP_NODELAY, and hands each socket to its own connection task.
+//! Stops accepting the moment draining starts.
+
+use super::{connection, Gateway};
+use crate::config::ListenerConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket};
+use tracing::Instrument;
+
+/// Listen backlog: large enough for a connection storm.
+const BACKLOG: u32 = 4096;
+
+/// Response for a connection over the cap on a plain listener.
+const OVER_CAPACITY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n";
+
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+pub async fn accept_loop(gw: Arc<Gateway>, config: ListenerConfig, listener: TcpListener) {
+    let name: Arc<str> = Arc::from(config.name.as_str());
+    let over_cap = gw
+        .metrics
+        .listener_refused
+        .with_label_values(&[&config.name, "connection_limit"]);
+    let tls_failures = gw
+        .metrics
+        .tls_handshake_failures
+        .with_label_values(&[&config.name]);
+    let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let accepted = tokio::select! {
+            // Drain: stop accepting; the listening socket closes when this returns.
+            _ = gw.shutdown.cancelled() => return,
+            // A client connected, or accept failed.
+            r = listener.accept() => r,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Usually EMFILE/ENFILE: back off instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&gw.permits).try_acquire_owned() else {
+            over_cap.inc();
+            if acceptor.is_none() {
+                let _ = tcp.try_write(OVER_CAPACITY);
+            }
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let span = tracing::debug_span!("conn", listener = %name, client = %peer);
+        let task = connection::handle(
+            Arc::clone(&gw),
+            tcp,
+            peer,
+            acceptor.clone(),
+            tls_failures.clone(),
+            permit,
+        );
+        gw.tracker.spawn(task.instrument(span));
+    }
+}
