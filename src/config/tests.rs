@@ -1,1 +1,160 @@
+use super::*;
 
+const GOOD: &str = r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "app"
+endpoints = ["ws://127.0.0.1:3000", "ws://localhost:3001/base/"]
+
+[[routes]]
+name = "chat"
+host = "*.example.com"
+path = "/chat/"
+upstream = "app"
+origins = ["https://*.example.com"]
+idle_timeout = "5m"
+"#;
+
+fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut out = None;
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("tidegate.toml", toml)?;
+        for (k, v) in env {
+            jail.set_env(k, v);
+        }
+        out = Some(Config::load(Some(Path::new("tidegate.toml"))));
+        Ok(())
+    });
+    out.expect("jail ran")
+}
+
+fn keys(e: &ConfigError) -> Vec<&str> {
+    e.problems.iter().map(|p| p.key.as_str()).collect()
+}
+
+#[test]
+fn good_config_is_typed() {
+    let c = load(GOOD, &[]).unwrap();
+    assert_eq!(c.listeners[0].name, "public");
+    let r = &c.routes[0];
+    assert_eq!(r.path, "/chat");
+    assert_eq!(r.idle_timeout, Some(Duration::from_secs(300)));
+    assert_eq!(r.max_message_size, 64 << 20);
+    let eps = &r.upstream.endpoints;
+    assert_eq!(eps[0].authority, "127.0.0.1:3000");
+    assert_eq!(eps[1].base_path, "/base");
+    assert_eq!(eps[1].port, 3001);
+    assert_eq!(c.keepalive.ping_interval, Some(Duration::from_secs(30)));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let bad = r#"
+[admin]
+listen = "nowhere"
+
+[limits]
+max_frame_size = 0
+handshake_timeout = "soon"
+
+[keepalive]
+pong_timeout = "0s"
+
+[[listeners]]
+listen = "127.0.0.1"
+
+[[listeners]]
+listen = "127.0.0.1:8443"
+tls = { certificates = [{ cert = "/nonexistent/cert.pem", key = "/nonexistent/key.pem" }] }
+
+[[upstreams]]
+name = "app"
+endpoints = []
+
+[[upstreams]]
+name = "other"
+endpoints = ["http://127.0.0.1:1"]
+
+[[routes]]
+path = "/a"
+upstream = "missing"
+
+[[routes]]
+path = "/b"
+upstream = "app"
+origins = ["not an origin"]
+
+[[routes]]
+path = "/b/"
+upstream = "app"
+"#;
+    let e = load(bad, &[]).unwrap_err();
+    let k = keys(&e);
+    for want in [
+        "admin.listen",
+        "limits.max_frame_size",
+        "limits.handshake_timeout",
+        "keepalive.pong_timeout",
+        "listeners[0].listen",
+        "listeners[1].tls.certificates[0].cert",
+        "upstreams[0].endpoints",
+        "upstreams[1].endpoints[0]",
+        "routes[0].upstream",
+        "routes[1].origins",
+        "routes[2].path",
+    ] {
+        assert!(k.contains(&want), "missing {want} in {k:?}");
+    }
+    let text = e.to_string();
+    assert!(
+        text.contains("routes[0].upstream: no upstream named \"missing\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let e = load(&format!("{GOOD}\n[limits]\nmax_conections = 5\n"), &[]).unwrap_err();
+    assert!(e.to_string().contains("max_conections"), "{e}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let c = load(
+        GOOD,
+        &[
+            ("TIDEGATE_LIMITS__MAX_CONNECTIONS", "77"),
+            ("TIDEGATE_LOG", "debug"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_connections, 77);
+    let e = load(GOOD, &[("TIDEGATE_LIMITS__MAX_CONNECTIONS", "0")]).unwrap_err();
+    assert_eq!(keys(&e), vec!["limits.max_connections"]);
+}
+
+#[test]
+fn empty_config_needs_listeners_and_routes() {
+    let e = Config::from_raw(RawConfig::default()).unwrap_err();
+    assert_eq!(keys(&e), vec!["listeners", "routes"]);
+}
+
+#[test]
+fn redaction_hides_added_header_values() {
+    let toml = GOOD.replace(
+        "endpoints = [\"ws://127.0.0.1:3000\", \"ws://localhost:3001/base/\"]",
+        "endpoints = [\"ws://127.0.0.1:3000\"]\nadd_headers = { X-Shared-Secret = \"hunter2\" }",
+    );
+    let c = load(&toml, &[]).unwrap();
+    let shown = toml::to_string(&c.raw.redacted()).unwrap();
+    assert!(!shown.contains("hunter2"));
+    assert!(shown.contains("<redacted>"));
+    assert_eq!(c.upstreams[0].add_headers[0].1, "hunter2");
+}
