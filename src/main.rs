@@ -110,7 +110,7 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Run { config, runtime } => match Config::load(config.as_deref()) {
-            Ok(c) => serve(c, runtime, None),
+            Ok(c) => serve(c, runtime),
             Err(e) => config_failed(&e),
         },
         Command::Proxy {
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
         } => {
             let raw = proxy_config(listen, upstream, tls_cert.zip(tls_key), allow_origin, admin);
             match Config::from_raw(raw) {
-                Ok(c) => serve(c, runtime, None),
+                Ok(c) => serve(c, runtime),
                 Err(e) => config_failed(&e),
             }
         }
@@ -145,10 +145,17 @@ fn main() -> ExitCode {
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_default();
-            say(&format!("tidegate echo listening addr={addr}"));
+            let mut signals = match Signals::new() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("tidegate echo: cannot install signal handlers: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let stop = tokio_util::sync::CancellationToken::new();
             tokio::spawn(tidegate::echo::serve(listener, stop.clone()));
-            wait_signal().await;
+            say(&format!("tidegate echo listening addr={addr}"));
+            signals.next().await;
             stop.cancel();
             ExitCode::SUCCESS
         }),
@@ -161,6 +168,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -197,12 +205,17 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(args: RuntimeArgs, f: F) 
     }
 }
 
-fn serve(
-    config: Config,
-    args: RuntimeArgs,
-    banner: Option<Box<dyn FnOnce(&Running) + Send>>,
-) -> ExitCode {
+fn serve(config: Config, args: RuntimeArgs) -> ExitCode {
     block_on(args, async move {
+        // Handlers first: a signal that arrives as soon as the listening
+        // line is printed must drain, not kill.
+        let signals = match Signals::new() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tidegate: cannot install signal handlers: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let running = match server::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -211,10 +224,7 @@ fn serve(
             }
         };
         announce(&running);
-        if let Some(banner) = banner {
-            banner(&running);
-        }
-        drain_on_signal(running).await
+        drain_on_signal(running, signals).await
     })
 }
 
@@ -231,11 +241,11 @@ fn announce(running: &Running) {
 }
 
 /// First SIGTERM/SIGINT drains; a second one exits at once.
-async fn drain_on_signal(running: Running) -> ExitCode {
-    wait_signal().await;
+async fn drain_on_signal(running: Running, mut signals: Signals) -> ExitCode {
+    signals.next().await;
     running.shutdown();
-    tokio::spawn(async {
-        wait_signal().await;
+    tokio::spawn(async move {
+        signals.next().await;
         eprintln!("tidegate: second signal, exiting without waiting for the drain");
         std::process::exit(1);
     });
@@ -246,22 +256,36 @@ async fn drain_on_signal(running: Running) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
+/// The signals tidegate acts on, installed once.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Wait for SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        loop {
             tokio::select! {
                 // SIGTERM: orchestrator stop.
-                _ = term.recv() => {}
+                _ = self.term.recv() => return,
                 // SIGINT: Ctrl-C.
-                _ = int.recv() => {}
+                _ = self.int.recv() => return,
+                // SIGHUP must not kill a gateway by its default action.
+                _ = self.hup.recv() => {
+                    tracing::warn!("SIGHUP received: configuration reload is not implemented yet; ignoring");
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
@@ -303,6 +327,13 @@ fn proxy_config(
 
 fn serve_demo(listen: SocketAddr, admin: SocketAddr, args: RuntimeArgs) -> ExitCode {
     block_on(args, async move {
+        let signals = match Signals::new() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tidegate demo: cannot install signal handlers: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let echo = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
             Ok(l) => l,
             Err(e) => {
@@ -352,7 +383,7 @@ fn serve_demo(listen: SocketAddr, admin: SocketAddr, args: RuntimeArgs) -> ExitC
              or: npx wscat -c ws://{gw}/echo\n  send `!close 4000 bye` to see the upstream's close code pass through.\n\n  \
              metrics:  http://{admin}/metrics   readiness: http://{admin}/readyz\n  Ctrl-C drains and exits.\n"
         );
-        drain_on_signal(running).await
+        drain_on_signal(running, signals).await
     })
 }
 

@@ -44,8 +44,8 @@ pub struct Metrics {
     pub session_duration: HistogramVec,
     pub listener_refused: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
-    /// Every accepted socket, handshaking or relaying.
-    pub open_sockets: IntGauge,
+    /// Accepted sockets still in TLS / HTTP / upstream handshake.
+    pub handshakes_in_progress: IntGauge,
     pub draining: IntGauge,
 }
 
@@ -177,7 +177,7 @@ impl Metrics {
             listener_refused: counter_vec(
                 &registry,
                 "tidegate_listener_refused_total",
-                "Connections closed at accept, by reason (connection_limit, draining).",
+                "Connections closed at accept, by reason (connection_limit).",
                 &["listener", "reason"],
             ),
             tls_handshake_failures: counter_vec(
@@ -186,7 +186,10 @@ impl Metrics {
                 "TLS handshakes that failed or timed out.",
                 &["listener"],
             ),
-            open_sockets: gauge("tidegate_open_client_sockets", "Accepted client sockets (any phase)."),
+            handshakes_in_progress: gauge(
+                "tidegate_handshakes_in_progress",
+                "Accepted client connections not yet relaying (TLS, request head, upstream handshake).",
+            ),
             draining: gauge("tidegate_draining", "1 while the gateway is draining."),
             registry,
         })

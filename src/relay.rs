@@ -21,14 +21,15 @@ use crate::metrics::RouteMetrics;
 use leg::{GatewayClose, Leg, Side};
 use scan::{Limits, Stop};
 use std::cell::RefCell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Bytes read per system call: a typical message in one read.
 pub const SCRATCH: usize = 64 * 1024;
@@ -115,22 +116,17 @@ impl Session {
         s
     }
 
-    /// Run to the end. Holds the drain token's future and one timer; both
-    /// live inside this future, so the session allocates nothing more.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Outcome {
+    /// The session as a task: this future is all a relayed connection
+    /// holds while it lives (the session, one timer, the drain signal and
+    /// the connection-cap permit).
+    pub fn run(self, shutdown: CancellationToken, permit: OwnedSemaphorePermit) -> Running {
         self.metrics.active.inc();
-        let sleep = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(sleep);
-        let cancelled = shutdown.cancelled();
-        tokio::pin!(cancelled);
-        let outcome = poll_fn(|cx| self.poll(cx, sleep.as_mut(), cancelled.as_mut())).await;
-        self.metrics.active.dec();
-        self.metrics
-            .session
-            .observe(self.started.elapsed().as_secs_f64());
-        self.metrics.close("client", outcome.client_close);
-        self.metrics.close("upstream", outcome.upstream_close);
-        outcome
+        Running {
+            session: self,
+            sleep: tokio::time::sleep(Duration::from_secs(3600)),
+            cancelled: shutdown.cancelled_owned(),
+            _permit: permit,
+        }
     }
 
     fn legs(&mut self, from: Side) -> (&mut Leg, &mut Leg) {
@@ -151,7 +147,7 @@ impl Session {
         &mut self,
         cx: &mut Context<'_>,
         mut sleep: Pin<&mut Sleep>,
-        mut cancelled: Pin<&mut impl Future<Output = ()>>,
+        mut cancelled: Pin<&mut WaitForCancellationFutureOwned>,
     ) -> Poll<Outcome> {
         for _ in 0..4 {
             let now = Instant::now();
@@ -171,9 +167,13 @@ impl Session {
                     return Poll::Ready(self.outcome());
                 }
             } else {
-                let busy = self.run_io(cx, now);
+                let mut busy = self.run_io(cx, now);
                 self.count(now);
-                self.check_timers(now);
+                if self.check_timers(now) {
+                    // A timer queued a ping or a Close: send it now, not at
+                    // the next wake-up.
+                    busy |= self.run_io(cx, now);
+                }
                 if self.client.done() && self.upstream.done() {
                     self.finishing = true;
                     let deadline = now + self.settings.close_timeout;
@@ -231,13 +231,22 @@ impl Session {
     /// One step from `from` to the other leg. Returns true on progress.
     fn pump(&mut self, from: Side, cx: &mut Context<'_>, now: Instant) -> bool {
         let limits = self.limits(from);
-        let (src, dst) = self.legs(from);
+        // Field-wise split so `self.metrics` stays usable below.
+        let (src, dst) = match from {
+            Side::Client => (&mut self.client, &mut self.upstream),
+            Side::Upstream => (&mut self.upstream, &mut self.client),
+        };
         let mut progress = dst.flush(cx);
         if dst.blocked() {
             // Backpressure: do not read what cannot be passed on.
             return progress;
         }
-        progress |= insert_own_frames(src, dst, cx);
+        if let Some(code) = insert_own_frames(src, dst, cx) {
+            progress = true;
+            if code != 0 {
+                self.metrics.close("gateway", Some(code));
+            }
+        }
         if dst.blocked() || src.rx_done || src.rx_stopped {
             return progress;
         }
@@ -281,7 +290,7 @@ impl Session {
         let limits = self.limits(from);
         let (src, dst) = self.legs(from);
         let (n, stop) = src.scanner.scan(data, limits);
-        dst.queue(&data[..n]);
+        dst.queue(&data[..forwardable(src, dst, n, stop)]);
         src.pending_stop = stop;
         self.after_forward(from, now);
     }
@@ -294,10 +303,9 @@ impl Session {
             Some(Stop::Close(code)) => {
                 src.close_in = Some(code);
                 src.rx_stopped = true;
-                if !dst.close_out && !dst.dead {
+                if !dst.close_out && !dst.dead && dst.close_wanted.is_none() {
                     // The close went through with the bytes before it.
                     dst.close_out = true;
-                    dst.close_wanted = None;
                 }
                 self.start_closing(now);
             }
@@ -322,7 +330,6 @@ impl Session {
                         },
                     });
                 }
-                self.metrics.close("gateway", Some(v.close_code()));
                 self.reason = match from {
                     Side::Client => "client violation",
                     Side::Upstream => "upstream violation",
@@ -385,7 +392,6 @@ impl Session {
                 });
             }
         }
-        self.metrics.close("gateway", Some(code));
         self.reason = reason;
         self.start_closing(now);
     }
@@ -411,29 +417,31 @@ impl Session {
         }
     }
 
-    fn check_timers(&mut self, now: Instant) {
+    /// Act on passed deadlines. Returns true if a frame was queued.
+    fn check_timers(&mut self, now: Instant) -> bool {
+        let mut queued = false;
         if self.drain_at.is_some_and(|t| t <= now) {
             self.drain_at = None;
             self.close_both(1001, "going away", now);
+            queued = true;
         }
         if let Some(d) = self.close_deadline {
             if d <= now {
                 // The closing handshake took too long: tear down.
                 self.client.kill();
                 self.upstream.kill();
-                return;
             }
             // While closing, keepalive and idle no longer apply.
-            return;
+            return queued;
         }
         if let Some(idle) = self.settings.idle_timeout {
             if now.duration_since(self.last_data) >= idle {
                 self.close_both(1001, "idle timeout", now);
-                return;
+                return true;
             }
         }
         let Some(interval) = self.settings.ping_interval else {
-            return;
+            return queued;
         };
         let pong_timeout = self.settings.pong_timeout;
         for side in [Side::Client, Side::Upstream] {
@@ -465,14 +473,16 @@ impl Session {
                     }
                     self.reason = "ping timeout";
                     self.start_closing(now);
-                    return;
+                    return true;
                 }
             }
             if leg.ping_sent.is_none() && now.duration_since(leg.last_rx) >= interval {
                 leg.ping_wanted = true;
                 leg.ping_sent = Some(now);
+                queued = true;
             }
         }
+        queued
     }
 
     /// The earliest moment a timer must look again.
@@ -540,19 +550,31 @@ fn self_forward(
     let (n, stop) = src.scanner.scan(chunk, limits);
     // After a Close to `dst` nothing else may follow it.
     if !dst.close_out {
-        dst.send(cx, &chunk[..n]);
+        dst.send(cx, &chunk[..forwardable(src, dst, n, stop)]);
     }
     src.pending_stop = stop;
     chunk.len().max(1)
 }
 
-/// Insert the gateway's own ping or Close into `dst`'s stream, if one is
-/// wanted and the stream is at a frame boundary.
-fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'_>) -> bool {
-    if dst.dead || dst.close_out || !src.scanner.at_boundary() {
-        return false;
+/// How much of a scanned prefix of `n` bytes goes to `dst`: all of it,
+/// except a Close from `src` when the gateway has its own Close for `dst`
+/// (e.g. 1009 after `dst` sent an oversized message): `src`'s Close is the
+/// reply to ours, and `dst` must hear the gateway's code, not an echo.
+fn forwardable(src: &Leg, dst: &Leg, n: usize, stop: Option<Stop>) -> usize {
+    match stop {
+        Some(Stop::Close(_)) if dst.close_wanted.is_some() => n - src.scanner.close_len(),
+        _ => n,
     }
-    let mut wrote = false;
+}
+
+/// Insert the gateway's own ping or Close into `dst`'s stream, if one is
+/// wanted and the stream is at a frame boundary. Returns `None` if nothing
+/// was written, else the Close code sent (0 for a ping alone).
+fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'_>) -> Option<u16> {
+    if dst.dead || dst.close_out || !src.scanner.at_boundary() {
+        return None;
+    }
+    let mut wrote = None;
     if dst.ping_wanted {
         dst.ping_wanted = false;
         let frame = own_frame(
@@ -565,7 +587,7 @@ fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'_>) -> bool
             dst.masks(),
         );
         dst.send(cx, &frame);
-        wrote = true;
+        wrote = Some(0);
     }
     if let Some(close) = dst.close_wanted {
         let other_finished = src.close_in.is_some() || src.dead || src.rx_done;
@@ -577,7 +599,7 @@ fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'_>) -> bool
                 dst.masks(),
             );
             dst.send(cx, &frame);
-            wrote = true;
+            wrote = Some(close.code);
         }
     }
     wrote
@@ -592,6 +614,38 @@ fn own_frame(mut frame: fastwebsockets::Frame<'_>, masked: bool) -> Vec<u8> {
     let len = frame.write(&mut buf).len();
     buf.truncate(len);
     buf
+}
+
+pin_project_lite::pin_project! {
+    /// A running session (see [`Session::run`]).
+    pub struct Running {
+        session: Session,
+        // Timer arm: the next keepalive, idle, drain or close deadline.
+        #[pin]
+        sleep: Sleep,
+        // Drain arm: fires once when the gateway starts draining.
+        #[pin]
+        cancelled: WaitForCancellationFutureOwned,
+        // Held for the session's life: one slot of `limits.max_connections`.
+        _permit: OwnedSemaphorePermit,
+    }
+}
+
+impl Future for Running {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.project();
+        let session = this.session;
+        let outcome = std::task::ready!(session.poll(cx, this.sleep, this.cancelled));
+        let m = &session.metrics;
+        m.active.dec();
+        m.session.observe(session.started.elapsed().as_secs_f64());
+        m.close("client", outcome.client_close);
+        m.close("upstream", outcome.upstream_close);
+        tracing::debug!(?outcome, "session ended");
+        Poll::Ready(outcome)
+    }
 }
 
 impl std::fmt::Debug for Session {

@@ -21,6 +21,7 @@ origins = ["https://*.example.com"]
 idle_timeout = "5m"
 "#;
 
+#[allow(clippy::result_large_err)]
 fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let mut out = None;
     figment::Jail::expect_with(|jail| {

@@ -84,6 +84,8 @@ pub struct Scanner {
     messages: u64,
     /// Data payload bytes since the last `take_tally`.
     bytes: u64,
+    /// Length of the Close frame the last `Stop::Close` ended with.
+    close_len: u8,
 }
 
 struct Header {
@@ -144,6 +146,7 @@ impl Scanner {
             stash: Vec::new(),
             messages: 0,
             bytes: 0,
+            close_len: 0,
         }
     }
 
@@ -166,6 +169,12 @@ impl Scanner {
         let n = self.stash.len();
         dst[..n].copy_from_slice(&self.stash);
         n
+    }
+
+    /// Bytes of the Close frame that ended the last scan with `Stop::Close`
+    /// (it is the last thing in the forwardable prefix).
+    pub fn close_len(&self) -> usize {
+        self.close_len as usize
     }
 
     /// (messages, payload bytes) since the last call.
@@ -215,7 +224,10 @@ impl Scanner {
                 };
                 if header.opcode == 8 {
                     return match close_frame(&header, &frame[header.header_len..]) {
-                        Ok(code) => (pos + total, Some(Stop::Close(code))),
+                        Ok(code) => {
+                            self.close_len = total as u8;
+                            (pos + total, Some(Stop::Close(code)))
+                        }
                         Err(v) => (pos, Some(Stop::Violation(v))),
                     };
                 }

@@ -49,3 +49,17 @@ fn own_frames_pass_the_scanner_of_the_receiving_side() {
         (close.len(), Some(Stop::Close(Some(1014))))
     );
 }
+
+#[test]
+fn session_state_stays_small() {
+    // Idle memory per connection is a product feature: keep an eye on it.
+    let size = std::mem::size_of::<Session>();
+    println!(
+        "Session: {size} bytes, Leg: {}, Running: {}, Sleep: {}, drain future: {}",
+        std::mem::size_of::<Leg>(),
+        std::mem::size_of::<Running>(),
+        std::mem::size_of::<Sleep>(),
+        std::mem::size_of::<WaitForCancellationFutureOwned>()
+    );
+    assert!(size < 1024, "Session grew to {size} bytes");
+}

@@ -19,7 +19,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout_at, Instant};
-use tracing::Instrument;
 
 pub async fn handle(
     gw: Arc<Gateway>,
@@ -29,7 +28,7 @@ pub async fn handle(
     tls_failures: IntCounter,
     permit: OwnedSemaphorePermit,
 ) {
-    gw.metrics.open_sockets.inc();
+    gw.metrics.handshakes_in_progress.inc();
     let _open = scopeguard(&gw);
     let accepted = Instant::now();
     let deadline = accepted + gw.config.limits.handshake_timeout;
@@ -142,19 +141,8 @@ pub async fn handle(
         Arc::clone(&rt.settings),
         Arc::clone(&rt.metrics),
     );
-    let token = gw.shutdown.clone();
-    let gw2 = Arc::clone(&gw);
-    let span = tracing::Span::current();
-    gw.tracker.spawn(
-        async move {
-            gw2.metrics.open_sockets.inc();
-            let outcome = session.run(token).await;
-            gw2.metrics.open_sockets.dec();
-            tracing::debug!(?outcome, "session ended");
-            drop(permit);
-        }
-        .instrument(span),
-    );
+    // Spawned as is: the relay task is exactly the `Running` future.
+    gw.tracker.spawn(session.run(gw.shutdown.clone(), permit));
 }
 
 /// Refuse the request: count it and answer with its status.
@@ -174,12 +162,12 @@ async fn reject(gw: &Gateway, io: &mut Io, route: Option<&str>, rejection: Rejec
     write_rejection(io, &rejection).await;
 }
 
-/// Decrements the open-socket gauge when the handshake task ends.
+/// Decrements the in-progress gauge when the handshake task ends.
 struct OpenGuard<'a>(&'a Gateway);
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        self.0.metrics.open_sockets.dec();
+        self.0.metrics.handshakes_in_progress.dec();
     }
 }
 
