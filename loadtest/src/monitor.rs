@@ -1,0 +1,146 @@
+//! The once-a-second observer of a run: per-second throughput for the plot,
+//! the live progress line on stderr, and CPU time of the generator and of
+//! the process under test over exactly the measured window.
+//!
+//! It only reads shared counters and drains interval histograms, so it adds
+//! nothing to the connections' hot loops.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::procfs;
+use crate::stats::{Percentiles, Shared};
+
+/// What the monitor saw over the measured window.
+#[derive(Debug, Default)]
+pub struct Window {
+    /// Completed units in each whole second of the window.
+    pub per_second: Vec<f64>,
+    /// Wall time from the start of measurement to `finish`.
+    pub wall: Duration,
+    /// CPU seconds the generator used in the window.
+    pub generator_cpu: Option<f64>,
+    /// CPU seconds the observed process used in the window.
+    pub target_cpu: Option<f64>,
+}
+
+/// A running monitor; call [`Monitor::finish`] at the end of the window.
+pub struct Monitor {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<Window>,
+}
+
+/// How the live line is labelled and whose CPU to watch.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
+    /// Draw the progress line (off for `--quiet` or a non-TTY stderr).
+    pub show: bool,
+    /// "msgs/s" or "connects/s".
+    pub unit: &'static str,
+    /// Process to charge CPU time to.
+    pub pid: Option<u32>,
+}
+
+impl Monitor {
+    /// Starts observing; the measured window opens at `measure_from`.
+    pub fn spawn(shared: Arc<Shared>, measure_from: Instant, opts: MonitorOptions) -> Self {
+        let (stop, rx) = watch::channel(false);
+        let handle = tokio::spawn(run(shared, measure_from, opts, rx));
+        Self { stop, handle }
+    }
+
+    /// Closes the window and returns what was seen.
+    pub async fn finish(self) -> Window {
+        let _ = self.stop.send(true);
+        self.handle.await.unwrap_or_default()
+    }
+}
+
+fn progress_bar(show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .expect("constant progress template is valid"),
+    );
+    pb
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    measure_from: Instant,
+    opts: MonitorOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Window {
+    let pb = progress_bar(opts.show);
+    let show = |msg: String| {
+        pb.set_message(msg);
+        pb.tick();
+    };
+    // Warm-up: keep the line alive, measure nothing.
+    let mut warm = tokio::time::interval(Duration::from_millis(500));
+    while Instant::now() < measure_from {
+        tokio::select! {
+            // The window may be closed before it opened (an aborted run).
+            _ = stop.changed() => { pb.finish_and_clear(); return Window::default(); }
+            _ = tokio::time::sleep_until(measure_from.into()) => {}
+            _ = warm.tick() => show(format!("warming up, {} connections open", shared.open.load(Ordering::Relaxed))),
+        }
+    }
+    let cpu0 = procfs::self_cpu_seconds().ok();
+    let target0 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
+    let window_start = Instant::now();
+    let mut last_count = shared.completed.load(Ordering::Relaxed);
+    let mut last_tick = window_start;
+    let mut per_second = Vec::new();
+    let mut ticker = tokio::time::interval_at(
+        (window_start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
+    loop {
+        tokio::select! {
+            // End of the measured window, signalled by the scenario.
+            _ = stop.changed() => break,
+            // One-second boundary: sample the counters.
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                let count = shared.completed.load(Ordering::Relaxed);
+                let rate = (count - last_count) as f64 / now.duration_since(last_tick).as_secs_f64();
+                per_second.push(rate);
+                last_count = count;
+                last_tick = now;
+                let p99 = Percentiles::from_histogram(&shared.take_interval()).p99_us;
+                show(format!(
+                    "conns {} | {:.0} {} | p99 {:.0} µs | errors {}",
+                    shared.open.load(Ordering::Relaxed),
+                    rate,
+                    opts.unit,
+                    p99,
+                    shared.errors().values().sum::<u64>(),
+                ));
+            }
+        }
+    }
+    // A last partial second counts if it is long enough to mean something.
+    let tail = last_tick.elapsed();
+    if tail >= Duration::from_millis(500) {
+        let count = shared.completed.load(Ordering::Relaxed);
+        per_second.push((count - last_count) as f64 / tail.as_secs_f64());
+    }
+    pb.finish_and_clear();
+    let cpu1 = procfs::self_cpu_seconds().ok();
+    let target1 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
+    Window {
+        per_second,
+        wall: window_start.elapsed(),
+        generator_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        target_cpu: target0.zip(target1).map(|(a, b)| b - a),
+    }
+}

@@ -1,0 +1,106 @@
+//! Precise send times for the open-loop `rate` scenario.
+//!
+//! tokio's timer wheel has a resolution of one millisecond, so a sender
+//! that sleeps with it until each intended send time leaves up to a
+//! millisecond late — and, measured from the intended time, that lateness
+//! would be reported as latency of the server. The pacer is one OS thread
+//! with a 1 µs timer slack that sleeps (nanosleep) until the earliest due
+//! connection and wakes that connection's sender through a `Notify`. The
+//! remaining lateness is what the `send_lag` figure reports.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// One paced sender: when its messages are due and how to wake it.
+pub struct Paced {
+    pub start: Instant,
+    pub interval: Duration,
+    pub wake: Arc<Notify>,
+}
+
+/// Handle to the pacer thread; stops it when dropped.
+pub struct Pacer {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Pacer {
+    /// Starts pacing `senders` until `deadline`.
+    pub fn spawn(senders: Vec<Paced>, deadline: Instant) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::Builder::new()
+            .name("pacer".into())
+            .spawn(move || run(senders, deadline, &flag))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(senders: Vec<Paced>, deadline: Instant, stop: &AtomicBool) {
+    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer
+    // slack (default 50 µs) so that nanosleep wakes close to the asked time.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+    // Min-heap of (next due time, sender index, message index).
+    let mut heap: BinaryHeap<Reverse<(Instant, usize, u64)>> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Reverse((s.start, i, 0)))
+        .collect();
+    while let Some(Reverse((due, i, k))) = heap.pop() {
+        if due >= deadline || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        // Never wake a sender early: one woken before its message is due
+        // would find nothing to send and wait for the next wake, sending
+        // that message a whole interval late.
+        if due > now {
+            // Sleep in slices so a stop request is noticed promptly.
+            thread::sleep((due - now).min(Duration::from_millis(50)));
+            heap.push(Reverse((due, i, k)));
+            continue;
+        }
+        let s = &senders[i];
+        // notify_one keeps a permit if the sender is busy writing, so a
+        // wake is never lost; the sender then sends everything due.
+        s.wake.notify_one();
+        // Next message of this sender that is not yet due.
+        let step = s.interval.as_nanos().max(1);
+        let now = Instant::now();
+        let next_k = if now >= s.start {
+            ((now - s.start).as_nanos() / step + 1) as u64
+        } else {
+            k + 1
+        };
+        let next_k = next_k.max(k + 1);
+        heap.push(Reverse((
+            s.start + Duration::from_nanos(next_k * step as u64),
+            i,
+            next_k,
+        )));
+    }
+    // Wake everyone once more so senders notice the deadline.
+    for s in &senders {
+        s.wake.notify_one();
+    }
+}

@@ -1,0 +1,134 @@
+//! SVG plots for `--report`: the latency percentile curve (on a "nines"
+//! axis, where tail latency is visible) and throughput per second.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+
+/// Tick labels of the percentile axis: x = number of nines.
+fn nines_label(x: &f64) -> String {
+    match x.round() as i32 {
+        0 => "0%".into(),
+        1 => "90%".into(),
+        2 => "99%".into(),
+        3 => "99.9%".into(),
+        4 => "99.99%".into(),
+        _ => "99.999%".into(),
+    }
+}
+
+/// Latency (µs, log scale) against percentile, one line per series; each
+/// series is (percentile, µs) pairs as from `stats::percentile_curve`.
+pub fn latency_curve(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    let pts: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, curve)| {
+            let xy = curve
+                .iter()
+                .filter(|(p, _)| *p < 100.0)
+                .map(|&(p, us)| (-(1.0 - p / 100.0).max(1e-5).log10(), us.max(0.001)))
+                .collect();
+            (name.clone(), xy)
+        })
+        .collect();
+    let max_y = pts
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.1))
+        .fold(1.0, f64::max);
+    let min_y = pts
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.1))
+        .fold(max_y, f64::min);
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            0f64..5f64,
+            ((min_y * 0.8).max(0.001)..max_y * 1.2).log_scale(),
+        )
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (µs)")
+        .x_labels(6)
+        .x_label_formatter(&nines_label)
+        .draw()
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    for (i, (name, xy)) in pts.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(xy, color.stroke_width(2)))
+            .map_err(|e| anyhow!("plot: {e}"))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    root.present().map_err(|e| anyhow!("plot: {e}"))?;
+    Ok(())
+}
+
+/// Units per second over time, one line per series.
+pub fn throughput(
+    path: &Path,
+    title: &str,
+    unit: &str,
+    series: &[(String, Vec<f64>)],
+) -> Result<()> {
+    let max_x = series
+        .iter()
+        .map(|(_, v)| v.len())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let max_y = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..max_x, 0f64..max_y * 1.1)
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds into the measured window")
+        .y_desc(unit)
+        .draw()
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    for (i, (name, v)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let xy = v.iter().enumerate().map(|(s, &r)| (s as f64 + 1.0, r));
+        chart
+            .draw_series(LineSeries::new(xy, color.stroke_width(2)))
+            .map_err(|e| anyhow!("plot: {e}"))?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    root.present().map_err(|e| anyhow!("plot: {e}"))?;
+    Ok(())
+}

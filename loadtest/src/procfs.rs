@@ -1,0 +1,182 @@
+//! What the harness reads about processes from `/proc`, and the file
+//! descriptor limit it raises for itself.
+//!
+//! CPU time comes from `/proc/PID/stat` (utime + stime, in clock ticks of
+//! `sysconf(_SC_CLK_TCK)`); memory from the `VmRSS` line of
+//! `/proc/PID/status`.
+
+use std::fs;
+
+use anyhow::{bail, Context, Result};
+
+/// Clock ticks per second used by `/proc/PID/stat`.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 on error.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Parses utime + stime (in ticks) out of a `/proc/PID/stat` line.
+///
+/// The command name (field 2) is in parentheses and may itself contain
+/// spaces and parentheses, so fields are counted after the *last* `)`.
+pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    // After the name: state(3) ppid pgrp session tty_nr tpgid flags minflt
+    // cminflt majflt cmajflt utime(14) stime(15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU seconds (user + system) that process `pid` has used so far.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = parse_stat_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))?;
+    Ok(ticks as f64 / clock_ticks() as f64)
+}
+
+/// CPU seconds this process has used so far.
+pub fn self_cpu_seconds() -> Result<f64> {
+    cpu_seconds(std::process::id())
+}
+
+/// Parses the `VmRSS:` line of `/proc/PID/status` into bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let value: u64 = parts.next()?.parse().ok()?;
+    match parts.next()? {
+        "kB" => Some(value * 1024),
+        _ => None,
+    }
+}
+
+/// Resident memory of process `pid`, in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_vm_rss(&status).with_context(|| format!("no VmRSS line in {path}"))
+}
+
+/// Pids whose `/proc/PID/comm` is exactly `name` (the kernel truncates comm
+/// to 15 bytes, so the name is truncated the same way).
+pub fn pids_by_name(name: &str) -> Result<Vec<u32>> {
+    let wanted = &name.as_bytes()[..name.len().min(15)];
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").context("listing /proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(comm) = fs::read(entry.path().join("comm")) {
+            if comm.strip_suffix(b"\n").unwrap_or(&comm) == wanted {
+                pids.push(pid);
+            }
+        }
+    }
+    if pids.is_empty() {
+        bail!("no process named {name:?} found in /proc");
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new limit.
+pub fn raise_nofile_limit() -> Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        bail!(
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            bail!(
+                "setrlimit(RLIMIT_NOFILE): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// File descriptors the harness itself needs besides one per connection.
+pub const FD_RESERVE: u64 = 64;
+
+/// Checks that `connections` sockets fit under the descriptor `limit`.
+pub fn check_fd_budget(connections: u64, limit: u64) -> Result<()> {
+    if connections + FD_RESERVE > limit {
+        bail!(
+            "{connections} connections need about {} file descriptors, but RLIMIT_NOFILE \
+             allows {limit} per process (soft already raised to the hard limit). Lower \
+             --connections to at most {}, or raise the hard limit (ulimit -Hn, as root). \
+             Remember the server under test needs its own descriptors too: a proxy holds \
+             two per client.",
+            connections + FD_RESERVE,
+            limit.saturating_sub(FD_RESERVE)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_name() {
+        let line = "1234 (we ird) (name)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 100";
+        assert_eq!(parse_stat_cpu_ticks(line), Some(300));
+        assert_eq!(parse_stat_cpu_ticks("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn reads_own_process() {
+        assert!(clock_ticks() > 0);
+        let before = self_cpu_seconds().unwrap();
+        // Burn a little CPU so the counter can move; it must never go back.
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(self_cpu_seconds().unwrap() >= before);
+        let rss = rss_bytes(std::process::id()).unwrap();
+        assert!(rss > 100 * 1024, "rss {rss}");
+    }
+
+    #[test]
+    fn parses_vm_rss() {
+        let status = "Name:\tx\nVmPeak:\t  10 kB\nVmRSS:\t    2048 kB\nThreads: 1\n";
+        assert_eq!(parse_vm_rss(status), Some(2048 * 1024));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn fd_budget() {
+        assert!(check_fd_budget(1000, 20_000).is_ok());
+        let err = check_fd_budget(19_990, 20_000).unwrap_err().to_string();
+        assert!(err.contains("at most 19936"), "{err}");
+    }
+}

@@ -1,0 +1,119 @@
+//! rustls client configuration for `wss://` targets.
+//!
+//! A load test usually points at a gateway with a self-signed or private-CA
+//! certificate, so the choices are: trust a CA file (`--ca`), or skip
+//! certificate verification (`--insecure`; signatures are still checked, so
+//! the handshake costs what a real client's would). `--resumption off` builds
+//! a config with session resumption disabled, so every connection pays for a
+//! full handshake.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::crypto::{aws_lc_rs, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// How `wss://` connections are set up.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Accept any server certificate.
+    pub insecure: bool,
+    /// PEM file of CA certificates to trust.
+    pub ca: Option<PathBuf>,
+    /// Reuse sessions through rustls' in-memory client session cache.
+    pub resumption: bool,
+}
+
+/// Builds the one client config every connection of a run shares (sharing
+/// it is what lets its session cache resume sessions).
+pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let mut config = if opts.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    } else if let Some(ca) = &opts.ca {
+        builder
+            .with_root_certificates(load_roots(ca)?)
+            .with_no_client_auth()
+    } else {
+        bail!("a wss:// target needs --ca FILE (PEM) or --insecure");
+    };
+    if !opts.resumption {
+        config.resumption = Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore> {
+    let file = File::open(path).with_context(|| format!("opening CA file {}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+        let cert = cert.with_context(|| format!("reading PEM from {}", path.display()))?;
+        roots.add(cert).context("adding CA certificate")?;
+    }
+    if roots.is_empty() {
+        bail!("no certificates found in {}", path.display());
+    }
+    Ok(roots)
+}
+
+/// Accepts any certificate but still verifies handshake signatures, so the
+/// cryptographic work per handshake matches a verifying client's.
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
