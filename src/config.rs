@@ -136,6 +136,8 @@ pub struct RouteConfig {
     pub subprotocols: Vec<String>,
     pub idle_timeout: Option<Duration>,
     pub max_message_size: u64,
+    /// Edge authentication; `None`: anyone past Origin gets in.
+    pub auth: Option<Arc<crate::auth::AuthPolicy>>,
 }
 
 #[derive(Clone)]

@@ -44,6 +44,12 @@ pub struct Metrics {
     pub session_duration: HistogramVec,
     pub listener_refused: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
+    /// Edge auth outcomes: `result` is `ok`, `fail_open` or an
+    /// `AuthError` label (a fixed set).
+    pub auth_results: IntCounterVec,
+    /// Time spent in the auth phase (JWKS fetches and forward-auth calls
+    /// included).
+    pub auth_duration: HistogramVec,
     /// Accepted sockets still in TLS / HTTP / upstream handshake.
     pub handshakes_in_progress: IntGauge,
     pub draining: IntGauge,
@@ -185,6 +191,19 @@ impl Metrics {
                 "tidegate_tls_handshake_failures_total",
                 "TLS handshakes that failed or timed out.",
                 &["listener"],
+            ),
+            auth_results: counter_vec(
+                &registry,
+                "tidegate_auth_results_total",
+                "Edge authentication outcomes, by route, method (jwt, api_key, forward) and result.",
+                &["route", "method", "result"],
+            ),
+            auth_duration: histogram_vec(
+                &registry,
+                "tidegate_auth_duration_seconds",
+                "Time spent authenticating a client, by route and method.",
+                &["route", "method"],
+                LATENCY_BUCKETS,
             ),
             handshakes_in_progress: gauge(
                 "tidegate_handshakes_in_progress",

@@ -77,6 +77,9 @@ pub struct Session {
     close_deadline: Option<Instant>,
     /// Drain: when this session sends its Close 1001.
     drain_at: Option<Instant>,
+    /// Edge auth: when the client's token expires (JWT `exp` + grace); the
+    /// client then gets Close 1008 "token expired", the upstream 1001.
+    expires_at: Option<Instant>,
     draining: bool,
     /// Both close handshakes are done; shutting sockets down.
     finishing: bool,
@@ -106,6 +109,7 @@ impl Session {
             last_data: now,
             close_deadline: None,
             drain_at: None,
+            expires_at: None,
             draining: false,
             finishing: false,
             client_shut: false,
@@ -114,6 +118,12 @@ impl Session {
         s.preload(Side::Client, from_client, now);
         s.preload(Side::Upstream, from_upstream, now);
         s
+    }
+
+    /// End the session when the client's credential expires.
+    pub fn expire_at(mut self, at: Option<Instant>) -> Session {
+        self.expires_at = at;
+        self
     }
 
     /// The session as a task: this future is all a relayed connection
@@ -188,7 +198,10 @@ impl Session {
                 }
             }
             let next = self.next_deadline();
-            if sleep.deadline() != next {
+            // Re-arm only to move the timer earlier (or once it has fired):
+            // a later deadline is found when the early one fires, which
+            // keeps timer-wheel updates off the per-message path.
+            if next < sleep.deadline() || sleep.is_elapsed() {
                 sleep.as_mut().reset(next);
             }
             // Timer arm: a deadline passed (ping due, pong late, idle, drain,
@@ -383,7 +396,12 @@ impl Session {
 
     /// Close both legs with the same code (drain, idle timeout).
     fn close_both(&mut self, code: u16, reason: &'static str, now: Instant) {
-        for leg in [&mut self.client, &mut self.upstream] {
+        self.close_each(code, code, reason, now);
+    }
+
+    /// Gateway-initiated close with a code per leg.
+    fn close_each(&mut self, client: u16, upstream: u16, reason: &'static str, now: Instant) {
+        for (leg, code) in [(&mut self.client, client), (&mut self.upstream, upstream)] {
             if !leg.close_out && !leg.dead {
                 leg.close_wanted = Some(GatewayClose {
                     code,
@@ -424,6 +442,13 @@ impl Session {
             self.drain_at = None;
             self.close_both(1001, "going away", now);
             queued = true;
+        }
+        if self.expires_at.is_some_and(|t| t <= now) {
+            self.expires_at = None;
+            if self.close_deadline.is_none() {
+                self.close_each(1008, 1001, "token expired", now);
+                queued = true;
+            }
         }
         if let Some(d) = self.close_deadline {
             if d <= now {
@@ -495,6 +520,7 @@ impl Session {
             }
         };
         consider(self.drain_at);
+        consider(self.expires_at);
         consider(self.close_deadline);
         if self.close_deadline.is_none() {
             consider(self.settings.idle_timeout.map(|i| self.last_data + i));

@@ -6,6 +6,8 @@
 //! stay strings here; `validate` turns them into the typed `Config` and
 //! reports every problem at once with its key path.
 
+pub mod auth;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -27,6 +29,8 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     /// Named groups of upstream endpoints.
     pub upstreams: Vec<RawUpstream>,
+    /// Named authentication policies, referenced by `routes[].auth`.
+    pub auth_policies: Vec<auth::RawAuthPolicy>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +166,8 @@ pub struct RawRoute {
     pub idle_timeout: Option<String>,
     /// Per-route override of `limits.max_message_size`.
     pub max_message_size: Option<u64>,
+    /// Name of an entry in `auth_policies`; empty: no authentication.
+    pub auth: String,
 }
 
 impl Default for RawRoute {
@@ -177,6 +183,7 @@ impl Default for RawRoute {
             subprotocols: Vec::new(),
             idle_timeout: None,
             max_message_size: None,
+            auth: String::new(),
         }
     }
 }
@@ -227,6 +234,9 @@ impl RawConfig {
             for value in upstream.add_headers.values_mut() {
                 *value = "<redacted>".into();
             }
+        }
+        for policy in &mut copy.auth_policies {
+            policy.redact();
         }
         copy
     }

@@ -67,7 +67,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let listeners = listeners(&mut p, &raw);
     let upstreams = upstreams(&mut p, &raw.upstreams);
-    let routes = routes(&mut p, &raw.routes, &upstreams, &limits);
+    let policies = crate::auth::policy::policies(&mut p, &raw.auth_policies);
+    let routes = routes(&mut p, &raw.routes, &upstreams, &limits, &policies);
 
     if p.0.is_empty() {
         Ok(Config {
@@ -197,6 +198,7 @@ fn routes(
     raw: &[RawRoute],
     upstreams: &[Arc<UpstreamConfig>],
     limits: &Limits,
+    policies: &HashMap<String, Option<Arc<crate::auth::AuthPolicy>>>,
 ) -> Vec<Arc<RouteConfig>> {
     if raw.is_empty() {
         p.push("routes", "at least one route is required");
@@ -280,6 +282,19 @@ fn routes(
             Some(n) => n,
             None => limits.max_message_size,
         };
+        let auth = if r.auth.is_empty() {
+            None
+        } else {
+            // A policy that exists but is broken has its own problems.
+            let found = policies.get(&r.auth).cloned();
+            if found.is_none() {
+                p.push(
+                    format!("{key}.auth"),
+                    format!("no auth policy named {:?}", r.auth),
+                );
+            }
+            found.flatten()
+        };
         out.push(Arc::new(RouteConfig {
             name,
             host,
@@ -290,6 +305,7 @@ fn routes(
             subprotocols: r.subprotocols.clone(),
             idle_timeout,
             max_message_size,
+            auth,
         }));
     }
     out

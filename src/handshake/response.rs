@@ -27,6 +27,20 @@ pub enum Rejection {
     Protocol,
     /// The gateway is draining.
     Draining,
+    /// Edge auth: no credential in any configured source (401,
+    /// `WWW-Authenticate: Bearer error="invalid_request"`).
+    AuthMissing,
+    /// Edge auth: bad, expired or unknown credential (401,
+    /// `error="invalid_token"`).
+    AuthInvalid,
+    /// Edge auth: a claim condition failed (403, `error="insufficient_scope"`).
+    AuthForbidden,
+    /// Forward auth answered 401 or 403; relayed.
+    AuthDenied {
+        status: u16,
+    },
+    /// Forward auth failed and the policy fails closed (503).
+    AuthUnavailable,
     UpstreamUnreachable,
     UpstreamTimeout,
     UpstreamBadResponse,
@@ -55,7 +69,10 @@ impl Rejection {
             Rejection::Method => 405,
             Rejection::NotWebSocket | Rejection::Version => 426,
             Rejection::OriginMissing | Rejection::OriginDenied => 403,
-            Rejection::Draining => 503,
+            Rejection::Draining | Rejection::AuthUnavailable => 503,
+            Rejection::AuthMissing | Rejection::AuthInvalid => 401,
+            Rejection::AuthForbidden => 403,
+            Rejection::AuthDenied { status } => *status,
             Rejection::UpstreamUnreachable | Rejection::UpstreamBadResponse => 502,
             Rejection::UpstreamTimeout => 504,
             Rejection::UpstreamStatus { status, .. } => *status,
@@ -81,6 +98,11 @@ impl Rejection {
             Rejection::OriginDenied => "origin_denied",
             Rejection::Protocol => "protocol",
             Rejection::Draining => "draining",
+            Rejection::AuthMissing => "auth_missing",
+            Rejection::AuthInvalid => "auth_invalid",
+            Rejection::AuthForbidden => "auth_forbidden",
+            Rejection::AuthDenied { .. } => "auth_denied",
+            Rejection::AuthUnavailable => "auth_unavailable",
             Rejection::UpstreamUnreachable => "upstream_unreachable",
             Rejection::UpstreamTimeout => "upstream_timeout",
             Rejection::UpstreamBadResponse => "upstream_bad_response",
@@ -96,7 +118,10 @@ impl Rejection {
             Rejection::Method => "Method Not Allowed",
             Rejection::NotWebSocket | Rejection::Version => "Upgrade Required",
             Rejection::OriginMissing | Rejection::OriginDenied => "Forbidden",
-            Rejection::Draining => "Service Unavailable",
+            Rejection::Draining | Rejection::AuthUnavailable => "Service Unavailable",
+            Rejection::AuthMissing | Rejection::AuthInvalid => "Unauthorized",
+            Rejection::AuthForbidden => "Forbidden",
+            Rejection::AuthDenied { status } => reason_phrase(*status),
             Rejection::UpstreamUnreachable | Rejection::UpstreamBadResponse => "Bad Gateway",
             Rejection::UpstreamTimeout => "Gateway Timeout",
             Rejection::UpstreamStatus { status, .. } => reason_phrase(*status),
@@ -109,7 +134,11 @@ impl Rejection {
             Rejection::Method => "Allow: GET\r\n",
             Rejection::NotWebSocket => "Upgrade: websocket\r\nConnection: Upgrade\r\n",
             Rejection::Version => "Sec-WebSocket-Version: 13\r\n",
-            Rejection::Draining => "Retry-After: 1\r\n",
+            Rejection::Draining | Rejection::AuthUnavailable => "Retry-After: 1\r\n",
+            Rejection::AuthMissing => "WWW-Authenticate: Bearer error=\"invalid_request\"\r\n",
+            Rejection::AuthInvalid => "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
+            Rejection::AuthForbidden => "WWW-Authenticate: Bearer error=\"insufficient_scope\"\r\n",
+            Rejection::AuthDenied { status: 401 } => "WWW-Authenticate: Bearer\r\n",
             _ => "",
         }
     }

@@ -1,6 +1,6 @@
 //! One client connection from accept to the start of its relay, in named
-//! phases: TLS → request head → validation (route, origin) → upstream
-//! connect and handshake → 101 → relay.
+//! phases: TLS → request head → validation (route, origin) → auth →
+//! upstream connect and handshake → 101 → relay.
 //!
 //! This task is short-lived: once both handshakes are done it spawns the
 //! relay as a separate, small task and ends, so the buffers and parsed
@@ -76,7 +76,7 @@ pub async fn handle(
     };
 
     // Phase: validation and routing.
-    let upgrade = match handshake::validate(&head, &gw.routes) {
+    let mut upgrade = match handshake::validate(&head, &gw.routes) {
         Ok(u) => u,
         Err(refused) => {
             let route = refused.route.as_ref().map(|r| r.name.as_str());
@@ -88,13 +88,54 @@ pub async fn handle(
         return reject(&gw, &mut io, Some(&rt.config.name), Rejection::Draining).await;
     }
 
+    // Phase: auth, before any upstream connection is made.
+    let identity = match &rt.config.auth {
+        None => None,
+        Some(policy) => {
+            let route = rt.config.name.as_str();
+            let method = policy.method_label();
+            let started = Instant::now();
+            let checked = policy.authenticate(&head, &upgrade).await;
+            gw.metrics
+                .auth_duration
+                .with_label_values(&[route, method])
+                .observe(started.elapsed().as_secs_f64());
+            let result = match &checked {
+                Ok(identity) => identity.result,
+                Err(e) => e.label(),
+            };
+            gw.metrics
+                .auth_results
+                .with_label_values(&[route, method, result])
+                .inc();
+            match checked {
+                Ok(identity) => {
+                    identity.strip_protocols(&mut upgrade.protocols);
+                    Some(identity)
+                }
+                Err(e) => {
+                    // The reason only: never the credential.
+                    tracing::debug!(route, policy = %policy.name, reason = e.label(), "auth refused");
+                    return reject(&gw, &mut io, Some(route), e.rejection()).await;
+                }
+            }
+        }
+    };
+
     // Phase: upstream connect and handshake.
     let client = ClientInfo { addr: peer, tls };
     let upstream_config = &rt.upstream.config;
     let connected = rt
         .upstream
         .connect(&upgrade.key, &upgrade.protocols, |ep| {
-            build_request(&head, &upgrade, upstream_config, ep, client)
+            build_request(
+                &head,
+                &upgrade,
+                upstream_config,
+                ep,
+                client,
+                identity.as_ref(),
+            )
         })
         .await;
     let connected = match connected {
@@ -140,7 +181,8 @@ pub async fn handle(
         &connected.leftover,
         Arc::clone(&rt.settings),
         Arc::clone(&rt.metrics),
-    );
+    )
+    .expire_at(identity.as_ref().and_then(|i| i.deadline()));
     // Spawned as is: the relay task is exactly the `Running` future.
     gw.tracker.spawn(session.run(gw.shutdown.clone(), permit));
 }

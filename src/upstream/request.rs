@@ -5,8 +5,13 @@
 //! `Connection`) do not; the handshake headers are rewritten; forwarding
 //! headers say who the client is. Client-sent `X-Forwarded-*`/`Forwarded`
 //! are dropped unless the upstream config trusts them, so a client cannot
-//! claim another address.
+//! claim another address. With edge auth, the [`Identity`] decides what
+//! else changes: its credential (header, cookie, query parameter) is
+//! removed, client-sent copies of identity headers are dropped, and the
+//! identity headers are added.
 
+use crate::auth::source::{strip_cookie, strip_query};
+use crate::auth::Identity;
 use crate::config::{EndpointConfig, RouteConfig, UpstreamConfig};
 use crate::handshake::{RequestHead, Upgrade};
 use std::fmt::Write;
@@ -54,7 +59,12 @@ pub struct ClientInfo {
 }
 
 /// The path and query to request upstream.
-fn target(route: &RouteConfig, ep: &EndpointConfig, head: &RequestHead) -> String {
+fn target(
+    route: &RouteConfig,
+    ep: &EndpointConfig,
+    head: &RequestHead,
+    identity: Option<&Identity>,
+) -> String {
     let mut path = head.path();
     if route.strip_prefix && route.path != "/" {
         path = path.strip_prefix(route.path.as_str()).unwrap_or(path);
@@ -66,8 +76,18 @@ fn target(route: &RouteConfig, ep: &EndpointConfig, head: &RequestHead) -> Strin
     }
     out.push_str(path);
     if let Some(q) = head.query() {
-        out.push('?');
-        out.push_str(q);
+        let stripped;
+        let q = match identity.and_then(|i| i.strip_query.as_deref()) {
+            Some(name) => {
+                stripped = strip_query(q, name);
+                stripped.as_str()
+            }
+            None => q,
+        };
+        if !q.is_empty() {
+            out.push('?');
+            out.push_str(q);
+        }
     }
     out
 }
@@ -79,6 +99,7 @@ pub fn build_request(
     upstream: &UpstreamConfig,
     ep: &EndpointConfig,
     client: ClientInfo,
+    identity: Option<&Identity>,
 ) -> Vec<u8> {
     let connection_named: Vec<String> = head
         .all("connection")
@@ -87,7 +108,11 @@ pub fn build_request(
         .filter(|t| !t.is_empty())
         .collect();
     let mut out = String::with_capacity(1024);
-    let _ = write!(out, "GET {} HTTP/1.1\r\n", target(&upgrade.route, ep, head));
+    let _ = write!(
+        out,
+        "GET {} HTTP/1.1\r\n",
+        target(&upgrade.route, ep, head, identity)
+    );
     let host = if upstream.preserve_host {
         upgrade.host.as_str()
     } else {
@@ -116,6 +141,17 @@ pub fn build_request(
                 .any(|(n, _)| n.eq_ignore_ascii_case(name))
         {
             continue;
+        }
+        if let Some(id) = identity {
+            if id.strip_headers.contains(&lower) {
+                continue;
+            }
+            if let (Some(cookie), "cookie") = (&id.strip_cookie, lower.as_str()) {
+                if let Some(rest) = strip_cookie(value, cookie) {
+                    let _ = write!(out, "{name}: {rest}\r\n");
+                }
+                continue;
+            }
         }
         if FORWARDING.contains(&lower.as_str()) {
             if !upstream.trust_forwarded_headers {
@@ -160,6 +196,9 @@ pub fn build_request(
             "Forwarded: for={for_};host=\"{}\";proto={proto}\r\n",
             upgrade.host.replace(['"', '\\'], "")
         );
+    }
+    for (name, value) in identity.iter().flat_map(|i| &i.headers) {
+        let _ = write!(out, "{name}: {value}\r\n");
     }
     for (name, value) in &upstream.add_headers {
         let _ = write!(out, "{name}: {value}\r\n");

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Regenerates the comparison tables of docs/performance.md:
+#
+#   bash loadtest/bench.sh [OUT.md]        (default: loadtest/results/latest.md)
+#
+# Layout (issue #4): every proxy — tidegate (--workers 1), nginx
+# (worker_processes 1), HAProxy (nbthread 1) — pinned to core 0; the load
+# generator and the shared echo upstream pinned to core 1. Each scenario is
+# one `tidegate-loadtest compare` run, targets in alternation, ratios to the
+# direct (no proxy) run. Everything is on loopback, bounded in time.
+#
+# Environment: ROUNDS (default 3), DURATION (default 5s), SKIP_IDLE=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${1:-loadtest/results/latest.md}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --release --bin tidegate >&2
+cargo build --release -p tidegate-loadtest >&2
+TG=$CARGO_TARGET_DIR/release/tidegate
+LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
+export LOADTEST_BIN=$LT
+
+UP=127.0.0.1:18000
+TG_ADDR=127.0.0.1:18080
+RUN=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    bash loadtest/peers/peers.sh stop >/dev/null 2>&1 || true
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+
+wait_line() { # FILE PATTERN
+    for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+    echo "bench.sh: timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+
+# The shared upstream, and the peers in front of it.
+bash loadtest/peers/peers.sh start --upstream "$UP" --echo-server >&2
+taskset -c 0 "$TG" proxy --listen "$TG_ADDR" --upstream "ws://$UP" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
+PIDS+=($!)
+TG_PID=$!
+wait_line "$RUN/tg.out" "tidegate listening"
+NGINX_PID=$(cat "${TMPDIR:-/tmp}/tidegate-peers/nginx.started")
+HAPROXY_PID=$(cat "${TMPDIR:-/tmp}/tidegate-peers/haproxy.started")
+
+TARGETS=(--target "direct=ws://$UP/"
+         --target "tidegate=ws://$TG_ADDR/@$TG_PID"
+         --target "nginx=ws://127.0.0.1:18081/@$NGINX_PID"
+         --target "haproxy=ws://127.0.0.1:18082/@$HAPROXY_PID")
+
+run_compare() { # TITLE ARGS...
+    local title=$1; shift
+    echo "bench.sh: $title" >&2
+    {
+        echo "### $title"
+        echo
+        echo '```'
+        taskset -c 1 "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" "${TARGETS[@]}" "$@"
+        echo '```'
+        echo
+    } >>"$OUT.tmp"
+}
+
+mkdir -p "$(dirname "$OUT")"
+{
+    echo "# tidegate vs nginx vs HAProxy — $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "Command: \`bash loadtest/bench.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION)."
+    echo "Machine: $(nproc) cores, $(uname -r); load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Pinning: proxies on core 0 (one worker/thread each); generator and echo upstream on core 1."
+    echo "Versions: $("$TG" version); $(nginx -v 2>&1); $(haproxy -v 2>&1 | head -1)."
+    echo
+} >"$OUT.tmp"
+
+run_compare "50 connections, closed loop, 64 B" echo -c 50 --size 64 --duration "$DURATION"
+run_compare "50 connections, closed loop, 16 KiB" echo -c 50 --size 16384 --duration "$DURATION"
+run_compare "50 connections, 16 in flight each, 64 B" echo -c 50 --size 64 --in-flight 16 --duration "$DURATION"
+run_compare "1,000 connections x 10 msg/s x 128 B (open loop)" rate -c 1000 --rate 10 --size 128 --duration "$DURATION"
+
+if [ "${SKIP_IDLE:-0}" != 1 ]; then
+    echo "### 9,900 idle connections (RSS per connection, connects/s during the ramp)" >>"$OUT.tmp"
+    echo >>"$OUT.tmp"
+    for t in "tidegate ws://$TG_ADDR/ $TG_PID" "nginx ws://127.0.0.1:18081/ $NGINX_PID" "haproxy ws://127.0.0.1:18082/ $HAPROXY_PID"; do
+        set -- $t
+        echo "bench.sh: idle $1" >&2
+        {
+            echo "$1:"
+            echo '```'
+            taskset -c 1 "$LT" --workers 1 idle --quiet --url "$2" -c 9900 --hold 3s --source-ip-count 4 --pid "$3"
+            echo '```'
+        } >>"$OUT.tmp"
+        sleep 2
+    done
+fi
+mv "$OUT.tmp" "$OUT"
+echo "bench.sh: wrote $OUT" >&2

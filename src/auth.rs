@@ -1,0 +1,96 @@
+//! Edge authentication: the phase between validation (route, Origin) and
+//! the upstream connect. A route's [`AuthPolicy`] finds the credential
+//! (`source`), checks it with one method (`jwt` + `jwks`, `apikey`,
+//! `forward`) and yields an [`Identity`] for the upstream request; a
+//! refusal is an [`AuthError`] that knows its status and metric label.
+//! Tokens and secrets are never logged and never used as metric labels.
+
+pub mod apikey;
+pub mod error;
+pub mod forward;
+pub mod http;
+pub mod identity;
+pub mod jwks;
+pub mod jwt;
+pub(crate) mod policy;
+pub mod source;
+
+pub use error::AuthError;
+pub use identity::Identity;
+
+use crate::handshake::{RequestHead, Upgrade};
+use apikey::ApiKeys;
+use forward::{Allowed, ForwardAuth};
+use jwt::JwtVerifier;
+use serde_json::{Map, Value};
+use source::TokenSource;
+
+/// How credentials are checked.
+#[derive(Debug)]
+pub enum Method {
+    Jwt(JwtVerifier),
+    ApiKeys(ApiKeys),
+    Forward(ForwardAuth),
+}
+
+/// A validated `[[auth_policies]]` entry, shared by the routes naming it
+/// (and so are its JWKS cache and forward-auth cache).
+#[derive(Debug)]
+pub struct AuthPolicy {
+    pub name: String,
+    pub sources: Vec<TokenSource>,
+    pub keep_credential: bool,
+    /// (claim, header).
+    pub identity_headers: Vec<(String, String)>,
+    /// Lower-case header names a client may not send (identity headers and
+    /// forward-auth response headers).
+    pub reserved_headers: Vec<String>,
+    pub method: Method,
+}
+
+impl AuthPolicy {
+    /// `method` label of `tidegate_auth_results_total`.
+    pub fn method_label(&self) -> &'static str {
+        match self.method {
+            Method::Jwt(_) => "jwt",
+            Method::ApiKeys(_) => "api_key",
+            Method::Forward(_) => "forward",
+        }
+    }
+
+    /// Check the request; on success, what the upstream request carries.
+    pub async fn authenticate(
+        &self,
+        head: &RequestHead,
+        upgrade: &Upgrade,
+    ) -> Result<Identity, AuthError> {
+        let found = source::find(head, &self.sources);
+        let mut identity = Identity::new("ok", &self.reserved_headers);
+        if let Some((_, source)) = &found {
+            identity.strip_credential(source, self.keep_credential);
+        }
+        match &self.method {
+            Method::Jwt(verifier) => {
+                let (token, _) = found.ok_or(AuthError::Missing)?;
+                let claims = verifier.verify(&token).await?;
+                if let Some(grace) = verifier.expiry_grace {
+                    identity.expires = identity::expiry(&claims, grace);
+                }
+                identity.add_claims(&claims, &self.identity_headers);
+            }
+            Method::ApiKeys(keys) => {
+                let (token, _) = found.ok_or(AuthError::Missing)?;
+                let name = keys.check(&token).ok_or(AuthError::UnknownApiKey)?;
+                let mut claims = Map::new();
+                claims.insert("sub".into(), Value::String(name.to_string()));
+                claims.insert("key_name".into(), Value::String(name.to_string()));
+                identity.add_claims(&claims, &self.identity_headers);
+            }
+            Method::Forward(service) => match service.check(head, &upgrade.host).await? {
+                Allowed::Headers(headers) => identity.headers = headers,
+                Allowed::FailOpen => identity.result = "fail_open",
+            },
+        }
+        Ok(identity)
+    }
+}

@@ -1,0 +1,101 @@
+//! What the upstream learns about an authenticated client, and what it
+//! must not see: identity headers to add, credential-carrying parts of the
+//! request to remove (and any client-sent copy of the identity headers, so
+//! identity cannot be spoofed).
+
+use super::source::TokenSource;
+use serde_json::{Map, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The outcome of a successful authentication, consumed by
+/// `upstream::build_request` and the relay's expiry deadline.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// `result` label: `ok`, or `fail_open` when the auth service failed
+    /// and the policy lets clients in anyway.
+    pub result: &'static str,
+    /// Headers added to the upstream request.
+    pub headers: Vec<(String, String)>,
+    /// Lower-case names of client headers not forwarded.
+    pub strip_headers: Vec<String>,
+    /// A cookie removed from `Cookie`.
+    pub strip_cookie: Option<String>,
+    /// A query parameter removed from the target.
+    pub strip_query: Option<String>,
+    /// Offered sub-protocols with this prefix are not forwarded.
+    pub strip_protocol: Option<String>,
+    /// When the session must end (JWT `exp` + grace).
+    pub expires: Option<SystemTime>,
+}
+
+impl Identity {
+    pub(crate) fn new(result: &'static str, spoofable: &[String]) -> Identity {
+        Identity {
+            result,
+            strip_headers: spoofable.to_vec(),
+            ..Identity::default()
+        }
+    }
+
+    /// Remove the credential's carrier. Query and protocol tokens go
+    /// whatever `keep` says: they are not meant for the application.
+    pub(crate) fn strip_credential(&mut self, source: &TokenSource, keep: bool) {
+        match source {
+            TokenSource::Bearer if !keep => self.strip_headers.push("authorization".into()),
+            TokenSource::Header(name) if !keep => self.strip_headers.push(name.clone()),
+            TokenSource::Cookie(name) if !keep => self.strip_cookie = Some(name.clone()),
+            TokenSource::Query(name) => self.strip_query = Some(name.clone()),
+            TokenSource::Protocol(prefix) => self.strip_protocol = Some(prefix.clone()),
+            _ => {}
+        }
+    }
+
+    /// Map claims to headers: strings as they are, numbers and booleans as
+    /// text, arrays joined with spaces; control characters dropped.
+    pub(crate) fn add_claims(&mut self, claims: &Map<String, Value>, map: &[(String, String)]) {
+        for (claim, header) in map {
+            let value = match claims.get(claim) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => continue,
+            };
+            let value: String = value.chars().filter(|c| !c.is_control()).collect();
+            self.headers.push((header.clone(), value));
+        }
+    }
+
+    /// Drop offered sub-protocols that carried the token.
+    pub fn strip_protocols(&self, protocols: &mut Vec<String>) {
+        if let Some(prefix) = &self.strip_protocol {
+            protocols.retain(|p| !p.starts_with(prefix.as_str()));
+        }
+    }
+
+    /// The session deadline as an `Instant` (now, if already past).
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        let at = self.expires?;
+        let left = at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Some(tokio::time::Instant::now() + left)
+    }
+}
+
+/// `exp` (seconds since the epoch) + grace.
+pub(crate) fn expiry(claims: &Map<String, Value>, grace: Duration) -> Option<SystemTime> {
+    let exp = claims.get("exp")?.as_f64()?;
+    if !(0.0..1e12).contains(&exp) {
+        return None;
+    }
+    Some(UNIX_EPOCH + Duration::from_secs_f64(exp) + grace)
+}
