@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""Autobahn TestSuite conformance of tidegate, driven by kosoku.
+
+Sides tested (each its own kosoku report directory under --out):
+
+  server-ws     kosoku fuzzingclient -> tidegate (ws)  -> tidegate echo
+  server-wss    kosoku fuzzingclient -> socat (TCP->TLS) -> tidegate (wss) -> tidegate echo
+  upstream      Python websockets client (echoes what it gets) -> tidegate (ws)
+                -> kosoku fuzzingserver (the upstream under which the gateway is the client)
+  echo-direct   kosoku fuzzingclient -> tidegate echo (baseline without the gateway,
+                to tell gateway findings from echo-upstream findings)
+  client-direct Python websockets client -> kosoku fuzzingserver (baseline of the
+                upstream side: a case failing the same way here is the client's own
+                verdict and does not fail the run; this side never fails the run)
+
+A run fails (exit 1) when any case's behavior is FAILED or ERROR, in any
+section, on any side: sections 1-10 must be OK / NON-STRICT / INFORMATIONAL,
+compression (12.*, 13.*) must be OK or UNIMPLEMENTED (tidegate does not
+negotiate permessage-deflate). Closing-handshake verdicts other than OK /
+INFORMATIONAL are listed and fail the run too, unless --lenient-close.
+
+  .venv/bin/python tests/conformance/run.py                 # quick: 9.* cut to one case per group
+  .venv/bin/python tests/conformance/run.py --full          # every case, 9.* included
+  .venv/bin/python tests/conformance/run.py --full --write-doc   # also regenerate docs/conformance.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests" / "python"))
+
+import gateway as g  # noqa: E402
+
+# The upstream-side client echoes 4 MiB messages sent as 64-byte fragments
+# (9.3.*, 9.4.*): lift websockets' default cap of 4096 fragments per message.
+os.environ.setdefault("WEBSOCKETS_MAX_FRAGMENTS", str(1 << 20))
+
+BEHAVIORS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "ERROR"]
+GOOD_CLOSE = {"OK", "INFORMATIONAL"}
+SECTION_NAMES = {
+    "1": "Framing (text, binary)",
+    "2": "Pings/Pongs",
+    "3": "Reserved bits",
+    "4": "Opcodes",
+    "5": "Fragmentation",
+    "6": "UTF-8 handling",
+    "7": "Close handling",
+    "9": "Limits/Performance",
+    "10": "Misc (auto-fragmentation)",
+    "12": "WebSocket compression (different payloads)",
+    "13": "WebSocket compression (different parameters)",
+}
+SIDES = {
+    "server-ws": "client → **tidegate (ws)** → tidegate echo",
+    "server-wss": "client → socat → **tidegate (wss)** → tidegate echo",
+    "upstream": "websockets client → **tidegate (ws)** → kosoku fuzzingserver (gateway is the client)",
+    "echo-direct": "client → tidegate echo (baseline, no gateway)",
+    "client-direct": "websockets client → kosoku fuzzingserver (baseline, no gateway)",
+}
+# Sides that are baselines of another: a case that fails on the side in the
+# same way on its baseline is the endpoint's verdict, not the gateway's.
+BASELINE_OF = {"upstream": "client-direct"}
+# Third-party baselines: their findings are reported, never fail the run.
+NOT_GATING = {"client-direct"}
+# The quick selection skips the 9.* bulk-throughput cases (large messages and
+# many small frames), keeping one case of each 9.x group so the paths stay covered.
+QUICK_EXCLUDE = ["9.*"]
+QUICK_INCLUDE_BACK = ["9.1.1", "9.2.1", "9.3.1", "9.4.1", "9.5.1", "9.6.1", "9.7.1", "9.8.1"]
+
+
+def kosoku_bin() -> str:
+    exe = Path(sys.executable).parent / "kosoku"
+    return str(exe) if exe.exists() else (shutil.which("kosoku") or "kosoku")
+
+
+def selection_args(full: bool) -> list[str]:
+    if full:
+        return []
+    # kosoku applies -x after -i, so build the quick set as includes.
+    args = []
+    for sec in SECTION_NAMES:
+        if sec != "9":
+            args += ["-i", f"{sec}.*"]
+    for case in QUICK_INCLUDE_BACK:
+        args += ["-i", case]
+    return args
+
+
+def run_fuzzingclient(target: str, outdir: Path, full: bool, parallelism: int, log: Path) -> float:
+    argv = [kosoku_bin(), "-m", "fuzzingclient", target, "-o", str(outdir), "-p", str(parallelism)]
+    argv += selection_args(full)
+    t0 = time.monotonic()
+    with open(log, "wb") as f:
+        # exit status 1 means "some case did not pass" (UNIMPLEMENTED counts);
+        # the verdicts are judged from index.json below.
+        p = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, timeout=1500)
+    if not (outdir / "index.json").exists():
+        raise RuntimeError(f"kosoku wrote no report (exit {p.returncode}); see {log}:\n{log.read_text()[-3000:]}")
+    return time.monotonic() - t0
+
+
+# -- upstream side ---------------------------------------------------------
+
+AGENT = "tidegate"
+
+
+async def drive_fuzzingserver(gw_url: str, case_timeout: float = 120, compression: str | None = "deflate") -> int:
+    """Be the conformant client of the kosoku fuzzingserver, through tidegate:
+    ask the case count, run each case by echoing every message back, then ask
+    the server to write its reports."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import WebSocketException
+
+    base = gw_url.rstrip("/")
+    # compression: offered (and stripped by the gateway) through tidegate;
+    # not offered on the baseline, so both sides run the same uncompressed cases.
+    opts = dict(max_size=None, ping_interval=None, open_timeout=30, close_timeout=10, compression=compression)
+    async with connect(f"{base}/getCaseCount", **opts) as ws:
+        count = int(await asyncio.wait_for(ws.recv(), 30))
+
+    async def one(n: int) -> None:
+        try:
+            async with connect(f"{base}/runCase?case={n}&agent={AGENT}", **opts) as ws:
+                async for msg in ws:
+                    await ws.send(msg)
+        except (WebSocketException, OSError, asyncio.TimeoutError):
+            pass  # the fuzzingserver judges the outcome, not us
+
+    for n in range(1, count + 1):
+        try:
+            await asyncio.wait_for(one(n), case_timeout)
+        except asyncio.TimeoutError:
+            print(f"  upstream case #{n}: client timed out", file=sys.stderr)
+    async with connect(f"{base}/updateReports", **opts) as ws:
+        pass
+    return count
+
+
+def run_upstream_side(stack: g.Stack, outdir: Path, full: bool, through_gateway: bool = True) -> float:
+    t0 = time.monotonic()
+    argv = [kosoku_bin(), "-m", "fuzzingserver", "127.0.0.1:0", "-o", str(outdir)] + selection_args(full)
+    fz = stack.spawn("fuzzingserver", argv)
+    (m,) = fz.wait_for(r"fuzzingserver listening on ws://" + g.ADDR)
+    if through_gateway:
+        gw = stack.proxy(f"ws://{m['addr']}")
+        asyncio.run(drive_fuzzingserver(gw.url()))
+    else:
+        asyncio.run(drive_fuzzingserver(f"ws://{m['addr']}/", compression=None))
+    try:
+        fz.popen.wait(120)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"fuzzingserver did not finish:\n{fz.log()[-3000:]}")
+    if through_gateway:
+        gw.stop()
+    if not (outdir / "index.json").exists():
+        raise RuntimeError(f"fuzzingserver wrote no report:\n{fz.log()[-3000:]}")
+    return time.monotonic() - t0
+
+
+# -- verdicts ----------------------------------------------------------------
+
+
+def load(outdir: Path) -> dict[str, dict]:
+    index = json.loads((outdir / "index.json").read_text())
+    cases: dict[str, dict] = {}
+    for agent_cases in index.values():
+        cases.update(agent_cases)
+    return cases
+
+
+def case_key(case_id: str) -> tuple:
+    return tuple(int(x) for x in case_id.split("."))
+
+
+def summarize(cases: dict[str, dict]) -> dict[str, collections.Counter]:
+    per = collections.defaultdict(collections.Counter)
+    for cid, v in cases.items():
+        sec = cid.split(".")[0]
+        per[sec][v["behavior"]] += 1
+        if v.get("behaviorClose") not in GOOD_CLOSE:
+            per[sec]["bad close"] += 1
+    return per
+
+
+def is_bad(cid: str, v: dict, lenient_close: bool) -> bool:
+    sec = cid.split(".")[0]
+    b, bc = v["behavior"], v.get("behaviorClose")
+    if b in ("FAILED", "ERROR"):
+        return True
+    if sec in ("12", "13") and b not in ("OK", "UNIMPLEMENTED", "NON-STRICT", "INFORMATIONAL"):
+        return True
+    return not lenient_close and bc not in GOOD_CLOSE and b != "UNIMPLEMENTED"
+
+
+def _reason(reason) -> str:
+    if isinstance(reason, str) and len(reason) > 40:
+        return repr(reason[:20]) + f"… ({len(reason.encode())} bytes)"
+    return repr(reason)
+
+
+def describe(side: str, outdir: Path, cid: str, v: dict) -> str:
+    detail = ""
+    rf = outdir / v.get("reportfile", "")
+    if rf.is_file():
+        r = json.loads(rf.read_text())
+        detail = (
+            f" — {r.get('result', '')} | close: {r.get('resultClose', '')}"
+            f" | remote close {r.get('remoteCloseCode')} {_reason(r.get('remoteCloseReason'))}"
+            f" | expected {json.dumps(r.get('expected'))[:300]}"
+            f" | received {json.dumps(r.get('received'))[:300]}"
+            f" | report {rf.relative_to(outdir.parent)}"
+        )
+    return f"[{side}] {cid}: behavior={v['behavior']} behaviorClose={v.get('behaviorClose')}{detail}"
+
+
+def short(line: str) -> str:
+    """The doc form of a `describe` line: verdicts and what the peer sent,
+    without the expected/received dumps and local report paths."""
+    head, _, rest = line.partition(" — ")
+    parts = [p for p in rest.split(" | ") if p.startswith(("close:", "remote close"))]
+    return head + (" — " + "; ".join(parts) if parts else "")
+
+
+def grouped(lines: list[str]) -> list[str]:
+    """Doc bullets: cases of one side that fail the same way, on one line."""
+    import re
+
+    groups: dict[tuple, list[str]] = {}
+    for line in lines:
+        m = re.match(r"\[(?P<side>[^\]]+)\] (?P<cid>\S+): behavior=(?P<b>.*?) behaviorClose=(?P<rest>.*)", short(line))
+        if not m:
+            groups.setdefault((line,), [])
+            continue
+        key = (m["side"], m["rest"])
+        groups.setdefault(key, []).append(f"{m['cid']}" + (f" ({m['b']})" if m["b"] != "OK" else ""))
+    out = []
+    for key, cids in groups.items():
+        if len(key) == 1:
+            out.append(key[0])
+        else:
+            out.append(f"`{key[0]}`: {', '.join(cids)} — closing handshake {key[1]}")
+    return out
+
+
+def problems(side: str, outdir: Path, cases: dict, lenient_close: bool, baseline: dict | None):
+    """(failing, excused): excused are failures the baseline side shows too."""
+    failing, excused = [], []
+    for cid in sorted(cases, key=case_key):
+        v = cases[cid]
+        if not is_bad(cid, v, lenient_close):
+            continue
+        b = (baseline or {}).get(cid)
+        if b and (b["behavior"], b.get("behaviorClose")) == (v["behavior"], v.get("behaviorClose")):
+            excused.append(describe(side, outdir, cid, v))
+        else:
+            failing.append(describe(side, outdir, cid, v))
+    return failing, excused
+
+
+def table(per: dict[str, collections.Counter]) -> str:
+    cols = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
+    extra = [c for c in ("ERROR",) if any(per[s][c] for s in per)] + ["bad close"]
+    head = ["section"] + cols + extra + ["total"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    totals = collections.Counter()
+    for sec in sorted(per, key=int):
+        c = per[sec]
+        n = sum(c[b] for b in BEHAVIORS)
+        totals.update(c)
+        totals["total"] += n
+        name = f"{sec}. {SECTION_NAMES.get(sec, '')}"
+        lines.append("| " + " | ".join([name] + [str(c[k]) for k in cols + extra] + [str(n)]) + " |")
+    lines.append("| **all** | " + " | ".join(f"**{totals[k]}**" for k in cols + extra + ["total"]) + " |")
+    return "\n".join(lines)
+
+
+def write_doc(path: Path, results: dict, timings: dict, full: bool, cmd: str, all_problems: list[str], excused: list[str]) -> None:
+    kosoku_version = subprocess.run(
+        [sys.executable, "-c", "import importlib.metadata as m; print(m.version('kosoku'))"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    ws_version = subprocess.run(
+        [sys.executable, "-c", "import importlib.metadata as m; print(m.version('websockets'))"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    lines = [
+        "# Conformance (Autobahn TestSuite via kosoku)",
+        "",
+        "tidegate is run against the [Autobahn TestSuite](https://github.com/crossbario/autobahn-testsuite)",
+        f"cases with [kosoku](https://pypi.org/project/kosoku/) {kosoku_version}, a Python 3 runner of the",
+        "Autobahn case files, on both of its faces: as the **server** a client connects to, and as the",
+        "**client** of an upstream (the gateway side that dials the application).",
+        "",
+        "Regenerated by:",
+        "",
+        "```sh",
+        cmd,
+        "```",
+        "",
+        f"Date: {datetime.date.today().isoformat()}. Selection: {'the full suite' if full else 'quick subset (9.* reduced to one case per group)'}.",
+        "",
+        "`bash scripts/test.sh` runs `tests/conformance/run.py` on every test run "
+        "(the full suite; `TIDEGATE_CONFORMANCE=quick` or `run.py` without `--full` skips the",
+        "bulk 9.* cases). The run fails on any case whose behavior is FAILED or ERROR, and on any",
+        "closing-handshake verdict other than OK/INFORMATIONAL; compression cases (12.*, 13.*) must be",
+        "OK or UNIMPLEMENTED — tidegate does not negotiate `permessage-deflate`, so a client that offers",
+        "it connects uncompressed and those cases are UNIMPLEMENTED by design.",
+        "",
+        "Legend (Autobahn's): **OK** as the case requires; **NON-STRICT** diverges from a SHOULD",
+        "(still conformant); **INFORMATIONAL** behaviour the RFC leaves open; **UNIMPLEMENTED**",
+        "the feature (compression) is not offered; **FAILED** violates a MUST. **bad close** counts",
+        "cases whose closing-handshake verdict is not OK/INFORMATIONAL (wrong close code, unclean",
+        "close, closed by the wrong side), whatever their behavior column says.",
+        "",
+        "## Setups",
+        "",
+        "| side | path | run time |",
+        "|---|---|---|",
+    ]
+    for side in results:
+        lines.append(f"| `{side}` | {SIDES[side]} | {timings[side]:.0f} s |")
+    lines += [
+        "",
+        "- `server-wss`: kosoku speaks plain TCP, so `socat TCP-LISTEN:P,fork OPENSSL:127.0.0.1:GW,verify=0`",
+        "  carries it over TLS into tidegate's TLS listener (test certificate, ECDSA P-256).",
+        f"- `upstream`: the client is Python `websockets` {ws_version}, which echoes every message it",
+        "  receives (the Autobahn client protocol: `/getCaseCount`, `/runCase?case=N&agent=A`,",
+        "  `/updateReports`); every request and frame passes through tidegate. The verdict is on",
+        "  the pair (tidegate + websockets); `client-direct` runs the same client without the",
+        "  gateway, and a case that fails the same way there is the client's own verdict.",
+        "- `echo-direct`: `tidegate echo` without the gateway, as a baseline: a finding there and in",
+        "  `server-*` belongs to the echo upstream, not to the proxy.",
+        "",
+    ]
+    for side, per in results.items():
+        lines += [f"## {side}: {SIDES[side]}", "", table(per), ""]
+    lines += ["## Findings", ""]
+    if all_problems:
+        lines += [
+            f"{len(all_problems)} case(s) fail the run, grouped by side and failure (a case id with",
+            "a behavior other than OK shows it in parentheses; details are in each case's JSON/HTML",
+            "report under `.test-artifacts/conformance/SIDE/` after a run):",
+            "",
+        ] + [f"- {p}" for p in grouped(all_problems)] + [""]
+    else:
+        lines += ["None: no FAILED or ERROR case, no bad closing handshake, on any side.", ""]
+    if excused:
+        lines += [
+            "Cases that do not pass on a side but fail the same way on its baseline (the endpoint's",
+            "own verdict, not the gateway's; they do not fail the run):",
+            "",
+        ] + [f"- {p}" for p in grouped(excused)] + [""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="run every case (9.* included)")
+    ap.add_argument("--write-doc", action="store_true", help="regenerate docs/conformance.md")
+    ap.add_argument("--sides", default=",".join(SIDES), help="comma list of: " + ", ".join(SIDES))
+    ap.add_argument("--out", default=str(REPO / ".test-artifacts" / "conformance"), help="report directory")
+    ap.add_argument("--parallelism", type=int, default=2, help="kosoku fuzzingclient parallelism")
+    ap.add_argument("--lenient-close", action="store_true", help="do not fail on closing-handshake verdicts")
+    args = ap.parse_args()
+
+    sides = [s for s in args.sides.split(",") if s]
+    for s in sides:
+        if s not in SIDES:
+            ap.error(f"unknown side {s}")
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+    results: dict[str, dict] = {}
+    timings: dict[str, float] = {}
+    all_problems: list[str] = []
+    all_cases: dict[str, dict] = {}
+    with g.Stack(out / "processes") as stack:
+        echo = stack.echo()
+        for side in sides:
+            outdir = out / side
+            print(f"conformance: {side} ({SIDES[side]}) ...", flush=True)
+            if side == "server-ws":
+                gw = stack.proxy(f"ws://{echo}")
+                timings[side] = run_fuzzingclient(f"ws://{gw.addr}", outdir, args.full, args.parallelism, out / f"{side}.log")
+            elif side == "server-wss":
+                certs = g.make_certs(out / "certs")
+                gw = stack.proxy(f"ws://{echo}", tls=(certs.cert, certs.key))
+                plain = stack.socat_tls_front(gw.addr)
+                timings[side] = run_fuzzingclient(f"ws://{plain}", outdir, args.full, args.parallelism, out / f"{side}.log")
+            elif side == "echo-direct":
+                timings[side] = run_fuzzingclient(f"ws://{echo}", outdir, args.full, args.parallelism, out / f"{side}.log")
+            elif side == "upstream":
+                timings[side] = run_upstream_side(stack, outdir, args.full)
+            elif side == "client-direct":
+                timings[side] = run_upstream_side(stack, outdir, args.full, through_gateway=False)
+            all_cases[side] = load(outdir)
+            results[side] = summarize(all_cases[side])
+            n = len(all_cases[side])
+            bad = sum(is_bad(c, v, args.lenient_close) for c, v in all_cases[side].items())
+            print(f"conformance: {side}: {n} cases in {timings[side]:.1f}s, {bad} not passing", flush=True)
+
+    all_excused: list[str] = []
+    for side, cases in all_cases.items():
+        failing, excused = problems(
+            side, out / side, cases, args.lenient_close, all_cases.get(BASELINE_OF.get(side, ""))
+        )
+        if side in NOT_GATING:
+            excused, failing = excused + failing, []
+        all_problems += failing
+        all_excused += excused
+
+    print()
+    for side, per in results.items():
+        print(f"## {side}\n{table(per)}\n")
+    if args.write_doc:
+        cmd = ".venv/bin/python tests/conformance/run.py" + (" --full" if args.full else "") + " --write-doc"
+        if sides != list(SIDES):
+            cmd += f" --sides {','.join(sides)}"
+        write_doc(REPO / "docs" / "conformance.md", results, timings, args.full, cmd, all_problems, all_excused)
+        print("wrote docs/conformance.md")
+    for p in all_excused:
+        print("  same on the baseline (not failing the run): " + p)
+    if all_problems:
+        print(f"{len(all_problems)} conformance case(s) fail:")
+        for p in all_problems:
+            print("  " + p)
+        return 1
+    print("conformance: no FAILED cases")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

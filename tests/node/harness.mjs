@@ -1,0 +1,48 @@
+// Starts tidegate (and an upstream) through tests/python/gateway.py's
+// `harness` command, so Node tests and the browser test share one launcher
+// with the Python tests. The harness prints one JSON line with addresses and
+// stops everything when its stdin closes (i.e. when this process dies too).
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function python() {
+  if (process.env.TIDEGATE_PYTHON) return process.env.TIDEGATE_PYTHON;
+  const venv = join(REPO, '.venv', 'bin', 'python');
+  return existsSync(venv) ? venv : 'python3';
+}
+
+/**
+ * @param {{tls?: boolean, upstream?: 'echo'|'python', allowOrigins?: string[]}} opts
+ * @returns {Promise<{url: string, gateway: string, upstream: string, ca?: Buffer, stop: () => Promise<void>}>}
+ */
+export async function startHarness(opts = {}) {
+  const args = [join(REPO, 'tests', 'python', 'gateway.py'), 'harness', '--upstream', opts.upstream ?? 'echo'];
+  if (opts.tls) args.push('--tls');
+  for (const o of opts.allowOrigins ?? []) args.push('--allow-origin', o);
+  const child = spawn(python(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+
+  const line = await new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout });
+    const timer = setTimeout(() => reject(new Error(`harness did not start in 60s:\n${stderr}`)), 60_000);
+    rl.once('line', (l) => { clearTimeout(timer); resolve(l); });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`harness exited ${code}:\n${stderr}`)); });
+  });
+  const info = JSON.parse(line);
+  if (info.ca) info.ca = readFileSync(info.ca);
+  info.stop = async () => {
+    child.stdin.end();
+    const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(t);
+  };
+  info.stderr = () => stderr;
+  return info;
+}
