@@ -1,6 +1,7 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (the
 //! process is alive), `/readyz` (200 while serving, 503 while starting or
-//! draining) and `/config` (the effective configuration, secrets redacted).
+//! draining), `/config` (the effective configuration, secrets redacted)
+//! and `POST /reload` (re-read the configuration, like SIGHUP).
 //! Plain HTTP/1.1 on hyper; it stays up through the drain so orchestrators
 //! can watch readiness fall.
 
@@ -43,7 +44,12 @@ pub async fn serve(
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let gw = Arc::clone(&gw);
-                    async move { Ok::<_, Infallible>(respond(&gw, &req)) }
+                    async move {
+                        if req.uri().path() == "/reload" && req.method() == hyper::Method::POST {
+                            return Ok::<_, Infallible>(reload(&gw).await);
+                        }
+                        Ok::<_, Infallible>(respond(&gw, &req))
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -54,6 +60,20 @@ pub async fn serve(
         }
     });
     Ok(local)
+}
+
+/// `POST /reload`: 200 when the new configuration is in force, 422 with
+/// every problem when it was rejected (the old one keeps serving).
+async fn reload(gw: &Gateway) -> Response<Full<Bytes>> {
+    let (status, body) = match gw.reload().await {
+        Ok(()) => (StatusCode::OK, "reloaded\n".to_string()),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
 }
 
 fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -89,7 +109,7 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         "/config" => {
-            let body = toml::to_string_pretty(&gw.config.raw.redacted())
+            let body = toml::to_string_pretty(&gw.state().config.raw.redacted())
                 .unwrap_or_else(|e| format!("# cannot render config: {e}\n"));
             text(StatusCode::OK, body, "application/toml")
         }

@@ -71,6 +71,8 @@ impl ConfigError {
 pub struct Config {
     /// What was loaded, for `check-config` and the admin `/config` page.
     pub raw: RawConfig,
+    /// The file it came from, re-read on reload (`None`: built from flags).
+    pub source: Option<std::path::PathBuf>,
     /// `None`: no admin listener.
     pub admin: Option<SocketAddr>,
     pub limits: Limits,
@@ -180,7 +182,9 @@ impl Config {
     /// Load from defaults, an optional TOML file and the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let raw = load_raw(file)?;
-        validate::validate(raw)
+        let mut config = validate::validate(raw)?;
+        config.source = file.map(Path::to_path_buf);
+        Ok(config)
     }
 
     /// Validate an already-built raw configuration (the `proxy` and `demo`

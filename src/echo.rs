@@ -69,6 +69,9 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, I
             tokio::spawn(async move {
                 if let Ok(mut ws) = fut.await {
                     ws.set_max_message_size(MAX_MESSAGE);
+                    // Close frames are checked here: fastwebsockets does not
+                    // refuse a Close payload over 125 bytes.
+                    ws.set_auto_close(false);
                     let _ = echo(FragmentCollector::new(ws)).await;
                 }
             });
@@ -105,7 +108,11 @@ where
             }
         };
         match frame.opcode {
-            OpCode::Close => return Ok(()),
+            OpCode::Close => {
+                let reply = close_reply(&frame.payload);
+                let _ = ws.write_frame(reply).await;
+                return Ok(());
+            }
             OpCode::Text => {
                 if let Some(cmd) = frame.payload.strip_prefix(b"!close ") {
                     let text = String::from_utf8_lossy(cmd).to_string();
@@ -125,6 +132,25 @@ where
             }
             OpCode::Binary => ws.write_frame(frame).await?,
             _ => {}
+        }
+    }
+}
+
+/// The answer to a Close (RFC 6455 §5.5.1, §7.4): echo its code, or 1002 /
+/// 1007 when the Close itself is invalid.
+fn close_reply(payload: &[u8]) -> Frame<'static> {
+    match payload.len() {
+        0 => Frame::close_raw(Vec::new().into()),
+        1 | 126.. => Frame::close(1002, b""),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !crate::relay::scan::close_code_allowed(code) {
+                Frame::close(1002, b"")
+            } else if std::str::from_utf8(&payload[2..]).is_err() {
+                Frame::close(1007, b"")
+            } else {
+                Frame::close(code, &payload[2..])
+            }
         }
     }
 }

@@ -155,7 +155,7 @@ fn main() -> ExitCode {
             let stop = tokio_util::sync::CancellationToken::new();
             tokio::spawn(tidegate::echo::serve(listener, stop.clone()));
             say(&format!("tidegate echo listening addr={addr}"));
-            signals.next().await;
+            while signals.next().await == Sig::Reload {}
             stop.cancel();
             ExitCode::SUCCESS
         }),
@@ -240,12 +240,16 @@ fn announce(running: &Running) {
     }
 }
 
-/// First SIGTERM/SIGINT drains; a second one exits at once.
+/// SIGHUP reloads; the first SIGTERM/SIGINT drains; a second one exits at
+/// once.
 async fn drain_on_signal(running: Running, mut signals: Signals) -> ExitCode {
-    signals.next().await;
+    while signals.next().await == Sig::Reload {
+        // Errors are logged and counted; the old configuration stays.
+        let _ = running.gateway.reload().await;
+    }
     running.shutdown();
     tokio::spawn(async move {
-        signals.next().await;
+        while signals.next().await == Sig::Reload {}
         eprintln!("tidegate: second signal, exiting without waiting for the drain");
         std::process::exit(1);
     });
@@ -254,6 +258,12 @@ async fn drain_on_signal(running: Running, mut signals: Signals) -> ExitCode {
         Drained::GraceExpired(n) => tracing::warn!(left = n, "drain grace period over; exiting"),
     }
     ExitCode::SUCCESS
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sig {
+    Stop,
+    Reload,
 }
 
 /// The signals tidegate acts on, installed once.
@@ -273,19 +283,14 @@ impl Signals {
         })
     }
 
-    /// Wait for SIGTERM or SIGINT.
-    async fn next(&mut self) {
-        loop {
-            tokio::select! {
-                // SIGTERM: orchestrator stop.
-                _ = self.term.recv() => return,
-                // SIGINT: Ctrl-C.
-                _ = self.int.recv() => return,
-                // SIGHUP must not kill a gateway by its default action.
-                _ = self.hup.recv() => {
-                    tracing::warn!("SIGHUP received: configuration reload is not implemented yet; ignoring");
-                }
-            }
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            // SIGTERM: orchestrator stop.
+            _ = self.term.recv() => Sig::Stop,
+            // SIGINT: Ctrl-C.
+            _ = self.int.recv() => Sig::Stop,
+            // SIGHUP: reload the configuration.
+            _ = self.hup.recv() => Sig::Reload,
         }
     }
 }

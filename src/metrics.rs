@@ -53,6 +53,7 @@ pub struct Metrics {
     /// Accepted sockets still in TLS / HTTP / upstream handshake.
     pub handshakes_in_progress: IntGauge,
     pub draining: IntGauge,
+    pub config_reloads: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -210,6 +211,12 @@ impl Metrics {
                 "Accepted client connections not yet relaying (TLS, request head, upstream handshake).",
             ),
             draining: gauge("tidegate_draining", "1 while the gateway is draining."),
+            config_reloads: counter_vec(
+                &registry,
+                "tidegate_config_reloads_total",
+                "Configuration reloads (SIGHUP, POST /reload, certificate change), by result (ok, rejected).",
+                &["result"],
+            ),
             registry,
         })
     }

@@ -8,12 +8,16 @@
 
 mod connection;
 mod listener;
+mod reload;
+
+pub use reload::ReloadError;
 
 use crate::config::{Config, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::relay::{self, scan::Limits};
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,31 +34,24 @@ pub struct RouteRuntime {
     pub upstream: Arc<Upstream>,
 }
 
-/// State shared by every connection.
-pub struct Gateway {
+/// Everything a configuration decides, swapped whole on reload. A
+/// connection takes one snapshot at accept and lives by it; sessions keep
+/// their route's settings after a swap.
+pub struct State {
     pub config: Config,
     pub routes: RouteTable,
     pub runtime: HashMap<String, RouteRuntime>,
-    pub metrics: Arc<Metrics>,
-    /// Cancelled when draining starts; every session selects on it.
-    pub shutdown: CancellationToken,
-    /// Every connection task, so drain knows when the last one is gone.
-    pub tracker: TaskTracker,
-    /// One permit per client connection (`limits.max_connections`).
-    pub permits: Arc<Semaphore>,
-    /// `/readyz`: true between start-up and drain.
-    pub ready: AtomicBool,
 }
 
-impl Gateway {
-    pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Gateway> {
+impl State {
+    pub fn new(config: Config, metrics: &Metrics) -> State {
         let upstreams: HashMap<String, Arc<Upstream>> = config
             .upstreams
             .iter()
             .map(|u| {
                 (
                     u.name.clone(),
-                    Arc::new(Upstream::new(Arc::clone(u), &metrics)),
+                    Arc::new(Upstream::new(Arc::clone(u), metrics)),
                 )
             })
             .collect();
@@ -84,16 +81,48 @@ impl Gateway {
                 (r.name.clone(), rt)
             })
             .collect();
-        Arc::new(Gateway {
+        State {
             routes: RouteTable::new(config.routes.clone()),
             runtime,
-            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
             config,
+        }
+    }
+}
+
+/// State shared by every connection.
+pub struct Gateway {
+    /// The current configuration and what was built from it.
+    state: ArcSwap<State>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when draining starts; every session selects on it.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so drain knows when the last one is gone.
+    pub tracker: TaskTracker,
+    /// One permit per client connection (`limits.max_connections`, fixed
+    /// at start-up).
+    pub permits: Arc<Semaphore>,
+    /// `/readyz`: true between start-up and drain.
+    pub ready: AtomicBool,
+    /// One reload at a time.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Gateway {
+    pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            state: ArcSwap::from_pointee(State::new(config, &metrics)),
             metrics,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             ready: AtomicBool::new(false),
+            reload_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The configuration in force now.
+    pub fn state(&self) -> Arc<State> {
+        self.state.load_full()
     }
 }
 
@@ -127,9 +156,10 @@ pub struct Running {
 pub async fn start(config: Config) -> Result<Running, BindError> {
     let metrics = Metrics::new();
     let gateway = Gateway::new(config, metrics);
+    let state = gateway.state();
     let mut bound = Vec::new();
     let mut sockets = Vec::new();
-    for (i, l) in gateway.config.listeners.iter().enumerate() {
+    for (i, l) in state.config.listeners.iter().enumerate() {
         let socket = listener::bind(l.addr).map_err(|source| BindError {
             key: format!("listeners[{i}].listen"),
             addr: l.addr,
@@ -145,10 +175,10 @@ pub async fn start(config: Config) -> Result<Running, BindError> {
             addr,
             tls: l.tls.is_some(),
         });
-        sockets.push((l.clone(), socket));
+        sockets.push((i, l.name.clone(), socket));
     }
     let admin_stop = CancellationToken::new();
-    let admin = match gateway.config.admin {
+    let admin = match state.config.admin {
         Some(addr) => Some(
             crate::admin::serve(addr, Arc::clone(&gateway), admin_stop.clone())
                 .await
@@ -160,9 +190,13 @@ pub async fn start(config: Config) -> Result<Running, BindError> {
         ),
         None => None,
     };
-    for (l, socket) in sockets {
-        tokio::spawn(listener::accept_loop(Arc::clone(&gateway), l, socket));
+    for (i, name, socket) in sockets {
+        tokio::spawn(listener::accept_loop(Arc::clone(&gateway), i, name, socket));
     }
+    tokio::spawn(reload::watch_certificates(
+        Arc::clone(&gateway),
+        admin_stop.clone(),
+    ));
     gateway.ready.store(true, Ordering::SeqCst);
     Ok(Running {
         listeners: bound,
@@ -204,7 +238,9 @@ impl Running {
         let tracker = &self.gateway.tracker;
         tracker.close();
         let result =
-            match tokio::time::timeout(self.gateway.config.drain.grace, tracker.wait()).await {
+            match tokio::time::timeout(self.gateway.state().config.drain.grace, tracker.wait())
+                .await
+            {
                 Ok(()) => Drained::Clean,
                 Err(_) => Drained::GraceExpired(tracker.len()),
             };

@@ -73,6 +73,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if p.0.is_empty() {
         Ok(Config {
             raw,
+            source: None,
             admin,
             limits,
             keepalive,

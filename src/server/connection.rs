@@ -31,7 +31,10 @@ pub async fn handle(
     gw.metrics.handshakes_in_progress.inc();
     let _open = scopeguard(&gw);
     let accepted = Instant::now();
-    let deadline = accepted + gw.config.limits.handshake_timeout;
+    // The configuration this connection lives by, even if a reload swaps
+    // it meanwhile.
+    let state = gw.state();
+    let deadline = accepted + state.config.limits.handshake_timeout;
 
     // Phase: TLS.
     let tls = acceptor.is_some();
@@ -54,7 +57,7 @@ pub async fn handle(
     // Phase: request head, bounded in bytes and time (slowloris).
     let (head, from_client) = match timeout_at(
         deadline,
-        read_head(&mut io, gw.config.limits.max_header_bytes),
+        read_head(&mut io, state.config.limits.max_header_bytes),
     )
     .await
     {
@@ -76,14 +79,14 @@ pub async fn handle(
     };
 
     // Phase: validation and routing.
-    let mut upgrade = match handshake::validate(&head, &gw.routes) {
+    let mut upgrade = match handshake::validate(&head, &state.routes) {
         Ok(u) => u,
         Err(refused) => {
             let route = refused.route.as_ref().map(|r| r.name.as_str());
             return reject(&gw, &mut io, route, refused.rejection).await;
         }
     };
-    let rt = &gw.runtime[&upgrade.route.name];
+    let rt = &state.runtime[&upgrade.route.name];
     if gw.shutdown.is_cancelled() {
         return reject(&gw, &mut io, Some(&rt.config.name), Rejection::Draining).await;
     }
@@ -159,10 +162,13 @@ pub async fn handle(
         connected.protocol.as_deref(),
         &connected.headers,
     );
-    let sent = timeout_at(Instant::now() + gw.config.limits.handshake_timeout, async {
-        io.write_all(&response).await?;
-        io.flush().await
-    })
+    let sent = timeout_at(
+        Instant::now() + state.config.limits.handshake_timeout,
+        async {
+            io.write_all(&response).await?;
+            io.flush().await
+        },
+    )
     .await;
     if !matches!(sent, Ok(Ok(()))) {
         return;
@@ -193,7 +199,8 @@ async fn reject(gw: &Gateway, io: &mut Io, route: Option<&str>, rejection: Rejec
         .handshake_rejections
         .with_label_values(&[route.unwrap_or("-"), rejection.label()])
         .inc();
-    if let Some(rt) = route.and_then(|r| gw.runtime.get(r)) {
+    let state = gw.state();
+    if let Some(rt) = route.and_then(|r| state.runtime.get(r)) {
         rt.metrics.rejected.inc();
     }
     tracing::debug!(

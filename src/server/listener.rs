@@ -3,7 +3,6 @@
 //! Stops accepting the moment draining starts.
 
 use super::{connection, Gateway};
-use crate::config::ListenerConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,17 +28,20 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-pub async fn accept_loop(gw: Arc<Gateway>, config: ListenerConfig, listener: TcpListener) {
-    let name: Arc<str> = Arc::from(config.name.as_str());
+/// `index`: this listener's place in `config.listeners` (its TLS settings
+/// are read from the current configuration at each accept, so a reload or
+/// a rotated certificate applies to the next handshake).
+pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener: TcpListener) {
+    let config_name = name;
+    let name: Arc<str> = Arc::from(config_name.as_str());
     let over_cap = gw
         .metrics
         .listener_refused
-        .with_label_values(&[&config.name, "connection_limit"]);
+        .with_label_values(&[&config_name, "connection_limit"]);
     let tls_failures = gw
         .metrics
         .tls_handshake_failures
-        .with_label_values(&[&config.name]);
-    let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        .with_label_values(&[&config_name]);
     loop {
         let accepted = tokio::select! {
             // Drain: stop accepting; the listening socket closes when this returns.
@@ -56,6 +58,13 @@ pub async fn accept_loop(gw: Arc<Gateway>, config: ListenerConfig, listener: Tcp
                 continue;
             }
         };
+        let acceptor = gw
+            .state()
+            .config
+            .listeners
+            .get(index)
+            .and_then(|l| l.tls.clone())
+            .map(tokio_rustls::TlsAcceptor::from);
         let Ok(permit) = Arc::clone(&gw.permits).try_acquire_owned() else {
             over_cap.inc();
             if acceptor.is_none() {
@@ -69,7 +78,7 @@ pub async fn accept_loop(gw: Arc<Gateway>, config: ListenerConfig, listener: Tcp
             Arc::clone(&gw),
             tcp,
             peer,
-            acceptor.clone(),
+            acceptor,
             tls_failures.clone(),
             permit,
         );
