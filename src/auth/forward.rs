@@ -23,6 +23,9 @@ pub enum Allowed {
     FailOpen,
 }
 
+/// Allowed answers: hash of what was sent → (when, headers to copy).
+type Cache = HashMap<[u8; 32], (Instant, Vec<(String, String)>)>;
+
 pub struct ForwardAuth {
     pub target: Target,
     pub timeout: Duration,
@@ -33,7 +36,7 @@ pub struct ForwardAuth {
     pub fail_open: bool,
     pub cache_ttl: Duration,
     pub cache_max_entries: usize,
-    cache: Mutex<HashMap<[u8; 32], (Instant, Vec<(String, String)>)>>,
+    cache: Mutex<Cache>,
 }
 
 impl std::fmt::Debug for ForwardAuth {
