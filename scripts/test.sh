@@ -140,6 +140,8 @@ step "python: websockets client (pytest tests/python)" 600 \
 step "node: ws client (node --test tests/node/)" 300 node --test tests/node/
 step "browser: headless chromium (node --test tests/browser/)" 300 node --test tests/browser/
 
+step "loadtest: smoke run through the gateway (loadtest/smoke.sh)" 120 bash loadtest/smoke.sh
+
 case "${TIDEGATE_CONFORMANCE:-full}" in
   full) step "conformance: kosoku, full suite (tests/conformance/run.py --full)" 1200 \
           .venv/bin/python tests/conformance/run.py --full --out "$ARTIFACTS/conformance" ;;
