@@ -16,10 +16,10 @@ wait_addr() { # FILE → prints IP:PORT from "addr=IP:PORT"
     done
     echo "smoke.sh: no address in $1" >&2; cat "$1" >&2; exit 1
 }
-env -u TIDEGATE_BIN -u TIDEGATE_PYTHON "$BIN/tidegate" echo --listen 127.0.0.1:0 --workers 1 >"$RUN/echo" 2>&1 &
+env "$BIN/tidegate" echo --listen 127.0.0.1:0 --workers 1 >"$RUN/echo" 2>&1 &
 PIDS+=($!)
 UP=$(wait_addr "$RUN/echo")
-env -u TIDEGATE_BIN -u TIDEGATE_PYTHON "$BIN/tidegate" proxy --listen 127.0.0.1:0 --upstream "ws://$UP" --workers 1 >"$RUN/gw" 2>&1 &
+env "$BIN/tidegate" proxy --listen 127.0.0.1:0 --upstream "ws://$UP" --workers 1 >"$RUN/gw" 2>&1 &
 PIDS+=($!)
 GW=$(wait_addr "$RUN/gw")
 "$BIN/tidegate-loadtest" echo --quiet --json --url "ws://$GW/" --connections 4 --duration 2s >"$RUN/out.json"

@@ -9,7 +9,8 @@
 # packages (socat, chromium), ./.venv from tests/requirements.txt,
 # tests/node/node_modules from tests/node/package-lock.json.
 #
-# Environment:
+# Environment (variables named TIDEGATE_* are configuration for the gateway
+# itself, so the test harness uses TG_TEST_*):
 #   CARGO_TARGET_DIR           build cache (default ~/.cache/tidegate/target, outside the clone)
 #   TIDEGATE_CONFORMANCE=full|quick|skip   conformance selection (default full)
 #   TIDEGATE_SKIP_INSTALL=1    do not touch apt/pip/npm
@@ -131,8 +132,8 @@ if ! wait $!; then
   summary
   exit 1
 fi
-export TIDEGATE_BIN=${TIDEGATE_BIN:-$CARGO_TARGET_DIR/release/tidegate}
-export TIDEGATE_PYTHON=$REPO/.venv/bin/python
+export TG_TEST_BIN=${TG_TEST_BIN:-$CARGO_TARGET_DIR/release/tidegate}
+export TG_TEST_PYTHON=$REPO/.venv/bin/python
 
 step "cargo test (release)" 1500 cargo test --release --workspace --no-fail-fast
 step "python: websockets client (pytest tests/python)" 600 \

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function python() {
-  if (process.env.TIDEGATE_PYTHON) return process.env.TIDEGATE_PYTHON;
+  if (process.env.TG_TEST_PYTHON) return process.env.TG_TEST_PYTHON;
   const venv = join(REPO, '.venv', 'bin', 'python');
   return existsSync(venv) ? venv : 'python3';
 }

@@ -50,10 +50,10 @@ START_TIMEOUT = 30.0
 
 
 def tidegate_bin() -> Path:
-    """The tidegate binary: $TIDEGATE_BIN, else the release build in
+    """The tidegate binary: $TG_TEST_BIN, else the release build in
     $CARGO_TARGET_DIR (default ~/.cache/tidegate/target, as scripts/test.sh
     uses), else ./target/release."""
-    env = os.environ.get("TIDEGATE_BIN")
+    env = os.environ.get("TG_TEST_BIN")
     if env:
         return Path(env)
     candidates = []
@@ -66,7 +66,7 @@ def tidegate_bin() -> Path:
             return c
     raise FileNotFoundError(
         "tidegate binary not found (build it with `cargo build --release --bin tidegate` "
-        "or set TIDEGATE_BIN); looked in: " + ", ".join(map(str, candidates))
+        "or set TG_TEST_BIN); looked in: " + ", ".join(map(str, candidates))
     )
 
 
@@ -95,7 +95,7 @@ def free_port() -> int:
 def _child_env() -> dict[str, str]:
     """The environment for a child: ours without TIDEGATE_* (tidegate reads
     those as configuration overrides, and the test runner's own
-    TIDEGATE_BIN etc. must not leak into the gateway's config)."""
+    TG_TEST_BIN etc. must not leak into the gateway's config)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")}
     env.setdefault("RUST_LOG", "info")
     return env
