@@ -143,6 +143,8 @@ step "browser: headless chromium (node --test tests/browser/)" 300 node --test t
 
 step "loadtest: smoke run through the gateway (loadtest/smoke.sh)" 120 bash loadtest/smoke.sh
 
+step "deploy: manifests, dashboard, Dockerfile (tests/deploy/validate.py)" 300 .venv/bin/python tests/deploy/validate.py
+
 case "${TIDEGATE_CONFORMANCE:-full}" in
   full) step "conformance: kosoku, full suite (tests/conformance/run.py --full)" 1200 \
           .venv/bin/python tests/conformance/run.py --full --out "$ARTIFACTS/conformance" ;;
