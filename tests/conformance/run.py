@@ -5,11 +5,11 @@ Sides tested (each its own kosoku report directory under --out):
 
   server-ws     kosoku fuzzingclient -> tidegate (ws)  -> tidegate echo
   server-wss    kosoku fuzzingclient -> socat (TCP->TLS) -> tidegate (wss) -> tidegate echo
-  upstream      Python websockets client (echoes what it gets) -> tidegate (ws)
+  upstream      Node ws client (echoes what it gets) -> tidegate (ws)
                 -> kosoku fuzzingserver (the upstream under which the gateway is the client)
   echo-direct   kosoku fuzzingclient -> tidegate echo (baseline without the gateway,
                 to tell gateway findings from echo-upstream findings)
-  client-direct Python websockets client -> kosoku fuzzingserver (baseline of the
+  client-direct Node ws client -> kosoku fuzzingserver (baseline of the
                 upstream side: a case failing the same way here is the client's own
                 verdict and does not fail the run; this side never fails the run)
 
@@ -27,11 +27,9 @@ INFORMATIONAL are listed and fail the run too, unless --lenient-close.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import datetime
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -44,10 +42,6 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "python"))
 
 import gateway as g  # noqa: E402
-
-# The upstream-side client echoes 4 MiB messages sent as 64-byte fragments
-# (9.3.*, 9.4.*): lift websockets' default cap of 4096 fragments per message.
-os.environ.setdefault("WEBSOCKETS_MAX_FRAGMENTS", str(1 << 20))
 
 BEHAVIORS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "ERROR"]
 GOOD_CLOSE = {"OK", "INFORMATIONAL"}
@@ -67,9 +61,9 @@ SECTION_NAMES = {
 SIDES = {
     "server-ws": "client → **tidegate (ws)** → tidegate echo",
     "server-wss": "client → socat → **tidegate (wss)** → tidegate echo",
-    "upstream": "websockets client → **tidegate (ws)** → kosoku fuzzingserver (gateway is the client)",
+    "upstream": "Node ws client → **tidegate (ws)** → kosoku fuzzingserver (gateway is the client)",
     "echo-direct": "client → tidegate echo (baseline, no gateway)",
-    "client-direct": "websockets client → kosoku fuzzingserver (baseline, no gateway)",
+    "client-direct": "Node ws client → kosoku fuzzingserver (baseline, no gateway)",
 }
 # Sides that are baselines of another: a case that fails on the side in the
 # same way on its baseline is the endpoint's verdict, not the gateway's.
@@ -118,48 +112,22 @@ def run_fuzzingclient(target: str, outdir: Path, full: bool, parallelism: int, l
 AGENT = "tidegate"
 
 
-async def drive_fuzzingserver(gw_url: str, case_timeout: float = 120, compression: str | None = "deflate") -> int:
-    """Be the conformant client of the kosoku fuzzingserver, through tidegate:
-    ask the case count, run each case by echoing every message back, then ask
-    the server to write its reports."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import WebSocketException
-
-    base = gw_url.rstrip("/")
-    # compression: offered (and stripped by the gateway) through tidegate;
-    # not offered on the baseline, so both sides run the same uncompressed cases.
-    opts = dict(max_size=None, ping_interval=None, open_timeout=30, close_timeout=10, compression=compression)
-    async with connect(f"{base}/getCaseCount", **opts) as ws:
-        count = int(await asyncio.wait_for(ws.recv(), 30))
-
-    async def one(n: int) -> None:
-        try:
-            async with connect(f"{base}/runCase?case={n}&agent={AGENT}", **opts) as ws:
-                async for msg in ws:
-                    await ws.send(msg)
-        except (WebSocketException, OSError, asyncio.TimeoutError):
-            pass  # the fuzzingserver judges the outcome, not us
-
-    for n in range(1, count + 1):
-        try:
-            await asyncio.wait_for(one(n), case_timeout)
-        except asyncio.TimeoutError:
-            print(f"  upstream case #{n}: client timed out", file=sys.stderr)
-    async with connect(f"{base}/updateReports", **opts) as ws:
-        pass
-    return count
-
-
 def run_upstream_side(stack: g.Stack, outdir: Path, full: bool, through_gateway: bool = True) -> float:
     t0 = time.monotonic()
     argv = [kosoku_bin(), "-m", "fuzzingserver", "127.0.0.1:0", "-o", str(outdir)] + selection_args(full)
     fz = stack.spawn("fuzzingserver", argv)
     (m,) = fz.wait_for(r"fuzzingserver listening on ws://" + g.ADDR)
+    # The driving client is Node `ws` (tests/conformance/drive.mjs): Python
+    # websockets answers a Close inside a fragmented message with 1002, which
+    # Autobahn's 7.1.5 marks FAILED on the client regardless of the gateway.
+    # Compression is offered through tidegate (which declines it) and not on
+    # the baseline, so both run the same uncompressed cases.
+    drive = [shutil.which("node") or "node", str(REPO / "tests" / "conformance" / "drive.mjs")]
     if through_gateway:
         gw = stack.proxy(f"ws://{m['addr']}")
-        asyncio.run(drive_fuzzingserver(gw.url()))
+        subprocess.run(drive + [gw.url(), "--deflate"], check=True, timeout=1800)
     else:
-        asyncio.run(drive_fuzzingserver(f"ws://{m['addr']}/", compression=None))
+        subprocess.run(drive + [f"ws://{m['addr']}/"], check=True, timeout=1800)
     try:
         fz.popen.wait(120)
     except subprocess.TimeoutExpired:
@@ -293,10 +261,8 @@ def write_doc(path: Path, results: dict, timings: dict, full: bool, cmd: str, al
         [sys.executable, "-c", "import importlib.metadata as m; print(m.version('kosoku'))"],
         capture_output=True, text=True,
     ).stdout.strip()
-    ws_version = subprocess.run(
-        [sys.executable, "-c", "import importlib.metadata as m; print(m.version('websockets'))"],
-        capture_output=True, text=True,
-    ).stdout.strip()
+    ws_pkg = REPO / "tests" / "node" / "node_modules" / "ws" / "package.json"
+    ws_version = json.loads(ws_pkg.read_text()).get("version", "?") if ws_pkg.exists() else "?"
     lines = [
         "# Conformance (Autobahn TestSuite via kosoku)",
         "",
@@ -337,10 +303,10 @@ def write_doc(path: Path, results: dict, timings: dict, full: bool, cmd: str, al
         "",
         "- `server-wss`: kosoku speaks plain TCP, so `socat TCP-LISTEN:P,fork OPENSSL:127.0.0.1:GW,verify=0`",
         "  carries it over TLS into tidegate's TLS listener (test certificate, ECDSA P-256).",
-        f"- `upstream`: the client is Python `websockets` {ws_version}, which echoes every message it",
+        f"- `upstream`: the client is Node `ws` {ws_version} (`tests/conformance/drive.mjs`), which echoes every message it",
         "  receives (the Autobahn client protocol: `/getCaseCount`, `/runCase?case=N&agent=A`,",
         "  `/updateReports`); every request and frame passes through tidegate. The verdict is on",
-        "  the pair (tidegate + websockets); `client-direct` runs the same client without the",
+        "  the pair (tidegate + ws); `client-direct` runs the same client without the",
         "  gateway, and a case that fails the same way there is the client's own verdict.",
         "- `echo-direct`: `tidegate echo` without the gateway, as a baseline: a finding there and in",
         "  `server-*` belongs to the echo upstream, not to the proxy.",
