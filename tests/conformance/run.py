@@ -314,6 +314,26 @@ def write_doc(path: Path, results: dict, timings: dict, full: bool, cmd: str, al
     ]
     for side, per in results.items():
         lines += [f"## {side}: {SIDES[side]}", "", table(per), ""]
+    lines += [
+        "## NON-STRICT and INFORMATIONAL cases, explained",
+        "",
+        "The same ids show on the baselines without the gateway, so none of them is introduced by",
+        "tidegate:",
+        "",
+        "- **6.4.1–6.4.4 (NON-STRICT)**: a text message whose invalid UTF-8 arrives in a later",
+        "  fragment or chunk. Autobahn prefers the connection failed at the first invalid byte",
+        "  (\"fail fast\"). tidegate's relay does not look inside payloads (it forwards the bytes it",
+        "  read, scanning only frame headers), so UTF-8 is checked by the endpoint: `tidegate echo`",
+        "  checks whole messages (6.4.3/6.4.4 are NON-STRICT on `echo-direct` too) and Node `ws`",
+        "  whole frames (6.4.1–6.4.4 are NON-STRICT on `client-direct` too). The connection is still",
+        "  failed with 1007, only later than the case would like.",
+        "- **7.1.6 (INFORMATIONAL)**: a large message followed by a Close; whether the peer echoes",
+        "  the message before closing is left open by the RFC.",
+        "- **7.13.1, 7.13.2 (INFORMATIONAL)**: Close codes outside the registry ranges; Autobahn",
+        "  only records the answer (tidegate refuses codes outside 1000–1003, 1007–1014,",
+        "  3000–4999 with 1002).",
+        "",
+    ]
     lines += ["## Findings", ""]
     if all_problems:
         lines += [
