@@ -161,3 +161,68 @@ async fn certificate_replaced_on_disk_is_served_next() {
     );
     drop(before);
 }
+
+/// The real binary: SIGHUP reloads the file while a client stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_running_binary() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let echo = start_echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tidegate.toml");
+    std::fs::write(&file, config_text(echo, "/a", None)).unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidegate"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TIDEGATE_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .env("TIDEGATE_LOG", "warn")
+        .arg("run")
+        .arg("--config")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start tidegate run");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr: Option<std::net::SocketAddr> = None;
+    while addr.is_none() {
+        let line = within("start-up line", lines.next_line())
+            .await
+            .expect("read stdout")
+            .expect("stdout open until start-up is announced");
+        if line.starts_with("tidegate listening ") {
+            addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .and_then(|a| a.parse().ok());
+        }
+    }
+    let addr = addr.unwrap();
+    let mut old = ws_connect(addr, "/a").await;
+    echo_text(&mut old, "before").await;
+
+    std::fs::write(&file, config_text(echo, "/b", None)).unwrap();
+    let pid = child.id().expect("child pid").to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // The reload is asynchronous to the signal: wait until /b is routed.
+    let mut routed = false;
+    for _ in 0..100 {
+        let (resp, ws) = ws_try(addr, "localhost", "/b", &[]).await;
+        if ws.is_some() {
+            routed = true;
+            break;
+        }
+        assert_eq!(resp.status, 404);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(routed, "SIGHUP made the new route live");
+    echo_text(&mut old, "session kept across SIGHUP").await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP did not end the process"
+    );
+}
