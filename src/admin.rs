@@ -28,17 +28,9 @@ pub async fn serve(
     let local = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let (tcp, _) = tokio::select! {
-                // Process exit: stop serving.
-                _ = stop.cancelled() => return,
-                // A scrape or probe connected.
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(_) => {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            // Process exit stops serving.
+            let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "admin").await else {
+                return;
             };
             let gw = Arc::clone(&gw);
             tokio::spawn(async move {

@@ -23,17 +23,8 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// Serve until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, stop: CancellationToken) {
     loop {
-        let (tcp, _) = tokio::select! {
-            // Shutting down.
-            _ = stop.cancelled() => return,
-            // A client connected.
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "echo").await else {
+            return;
         };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {

@@ -4,10 +4,13 @@
 //! small in the per-connection state.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 pub enum Io {
     Tcp(TcpStream),
@@ -87,5 +90,31 @@ impl AsyncWrite for Io {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+/// The next connection on `listener`, or `None` once `stop` is cancelled.
+/// Accept errors (usually EMFILE/ENFILE) are logged and retried after a
+/// short pause instead of spinning. Shared by the gateway's listeners, the
+/// admin listener and the echo server.
+pub async fn accept_until(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+    what: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            // Stop: the caller closes the listening socket.
+            _ = stop.cancelled() => return None,
+            // A client connected, or accept failed.
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok(x) => return Some(x),
+            Err(e) => {
+                tracing::warn!(listener = what, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }

@@ -13,13 +13,15 @@
 //! The session is one hand-written future (`Session::poll`) rather than an
 //! `async` block, so its size is what is written below and nothing more.
 
+mod close;
 pub mod leg;
 pub mod scan;
+mod timers;
 
 use crate::io::Io;
 use crate::metrics::RouteMetrics;
-use leg::{GatewayClose, Leg, Side};
-use scan::{Limits, Stop};
+use leg::{Leg, Side};
+use scan::Limits;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -254,7 +256,7 @@ impl Session {
             // Backpressure: do not read what cannot be passed on.
             return progress;
         }
-        if let Some(code) = insert_own_frames(src, dst, cx) {
+        if let Some(code) = close::insert_own_frames(src, dst, cx) {
             progress = true;
             if code != 0 {
                 self.metrics.close("gateway", Some(code));
@@ -268,27 +270,24 @@ impl Session {
             let pre = src.scanner.copy_stash(&mut buf);
             let mut rb = ReadBuf::new(&mut buf[pre..]);
             match Pin::new(&mut src.io).poll_read(cx, &mut rb) {
-                Poll::Pending => None,
-                Poll::Ready(Err(_)) => Some(0),
+                Poll::Pending => Read::Pending,
+                Poll::Ready(Err(_)) => Read::Eof,
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => Read::Eof,
                 Poll::Ready(Ok(())) => {
                     let n = rb.filled().len();
-                    if n > 0 {
-                        src.last_rx = now;
-                        let chunk = &buf[..pre + n];
-                        Some(self_forward(src, dst, chunk, limits, cx))
-                    } else {
-                        Some(0)
-                    }
+                    src.last_rx = now;
+                    forward_chunk(src, dst, &buf[..pre + n], limits, cx);
+                    Read::Data
                 }
             }
         });
         match read {
-            None => progress,
-            Some(0) => {
+            Read::Pending => progress,
+            Read::Eof => {
                 self.on_eof(from, now);
                 true
             }
-            Some(_) => {
+            Read::Data => {
                 self.after_forward(from, now);
                 true
             }
@@ -303,115 +302,9 @@ impl Session {
         let limits = self.limits(from);
         let (src, dst) = self.legs(from);
         let (n, stop) = src.scanner.scan(data, limits);
-        dst.queue(&data[..forwardable(src, dst, n, stop)]);
+        dst.queue(&data[..close::forwardable(src, dst, n, stop)]);
         src.pending_stop = stop;
         self.after_forward(from, now);
-    }
-
-    /// Act on what the scanner stopped at.
-    fn after_forward(&mut self, from: Side, now: Instant) {
-        let (src, dst) = self.legs(from);
-        match src.pending_stop.take() {
-            None => {}
-            Some(Stop::Close(code)) => {
-                src.close_in = Some(code);
-                src.rx_stopped = true;
-                if !dst.close_out && !dst.dead && dst.close_wanted.is_none() {
-                    // The close went through with the bytes before it.
-                    dst.close_out = true;
-                }
-                self.start_closing(now);
-            }
-            Some(Stop::Violation(v)) => {
-                src.rx_stopped = true;
-                src.close_wanted = Some(GatewayClose {
-                    code: v.close_code(),
-                    reason: v.reason(),
-                    after_other: true,
-                });
-                if !dst.close_out {
-                    dst.close_wanted = Some(match from {
-                        Side::Client => GatewayClose {
-                            code: 1001,
-                            reason: "client protocol error",
-                            after_other: false,
-                        },
-                        Side::Upstream => GatewayClose {
-                            code: 1014,
-                            reason: "upstream protocol error",
-                            after_other: false,
-                        },
-                    });
-                }
-                self.reason = match from {
-                    Side::Client => "client violation",
-                    Side::Upstream => "upstream violation",
-                };
-                self.start_closing(now);
-            }
-        }
-    }
-
-    /// A peer's stream ended (EOF or error).
-    fn on_eof(&mut self, from: Side, now: Instant) {
-        let (src, dst) = self.legs(from);
-        src.rx_done = true;
-        if src.close_in.is_some() {
-            return;
-        }
-        // Gone without a close: nothing more can reach it.
-        src.kill();
-        if !src.scanner.at_boundary() {
-            // It died inside a frame; the other side cannot be sent a clean
-            // Close after half a frame.
-            dst.kill();
-        } else if !dst.close_out {
-            dst.close_wanted = Some(match from {
-                Side::Client => GatewayClose {
-                    code: 1001,
-                    reason: "client went away",
-                    after_other: false,
-                },
-                Side::Upstream => GatewayClose {
-                    code: 1014,
-                    reason: "upstream went away",
-                    after_other: false,
-                },
-            });
-        }
-        if self.reason == "closed" {
-            self.reason = match from {
-                Side::Client => "client went away",
-                Side::Upstream => "upstream went away",
-            };
-        }
-        self.start_closing(now);
-    }
-
-    fn start_closing(&mut self, now: Instant) {
-        if self.close_deadline.is_none() {
-            self.close_deadline = Some(now + self.settings.close_timeout);
-        }
-    }
-
-    /// Close both legs with the same code (drain, idle timeout).
-    fn close_both(&mut self, code: u16, reason: &'static str, now: Instant) {
-        self.close_each(code, code, reason, now);
-    }
-
-    /// Gateway-initiated close with a code per leg.
-    fn close_each(&mut self, client: u16, upstream: u16, reason: &'static str, now: Instant) {
-        for (leg, code) in [(&mut self.client, client), (&mut self.upstream, upstream)] {
-            if !leg.close_out && !leg.dead {
-                leg.close_wanted = Some(GatewayClose {
-                    code,
-                    reason,
-                    after_other: false,
-                });
-            }
-        }
-        self.reason = reason;
-        self.start_closing(now);
     }
 
     /// Flush the per-connection tallies into the route's counters.
@@ -433,107 +326,6 @@ impl Session {
         if b_u2c > 0 {
             self.metrics.bytes_u2c.inc_by(b_u2c);
         }
-    }
-
-    /// Act on passed deadlines. Returns true if a frame was queued.
-    fn check_timers(&mut self, now: Instant) -> bool {
-        let mut queued = false;
-        if self.drain_at.is_some_and(|t| t <= now) {
-            self.drain_at = None;
-            self.close_both(1001, "going away", now);
-            queued = true;
-        }
-        if self.expires_at.is_some_and(|t| t <= now) {
-            self.expires_at = None;
-            if self.close_deadline.is_none() {
-                self.close_each(1008, 1001, "token expired", now);
-                queued = true;
-            }
-        }
-        if let Some(d) = self.close_deadline {
-            if d <= now {
-                // The closing handshake took too long: tear down.
-                self.client.kill();
-                self.upstream.kill();
-            }
-            // While closing, keepalive and idle no longer apply.
-            return queued;
-        }
-        if let Some(idle) = self.settings.idle_timeout {
-            if now.duration_since(self.last_data) >= idle {
-                self.close_both(1001, "idle timeout", now);
-                return true;
-            }
-        }
-        let Some(interval) = self.settings.ping_interval else {
-            return queued;
-        };
-        let pong_timeout = self.settings.pong_timeout;
-        for side in [Side::Client, Side::Upstream] {
-            let (leg, other) = self.legs(side);
-            if let Some(sent) = leg.ping_sent {
-                if leg.last_rx > sent {
-                    leg.ping_sent = None;
-                } else if now.duration_since(sent) >= pong_timeout {
-                    leg.ping_sent = None;
-                    leg.kill();
-                    leg.rx_done = true;
-                    if !other.close_out {
-                        other.close_wanted = Some(match side {
-                            Side::Client => GatewayClose {
-                                code: 1001,
-                                reason: "client ping timeout",
-                                after_other: false,
-                            },
-                            Side::Upstream => GatewayClose {
-                                code: 1014,
-                                reason: "upstream ping timeout",
-                                after_other: false,
-                            },
-                        });
-                    }
-                    match side {
-                        Side::Client => self.metrics.ping_timeout_client.inc(),
-                        Side::Upstream => self.metrics.ping_timeout_upstream.inc(),
-                    }
-                    self.reason = "ping timeout";
-                    self.start_closing(now);
-                    return true;
-                }
-            }
-            if leg.ping_sent.is_none() && now.duration_since(leg.last_rx) >= interval {
-                leg.ping_wanted = true;
-                leg.ping_sent = Some(now);
-                queued = true;
-            }
-        }
-        queued
-    }
-
-    /// The earliest moment a timer must look again.
-    fn next_deadline(&self) -> Instant {
-        let far = self.started + Duration::from_secs(365 * 24 * 3600);
-        let mut next = far;
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = next.min(t);
-            }
-        };
-        consider(self.drain_at);
-        consider(self.expires_at);
-        consider(self.close_deadline);
-        if self.close_deadline.is_none() {
-            consider(self.settings.idle_timeout.map(|i| self.last_data + i));
-            if let Some(interval) = self.settings.ping_interval {
-                for leg in [&self.client, &self.upstream] {
-                    consider(Some(match leg.ping_sent {
-                        Some(sent) => sent + self.settings.pong_timeout,
-                        None => leg.last_rx + interval,
-                    }));
-                }
-            }
-        }
-        next
     }
 
     /// Both close handshakes are over: the server side (client leg) closes
@@ -565,81 +357,24 @@ impl Session {
     }
 }
 
-/// Forward what the scanner allows from a chunk read from `src`.
-fn self_forward(
-    src: &mut Leg,
-    dst: &mut Leg,
-    chunk: &[u8],
-    limits: Limits,
-    cx: &mut Context<'_>,
-) -> usize {
+/// Scan a chunk read from `src` and pass on what the scanner allows; what
+/// it stopped at is acted on by `after_forward` once `src`/`dst` are free.
+fn forward_chunk(src: &mut Leg, dst: &mut Leg, chunk: &[u8], limits: Limits, cx: &mut Context<'_>) {
     let (n, stop) = src.scanner.scan(chunk, limits);
     // After a Close to `dst` nothing else may follow it.
     if !dst.close_out {
-        dst.send(cx, &chunk[..forwardable(src, dst, n, stop)]);
+        dst.send(cx, &chunk[..close::forwardable(src, dst, n, stop)]);
     }
     src.pending_stop = stop;
-    chunk.len().max(1)
 }
 
-/// How much of a scanned prefix of `n` bytes goes to `dst`: all of it,
-/// except a Close from `src` when the gateway has its own Close for `dst`
-/// (e.g. 1009 after `dst` sent an oversized message): `src`'s Close is the
-/// reply to ours, and `dst` must hear the gateway's code, not an echo.
-fn forwardable(src: &Leg, dst: &Leg, n: usize, stop: Option<Stop>) -> usize {
-    match stop {
-        Some(Stop::Close(_)) if dst.close_wanted.is_some() => n - src.scanner.close_len(),
-        _ => n,
-    }
-}
-
-/// Insert the gateway's own ping or Close into `dst`'s stream, if one is
-/// wanted and the stream is at a frame boundary. Returns `None` if nothing
-/// was written, else the Close code sent (0 for a ping alone).
-fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'_>) -> Option<u16> {
-    if dst.dead || dst.close_out || !src.scanner.at_boundary() {
-        return None;
-    }
-    let mut wrote = None;
-    if dst.ping_wanted {
-        dst.ping_wanted = false;
-        let frame = own_frame(
-            fastwebsockets::Frame::new(
-                true,
-                fastwebsockets::OpCode::Ping,
-                None,
-                fastwebsockets::Payload::Borrowed(&[]),
-            ),
-            dst.masks(),
-        );
-        dst.send(cx, &frame);
-        wrote = Some(0);
-    }
-    if let Some(close) = dst.close_wanted {
-        let other_finished = src.close_in.is_some() || src.dead || src.rx_done;
-        if !close.after_other || other_finished {
-            dst.close_wanted = None;
-            dst.close_out = true;
-            let frame = own_frame(
-                fastwebsockets::Frame::close(close.code, close.reason.as_bytes()),
-                dst.masks(),
-            );
-            dst.send(cx, &frame);
-            wrote = Some(close.code);
-        }
-    }
-    wrote
-}
-
-/// Encode a frame the gateway originates, masked towards an upstream.
-fn own_frame(mut frame: fastwebsockets::Frame<'_>, masked: bool) -> Vec<u8> {
-    if masked {
-        frame.mask();
-    }
-    let mut buf = Vec::new();
-    let len = frame.write(&mut buf).len();
-    buf.truncate(len);
-    buf
+/// What one read from a leg gave.
+enum Read {
+    Pending,
+    /// End of stream or a read error.
+    Eof,
+    /// Bytes were read and passed on.
+    Data,
 }
 
 pin_project_lite::pin_project! {

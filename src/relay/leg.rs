@@ -35,6 +35,24 @@ pub struct GatewayClose {
     pub after_other: bool,
 }
 
+impl GatewayClose {
+    /// The Close for the side that did nothing wrong when `failed` broke the
+    /// protocol, went away or stopped answering: the upstream hears 1001
+    /// (its client is going away), the client 1014 (bad gateway). `reasons`
+    /// is [if the client failed, if the upstream failed].
+    pub fn to_other_side(failed: Side, reasons: [&'static str; 2]) -> GatewayClose {
+        let (code, reason) = match failed {
+            Side::Client => (1001, reasons[0]),
+            Side::Upstream => (1014, reasons[1]),
+        };
+        GatewayClose {
+            code,
+            reason,
+            after_other: false,
+        }
+    }
+}
+
 pub struct Leg {
     pub io: Io,
     pub side: Side,

@@ -1,3 +1,5 @@
+use super::close::own_frame;
+use super::scan::Stop;
 use super::*;
 
 #[test]

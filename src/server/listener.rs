@@ -5,7 +5,6 @@
 use super::{connection, Gateway};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tracing::Instrument;
 
@@ -43,20 +42,10 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
         .tls_handshake_failures
         .with_label_values(&[&config_name]);
     loop {
-        let accepted = tokio::select! {
-            // Drain: stop accepting; the listening socket closes when this returns.
-            _ = gw.shutdown.cancelled() => return,
-            // A client connected, or accept failed.
-            r = listener.accept() => r,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Usually EMFILE/ENFILE: back off instead of spinning.
-                tracing::warn!(listener = %name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        // Drain stops accepting; the listening socket closes when this returns.
+        let Some((tcp, peer)) = crate::io::accept_until(&listener, &gw.shutdown, &name).await
+        else {
+            return;
         };
         let acceptor = gw
             .state()

@@ -1,0 +1,168 @@
+//! How a session ends: acting on a Close or a protocol violation the
+//! scanner found, on a peer that went away, and on the gateway's own
+//! decisions (drain, idle, expiry) — and inserting the gateway's own Close
+//! and ping frames at frame boundaries.
+
+use super::leg::{GatewayClose, Leg, Side};
+use super::scan::Stop;
+use super::Session;
+use std::task::Context;
+use tokio::time::Instant;
+
+impl Session {
+    /// Act on what the scanner stopped at.
+    pub(super) fn after_forward(&mut self, from: Side, now: Instant) {
+        let (src, dst) = self.legs(from);
+        match src.pending_stop.take() {
+            None => {}
+            Some(Stop::Close(code)) => {
+                src.close_in = Some(code);
+                src.rx_stopped = true;
+                if !dst.close_out && !dst.dead && dst.close_wanted.is_none() {
+                    // The close went through with the bytes before it.
+                    dst.close_out = true;
+                }
+                self.start_closing(now);
+            }
+            Some(Stop::Violation(v)) => {
+                src.rx_stopped = true;
+                src.close_wanted = Some(GatewayClose {
+                    code: v.close_code(),
+                    reason: v.reason(),
+                    after_other: true,
+                });
+                if !dst.close_out {
+                    dst.close_wanted = Some(GatewayClose::to_other_side(
+                        from,
+                        ["client protocol error", "upstream protocol error"],
+                    ));
+                }
+                self.reason = match from {
+                    Side::Client => "client violation",
+                    Side::Upstream => "upstream violation",
+                };
+                self.start_closing(now);
+            }
+        }
+    }
+
+    /// A peer's stream ended (EOF or error).
+    pub(super) fn on_eof(&mut self, from: Side, now: Instant) {
+        let (src, dst) = self.legs(from);
+        src.rx_done = true;
+        if src.close_in.is_some() {
+            return;
+        }
+        // Gone without a close: nothing more can reach it.
+        src.kill();
+        if !src.scanner.at_boundary() {
+            // It died inside a frame; the other side cannot be sent a clean
+            // Close after half a frame.
+            dst.kill();
+        } else if !dst.close_out {
+            dst.close_wanted = Some(GatewayClose::to_other_side(
+                from,
+                ["client went away", "upstream went away"],
+            ));
+        }
+        if self.reason == "closed" {
+            self.reason = match from {
+                Side::Client => "client went away",
+                Side::Upstream => "upstream went away",
+            };
+        }
+        self.start_closing(now);
+    }
+
+    pub(super) fn start_closing(&mut self, now: Instant) {
+        if self.close_deadline.is_none() {
+            self.close_deadline = Some(now + self.settings.close_timeout);
+        }
+    }
+
+    /// Close both legs with the same code (drain, idle timeout).
+    pub(super) fn close_both(&mut self, code: u16, reason: &'static str, now: Instant) {
+        self.close_each(code, code, reason, now);
+    }
+
+    /// Gateway-initiated close with a code per leg.
+    pub(super) fn close_each(
+        &mut self,
+        client: u16,
+        upstream: u16,
+        reason: &'static str,
+        now: Instant,
+    ) {
+        for (leg, code) in [(&mut self.client, client), (&mut self.upstream, upstream)] {
+            if !leg.close_out && !leg.dead {
+                leg.close_wanted = Some(GatewayClose {
+                    code,
+                    reason,
+                    after_other: false,
+                });
+            }
+        }
+        self.reason = reason;
+        self.start_closing(now);
+    }
+}
+
+/// How much of a scanned prefix of `n` bytes goes to `dst`: all of it,
+/// except a Close from `src` when the gateway has its own Close for `dst`
+/// (e.g. 1009 after `dst` sent an oversized message): `src`'s Close is the
+/// reply to ours, and `dst` must hear the gateway's code, not an echo.
+pub(super) fn forwardable(src: &Leg, dst: &Leg, n: usize, stop: Option<Stop>) -> usize {
+    match stop {
+        Some(Stop::Close(_)) if dst.close_wanted.is_some() => n - src.scanner.close_len(),
+        _ => n,
+    }
+}
+
+/// Insert the gateway's own ping or Close into `dst`'s stream, if one is
+/// wanted and the stream is at a frame boundary. Returns `None` if nothing
+/// was written, else the Close code sent (0 for a ping alone).
+pub(super) fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'_>) -> Option<u16> {
+    if dst.dead || dst.close_out || !src.scanner.at_boundary() {
+        return None;
+    }
+    let mut wrote = None;
+    if dst.ping_wanted {
+        dst.ping_wanted = false;
+        let frame = own_frame(
+            fastwebsockets::Frame::new(
+                true,
+                fastwebsockets::OpCode::Ping,
+                None,
+                fastwebsockets::Payload::Borrowed(&[]),
+            ),
+            dst.masks(),
+        );
+        dst.send(cx, &frame);
+        wrote = Some(0);
+    }
+    if let Some(close) = dst.close_wanted {
+        let other_finished = src.close_in.is_some() || src.dead || src.rx_done;
+        if !close.after_other || other_finished {
+            dst.close_wanted = None;
+            dst.close_out = true;
+            let frame = own_frame(
+                fastwebsockets::Frame::close(close.code, close.reason.as_bytes()),
+                dst.masks(),
+            );
+            dst.send(cx, &frame);
+            wrote = Some(close.code);
+        }
+    }
+    wrote
+}
+
+/// Encode a frame the gateway originates, masked towards an upstream.
+pub(super) fn own_frame(mut frame: fastwebsockets::Frame<'_>, masked: bool) -> Vec<u8> {
+    if masked {
+        frame.mask();
+    }
+    let mut buf = Vec::new();
+    let len = frame.write(&mut buf).len();
+    buf.truncate(len);
+    buf
+}

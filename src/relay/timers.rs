@@ -1,0 +1,103 @@
+//! The session's timers: keepalive pings and pong deadlines on both legs,
+//! the idle timeout, token expiry, the drain moment and the limit on the
+//! closing handshake — all served by the one `Sleep` in `Running`.
+
+use super::leg::{GatewayClose, Side};
+use super::Session;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Session {
+    /// Act on passed deadlines. Returns true if a frame was queued.
+    pub(super) fn check_timers(&mut self, now: Instant) -> bool {
+        let mut queued = false;
+        if self.drain_at.is_some_and(|t| t <= now) {
+            self.drain_at = None;
+            self.close_both(1001, "going away", now);
+            queued = true;
+        }
+        if self.expires_at.is_some_and(|t| t <= now) {
+            self.expires_at = None;
+            if self.close_deadline.is_none() {
+                self.close_each(1008, 1001, "token expired", now);
+                queued = true;
+            }
+        }
+        if let Some(d) = self.close_deadline {
+            if d <= now {
+                // The closing handshake took too long: tear down.
+                self.client.kill();
+                self.upstream.kill();
+            }
+            // While closing, keepalive and idle no longer apply.
+            return queued;
+        }
+        if let Some(idle) = self.settings.idle_timeout {
+            if now.duration_since(self.last_data) >= idle {
+                self.close_both(1001, "idle timeout", now);
+                return true;
+            }
+        }
+        let Some(interval) = self.settings.ping_interval else {
+            return queued;
+        };
+        let pong_timeout = self.settings.pong_timeout;
+        for side in [Side::Client, Side::Upstream] {
+            let (leg, other) = self.legs(side);
+            if let Some(sent) = leg.ping_sent {
+                if leg.last_rx > sent {
+                    leg.ping_sent = None;
+                } else if now.duration_since(sent) >= pong_timeout {
+                    leg.ping_sent = None;
+                    leg.kill();
+                    leg.rx_done = true;
+                    if !other.close_out {
+                        other.close_wanted = Some(GatewayClose::to_other_side(
+                            side,
+                            ["client ping timeout", "upstream ping timeout"],
+                        ));
+                    }
+                    match side {
+                        Side::Client => self.metrics.ping_timeout_client.inc(),
+                        Side::Upstream => self.metrics.ping_timeout_upstream.inc(),
+                    }
+                    self.reason = "ping timeout";
+                    self.start_closing(now);
+                    return true;
+                }
+            }
+            if leg.ping_sent.is_none() && now.duration_since(leg.last_rx) >= interval {
+                leg.ping_wanted = true;
+                leg.ping_sent = Some(now);
+                queued = true;
+            }
+        }
+        queued
+    }
+
+    /// The earliest moment a timer must look again.
+    pub(super) fn next_deadline(&self) -> Instant {
+        let far = self.started + Duration::from_secs(365 * 24 * 3600);
+        let mut next = far;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = next.min(t);
+            }
+        };
+        consider(self.drain_at);
+        consider(self.expires_at);
+        consider(self.close_deadline);
+        if self.close_deadline.is_none() {
+            consider(self.settings.idle_timeout.map(|i| self.last_data + i));
+            if let Some(interval) = self.settings.ping_interval {
+                for leg in [&self.client, &self.upstream] {
+                    consider(Some(match leg.ping_sent {
+                        Some(sent) => sent + self.settings.pong_timeout,
+                        None => leg.last_rx + interval,
+                    }));
+                }
+            }
+        }
+        next
+    }
+}
