@@ -1,0 +1,66 @@
+"""The example applications as real processes, driven by the test playing
+the gateway: the address line, echo, REJECT, SIGTERM → GOAWAY → exit 0,
+and chat broadcast."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from mux_apps import ExampleApp
+from mux_peer import GatewayPeer, run
+from tidegate_mux.bodies import OpenBody, RejectBody
+from tidegate_mux.codec import Frame, FrameType
+
+
+def test_echo_prints_one_address_line(echo_app):
+    assert re.fullmatch(r"tidegate-mux echo listening addr=127\.0\.0\.1:\d+", echo_app.line)
+    assert echo_app.port > 0
+
+
+def test_echo_echoes_and_rejects(echo_app):
+    async def main():
+        gw = await GatewayPeer.connect(echo_app.port)
+        assert (await gw.open(1, "/echo")).type is FrameType.ACCEPT
+        await gw.text(1, "hello")
+        assert await gw.recv_text(1) == "hello"
+        ans = await gw.open(2, "/reject")
+        assert (ans.type, RejectBody.from_json(ans.body).status) == (FrameType.REJECT, 403)
+        ans = await gw.open(3, "/", "reject=429")
+        body = RejectBody.from_json(ans.body)
+        assert (body.status, body.body) == (429, "rejected by app")
+        await gw.aclose()
+
+    run(main())
+
+
+def test_echo_sigterm_sends_goaway_and_keeps_serving_until_closed(echo_app):
+    async def main():
+        gw = await GatewayPeer.connect(echo_app.port)
+        await gw.open(1)
+        echo_app.terminate()
+        await gw.expect(FrameType.GOAWAY)
+        # Still serving the sessions it has until the gateway closes.
+        await gw.text(1, "still here")
+        assert await gw.recv_text(1) == "still here"
+        await gw.aclose()
+        assert await asyncio.to_thread(echo_app.wait, 60) == 0
+
+    run(main())
+
+
+def test_chat_broadcasts_within_a_room():
+    async def main():
+        with ExampleApp("chat") as app:
+            gw = await GatewayPeer.connect(app.port)
+            await gw.send(*(Frame.open(i, False, OpenBody(path=p)) for i, p in ((1, "/a"), (2, "/a"), (3, "/b"))))
+            for _ in range(3):
+                await gw.expect(FrameType.ACCEPT)
+            await gw.text(1, "to room a")
+            assert await gw.recv_text(1) == "to room a"
+            assert await gw.recv_text(2) == "to room a"
+            await gw.text(3, "to room b")
+            assert await gw.recv_text(3) == "to room b"
+            await gw.aclose()
+
+    run(main())

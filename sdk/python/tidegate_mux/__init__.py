@@ -1,0 +1,47 @@
+"""tidegate_mux: the application side of tidegate's ``tidegate.mux.v1``.
+
+tidegate in mux mode carries many client WebSocket sessions over a few
+long-lived WebSocket connections to the application
+(docs/mux-protocol.md). This package is that application's server::
+
+    async def handler(incoming):
+        session = incoming.accept()
+        async for message in session:
+            await session.send(message)
+
+    server = MuxServer("0.0.0.0", 9000, handler)
+    await server.start()
+
+``codec`` is the wire format on its own (no I/O).
+"""
+
+from .bodies import AcceptBody, GoawayBody, OpenBody, RejectBody
+from .codec import SUBPROTOCOL, Close, Frame, FrameType
+from .errors import CodecError, MuxError, SessionClosed
+from .incoming import AlreadyAnswered, Incoming
+from .limits import Limits
+from .server import MuxServer, ServerClosed
+from .session import Session
+from .table import PROCESS_TABLE, SessionTable
+
+__all__ = [
+    "SUBPROTOCOL",
+    "AcceptBody",
+    "AlreadyAnswered",
+    "Close",
+    "CodecError",
+    "Frame",
+    "FrameType",
+    "GoawayBody",
+    "Incoming",
+    "Limits",
+    "MuxError",
+    "MuxServer",
+    "OpenBody",
+    "PROCESS_TABLE",
+    "RejectBody",
+    "ServerClosed",
+    "Session",
+    "SessionClosed",
+    "SessionTable",
+]

@@ -1,0 +1,1 @@
+"""Example applications: ``echo`` (used by the tests) and ``chat``."""

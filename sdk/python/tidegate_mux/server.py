@@ -1,0 +1,204 @@
+"""``MuxServer``: the application's WebSocket endpoint for tidegate in mux mode.
+
+The gateway connects to it (K connections per gateway process) selecting
+the sub-protocol ``tidegate.mux.v1``; connections that do not offer it, or
+lack a valid ``X-Tidegate-Instance`` header, are refused with 400 before the
+upgrade. Every OPEN becomes an ``Incoming``, either handed to ``handler``
+(one task each) or queued for ``accept()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from .codec import HEADER_LEN, SUBPROTOCOL, Frame
+from .connection import MuxConnection
+from .errors import MuxError
+from .incoming import Incoming
+from .limits import Limits
+from .table import PROCESS_TABLE, SessionTable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Incoming], Awaitable[None]]
+
+_INSTANCE = re.compile(r"[0-9a-fA-F]{16}")
+
+
+class ServerClosed(MuxError):
+    """``accept()`` on a closed server."""
+
+
+class MuxServer:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        handler: Handler | None = None,
+        resume_grace: float = 30.0,
+        *,
+        limits: Limits | None = None,
+        table: SessionTable | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        """``handler(incoming)`` runs in its own task per OPEN; without one,
+        call ``accept()``. ``resume_grace``: how long a session whose
+        connection ended waits for the gateway to resume it before it is
+        closed with 1006 (match the gateway's ``mux.resume_grace``)."""
+        self.host = host
+        self._port = port
+        self.handler = handler
+        self.resume_grace = resume_grace
+        self.limits = limits or Limits()
+        self.table = table if table is not None else PROCESS_TABLE
+        """Open sessions by (instance, id), shared process-wide by default."""
+        self._ssl = ssl
+        self._server: Server | None = None
+        self._connections: set[MuxConnection] = set()
+        self._no_connections = asyncio.Event()
+        self._no_connections.set()
+        self._incoming: asyncio.Queue[Incoming | None] = asyncio.Queue()
+        """OPENs for ``accept()``; bounded by hand (``Limits.pending_opens``)
+        so the close sentinel always fits."""
+        self._handler_tasks: set[asyncio.Task[None]] = set()
+        self.goaway_reason: str | None = None
+        """Set by ``goaway()``: sent on every connection, present and new."""
+        self.closing = False
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Bind and listen (port 0 picks a free port; see ``.port``)."""
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self._port,
+            subprotocols=[SUBPROTOCOL],
+            process_request=self._check_request,
+            # Payloads are the clients' own; the gateway does not negotiate
+            # compression on the mux leg.
+            compression=None,
+            # A message is one frame alone or a batch (the gateway's is at
+            # most 64 KiB); anything bigger is refused by websockets (1009)
+            # before it is buffered. Within that, the codec reports too_big.
+            max_size=max(self.limits.max_frame_bytes + HEADER_LEN, self.limits.batch_bytes),
+            ssl=self._ssl,
+        )
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise MuxError("MuxServer not started")
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def connections(self) -> int:
+        """Mux connections currently open."""
+        return len(self._connections)
+
+    async def accept(self) -> Incoming:
+        """The next OPEN (when no ``handler`` was given). Raises
+        ``ServerClosed`` after ``close()``."""
+        if self.closing:
+            raise ServerClosed("MuxServer closed")
+        inc = await self._incoming.get()
+        if inc is None:
+            self._incoming.put_nowait(None)  # wake the next caller too
+            raise ServerClosed("MuxServer closed")
+        return inc
+
+    def goaway(self, reason: str = "") -> None:
+        """Tell the gateway this instance is going away (§6): it sends no new
+        OPEN here and moves the sessions to other connections, then closes
+        these connections (1000). Keep serving until ``wait_drained()``."""
+        self.goaway_reason = reason
+        for conn in list(self._connections):
+            conn.writer.put_nowait(Frame.goaway(reason))
+
+    async def wait_drained(self, timeout: float | None = None) -> bool:
+        """Wait until no mux connection is open; False on timeout."""
+        try:
+            await asyncio.wait_for(self._no_connections.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def close(self) -> None:
+        """Stop listening and close every mux connection (1001). Sessions on
+        them finish at once with ``SessionClosed(1001)`` (no resume wait);
+        the gateway resumes them on other instances if it has any."""
+        if self.closing:
+            return
+        self.closing = True
+        self._incoming.put_nowait(None)
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        tasks = list(self._handler_tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> MuxServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------- internals
+
+    def _check_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        instance = request.headers.get("X-Tidegate-Instance", "")
+        if not _INSTANCE.fullmatch(instance):
+            return ws.respond(400, "X-Tidegate-Instance (16 hex digits) required\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        headers = ws.request.headers if ws.request is not None else {}
+        instance = headers.get("X-Tidegate-Instance", "").lower()
+        conn = MuxConnection(self, ws, instance, headers.get("X-Tidegate-Slot", ""))
+        self._connections.add(conn)
+        self._no_connections.clear()
+        log.info("mux connection from %s instance=%s slot=%s", ws.remote_address, instance, conn.slot)
+        await conn.run()
+
+    def _connection_ended(self, conn: MuxConnection) -> None:
+        self._connections.discard(conn)
+        if not self._connections:
+            self._no_connections.set()
+
+    def _offer(self, inc: Incoming) -> None:
+        if self.handler is not None:
+            task = asyncio.create_task(self._run_handler(inc), name=f"tidegate-mux {inc.id}")
+            self._handler_tasks.add(task)
+            task.add_done_callback(self._handler_tasks.discard)
+        elif self._incoming.qsize() >= self.limits.pending_opens:
+            log.warning("%d OPENs waiting for accept(); rejecting %s with 503", self._incoming.qsize(), inc.id)
+            inc.reject(503, "application busy")
+        else:
+            self._incoming.put_nowait(inc)
+
+    async def _run_handler(self, inc: Incoming) -> None:
+        """Run ``handler``. An OPEN it leaves unanswered gets REJECT 500, so
+        the client is never left waiting for the gateway's open timeout; a
+        session it accepted and then failed on is closed with 1011."""
+        assert self.handler is not None, "_run_handler only runs with a handler"
+        try:
+            await self.handler(inc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("mux handler failed for %r", inc)
+            if inc.session is not None:
+                await inc.session.close(1011, "application error")
+        finally:
+            if not inc.answered:
+                inc.reject(500, "application error")

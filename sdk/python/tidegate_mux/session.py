@@ -1,0 +1,310 @@
+"""One client's WebSocket as the application sees it (docs/mux-protocol.md §5).
+
+A ``Session`` outlives the mux connection it was opened on: when that
+connection ends it waits up to ``resume_grace`` for the gateway to re-open it
+(OPEN + RESUMED) on another connection of this process, and then simply
+continues there (§6). The application's loop over ``recv()`` never notices.
+
+Closing style: ``recv()`` returns whole messages (``str`` for text, ``bytes``
+for binary) and raises ``SessionClosed(code, reason)`` once the session is
+finished and every message received before the close has been read.
+``async for msg in session`` ends quietly at that point instead.
+
+Slow-consumer policy: complete messages wait in a per-session inbox bounded
+by ``Limits.session_queue_bytes``. The connection's reader never waits for
+one session (that would stall every other session on the connection), so
+when a message would push the inbox over the bound, the session is closed:
+CLOSE 1008 "slow consumer" goes to the gateway (the client gets 1008), the
+unread messages are dropped, and ``recv()`` raises ``SessionClosed(1008)``.
+One message larger than the bound is still delivered when the inbox is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .bodies import AcceptBody, OpenBody
+from .codec import KIND_BINARY, KIND_CONTINUATION, KIND_TEXT, Close, Frame, valid_code
+from .errors import SessionClosed
+from .limits import Limits
+from .writer import ConnectionGone
+
+if TYPE_CHECKING:
+    from .connection import MuxConnection
+    from .table import SessionTable
+
+log = logging.getLogger(__name__)
+
+SessionKey = tuple[str, int]
+"""``(instance, session id)``: unique across the gateway instances (§3)."""
+
+
+def app_may_send(code: int) -> bool:
+    """Codes an application may put in a CLOSE (§2): not 1006, which only
+    the gateway uses."""
+    return valid_code(code) and code != 1006
+
+
+class Session:
+    def __init__(
+        self,
+        key: SessionKey,
+        open_body: OpenBody,
+        protocol: str | None,
+        resumed: bool,
+        table: SessionTable,
+        limits: Limits,
+        resume_grace: float,
+    ) -> None:
+        self.id = key
+        """``(instance, session id)``, stable across resumes."""
+        self.open = open_body
+        """The OPEN body: path, query, headers, identity of the client."""
+        self.protocol = protocol
+        """The sub-protocol the application selected in ACCEPT."""
+        self.resumed = resumed
+        """True when this process first saw the session as a resumed OPEN."""
+        self._table = table
+        self._limits = limits
+        self._grace = resume_grace
+        self._conn: MuxConnection | None = None
+        """The connection frames go out on; ``None`` while waiting for a resume."""
+        self._conns: set[MuxConnection] = set()
+        """Every connection whose session map holds us (the current one, and
+        an old one still delivering after a GOAWAY), to be removed on close."""
+        self._attached = asyncio.Event()
+        self._done = asyncio.Event()
+        self._readable = asyncio.Event()
+        """Set when the inbox gets a message or the session closes."""
+        self._inbox: deque[tuple[str | bytes, int]] = deque()
+        """Complete messages not yet read, with their size in bytes."""
+        self._inbox_bytes = 0
+        self._partial: bytearray | None = None
+        """Fragments of the message being assembled."""
+        self._partial_kind = KIND_CONTINUATION
+        self._closed: SessionClosed | None = None
+        self._close_on_resume: Close | None = None
+        """The app closed while detached: answer the resume with ACCEPT + CLOSE."""
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._send_lock = asyncio.Lock()
+        """One message at a time, so fragments of two sends never interleave."""
+
+    # ------------------------------------------------------------- app API
+
+    @property
+    def closed(self) -> SessionClosed | None:
+        """``None`` while open, else the close (code, reason)."""
+        return self._closed
+
+    async def recv(self) -> str | bytes:
+        """The next whole message; raises ``SessionClosed`` when finished."""
+        while True:
+            if self._inbox:
+                msg, size = self._inbox.popleft()
+                self._inbox_bytes -= size
+                return msg
+            if self._closed is not None:
+                raise self._closed
+            self._readable.clear()
+            await self._readable.wait()
+
+    def __aiter__(self) -> Session:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.recv()
+        except SessionClosed:
+            raise StopAsyncIteration from None
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send one message (``str`` → text, bytes-like → binary), split into
+        MESSAGE fragments of at most ``Limits.fragment_bytes``. Waits while
+        the connection's queue is full, and while the session is waiting to
+        be resumed; raises ``SessionClosed`` once the session is closed."""
+        if isinstance(message, str):
+            payload, kind = message.encode("utf-8"), KIND_TEXT
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            payload, kind = bytes(message), KIND_BINARY
+        else:
+            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        frames = self._fragments(payload, kind)
+        async with self._send_lock:
+            while True:
+                if self._closed is not None:
+                    raise self._closed
+                conn = self._conn
+                if conn is None:
+                    await _first(self._attached, self._done)
+                    continue
+                try:
+                    await conn.writer.put(frames)
+                    return
+                except ConnectionGone:
+                    # Lost with the connection; wait for the resume.
+                    await _first(self._attached, self._done)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the session; the client gets the same code and reason. A
+        no-op when already closed."""
+        if not app_may_send(code):
+            raise ValueError(f"close code {code} may not be sent by an application")
+        if self._closed is not None:
+            return
+        close = Close(code, reason)
+        self._mark_closed(SessionClosed(code, reason, by_app=True))
+        conn = self._conn
+        if conn is not None and conn.writer.put_nowait(Frame.close(self.id[1], close)):
+            self._forget()
+        else:
+            # Detached: keep the table entry until the resume (answered with
+            # ACCEPT + CLOSE) or the end of the grace period.
+            self._close_on_resume = close
+
+    def __repr__(self) -> str:
+        state = "open" if self._closed is None else f"closed {self._closed.code}"
+        return f"<Session {self.id[0]}/{self.id[1]} {self.open.path!r} {state}>"
+
+    # ------------------------------------------------- called by the reader
+
+    def _on_message(self, frame: Frame) -> None:
+        """A MESSAGE fragment from the gateway; never blocks."""
+        if self._closed is not None:
+            return
+        kind = frame.message_kind
+        if kind == KIND_CONTINUATION:
+            if self._partial is None:
+                return self._fail(1002, "continuation without a message")
+        elif self._partial is not None:
+            return self._fail(1002, "new message inside a fragmented one")
+        elif frame.fin:
+            return self._deliver(kind, frame.body)
+        else:
+            self._partial, self._partial_kind = bytearray(), kind
+        self._partial += frame.body
+        if len(self._partial) > self._limits.max_message_bytes:
+            return self._fail(1009, "message too big")
+        if frame.fin:
+            data, self._partial = bytes(self._partial), None
+            self._deliver(self._partial_kind, data)
+
+    def _deliver(self, kind: int, data: bytes) -> None:
+        if self._inbox and self._inbox_bytes + len(data) > self._limits.session_queue_bytes:
+            log.warning("session %s: inbox over %d bytes, closing 1008", self.id, self._limits.session_queue_bytes)
+            return self._fail(1008, "slow consumer")
+        if kind == KIND_TEXT:
+            try:
+                msg: str | bytes = data.decode("utf-8")
+            except UnicodeDecodeError:
+                return self._fail(1007, "invalid UTF-8")
+        else:
+            msg = data
+        self._inbox.append((msg, len(data)))
+        self._inbox_bytes += len(data)
+        self._readable.set()
+
+    def _on_close(self, close: Close) -> None:
+        """CLOSE from the gateway: the client closed or went away."""
+        self._mark_closed(SessionClosed(1005 if close.code is None else close.code, close.reason))
+        self._forget()
+
+    def _attach(self, conn: MuxConnection) -> None:
+        self._conn = conn
+        self._conns.add(conn)
+        conn.sessions[self.id[1]] = self
+        self._attached.set()
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+
+    def _resume(self, conn: MuxConnection) -> None:
+        """A RESUMED OPEN for us arrived on ``conn``: ACCEPT and carry on
+        there (the gateway ignores ACCEPT's fields on a resume, §6)."""
+        self._attach(conn)
+        conn.writer.put_nowait(Frame.accept(self.id[1], AcceptBody()))
+        if self._close_on_resume is not None:
+            conn.writer.put_nowait(Frame.close(self.id[1], self._close_on_resume))
+            self._forget()
+
+    def _detach(self, conn: MuxConnection, server_closing: bool) -> None:
+        """``conn`` ended. If it was ours, wait for a resume (or finish at
+        once when the server itself is closing)."""
+        self._conns.discard(conn)
+        if self._conn is not conn:
+            return
+        self._conn = None
+        self._attached.clear()
+        if server_closing:
+            self._mark_closed(SessionClosed(1001, "server closed", by_app=True))
+            self._forget()
+        elif self._grace_timer is None:
+            loop = asyncio.get_running_loop()
+            self._grace_timer = loop.call_later(self._grace, self._grace_expired)
+
+    def _grace_expired(self) -> None:
+        self._grace_timer = None
+        if self._conn is not None:
+            return
+        self._mark_closed(SessionClosed(1006, "connection lost, not resumed"))
+        self._forget()
+
+    # ------------------------------------------------------------ internal
+
+    def _fail(self, code: int, reason: str) -> None:
+        """The SDK closes the session on the application's behalf."""
+        conn = self._conn
+        if conn is not None:
+            conn.writer.put_nowait(Frame.close(self.id[1], Close(code, reason)))
+        self._mark_closed(SessionClosed(code, reason, by_app=True), drop_inbox=True)
+        self._forget()
+
+    def _mark_closed(self, closed: SessionClosed, drop_inbox: bool = False) -> None:
+        if self._closed is not None:
+            return
+        self._closed = closed
+        self._partial = None
+        if drop_inbox:
+            self._inbox.clear()
+            self._inbox_bytes = 0
+        self._done.set()
+        self._readable.set()
+
+    def _forget(self) -> None:
+        """Drop every reference the connections and the table hold, so
+        later frames for this id are ignored as unknown (§3)."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        for conn in self._conns:
+            if conn.sessions.get(self.id[1]) is self:
+                del conn.sessions[self.id[1]]
+        self._conns.clear()
+        self._conn = None
+        self._close_on_resume = None
+        self._table.remove(self)
+
+    def _fragments(self, payload: bytes, kind: int) -> list[Frame]:
+        step = self._limits.fragment_bytes
+        sid = self.id[1]
+        if len(payload) <= step:
+            return [Frame.message(sid, kind, True, payload)]
+        view = memoryview(payload)
+        out = []
+        for start in range(0, len(payload), step):
+            chunk = view[start : start + step]
+            last = start + step >= len(payload)
+            out.append(Frame.message(sid, kind if start == 0 else KIND_CONTINUATION, last, chunk))
+        return out
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
