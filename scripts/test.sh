@@ -72,11 +72,12 @@ install_debian() {
 
 install_python() {
   local stamp=.venv/.requirements.sha256 want
-  want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+  want=$(cat tests/requirements.txt sdk/python/pyproject.toml | sha256sum | cut -d' ' -f1)
   if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
-  log "python venv (.venv) from tests/requirements.txt"
+  log "python venv (.venv) from tests/requirements.txt + sdk/python (editable)"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e sdk/python
   echo "$want" >"$stamp"
 }
 
@@ -138,6 +139,8 @@ export TG_TEST_PYTHON=$REPO/.venv/bin/python
 step "cargo test (release)" 1500 cargo test --release --workspace --no-fail-fast
 step "python: websockets client (pytest tests/python)" 600 \
   .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
+step "python mux sdk (pytest sdk/python/tests)" 300 \
+  .venv/bin/python -m pytest -q -p no:cacheprovider sdk/python/tests
 step "node: ws client (node --test tests/node/)" 300 node --test tests/node/
 step "browser: headless chromium (node --test tests/browser/)" 300 node --test tests/browser/
 
