@@ -248,7 +248,13 @@ fn json<T: Serialize>(value: &T) -> Bytes {
 }
 
 /// Check a frame header on its own (two-step parse: this allocates nothing).
-fn check(kind: FrameType, flags: u8, session: u32, len: u32, max_body: u32) -> Result<(), CodecError> {
+fn check(
+    kind: FrameType,
+    flags: u8,
+    session: u32,
+    len: u32,
+    max_body: u32,
+) -> Result<(), CodecError> {
     if flags & !kind.allowed_flags() != 0
         || (kind == FrameType::Message && flags & KIND_MASK == KIND_MASK)
     {
@@ -380,8 +386,8 @@ impl Close {
         if !valid_code(code) {
             return Err(CodecError::BadClose("invalid close code"));
         }
-        let reason =
-            std::str::from_utf8(&body[2..]).map_err(|_| CodecError::BadClose("reason not UTF-8"))?;
+        let reason = std::str::from_utf8(&body[2..])
+            .map_err(|_| CodecError::BadClose("reason not UTF-8"))?;
         Ok(Close::new(code, reason))
     }
 }

@@ -96,8 +96,14 @@ fn decoding_stops_after_an_error() {
 fn close_bodies() {
     assert_eq!(Close::decode(&[]).expect("empty"), Close::default());
     assert!(Close::decode(&[3]).is_err());
-    assert!(Close::decode(&[0x03, 0xed]).is_err(), "1005 is not sendable");
-    assert!(Close::decode(&[0x03, 0xe8, 0xff]).is_err(), "reason not UTF-8");
+    assert!(
+        Close::decode(&[0x03, 0xed]).is_err(),
+        "1005 is not sendable"
+    );
+    assert!(
+        Close::decode(&[0x03, 0xe8, 0xff]).is_err(),
+        "reason not UTF-8"
+    );
     let c = Close::decode(&[0x0f, 0xa0, b'o', b'k']).expect("4000");
     assert_eq!(c, Close::new(4000, "ok"));
     // Over-long reasons are cut on a character boundary.
@@ -117,10 +123,15 @@ fn json_bodies_ignore_unknown_fields() {
     let a: AcceptBody = f.json().expect("accept");
     assert_eq!(a.protocol.as_deref(), Some("chat"));
     let empty = Frame::new(FrameType::Accept, 0, 3, Bytes::new());
-    assert_eq!(empty.json::<AcceptBody>().expect("{}"), AcceptBody::default());
+    assert_eq!(
+        empty.json::<AcceptBody>().expect("{}"),
+        AcceptBody::default()
+    );
     let bad = Frame::new(FrameType::Reject, 0, 3, &b"{}"[..]);
     assert_eq!(
-        bad.json::<RejectBody>().expect_err("status required").label(),
+        bad.json::<RejectBody>()
+            .expect_err("status required")
+            .label(),
         "bad_json"
     );
 }
