@@ -1,0 +1,150 @@
+//! A mux application that echoes every message back: the upstream the
+//! gateway's mux tests and the load test run against.
+//!
+//! ```text
+//! cargo run -p tidegate-mux --example echo -- --listen 127.0.0.1:9000
+//! ```
+//!
+//! Prints one line, `tidegate-mux echo listening addr=IP:PORT`, once it
+//! listens. Accepts the first sub-protocol a client offered. A client whose
+//! path is `/reject`, or whose query has `reject=STATUS`, is rejected with
+//! that status (403 by default) and the body "rejected by app". A text
+//! message `!close CODE [REASON]` makes the app close the session with that
+//! code. On SIGTERM it sends GOAWAY on every mux connection and keeps
+//! serving until the gateway has closed them (at most 35 s), then exits 0.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidegate_mux::server::{Event, Incoming, MuxServer};
+use tidegate_mux::{AcceptBody, RejectBody};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// How long a draining instance waits for the gateway to move its sessions.
+const DRAIN: Duration = Duration::from_secs(35);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let listen = match parse_args() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("echo: {e}\nusage: echo [--listen ADDR]");
+            return ExitCode::from(64);
+        }
+    };
+    let server = match MuxServer::bind(listen.as_str()).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("echo: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("echo: cannot watch SIGTERM: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("tidegate-mux echo listening addr={}", server.local_addr());
+    let _ = std::io::stdout().flush();
+
+    loop {
+        tokio::select! {
+            // A new OPEN: answer it on its own task.
+            incoming = server.accept() => match incoming {
+                Some(i) => { tokio::spawn(serve(i)); }
+                None => return ExitCode::SUCCESS,
+            },
+            // Redeploy: hand the sessions back to the gateway.
+            _ = term.recv() => break,
+        }
+    }
+    let told = server.goaway("shutting down");
+    eprintln!("echo: SIGTERM, GOAWAY sent on {told} connection(s)");
+    let deadline = tokio::time::sleep(DRAIN);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            // Keep serving sessions that are still opened here meanwhile.
+            incoming = server.accept() => match incoming {
+                Some(i) => { tokio::spawn(serve(i)); }
+                None => break,
+            },
+            // The gateway closed every connection: nothing is lost.
+            _ = server.wait_connections_closed() => break,
+            _ = &mut deadline => {
+                eprintln!("echo: drain window over, {} connection(s) left", server.connection_count());
+                break;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn parse_args() -> Result<String, String> {
+    let mut listen = "127.0.0.1:0".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--listen" => listen = args.next().ok_or("--listen needs an address")?,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(listen)
+}
+
+/// The status a client asked to be rejected with, if any.
+fn wants_reject(path: &str, query: &str) -> Option<u16> {
+    let asked = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "reject")
+        .map(|(_, v)| {
+            v.parse::<u16>()
+                .ok()
+                .filter(|s| (400..=599).contains(s))
+                .unwrap_or(403)
+        });
+    match asked {
+        Some(status) => Some(status),
+        None if path == "/reject" => Some(403),
+        None => None,
+    }
+}
+
+async fn serve(incoming: Incoming) {
+    if let Some(status) = wants_reject(&incoming.open.path, &incoming.open.query) {
+        incoming.reject(RejectBody {
+            status,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: "rejected by app".into(),
+        });
+        return;
+    }
+    let protocol = incoming.open.protocols.first().cloned();
+    let mut session = incoming.accept(AcceptBody {
+        protocol,
+        headers: Vec::new(),
+    });
+    while let Some(event) = session.recv().await {
+        let sent = match event {
+            Event::Text(t) => match t.strip_prefix("!close ") {
+                Some(cmd) => {
+                    let (code, reason) = cmd.split_once(' ').unwrap_or((cmd, ""));
+                    let code = code.trim().parse().unwrap_or(1000);
+                    let _ = session.close(code, reason);
+                    continue;
+                }
+                None => session.send_text(t).await,
+            },
+            Event::Binary(b) => session.send_binary(b).await,
+            Event::Closed(_) => break,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Sessions outliving their mux connection (docs/mux-protocol.md §6):
+//! resume on another connection, the grace, and GOAWAY.
+
+use std::time::Duration;
+
+use tidegate_mux::codec::{Frame, FrameType, KIND_TEXT};
+use tidegate_mux::server::Config;
+use tidegate_mux::AcceptBody;
+
+use crate::app::{App, Seen};
+use crate::gateway::{instance, open_body, Ended, Gateway};
+
+#[tokio::test]
+async fn known_session_resumes_without_the_app_noticing() {
+    let mut app = App::start(Config::default()).await;
+    let inst = instance();
+    let mut a = Gateway::connect(app.server.local_addr(), &inst).await;
+    a.send(&[Frame::open(5, false, &open_body("/room"))]).await;
+    assert_eq!(a.next().await.kind, FrameType::Accept);
+    a.send(&[Frame::message(5, KIND_TEXT, true, "before")])
+        .await;
+    assert_eq!(a.next().await, Frame::message(5, KIND_TEXT, true, "before"));
+    assert!(matches!(app.next_seen().await, Seen::Incoming { .. }));
+    drop(a); // the connection is lost (TCP closed)
+
+    let mut b = Gateway::connect(app.server.local_addr(), &inst).await;
+    b.send(&[Frame::open(5, true, &open_body("/room"))]).await;
+    let accept = b.next().await;
+    assert_eq!((accept.kind, accept.session), (FrameType::Accept, 5));
+    assert_eq!(
+        accept.json::<AcceptBody>().expect("body"),
+        AcceptBody::default()
+    );
+    b.send(&[Frame::message(5, KIND_TEXT, true, "after")]).await;
+    assert_eq!(b.next().await, Frame::message(5, KIND_TEXT, true, "after"));
+    // The application saw one OPEN only, and no close.
+    assert!(app.seen.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn resume_after_goaway_while_the_old_connection_is_up() {
+    let mut app = App::start(Config::default()).await;
+    let inst = instance();
+    let mut a = Gateway::connect(app.server.local_addr(), &inst).await;
+    a.send(&[Frame::open(8, false, &open_body("/"))]).await;
+    assert_eq!(a.next().await.kind, FrameType::Accept);
+    assert!(matches!(app.next_seen().await, Seen::Incoming { .. }));
+
+    let mut b = Gateway::connect(app.server.local_addr(), &inst).await;
+    assert_eq!(app.server.goaway("deploy"), 2);
+    assert_eq!(a.next().await, Frame::goaway("deploy"));
+    assert_eq!(b.next().await, Frame::goaway("deploy"));
+
+    b.send(&[Frame::open(8, true, &open_body("/"))]).await;
+    assert_eq!(b.next().await.kind, FrameType::Accept);
+    b.send(&[Frame::message(8, KIND_TEXT, true, "moved")]).await;
+    assert_eq!(b.next().await, Frame::message(8, KIND_TEXT, true, "moved"));
+    // The gateway closes the old connection; the session lives on.
+    drop(a);
+    b.send(&[Frame::message(8, KIND_TEXT, true, "still")]).await;
+    assert_eq!(b.next().await, Frame::message(8, KIND_TEXT, true, "still"));
+    assert!(app.seen.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn goaway_refuses_new_connections() {
+    let app = App::start(Config::default()).await;
+    let mut a = Gateway::connect(app.server.local_addr(), &instance()).await;
+    assert_eq!(app.server.connection_count(), 1);
+    assert_eq!(app.server.goaway(""), 1);
+    let f = a.next().await;
+    assert_eq!((f.kind, f.session, f.body.len()), (FrameType::Goaway, 0, 0));
+    // New mux connections get 503 from now on.
+    let tcp = tokio::net::TcpStream::connect(app.server.local_addr())
+        .await
+        .expect("connect");
+    let req = hyper::Request::builder()
+        .uri("/")
+        .header("host", "x")
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header(
+            "sec-websocket-key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", tidegate_mux::SUBPROTOCOL)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .expect("http1");
+    tokio::spawn(conn);
+    let resp = send.send_request(req).await.expect("answer");
+    assert_eq!(resp.status(), 503);
+    // The gateway closes the old connection: the count reaches zero.
+    drop(a);
+    crate::gateway::patiently("zero connections", app.server.wait_connections_closed()).await;
+}
+
+#[tokio::test]
+async fn unknown_resumed_session_reaches_the_app() {
+    let mut app = App::start(Config::default()).await;
+    let mut gw = Gateway::connect(app.server.local_addr(), &instance()).await;
+    gw.send(&[Frame::open(77, true, &open_body("/"))]).await;
+    assert_eq!(gw.next().await.kind, FrameType::Accept);
+    match app.next_seen().await {
+        Seen::Incoming { id, resumed } => assert_eq!((id.id, resumed), (77, true)),
+        other => panic!("unexpected {other:?}"),
+    }
+    gw.send(&[Frame::message(77, KIND_TEXT, true, "x")]).await;
+    assert_eq!(gw.next().await, Frame::message(77, KIND_TEXT, true, "x"));
+}
+
+#[tokio::test]
+async fn unresumed_session_closes_with_1006_after_the_grace() {
+    let config = Config {
+        resume_grace: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let mut app = App::start(config).await;
+    let inst = instance();
+    let mut gw = Gateway::connect(app.server.local_addr(), &inst).await;
+    gw.send(&[Frame::open(2, false, &open_body("/"))]).await;
+    assert_eq!(gw.next().await.kind, FrameType::Accept);
+    assert!(matches!(app.next_seen().await, Seen::Incoming { .. }));
+    drop(gw);
+    match app.next_seen().await {
+        Seen::Closed { id, close } => {
+            assert_eq!(id.id, 2);
+            assert_eq!(close.code, Some(1006));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Too late now: a RESUMED OPEN is a new session for the app.
+    let mut gw = Gateway::connect(app.server.local_addr(), &inst).await;
+    gw.send(&[Frame::open(2, true, &open_body("/"))]).await;
+    assert_eq!(gw.next().await.kind, FrameType::Accept);
+    match app.next_seen().await {
+        Seen::Incoming { resumed, .. } => assert!(resumed),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn gateway_websocket_close_is_answered() {
+    let app = App::start(Config::default()).await;
+    let mut gw = Gateway::connect(app.server.local_addr(), &instance()).await;
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"done");
+    gw.send_raw(fastwebsockets::OpCode::Close, payload).await;
+    assert_eq!(
+        gw.until_end().await,
+        Ended::Close(Some(1000), String::new())
+    );
+}
