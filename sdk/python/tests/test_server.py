@@ -147,6 +147,25 @@ def test_close_both_ways():
     run(main())
 
 
+def test_accept_after_the_gateway_withdrew_the_open():
+    async def main():
+        async with server(handler=None) as srv:
+            gw = await GatewayPeer.connect(srv.port)
+            await gw.send(Frame.open(1, False, OpenBody()))
+            incoming = await srv.accept()
+            # The gateway's open timeout: CLOSE 1001 for the id.
+            await gw.send(Frame.close(1, Close(1001, "open timeout")), Frame.ping(b"after"))
+            assert (await gw.expect(FrameType.PONG)).body == b"after"
+            session = incoming.accept()
+            assert [m async for m in session] == []
+            assert (session.closed.code, session.closed.reason) == (1001, "open timeout")
+            # No ACCEPT went out for the withdrawn id.
+            await gw.send(Frame.ping(b"end"))
+            assert (await gw.next()).type is FrameType.PONG
+
+    run(main())
+
+
 def test_ping_pong():
     async def main():
         async with server() as srv:

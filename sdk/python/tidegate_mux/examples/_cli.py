@@ -35,13 +35,14 @@ async def serve_until_sigterm(server: MuxServer, name: str) -> None:
     """Start, print ``tidegate-mux NAME listening addr=IP:PORT``, and on
     SIGTERM/SIGINT send GOAWAY, wait for the gateway to close the
     connections (at most ``DRAIN_MAX``), then close."""
-    await server.start()
-    host = server.host if ":" not in server.host else f"[{server.host}]"
-    print(f"tidegate-mux {name} listening addr={host}:{server.port}", flush=True)
+    # Handlers first: a SIGTERM right after the address line must drain.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    host = server.host if ":" not in server.host else f"[{server.host}]"
+    print(f"tidegate-mux {name} listening addr={host}:{server.port}", flush=True)
     await stop.wait()
     logging.getLogger(name).info("signal: GOAWAY to %d connection(s), draining", server.connections)
     server.goaway("shutting down")
