@@ -1,0 +1,390 @@
+//! The state of one session shared by the application's handles, the
+//! connection reader and the resume table: where the session is now
+//! (attached to a mux connection, waiting for a resume, finished), its
+//! inbound queue and its final close. Every transition of
+//! docs/mux-protocol.md §5–§6 as the application side sees it is one
+//! method here, taken under one lock.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+use super::super::outbox::{Outbox, PushError};
+use super::super::table;
+use super::{Event, SendError, SessionId};
+use crate::codec::{self, AcceptBody, Close, Frame, KIND_CONTINUATION};
+
+/// Largest MESSAGE frame the SDK sends; longer messages are fragmented so
+/// no frame approaches the gateway's `mux.max_frame_bytes`.
+const MAX_FRAGMENT: usize = 1 << 20;
+
+/// Where the session is.
+pub(crate) enum Link {
+    /// On connection `conn`; `accepted` once ACCEPT was queued.
+    Attached {
+        conn: u64,
+        outbox: Arc<Outbox>,
+        accepted: bool,
+    },
+    /// Connection `from` was lost; waiting for a RESUMED OPEN. `close`: the
+    /// application closed meanwhile; sent once resumed.
+    Detached { from: u64, close: Option<Close> },
+    /// Closed; forgotten by the table.
+    Finished,
+}
+
+struct State {
+    /// Where frames for this session go now.
+    link: Link,
+    /// Sending side of the inbound queue; dropped when the session
+    /// finishes, so `recv` sees the queue end after the last message.
+    events: Option<mpsc::Sender<Event>>,
+    /// The final event, handed out once the queue has been drained.
+    close: Option<Close>,
+}
+
+/// State shared by the application's handles, the reader and the table.
+pub(crate) struct SessionShared {
+    /// The key in the resume table.
+    pub(crate) id: SessionId,
+    /// Link, inbound queue and final close, changed together.
+    state: Mutex<State>,
+    /// Set before a CLOSE is queued, read under the outbox lock, so no
+    /// data frame follows the CLOSE.
+    finished: AtomicBool,
+    /// Senders waiting for the session to be resumed.
+    relinked: Notify,
+    /// Bytes of unread inbound messages, for the bound.
+    queued_bytes: AtomicUsize,
+    /// Bound on `queued_bytes` (one message always fits when empty).
+    max_queued_bytes: usize,
+}
+
+/// What happened to an inbound message.
+pub(crate) enum Delivery {
+    Queued,
+    /// The session is not (any more) on this connection: ignore (§3).
+    Gone,
+    /// The application is not reading: the session was closed with 1008.
+    SlowConsumer,
+}
+
+impl SessionShared {
+    pub(crate) fn new(
+        id: SessionId,
+        conn: u64,
+        outbox: Arc<Outbox>,
+        queue_messages: usize,
+        queue_bytes: usize,
+    ) -> (Arc<SessionShared>, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(queue_messages.max(1));
+        let shared = SessionShared {
+            id,
+            state: Mutex::new(State {
+                link: Link::Attached {
+                    conn,
+                    outbox,
+                    accepted: false,
+                },
+                events: Some(tx),
+                close: None,
+            }),
+            finished: AtomicBool::new(false),
+            relinked: Notify::new(),
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes: queue_bytes,
+        };
+        (Arc::new(shared), rx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every update leaves the state whole; poisoning carries no meaning.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// End the session under the lock: `close` becomes the application's
+    /// last event; `send` (if any) is queued to the gateway first.
+    fn finish(&self, st: &mut State, app_sees: Close, send: Option<(&Outbox, Close)>) {
+        self.finished.store(true, Ordering::Release);
+        if let Some((outbox, close)) = send {
+            outbox.push_control(Frame::close(self.id.id, &close));
+        }
+        st.link = Link::Finished;
+        st.close = Some(app_sees);
+        st.events = None;
+    }
+
+    fn finished_now(self: &Arc<Self>) {
+        self.relinked.notify_waiters();
+        table::remove(self);
+    }
+
+    /// The application accepted the OPEN.
+    pub(crate) fn accept(self: &Arc<Self>, body: &AcceptBody) {
+        let mut st = self.lock();
+        if let Link::Attached {
+            outbox, accepted, ..
+        } = &mut st.link
+        {
+            if !*accepted {
+                *accepted = true;
+                outbox.push_control(Frame::accept(self.id.id, body));
+                drop(st);
+                table::insert(self.clone());
+            }
+        }
+    }
+
+    /// The application rejected the OPEN (or dropped the `Incoming`).
+    pub(crate) fn reject(&self, body: &codec::RejectBody) {
+        let mut st = self.lock();
+        if let Link::Attached {
+            outbox,
+            accepted: false,
+            ..
+        } = &st.link
+        {
+            outbox.push_control(Frame::reject(self.id.id, body));
+            self.finish(&mut st, Close::new(1000, "rejected"), None);
+        }
+    }
+
+    /// Is the session on connection `conn` right now?
+    pub(crate) fn attached_to(&self, conn: u64) -> bool {
+        matches!(self.lock().link, Link::Attached { conn: c, .. } if c == conn)
+    }
+
+    /// Queue an inbound message for the application (reader side; never
+    /// waits).
+    pub(crate) fn deliver(self: &Arc<Self>, conn: u64, event: Event) -> Delivery {
+        let len = match &event {
+            Event::Text(t) => t.len(),
+            Event::Binary(b) => b.len(),
+            Event::Closed(_) => 0,
+        };
+        let mut st = self.lock();
+        let outbox = match &st.link {
+            Link::Attached {
+                conn: c, outbox, ..
+            } if *c == conn => outbox.clone(),
+            _ => return Delivery::Gone,
+        };
+        let Some(tx) = &st.events else {
+            return Delivery::Gone;
+        };
+        let queued = self.queued_bytes.load(Ordering::Acquire);
+        let fits = queued == 0 || queued + len <= self.max_queued_bytes;
+        if fits {
+            self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+            match tx.try_send(event) {
+                Ok(()) => return Delivery::Queued,
+                Err(_) => {
+                    self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                }
+            }
+        }
+        let close = Close::new(1008, "slow consumer");
+        self.finish(&mut st, close.clone(), Some((&outbox, close)));
+        drop(st);
+        self.finished_now();
+        Delivery::SlowConsumer
+    }
+
+    /// End the session on this connection with `close`, sent to the
+    /// gateway too (a per-session protocol problem, §7).
+    pub(crate) fn fail(self: &Arc<Self>, conn: u64, close: Close) {
+        let mut st = self.lock();
+        if let Link::Attached {
+            conn: c, outbox, ..
+        } = &st.link
+        {
+            if *c == conn {
+                let outbox = outbox.clone();
+                self.finish(&mut st, close.clone(), Some((&outbox, close)));
+                drop(st);
+                self.finished_now();
+            }
+        }
+    }
+
+    /// The gateway sent CLOSE for the session.
+    pub(crate) fn remote_close(self: &Arc<Self>, conn: u64, close: Close) {
+        let mut st = self.lock();
+        if matches!(st.link, Link::Attached { conn: c, .. } if c == conn) {
+            self.finish(&mut st, close, None);
+            drop(st);
+            self.finished_now();
+        }
+    }
+
+    /// The application closes the session.
+    pub(crate) fn local_close(self: &Arc<Self>, close: Close) -> Result<(), SendError> {
+        let mut st = self.lock();
+        match &mut st.link {
+            Link::Attached { outbox, .. } => {
+                let outbox = outbox.clone();
+                self.finish(&mut st, close.clone(), Some((&outbox, close)));
+            }
+            Link::Detached { close: pending, .. } => {
+                // Keep the table entry: the CLOSE goes out on resume.
+                *pending = Some(close.clone());
+                self.finished.store(true, Ordering::Release);
+                st.close = Some(close);
+                st.events = None;
+                drop(st);
+                self.relinked.notify_waiters();
+                return Ok(());
+            }
+            Link::Finished => return Err(SendError::Closed),
+        }
+        drop(st);
+        self.finished_now();
+        Ok(())
+    }
+
+    /// Connection `conn` is gone. True when the session now waits for a
+    /// resume (an unanswered OPEN is simply finished).
+    pub(crate) fn detach(self: &Arc<Self>, conn: u64) -> bool {
+        let mut st = self.lock();
+        match st.link {
+            Link::Attached {
+                conn: c,
+                accepted: true,
+                ..
+            } if c == conn => {
+                st.link = Link::Detached {
+                    from: conn,
+                    close: None,
+                };
+                true
+            }
+            Link::Attached { conn: c, .. } if c == conn => {
+                self.finish(&mut st, Close::new(1006, "mux connection lost"), None);
+                drop(st);
+                self.finished_now();
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// The resume grace after losing connection `from` ran out.
+    pub(crate) fn expire(self: &Arc<Self>, from: u64) {
+        let mut st = self.lock();
+        if let Link::Detached { from: f, close } = &st.link {
+            if *f == from {
+                let app_sees = close
+                    .clone()
+                    .unwrap_or_else(|| Close::new(1006, "mux connection lost"));
+                self.finish(&mut st, app_sees, None);
+                drop(st);
+                self.finished_now();
+            }
+        }
+    }
+
+    /// A RESUMED OPEN for this session arrived on `conn`: answer ACCEPT
+    /// there and carry on. False if the session is finished.
+    pub(crate) fn reattach(self: &Arc<Self>, conn: u64, outbox: &Arc<Outbox>) -> bool {
+        let mut st = self.lock();
+        let pending_close = match &mut st.link {
+            Link::Finished => return false,
+            // GOAWAY: the old connection is still up while the gateway
+            // moves the session.
+            Link::Attached { accepted, .. } if *accepted => None,
+            Link::Attached { .. } => return false,
+            Link::Detached { close, .. } => close.take(),
+        };
+        outbox.push_control(Frame::accept(self.id.id, &AcceptBody::default()));
+        if let Some(close) = pending_close {
+            outbox.push_control(Frame::close(self.id.id, &close));
+            st.link = Link::Finished;
+            drop(st);
+            self.finished_now();
+            return true;
+        }
+        st.link = Link::Attached {
+            conn,
+            outbox: outbox.clone(),
+            accepted: true,
+        };
+        drop(st);
+        self.relinked.notify_waiters();
+        true
+    }
+
+    /// Has the session finished (either side closed, or lost)?
+    pub(super) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// The application took `len` bytes of messages off the queue.
+    pub(super) fn consumed(&self, len: usize) {
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// The final event, once (after the inbound queue ended).
+    pub(super) fn take_close(&self) -> Option<Close> {
+        self.lock().close.take()
+    }
+
+    /// The connection to send on, waiting while the session is resuming.
+    /// `dead`: a connection that already refused the frames (its reader
+    /// may not have detached the session yet), treated as resuming.
+    async fn outbox(
+        &self,
+        wait: bool,
+        dead: Option<&Arc<Outbox>>,
+    ) -> Result<Arc<Outbox>, SendError> {
+        loop {
+            let relinked = self.relinked.notified();
+            tokio::pin!(relinked);
+            relinked.as_mut().enable();
+            if self.finished.load(Ordering::Acquire) {
+                return Err(SendError::Closed);
+            }
+            match &self.lock().link {
+                Link::Attached { outbox, .. } if !dead.is_some_and(|d| Arc::ptr_eq(d, outbox)) => {
+                    return Ok(outbox.clone())
+                }
+                Link::Finished => return Err(SendError::Closed),
+                _ if !wait => return Err(SendError::Resuming),
+                _ => {}
+            }
+            relinked.await;
+        }
+    }
+
+    pub(super) async fn send(&self, kind: u8, payload: Bytes, wait: bool) -> Result<(), SendError> {
+        let mut frames = fragments(self.id.id, kind, payload);
+        let mut dead = None;
+        loop {
+            let outbox = self.outbox(wait, dead.as_ref()).await?;
+            match outbox.push_data(frames, &self.finished, wait).await {
+                Ok(()) => return Ok(()),
+                Err(PushError::Finished) => return Err(SendError::Closed),
+                Err(PushError::Full) => return Err(SendError::Full),
+                // The connection went away under us: wait for the resume.
+                Err(PushError::Ended(back)) => {
+                    frames = back;
+                    dead = Some(outbox);
+                }
+            }
+        }
+    }
+}
+
+/// One message as MESSAGE frames of at most `MAX_FRAGMENT` bytes.
+fn fragments(id: u32, kind: u8, mut payload: Bytes) -> Vec<Frame> {
+    let mut frames = Vec::with_capacity(1 + payload.len() / MAX_FRAGMENT);
+    let mut k = kind;
+    while payload.len() > MAX_FRAGMENT {
+        let part = payload.split_to(MAX_FRAGMENT);
+        frames.push(Frame::message(id, k, false, part));
+        k = KIND_CONTINUATION;
+    }
+    frames.push(Frame::message(id, k, true, payload));
+    frames
+}
