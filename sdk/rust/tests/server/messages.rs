@@ -302,3 +302,44 @@ async fn upgrade_without_the_subprotocol_is_refused() {
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 }
+
+#[tokio::test]
+async fn session_level_mistakes_close_only_that_session() {
+    let config = Config {
+        max_message_bytes: 8,
+        ..Config::default()
+    };
+    let app = App::start(config).await;
+    let mut gw = Gateway::connect(app.server.local_addr(), &instance()).await;
+    gw.send(&[
+        Frame::open(1, false, &open_body("/")),
+        Frame::open(2, false, &open_body("/")),
+        Frame::open(3, false, &open_body("/")),
+    ])
+    .await;
+    for _ in 0..3 {
+        assert_eq!(gw.next().await.kind, FrameType::Accept);
+    }
+    // 1: a continuation with no message started; 2: over the size limit.
+    gw.send(&[
+        Frame::message(1, KIND_CONTINUATION, true, &b"x"[..]),
+        Frame::message(2, KIND_BINARY, false, &b"12345"[..]),
+        Frame::message(2, KIND_CONTINUATION, true, &b"6789"[..]),
+    ])
+    .await;
+    let mut closes = HashMap::new();
+    for _ in 0..2 {
+        let f = gw.next().await;
+        assert_eq!(f.kind, FrameType::Close);
+        closes.insert(f.session, Close::decode(&f.body).expect("CLOSE").code);
+    }
+    assert_eq!(closes[&1], Some(1002));
+    assert_eq!(closes[&2], Some(1009));
+    // 3 is untouched.
+    gw.send(&[Frame::message(3, KIND_TEXT, true, &b"ok"[..])])
+        .await;
+    assert_eq!(
+        gw.next().await,
+        Frame::message(3, KIND_TEXT, true, &b"ok"[..])
+    );
+}
