@@ -52,7 +52,9 @@ impl App {
 }
 
 /// `/reject`: REJECT 403. `/hold`: accept, never read (a slow consumer).
-/// Otherwise echo; text `!close CODE REASON` closes the session.
+/// Otherwise echo; text `!close CODE REASON` closes the session, `!later
+/// MS TEXT` sends TEXT after MS milliseconds and `!later MS close CODE`
+/// closes then (from another task, through a `SessionSender`).
 async fn serve(incoming: Incoming, seen: mpsc::UnboundedSender<Seen>) {
     match incoming.open.path.as_str() {
         "/reject" => {
@@ -83,7 +85,9 @@ async fn echo(mut session: Session, seen: mpsc::UnboundedSender<Seen>) {
     while let Some(event) = session.recv().await {
         match event {
             Event::Text(t) => {
-                if let Some(cmd) = t.strip_prefix("!close ") {
+                if let Some(cmd) = t.strip_prefix("!later ") {
+                    later(&session, cmd);
+                } else if let Some(cmd) = t.strip_prefix("!close ") {
                     let (code, reason) = cmd.split_once(' ').unwrap_or((cmd, ""));
                     let code = code.parse().expect("test sends a numeric code");
                     session.close(code, reason).expect("close a live session");
@@ -102,4 +106,21 @@ async fn echo(mut session: Session, seen: mpsc::UnboundedSender<Seen>) {
             }
         }
     }
+}
+
+fn later(session: &Session, cmd: &str) {
+    let (ms, what) = cmd.split_once(' ').expect("!later MS WHAT");
+    let ms: u64 = ms.parse().expect("milliseconds");
+    let what = what.to_string();
+    let sender = session.sender();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        match what.strip_prefix("close ") {
+            Some(code) => {
+                let code = code.parse().expect("numeric code");
+                sender.close(code, "later").expect("session still open");
+            }
+            None => sender.send_text(what).await.expect("sent after resume"),
+        }
+    });
 }

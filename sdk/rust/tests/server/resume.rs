@@ -154,3 +154,41 @@ async fn gateway_websocket_close_is_answered() {
         Ended::Close(Some(1000), String::new())
     );
 }
+
+/// Connect, OPEN `id`, run `cmd` on it, lose the connection, resume it on
+/// a second one; returns the second connection after its ACCEPT.
+async fn resume_after(app: &App, id: u32, cmd: &str) -> Gateway {
+    let inst = instance();
+    let mut a = Gateway::connect(app.server.local_addr(), &inst).await;
+    a.send(&[Frame::open(id, false, &open_body("/"))]).await;
+    assert_eq!(a.next().await.kind, FrameType::Accept);
+    a.send(&[Frame::message(id, KIND_TEXT, true, cmd.to_string())])
+        .await;
+    // Ping round trip: the command reached the application.
+    a.send(&[Frame::ping(&b"sync"[..])]).await;
+    assert_eq!(a.next().await, Frame::pong(&b"sync"[..]));
+    drop(a);
+    // Resume once the application acted, so it acted while detached.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut b = Gateway::connect(app.server.local_addr(), &inst).await;
+    b.send(&[Frame::open(id, true, &open_body("/"))]).await;
+    assert_eq!(b.next().await.kind, FrameType::Accept);
+    b
+}
+
+#[tokio::test]
+async fn a_send_while_resuming_goes_out_on_the_new_connection() {
+    let app = App::start(Config::default()).await;
+    let mut b = resume_after(&app, 11, "!later 200 late").await;
+    assert_eq!(b.next().await, Frame::message(11, KIND_TEXT, true, "late"));
+}
+
+#[tokio::test]
+async fn a_close_while_resuming_goes_out_after_the_accept() {
+    let app = App::start(Config::default()).await;
+    let mut b = resume_after(&app, 12, "!later 200 close 4002").await;
+    assert_eq!(
+        b.next().await,
+        Frame::close(12, &tidegate_mux::Close::new(4002, "later"))
+    );
+}
