@@ -13,7 +13,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -90,7 +89,7 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             .expect("static response parts are valid"),
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         "/readyz" => {
-            if gw.ready.load(Ordering::SeqCst) {
+            if gw.is_ready() {
                 text(StatusCode::OK, "ready\n".into(), "text/plain")
             } else {
                 text(

@@ -81,6 +81,32 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub routes: Vec<Arc<RouteConfig>>,
     pub upstreams: Vec<Arc<UpstreamConfig>>,
+    pub mux: MuxConfig,
+}
+
+/// Mux mode settings (`[mux]`), see docs/mux-protocol.md.
+#[derive(Debug, Clone)]
+pub struct MuxConfig {
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub open_timeout: Duration,
+    pub resume_grace: Duration,
+    pub session_queue_bytes: usize,
+    pub connection_queue_bytes: usize,
+    pub resume_buffer_bytes: usize,
+    pub batch_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+/// How a route carries its clients to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteMode {
+    /// One upstream WebSocket per client, bytes relayed as they are.
+    Passthrough,
+    /// Sessions over the upstream's pooled `tidegate.mux.v1` connections.
+    Mux,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +166,7 @@ pub struct RouteConfig {
     pub max_message_size: u64,
     /// Edge authentication; `None`: anyone past Origin gets in.
     pub auth: Option<Arc<crate::auth::AuthPolicy>>,
+    pub mode: RouteMode,
 }
 
 #[derive(Clone)]
@@ -153,6 +180,8 @@ pub struct UpstreamConfig {
     pub preserve_host: bool,
     pub trust_forwarded_headers: bool,
     pub add_headers: Vec<(String, String)>,
+    /// Mux mode: connections kept to each endpoint.
+    pub pool_size: usize,
 }
 
 impl fmt::Debug for UpstreamConfig {

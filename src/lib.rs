@@ -15,6 +15,7 @@ pub mod echo;
 pub mod handshake;
 pub mod io;
 pub mod metrics;
+pub mod mux;
 pub mod origin;
 pub mod relay;
 pub mod route;

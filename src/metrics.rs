@@ -54,6 +54,8 @@ pub struct Metrics {
     pub handshakes_in_progress: IntGauge,
     pub draining: IntGauge,
     pub config_reloads: IntCounterVec,
+    /// Mux mode families (`tidegate_mux_*`).
+    pub mux: crate::mux::metrics::MuxFamilies,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -217,6 +219,7 @@ impl Metrics {
                 "Configuration reloads (SIGHUP, POST /reload, certificate change), by result (ok, rejected).",
                 &["result"],
             ),
+            mux: crate::mux::metrics::MuxFamilies::new(&registry),
             registry,
         })
     }

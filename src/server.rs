@@ -12,8 +12,9 @@ mod reload;
 
 pub use reload::ReloadError;
 
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, RouteConfig, RouteMode};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::mux::{MuxRoute, Pool};
 use crate::relay::{self, scan::Limits};
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
@@ -32,6 +33,8 @@ pub struct RouteRuntime {
     pub metrics: Arc<RouteMetrics>,
     pub settings: Arc<relay::Settings>,
     pub upstream: Arc<Upstream>,
+    /// Mux routes: the pool and session settings.
+    pub mux: Option<Arc<MuxRoute>>,
 }
 
 /// Everything a configuration decides, swapped whole on reload. A
@@ -44,7 +47,8 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(config: Config, metrics: &Metrics) -> State {
+    /// `pools`: the mux pools, created once at start-up (reloads keep them).
+    pub fn new(config: Config, metrics: &Metrics, pools: &HashMap<String, Arc<Pool>>) -> State {
         let upstreams: HashMap<String, Arc<Upstream>> = config
             .upstreams
             .iter()
@@ -72,11 +76,23 @@ impl State {
                     close_timeout: config.limits.close_timeout,
                     drain_spread: config.drain.spread,
                 };
+                let route_metrics = metrics.route(&r.name);
+                let mux = match (r.mode, pools.get(&r.upstream.name)) {
+                    (RouteMode::Mux, Some(pool)) => Some(Arc::new(MuxRoute::new(
+                        &config,
+                        Arc::clone(pool),
+                        limits,
+                        Arc::clone(&route_metrics),
+                        metrics.mux.route(&r.name),
+                    ))),
+                    _ => None,
+                };
                 let rt = RouteRuntime {
                     config: Arc::clone(r),
-                    metrics: metrics.route(&r.name),
+                    metrics: route_metrics,
                     settings: Arc::new(settings),
                     upstream: Arc::clone(&upstreams[&r.upstream.name]),
+                    mux,
                 };
                 (r.name.clone(), rt)
             })
@@ -105,13 +121,20 @@ pub struct Gateway {
     pub ready: AtomicBool,
     /// One reload at a time.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Mux pools by upstream name; fixed at start-up.
+    pub pools: HashMap<String, Arc<Pool>>,
+    /// Stops the mux pools once the drain is over.
+    pools_stop: CancellationToken,
 }
 
 impl Gateway {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Gateway> {
+        let pools = mux_pools(&config, &metrics);
         Arc::new(Gateway {
             permits: Arc::new(Semaphore::new(config.limits.max_connections)),
-            state: ArcSwap::from_pointee(State::new(config, &metrics)),
+            state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),
+            pools,
+            pools_stop: CancellationToken::new(),
             metrics,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -124,6 +147,30 @@ impl Gateway {
     pub fn state(&self) -> Arc<State> {
         self.state.load_full()
     }
+
+    /// `/readyz`: serving, and every mux upstream has a connection up.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && self.pools.values().all(|p| p.any_up())
+    }
+}
+
+/// One pool per upstream that a mux route uses.
+fn mux_pools(config: &Config, metrics: &Arc<Metrics>) -> HashMap<String, Arc<Pool>> {
+    let settings = Arc::new(config.mux.clone());
+    let instance = crate::mux::instance_id();
+    let mut pools = HashMap::new();
+    for r in config.routes.iter().filter(|r| r.mode == RouteMode::Mux) {
+        pools.entry(r.upstream.name.clone()).or_insert_with(|| {
+            let upstream = Arc::new(Upstream::new(Arc::clone(&r.upstream), metrics));
+            Pool::new(
+                upstream,
+                Arc::clone(&settings),
+                &instance,
+                Arc::clone(metrics),
+            )
+        });
+    }
+    pools
 }
 
 /// A bound listener, as reported at start-up.
@@ -193,6 +240,9 @@ pub async fn start(config: Config) -> Result<Running, BindError> {
     for (i, name, socket) in sockets {
         tokio::spawn(listener::accept_loop(Arc::clone(&gateway), i, name, socket));
     }
+    for pool in gateway.pools.values() {
+        pool.start(gateway.pools_stop.clone());
+    }
     tokio::spawn(reload::watch_certificates(
         Arc::clone(&gateway),
         admin_stop.clone(),
@@ -245,6 +295,7 @@ impl Running {
                 Err(_) => Drained::GraceExpired(tracker.len()),
             };
         self.admin_stop.cancel();
+        self.gateway.pools_stop.cancel();
         result
     }
 }

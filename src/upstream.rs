@@ -145,7 +145,7 @@ impl Upstream {
     }
 
     /// TCP connect (+ TLS), bounded by the connect timeout.
-    async fn open(&self, i: usize, ep: &EndpointConfig) -> Option<Io> {
+    pub(crate) async fn open(&self, i: usize, ep: &EndpointConfig) -> Option<Io> {
         let m = &self.endpoints[i];
         let tcp = match timeout(
             self.config.connect_timeout,
@@ -190,7 +190,7 @@ impl Upstream {
 }
 
 /// Send the request, read and check the response.
-async fn handshake(
+pub(crate) async fn handshake(
     mut io: Io,
     request: &[u8],
     key: &str,

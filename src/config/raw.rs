@@ -31,6 +31,56 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     /// Named authentication policies, referenced by `routes[].auth`.
     pub auth_policies: Vec<auth::RawAuthPolicy>,
+    /// Mux mode: timers and bounds of the pooled application connections
+    /// (docs/mux-protocol.md).
+    pub mux: RawMux,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMux {
+    /// PING on an idle mux connection this often.
+    pub ping_interval: String,
+    /// No frame from the application this long after a PING: connection dead.
+    pub pong_timeout: String,
+    /// Time for the application to ACCEPT or REJECT an OPEN (and for a mux
+    /// connection to come up if none is).
+    pub open_timeout: String,
+    /// Time a session may wait to be resumed on another connection.
+    pub resume_grace: String,
+    /// App → client bytes queued per session before it is closed as a slow
+    /// consumer (1008).
+    pub session_queue_bytes: u64,
+    /// Client → app bytes queued per mux connection before sessions stop
+    /// reading their clients.
+    pub connection_queue_bytes: u64,
+    /// Client bytes held per session while it is being resumed.
+    pub resume_buffer_bytes: u64,
+    /// Largest WebSocket message the gateway writes (several frames batched).
+    pub batch_bytes: u64,
+    /// Largest mux frame body accepted from the application.
+    pub max_frame_bytes: u64,
+    /// Reconnect backoff: first delay and ceiling.
+    pub reconnect_min: String,
+    pub reconnect_max: String,
+}
+
+impl Default for RawMux {
+    fn default() -> Self {
+        Self {
+            ping_interval: "10s".into(),
+            pong_timeout: "10s".into(),
+            open_timeout: "10s".into(),
+            resume_grace: "30s".into(),
+            session_queue_bytes: 1 << 20,
+            connection_queue_bytes: 4 << 20,
+            resume_buffer_bytes: 1 << 20,
+            batch_bytes: 64 << 10,
+            max_frame_bytes: 16 << 20,
+            reconnect_min: "100ms".into(),
+            reconnect_max: "5s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +218,9 @@ pub struct RawRoute {
     pub max_message_size: Option<u64>,
     /// Name of an entry in `auth_policies`; empty: no authentication.
     pub auth: String,
+    /// `passthrough` (one upstream connection per client) or `mux` (client
+    /// sessions over the upstream's pooled mux connections).
+    pub mode: String,
 }
 
 impl Default for RawRoute {
@@ -184,6 +237,7 @@ impl Default for RawRoute {
             idle_timeout: None,
             max_message_size: None,
             auth: String::new(),
+            mode: "passthrough".into(),
         }
     }
 }
@@ -208,6 +262,8 @@ pub struct RawUpstream {
     /// Headers added to every upstream handshake (e.g. a shared secret the
     /// application checks). Values are redacted in `check-config` output.
     pub add_headers: BTreeMap<String, String>,
+    /// Mux mode: connections kept open to each endpoint.
+    pub pool_size: u64,
 }
 
 impl Default for RawUpstream {
@@ -221,6 +277,7 @@ impl Default for RawUpstream {
             preserve_host: false,
             trust_forwarded_headers: false,
             add_headers: BTreeMap::new(),
+            pool_size: 2,
         }
     }
 }

@@ -69,6 +69,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let upstreams = upstreams(&mut p, &raw.upstreams);
     let policies = crate::auth::policy::policies(&mut p, &raw.auth_policies);
     let routes = routes(&mut p, &raw.routes, &upstreams, &limits, &policies);
+    let mux = mux(&mut p, &raw.mux);
+    mux_upstreams(&mut p, &routes);
 
     if p.0.is_empty() {
         Ok(Config {
@@ -81,6 +83,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             listeners,
             routes,
             upstreams,
+            mux,
         })
     } else {
         Err(ConfigError { problems: p.0 })
@@ -189,6 +192,13 @@ fn upstreams(p: &mut Problems, raw: &[RawUpstream]) -> Vec<Arc<UpstreamConfig>> 
             preserve_host: u.preserve_host,
             trust_forwarded_headers: u.trust_forwarded_headers,
             add_headers,
+            pool_size: match u.pool_size {
+                1..=64 => u.pool_size as usize,
+                _ => {
+                    p.push(format!("{key}.pool_size"), "must be between 1 and 64");
+                    1
+                }
+            },
         }));
     }
     out
@@ -296,6 +306,17 @@ fn routes(
             }
             found.flatten()
         };
+        let mode = match r.mode.as_str() {
+            "passthrough" => RouteMode::Passthrough,
+            "mux" => RouteMode::Mux,
+            other => {
+                p.push(
+                    format!("{key}.mode"),
+                    format!("{other:?} is not a mode: use \"passthrough\" or \"mux\""),
+                );
+                RouteMode::Passthrough
+            }
+        };
         out.push(Arc::new(RouteConfig {
             name,
             host,
@@ -307,9 +328,52 @@ fn routes(
             idle_timeout,
             max_message_size,
             auth,
+            mode,
         }));
     }
     out
+}
+
+fn mux(p: &mut Problems, m: &super::raw::RawMux) -> MuxConfig {
+    let d =
+        |p: &mut Problems, key: &str, text: &str| duration(p, &format!("mux.{key}"), text, false);
+    let n = |p: &mut Problems, key: &str, v: u64| nonzero(p, &format!("mux.{key}"), v) as usize;
+    let config = MuxConfig {
+        ping_interval: d(p, "ping_interval", &m.ping_interval),
+        pong_timeout: d(p, "pong_timeout", &m.pong_timeout),
+        open_timeout: d(p, "open_timeout", &m.open_timeout),
+        resume_grace: d(p, "resume_grace", &m.resume_grace),
+        session_queue_bytes: n(p, "session_queue_bytes", m.session_queue_bytes),
+        connection_queue_bytes: n(p, "connection_queue_bytes", m.connection_queue_bytes),
+        resume_buffer_bytes: n(p, "resume_buffer_bytes", m.resume_buffer_bytes),
+        batch_bytes: n(p, "batch_bytes", m.batch_bytes),
+        max_frame_bytes: n(p, "max_frame_bytes", m.max_frame_bytes).min(u32::MAX as usize),
+        reconnect_min: d(p, "reconnect_min", &m.reconnect_min),
+        reconnect_max: d(p, "reconnect_max", &m.reconnect_max),
+    };
+    if config.reconnect_max < config.reconnect_min {
+        p.push("mux.reconnect_max", "must not be below mux.reconnect_min");
+    }
+    config
+}
+
+/// A mux endpoint speaks `tidegate.mux.v1`, not plain WebSocket: one
+/// upstream cannot serve both kinds of route.
+fn mux_upstreams(p: &mut Problems, routes: &[Arc<RouteConfig>]) {
+    for (i, r) in routes.iter().enumerate() {
+        let other = routes
+            .iter()
+            .find(|o| o.upstream.name == r.upstream.name && o.mode != r.mode);
+        if let (RouteMode::Mux, Some(o)) = (r.mode, other) {
+            p.push(
+                format!("routes[{i}].upstream"),
+                format!(
+                    "upstream {:?} is used by mux route {:?} and passthrough route {:?}; give each mode its own upstream",
+                    r.upstream.name, r.name, o.name
+                ),
+            );
+        }
+    }
 }
 
 fn endpoint(p: &mut Problems, key: &str, text: &str) -> Option<EndpointConfig> {

@@ -42,6 +42,8 @@ pub enum Rejection {
     /// Forward auth failed and the policy fails closed (503).
     AuthUnavailable,
     UpstreamUnreachable,
+    /// Mux route: no mux connection to the application is up (503).
+    MuxUnavailable,
     UpstreamTimeout,
     UpstreamBadResponse,
     /// The upstream refused the upgrade: its status (and short body) go to
@@ -69,7 +71,7 @@ impl Rejection {
             Rejection::Method => 405,
             Rejection::NotWebSocket | Rejection::Version => 426,
             Rejection::OriginMissing | Rejection::OriginDenied => 403,
-            Rejection::Draining | Rejection::AuthUnavailable => 503,
+            Rejection::Draining | Rejection::AuthUnavailable | Rejection::MuxUnavailable => 503,
             Rejection::AuthMissing | Rejection::AuthInvalid => 401,
             Rejection::AuthForbidden => 403,
             Rejection::AuthDenied { status } => *status,
@@ -98,6 +100,7 @@ impl Rejection {
             Rejection::OriginDenied => "origin_denied",
             Rejection::Protocol => "protocol",
             Rejection::Draining => "draining",
+            Rejection::MuxUnavailable => "mux_unavailable",
             Rejection::AuthMissing => "auth_missing",
             Rejection::AuthInvalid => "auth_invalid",
             Rejection::AuthForbidden => "auth_forbidden",
@@ -118,7 +121,9 @@ impl Rejection {
             Rejection::Method => "Method Not Allowed",
             Rejection::NotWebSocket | Rejection::Version => "Upgrade Required",
             Rejection::OriginMissing | Rejection::OriginDenied => "Forbidden",
-            Rejection::Draining | Rejection::AuthUnavailable => "Service Unavailable",
+            Rejection::Draining | Rejection::AuthUnavailable | Rejection::MuxUnavailable => {
+                "Service Unavailable"
+            }
             Rejection::AuthMissing | Rejection::AuthInvalid => "Unauthorized",
             Rejection::AuthForbidden => "Forbidden",
             Rejection::AuthDenied { status } => reason_phrase(*status),
@@ -134,7 +139,9 @@ impl Rejection {
             Rejection::Method => "Allow: GET\r\n",
             Rejection::NotWebSocket => "Upgrade: websocket\r\nConnection: Upgrade\r\n",
             Rejection::Version => "Sec-WebSocket-Version: 13\r\n",
-            Rejection::Draining | Rejection::AuthUnavailable => "Retry-After: 1\r\n",
+            Rejection::Draining | Rejection::AuthUnavailable | Rejection::MuxUnavailable => {
+                "Retry-After: 1\r\n"
+            }
             Rejection::AuthMissing => "WWW-Authenticate: Bearer error=\"invalid_request\"\r\n",
             Rejection::AuthInvalid => "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
             Rejection::AuthForbidden => "WWW-Authenticate: Bearer error=\"insufficient_scope\"\r\n",

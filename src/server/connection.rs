@@ -125,8 +125,57 @@ pub async fn handle(
         }
     };
 
-    // Phase: upstream connect and handshake.
     let client = ClientInfo { addr: peer, tls };
+    if let Some(mux) = &rt.mux {
+        let body = crate::mux::open::open_body(
+            &head,
+            &upgrade,
+            &rt.upstream.config,
+            client,
+            identity.as_ref(),
+        );
+        drop(head);
+        let deadline = Instant::now() + mux.open_timeout;
+        let opened =
+            match crate::mux::open::open(&mux.pool, &body, &upgrade.protocols, deadline).await {
+                Ok(o) => o,
+                Err(rejection) => {
+                    let m = &mux.mux_metrics;
+                    match &rejection {
+                        Rejection::UpstreamStatus { .. } => m.rejected.inc(),
+                        Rejection::UpstreamTimeout => m.open_timeout.inc(),
+                        _ => rt.metrics.upstream_error.inc(),
+                    }
+                    return reject(&gw, &mut io, Some(&rt.config.name), rejection).await;
+                }
+            };
+        let response = switching_protocols(
+            &handshake::accept_key(&upgrade.key),
+            opened.accept.protocol.as_deref(),
+            &opened.accept.headers,
+        );
+        if !send_101(&mut io, &response, state.config.limits.handshake_timeout).await {
+            opened
+                .conn
+                .send(crate::mux::conn::Out::frame(&tidegate_mux::Frame::close(
+                    opened.id,
+                    &tidegate_mux::Close::new(1006, "client gone before the 101"),
+                )));
+            opened.conn.forget(opened.id);
+            return;
+        }
+        mux.mux_metrics.opened.inc();
+        rt.metrics.upgraded.inc();
+        rt.metrics
+            .handshake
+            .observe(accepted.elapsed().as_secs_f64());
+        let session =
+            crate::mux::session::MuxSession::new(io, &from_client, opened, body, Arc::clone(mux));
+        gw.tracker.spawn(session.run(gw.shutdown.clone(), permit));
+        return;
+    }
+
+    // Phase: upstream connect and handshake.
     let upstream_config = &rt.upstream.config;
     let connected = rt
         .upstream
@@ -162,15 +211,7 @@ pub async fn handle(
         connected.protocol.as_deref(),
         &connected.headers,
     );
-    let sent = timeout_at(
-        Instant::now() + state.config.limits.handshake_timeout,
-        async {
-            io.write_all(&response).await?;
-            io.flush().await
-        },
-    )
-    .await;
-    if !matches!(sent, Ok(Ok(()))) {
+    if !send_101(&mut io, &response, state.config.limits.handshake_timeout).await {
         return;
     }
     rt.metrics.upgraded.inc();
@@ -191,6 +232,16 @@ pub async fn handle(
     .expire_at(identity.as_ref().and_then(|i| i.deadline()));
     // Spawned as is: the relay task is exactly the `Running` future.
     gw.tracker.spawn(session.run(gw.shutdown.clone(), permit));
+}
+
+/// Write the 101; false if the client is gone or too slow to take it.
+async fn send_101(io: &mut Io, response: &[u8], limit: std::time::Duration) -> bool {
+    let sent = timeout_at(Instant::now() + limit, async {
+        io.write_all(response).await?;
+        io.flush().await
+    })
+    .await;
+    matches!(sent, Ok(Ok(())))
 }
 
 /// Refuse the request: count it and answer with its status.

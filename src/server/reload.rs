@@ -54,7 +54,8 @@ impl Gateway {
         let mut next = Config::from_raw(raw)?;
         next.source = source;
         fixed_at_start(&current.config, &next)?;
-        self.state.store(Arc::new(State::new(next, &self.metrics)));
+        self.state
+            .store(Arc::new(State::new(next, &self.metrics, &self.pools)));
         Ok(())
     }
 }
@@ -79,6 +80,12 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
             message: "changes only with a restart".into(),
         });
     }
+    if mux_upstreams(old) != mux_upstreams(new) || old.mux.batch_bytes != new.mux.batch_bytes {
+        problems.push(Problem {
+            key: "routes[].mode".into(),
+            message: "mux upstreams (which upstreams are mux, their endpoints and pool_size) and [mux] change only with a restart".into(),
+        });
+    }
     if old.limits.max_connections != new.limits.max_connections {
         problems.push(Problem {
             key: "limits.max_connections".into(),
@@ -90,6 +97,23 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError { problems })
     }
+}
+
+/// Upstreams of mux routes with what their pools were built from.
+fn mux_upstreams(c: &Config) -> Vec<(String, Vec<String>, usize)> {
+    let mut v: Vec<_> = c
+        .routes
+        .iter()
+        .filter(|r| r.mode == crate::config::RouteMode::Mux)
+        .map(|r| {
+            let u = &r.upstream;
+            let eps = u.endpoints.iter().map(|e| e.url.clone()).collect();
+            (u.name.clone(), eps, u.pool_size)
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// (path, modified, length) of every certificate and key file in use.

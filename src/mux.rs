@@ -1,0 +1,77 @@
+//! Mux mode: client sessions carried over a few pooled WebSocket
+//! connections to the application, speaking `tidegate.mux.v1`
+//! (docs/mux-protocol.md; the codec is the `tidegate-mux` crate in
+//! `sdk/rust`, shared with the Rust SDK).
+//!
+//! - `pool`: K connections per endpoint, kept up with backoff; picks a
+//!   connection per session.
+//! - `conn`: one connection — session table, reader (dispatch to inboxes),
+//!   batching writer.
+//! - `open`: the handshake phase (OPEN → ACCEPT / REJECT before the 101).
+//! - `session`: a client after its 101 (frames both ways, resume, close).
+//! - `client`: client frame parsing; `wire`: WebSocket framing on the mux
+//!   leg; `inbox`: the per-session queue; `metrics`.
+
+pub mod client;
+pub mod conn;
+pub mod inbox;
+pub mod metrics;
+pub mod open;
+pub mod pool;
+pub mod session;
+pub mod wire;
+
+pub use pool::Pool;
+
+use crate::config::Config;
+use crate::metrics::RouteMetrics;
+use crate::relay::scan::Limits;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a mux route's sessions need, resolved once per route.
+pub struct MuxRoute {
+    pub pool: Arc<Pool>,
+    pub limits: Limits,
+    pub ping_interval: Option<Duration>,
+    pub pong_timeout: Duration,
+    pub close_timeout: Duration,
+    pub drain_spread: Duration,
+    pub open_timeout: Duration,
+    pub resume_grace: Duration,
+    pub session_queue_bytes: usize,
+    pub resume_buffer_bytes: usize,
+    pub metrics: Arc<RouteMetrics>,
+    pub mux_metrics: metrics::RouteMuxMetrics,
+}
+
+impl MuxRoute {
+    pub fn new(
+        config: &Config,
+        pool: Arc<Pool>,
+        limits: Limits,
+        metrics: Arc<RouteMetrics>,
+        mux_metrics: metrics::RouteMuxMetrics,
+    ) -> MuxRoute {
+        let m = &config.mux;
+        MuxRoute {
+            pool,
+            limits,
+            ping_interval: config.keepalive.ping_interval,
+            pong_timeout: config.keepalive.pong_timeout,
+            close_timeout: config.limits.close_timeout,
+            drain_spread: config.drain.spread,
+            open_timeout: m.open_timeout,
+            resume_grace: m.resume_grace,
+            session_queue_bytes: m.session_queue_bytes,
+            resume_buffer_bytes: m.resume_buffer_bytes,
+            metrics,
+            mux_metrics,
+        }
+    }
+}
+
+/// Random per process: `X-Tidegate-Instance`.
+pub fn instance_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

@@ -1,0 +1,305 @@
+//! Client frames in mux mode, where the gateway is the WebSocket server
+//! endpoint: parse headers, check RFC 6455 rules and limits, unmask
+//! payloads in place and cut them into pieces that become MESSAGE frames —
+//! a piece is whatever part of a frame one read delivered, so a session
+//! never buffers a frame to forward it. Text is checked as UTF-8 as it
+//! streams (1007 on the first bad byte sequence).
+
+use super::wire::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use crate::relay::scan::Limits;
+use bytes::{Bytes, BytesMut};
+use tidegate_mux::codec::{KIND_BINARY, KIND_CONTINUATION, KIND_TEXT};
+
+/// What a read from the client produced, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// Part of a data frame: `kind` is the MESSAGE kind (text/binary on
+    /// the first piece of a message's first frame, else continuation).
+    Data {
+        kind: u8,
+        fin: bool,
+        payload: Bytes,
+    },
+    Ping(Bytes),
+    Pong,
+    /// A Close frame's code (`None`: no payload) and reason.
+    Close(Option<u16>, String),
+}
+
+/// Why the client must be closed, with the close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    Protocol(&'static str),
+    TooBig,
+    BadUtf8,
+}
+
+impl Violation {
+    pub fn code(self) -> u16 {
+        match self {
+            Violation::Protocol(_) => 1002,
+            Violation::TooBig => 1009,
+            Violation::BadUtf8 => 1007,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Violation::Protocol(why) => why,
+            Violation::TooBig => "message too big",
+            Violation::BadUtf8 => "invalid UTF-8",
+        }
+    }
+}
+
+/// Streaming UTF-8 check: the up to 3 bytes of a character cut by a read
+/// boundary are kept until the next piece.
+#[derive(Default)]
+struct Utf8 {
+    tail: [u8; 4],
+    len: u8,
+}
+
+fn char_width(first: u8) -> usize {
+    match first {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => 0,
+    }
+}
+
+impl Utf8 {
+    fn check(&mut self, mut data: &[u8]) -> bool {
+        if self.len > 0 {
+            let need = char_width(self.tail[0]);
+            while (self.len as usize) < need && !data.is_empty() {
+                self.tail[self.len as usize] = data[0];
+                self.len += 1;
+                data = &data[1..];
+            }
+            let held = &self.tail[..self.len as usize];
+            match std::str::from_utf8(held) {
+                Ok(_) => self.len = 0,
+                // Still incomplete but valid so far.
+                Err(e) if e.error_len().is_none() && (self.len as usize) < need => return true,
+                Err(_) => return false,
+            }
+        }
+        match std::str::from_utf8(data) {
+            Ok(_) => true,
+            Err(e) if e.error_len().is_none() => {
+                let rest = &data[e.valid_up_to()..];
+                self.tail[..rest.len()].copy_from_slice(rest);
+                self.len = rest.len() as u8;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Per-session parsing state; small, since every client holds one.
+#[derive(Default)]
+pub struct ClientReader {
+    /// A header cut by a read boundary.
+    hdr: [u8; 14],
+    hdr_len: u8,
+    /// Inside a frame's payload.
+    in_frame: bool,
+    remaining: u64,
+    mask: [u8; 4],
+    /// Payload offset modulo 4, for the mask.
+    mask_pos: u8,
+    opcode: u8,
+    fin: bool,
+    /// The next data piece is the first of its frame.
+    first_piece: bool,
+    /// A control frame's payload being collected (at most 125 bytes).
+    control: Vec<u8>,
+    in_message: bool,
+    message_text: bool,
+    message_len: u64,
+    utf8: Utf8,
+    /// Complete data messages seen (for metrics).
+    pub messages: u64,
+}
+
+impl ClientReader {
+    /// Parse `buf` (bytes just read), pushing what it holds onto `out`.
+    pub fn feed(
+        &mut self,
+        mut buf: BytesMut,
+        limits: Limits,
+        out: &mut Vec<Piece>,
+    ) -> Result<(), Violation> {
+        while !buf.is_empty() || (self.in_frame && self.remaining == 0) {
+            if !self.in_frame {
+                if !self.header(&mut buf, limits)? {
+                    return Ok(());
+                }
+                continue;
+            }
+            let take = self.remaining.min(buf.len() as u64) as usize;
+            let mut piece = buf.split_to(take);
+            unmask(&mut piece, self.mask, self.mask_pos);
+            self.mask_pos = ((self.mask_pos as usize + take) % 4) as u8;
+            self.remaining -= take as u64;
+            let frame_done = self.remaining == 0;
+            if self.opcode >= OP_CLOSE {
+                self.control.extend_from_slice(&piece);
+                if frame_done {
+                    self.in_frame = false;
+                    out.push(self.control_piece()?);
+                }
+                continue;
+            }
+            if self.message_text && !self.utf8.check(&piece) {
+                return Err(Violation::BadUtf8);
+            }
+            let kind = match (self.first_piece, self.opcode) {
+                (true, OP_TEXT) => KIND_TEXT,
+                (true, OP_BINARY) => KIND_BINARY,
+                _ => KIND_CONTINUATION,
+            };
+            self.first_piece = false;
+            let fin = frame_done && self.fin;
+            if frame_done {
+                self.in_frame = false;
+                if self.fin {
+                    if self.message_text && self.utf8.len > 0 {
+                        return Err(Violation::BadUtf8);
+                    }
+                    self.in_message = false;
+                    self.messages += 1;
+                }
+            }
+            out.push(Piece::Data {
+                kind,
+                fin,
+                payload: piece.freeze(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Take header bytes from `buf`; Ok(true) once a header is complete
+    /// and checked.
+    fn header(&mut self, buf: &mut BytesMut, limits: Limits) -> Result<bool, Violation> {
+        loop {
+            let have = self.hdr_len as usize;
+            let want = if have < 2 {
+                2
+            } else if self.hdr[1] & 0x80 == 0 {
+                // Checked early: an unmasked header is shorter, so waiting
+                // for the mask bytes could wait forever.
+                self.hdr_len = 0;
+                return Err(Violation::Protocol("client frame not masked"));
+            } else {
+                let ext = match self.hdr[1] & 0x7f {
+                    126 => 2,
+                    127 => 8,
+                    _ => 0,
+                };
+                2 + ext + 4
+            };
+            if have >= want {
+                break;
+            }
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let n = (want - have).min(buf.len());
+            self.hdr[have..have + n].copy_from_slice(&buf.split_to(n));
+            self.hdr_len += n as u8;
+        }
+        let h = self.hdr;
+        let len_at = self.hdr_len as usize - 4;
+        self.hdr_len = 0;
+        let fin = h[0] & 0x80 != 0;
+        let opcode = h[0] & 0x0f;
+        if h[0] & 0x70 != 0 {
+            return Err(Violation::Protocol("reserved bits set"));
+        }
+        let len = match h[1] & 0x7f {
+            126 => u16::from_be_bytes([h[2], h[3]]) as u64,
+            127 => u64::from_be_bytes(h[2..10].try_into().expect("8 bytes")),
+            n => n as u64,
+        };
+        match opcode {
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !fin || len > 125 {
+                    return Err(Violation::Protocol("bad control frame"));
+                }
+            }
+            OP_TEXT | OP_BINARY => {
+                if self.in_message {
+                    return Err(Violation::Protocol("new message inside a fragmented one"));
+                }
+                self.in_message = true;
+                self.message_text = opcode == OP_TEXT;
+                self.message_len = 0;
+                self.utf8 = Utf8::default();
+            }
+            OP_CONTINUATION => {
+                if !self.in_message {
+                    return Err(Violation::Protocol("continuation without a message"));
+                }
+            }
+            _ => return Err(Violation::Protocol("unknown opcode")),
+        }
+        if opcode < OP_CLOSE {
+            self.message_len += len;
+            if len > limits.max_frame || self.message_len > limits.max_message {
+                return Err(Violation::TooBig);
+            }
+        }
+        self.mask.copy_from_slice(&h[len_at..len_at + 4]);
+        self.mask_pos = 0;
+        self.opcode = opcode;
+        self.fin = fin;
+        self.remaining = len;
+        self.in_frame = true;
+        self.first_piece = opcode != OP_CONTINUATION;
+        self.control = Vec::new();
+        Ok(true)
+    }
+
+    fn control_piece(&mut self) -> Result<Piece, Violation> {
+        let payload = std::mem::take(&mut self.control);
+        Ok(match self.opcode {
+            OP_PING => Piece::Ping(Bytes::from(payload)),
+            OP_PONG => Piece::Pong,
+            _ => match payload.len() {
+                0 => Piece::Close(None, String::new()),
+                1 => return Err(Violation::Protocol("close payload of one byte")),
+                _ => {
+                    let code = u16::from_be_bytes([payload[0], payload[1]]);
+                    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                        return Err(Violation::Protocol("invalid close code"));
+                    }
+                    let reason =
+                        std::str::from_utf8(&payload[2..]).map_err(|_| Violation::BadUtf8)?;
+                    Piece::Close(Some(code), reason.to_string())
+                }
+            },
+        })
+    }
+}
+
+fn unmask(data: &mut [u8], mask: [u8; 4], offset: u8) {
+    let mut key = mask;
+    key.rotate_left(offset as usize);
+    let k = u32::from_ne_bytes(key);
+    let mut chunks = data.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ k;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i];
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+//! One mux connection to the application: the sessions it carries, a
+//! reader that dispatches the application's frames to session inboxes, and
+//! a writer that batches every session's frames into as few WebSocket
+//! messages and system calls as it can.
+//!
+//! The reader never waits on a session (inboxes only append), so one slow
+//! client cannot stall the connection; the writer's queue is bounded in
+//! bytes by `budget`, which sessions acquire before they queue a client
+//! frame — a full queue stops sessions from reading their clients.
+
+use super::inbox::{Event, Inbox};
+use super::metrics::ConnMetrics;
+use super::wire::{self, Header, Incoming, MuxReader, ReadError};
+use crate::config::MuxConfig;
+use crate::io::Io;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tidegate_mux::codec::{self, Close, CodecError, Frame, FrameType, HEADER_LEN};
+use tidegate_mux::{AcceptBody, RejectBody};
+use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{sleep_until, Instant};
+
+/// Frames per write at most (each is two iovecs).
+const MAX_BATCH_FRAMES: usize = 256;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What the writer sends.
+pub enum Out {
+    /// A mux frame; the permit (client payload bytes) is returned once the
+    /// frame is written.
+    Frame {
+        header: [u8; HEADER_LEN],
+        body: Bytes,
+        permit: Option<OwnedSemaphorePermit>,
+    },
+    /// A WebSocket pong answering the application's ping.
+    Pong(Bytes),
+    /// WebSocket Close, then the connection ends.
+    Close(u16, &'static str),
+}
+
+impl Out {
+    pub fn frame(frame: &Frame) -> Out {
+        Out::Frame {
+            header: frame.header(),
+            body: frame.body.clone(),
+            permit: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    sessions: HashMap<u32, Arc<Inbox>>,
+    /// The connection ended: nothing may register any more.
+    dead: bool,
+}
+
+pub struct Conn {
+    /// Process-unique, so a session can tell its current connection's
+    /// `Lost` from an old one's.
+    pub id: u64,
+    table: Mutex<Table>,
+    /// Set by GOAWAY: no new sessions; the current ones are moving away.
+    draining: AtomicBool,
+    out: UnboundedSender<Out>,
+    /// Client → app bytes queued here (`mux.connection_queue_bytes`).
+    pub budget: Arc<Semaphore>,
+    pub settings: Arc<MuxConfig>,
+    pub metrics: ConnMetrics,
+}
+
+impl Conn {
+    pub fn new(
+        settings: Arc<MuxConfig>,
+        metrics: ConnMetrics,
+    ) -> (Arc<Conn>, UnboundedReceiver<Out>) {
+        let (out, rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(Conn {
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            table: Mutex::new(Table::default()),
+            draining: AtomicBool::new(false),
+            out,
+            budget: Arc::new(Semaphore::new(settings.connection_queue_bytes)),
+            settings,
+            metrics,
+        });
+        (conn, rx)
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Only plain map operations happen under this lock.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Open for new sessions.
+    pub fn usable(&self) -> bool {
+        !self.draining.load(Ordering::Acquire) && !self.table().dead
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.table().sessions.len()
+    }
+
+    /// Route the application's frames for `id` to `inbox`. False if the
+    /// connection is gone or draining.
+    pub fn register(&self, id: u32, inbox: Arc<Inbox>) -> bool {
+        let mut t = self.table();
+        if t.dead || self.draining.load(Ordering::Acquire) {
+            return false;
+        }
+        t.sessions.insert(id, inbox);
+        self.metrics.sessions.set(t.sessions.len() as i64);
+        true
+    }
+
+    /// The session ended or moved. A draining connection closes once its
+    /// last session is gone.
+    pub fn forget(&self, id: u32) {
+        let mut t = self.table();
+        if t.sessions.remove(&id).is_some() {
+            self.metrics.sessions.set(t.sessions.len() as i64);
+            if t.sessions.is_empty() && self.draining.load(Ordering::Acquire) {
+                let _ = self.out.send(Out::Close(1000, "sessions moved"));
+            }
+        }
+    }
+
+    /// Queue a frame for the application (dropped if the connection is
+    /// gone: the session learns that from its inbox).
+    pub fn send(&self, out: Out) {
+        let _ = self.out.send(out);
+    }
+
+    /// Run the connection until it ends, then tell its sessions.
+    pub async fn run(self: &Arc<Self>, io: Io, leftover: &[u8], rx: UnboundedReceiver<Out>) {
+        let (rd, wr) = tokio::io::split(io);
+        let ended = tokio::select! {
+            // Reader: the application's frames, pings, liveness.
+            r = self.read_loop(rd, leftover) => r,
+            // Writer: ends after a Close or when the socket fails.
+            () = write_loop(wr, rx, self) => "closed".to_string(),
+        };
+        tracing::info!(conn = self.id, reason = %ended, "mux connection ended");
+        let sessions = {
+            let mut t = self.table();
+            t.dead = true;
+            std::mem::take(&mut t.sessions)
+        };
+        self.metrics.sessions.set(0);
+        let goaway = self.draining.load(Ordering::Acquire);
+        for inbox in sessions.values() {
+            inbox.push(
+                Event::Lost {
+                    conn_id: self.id,
+                    goaway,
+                },
+                usize::MAX,
+            );
+        }
+    }
+
+    async fn read_loop(self: &Arc<Self>, mut rd: ReadHalf<Io>, leftover: &[u8]) -> String {
+        let s = Arc::clone(&self.settings);
+        let mut reader = MuxReader::new(leftover, s.max_frame_bytes + 64 * 1024);
+        let mut next_ping = Instant::now() + s.ping_interval;
+        let mut pong_due: Option<Instant> = None;
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            let timer = [Some(next_ping), pong_due, drain_deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("next_ping is always set");
+            let incoming = tokio::select! {
+                r = reader.next(&mut rd) => r,
+                // Keepalive, pong deadline or GOAWAY grace.
+                () = sleep_until(timer) => {
+                    let now = Instant::now();
+                    if pong_due.is_some_and(|d| d <= now) {
+                        return "no pong from the application".into();
+                    }
+                    if drain_deadline.is_some_and(|d| d <= now) {
+                        self.send(Out::Close(1000, "resume grace over"));
+                        drain_deadline = None;
+                        continue;
+                    }
+                    if next_ping <= now {
+                        self.send(Out::frame(&Frame::ping(Bytes::from_static(b"tidegate"))));
+                        pong_due.get_or_insert(now + s.pong_timeout);
+                        next_ping = now + s.ping_interval;
+                    }
+                    continue;
+                }
+            };
+            // Any frame proves the application alive.
+            pong_due = None;
+            let msg = match incoming {
+                Ok(Incoming::Binary(msg)) => msg,
+                Ok(Incoming::Ping(p)) => {
+                    self.send(Out::Pong(p));
+                    continue;
+                }
+                Ok(Incoming::Pong) => continue,
+                Ok(Incoming::Close) => return "the application closed it".into(),
+                Ok(Incoming::Text) => return self.protocol_error(CodecError::TextMessage).await,
+                Err(ReadError::TooBig(n)) => {
+                    let len = n.min(u32::MAX as usize) as u32;
+                    let e = CodecError::TooBig {
+                        kind: FrameType::Message,
+                        len,
+                    };
+                    return self.protocol_error(e).await;
+                }
+                Err(e) => return e.to_string(),
+            };
+            match self.dispatch(msg) {
+                Ok(false) => {}
+                Ok(true) => {
+                    drain_deadline.get_or_insert(Instant::now() + s.resume_grace);
+                }
+                Err(e) => return self.protocol_error(e).await,
+            }
+        }
+    }
+
+    /// Close with 1002 and give the writer a moment to send it.
+    async fn protocol_error(&self, e: CodecError) -> String {
+        self.metrics.protocol_error(e.label());
+        tracing::warn!(conn = self.id, error = %e, "mux protocol error from the application");
+        self.send(Out::Close(1002, e.label()));
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        format!("protocol error: {e}")
+    }
+
+    /// Hand one message's frames to their sessions. Ok(true): GOAWAY seen.
+    fn dispatch(self: &Arc<Self>, msg: Bytes) -> Result<bool, CodecError> {
+        let limit = self.settings.session_queue_bytes;
+        let mut goaway = false;
+        let mut t = self.table();
+        for frame in codec::decode(msg, self.settings.max_frame_bytes as u32) {
+            let f = frame?;
+            if !f.kind.from_app() {
+                return Err(CodecError::WrongDirection(f.kind));
+            }
+            let inbox = t.sessions.get(&f.session);
+            match f.kind {
+                FrameType::Message => {
+                    if let Some(inbox) = inbox {
+                        let flags = f.flags;
+                        inbox.push(
+                            Event::Message {
+                                flags,
+                                payload: f.body,
+                            },
+                            limit,
+                        );
+                    }
+                }
+                FrameType::Close => {
+                    let close = Close::decode(&f.body)?;
+                    if close.code == Some(1006) {
+                        return Err(CodecError::BadClose("1006 may not be sent"));
+                    }
+                    if let Some(inbox) = t.sessions.remove(&f.session) {
+                        inbox.push(Event::Close(close), usize::MAX);
+                    }
+                }
+                FrameType::Accept => {
+                    let body: AcceptBody = f.json()?;
+                    if let Some(inbox) = inbox {
+                        let conn = Arc::clone(self);
+                        inbox.push(Event::Accept { conn, body }, usize::MAX);
+                    }
+                }
+                FrameType::Reject => {
+                    let body: RejectBody = f.json()?;
+                    if let Some(inbox) = t.sessions.remove(&f.session) {
+                        inbox.push(Event::Reject(body), usize::MAX);
+                    }
+                }
+                FrameType::Ping => self.send(Out::frame(&Frame::pong(f.body))),
+                FrameType::Pong => {}
+                FrameType::Goaway => {
+                    let _: tidegate_mux::codec::GoawayBody = f.json()?;
+                    if !self.draining.swap(true, Ordering::AcqRel) {
+                        goaway = true;
+                        tracing::info!(
+                            conn = self.id,
+                            sessions = t.sessions.len(),
+                            "GOAWAY from the application"
+                        );
+                        for inbox in t.sessions.values() {
+                            let lost = Event::Lost {
+                                conn_id: self.id,
+                                goaway: true,
+                            };
+                            inbox.push(lost, usize::MAX);
+                        }
+                        if t.sessions.is_empty() {
+                            self.send(Out::Close(1000, "goaway"));
+                        }
+                    }
+                }
+                FrameType::Open => unreachable!("refused by from_app above"),
+            }
+        }
+        self.metrics.sessions.set(t.sessions.len() as i64);
+        Ok(goaway)
+    }
+}
+
+/// Batch whatever is queued into WebSocket messages of up to
+/// `mux.batch_bytes`, each written as one vectored write.
+async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<Out>, conn: &Conn) {
+    let batch_bytes = conn.settings.batch_bytes;
+    let mut batch: Vec<Out> = Vec::with_capacity(MAX_BATCH_FRAMES);
+    loop {
+        if rx.recv_many(&mut batch, MAX_BATCH_FRAMES).await == 0 {
+            return;
+        }
+        let mut i = 0;
+        while i < batch.len() {
+            let ok = match &batch[i] {
+                Out::Pong(p) => {
+                    i += 1;
+                    let h = Header::new(true, wire::OP_PONG, p.len(), true);
+                    write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(p)]).await
+                }
+                Out::Close(code, reason) => {
+                    let p = wire::close_payload(*code, reason);
+                    let h = Header::new(true, wire::OP_CLOSE, p.len(), true);
+                    let _ = write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(&p)])
+                        .await;
+                    let _ = wr.flush().await;
+                    return;
+                }
+                Out::Frame { .. } => {
+                    let (end, total) = frames_that_fit(&batch, i, batch_bytes);
+                    let h = Header::new(true, wire::OP_BINARY, total, true);
+                    let mut slices = Vec::with_capacity(1 + 2 * (end - i));
+                    slices.push(IoSlice::new(h.as_slice()));
+                    for out in &batch[i..end] {
+                        if let Out::Frame { header, body, .. } = out {
+                            slices.push(IoSlice::new(header));
+                            if !body.is_empty() {
+                                slices.push(IoSlice::new(body));
+                            }
+                        }
+                    }
+                    conn.metrics.batch_frames.observe((end - i) as f64);
+                    i = end;
+                    write_all(&mut wr, &mut slices).await
+                }
+            };
+            if !ok {
+                return;
+            }
+        }
+        if wr.flush().await.is_err() {
+            return;
+        }
+        // Drops the permits: the bytes are out, sessions may queue more.
+        batch.clear();
+    }
+}
+
+/// Frames from `start` that go into one message: `(end, payload bytes)`.
+/// At least one; further ones while the total stays within `limit`.
+fn frames_that_fit(batch: &[Out], start: usize, limit: usize) -> (usize, usize) {
+    let mut total = 0;
+    let mut end = start;
+    for out in &batch[start..] {
+        let Out::Frame { body, .. } = out else {
+            break;
+        };
+        let n = HEADER_LEN + body.len();
+        if end > start && total + n > limit {
+            break;
+        }
+        total += n;
+        end += 1;
+    }
+    (end, total)
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, mut slices: &mut [IoSlice<'_>]) -> bool {
+    while !slices.is_empty() {
+        match wr.write_vectored(slices).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+        }
+    }
+    true
+}

@@ -1,0 +1,124 @@
+//! A session's inbox: what mux connection readers hand to one client
+//! session. The reader never waits on it — it appends and moves on — so a
+//! slow client cannot stall the shared connection; the bound
+//! (`mux.session_queue_bytes`) turns a client that does not keep up into a
+//! slow-consumer close instead of unbounded memory.
+//!
+//! Hand-made rather than a channel: an idle session's inbox is one small
+//! allocation with an empty queue (a tokio channel allocates a block of
+//! slots up front, which would dominate the memory of an idle client).
+
+use super::conn::Conn;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Waker};
+use tidegate_mux::{AcceptBody, Close, RejectBody};
+
+/// What happened to a session, in arrival order.
+pub enum Event {
+    /// A MESSAGE: `flags` as on the wire (FIN, kind).
+    Message {
+        flags: u8,
+        payload: Bytes,
+    },
+    /// CLOSE from the application.
+    Close(Close),
+    Accept {
+        conn: Arc<Conn>,
+        body: AcceptBody,
+    },
+    Reject(RejectBody),
+    /// The connection the session was on is gone (`goaway`: the
+    /// application handed it back) — move to another one.
+    Lost {
+        conn_id: u64,
+        goaway: bool,
+    },
+    /// The application broke the protocol for this session only.
+    Broken,
+}
+
+impl Event {
+    fn bytes(&self) -> usize {
+        match self {
+            Event::Message { payload, .. } => payload.len(),
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    /// Payload bytes in `events`.
+    bytes: usize,
+    /// Set when a push went over the bound; the session then closes the
+    /// client as a slow consumer.
+    overflow: bool,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+pub struct Inbox {
+    queue: Mutex<Queue>,
+}
+
+impl Inbox {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding this lock would be a bug in the few lines
+        // below; the queue is still consistent, so keep going.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Append an event and wake the session. `limit` bounds queued payload
+    /// bytes (`usize::MAX` for events that must always arrive).
+    pub fn push(&self, event: Event, limit: usize) {
+        let waker = {
+            let mut q = self.lock();
+            let n = event.bytes();
+            if n > 0 && q.bytes + n > limit {
+                q.overflow = true;
+            } else {
+                q.bytes += n;
+                q.events.push_back(event);
+            }
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Move every queued event into `out`; remember the waker if none.
+    /// Returns true if the bound was exceeded.
+    pub fn drain(&self, out: &mut VecDeque<Event>, cx: &mut Context<'_>) -> bool {
+        let mut q = self.lock();
+        if q.events.is_empty() {
+            if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                q.waker = Some(cx.waker().clone());
+            }
+        } else if out.is_empty() {
+            std::mem::swap(out, &mut q.events);
+        } else {
+            out.extend(q.events.drain(..));
+        }
+        q.bytes = 0;
+        q.overflow
+    }
+
+    /// For the handshake phase: take the first event, if any.
+    pub fn pop(&self, cx: &mut Context<'_>) -> Option<Event> {
+        let mut q = self.lock();
+        match q.events.pop_front() {
+            Some(e) => {
+                q.bytes -= e.bytes();
+                Some(e)
+            }
+            None => {
+                q.waker = Some(cx.waker().clone());
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The handshake phase of a mux route: describe the client's request in an
+//! OPEN, send it on a pool connection, and wait for the application's
+//! ACCEPT (→ 101) or REJECT (→ its status) before the client hears
+//! anything.
+
+use super::conn::{Conn, Out};
+use super::inbox::{Event, Inbox};
+use super::pool::{next_session_id, Pool};
+use crate::auth::Identity;
+use crate::config::{EndpointConfig, UpstreamConfig};
+use crate::handshake::{Rejection, RequestHead, Upgrade};
+use crate::upstream::{build_request, ClientInfo};
+use bytes::Bytes;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+use tidegate_mux::codec::{Close, Frame, FrameType};
+use tidegate_mux::{AcceptBody, OpenBody};
+use tokio::time::{timeout_at, Instant};
+
+/// Headers that belong to the client's handshake, not to the application.
+const HANDSHAKE_HEADERS: &[&str] = &["host", "upgrade", "connection"];
+
+/// The OPEN body for this request: the same path, query and headers a
+/// passthrough upstream would get (credential stripped, identity and
+/// forwarding headers added), as JSON.
+pub fn open_body(
+    head: &RequestHead,
+    upgrade: &Upgrade,
+    upstream: &UpstreamConfig,
+    client: ClientInfo,
+    identity: Option<&Identity>,
+) -> Bytes {
+    let ep = EndpointConfig {
+        url: String::new(),
+        secure: false,
+        host: String::new(),
+        port: 0,
+        authority: upgrade.host.clone(),
+        base_path: String::new(),
+    };
+    // No application-wide headers here: they were on the mux connection's
+    // own handshake.
+    let mut bare = upstream.clone();
+    bare.add_headers.clear();
+    let request = build_request(head, upgrade, &bare, &ep, client, identity);
+    let mut parsed = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut parsed);
+    let _ = req.parse(&request);
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers = req
+        .headers
+        .iter()
+        .filter(|h| !h.name.is_empty())
+        .map(|h| h.name.to_ascii_lowercase())
+        .zip(
+            req.headers
+                .iter()
+                .map(|h| String::from_utf8_lossy(h.value).into_owned()),
+        )
+        .filter(|(n, _)| {
+            !HANDSHAKE_HEADERS.contains(&n.as_str()) && !n.starts_with("sec-websocket-")
+        })
+        .collect();
+    let body = OpenBody {
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+        client_addr: client.addr.to_string(),
+        protocols: upgrade.protocols.clone(),
+        route: upgrade.route.name.clone(),
+        tls: client.tls,
+        identity: identity.map(|i| serde_json::json!({ "result": i.result, "headers": i.headers })),
+    };
+    Frame::open(1, false, &body).body
+}
+
+/// An accepted session, ready for its 101.
+pub struct Opened {
+    pub id: u32,
+    pub conn: Arc<Conn>,
+    pub inbox: Arc<Inbox>,
+    pub accept: AcceptBody,
+}
+
+/// Send OPEN and wait for the answer until `deadline`.
+pub async fn open(
+    pool: &Pool,
+    body: &Bytes,
+    offered: &[String],
+    deadline: Instant,
+) -> Result<Opened, Rejection> {
+    let id = next_session_id();
+    let inbox = Arc::new(Inbox::default());
+    loop {
+        let Some(conn) = pool.pick_until(deadline).await else {
+            return Err(Rejection::MuxUnavailable);
+        };
+        if !conn.register(id, Arc::clone(&inbox)) {
+            continue;
+        }
+        conn.send(Out::frame(&Frame::new(
+            FrameType::Open,
+            0,
+            id,
+            body.clone(),
+        )));
+        let answer = poll_fn(|cx| match inbox.pop(cx) {
+            Some(e) => Poll::Ready(e),
+            None => Poll::Pending,
+        });
+        let refuse = |conn: &Conn, code: u16, why: &str| {
+            conn.send(Out::frame(&Frame::close(id, &Close::new(code, why))));
+            conn.forget(id);
+        };
+        match timeout_at(deadline, answer).await {
+            Err(_) => {
+                refuse(&conn, 1001, "open timeout");
+                return Err(Rejection::UpstreamTimeout);
+            }
+            Ok(Event::Accept { conn, body }) => {
+                if body.protocol.as_ref().is_some_and(|p| !offered.contains(p)) {
+                    refuse(&conn, 1002, "sub-protocol was not offered");
+                    return Err(Rejection::UpstreamBadResponse);
+                }
+                return Ok(Opened {
+                    id,
+                    conn,
+                    inbox,
+                    accept: body,
+                });
+            }
+            Ok(Event::Reject(r)) => {
+                if !(400..=599).contains(&r.status) || r.body.len() > 64 * 1024 {
+                    return Err(Rejection::UpstreamBadResponse);
+                }
+                let content_type = r
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                    .map(|(_, v)| v.clone());
+                return Err(Rejection::UpstreamStatus {
+                    status: r.status,
+                    content_type,
+                    body: r.body.into_bytes(),
+                });
+            }
+            // The connection went away before answering: try another.
+            Ok(Event::Lost { .. }) => {
+                conn.forget(id);
+                continue;
+            }
+            Ok(_) => {
+                refuse(&conn, 1002, "frame before ACCEPT");
+                return Err(Rejection::UpstreamBadResponse);
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The pool of mux connections to one upstream: `pool_size` slots per
+//! endpoint, each kept connected by its own supervisor task (reconnect with
+//! doubling backoff and ±50 % jitter), and the choice of a connection for a
+//! new or resumed session.
+
+use super::conn::Conn;
+use super::metrics::EndpointMetrics;
+use crate::config::{MuxConfig, UpstreamConfig};
+use crate::metrics::Metrics;
+use crate::upstream::{self, Upstream};
+use base64::Engine;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tidegate_mux::SUBPROTOCOL;
+use tokio::time::{sleep, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// A connection that stayed up this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// How often a session waiting for a connection looks again.
+const WAIT_STEP: Duration = Duration::from_millis(20);
+
+static NEXT_SESSION: AtomicU32 = AtomicU32::new(0);
+
+/// A session id unique in this process (docs/mux-protocol.md §3): a counter
+/// from a random start, skipping 0.
+pub fn next_session_id() -> u32 {
+    loop {
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            // First use (or wrap): move to a random point.
+            let _ = NEXT_SESSION.compare_exchange(
+                1,
+                rand::random::<u32>() >> 1 | 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            continue;
+        }
+        return id;
+    }
+}
+
+struct Slot {
+    endpoint: usize,
+    index: usize,
+    conn: Mutex<Option<Arc<Conn>>>,
+}
+
+pub struct Pool {
+    pub name: String,
+    upstream: Arc<Upstream>,
+    config: Arc<UpstreamConfig>,
+    settings: Arc<MuxConfig>,
+    slots: Vec<Slot>,
+    /// `X-Tidegate-Instance`: random per process.
+    instance: String,
+    endpoint_metrics: Vec<EndpointMetrics>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pool {
+    pub fn new(
+        upstream: Arc<Upstream>,
+        settings: Arc<MuxConfig>,
+        instance: &str,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Pool> {
+        let config = Arc::clone(&upstream.config);
+        let slots = (0..config.endpoints.len())
+            .flat_map(|e| (0..config.pool_size).map(move |i| (e, i)))
+            .map(|(endpoint, index)| Slot {
+                endpoint,
+                index,
+                conn: Mutex::new(None),
+            })
+            .collect();
+        let endpoint_metrics = config
+            .endpoints
+            .iter()
+            .map(|ep| metrics.mux.endpoint(&config.name, &ep.url))
+            .collect();
+        Arc::new(Pool {
+            name: config.name.clone(),
+            upstream,
+            config,
+            settings,
+            slots,
+            instance: instance.to_string(),
+            endpoint_metrics,
+            metrics,
+        })
+    }
+
+    /// Start one supervisor per slot; they stop when `stop` is cancelled.
+    pub fn start(self: &Arc<Self>, stop: CancellationToken) {
+        for slot in 0..self.slots.len() {
+            let pool = Arc::clone(self);
+            let stop = stop.clone();
+            tokio::spawn(async move { pool.supervise(slot, stop).await });
+        }
+    }
+
+    fn current(&self, slot: usize) -> Option<Arc<Conn>> {
+        self.slots[slot]
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set(&self, slot: usize, conn: Option<Arc<Conn>>) {
+        *self.slots[slot]
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = conn;
+    }
+
+    /// True when at least one connection is open (for `/readyz`).
+    pub fn any_up(&self) -> bool {
+        (0..self.slots.len()).any(|s| self.current(s).is_some_and(|c| c.usable()))
+    }
+
+    /// The open, non-draining connection with the fewest sessions.
+    pub fn pick(&self) -> Option<Arc<Conn>> {
+        (0..self.slots.len())
+            .filter_map(|s| self.current(s))
+            .filter(|c| c.usable())
+            .min_by_key(|c| c.session_count())
+    }
+
+    /// `pick`, waiting until `deadline` for a connection to come up.
+    pub async fn pick_until(&self, deadline: Instant) -> Option<Arc<Conn>> {
+        loop {
+            if let Some(c) = self.pick() {
+                return Some(c);
+            }
+            if Instant::now() + WAIT_STEP > deadline {
+                return None;
+            }
+            sleep(WAIT_STEP).await;
+        }
+    }
+
+    async fn supervise(self: Arc<Self>, slot: usize, stop: CancellationToken) {
+        let s = &self.settings;
+        let ep_index = self.slots[slot].endpoint;
+        let m = &self.endpoint_metrics[ep_index];
+        let mut backoff = s.reconnect_min;
+        loop {
+            let began = Instant::now();
+            let connected = tokio::select! {
+                _ = stop.cancelled() => return,
+                c = self.connect(slot) => c,
+            };
+            match connected {
+                Some((io, leftover)) => {
+                    m.connect_ok.inc();
+                    m.up.inc();
+                    let conn_metrics = self.metrics.mux.conn(
+                        &self.name,
+                        &self.config.endpoints[ep_index].url,
+                        self.slots[slot].index,
+                    );
+                    let (conn, rx) = Conn::new(Arc::clone(s), conn_metrics);
+                    tracing::info!(upstream = %self.name, slot, conn = conn.id, "mux connection up");
+                    self.set(slot, Some(Arc::clone(&conn)));
+                    tokio::select! {
+                        // Stop: the process is exiting; sessions were
+                        // drained before this fires.
+                        _ = stop.cancelled() => {}
+                        () = conn.run(io, &leftover, rx) => {}
+                    }
+                    self.set(slot, None);
+                    m.up.dec();
+                    if began.elapsed() >= STABLE {
+                        backoff = s.reconnect_min;
+                    }
+                }
+                None => m.connect_failed.inc(),
+            }
+            // ±50 % jitter so K slots and several gateways do not reconnect
+            // in step.
+            let jitter = 0.5 + rand::random::<f64>();
+            let delay = backoff.mul_f64(jitter);
+            backoff = (backoff * 2).min(s.reconnect_max);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                () = sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Connect one slot: TCP (+ TLS), then the upgrade with the mux
+    /// sub-protocol. Returns the socket and bytes read past the 101.
+    async fn connect(&self, slot: usize) -> Option<(crate::io::Io, Vec<u8>)> {
+        let i = self.slots[slot].endpoint;
+        let ep = &self.config.endpoints[i];
+        let io = self.upstream.open(i, ep).await?;
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        let request = self.request(ep, &key, self.slots[slot].index);
+        let offered = [SUBPROTOCOL.to_string()];
+        let handshake = upstream::handshake(io, request.as_bytes(), &key, &offered);
+        match timeout(self.config.handshake_timeout, handshake).await {
+            Ok(Ok(c)) if c.protocol.as_deref() == Some(SUBPROTOCOL) => Some((c.io, c.leftover)),
+            Ok(Ok(_)) => {
+                tracing::warn!(upstream = %self.name, endpoint = %ep.url, "application did not select {SUBPROTOCOL}");
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %self.name, endpoint = %ep.url, error = %e, "mux connect failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(upstream = %self.name, endpoint = %ep.url, "mux handshake timed out");
+                None
+            }
+        }
+    }
+
+    fn request(&self, ep: &crate::config::EndpointConfig, key: &str, slot: usize) -> String {
+        use std::fmt::Write;
+        let path = if ep.base_path.is_empty() {
+            "/"
+        } else {
+            ep.base_path.as_str()
+        };
+        let mut r = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\nX-Tidegate-Instance: {}\r\nX-Tidegate-Slot: {slot}\r\n",
+            ep.authority, self.instance
+        );
+        for (name, value) in &self.config.add_headers {
+            let _ = write!(r, "{name}: {value}\r\n");
+        }
+        r.push_str("\r\n");
+        r
+    }
+}
