@@ -16,8 +16,11 @@
 /// Largest frame header: 2 + 8 (length) + 4 (mask).
 pub const MAX_HEADER: usize = 14;
 
-/// Largest control frame: a 125-byte payload behind a masked header.
-pub const MAX_STASH: usize = 2 + 4 + 125;
+/// Largest control frame: a 125-byte payload behind the largest header.
+/// Not `2 + 4 + 125`: a peer may encode a short length in the 64-bit form
+/// (RFC 6455 asks for the minimal form, but the scanner does not refuse
+/// others), and such a frame is held whole like any control frame.
+pub const MAX_STASH: usize = MAX_HEADER + 125;
 
 /// Why the stream must stop at the frame that starts at the returned offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

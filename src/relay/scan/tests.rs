@@ -95,6 +95,23 @@ fn control_frames_are_judged_whole() {
 }
 
 #[test]
+fn stash_fits_a_control_frame_with_a_64_bit_length() {
+    // Found by fuzz/ (target `scanner`): a 125-byte ping whose length is in
+    // the 8-byte form is 139 bytes; cut 135 bytes in, all 135 are held.
+    let mut f = vec![0x89, 0x80 | 127];
+    f.extend_from_slice(&125u64.to_be_bytes());
+    f.extend_from_slice(&[1, 2, 3, 4]);
+    f.extend_from_slice(&[b'p'; 125]);
+    let mut s = Scanner::new(true);
+    assert_eq!(s.scan(&f[..135], LIMITS), (0, None));
+    let mut scratch = vec![0u8; MAX_STASH];
+    let pre = s.copy_stash(&mut scratch);
+    assert_eq!(pre, 135);
+    scratch[pre..].copy_from_slice(&f[135..]);
+    assert_eq!(s.scan(&scratch, LIMITS), (f.len(), None));
+}
+
+#[test]
 fn protocol_violations_stop_before_the_frame() {
     let ok = frame(true, 1, b"ok", K);
     let cases: Vec<(Vec<u8>, bool, &str)> = vec![
