@@ -96,8 +96,9 @@ fn control_frames_are_judged_whole() {
 
 #[test]
 fn stash_fits_a_control_frame_with_a_64_bit_length() {
-    // Found by fuzz/ (target `scanner`): a 125-byte ping whose length is in
-    // the 8-byte form is 139 bytes; cut 135 bytes in, all 135 are held.
+    // Caught by the stash check of fuzz target `scanner` (seed
+    // control-64bit-length-held): a 125-byte ping whose length is in the
+    // 8-byte form is 139 bytes; cut 135 bytes in, all 135 are held.
     let mut f = vec![0x89, 0x80 | 127];
     f.extend_from_slice(&125u64.to_be_bytes());
     f.extend_from_slice(&[1, 2, 3, 4]);
