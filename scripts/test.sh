@@ -12,6 +12,7 @@
 # Environment (variables named TIDEGATE_* are configuration for the gateway
 # itself, so the test harness uses TG_TEST_*):
 #   CARGO_TARGET_DIR           build cache (default ~/.cache/tidegate/target, outside the clone)
+#   TG_FUZZ_TARGET_DIR         build cache of fuzz/ (default ~/.cache/tidegate/fuzz-target)
 #   TIDEGATE_CONFORMANCE=full|quick|skip   conformance selection (default full)
 #   TIDEGATE_SKIP_INSTALL=1    do not touch apt/pip/npm
 set -euo pipefail
@@ -145,6 +146,9 @@ step "node: ws client (node --test tests/node/)" 300 node --test tests/node/
 step "browser: headless chromium (node --test tests/browser/)" 300 node --test tests/browser/
 
 step "loadtest: smoke run through the gateway (loadtest/smoke.sh)" 120 bash loadtest/smoke.sh
+
+# Fuzz targets on stable: seeds + fixed mutations, own build cache (fuzz/run-smoke.sh).
+step "fuzz smoke: seed replay of every fuzz target (fuzz/run-smoke.sh)" 600 bash fuzz/run-smoke.sh
 
 step "deploy: manifests, dashboard, Dockerfile (tests/deploy/validate.py)" 300 .venv/bin/python tests/deploy/validate.py
 
