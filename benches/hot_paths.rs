@@ -12,6 +12,11 @@
 //!   doing ping-pong. This is dominated by the kernel (four socket hops per
 //!   round trip), as DESIGN.md predicts.
 //!
+//! - `mux/*`: the mux codec decoding a batch of 64-byte MESSAGE frames (the
+//!   gateway's per-frame work on application → client traffic) and the mux
+//!   client reader parsing and unmasking a 64 KiB read of small client
+//!   frames into MESSAGE pieces (client → application).
+//!
 //! Run: `cargo bench --bench hot_paths` (full) or
 //! `cargo bench --bench hot_paths -- --quick` (fast, rougher).
 //! Results and the machine they came from: docs/benches.md.
@@ -292,12 +297,47 @@ fn bench_relay(c: &mut Criterion) {
     drop(rt);
 }
 
+fn bench_mux(c: &mut Criterion) {
+    use bytes::{Bytes, BytesMut};
+    use tidegate::mux::client::ClientReader;
+    use tidegate_mux::codec::{self, Frame, KIND_BINARY};
+    let mut g = c.benchmark_group("mux");
+    // 1,000 sessions' 64-byte messages in one 74 KB WebSocket message.
+    let mut batch = BytesMut::new();
+    for id in 1..=1000u32 {
+        Frame::message(id, KIND_BINARY, true, vec![7u8; 64]).encode_into(&mut batch);
+    }
+    let batch = batch.freeze();
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("decode_batch_64B_x1000", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for f in codec::decode(Bytes::clone(black_box(&batch)), 1 << 24) {
+                n += f.map(|f| f.body.len()).unwrap_or(0);
+            }
+            n
+        })
+    });
+    let wire = frames(936, 64, true);
+    g.throughput(Throughput::Elements(936));
+    g.bench_function("client_reader_masked_64B_x936", |b| {
+        let mut out = Vec::with_capacity(1024);
+        b.iter(|| {
+            let mut r = ClientReader::default();
+            out.clear();
+            let _ = r.feed(BytesMut::from(black_box(&wire[..])), LIMITS, &mut out);
+            out.len()
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = bench_scan, bench_handshake, bench_relay
+    targets = bench_scan, bench_handshake, bench_relay, bench_mux
 }
 criterion_main!(benches);
