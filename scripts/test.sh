@@ -126,8 +126,9 @@ if [ "${TIDEGATE_SKIP_INSTALL:-0}" != 1 ]; then
   install_node
 fi
 
-log "cargo build --release --workspace --bins (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release --workspace --bins &
+log "cargo build --release --workspace --bins --examples (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+# Examples too: the mux tests run the SDK's echo example as the application.
+cargo build --release --workspace --bins --examples &
 if ! wait $!; then
   RESULTS+=("FAIL  cargo build")
   FAILED=1

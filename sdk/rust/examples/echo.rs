@@ -10,7 +10,8 @@
 //! path is `/reject`, or whose query has `reject=STATUS`, is rejected with
 //! that status (403 by default) and the body "rejected by app". A text
 //! message `!close CODE [REASON]` makes the app close the session with that
-//! code. On SIGTERM it sends GOAWAY on every mux connection and keeps
+//! code; `!flood N SIZE` makes it send N binary messages of SIZE bytes (a
+//! client that does not read them is a slow consumer). On SIGTERM it sends GOAWAY on every mux connection and keeps
 //! serving until the gateway has closed them (at most 35 s), then exits 0.
 
 use std::io::Write;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidegate_mux::server::{Event, Incoming, MuxServer};
+use tidegate_mux::server::{Event, Incoming, MuxServer, SendError, Session};
 use tidegate_mux::{AcceptBody, RejectBody};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -131,13 +132,12 @@ async fn serve(incoming: Incoming) {
     });
     while let Some(event) = session.recv().await {
         let sent = match event {
-            Event::Text(t) => match t.strip_prefix("!close ") {
-                Some(cmd) => {
-                    let (code, reason) = cmd.split_once(' ').unwrap_or((cmd, ""));
-                    let code = code.trim().parse().unwrap_or(1000);
+            Event::Text(t) => match Command::parse(&t) {
+                Some(Command::Close(code, reason)) => {
                     let _ = session.close(code, reason);
                     continue;
                 }
+                Some(Command::Flood(n, size)) => flood(&session, n, size).await,
                 None => session.send_text(t).await,
             },
             Event::Binary(b) => session.send_binary(b).await,
@@ -147,4 +147,35 @@ async fn serve(incoming: Incoming) {
             break;
         }
     }
+}
+
+/// A text message the echo answers with an action instead of an echo.
+enum Command<'a> {
+    /// `!close CODE [REASON]`
+    Close(u16, &'a str),
+    /// `!flood N SIZE`
+    Flood(usize, usize),
+}
+
+impl<'a> Command<'a> {
+    fn parse(text: &'a str) -> Option<Command<'a>> {
+        if let Some(cmd) = text.strip_prefix("!close ") {
+            let (code, reason) = cmd.split_once(' ').unwrap_or((cmd, ""));
+            return Some(Command::Close(code.trim().parse().unwrap_or(1000), reason));
+        }
+        let mut args = text.strip_prefix("!flood ")?.split_whitespace();
+        let n = args.next()?.parse().ok()?;
+        let size = args.next()?.parse().ok()?;
+        Some(Command::Flood(n, size))
+    }
+}
+
+/// Send `n` binary messages of `size` bytes; stops early once the session
+/// is closed (e.g. the gateway closed a slow consumer).
+async fn flood(session: &Session, n: usize, size: usize) -> Result<(), SendError> {
+    let payload = bytes::Bytes::from(vec![0x5a; size]);
+    for _ in 0..n {
+        session.send_binary(payload.clone()).await?;
+    }
+    Ok(())
 }
