@@ -61,6 +61,11 @@ pub enum Command {
         url: String,
         #[command(flatten)]
         p: RateArgs,
+        /// Process to observe (repeatable): the first is charged CPU per
+        /// message like a compare target; every one is reported under
+        /// `processes` with its CPU, RSS and socket count over the window.
+        #[arg(long)]
+        pid: Vec<u32>,
     },
     /// Connection storm: open, upgrade, (message), close — N times.
     Connect {
@@ -141,6 +146,8 @@ pub struct RateArgs {
     pub warmup: Duration,
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 /// TLS session resumption for `connect` over wss://.
@@ -323,6 +330,30 @@ mod tests {
         let r = Cli::try_parse_from(["x", "compare", "--target", "a=ws://10.1.2.3/", "echo"]);
         let msg = r.unwrap_err().to_string();
         assert!(msg.contains("loopback"), "{msg}");
+    }
+
+    #[test]
+    fn rate_with_sources_and_pids() {
+        let cli = Cli::try_parse_from([
+            "tidegate-loadtest",
+            "rate",
+            "--url",
+            "ws://127.0.0.1:8080/mux",
+            "-c",
+            "5000",
+            "--source-ip-count",
+            "4",
+            "--pid",
+            "10",
+            "--pid",
+            "11",
+        ])
+        .unwrap();
+        let Command::Rate { p, pid, .. } = cli.command else {
+            panic!("not rate")
+        };
+        assert_eq!(pid, vec![10, 11]);
+        assert_eq!(p.sources.addrs().unwrap().len(), 4);
     }
 
     #[test]

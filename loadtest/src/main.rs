@@ -103,9 +103,14 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
             let ctx = ctx_for(url.parse()?, true, Vec::new(), None)?;
             single(Spec::Echo(echo_params(p)).run(&ctx).await?)
         }
-        Command::Rate { url, p } => {
-            let ctx = ctx_for(url.parse()?, true, Vec::new(), None)?;
-            single(Spec::Rate(rate_params(p)).run(&ctx).await?)
+        Command::Rate { url, p, pid } => {
+            procfs::check_fd_budget(p.connections as u64, fd_limit)?;
+            let ctx = ctx_for(url.parse()?, true, p.sources.addrs()?, pid.first().copied())?;
+            let params = RateParams {
+                watch: pid.clone(),
+                ..rate_params(p)
+            };
+            single(Spec::Rate(params).run(&ctx).await?)
         }
         Command::Connect { url, p } => {
             let ctx = ctx_for(
@@ -137,7 +142,7 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
         Command::Compare(c) => {
             let (spec, resumption, sources) = match &c.scenario {
                 CompareScenario::Echo(p) => (Spec::Echo(echo_params(p)), true, Vec::new()),
-                CompareScenario::Rate(p) => (Spec::Rate(rate_params(p)), true, Vec::new()),
+                CompareScenario::Rate(p) => (Spec::Rate(rate_params(p)), true, p.sources.addrs()?),
                 CompareScenario::Connect(p) => (
                     Spec::Connect(connect_params(p)),
                     p.resumption == OnOff::On,
@@ -189,6 +194,7 @@ fn rate_params(p: &RateArgs) -> RateParams {
         text: p.kind.text,
         warmup: p.warmup,
         duration: p.duration,
+        watch: Vec::new(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The once-a-second observer of a run: per-second throughput for the plot,
 //! the live progress line on stderr, and CPU time of the generator and of
-//! the process under test over exactly the measured window.
+//! the process under test over exactly the measured window, plus the CPU,
+//! memory and sockets of any other watched process (an application behind
+//! the proxy) over the same window.
 //!
 //! It only reads shared counters and drains interval histograms, so it adds
 //! nothing to the connections' hot loops.
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -27,6 +30,32 @@ pub struct Window {
     pub generator_cpu: Option<f64>,
     /// CPU seconds the observed process used in the window.
     pub target_cpu: Option<f64>,
+    /// One entry per watched process: CPU over the window, memory and
+    /// sockets at their highest once-a-second reading inside it.
+    pub processes: Vec<ProcessSample>,
+}
+
+/// A watched process over the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessSample {
+    pub pid: u32,
+    /// CPU seconds (user + system) used in the window.
+    pub cpu_secs: Option<f64>,
+    /// Highest resident memory seen in the window.
+    pub rss_bytes: Option<u64>,
+    /// Most open sockets (listeners included) seen in the window. Sampled
+    /// on the one-second ticks, not at the close: by then the clients of
+    /// an open-loop run are already hanging up.
+    pub socket_fds: Option<u64>,
+}
+
+impl ProcessSample {
+    /// Folds the process's current memory and sockets into the peaks.
+    fn sample(&mut self) {
+        let peak = |old: Option<u64>, new: Option<u64>| old.max(new);
+        self.rss_bytes = peak(self.rss_bytes, procfs::rss_bytes(self.pid).ok());
+        self.socket_fds = peak(self.socket_fds, procfs::socket_fds(self.pid).ok());
+    }
 }
 
 /// A running monitor; call [`Monitor::finish`] at the end of the window.
@@ -44,6 +73,8 @@ pub struct MonitorOptions {
     pub unit: &'static str,
     /// Process to charge CPU time to.
     pub pid: Option<u32>,
+    /// Further processes to sample over the window (CPU, RSS, sockets).
+    pub watch: Vec<u32>,
 }
 
 impl Monitor {
@@ -96,6 +127,16 @@ async fn run(
     }
     let cpu0 = procfs::self_cpu_seconds().ok();
     let target0 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
+    let mut processes: Vec<ProcessSample> = opts
+        .watch
+        .iter()
+        .map(|&pid| ProcessSample {
+            pid,
+            cpu_secs: procfs::cpu_seconds(pid).ok(),
+            rss_bytes: None,
+            socket_fds: None,
+        })
+        .collect();
     let window_start = Instant::now();
     let mut last_count = shared.completed.load(Ordering::Relaxed);
     let mut last_tick = window_start;
@@ -114,6 +155,7 @@ async fn run(
                 let count = shared.completed.load(Ordering::Relaxed);
                 let rate = (count - last_count) as f64 / now.duration_since(last_tick).as_secs_f64();
                 per_second.push(rate);
+                processes.iter_mut().for_each(ProcessSample::sample);
                 last_count = count;
                 last_tick = now;
                 let p99 = Percentiles::from_histogram(&shared.take_interval()).p99_us;
@@ -137,10 +179,22 @@ async fn run(
     pb.finish_and_clear();
     let cpu1 = procfs::self_cpu_seconds().ok();
     let target1 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
+    for p in &mut processes {
+        // Until here `cpu_secs` held the reading at the window's start.
+        p.cpu_secs = p
+            .cpu_secs
+            .zip(procfs::cpu_seconds(p.pid).ok())
+            .map(|(a, b)| b - a);
+        // A window shorter than one tick gets its only reading now.
+        if p.rss_bytes.is_none() {
+            p.sample();
+        }
+    }
     Window {
         per_second,
         wall: window_start.elapsed(),
         generator_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
         target_cpu: target0.zip(target1).map(|(a, b)| b - a),
+        processes,
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! CPU time comes from `/proc/PID/stat` (utime + stime, in clock ticks of
 //! `sysconf(_SC_CLK_TCK)`); memory from the `VmRSS` line of
-//! `/proc/PID/status`.
+//! `/proc/PID/status`; open sockets from the `socket:[INODE]` links in
+//! `/proc/PID/fd`.
 
 use std::fs;
 
@@ -63,6 +64,23 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_vm_rss(&status).with_context(|| format!("no VmRSS line in {path}"))
+}
+
+/// Open socket file descriptors of process `pid` (listeners included): how
+/// many connections an application holds, whatever kind they are.
+pub fn socket_fds(pid: u32) -> Result<u64> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut n = 0;
+    for entry in fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+        // An fd closed between the listing and the readlink is not counted.
+        let Ok(entry) = entry else { continue };
+        if fs::read_link(entry.path())
+            .is_ok_and(|t| t.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Pids whose `/proc/PID/comm` is exactly `name` (the kernel truncates comm
@@ -164,6 +182,17 @@ mod tests {
         assert!(self_cpu_seconds().unwrap() >= before);
         let rss = rss_bytes(std::process::id()).unwrap();
         assert!(rss > 100 * 1024, "rss {rss}");
+    }
+
+    #[test]
+    fn counts_own_sockets() {
+        let before = socket_fds(std::process::id()).unwrap();
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Other tests of this binary may open or close sockets meanwhile,
+        // so only the floor is certain.
+        assert!(socket_fds(std::process::id()).unwrap() >= 2, "{before}");
+        drop((a, b));
     }
 
     #[test]

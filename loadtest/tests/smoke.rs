@@ -80,6 +80,7 @@ fn pipelined_text_echo_and_report() {
 fn rate_connect_and_idle() {
     let server = EchoServer::start();
     let url = format!("ws://{}/", server.addr);
+    let pid = server.pid().to_string();
     let v = run_json(&[
         "--json",
         "rate",
@@ -93,11 +94,20 @@ fn rate_connect_and_idle() {
         "0",
         "--duration",
         "1",
+        "--source-ip-count",
+        "2",
+        "--pid",
+        &pid,
     ]);
     // 2 connections × 200/s × 1 s, give or take the edges of the window.
     let done = v["completed"].as_u64().unwrap();
     assert!((300..=500).contains(&done), "{v}");
     assert_eq!(v["extra"]["unanswered"], 0, "{v}");
+    // The watched server: its listener and the two clients' sockets.
+    let server_proc = &v["extra"]["processes"][0];
+    assert_eq!(server_proc["pid"].as_u64().unwrap().to_string(), pid);
+    assert!(server_proc["socket_fds"].as_u64().unwrap() >= 3, "{v}");
+    assert!(server_proc["rss_bytes"].as_u64().unwrap() > 0, "{v}");
 
     let v = run_json(&[
         "--json",
@@ -110,7 +120,6 @@ fn rate_connect_and_idle() {
     ]);
     assert_eq!(v["completed"], 100, "{v}");
 
-    let pid = server.pid().to_string();
     let v = run_json(&[
         "--json",
         "idle",

@@ -48,6 +48,7 @@ pub async fn run(ctx: &Ctx, p: &ConnectParams) -> anyhow::Result<RunResult> {
             show: ctx.progress,
             unit: "connects/s",
             pid: ctx.pid,
+            watch: Vec::new(),
         },
     );
     let mut set = JoinSet::new();

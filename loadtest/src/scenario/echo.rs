@@ -8,7 +8,7 @@
 //! per-message work beyond the system calls).
 
 use std::collections::VecDeque;
-use std::iter::repeat;
+use std::iter::repeat_n;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,7 @@ pub async fn run(ctx: &Ctx, p: &EchoParams) -> anyhow::Result<RunResult> {
             show: ctx.progress,
             unit: "msgs/s",
             pid: ctx.pid,
+            watch: Vec::new(),
         },
     );
     let opcode = if p.text { OP_TEXT } else { OP_BINARY };
@@ -111,7 +112,7 @@ async fn drive(
     // Send time of every outstanding message, oldest first: echoes come
     // back in order on one connection.
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(in_flight);
-    sent_at.extend(repeat(Instant::now()).take(in_flight));
+    sent_at.extend(repeat_n(Instant::now(), in_flight));
     // Bytes owed to the server, and how far into a frame the next byte is.
     let mut owed = in_flight * frame_len;
     let mut offset = 0usize;
@@ -148,7 +149,7 @@ async fn drive(
                 } else if !stopping && n > 0 {
                     // Refill the pipeline: as many frames as came back.
                     owed += n * frame_len;
-                    sent_at.extend(repeat(now).take(n));
+                    sent_at.extend(repeat_n(now, n));
                 }
             }
             // Owed frame bytes, from the pre-built batch, as much as the

@@ -61,6 +61,7 @@ pub async fn run(ctx: &Ctx, p: &IdleParams) -> anyhow::Result<RunResult> {
             show: ctx.progress,
             unit: "connects/s",
             pid: ctx.pid,
+            watch: Vec::new(),
         },
     );
     let next = Arc::new(AtomicUsize::new(0));

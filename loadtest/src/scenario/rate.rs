@@ -47,6 +47,9 @@ pub struct RateParams {
     pub text: bool,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Processes sampled over the window besides the target (`--pid` after
+    /// the first): e.g. the application behind a proxy.
+    pub watch: Vec<u32>,
 }
 
 /// Runs `rate` against `ctx`'s target.
@@ -70,6 +73,7 @@ pub async fn run(ctx: &Ctx, p: &RateParams) -> anyhow::Result<RunResult> {
             show: ctx.progress,
             unit: "msgs/s",
             pid: ctx.pid,
+            watch: p.watch.clone(),
         },
     );
     let opcode = if p.text { OP_TEXT } else { OP_BINARY };
@@ -106,6 +110,7 @@ pub async fn run(ctx: &Ctx, p: &RateParams) -> anyhow::Result<RunResult> {
     let pacer = Pacer::spawn(paced, deadline)?;
     tokio::time::sleep_until(deadline.into()).await;
     let window = monitor.finish().await;
+    let processes = process_figures(&window, shared.completed.load(Ordering::Relaxed));
     while set.join_next().await.is_some() {}
     drop(pacer);
     let mut result = RunResult::new(
@@ -129,11 +134,34 @@ pub async fn run(ctx: &Ctx, p: &RateParams) -> anyhow::Result<RunResult> {
     );
     let missing = *unanswered.lock().expect("not poisoned");
     result.extra.insert("unanswered".into(), missing.into());
+    if !p.watch.is_empty() {
+        result.extra.insert("processes".into(), processes.into());
+    }
     result.extra.insert(
         "send_lag".into(),
         serde_json::to_value(Percentiles::from_histogram(&lag.total()))?,
     );
     Ok(result)
+}
+
+/// The watched processes' samples with their CPU per message and in percent
+/// of one core over the window, as JSON for `extra.processes`.
+fn process_figures(window: &crate::monitor::Window, completed: u64) -> Vec<serde_json::Value> {
+    let secs = window.wall.as_secs_f64();
+    window
+        .processes
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::json!(s);
+            v["cpu_us_per_message"] = serde_json::json!(s
+                .cpu_secs
+                .filter(|_| completed > 0)
+                .map(|c| c * 1e6 / completed as f64));
+            v["cpu_pct"] =
+                serde_json::json!(s.cpu_secs.filter(|_| secs > 0.0).map(|c| c * 100.0 / secs));
+            v
+        })
+        .collect()
 }
 
 /// When a connection's messages are meant to leave.
