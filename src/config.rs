@@ -235,8 +235,13 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    // `TIDEGATE_LOG` is the log filter, read by main, not a config key.
-    figment = figment.merge(Env::prefixed("TIDEGATE_").split("__").ignore(&["log"]));
+    // `TIDEGATE_LOG` (log filter) and `TIDEGATE_THP` (huge pages) are read
+    // by main, not config keys.
+    figment = figment.merge(
+        Env::prefixed("TIDEGATE_")
+            .split("__")
+            .ignore(&["log", "thp"]),
+    );
     figment.extract::<RawConfig>().map_err(|e| ConfigError {
         problems: e
             .into_iter()

@@ -93,7 +93,26 @@ struct RuntimeArgs {
     workers: Option<usize>,
 }
 
+/// Per-connection state is many small objects. With transparent huge pages
+/// mimalloc backs its arenas with 2 MiB pages, and a partly used huge page
+/// is resident whole: measured with 9,000 idle mux clients, 2.34 KB of RSS
+/// per client with THP against 1.92 KB without (docs/performance.md). So
+/// the process opts out of THP for itself before the heap grows. Operators
+/// who want THP anyway set `TIDEGATE_THP=1`.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("TIDEGATE_THP").is_none_or(|v| v != "1") {
+        // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integer
+        // arguments and touches no memory of ours; failure (an old kernel)
+        // only leaves THP as it was.
+        unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     init_logging();
     match cli.command {

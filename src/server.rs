@@ -274,6 +274,9 @@ impl Running {
             g.ready.store(false, Ordering::SeqCst);
             g.metrics.draining.set(1);
             g.shutdown.cancel();
+            for pool in g.pools.values() {
+                pool.wake_for_drain();
+            }
         }
     }
 

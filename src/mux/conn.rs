@@ -132,6 +132,13 @@ impl Conn {
         }
     }
 
+    /// Wake every session for the drain (they check the shutdown token).
+    pub fn wake_for_drain(&self) {
+        for inbox in self.table().sessions.values() {
+            inbox.push(Event::Drain, usize::MAX);
+        }
+    }
+
     /// Queue a frame for the application (dropped if the connection is
     /// gone: the session learns that from its inbox).
     pub fn send(&self, out: Out) {

@@ -37,6 +37,8 @@ pub enum Event {
     },
     /// The application broke the protocol for this session only.
     Broken,
+    /// The gateway started draining: wake up and look at the token.
+    Drain,
 }
 
 impl Event {
@@ -113,6 +115,10 @@ impl Inbox {
         match q.events.pop_front() {
             Some(e) => {
                 q.bytes -= e.bytes();
+                if q.events.is_empty() {
+                    // An idle session keeps no queue memory.
+                    q.events = VecDeque::new();
+                }
                 Some(e)
             }
             None => {

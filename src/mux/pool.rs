@@ -118,6 +118,15 @@ impl Pool {
             .unwrap_or_else(|e| e.into_inner()) = conn;
     }
 
+    /// Drain: wake every session carried by this pool.
+    pub fn wake_for_drain(&self) {
+        for slot in 0..self.slots.len() {
+            if let Some(c) = self.current(slot) {
+                c.wake_for_drain();
+            }
+        }
+    }
+
     /// True when at least one connection is open (for `/readyz`).
     pub fn any_up(&self) -> bool {
         (0..self.slots.len()).any(|s| self.current(s).is_some_and(|c| c.usable()))

@@ -32,7 +32,7 @@ use tidegate_mux::codec::{self, Close, Frame, FrameType, FLAG_FIN, KIND_MASK};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, PollSemaphore, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, PollSemaphore};
 
 /// Bytes read from a client per system call at most.
 const READ_CHUNK: usize = 64 * 1024;
@@ -61,6 +61,19 @@ struct ToApp {
     frame: Frame,
 }
 
+/// A session between connections.
+struct Resume {
+    deadline: Instant,
+    /// The old connection sent GOAWAY (1012 if this fails, else 1014).
+    goaway: bool,
+    /// The connection that has the resumed OPEN.
+    on: Option<Arc<Conn>>,
+    /// A connection being left after GOAWAY: it still delivers the
+    /// application's frames and is forgotten once the session is accepted
+    /// elsewhere.
+    leaving: Option<Arc<Conn>>,
+}
+
 pub struct MuxSession {
     client: Io,
     id: u32,
@@ -68,14 +81,11 @@ pub struct MuxSession {
     route: Arc<MuxRoute>,
     /// Where client frames go; `None` while resuming.
     conn: Option<Arc<Conn>>,
-    /// Budget of `conn`'s write queue.
-    budget: Option<PollSemaphore>,
-    /// A connection being left after GOAWAY: still delivering the
-    /// application's frames, forgotten once the session is accepted
-    /// elsewhere.
-    leaving: Option<Arc<Conn>>,
+    /// Waits for budget of `conn`'s write queue; boxed and made only when
+    /// the queue was once full (an idle session never has one).
+    budget: Option<Box<PollSemaphore>>,
     /// The OPEN body, sent again on resume.
-    open_body: Bytes,
+    open_body: Box<[u8]>,
     reader: ClientReader,
     /// Client frames not yet queued on a connection.
     held: VecDeque<ToApp>,
@@ -86,10 +96,11 @@ pub struct MuxSession {
     written: usize,
     /// Application → client message in progress (fragment order check).
     app_in_message: bool,
-    /// Resuming: the deadline, whether after GOAWAY, and the connection
-    /// that has the resumed OPEN.
-    resume: Option<(Instant, bool)>,
-    resume_on: Option<Arc<Conn>>,
+    /// Set while the session is between connections (boxed: rare).
+    resume: Option<Box<Resume>>,
+    /// Drain: checked on every poll; a drain wakes the session through its
+    /// inbox (`Event::Drain`), so no per-session cancellation future.
+    shutdown: CancellationToken,
     /// CLOSE for this id was sent to or received from the application.
     app_done: bool,
     /// A Close frame was queued for the client.
@@ -109,20 +120,19 @@ impl MuxSession {
         client: Io,
         from_client: &[u8],
         opened: super::open::Opened,
-        open_body: Bytes,
+        open_body: &[u8],
         route: Arc<MuxRoute>,
+        shutdown: CancellationToken,
     ) -> MuxSession {
         let now = Instant::now();
-        let budget = Some(PollSemaphore::new(Arc::clone(&opened.conn.budget)));
         let mut s = MuxSession {
             client,
             id: opened.id,
             inbox: opened.inbox,
             route,
             conn: Some(opened.conn),
-            budget,
-            leaving: None,
-            open_body,
+            budget: None,
+            open_body: Box::from(open_body),
             reader: ClientReader::default(),
             held: VecDeque::new(),
             held_bytes: 0,
@@ -131,7 +141,7 @@ impl MuxSession {
             written: 0,
             app_in_message: false,
             resume: None,
-            resume_on: None,
+            shutdown,
             app_done: false,
             close_sent: false,
             client_done: false,
@@ -148,12 +158,11 @@ impl MuxSession {
         s
     }
 
-    pub fn run(self, shutdown: CancellationToken, permit: OwnedSemaphorePermit) -> Running {
+    pub fn run(self, permit: OwnedSemaphorePermit) -> Running {
         self.route.metrics.active.inc();
         Running {
             session: self,
             sleep: tokio::time::sleep(Duration::from_secs(3600)),
-            cancelled: shutdown.cancelled_owned(),
             _permit: permit,
         }
     }
@@ -175,14 +184,18 @@ impl MuxSession {
         // Behind any held data, so the application sees it last.
         if self.conn.is_some() {
             self.queue_app(frame);
-        } else if let Some(c) = self.leaving.as_ref().or(self.resume_on.as_ref()) {
+        } else if let Some(c) = self
+            .resume
+            .as_ref()
+            .and_then(|r| r.leaving.as_ref().or(r.on.as_ref()))
+        {
             c.send(Out::frame(&frame));
         }
     }
 
     /// Queue held frames on the connection while its budget allows.
     fn flush_held(&mut self, cx: &mut Context<'_>) -> bool {
-        let (Some(conn), Some(budget)) = (self.conn.as_ref(), self.budget.as_mut()) else {
+        let Some(conn) = self.conn.as_ref() else {
             return false;
         };
         let mut progress = false;
@@ -192,10 +205,26 @@ impl MuxSession {
                 None
             } else {
                 let want = n.min(conn.settings.connection_queue_bytes) as u32;
-                match budget.poll_acquire_many(cx, want) {
-                    Poll::Ready(Some(p)) => Some(p),
-                    // Closed semaphore never happens; pending = backpressure.
-                    Poll::Ready(None) | Poll::Pending => break,
+                // Fast path without a waiter; the boxed waiter only when the
+                // queue is full (backpressure).
+                let quick = if self.budget.is_none() {
+                    Arc::clone(&conn.budget).try_acquire_many_owned(want).ok()
+                } else {
+                    None
+                };
+                match quick {
+                    Some(p) => Some(p),
+                    None => {
+                        let budget = self.budget.get_or_insert_with(|| {
+                            Box::new(PollSemaphore::new(Arc::clone(&conn.budget)))
+                        });
+                        match budget.poll_acquire_many(cx, want) {
+                            Poll::Ready(Some(p)) => Some(p),
+                            // The semaphore is never closed; pending is
+                            // the backpressure.
+                            Poll::Ready(None) | Poll::Pending => break,
+                        }
+                    }
                 }
             };
             let t = self.held.pop_front().expect("front exists");
@@ -451,25 +480,29 @@ impl MuxSession {
                 }
             }
             Event::Accept { conn, .. } => {
-                if self.resume_on.as_ref().is_some_and(|c| c.id == conn.id) {
-                    self.resume_on = None;
-                    self.resume = None;
+                let ours = self.resume.as_ref().and_then(|r| r.on.as_ref());
+                if ours.is_some_and(|c| c.id == conn.id) {
+                    let r = self.resume.take().expect("checked above");
                     self.route.mux_metrics.resumed.inc();
-                    if let Some(old) = self.leaving.take() {
+                    if let Some(old) = r.leaving {
                         old.forget(self.id);
                     }
                     tracing::debug!(session = self.id, conn = conn.id, "session resumed");
-                    self.budget = Some(PollSemaphore::new(Arc::clone(&conn.budget)));
+                    self.budget = None;
                     self.conn = Some(conn);
                 }
             }
             Event::Reject(_) => {
                 // Only a resumed OPEN can be rejected here.
-                self.resume_on = None;
+                if let Some(r) = self.resume.as_mut() {
+                    r.on = None;
+                }
                 self.app_done = true;
                 self.close_client(1011, "rejected on resume", now);
             }
             Event::Lost { conn_id, goaway } => self.on_lost(conn_id, goaway, now),
+            // The token is checked at the top of every poll.
+            Event::Drain => {}
             Event::Broken => {
                 self.close_client(1011, "application broke the mux protocol", now);
                 self.close_app(1002, "fragment out of order");
@@ -479,60 +512,70 @@ impl MuxSession {
 
     fn on_lost(&mut self, conn_id: u64, goaway: bool, now: Instant) {
         let current = self.conn.as_ref().is_some_and(|c| c.id == conn_id);
-        let pending = self.resume_on.as_ref().is_some_and(|c| c.id == conn_id);
+        let pending = self
+            .resume
+            .as_ref()
+            .and_then(|r| r.on.as_ref())
+            .is_some_and(|c| c.id == conn_id);
         if !(current || pending) || self.app_done {
             return;
+        }
+        let grace = self.route.resume_grace;
+        let r = self.resume.get_or_insert_with(|| {
+            Box::new(Resume {
+                deadline: now + grace,
+                goaway,
+                on: None,
+                leaving: None,
+            })
+        });
+        r.goaway |= goaway;
+        if let Some(on) = r.on.take() {
+            // A draining connection closes once it has no sessions left.
+            on.forget(self.id);
         }
         if current {
             let old = self.conn.take().expect("current checked above");
             self.budget = None;
             if goaway {
-                self.leaving = Some(old);
+                r.leaving = Some(old);
             }
         }
-        self.resume_on = None;
-        let grace = now + self.route.resume_grace;
-        let was_goaway = self.resume.map_or(goaway, |(_, g)| g || goaway);
-        let deadline = self.resume.map_or(grace, |(d, _)| d);
-        self.resume = Some((deadline, was_goaway));
     }
 
     /// Resuming: offer the session to another connection, or give up at
     /// the deadline.
     fn try_resume(&mut self, now: Instant) {
-        let Some((deadline, goaway)) = self.resume else {
+        let Some(r) = self.resume.as_mut() else {
             return;
         };
-        if self.resume_on.is_some() {
-            if now >= deadline {
-                self.give_up(goaway, now);
-            }
-            return;
-        }
-        if let Some(conn) = self.route.pool.pick() {
-            if conn.register(self.id, Arc::clone(&self.inbox)) {
-                let open = Frame::new(
-                    FrameType::Open,
-                    codec::FLAG_RESUMED,
-                    self.id,
-                    self.open_body.clone(),
-                );
-                conn.send(Out::frame(&open));
-                self.resume_on = Some(conn);
-                return;
+        if r.on.is_none() {
+            if let Some(conn) = self.route.pool.pick() {
+                if conn.register(self.id, Arc::clone(&self.inbox)) {
+                    let open = Frame::new(
+                        FrameType::Open,
+                        codec::FLAG_RESUMED,
+                        self.id,
+                        Bytes::copy_from_slice(&self.open_body),
+                    );
+                    conn.send(Out::frame(&open));
+                    r.on = Some(conn);
+                }
             }
         }
-        if now >= deadline {
+        if now >= r.deadline {
+            let goaway = r.goaway;
             self.give_up(goaway, now);
         }
     }
 
     fn give_up(&mut self, goaway: bool, now: Instant) {
         self.route.mux_metrics.resume_failed.inc();
-        if let Some(c) = self.resume_on.take() {
-            c.forget(self.id);
+        if let Some(r) = self.resume.take() {
+            for c in [r.on, r.leaving].into_iter().flatten() {
+                c.forget(self.id);
+            }
         }
-        self.resume = None;
         self.app_done = true;
         self.held.clear();
         self.held_bytes = 0;
@@ -603,15 +646,10 @@ impl MuxSession {
                 .is_some_and(|d| now >= d + self.route.close_timeout)
     }
 
-    fn poll_session(
-        &mut self,
-        cx: &mut Context<'_>,
-        mut sleep: Pin<&mut Sleep>,
-        mut cancelled: Pin<&mut WaitForCancellationFutureOwned>,
-    ) -> Poll<()> {
+    fn poll_session(&mut self, cx: &mut Context<'_>, mut sleep: Pin<&mut Sleep>) -> Poll<()> {
         for _ in 0..ROUNDS {
             let now = Instant::now();
-            if !self.draining && cancelled.as_mut().poll(cx).is_ready() {
+            if !self.draining && self.shutdown.is_cancelled() {
                 self.draining = true;
                 let spread = self.route.drain_spread.as_millis() as u64;
                 let delay = if spread == 0 {
@@ -670,11 +708,13 @@ impl MuxSession {
 
     fn end(&mut self) {
         self.held.clear();
-        for c in [&self.conn, &self.leaving, &self.resume_on]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(c) = &self.conn {
             c.forget(self.id);
+        }
+        if let Some(r) = self.resume.take() {
+            for c in [r.on, r.leaving].into_iter().flatten() {
+                c.forget(self.id);
+            }
         }
         self.route
             .mux_metrics
@@ -695,9 +735,6 @@ pin_project_lite::pin_project! {
         // Timer arm: keepalive, drain, close and resume deadlines.
         #[pin]
         sleep: Sleep,
-        // Drain arm: fires once when the gateway starts draining.
-        #[pin]
-        cancelled: WaitForCancellationFutureOwned,
         // One slot of `limits.max_connections` for the session's life.
         _permit: OwnedSemaphorePermit,
     }
@@ -709,7 +746,7 @@ impl Future for Running {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let s = this.session;
-        let r = s.poll_session(cx, this.sleep, this.cancelled);
+        let r = s.poll_session(cx, this.sleep);
         if r.is_ready() {
             // Last frames to the application, then the socket.
             let _ = s.flush_held(cx);
@@ -717,5 +754,23 @@ impl Future for Running {
             s.end();
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        eprintln!(
+            "MuxSession {} Running {} ClientReader {} Inbox {} Event {} Sleep {} relay {} PollSem {}",
+            std::mem::size_of::<super::MuxSession>(),
+            std::mem::size_of::<super::Running>(),
+            std::mem::size_of::<super::ClientReader>(),
+            std::mem::size_of::<super::Inbox>(),
+            std::mem::size_of::<super::Event>(),
+            std::mem::size_of::<tokio::time::Sleep>(),
+            std::mem::size_of::<crate::relay::Running>(),
+            std::mem::size_of::<tokio_util::sync::PollSemaphore>(),
+        );
     }
 }

@@ -169,9 +169,15 @@ pub async fn handle(
         rt.metrics
             .handshake
             .observe(accepted.elapsed().as_secs_f64());
-        let session =
-            crate::mux::session::MuxSession::new(io, &from_client, opened, body, Arc::clone(mux));
-        gw.tracker.spawn(session.run(gw.shutdown.clone(), permit));
+        let session = crate::mux::session::MuxSession::new(
+            io,
+            &from_client,
+            opened,
+            &body,
+            Arc::clone(mux),
+            gw.shutdown.clone(),
+        );
+        gw.tracker.spawn(session.run(permit));
         return;
     }
 
