@@ -25,7 +25,9 @@
 #     would hide the growth).
 #
 # Environment: ROUNDS (3), DURATION (5s), CLIENTS (5000), RATES ("1 2 10"),
-# IDLE_CLIENTS (9000), APPS ("rust python"), SKIP_IDLE=1.
+# IDLE_CLIENTS (9000), APPS ("rust python"), SKIP_IDLE=1, RAW=DIR (keep the
+# JSON of every run there; `python3 loadtest/bench-mux-report.py DIR`
+# prints the tables again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -184,4 +186,5 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
     echo
     python3 loadtest/bench-mux-report.py "$RUN/res"
 } >"$OUT"
+if [ -n "${RAW:-}" ]; then mkdir -p "$RAW" && cp "$RUN"/res/* "$RAW"/; fi
 echo "bench-mux.sh: wrote $OUT" >&2
