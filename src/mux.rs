@@ -9,6 +9,7 @@
 //!   batching writer.
 //! - `open`: the handshake phase (OPEN → ACCEPT / REJECT before the 101).
 //! - `session`: a client after its 101 (frames both ways, resume, close).
+//! - `stored`: the OPEN kept compactly for resume.
 //! - `client`: client frame parsing; `wire`: WebSocket framing on the mux
 //!   leg; `inbox`: the per-session queue; `metrics`.
 
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod open;
 pub mod pool;
 pub mod session;
+pub mod stored;
 pub mod wire;
 
 pub use pool::Pool;

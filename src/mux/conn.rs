@@ -14,7 +14,7 @@ use super::wire::{self, Header, Incoming, MuxReader, ReadError};
 use crate::config::MuxConfig;
 use crate::io::Io;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,11 +22,14 @@ use tidegate_mux::codec::{self, Close, CodecError, Frame, FrameType, HEADER_LEN}
 use tidegate_mux::{AcceptBody, RejectBody};
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
 /// Frames per write at most (each is two iovecs).
 const MAX_BATCH_FRAMES: usize = 256;
+
+/// A batch smaller than this waits one scheduler round for more frames.
+const COALESCE_BELOW: usize = 16;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -58,9 +61,19 @@ impl Out {
 #[derive(Default)]
 struct Table {
     sessions: HashMap<u32, Arc<Inbox>>,
+    /// After GOAWAY: sessions already accepted on another connection. They
+    /// stay routable here, so frames the application sent before it saw
+    /// them leave still reach their clients.
+    moved: HashSet<u32>,
     /// The connection ended: nothing may register any more.
     dead: bool,
 }
+
+/// After GOAWAY, once every session has moved or ended: how long frames
+/// still in flight on the old connection are waited for before it is
+/// closed (they were sent before the application saw the session leave,
+/// so they arrive within a round trip).
+const MOVE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Conn {
     /// Process-unique, so a session can tell its current connection's
@@ -69,6 +82,8 @@ pub struct Conn {
     table: Mutex<Table>,
     /// Set by GOAWAY: no new sessions; the current ones are moving away.
     draining: AtomicBool,
+    /// Tells the reader that every session has moved (start the linger).
+    all_moved: Notify,
     out: UnboundedSender<Out>,
     /// Client → app bytes queued here (`mux.connection_queue_bytes`).
     pub budget: Arc<Semaphore>,
@@ -86,6 +101,7 @@ impl Conn {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             table: Mutex::new(Table::default()),
             draining: AtomicBool::new(false),
+            all_moved: Notify::new(),
             out,
             budget: Arc::new(Semaphore::new(settings.connection_queue_bytes)),
             settings,
@@ -120,15 +136,30 @@ impl Conn {
         true
     }
 
-    /// The session ended or moved. A draining connection closes once its
-    /// last session is gone.
+    /// The session ended (or never got going here).
     pub fn forget(&self, id: u32) {
         let mut t = self.table();
         if t.sessions.remove(&id).is_some() {
+            t.moved.remove(&id);
             self.metrics.sessions.set(t.sessions.len() as i64);
-            if t.sessions.is_empty() && self.draining.load(Ordering::Acquire) {
-                let _ = self.out.send(Out::Close(1000, "sessions moved"));
-            }
+            self.check_moved(&t);
+        }
+    }
+
+    /// After GOAWAY: the session was accepted on another connection. It
+    /// stays routable here until this connection closes, which happens
+    /// `MOVE_LINGER` after the last session moved or ended.
+    pub fn moved_away(&self, id: u32) {
+        let mut t = self.table();
+        if t.sessions.contains_key(&id) {
+            t.moved.insert(id);
+            self.check_moved(&t);
+        }
+    }
+
+    fn check_moved(&self, t: &Table) {
+        if self.draining.load(Ordering::Acquire) && t.moved.len() == t.sessions.len() {
+            self.all_moved.notify_one();
         }
     }
 
@@ -187,6 +218,12 @@ impl Conn {
                 .expect("next_ping is always set");
             let incoming = tokio::select! {
                 r = reader.next(&mut rd) => r,
+                // GOAWAY: every session moved; close after the linger.
+                () = self.all_moved.notified() => {
+                    let linger = Instant::now() + MOVE_LINGER;
+                    drain_deadline = Some(drain_deadline.map_or(linger, |d| d.min(linger)));
+                    continue;
+                }
                 // Keepalive, pong deadline or GOAWAY grace.
                 () = sleep_until(timer) => {
                     let now = Instant::now();
@@ -194,7 +231,7 @@ impl Conn {
                         return "no pong from the application".into();
                     }
                     if drain_deadline.is_some_and(|d| d <= now) {
-                        self.send(Out::Close(1000, "resume grace over"));
+                        self.send(Out::Close(1000, "sessions moved"));
                         drain_deadline = None;
                         continue;
                     }
@@ -276,7 +313,12 @@ impl Conn {
                         return Err(CodecError::BadClose("1006 may not be sent"));
                     }
                     if let Some(inbox) = t.sessions.remove(&f.session) {
-                        inbox.push(Event::Close(close), usize::MAX);
+                        let moved = t.moved.remove(&f.session);
+                        // A session that moved on belongs to its new
+                        // connection: the old instance cannot close it.
+                        if !moved {
+                            inbox.push(Event::Close(close), usize::MAX);
+                        }
                     }
                 }
                 FrameType::Accept => {
@@ -331,6 +373,19 @@ async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<Out>, conn:
     loop {
         if rx.recv_many(&mut batch, MAX_BATCH_FRAMES).await == 0 {
             return;
+        }
+        if batch.len() < COALESCE_BELOW {
+            // Few frames ready: let the sessions that were woken with them
+            // run first, so frames that arrive in separate wake-ups still
+            // leave in one write (one system call instead of one per
+            // client frame, at the cost of one scheduler round).
+            tokio::task::yield_now().await;
+            while batch.len() < MAX_BATCH_FRAMES {
+                match rx.try_recv() {
+                    Ok(out) => batch.push(out),
+                    Err(_) => break,
+                }
+            }
         }
         let mut i = 0;
         while i < batch.len() {

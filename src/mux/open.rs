@@ -23,14 +23,14 @@ const HANDSHAKE_HEADERS: &[&str] = &["host", "upgrade", "connection"];
 
 /// The OPEN body for this request: the same path, query and headers a
 /// passthrough upstream would get (credential stripped, identity and
-/// forwarding headers added), as JSON.
+/// forwarding headers added).
 pub fn open_body(
     head: &RequestHead,
     upgrade: &Upgrade,
     upstream: &UpstreamConfig,
     client: ClientInfo,
     identity: Option<&Identity>,
-) -> Bytes {
+) -> OpenBody {
     let ep = EndpointConfig {
         url: String::new(),
         secure: false,
@@ -63,7 +63,7 @@ pub fn open_body(
             !HANDSHAKE_HEADERS.contains(&n.as_str()) && !n.starts_with("sec-websocket-")
         })
         .collect();
-    let body = OpenBody {
+    OpenBody {
         path: path.to_string(),
         query: query.to_string(),
         headers,
@@ -72,8 +72,7 @@ pub fn open_body(
         route: upgrade.route.name.clone(),
         tls: client.tls,
         identity: identity.map(|i| serde_json::json!({ "result": i.result, "headers": i.headers })),
-    };
-    Frame::open(1, false, &body).body
+    }
 }
 
 /// An accepted session, ready for its 101.

@@ -16,6 +16,7 @@
 use super::client::{ClientReader, Piece, Violation};
 use super::conn::{Conn, Out};
 use super::inbox::{Event, Inbox};
+use super::stored::StoredOpen;
 use super::wire::{self, Header};
 use super::MuxRoute;
 use crate::io::Io;
@@ -61,6 +62,18 @@ struct ToApp {
     frame: Frame,
 }
 
+/// Frames in flight through a session.
+#[derive(Default)]
+struct Queues {
+    /// Client frames not yet queued on a connection.
+    held: VecDeque<ToApp>,
+    held_bytes: usize,
+    /// Frames for the client; `written` bytes of the front one are out.
+    out: VecDeque<ToClient>,
+    out_bytes: usize,
+    written: usize,
+}
+
 /// A session between connections.
 struct Resume {
     deadline: Instant,
@@ -84,16 +97,12 @@ pub struct MuxSession {
     /// Waits for budget of `conn`'s write queue; boxed and made only when
     /// the queue was once full (an idle session never has one).
     budget: Option<Box<PollSemaphore>>,
-    /// The OPEN body, sent again on resume.
-    open_body: Box<[u8]>,
+    /// The OPEN, sent again on resume.
+    open: StoredOpen,
     reader: ClientReader,
-    /// Client frames not yet queued on a connection.
-    held: VecDeque<ToApp>,
-    held_bytes: usize,
-    /// Frames for the client; `written` bytes of the front one are out.
-    out: VecDeque<ToClient>,
-    out_bytes: usize,
-    written: usize,
+    /// Frames waiting either way; boxed and made at the first frame, so an
+    /// idle session that never carried data has none.
+    q: Option<Box<Queues>>,
     /// Application → client message in progress (fragment order check).
     app_in_message: bool,
     /// Set while the session is between connections (boxed: rare).
@@ -108,8 +117,10 @@ pub struct MuxSession {
     /// The client sent its Close (or its side ended).
     client_done: bool,
     deadline_close: Option<Instant>,
+    /// Last bytes from the client — or, while `ping_sent`, when the ping
+    /// went out (the pong is due `pong_timeout` after it).
     last_rx: Instant,
-    ping_sent: Option<Instant>,
+    ping_sent: bool,
     drain_at: Option<Instant>,
     draining: bool,
     started: Instant,
@@ -120,7 +131,7 @@ impl MuxSession {
         client: Io,
         from_client: &[u8],
         opened: super::open::Opened,
-        open_body: &[u8],
+        open: StoredOpen,
         route: Arc<MuxRoute>,
         shutdown: CancellationToken,
     ) -> MuxSession {
@@ -132,13 +143,9 @@ impl MuxSession {
             route,
             conn: Some(opened.conn),
             budget: None,
-            open_body: Box::from(open_body),
+            open,
             reader: ClientReader::default(),
-            held: VecDeque::new(),
-            held_bytes: 0,
-            out: VecDeque::new(),
-            out_bytes: 0,
-            written: 0,
+            q: None,
             app_in_message: false,
             resume: None,
             shutdown,
@@ -147,7 +154,7 @@ impl MuxSession {
             client_done: false,
             deadline_close: None,
             last_rx: now,
-            ping_sent: None,
+            ping_sent: false,
             drain_at: None,
             draining: false,
             started: now,
@@ -169,9 +176,33 @@ impl MuxSession {
 
     // ---------------------------------------------------------------- to the app
 
+    fn queues(&mut self) -> &mut Queues {
+        self.q.get_or_insert_with(Box::default)
+    }
+
+    fn out_bytes(&self) -> usize {
+        self.q.as_ref().map_or(0, |q| q.out_bytes)
+    }
+
+    fn out_empty(&self) -> bool {
+        self.q.as_ref().is_none_or(|q| q.out.is_empty())
+    }
+
+    fn held_empty(&self) -> bool {
+        self.q.as_ref().is_none_or(|q| q.held.is_empty())
+    }
+
+    fn clear_held(&mut self) {
+        if let Some(q) = self.q.as_mut() {
+            q.held.clear();
+            q.held_bytes = 0;
+        }
+    }
+
     fn queue_app(&mut self, frame: Frame) {
-        self.held_bytes += frame.body.len();
-        self.held.push_back(ToApp { frame });
+        let q = self.queues();
+        q.held_bytes += frame.body.len();
+        q.held.push_back(ToApp { frame });
     }
 
     /// Tell the application this session is over (once).
@@ -195,11 +226,11 @@ impl MuxSession {
 
     /// Queue held frames on the connection while its budget allows.
     fn flush_held(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(conn) = self.conn.as_ref() else {
+        let (Some(conn), Some(q)) = (self.conn.as_ref(), self.q.as_mut()) else {
             return false;
         };
         let mut progress = false;
-        while let Some(front) = self.held.front() {
+        while let Some(front) = q.held.front() {
             let n = front.frame.body.len();
             let permit = if n == 0 || front.frame.kind != FrameType::Message {
                 None
@@ -227,8 +258,8 @@ impl MuxSession {
                     }
                 }
             };
-            let t = self.held.pop_front().expect("front exists");
-            self.held_bytes -= n;
+            let t = q.held.pop_front().expect("front exists");
+            q.held_bytes -= n;
             conn.send(Out::Frame {
                 header: t.frame.header(),
                 body: t.frame.body,
@@ -242,12 +273,13 @@ impl MuxSession {
     // ------------------------------------------------------------- to the client
 
     fn queue_client(&mut self, fin: bool, opcode: u8, payload: Bytes) {
-        self.out_bytes += payload.len();
         self.route
             .mux_metrics
             .queued_bytes
             .add(payload.len() as i64);
-        self.out.push_back(ToClient {
+        let q = self.queues();
+        q.out_bytes += payload.len();
+        q.out.push_back(ToClient {
             header: Header::new(fin, opcode, payload.len(), false),
             payload,
         });
@@ -267,10 +299,13 @@ impl MuxSession {
 
     fn flush_client(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
         let mut progress = false;
-        while !self.out.is_empty() {
+        let Some(q) = self.q.as_mut() else {
+            return Ok(false);
+        };
+        while !q.out.is_empty() {
             let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * WRITE_BATCH);
-            let mut skip = self.written;
-            for t in self.out.iter().take(WRITE_BATCH) {
+            let mut skip = q.written;
+            for t in q.out.iter().take(WRITE_BATCH) {
                 for part in [t.header.as_slice(), &t.payload[..]] {
                     if skip >= part.len() {
                         skip -= part.len();
@@ -286,19 +321,19 @@ impl MuxSession {
                 Poll::Ready(Ok(n)) => n,
             };
             progress = true;
-            self.written += n;
-            while let Some(front) = self.out.front() {
+            q.written += n;
+            while let Some(front) = q.out.front() {
                 let len = front.header.as_slice().len() + front.payload.len();
-                if self.written < len {
+                if q.written < len {
                     break;
                 }
-                self.written -= len;
-                self.out_bytes -= front.payload.len();
+                q.written -= len;
+                q.out_bytes -= front.payload.len();
                 self.route
                     .mux_metrics
                     .queued_bytes
                     .sub(front.payload.len() as i64);
-                self.out.pop_front();
+                q.out.pop_front();
             }
         }
         if self.client.buffers_writes() {
@@ -348,7 +383,7 @@ impl MuxSession {
 
     fn on_client_bytes(&mut self, chunk: BytesMut, now: Instant) {
         self.last_rx = now;
-        self.ping_sent = None;
+        self.ping_sent = false;
         let mut pieces = Vec::new();
         let result = self.reader.feed(chunk, self.route.limits, &mut pieces);
         for p in pieces {
@@ -424,18 +459,18 @@ impl MuxSession {
         for e in events {
             self.on_event(e, now);
         }
-        if (overflow || self.out_bytes > self.route.session_queue_bytes) && !self.close_sent {
+        if (overflow || self.out_bytes() > self.route.session_queue_bytes) && !self.close_sent {
             // Slow consumer: what is queued is dropped but the frame being
             // written, then Close 1008.
             self.route.mux_metrics.slow_consumer.inc();
-            while self.out.len() > 1 || (self.out.len() == 1 && self.written == 0) {
-                let t = self.out.pop_back().expect("non-empty");
-                self.out_bytes -= t.payload.len();
-                self.route
-                    .mux_metrics
-                    .queued_bytes
-                    .sub(t.payload.len() as i64);
+            let q = self.queues();
+            let mut dropped = 0;
+            while q.out.len() > 1 || (q.out.len() == 1 && q.written == 0) {
+                let t = q.out.pop_back().expect("non-empty");
+                q.out_bytes -= t.payload.len();
+                dropped += t.payload.len();
             }
+            self.route.mux_metrics.queued_bytes.sub(dropped as i64);
             self.close_client(1008, "slow consumer", now);
             self.close_app(1008, "slow consumer");
             self.client_done = true;
@@ -485,7 +520,7 @@ impl MuxSession {
                     let r = self.resume.take().expect("checked above");
                     self.route.mux_metrics.resumed.inc();
                     if let Some(old) = r.leaving {
-                        old.forget(self.id);
+                        old.moved_away(self.id);
                     }
                     tracing::debug!(session = self.id, conn = conn.id, "session resumed");
                     self.budget = None;
@@ -552,13 +587,7 @@ impl MuxSession {
         if r.on.is_none() {
             if let Some(conn) = self.route.pool.pick() {
                 if conn.register(self.id, Arc::clone(&self.inbox)) {
-                    let open = Frame::new(
-                        FrameType::Open,
-                        codec::FLAG_RESUMED,
-                        self.id,
-                        Bytes::copy_from_slice(&self.open_body),
-                    );
-                    conn.send(Out::frame(&open));
+                    conn.send(Out::frame(&self.open.resumed_frame(self.id)));
                     r.on = Some(conn);
                 }
             }
@@ -577,8 +606,7 @@ impl MuxSession {
             }
         }
         self.app_done = true;
-        self.held.clear();
-        self.held_bytes = 0;
+        self.clear_held();
         let (code, reason) = if goaway {
             (1012, "service restart")
         } else {
@@ -598,14 +626,15 @@ impl MuxSession {
         }
         if let Some(interval) = self.route.ping_interval {
             match self.ping_sent {
-                Some(sent) if now >= sent + self.route.pong_timeout && !self.close_sent => {
+                true if now >= self.last_rx + self.route.pong_timeout && !self.close_sent => {
                     self.route.metrics.ping_timeout_client.inc();
                     self.client_done = true;
                     self.close_app(1006, "client ping timeout");
                     self.close_client(1001, "ping timeout", now);
                 }
-                None if now >= self.last_rx + interval && !self.close_sent => {
-                    self.ping_sent = Some(now);
+                false if now >= self.last_rx + interval && !self.close_sent => {
+                    self.ping_sent = true;
+                    self.last_rx = now;
                     self.queue_client(true, wire::OP_PING, Bytes::new());
                 }
                 _ => {}
@@ -624,9 +653,10 @@ impl MuxSession {
         at(self.deadline_close);
         at(self.drain_at.filter(|_| !self.close_sent));
         if let Some(interval) = self.route.ping_interval {
-            at(Some(match self.ping_sent {
-                Some(sent) => sent + self.route.pong_timeout,
-                None => self.last_rx + interval,
+            at(Some(if self.ping_sent {
+                self.last_rx + self.route.pong_timeout
+            } else {
+                self.last_rx + interval
             }));
         }
         if self.resume.is_some() {
@@ -637,10 +667,10 @@ impl MuxSession {
     }
 
     fn finished(&self, now: Instant) -> bool {
-        let flushed = self.out.is_empty();
+        let flushed = self.out_empty();
         let closed =
             self.close_sent && (self.client_done || self.deadline_close.is_some_and(|d| now >= d));
-        (closed && flushed && (self.held.is_empty() || self.conn.is_none()))
+        (closed && flushed && (self.held_empty() || self.conn.is_none()))
             || self
                 .deadline_close
                 .is_some_and(|d| now >= d + self.route.close_timeout)
@@ -667,7 +697,12 @@ impl MuxSession {
                 Err(()) => {
                     self.client_done = true;
                     self.close_sent = true;
-                    self.out.clear();
+                    if let Some(q) = self.q.as_mut() {
+                        self.route.mux_metrics.queued_bytes.sub(q.out_bytes as i64);
+                        q.out.clear();
+                        q.out_bytes = 0;
+                        q.written = 0;
+                    }
                     self.close_app(1006, "client connection lost");
                     self.flush_held(cx);
                     return Poll::Ready(());
@@ -677,9 +712,9 @@ impl MuxSession {
             // frames are waiting for budget, or for a connection within
             // the resume buffer.
             let room = if self.conn.is_some() {
-                self.held.is_empty()
+                self.held_empty()
             } else {
-                self.held_bytes < self.route.resume_buffer_bytes
+                self.q.as_ref().map_or(0, |q| q.held_bytes) < self.route.resume_buffer_bytes
             };
             if room && !self.client_done {
                 if let Poll::Ready(p) = self.read_client(cx, now) {
@@ -707,7 +742,7 @@ impl MuxSession {
     }
 
     fn end(&mut self) {
-        self.held.clear();
+        self.clear_held();
         if let Some(c) = &self.conn {
             c.forget(self.id);
         }
@@ -719,7 +754,7 @@ impl MuxSession {
         self.route
             .mux_metrics
             .queued_bytes
-            .sub(self.out_bytes as i64);
+            .sub(self.out_bytes() as i64);
         self.route.metrics.active.dec();
         self.route
             .metrics

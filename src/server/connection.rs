@@ -127,13 +127,16 @@ pub async fn handle(
 
     let client = ClientInfo { addr: peer, tls };
     if let Some(mux) = &rt.mux {
-        let body = crate::mux::open::open_body(
+        let open = crate::mux::open::open_body(
             &head,
             &upgrade,
             &rt.upstream.config,
             client,
             identity.as_ref(),
         );
+        let body = tidegate_mux::Frame::open(1, false, &open).body;
+        let stored = crate::mux::stored::StoredOpen::new(&open);
+        drop(open);
         drop(head);
         let deadline = Instant::now() + mux.open_timeout;
         let opened =
@@ -173,7 +176,7 @@ pub async fn handle(
             io,
             &from_client,
             opened,
-            &body,
+            stored,
             Arc::clone(mux),
             gw.shutdown.clone(),
         );
