@@ -8,28 +8,23 @@
 //! bytes by `budget`, which sessions acquire before they queue a client
 //! frame — a full queue stops sessions from reading their clients.
 
+mod writer;
+
 use super::inbox::{Event, Inbox};
 use super::metrics::ConnMetrics;
-use super::wire::{self, Header, Incoming, MuxReader, ReadError};
+use super::wire::{Incoming, MuxReader, ReadError};
 use crate::config::MuxConfig;
 use crate::io::Io;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tidegate_mux::codec::{self, Close, CodecError, Frame, FrameType, HEADER_LEN};
 use tidegate_mux::{AcceptBody, RejectBody};
-use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::ReadHalf;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, Instant};
-
-/// Frames per write at most (each is two iovecs).
-const MAX_BATCH_FRAMES: usize = 256;
-
-/// A batch smaller than this waits one scheduler round for more frames.
-const COALESCE_BELOW: usize = 16;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -183,7 +178,7 @@ impl Conn {
             // Reader: the application's frames, pings, liveness.
             r = self.read_loop(rd, leftover) => r,
             // Writer: ends after a Close or when the socket fails.
-            () = write_loop(wr, rx, self) => "closed".to_string(),
+            () = writer::write_loop(wr, rx, self) => "closed".to_string(),
         };
         tracing::info!(conn = self.id, reason = %ended, "mux connection ended");
         let sessions = {
@@ -363,101 +358,4 @@ impl Conn {
         self.metrics.sessions.set(t.sessions.len() as i64);
         Ok(goaway)
     }
-}
-
-/// Batch whatever is queued into WebSocket messages of up to
-/// `mux.batch_bytes`, each written as one vectored write.
-async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<Out>, conn: &Conn) {
-    let batch_bytes = conn.settings.batch_bytes;
-    let mut batch: Vec<Out> = Vec::with_capacity(MAX_BATCH_FRAMES);
-    loop {
-        if rx.recv_many(&mut batch, MAX_BATCH_FRAMES).await == 0 {
-            return;
-        }
-        if batch.len() < COALESCE_BELOW {
-            // Few frames ready: let the sessions that were woken with them
-            // run first, so frames that arrive in separate wake-ups still
-            // leave in one write (one system call instead of one per
-            // client frame, at the cost of one scheduler round).
-            tokio::task::yield_now().await;
-            while batch.len() < MAX_BATCH_FRAMES {
-                match rx.try_recv() {
-                    Ok(out) => batch.push(out),
-                    Err(_) => break,
-                }
-            }
-        }
-        let mut i = 0;
-        while i < batch.len() {
-            let ok = match &batch[i] {
-                Out::Pong(p) => {
-                    i += 1;
-                    let h = Header::new(true, wire::OP_PONG, p.len(), true);
-                    write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(p)]).await
-                }
-                Out::Close(code, reason) => {
-                    let p = wire::close_payload(*code, reason);
-                    let h = Header::new(true, wire::OP_CLOSE, p.len(), true);
-                    let _ = write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(&p)])
-                        .await;
-                    let _ = wr.flush().await;
-                    return;
-                }
-                Out::Frame { .. } => {
-                    let (end, total) = frames_that_fit(&batch, i, batch_bytes);
-                    let h = Header::new(true, wire::OP_BINARY, total, true);
-                    let mut slices = Vec::with_capacity(1 + 2 * (end - i));
-                    slices.push(IoSlice::new(h.as_slice()));
-                    for out in &batch[i..end] {
-                        if let Out::Frame { header, body, .. } = out {
-                            slices.push(IoSlice::new(header));
-                            if !body.is_empty() {
-                                slices.push(IoSlice::new(body));
-                            }
-                        }
-                    }
-                    conn.metrics.batch_frames.observe((end - i) as f64);
-                    i = end;
-                    write_all(&mut wr, &mut slices).await
-                }
-            };
-            if !ok {
-                return;
-            }
-        }
-        if wr.flush().await.is_err() {
-            return;
-        }
-        // Drops the permits: the bytes are out, sessions may queue more.
-        batch.clear();
-    }
-}
-
-/// Frames from `start` that go into one message: `(end, payload bytes)`.
-/// At least one; further ones while the total stays within `limit`.
-fn frames_that_fit(batch: &[Out], start: usize, limit: usize) -> (usize, usize) {
-    let mut total = 0;
-    let mut end = start;
-    for out in &batch[start..] {
-        let Out::Frame { body, .. } = out else {
-            break;
-        };
-        let n = HEADER_LEN + body.len();
-        if end > start && total + n > limit {
-            break;
-        }
-        total += n;
-        end += 1;
-    }
-    (end, total)
-}
-
-async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, mut slices: &mut [IoSlice<'_>]) -> bool {
-    while !slices.is_empty() {
-        match wr.write_vectored(slices).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-        }
-    }
-    true
 }

@@ -1,0 +1,194 @@
+//! The client socket: frames queued for it and written with one vectored
+//! write, reads through the per-thread arena, and what the client's frames
+//! mean for the session (data to the application, ping, close, violation).
+
+use super::{MuxSession, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
+use crate::mux::client::{Piece, Violation};
+use crate::mux::wire::{self, Header};
+use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tidegate_mux::codec::{Close, Frame};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+impl MuxSession {
+    pub(super) fn queue_client(&mut self, fin: bool, opcode: u8, payload: Bytes) {
+        self.route
+            .mux_metrics
+            .queued_bytes
+            .add(payload.len() as i64);
+        let q = self.queues();
+        q.out_bytes += payload.len();
+        q.out.push_back(ToClient {
+            header: Header::new(fin, opcode, payload.len(), false),
+            payload,
+        });
+    }
+
+    /// Queue a Close for the client (once) and start the close deadline.
+    pub(super) fn close_client(&mut self, code: u16, reason: &str, now: Instant) {
+        if self.close_sent {
+            return;
+        }
+        self.close_sent = true;
+        self.route.metrics.close("gateway", Some(code));
+        self.queue_client(true, wire::OP_CLOSE, wire::close_payload(code, reason));
+        self.deadline_close
+            .get_or_insert(now + self.route.close_timeout);
+    }
+
+    pub(super) fn flush_client(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
+        let mut progress = false;
+        let Some(q) = self.q.as_mut() else {
+            return Ok(false);
+        };
+        while !q.out.is_empty() {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * WRITE_BATCH);
+            let mut skip = q.written;
+            for t in q.out.iter().take(WRITE_BATCH) {
+                for part in [t.header.as_slice(), &t.payload[..]] {
+                    if skip >= part.len() {
+                        skip -= part.len();
+                    } else {
+                        slices.push(IoSlice::new(&part[skip..]));
+                        skip = 0;
+                    }
+                }
+            }
+            let n = match Pin::new(&mut self.client).poll_write_vectored(cx, &slices) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
+                Poll::Ready(Ok(n)) => n,
+            };
+            progress = true;
+            q.written += n;
+            while let Some(front) = q.out.front() {
+                let len = front.header.as_slice().len() + front.payload.len();
+                if q.written < len {
+                    break;
+                }
+                q.written -= len;
+                q.out_bytes -= front.payload.len();
+                self.route
+                    .mux_metrics
+                    .queued_bytes
+                    .sub(front.payload.len() as i64);
+                q.out.pop_front();
+            }
+        }
+        if self.client.buffers_writes() {
+            if let Poll::Ready(Err(_)) = Pin::new(&mut self.client).poll_flush(cx) {
+                return Err(());
+            }
+        }
+        Ok(progress)
+    }
+
+    // ------------------------------------------------------------ from the client
+
+    pub(super) fn read_client(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<bool> {
+        let read = ARENA.with(|cell| {
+            let mut arena = cell.borrow_mut();
+            if arena.len() < ARENA_MIN {
+                *arena = BytesMut::zeroed(READ_CHUNK);
+            }
+            let mut rb = ReadBuf::new(&mut arena[..]);
+            match Pin::new(&mut self.client).poll_read(cx, &mut rb) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                    let n = rb.filled().len();
+                    Poll::Ready(Some(arena.split_to(n)))
+                }
+                Poll::Ready(_) => Poll::Ready(None),
+            }
+        });
+        match read {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(chunk)) => {
+                self.on_client_bytes(chunk, now);
+                Poll::Ready(true)
+            }
+            Poll::Ready(None) => {
+                // The client is gone without (or after) its Close.
+                self.client_done = true;
+                if !self.close_sent {
+                    self.close_sent = true;
+                    self.deadline_close = Some(now);
+                }
+                self.close_app(1006, "client connection lost");
+                Poll::Ready(true)
+            }
+        }
+    }
+
+    pub(super) fn on_client_bytes(&mut self, chunk: BytesMut, now: Instant) {
+        self.last_rx = now;
+        self.ping_sent = false;
+        let mut pieces = Vec::new();
+        let result = self.reader.feed(chunk, self.route.limits, &mut pieces);
+        for p in pieces {
+            self.on_piece(p, now);
+        }
+        let messages = std::mem::take(&mut self.reader.messages);
+        if messages > 0 {
+            self.route.metrics.messages_c2u.inc_by(messages);
+        }
+        if let Err(v) = result {
+            self.violation(v, now);
+        }
+    }
+
+    pub(super) fn on_piece(&mut self, piece: Piece, now: Instant) {
+        if self.client_done {
+            return;
+        }
+        match piece {
+            Piece::Data { kind, fin, payload } => {
+                if self.close_sent || self.app_done {
+                    return; // closing: data is discarded
+                }
+                self.route.metrics.bytes_c2u.inc_by(payload.len() as u64);
+                self.queue_app(Frame::message(self.id, kind, fin, payload));
+            }
+            Piece::Ping(p) => {
+                if !self.close_sent {
+                    self.queue_client(true, wire::OP_PONG, p);
+                }
+            }
+            Piece::Pong => {}
+            Piece::Close(code, reason) => {
+                self.client_done = true;
+                self.route.metrics.close("client", code);
+                let echo = match code {
+                    Some(c) => wire::close_payload(c, &reason),
+                    None => Bytes::new(),
+                };
+                if !self.close_sent {
+                    self.close_sent = true;
+                    self.queue_client(true, wire::OP_CLOSE, echo);
+                }
+                self.deadline_close
+                    .get_or_insert(now + self.route.close_timeout);
+                match code {
+                    Some(c) => self.close_app(c, &reason),
+                    // No status: an empty CLOSE body means the same.
+                    None => {
+                        if !self.app_done {
+                            self.app_done = true;
+                            let f = Frame::close(self.id, &Close::default());
+                            self.queue_app(f);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn violation(&mut self, v: Violation, now: Instant) {
+        self.client_done = true;
+        self.close_client(v.code(), v.reason(), now);
+        self.close_app(v.code(), v.reason());
+    }
+}

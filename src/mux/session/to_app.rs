@@ -1,0 +1,106 @@
+//! Client → application: frames held until the connection's write queue
+//! has room (its byte budget) or, while resuming, until a connection takes
+//! the session; and the session's CLOSE to the application.
+
+use super::{MuxSession, Queues, ToApp};
+use crate::mux::conn::Out;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tidegate_mux::codec::{Close, Frame, FrameType};
+use tokio_util::sync::PollSemaphore;
+
+impl MuxSession {
+    pub(super) fn queues(&mut self) -> &mut Queues {
+        self.q.get_or_insert_with(Box::default)
+    }
+
+    pub(super) fn out_bytes(&self) -> usize {
+        self.q.as_ref().map_or(0, |q| q.out_bytes)
+    }
+
+    pub(super) fn out_empty(&self) -> bool {
+        self.q.as_ref().is_none_or(|q| q.out.is_empty())
+    }
+
+    pub(super) fn held_empty(&self) -> bool {
+        self.q.as_ref().is_none_or(|q| q.held.is_empty())
+    }
+
+    pub(super) fn clear_held(&mut self) {
+        if let Some(q) = self.q.as_mut() {
+            q.held.clear();
+            q.held_bytes = 0;
+        }
+    }
+
+    pub(super) fn queue_app(&mut self, frame: Frame) {
+        let q = self.queues();
+        q.held_bytes += frame.body.len();
+        q.held.push_back(ToApp { frame });
+    }
+
+    /// Tell the application this session is over (once).
+    pub(super) fn close_app(&mut self, code: u16, reason: &str) {
+        if self.app_done {
+            return;
+        }
+        self.app_done = true;
+        let frame = Frame::close(self.id, &Close::new(code, reason));
+        // Behind any held data, so the application sees it last.
+        if self.conn.is_some() {
+            self.queue_app(frame);
+        } else if let Some(c) = self
+            .resume
+            .as_ref()
+            .and_then(|r| r.leaving.as_ref().or(r.on.as_ref()))
+        {
+            c.send(Out::frame(&frame));
+        }
+    }
+
+    /// Queue held frames on the connection while its budget allows.
+    pub(super) fn flush_held(&mut self, cx: &mut Context<'_>) -> bool {
+        let (Some(conn), Some(q)) = (self.conn.as_ref(), self.q.as_mut()) else {
+            return false;
+        };
+        let mut progress = false;
+        while let Some(front) = q.held.front() {
+            let n = front.frame.body.len();
+            let permit = if n == 0 || front.frame.kind != FrameType::Message {
+                None
+            } else {
+                let want = n.min(conn.settings.connection_queue_bytes) as u32;
+                // Fast path without a waiter; the boxed waiter only when the
+                // queue is full (backpressure).
+                let quick = if self.budget.is_none() {
+                    Arc::clone(&conn.budget).try_acquire_many_owned(want).ok()
+                } else {
+                    None
+                };
+                match quick {
+                    Some(p) => Some(p),
+                    None => {
+                        let budget = self.budget.get_or_insert_with(|| {
+                            Box::new(PollSemaphore::new(Arc::clone(&conn.budget)))
+                        });
+                        match budget.poll_acquire_many(cx, want) {
+                            Poll::Ready(Some(p)) => Some(p),
+                            // The semaphore is never closed; pending is
+                            // the backpressure.
+                            Poll::Ready(None) | Poll::Pending => break,
+                        }
+                    }
+                }
+            };
+            let t = q.held.pop_front().expect("front exists");
+            q.held_bytes -= n;
+            conn.send(Out::Frame {
+                header: t.frame.header(),
+                body: t.frame.body,
+                permit,
+            });
+            progress = true;
+        }
+        progress
+    }
+}
