@@ -6,8 +6,8 @@
 //! streams (1007 on the first bad byte sequence).
 
 use super::wire::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
-use crate::relay::scan::Limits;
-use bytes::{Bytes, BytesMut};
+use crate::relay::scan::{close_code_allowed, parse_header, Limits, MAX_HEADER};
+use bytes::{Buf, Bytes, BytesMut};
 use tidegate_mux::codec::{KIND_BINARY, KIND_CONTINUATION, KIND_TEXT};
 
 /// What a read from the client produced, in order.
@@ -186,46 +186,33 @@ impl ClientReader {
     /// Take header bytes from `buf`; Ok(true) once a header is complete
     /// and checked.
     fn header(&mut self, buf: &mut BytesMut, limits: Limits) -> Result<bool, Violation> {
-        loop {
-            let have = self.hdr_len as usize;
-            let want = if have < 2 {
-                2
-            } else if self.hdr[1] & 0x80 == 0 {
-                // Checked early: an unmasked header is shorter, so waiting
-                // for the mask bytes could wait forever.
-                self.hdr_len = 0;
-                return Err(Violation::Protocol("client frame not masked"));
-            } else {
-                let ext = match self.hdr[1] & 0x7f {
-                    126 => 2,
-                    127 => 8,
-                    _ => 0,
-                };
-                2 + ext + 4
-            };
-            if have >= want {
-                break;
-            }
-            if buf.is_empty() {
+        // Copy what may be header bytes, parse, and take from `buf` only
+        // what the header turned out to use.
+        let have = self.hdr_len as usize;
+        let n = (MAX_HEADER - have).min(buf.len());
+        self.hdr[have..have + n].copy_from_slice(&buf[..n]);
+        let h = match parse_header(&self.hdr[..have + n]) {
+            None => {
+                // Incomplete: all of `buf` was header bytes.
+                buf.advance(n);
+                self.hdr_len += n as u8;
                 return Ok(false);
             }
-            let n = (want - have).min(buf.len());
-            self.hdr[have..have + n].copy_from_slice(&buf.split_to(n));
-            self.hdr_len += n as u8;
-        }
-        let h = self.hdr;
-        let len_at = self.hdr_len as usize - 4;
+            Some(Err(_)) => {
+                self.hdr_len = 0;
+                return Err(Violation::Protocol("invalid frame length"));
+            }
+            Some(Ok(h)) => h,
+        };
+        buf.advance(h.header_len - have);
         self.hdr_len = 0;
-        let fin = h[0] & 0x80 != 0;
-        let opcode = h[0] & 0x0f;
-        if h[0] & 0x70 != 0 {
+        if !h.masked {
+            return Err(Violation::Protocol("client frame not masked"));
+        }
+        if h.rsv != 0 {
             return Err(Violation::Protocol("reserved bits set"));
         }
-        let len = match h[1] & 0x7f {
-            126 => u16::from_be_bytes([h[2], h[3]]) as u64,
-            127 => u64::from_be_bytes(h[2..10].try_into().expect("8 bytes")),
-            n => n as u64,
-        };
+        let (fin, opcode, len) = (h.fin, h.opcode, h.len);
         match opcode {
             OP_CLOSE | OP_PING | OP_PONG => {
                 if !fin || len > 125 {
@@ -254,7 +241,7 @@ impl ClientReader {
                 return Err(Violation::TooBig);
             }
         }
-        self.mask.copy_from_slice(&h[len_at..len_at + 4]);
+        self.mask = h.mask;
         self.mask_pos = 0;
         self.opcode = opcode;
         self.fin = fin;
@@ -275,7 +262,7 @@ impl ClientReader {
                 1 => return Err(Violation::Protocol("close payload of one byte")),
                 _ => {
                     let code = u16::from_be_bytes([payload[0], payload[1]]);
-                    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                    if !close_code_allowed(code) {
                         return Err(Violation::Protocol("invalid close code"));
                     }
                     let reason =

@@ -39,28 +39,32 @@ pub fn open_body(
         authority: upgrade.host.clone(),
         base_path: String::new(),
     };
-    // No application-wide headers here: they were on the mux connection's
-    // own handshake.
-    let mut bare = upstream.clone();
-    bare.add_headers.clear();
-    let request = build_request(head, upgrade, &bare, &ep, client, identity);
+    let request = build_request(head, upgrade, upstream, &ep, client, identity);
     let mut parsed = [httparse::EMPTY_HEADER; 128];
     let mut req = httparse::Request::new(&mut parsed);
     let _ = req.parse(&request);
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // Not the application-wide `add_headers`: they were on the mux
+    // connection's own handshake (and build_request already dropped client
+    // headers of the same names).
+    let added = |n: &str| {
+        upstream
+            .add_headers
+            .iter()
+            .any(|(a, _)| a.eq_ignore_ascii_case(n))
+    };
     let headers = req
         .headers
         .iter()
-        .filter(|h| !h.name.is_empty())
-        .map(|h| h.name.to_ascii_lowercase())
-        .zip(
-            req.headers
-                .iter()
-                .map(|h| String::from_utf8_lossy(h.value).into_owned()),
-        )
+        .map(|h| {
+            let value = String::from_utf8_lossy(h.value).into_owned();
+            (h.name.to_ascii_lowercase(), value)
+        })
         .filter(|(n, _)| {
-            !HANDSHAKE_HEADERS.contains(&n.as_str()) && !n.starts_with("sec-websocket-")
+            !HANDSHAKE_HEADERS.contains(&n.as_str())
+                && !n.starts_with("sec-websocket-")
+                && !added(n)
         })
         .collect();
     OpenBody {

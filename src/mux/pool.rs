@@ -22,24 +22,16 @@ const STABLE: Duration = Duration::from_secs(10);
 /// How often a session waiting for a connection looks again.
 const WAIT_STEP: Duration = Duration::from_millis(20);
 
-static NEXT_SESSION: AtomicU32 = AtomicU32::new(0);
+static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
 
-/// A session id unique in this process (docs/mux-protocol.md §3): a counter
-/// from a random start, skipping 0.
+/// A session id unique in this process (docs/mux-protocol.md §3): a
+/// counter, skipping 0 when it wraps.
 pub fn next_session_id() -> u32 {
     loop {
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        if id == 0 {
-            // First use (or wrap): move to a random point.
-            let _ = NEXT_SESSION.compare_exchange(
-                1,
-                rand::random::<u32>() >> 1 | 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            continue;
+        if id != 0 {
+            return id;
         }
-        return id;
     }
 }
 

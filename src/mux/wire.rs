@@ -7,6 +7,7 @@
 //! and masks with the all-zero key (docs/mux-protocol.md §1), which leaves
 //! the payload bytes as they are.
 
+use crate::relay::scan::parse_header;
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -125,27 +126,19 @@ impl MuxReader {
 
     fn parse(&mut self) -> Result<Option<Incoming>, ReadError> {
         loop {
-            let b = &self.buf[..];
-            if b.len() < 2 {
-                return Ok(None);
-            }
-            let fin = b[0] & 0x80 != 0;
-            if b[0] & 0x70 != 0 {
+            let h = match parse_header(&self.buf) {
+                None => return Ok(None),
+                // A length with the top bit set.
+                Some(Err(_)) => return Err(ReadError::TooBig(self.max_message)),
+                Some(Ok(h)) => h,
+            };
+            if h.rsv != 0 {
                 return Err(ReadError::Protocol("reserved bits set"));
             }
-            let opcode = b[0] & 0x0f;
-            if b[1] & 0x80 != 0 {
+            if h.masked {
                 return Err(ReadError::Protocol("masked frame from the server"));
             }
-            let (len, at) = match b[1] & 0x7f {
-                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as u64, 4),
-                127 if b.len() >= 10 => {
-                    let raw: [u8; 8] = b[2..10].try_into().expect("8 bytes checked above");
-                    (u64::from_be_bytes(raw), 10)
-                }
-                126 | 127 => return Ok(None),
-                n => (n as u64, 2),
-            };
+            let (fin, opcode, len, at) = (h.fin, h.opcode, h.len, h.header_len);
             let held = self.partial.as_ref().map_or(0, |p| p.len()) as u64;
             if len + held > self.max_message as u64 {
                 return Err(ReadError::TooBig(self.max_message));

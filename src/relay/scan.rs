@@ -91,18 +91,19 @@ pub struct Scanner {
     close_len: u8,
 }
 
-struct Header {
-    fin: bool,
-    rsv: u8,
-    opcode: u8,
-    masked: bool,
-    mask: [u8; 4],
-    len: u64,
-    header_len: usize,
+/// A parsed frame header (shared with the mux leg's readers).
+pub(crate) struct Header {
+    pub(crate) fin: bool,
+    pub(crate) rsv: u8,
+    pub(crate) opcode: u8,
+    pub(crate) masked: bool,
+    pub(crate) mask: [u8; 4],
+    pub(crate) len: u64,
+    pub(crate) header_len: usize,
 }
 
 /// Parse a header at the start of `buf`; `None` if more bytes are needed.
-fn parse_header(buf: &[u8]) -> Option<Result<Header, Violation>> {
+pub(crate) fn parse_header(buf: &[u8]) -> Option<Result<Header, Violation>> {
     if buf.len() < 2 {
         return None;
     }
