@@ -25,6 +25,7 @@ use scan::Limits;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -38,6 +39,17 @@ pub const SCRATCH: usize = 64 * 1024;
 
 /// Rounds of read/write per wake-up before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 32;
+
+/// Moves whenever a gateway in this process is about to start draining.
+/// Polling a session's drain future takes a lock, so a session polls it
+/// only when this has moved since it last looked (and once at the start,
+/// to register): the per-message path reads one atomic instead.
+static DRAIN_EPOCH: AtomicU32 = AtomicU32::new(0);
+
+/// Call before cancelling a drain token that sessions wait on.
+pub fn drain_starting() {
+    DRAIN_EPOCH.fetch_add(1, Ordering::Release);
+}
 
 thread_local! {
     /// Shared by every session on this worker thread; only borrowed inside
@@ -83,6 +95,12 @@ pub struct Session {
     /// client then gets Close 1008 "token expired", the upstream 1001.
     expires_at: Option<Instant>,
     draining: bool,
+    /// `DRAIN_EPOCH` when the drain future was last polled.
+    drain_epoch: u32,
+    /// The timer was polled since its last reset, with `waker`.
+    timer_polled: bool,
+    /// Data and vtable addresses of the waker of the last poll.
+    waker: (usize, usize),
     /// Both close handshakes are done; shutting sockets down.
     finishing: bool,
     client_shut: bool,
@@ -113,6 +131,10 @@ impl Session {
             drain_at: None,
             expires_at: None,
             draining: false,
+            // Differs from the epoch now, so the first poll registers.
+            drain_epoch: DRAIN_EPOCH.load(Ordering::Relaxed).wrapping_sub(1),
+            timer_polled: false,
+            waker: (0, 0),
             finishing: false,
             client_shut: false,
             reason: "closed",
@@ -130,7 +152,8 @@ impl Session {
 
     /// The session as a task: this future is all a relayed connection
     /// holds while it lives (the session, one timer, the drain signal and
-    /// the connection-cap permit).
+    /// the connection-cap permit). Whoever cancels `shutdown` calls
+    /// [`drain_starting`] first.
     pub fn run(self, shutdown: CancellationToken, permit: OwnedSemaphorePermit) -> Running {
         self.metrics.active.inc();
         Running {
@@ -161,10 +184,23 @@ impl Session {
         mut sleep: Pin<&mut Sleep>,
         mut cancelled: Pin<&mut WaitForCancellationFutureOwned>,
     ) -> Poll<Outcome> {
+        // The drain future and the timer keep the waker they were last
+        // polled with. A spawned task's waker stays the same, so while it
+        // does they are polled again only when their moment may have come
+        // (each poll clones the waker or takes a lock).
+        let waker = (
+            cx.waker().data() as usize,
+            cx.waker().vtable() as *const _ as usize,
+        );
+        let same_waker = waker == self.waker;
+        self.waker = waker;
         for _ in 0..4 {
             let now = Instant::now();
             // Drain: pick this session's moment within the spread window.
-            if !self.draining && cancelled.as_mut().poll(cx).is_ready() {
+            if !self.draining
+                && (self.drain_may_have_started() | !same_waker)
+                && cancelled.as_mut().poll(cx).is_ready()
+            {
                 self.draining = true;
                 let spread = self.settings.drain_spread.as_millis() as u64;
                 let delay = if spread == 0 {
@@ -205,10 +241,15 @@ impl Session {
             // keeps timer-wheel updates off the per-message path.
             if next < sleep.deadline() || sleep.is_elapsed() {
                 sleep.as_mut().reset(next);
+                self.timer_polled = false;
+            }
+            if self.timer_polled && same_waker {
+                return Poll::Pending;
             }
             // Timer arm: a deadline passed (ping due, pong late, idle, drain,
             // close handshake over time); loop to act on it.
             if sleep.as_mut().poll(cx).is_pending() {
+                self.timer_polled = true;
                 return Poll::Pending;
             }
             if self.finishing && self.close_deadline.is_some_and(|d| d <= Instant::now()) {
@@ -217,6 +258,13 @@ impl Session {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    fn drain_may_have_started(&mut self) -> bool {
+        let epoch = DRAIN_EPOCH.load(Ordering::Acquire);
+        let moved = epoch != self.drain_epoch;
+        self.drain_epoch = epoch;
+        moved
     }
 
     fn outcome(&self) -> Outcome {
@@ -230,9 +278,12 @@ impl Session {
     /// Move bytes both ways until nothing moves. Returns true if it stopped
     /// only because the round budget ran out.
     fn run_io(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        // A leg whose read came back Pending has the waker registered;
+        // asking it again within this poll would only register it again.
+        let mut waiting = [false; 2];
         for _ in 0..ROUNDS_PER_POLL {
-            let a = self.pump(Side::Client, cx, now);
-            let b = self.pump(Side::Upstream, cx, now);
+            let a = self.pump(Side::Client, cx, now, &mut waiting[0]);
+            let b = self.pump(Side::Upstream, cx, now, &mut waiting[1]);
             if !(a || b) {
                 return false;
             }
@@ -244,7 +295,9 @@ impl Session {
     }
 
     /// One step from `from` to the other leg. Returns true on progress.
-    fn pump(&mut self, from: Side, cx: &mut Context<'_>, now: Instant) -> bool {
+    /// `waiting`: `from` has no data for this poll (set when its read is
+    /// Pending).
+    fn pump(&mut self, from: Side, cx: &mut Context<'_>, now: Instant, waiting: &mut bool) -> bool {
         let limits = self.limits(from);
         // Field-wise split so `self.metrics` stays usable below.
         let (src, dst) = match from {
@@ -262,7 +315,7 @@ impl Session {
                 self.metrics.close("gateway", Some(code));
             }
         }
-        if dst.blocked() || src.rx_done || src.rx_stopped {
+        if dst.blocked() || src.rx_done || src.rx_stopped || *waiting {
             return progress;
         }
         let read = SCRATCH_BUF.with(|cell| {
@@ -282,7 +335,10 @@ impl Session {
             }
         });
         match read {
-            Read::Pending => progress,
+            Read::Pending => {
+                *waiting = true;
+                progress
+            }
             Read::Eof => {
                 self.on_eof(from, now);
                 true

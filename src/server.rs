@@ -273,6 +273,7 @@ impl Running {
             tracing::info!("draining: readiness off, accept stopped, closing sessions with 1001");
             g.ready.store(false, Ordering::SeqCst);
             g.metrics.draining.set(1);
+            crate::relay::drain_starting();
             g.shutdown.cancel();
             for pool in g.pools.values() {
                 pool.wake_for_drain();
