@@ -174,7 +174,10 @@ impl Upstream {
             return None;
         };
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls));
-        match timeout(self.config.connect_timeout, connector.connect(name, tcp)).await {
+        // Boxed: a TLS handshake is large, and this future is part of every
+        // connection's handshake task, wss:// upstream or not.
+        let connect = Box::pin(connector.connect(name, tcp));
+        match timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(s)) => Some(Io::TlsClient(Box::new(s))),
             Ok(Err(e)) => {
                 tracing::debug!(endpoint = %ep.url, error = %e, "upstream TLS handshake failed");
@@ -202,11 +205,15 @@ pub(crate) async fn handshake(
     io.flush()
         .await
         .map_err(|_| UpstreamError::BadResponse("connection lost while sending the request"))?;
+    // Read straight into the buffer (no array in the future: it lives in
+    // every connection's handshake task).
     let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
     let (status, headers, head_len) = loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(4096);
+        }
         let n = io
-            .read(&mut chunk)
+            .read_buf(&mut buf)
             .await
             .map_err(|_| UpstreamError::BadResponse("connection lost before a response"))?;
         if n == 0 {
@@ -214,7 +221,6 @@ pub(crate) async fn handshake(
                 "connection closed before a response",
             ));
         }
-        buf.extend_from_slice(&chunk[..n]);
         let mut hs = [httparse::EMPTY_HEADER; 64];
         let mut resp = httparse::Response::new(&mut hs);
         match resp.parse(&buf) {
@@ -304,11 +310,11 @@ async fn refusal(
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0)
         .min(MAX_RELAYED_BODY);
-    let mut chunk = [0u8; 4096];
+    body.reserve(want.saturating_sub(body.len()));
     while body.len() < want {
-        match io.read(&mut chunk).await {
+        match io.read_buf(&mut body).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
         }
     }
     body.truncate(want);

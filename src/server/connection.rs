@@ -40,7 +40,10 @@ pub async fn handle(
     let tls = acceptor.is_some();
     let mut io = match acceptor {
         None => Io::Tcp(tcp),
-        Some(acceptor) => match timeout_at(deadline, acceptor.accept(tcp)).await {
+        // Boxed, like the other branches not every connection takes: the
+        // task's future is as large as its largest state, and it is moved
+        // into the task when spawned.
+        Some(acceptor) => match timeout_at(deadline, Box::pin(acceptor.accept(tcp))).await {
             Ok(Ok(s)) => Io::TlsServer(Box::new(s)),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
@@ -98,7 +101,7 @@ pub async fn handle(
             let route = rt.config.name.as_str();
             let method = policy.method_label();
             let started = Instant::now();
-            let checked = policy.authenticate(&head, &upgrade).await;
+            let checked = Box::pin(policy.authenticate(&head, &upgrade)).await;
             gw.metrics
                 .auth_duration
                 .with_label_values(&[route, method])
@@ -139,19 +142,25 @@ pub async fn handle(
         drop(open);
         drop(head);
         let deadline = Instant::now() + mux.open_timeout;
-        let opened =
-            match crate::mux::open::open(&mux.pool, &body, &upgrade.protocols, deadline).await {
-                Ok(o) => o,
-                Err(rejection) => {
-                    let m = &mux.mux_metrics;
-                    match &rejection {
-                        Rejection::UpstreamStatus { .. } => m.rejected.inc(),
-                        Rejection::UpstreamTimeout => m.open_timeout.inc(),
-                        _ => rt.metrics.upstream_error.inc(),
-                    }
-                    return reject(&gw, &mut io, Some(&rt.config.name), rejection).await;
+        let opened = match Box::pin(crate::mux::open::open(
+            &mux.pool,
+            &body,
+            &upgrade.protocols,
+            deadline,
+        ))
+        .await
+        {
+            Ok(o) => o,
+            Err(rejection) => {
+                let m = &mux.mux_metrics;
+                match &rejection {
+                    Rejection::UpstreamStatus { .. } => m.rejected.inc(),
+                    Rejection::UpstreamTimeout => m.open_timeout.inc(),
+                    _ => rt.metrics.upstream_error.inc(),
                 }
-            };
+                return reject(&gw, &mut io, Some(&rt.config.name), rejection).await;
+            }
+        };
         let response = switching_protocols(
             &handshake::accept_key(&upgrade.key),
             opened.accept.protocol.as_deref(),
