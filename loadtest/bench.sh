@@ -81,6 +81,9 @@ run_compare "50 connections, closed loop, 64 B" echo -c 50 --size 64 --duration 
 run_compare "50 connections, closed loop, 16 KiB" echo -c 50 --size 16384 --duration "$DURATION"
 run_compare "50 connections, 16 in flight each, 64 B" echo -c 50 --size 64 --in-flight 16 --duration "$DURATION"
 run_compare "1,000 connections x 10 msg/s x 128 B (open loop)" rate -c 1000 --rate 10 --size 128 --duration "$DURATION"
+# The idle ramp below takes well under a second per proxy, too short to
+# compare connects/s on; this storm runs ~2 s per target and round.
+run_compare "connection churn: 30,000 x (connect, upgrade, close), 64 at a time" connect --total 30000 --concurrency 64 --duration "$DURATION"
 
 if [ "${SKIP_IDLE:-0}" != 1 ]; then
     echo "### 9,900 idle connections (RSS per connection, connects/s during the ramp)" >>"$OUT.tmp"
