@@ -17,6 +17,10 @@
 //!   client reader parsing and unmasking a 64 KiB read of small client
 //!   frames into MESSAGE pieces (client → application).
 //!
+//! - `auth/*`: verifying a bearer JWT (HS256 and ES256, one configured key,
+//!   issuer and audience checked) and an API key against 100 stored hashes —
+//!   the per-handshake cost of an authenticated route.
+//!
 //! Run: `cargo bench --bench hot_paths` (full) or
 //! `cargo bench --bench hot_paths -- --quick` (fast, rougher).
 //! Results and the machine they came from: docs/benches.md.
@@ -332,12 +336,90 @@ fn bench_mux(c: &mut Criterion) {
     g.finish();
 }
 
+/// Polls a future that must not wait (a verifier with static keys never
+/// fetches a JWKS) to completion without a runtime.
+fn ready<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("verification waited on I/O"),
+    }
+}
+
+fn bench_auth(c: &mut Criterion) {
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+    use tidegate::auth::apikey::{self, ApiKeys};
+    use tidegate::auth::jwt::{JwtVerifier, Key};
+    let verifier = |alg, key| JwtVerifier {
+        keys: vec![Key {
+            kid: None,
+            alg,
+            key,
+        }],
+        jwks: None,
+        issuers: vec!["https://issuer.example.com".into()],
+        audiences: vec!["tidegate".into()],
+        leeway: Duration::from_secs(30),
+        required: vec!["sub".into()],
+        conditions: Vec::new(),
+        expiry_grace: None,
+    };
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({
+        "sub": "user-42", "iss": "https://issuer.example.com",
+        "aud": "tidegate", "exp": exp, "scope": "chat:read chat:write",
+    });
+    let sign = |alg, key: &EncodingKey| {
+        jsonwebtoken::encode(&Header::new(alg), &claims, key).expect("sign")
+    };
+    let secret = b"a-32-byte-shared-secret-for-hs256";
+    let hs = verifier(Algorithm::HS256, DecodingKey::from_secret(secret));
+    let hs_token = sign(Algorithm::HS256, &EncodingKey::from_secret(secret));
+    let ec_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("EC key");
+    let es = verifier(
+        Algorithm::ES256,
+        DecodingKey::from_ec_pem(ec_pair.public_key_pem().as_bytes()).expect("EC public PEM"),
+    );
+    let es_token = sign(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_pem(ec_pair.serialize_pem().as_bytes()).expect("EC private PEM"),
+    );
+    let keys = ApiKeys::new(
+        (0..100)
+            .map(|i| {
+                (
+                    format!("client-{i}"),
+                    apikey::sha256(format!("key-{i:04}").as_bytes()),
+                )
+            })
+            .collect(),
+    );
+
+    let mut g = c.benchmark_group("auth");
+    for (name, v, token) in [("jwt_hs256", &hs, &hs_token), ("jwt_es256", &es, &es_token)] {
+        assert!(ready(v.verify(token)).is_ok(), "{name}: token must verify");
+        g.bench_function(name, |b| {
+            b.iter(|| ready(v.verify(black_box(token))).is_ok())
+        });
+    }
+    assert_eq!(keys.check("key-0099"), Some("client-99"));
+    g.bench_function("api_key_100_stored", |b| {
+        b.iter(|| keys.check(black_box("key-0099")).is_some())
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = bench_scan, bench_handshake, bench_relay, bench_mux
+    targets = bench_scan, bench_handshake, bench_relay, bench_mux, bench_auth
 }
 criterion_main!(benches);
