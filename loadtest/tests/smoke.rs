@@ -173,6 +173,60 @@ fn compare_two_targets() {
     assert!(rows[1]["cpu_us_per_unit"].is_null(), "{v}");
 }
 
+/// A wss:// storm with resumption on resumes every connection except those
+/// of the first wave: 64 connections finish and start again together, so a
+/// client that kept only rustls' default 8 tickets per server would fall
+/// back to full handshakes for most of them.
+#[test]
+fn wss_storm_resumes_after_the_first_wave() {
+    let dir = std::env::temp_dir().join(format!("tidegate-loadtest-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let server = EchoServer::start_with(&[
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        key_file.to_str().unwrap(),
+    ]);
+    let url = format!("wss://{}/", server.addr);
+    let (total, concurrency) = (640u64, 64u64);
+    let run = |resumption: &str| {
+        run_json(&[
+            "--json",
+            "--workers",
+            "1",
+            "connect",
+            "--url",
+            &url,
+            "--insecure",
+            "--total",
+            &total.to_string(),
+            "--concurrency",
+            &concurrency.to_string(),
+            "--resumption",
+            resumption,
+        ])
+    };
+    let on = run("on");
+    assert_eq!(on["completed"], total, "{on}");
+    let resumed = on["extra"]["tls_resumed"].as_u64().unwrap();
+    assert!(
+        resumed >= total - concurrency,
+        "{resumed} of {total} resumed: {on}"
+    );
+    let off = run("off");
+    assert_eq!(off["completed"], total, "{off}");
+    assert_eq!(off["extra"]["tls_resumed"], 0, "{off}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn refuses_remote_targets() {
     let out = Command::new(BIN)

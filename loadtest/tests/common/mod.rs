@@ -15,8 +15,14 @@ pub struct EchoServer {
 
 impl EchoServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra `echo-server` arguments (e.g. `--tls-cert`, `--tls-key`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(["--workers", "1", "echo-server", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn echo-server");
@@ -27,6 +33,7 @@ impl EchoServer {
         let addr = line
             .trim()
             .strip_prefix("echo-server listening addr=")
+            .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected announce line {line:?}"))
             .to_string();
         Self { child, addr }
