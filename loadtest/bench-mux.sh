@@ -44,6 +44,11 @@ cargo build --release --bin tidegate >&2
 cargo build --release -p tidegate-loadtest >&2
 cargo build --release -p tidegate-mux --examples >&2
 PY=$PWD/.venv/bin/python
+if [[ " $APPS " == *" python "* ]] && ! "$PY" -c 'import websockets, tidegate_mux' 2>/dev/null; then
+    echo "bench-mux.sh: the Python apps need .venv with websockets and the tidegate_mux SDK;" >&2
+    echo "  bash scripts/test.sh creates it (or run with APPS=rust)" >&2
+    exit 1
+fi
 # Passthrough holds two sockets per client in the gateway.
 ulimit -n "$(ulimit -Hn)"
 
