@@ -61,46 +61,67 @@ pub struct Refused {
     pub route: Option<Arc<RouteConfig>>,
 }
 
-/// Decide whether the request may go on to the upstream.
-pub fn validate(head: &RequestHead, routes: &RouteTable) -> Result<Upgrade, Refused> {
-    if head.version < 1 {
-        return Err(Refused {
-            rejection: Rejection::HttpVersion,
+impl Refused {
+    /// A refusal before any route matched.
+    pub fn unrouted(rejection: Rejection) -> Refused {
+        Refused {
+            rejection,
             route: None,
-        });
+        }
+    }
+
+    /// A refusal on `route`.
+    pub fn on(route: &Arc<RouteConfig>, rejection: Rejection) -> Refused {
+        Refused {
+            rejection,
+            route: Some(Arc::clone(route)),
+        }
+    }
+}
+
+/// A request whose route is known.
+#[derive(Debug)]
+pub struct Routed {
+    pub route: Arc<RouteConfig>,
+    /// The client's Host header value (with port), for X-Forwarded-Host.
+    pub host: String,
+}
+
+/// What the client asks for on its route.
+#[derive(Debug)]
+pub enum Kind {
+    /// A valid WebSocket upgrade.
+    Upgrade(Upgrade),
+    /// A plain HTTP request (no `Upgrade: websocket`).
+    Http,
+}
+
+/// Phase: route. The route for the request's host and path.
+pub fn route(head: &RequestHead, routes: &RouteTable) -> Result<Routed, Rejection> {
+    if head.version < 1 {
+        return Err(Rejection::HttpVersion);
     }
     let host = match head.get("host").map(str::trim) {
         Some(h) if !h.is_empty() => h.to_string(),
-        _ => {
-            return Err(Refused {
-                rejection: Rejection::MissingHost,
-                route: None,
-            })
-        }
+        _ => return Err(Rejection::MissingHost),
     };
-    let Some(route) = routes.find(&host_without_port(&host), head.path()) else {
-        return Err(Refused {
-            rejection: Rejection::NoRoute,
-            route: None,
-        });
-    };
-    check_upgrade(head, route, host).map_err(|rejection| Refused {
-        rejection,
-        route: Some(Arc::clone(route)),
+    let route = routes
+        .find(&host_without_port(&host), head.path())
+        .ok_or(Rejection::NoRoute)?;
+    Ok(Routed {
+        route: Arc::clone(route),
+        host,
     })
 }
 
-/// The checks that happen once a route is known.
-fn check_upgrade(
-    head: &RequestHead,
-    route: &Arc<RouteConfig>,
-    host: String,
-) -> Result<Upgrade, Rejection> {
+/// Phase: classify. A plain HTTP request, or a WebSocket upgrade checked
+/// against RFC 6455 §4.2.1 and the route's sub-protocols.
+pub fn classify(head: &RequestHead, routed: Routed) -> Result<Kind, Rejection> {
+    if !has_token(head, "upgrade", "websocket") {
+        return Ok(Kind::Http);
+    }
     if head.method != "GET" {
         return Err(Rejection::Method);
-    }
-    if !has_token(head, "upgrade", "websocket") {
-        return Err(Rejection::NotWebSocket);
     }
     if !has_token(head, "connection", "upgrade") {
         return Err(Rejection::ConnectionHeader);
@@ -121,13 +142,38 @@ fn check_upgrade(
         .filter(|k| is_valid_key(k))
         .ok_or(Rejection::Key)?
         .to_string();
+    let protocols = offered_protocols(head, &routed.route)?;
+    Ok(Kind::Upgrade(Upgrade {
+        route: routed.route,
+        key,
+        protocols,
+        host: routed.host,
+    }))
+}
+
+/// What a plain HTTP request on a WebSocket-only route gets: 405 for a
+/// method other than GET, else 426 (Upgrade Required).
+pub fn plain_http_rejection(head: &RequestHead) -> Rejection {
+    if head.method != "GET" {
+        Rejection::Method
+    } else {
+        Rejection::NotWebSocket
+    }
+}
+
+/// Policy, first step: the route's Origin rule.
+pub fn check_origin(head: &RequestHead, route: &RouteConfig) -> Result<(), Rejection> {
     route
         .origins
         .check(head.get("origin"))
         .map_err(|e| match e {
             OriginDenied::Missing => Rejection::OriginMissing,
             OriginDenied::NotAllowed => Rejection::OriginDenied,
-        })?;
+        })
+}
+
+/// The client's sub-protocols, each a token, after the route's filter.
+fn offered_protocols(head: &RequestHead, route: &RouteConfig) -> Result<Vec<String>, Rejection> {
     let protocols = head
         .all("sec-websocket-protocol")
         .flat_map(|v| v.split(','))
@@ -138,20 +184,29 @@ fn check_upgrade(
     if protocols.iter().any(|p| !is_token(p)) {
         return Err(Rejection::Protocol);
     }
-    let protocols = if route.subprotocols.is_empty() {
-        protocols
-    } else {
-        protocols
-            .into_iter()
-            .filter(|p| route.subprotocols.iter().any(|a| a == p))
-            .collect()
-    };
-    Ok(Upgrade {
-        route: Arc::clone(route),
-        key,
-        protocols,
-        host,
-    })
+    if route.subprotocols.is_empty() {
+        return Ok(protocols);
+    }
+    Ok(protocols
+        .into_iter()
+        .filter(|p| route.subprotocols.iter().any(|a| a == p))
+        .collect())
+}
+
+/// The pure checks of the connection's phases in their order — route,
+/// classify, origin — for fuzzing, benchmarks and table tests. A plain
+/// HTTP request is refused as the gateway refuses it.
+pub fn validate(head: &RequestHead, routes: &RouteTable) -> Result<Upgrade, Refused> {
+    let routed = route(head, routes).map_err(Refused::unrouted)?;
+    let route = Arc::clone(&routed.route);
+    let refused = |r| Refused::on(&route, r);
+    match classify(head, routed).map_err(refused)? {
+        Kind::Http => Err(refused(plain_http_rejection(head))),
+        Kind::Upgrade(upgrade) => {
+            check_origin(head, &upgrade.route).map_err(refused)?;
+            Ok(upgrade)
+        }
+    }
 }
 
 /// Base64 of exactly 16 bytes (RFC 6455 §4.1, item 7).

@@ -20,36 +20,24 @@ mod timers;
 
 use crate::io::Io;
 use crate::metrics::RouteMetrics;
+use crate::shutdown::DrainSignal;
 use leg::{Leg, Side};
 use scan::Limits;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Bytes read per system call: a typical message in one read.
 pub const SCRATCH: usize = 64 * 1024;
 
 /// Rounds of read/write per wake-up before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 32;
-
-/// Moves whenever a gateway in this process is about to start draining.
-/// Polling a session's drain future takes a lock, so a session polls it
-/// only when this has moved since it last looked (and once at the start,
-/// to register): the per-message path reads one atomic instead.
-static DRAIN_EPOCH: AtomicU32 = AtomicU32::new(0);
-
-/// Call before cancelling a drain token that sessions wait on.
-pub fn drain_starting() {
-    DRAIN_EPOCH.fetch_add(1, Ordering::Release);
-}
 
 thread_local! {
     /// Shared by every session on this worker thread; only borrowed inside
@@ -95,8 +83,6 @@ pub struct Session {
     /// client then gets Close 1008 "token expired", the upstream 1001.
     expires_at: Option<Instant>,
     draining: bool,
-    /// `DRAIN_EPOCH` when the drain future was last polled.
-    drain_epoch: u32,
     /// The timer was polled since its last reset, with `waker`.
     timer_polled: bool,
     /// Data and vtable addresses of the waker of the last poll.
@@ -131,8 +117,6 @@ impl Session {
             drain_at: None,
             expires_at: None,
             draining: false,
-            // Differs from the epoch now, so the first poll registers.
-            drain_epoch: DRAIN_EPOCH.load(Ordering::Relaxed).wrapping_sub(1),
             timer_polled: false,
             waker: (0, 0),
             finishing: false,
@@ -152,14 +136,13 @@ impl Session {
 
     /// The session as a task: this future is all a relayed connection
     /// holds while it lives (the session, one timer, the drain signal and
-    /// the connection-cap permit). Whoever cancels `shutdown` calls
-    /// [`drain_starting`] first.
-    pub fn run(self, shutdown: CancellationToken, permit: OwnedSemaphorePermit) -> Running {
+    /// the connection-cap permit).
+    pub fn run(self, drain: DrainSignal, permit: OwnedSemaphorePermit) -> Running {
         self.metrics.active.inc();
         Running {
             session: self,
             sleep: tokio::time::sleep(Duration::from_secs(3600)),
-            cancelled: shutdown.cancelled_owned(),
+            drain,
             _permit: permit,
         }
     }
@@ -182,7 +165,7 @@ impl Session {
         &mut self,
         cx: &mut Context<'_>,
         mut sleep: Pin<&mut Sleep>,
-        mut cancelled: Pin<&mut WaitForCancellationFutureOwned>,
+        mut drain: Pin<&mut DrainSignal>,
     ) -> Poll<Outcome> {
         // The drain future and the timer keep the waker they were last
         // polled with. A spawned task's waker stays the same, so while it
@@ -197,10 +180,7 @@ impl Session {
         for _ in 0..4 {
             let now = Instant::now();
             // Drain: pick this session's moment within the spread window.
-            if !self.draining
-                && (self.drain_may_have_started() | !same_waker)
-                && cancelled.as_mut().poll(cx).is_ready()
-            {
+            if !self.draining && drain.as_mut().begun(cx, !same_waker) {
                 self.draining = true;
                 let spread = self.settings.drain_spread.as_millis() as u64;
                 let delay = if spread == 0 {
@@ -258,13 +238,6 @@ impl Session {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
-    }
-
-    fn drain_may_have_started(&mut self) -> bool {
-        let epoch = DRAIN_EPOCH.load(Ordering::Acquire);
-        let moved = epoch != self.drain_epoch;
-        self.drain_epoch = epoch;
-        moved
     }
 
     fn outcome(&self) -> Outcome {
@@ -442,7 +415,7 @@ pin_project_lite::pin_project! {
         sleep: Sleep,
         // Drain arm: fires once when the gateway starts draining.
         #[pin]
-        cancelled: WaitForCancellationFutureOwned,
+        drain: DrainSignal,
         // Held for the session's life: one slot of `limits.max_connections`.
         _permit: OwnedSemaphorePermit,
     }
@@ -454,7 +427,7 @@ impl Future for Running {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let this = self.project();
         let session = this.session;
-        let outcome = std::task::ready!(session.poll(cx, this.sleep, this.cancelled));
+        let outcome = std::task::ready!(session.poll(cx, this.sleep, this.drain));
         let m = &session.metrics;
         m.active.dec();
         m.session.observe(session.started.elapsed().as_secs_f64());

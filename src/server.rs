@@ -17,6 +17,8 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::mux::{MuxRoute, Pool};
 use crate::relay::{self, scan::Limits};
 use crate::route::RouteTable;
+pub use crate::shutdown::Drained;
+use crate::shutdown::Shutdown;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -25,7 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// What a route needs at run time, resolved once.
 pub struct RouteRuntime {
@@ -110,10 +111,9 @@ pub struct Gateway {
     /// The current configuration and what was built from it.
     state: ArcSwap<State>,
     pub metrics: Arc<Metrics>,
-    /// Cancelled when draining starts; every session selects on it.
-    pub shutdown: CancellationToken,
-    /// Every connection task, so drain knows when the last one is gone.
-    pub tracker: TaskTracker,
+    /// Drain state: the signal sessions select on, the task tracker, and
+    /// the stop of the gateway's own tasks (admin, pools, watchers).
+    pub shutdown: Shutdown,
     /// One permit per client connection (`limits.max_connections`, fixed
     /// at start-up).
     pub permits: Arc<Semaphore>,
@@ -123,8 +123,6 @@ pub struct Gateway {
     reload_lock: tokio::sync::Mutex<()>,
     /// Mux pools by upstream name; fixed at start-up.
     pub pools: HashMap<String, Arc<Pool>>,
-    /// Stops the mux pools once the drain is over.
-    pools_stop: CancellationToken,
 }
 
 impl Gateway {
@@ -134,10 +132,8 @@ impl Gateway {
             permits: Arc::new(Semaphore::new(config.limits.max_connections)),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),
             pools,
-            pools_stop: CancellationToken::new(),
             metrics,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            shutdown: Shutdown::new(),
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
         })
@@ -196,7 +192,6 @@ pub struct Running {
     pub listeners: Vec<Bound>,
     pub admin: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
-    admin_stop: CancellationToken,
 }
 
 /// Bind everything and start serving. Must run inside a tokio runtime.
@@ -224,16 +219,19 @@ pub async fn start(config: Config) -> Result<Running, BindError> {
         });
         sockets.push((i, l.name.clone(), socket));
     }
-    let admin_stop = CancellationToken::new();
     let admin = match state.config.admin {
         Some(addr) => Some(
-            crate::admin::serve(addr, Arc::clone(&gateway), admin_stop.clone())
-                .await
-                .map_err(|source| BindError {
-                    key: "admin.listen".into(),
-                    addr,
-                    source,
-                })?,
+            crate::admin::serve(
+                addr,
+                Arc::clone(&gateway),
+                gateway.shutdown.stopped().clone(),
+            )
+            .await
+            .map_err(|source| BindError {
+                key: "admin.listen".into(),
+                addr,
+                source,
+            })?,
         ),
         None => None,
     };
@@ -241,40 +239,28 @@ pub async fn start(config: Config) -> Result<Running, BindError> {
         tokio::spawn(listener::accept_loop(Arc::clone(&gateway), i, name, socket));
     }
     for pool in gateway.pools.values() {
-        pool.start(gateway.pools_stop.clone());
+        pool.start(gateway.shutdown.stopped().clone());
     }
     tokio::spawn(reload::watch_certificates(
         Arc::clone(&gateway),
-        admin_stop.clone(),
+        gateway.shutdown.stopped().clone(),
     ));
     gateway.ready.store(true, Ordering::SeqCst);
     Ok(Running {
         listeners: bound,
         admin,
         gateway,
-        admin_stop,
     })
-}
-
-/// How the drain ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drained {
-    /// Every connection ended.
-    Clean,
-    /// The grace period ran out with this many tasks left.
-    GraceExpired(usize),
 }
 
 impl Running {
     /// Begin draining (idempotent).
     pub fn shutdown(&self) {
         let g = &self.gateway;
-        if !g.shutdown.is_cancelled() {
+        if g.shutdown.begin() {
             tracing::info!("draining: readiness off, accept stopped, closing sessions with 1001");
             g.ready.store(false, Ordering::SeqCst);
             g.metrics.draining.set(1);
-            crate::relay::drain_starting();
-            g.shutdown.cancel();
             for pool in g.pools.values() {
                 pool.wake_for_drain();
             }
@@ -283,23 +269,13 @@ impl Running {
 
     /// A token cancelled when draining begins (for tests and signal glue).
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.gateway.shutdown.clone()
+        self.gateway.shutdown.draining().clone()
     }
 
-    /// Wait for drain to be requested and then to finish.
+    /// Wait for drain to be requested and then to finish; then the admin
+    /// listener, the mux pools and the watchers stop.
     pub async fn wait(self) -> Drained {
-        self.gateway.shutdown.cancelled().await;
-        let tracker = &self.gateway.tracker;
-        tracker.close();
-        let result =
-            match tokio::time::timeout(self.gateway.state().config.drain.grace, tracker.wait())
-                .await
-            {
-                Ok(()) => Drained::Clean,
-                Err(_) => Drained::GraceExpired(tracker.len()),
-            };
-        self.admin_stop.cancel();
-        self.gateway.pools_stop.cancel();
-        result
+        let grace = self.gateway.state().config.drain.grace;
+        self.gateway.shutdown.finish(grace).await
     }
 }

@@ -5,11 +5,13 @@
 //! have its own 101; any other status is relayed to the client.
 
 mod request;
+mod response;
 
-pub use request::{build_request, switching_protocols, ClientInfo};
+pub use request::{switching_protocols, ClientInfo, UpstreamRequest};
+pub(crate) use response::handshake;
 
 use crate::config::{EndpointConfig, UpstreamConfig};
-use crate::handshake::{accept_key, Rejection};
+use crate::handshake::Rejection;
 use crate::io::Io;
 use crate::metrics::Metrics;
 use prometheus::{Histogram, IntCounter};
@@ -17,14 +19,13 @@ use rustls_pki_types::ServerName;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// Largest body of a refusal relayed to the client.
-const MAX_RELAYED_BODY: usize = 64 * 1024;
+pub(crate) const MAX_RELAYED_BODY: usize = 64 * 1024;
 
 /// Why no upstream session could be set up.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +119,7 @@ impl Upstream {
             let i = (start + attempt) % n;
             let ep = &self.config.endpoints[i];
             let began = Instant::now();
-            let Some(io) = self.open(i, ep).await else {
+            let Ok(io) = self.open(i, ep).await else {
                 continue;
             };
             let result = timeout(
@@ -144,186 +145,59 @@ impl Upstream {
         Err(UpstreamError::Unreachable(self.config.name.clone()))
     }
 
-    /// TCP connect (+ TLS), bounded by the connect timeout.
-    pub(crate) async fn open(&self, i: usize, ep: &EndpointConfig) -> Option<Io> {
-        let m = &self.endpoints[i];
-        let tcp = match timeout(
-            self.config.connect_timeout,
-            TcpStream::connect((ep.host.as_str(), ep.port)),
-        )
-        .await
-        {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => {
-                tracing::debug!(endpoint = %ep.url, error = %e, "upstream connect failed");
-                m.refused.inc();
-                return None;
+    /// TCP connect (+ TLS), bounded by the connect timeout; a failure is
+    /// counted under its reason and returned.
+    pub(crate) async fn open(&self, i: usize, ep: &EndpointConfig) -> Result<Io, ConnectError> {
+        let opened = self.try_open(ep).await;
+        if let Err(e) = &opened {
+            tracing::debug!(endpoint = %ep.url, error = %e, "upstream connect failed");
+            let m = &self.endpoints[i];
+            match e {
+                ConnectError::Refused(_) => m.refused.inc(),
+                ConnectError::Timeout => m.timeout.inc(),
+                ConnectError::NoTls | ConnectError::ServerName | ConnectError::Tls(_) => {
+                    m.tls.inc()
+                }
             }
-            Err(_) => {
-                m.timeout.inc();
-                return None;
-            }
-        };
+        }
+        opened
+    }
+
+    async fn try_open(&self, ep: &EndpointConfig) -> Result<Io, ConnectError> {
+        let connect = TcpStream::connect((ep.host.as_str(), ep.port));
+        let tcp = timeout(self.config.connect_timeout, connect)
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(ConnectError::Refused)?;
         let _ = tcp.set_nodelay(true);
         if !ep.secure {
-            return Some(Io::Tcp(tcp));
+            return Ok(Io::Tcp(tcp));
         }
-        let tls = self.config.tls.as_ref()?;
-        let Ok(name) = ServerName::try_from(ep.host.clone()) else {
-            m.tls.inc();
-            return None;
-        };
+        let tls = self.config.tls.as_ref().ok_or(ConnectError::NoTls)?;
+        let name = ServerName::try_from(ep.host.clone()).map_err(|_| ConnectError::ServerName)?;
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls));
         // Boxed: a TLS handshake is large, and this future is part of every
         // connection's handshake task, wss:// upstream or not.
         let connect = Box::pin(connector.connect(name, tcp));
-        match timeout(self.config.connect_timeout, connect).await {
-            Ok(Ok(s)) => Some(Io::TlsClient(Box::new(s))),
-            Ok(Err(e)) => {
-                tracing::debug!(endpoint = %ep.url, error = %e, "upstream TLS handshake failed");
-                m.tls.inc();
-                None
-            }
-            Err(_) => {
-                m.timeout.inc();
-                None
-            }
-        }
-    }
-}
-
-/// Send the request, read and check the response.
-pub(crate) async fn handshake(
-    mut io: Io,
-    request: &[u8],
-    key: &str,
-    offered: &[String],
-) -> Result<Connected, UpstreamError> {
-    io.write_all(request)
-        .await
-        .map_err(|_| UpstreamError::BadResponse("connection lost while sending the request"))?;
-    io.flush()
-        .await
-        .map_err(|_| UpstreamError::BadResponse("connection lost while sending the request"))?;
-    // Read straight into the buffer (no array in the future: it lives in
-    // every connection's handshake task).
-    let mut buf = Vec::with_capacity(4096);
-    let (status, headers, head_len) = loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(4096);
-        }
-        let n = io
-            .read_buf(&mut buf)
+        let tls = timeout(self.config.connect_timeout, connect)
             .await
-            .map_err(|_| UpstreamError::BadResponse("connection lost before a response"))?;
-        if n == 0 {
-            return Err(UpstreamError::BadResponse(
-                "connection closed before a response",
-            ));
-        }
-        let mut hs = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut hs);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let headers: Vec<(String, String)> = resp
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                break (resp.code.unwrap_or(0), headers, len);
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => continue,
-            _ => return Err(UpstreamError::BadResponse("unparseable response head")),
-        }
-    };
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    };
-    if status != 101 {
-        return Err(refusal(io, status, &headers, buf.split_off(head_len)).await);
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(ConnectError::Tls)?;
+        Ok(Io::TlsClient(Box::new(tls)))
     }
-    let token = |name: &str, want: &str| {
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(want))
-    };
-    if !token("upgrade", "websocket") || !token("connection", "upgrade") {
-        return Err(UpstreamError::BadResponse("101 without Upgrade: websocket"));
-    }
-    if get("sec-websocket-accept") != Some(accept_key(key).as_str()) {
-        return Err(UpstreamError::BadResponse("wrong Sec-WebSocket-Accept"));
-    }
-    if get("sec-websocket-extensions").is_some_and(|v| !v.is_empty()) {
-        return Err(UpstreamError::BadResponse(
-            "extension negotiated that was not offered",
-        ));
-    }
-    let protocol = get("sec-websocket-protocol")
-        .filter(|p| !p.is_empty())
-        .map(str::to_string);
-    if let Some(p) = &protocol {
-        if !offered.iter().any(|o| o == p) {
-            return Err(UpstreamError::BadResponse(
-                "sub-protocol chosen that was not offered",
-            ));
-        }
-    }
-    let headers = headers
-        .into_iter()
-        .filter(|(n, _)| !request::is_handshake_or_hop_header(n))
-        .collect();
-    Ok(Connected {
-        io,
-        leftover: buf.split_off(head_len),
-        protocol,
-        headers,
-    })
 }
 
-/// The upstream answered with a status: relay it, with a short body.
-async fn refusal(
-    mut io: Io,
-    status: u16,
-    headers: &[(String, String)],
-    mut body: Vec<u8>,
-) -> UpstreamError {
-    if !(200..=599).contains(&status) {
-        return UpstreamError::BadResponse("invalid status");
-    }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    let want = get("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(MAX_RELAYED_BODY);
-    body.reserve(want.saturating_sub(body.len()));
-    while body.len() < want {
-        match io.read_buf(&mut body).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    body.truncate(want);
-    UpstreamError::Refused(
-        status,
-        Rejection::UpstreamStatus {
-            status,
-            content_type: get("content-type"),
-            body,
-        },
-    )
+/// Why no connection to an endpoint could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("TCP connect failed: {0}")]
+    Refused(#[source] std::io::Error),
+    #[error("connect timed out")]
+    Timeout,
+    #[error("wss:// endpoint without a TLS client configuration")]
+    NoTls,
+    #[error("endpoint host is not a valid TLS server name")]
+    ServerName,
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
 }

@@ -9,7 +9,7 @@ use super::jwks::{Jwks, Source};
 use super::jwt::{algorithm, Condition, JwtVerifier, Key};
 use super::source::TokenSource;
 use super::{AuthPolicy, Method};
-use crate::config::raw::auth::{RawApiKeys, RawAuthPolicy, RawForward, RawJwt, RawJwtKey};
+use crate::config::raw::auth::{RawApiKeys, RawAuthPolicy, RawForward, RawJwks, RawJwt, RawJwtKey};
 use crate::config::validate_problems::{duration, Problems};
 use jsonwebtoken::{AlgorithmFamily, DecodingKey};
 use std::collections::HashMap;
@@ -107,60 +107,82 @@ fn jwt_verifier(p: &mut Problems, key: &str, r: &RawJwt) -> Option<JwtVerifier> 
         .enumerate()
         .filter_map(|(j, k)| jwt_key(p, &format!("{key}.keys[{j}]"), k))
         .collect();
-    let jwks = r.jwks.as_ref().and_then(|j| {
-        let jkey = format!("{key}.jwks");
-        let source = match (j.url.is_empty(), j.file.is_empty()) {
-            (false, true) => {
-                let tls = if j.url.starts_with("https:") {
-                    crate::tls::client_config(p, &format!("{jkey}.ca_file"), &j.ca_file)
-                } else {
-                    None
-                };
-                match Target::parse(&j.url, tls) {
-                    Ok(t) => Source::Url(t),
-                    Err(e) => {
-                        p.push(format!("{jkey}.url"), e);
-                        return None;
-                    }
-                }
-            }
-            (true, false) => Source::File(j.file.clone().into()),
-            _ => {
-                p.push(&jkey, "exactly one of `url` and `file` is required");
-                return None;
-            }
-        };
-        let mut rsa = Vec::new();
-        for (n, a) in j.algorithms.iter().enumerate() {
-            match algorithm(a).filter(|a| a.family() == AlgorithmFamily::Rsa) {
-                Some(a) => rsa.push(a),
-                None => p.push(
-                    format!("{jkey}.algorithms[{n}]"),
-                    format!("{a:?} is not an RSA algorithm (RS256/384/512, PS256/384/512)"),
-                ),
-            }
-        }
-        Some(Jwks::new(
-            source,
-            duration(
-                p,
-                &format!("{jkey}.refresh_interval"),
-                &j.refresh_interval,
-                false,
-            ),
-            duration(
-                p,
-                &format!("{jkey}.min_refresh_interval"),
-                &j.min_refresh_interval,
-                true,
-            ),
-            duration(p, &format!("{jkey}.timeout"), &j.timeout, false),
-            rsa,
-        ))
-    });
+    let jwks = r
+        .jwks
+        .as_ref()
+        .and_then(|j| jwks(p, &format!("{key}.jwks"), j));
     if r.keys.is_empty() && r.jwks.is_none() {
         p.push(key, "needs `keys` or `jwks`");
     }
+    let conditions = conditions(p, key, r);
+    let grace = duration(p, &format!("{key}.expiry_grace"), &r.expiry_grace, true);
+    Some(JwtVerifier {
+        keys,
+        jwks,
+        issuers: r.issuers.clone(),
+        audiences: r.audiences.clone(),
+        leeway: duration(p, &format!("{key}.leeway"), &r.leeway, true),
+        required: r.required_claims.clone(),
+        conditions,
+        expiry_grace: r.enforce_expiry.then_some(grace),
+    })
+}
+
+/// A JWKS key source (`url` or `file`) with its refresh timing and the
+/// RSA algorithms its keys may be used with.
+fn jwks(p: &mut Problems, jkey: &str, j: &RawJwks) -> Option<Jwks> {
+    let source = match (j.url.is_empty(), j.file.is_empty()) {
+        (false, true) => {
+            let tls = if j.url.starts_with("https:") {
+                crate::tls::client_config(p, &format!("{jkey}.ca_file"), &j.ca_file)
+            } else {
+                None
+            };
+            match Target::parse(&j.url, tls) {
+                Ok(t) => Source::Url(t),
+                Err(e) => {
+                    p.push(format!("{jkey}.url"), e);
+                    return None;
+                }
+            }
+        }
+        (true, false) => Source::File(j.file.clone().into()),
+        _ => {
+            p.push(jkey, "exactly one of `url` and `file` is required");
+            return None;
+        }
+    };
+    let mut rsa = Vec::new();
+    for (n, a) in j.algorithms.iter().enumerate() {
+        match algorithm(a).filter(|a| a.family() == AlgorithmFamily::Rsa) {
+            Some(a) => rsa.push(a),
+            None => p.push(
+                format!("{jkey}.algorithms[{n}]"),
+                format!("{a:?} is not an RSA algorithm (RS256/384/512, PS256/384/512)"),
+            ),
+        }
+    }
+    Some(Jwks::new(
+        source,
+        duration(
+            p,
+            &format!("{jkey}.refresh_interval"),
+            &j.refresh_interval,
+            false,
+        ),
+        duration(
+            p,
+            &format!("{jkey}.min_refresh_interval"),
+            &j.min_refresh_interval,
+            true,
+        ),
+        duration(p, &format!("{jkey}.timeout"), &j.timeout, false),
+        rsa,
+    ))
+}
+
+/// The claim conditions, each with exactly one test.
+fn conditions(p: &mut Problems, key: &str, r: &RawJwt) -> Vec<Condition> {
     let mut conditions = Vec::new();
     for (j, c) in r.conditions.iter().enumerate() {
         let ckey = format!("{key}.conditions[{j}]");
@@ -178,17 +200,7 @@ fn jwt_verifier(p: &mut Problems, key: &str, r: &RawJwt) -> Option<JwtVerifier> 
             _ => p.push(ckey, "exactly one of `equals`, `contains`, `one_of`"),
         }
     }
-    let grace = duration(p, &format!("{key}.expiry_grace"), &r.expiry_grace, true);
-    Some(JwtVerifier {
-        keys,
-        jwks,
-        issuers: r.issuers.clone(),
-        audiences: r.audiences.clone(),
-        leeway: duration(p, &format!("{key}.leeway"), &r.leeway, true),
-        required: r.required_claims.clone(),
-        conditions,
-        expiry_grace: r.enforce_expiry.then_some(grace),
-    })
+    conditions
 }
 
 fn jwt_key(p: &mut Problems, key: &str, k: &RawJwtKey) -> Option<Key> {
@@ -213,64 +225,78 @@ fn jwt_key(p: &mut Problems, key: &str, k: &RawJwtKey) -> Option<Key> {
     }
     let family = alg.family();
     let decoding = if family == AlgorithmFamily::Hmac {
-        if !k.pem_file.is_empty() {
-            p.push(format!("{key}.pem_file"), "HMAC algorithms take a secret");
-            return None;
-        }
-        if !k.secret.is_empty() {
-            if k.secret.len() < 32 {
-                p.push(
-                    format!("{key}.secret"),
-                    "an HMAC secret needs at least 32 bytes",
-                );
-                return None;
-            }
-            DecodingKey::from_secret(k.secret.as_bytes())
-        } else {
-            match DecodingKey::from_base64_secret(&k.secret_base64) {
-                Ok(d) => d,
-                Err(_) => {
-                    p.push(format!("{key}.secret_base64"), "not valid base64");
-                    return None;
-                }
-            }
-        }
+        hmac_key(p, key, k)?
     } else {
-        if k.pem_file.is_empty() {
-            p.push(
-                format!("{key}.pem_file"),
-                "asymmetric algorithms take a PEM public key, not a secret",
-            );
-            return None;
-        }
-        let pem = match std::fs::read(&k.pem_file) {
-            Ok(b) => b,
-            Err(e) => {
-                p.push(format!("{key}.pem_file"), format!("{}: {e}", k.pem_file));
-                return None;
-            }
-        };
-        let parsed = match family {
-            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(&pem),
-            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
-            _ => DecodingKey::from_ed_pem(&pem),
-        };
-        match parsed {
-            Ok(d) => d,
-            Err(e) => {
-                p.push(
-                    format!("{key}.pem_file"),
-                    format!("{}: not a {:?} public key: {e}", k.pem_file, family),
-                );
-                return None;
-            }
-        }
+        public_key(p, key, k, family)?
     };
     Some(Key {
         kid: (!k.kid.is_empty()).then(|| k.kid.clone()),
         alg,
         key: decoding,
     })
+}
+
+/// An HMAC key: a secret of at least 32 bytes, given as is or in base64.
+fn hmac_key(p: &mut Problems, key: &str, k: &RawJwtKey) -> Option<DecodingKey> {
+    if !k.pem_file.is_empty() {
+        p.push(format!("{key}.pem_file"), "HMAC algorithms take a secret");
+        return None;
+    }
+    if !k.secret.is_empty() {
+        if k.secret.len() < 32 {
+            p.push(
+                format!("{key}.secret"),
+                "an HMAC secret needs at least 32 bytes",
+            );
+            return None;
+        }
+        return Some(DecodingKey::from_secret(k.secret.as_bytes()));
+    }
+    match DecodingKey::from_base64_secret(&k.secret_base64) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            p.push(format!("{key}.secret_base64"), "not valid base64");
+            None
+        }
+    }
+}
+
+/// An asymmetric key: a PEM public key file of the algorithm's family.
+fn public_key(
+    p: &mut Problems,
+    key: &str,
+    k: &RawJwtKey,
+    family: AlgorithmFamily,
+) -> Option<DecodingKey> {
+    if k.pem_file.is_empty() {
+        p.push(
+            format!("{key}.pem_file"),
+            "asymmetric algorithms take a PEM public key, not a secret",
+        );
+        return None;
+    }
+    let pem = match std::fs::read(&k.pem_file) {
+        Ok(b) => b,
+        Err(e) => {
+            p.push(format!("{key}.pem_file"), format!("{}: {e}", k.pem_file));
+            return None;
+        }
+    };
+    let parsed = match family {
+        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(&pem),
+        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
+        _ => DecodingKey::from_ed_pem(&pem),
+    };
+    match parsed {
+        Ok(d) => Some(d),
+        Err(e) => {
+            p.push(
+                format!("{key}.pem_file"),
+                format!("{}: not a {:?} public key: {e}", k.pem_file, family),
+            );
+            None
+        }
+    }
 }
 
 fn api_keys(p: &mut Problems, key: &str, r: &RawApiKeys) -> Option<ApiKeys> {

@@ -6,6 +6,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
+    /// TLS and the request head did not complete within
+    /// `limits.handshake_timeout`. Not answered: a client that trickles its
+    /// head is not waited on a second time to read a response.
+    HandshakeTimeout,
     /// Request head over `limits.max_header_bytes` or too many lines.
     HeaderTooLarge,
     /// Not parseable as HTTP/1.x.
@@ -58,6 +62,7 @@ pub enum Rejection {
 impl Rejection {
     pub fn status(&self) -> u16 {
         match self {
+            Rejection::HandshakeTimeout => 408,
             Rejection::HeaderTooLarge => 431,
             Rejection::Malformed
             | Rejection::HttpVersion
@@ -81,9 +86,29 @@ impl Rejection {
         }
     }
 
+    /// Is a response written? Everything but a handshake timeout.
+    pub fn is_answered(&self) -> bool {
+        !matches!(self, Rejection::HandshakeTimeout)
+    }
+
+    /// The upstream's failure (no endpoint, no mux connection, timeout, a
+    /// bad answer, a refusal with its own status) rather than the gateway's
+    /// decision: `tidegate_connections_total{outcome="upstream_error"}`.
+    pub fn is_upstream(&self) -> bool {
+        matches!(
+            self,
+            Rejection::UpstreamUnreachable
+                | Rejection::MuxUnavailable
+                | Rejection::UpstreamTimeout
+                | Rejection::UpstreamBadResponse
+                | Rejection::UpstreamStatus { .. }
+        )
+    }
+
     /// Metric label; a fixed set.
     pub fn label(&self) -> &'static str {
         match self {
+            Rejection::HandshakeTimeout => "handshake_timeout",
             Rejection::HeaderTooLarge => "header_too_large",
             Rejection::Malformed => "malformed",
             Rejection::HttpVersion => "http_version",
@@ -116,6 +141,7 @@ impl Rejection {
     /// The reason (and body) of the response.
     fn text(&self) -> &'static str {
         match self {
+            Rejection::HandshakeTimeout => "Request Timeout",
             Rejection::HeaderTooLarge => "Request Header Fields Too Large",
             Rejection::NoRoute => "Not Found",
             Rejection::Method => "Method Not Allowed",

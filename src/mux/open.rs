@@ -6,78 +6,15 @@
 use super::conn::{Conn, Out};
 use super::inbox::{Event, Inbox};
 use super::pool::{next_session_id, Pool};
-use crate::auth::Identity;
-use crate::config::{EndpointConfig, UpstreamConfig};
-use crate::handshake::{Rejection, RequestHead, Upgrade};
-use crate::upstream::{build_request, ClientInfo};
+use crate::handshake::Rejection;
+use crate::upstream::MAX_RELAYED_BODY;
 use bytes::Bytes;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
 use tidegate_mux::codec::{Close, Frame, FrameType};
-use tidegate_mux::{AcceptBody, OpenBody};
+use tidegate_mux::AcceptBody;
 use tokio::time::{timeout_at, Instant};
-
-/// Headers that belong to the client's handshake, not to the application.
-const HANDSHAKE_HEADERS: &[&str] = &["host", "upgrade", "connection"];
-
-/// The OPEN body for this request: the same path, query and headers a
-/// passthrough upstream would get (credential stripped, identity and
-/// forwarding headers added).
-pub fn open_body(
-    head: &RequestHead,
-    upgrade: &Upgrade,
-    upstream: &UpstreamConfig,
-    client: ClientInfo,
-    identity: Option<&Identity>,
-) -> OpenBody {
-    let ep = EndpointConfig {
-        url: String::new(),
-        secure: false,
-        host: String::new(),
-        port: 0,
-        authority: upgrade.host.clone(),
-        base_path: String::new(),
-    };
-    let request = build_request(head, upgrade, upstream, &ep, client, identity);
-    let mut parsed = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut parsed);
-    let _ = req.parse(&request);
-    let target = req.path.unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    // Not the application-wide `add_headers`: they were on the mux
-    // connection's own handshake (and build_request already dropped client
-    // headers of the same names).
-    let added = |n: &str| {
-        upstream
-            .add_headers
-            .iter()
-            .any(|(a, _)| a.eq_ignore_ascii_case(n))
-    };
-    let headers = req
-        .headers
-        .iter()
-        .map(|h| {
-            let value = String::from_utf8_lossy(h.value).into_owned();
-            (h.name.to_ascii_lowercase(), value)
-        })
-        .filter(|(n, _)| {
-            !HANDSHAKE_HEADERS.contains(&n.as_str())
-                && !n.starts_with("sec-websocket-")
-                && !added(n)
-        })
-        .collect();
-    OpenBody {
-        path: path.to_string(),
-        query: query.to_string(),
-        headers,
-        client_addr: client.addr.to_string(),
-        protocols: upgrade.protocols.clone(),
-        route: upgrade.route.name.clone(),
-        tls: client.tls,
-        identity: identity.map(|i| serde_json::json!({ "result": i.result, "headers": i.headers })),
-    }
-}
 
 /// An accepted session, ready for its 101.
 pub struct Opened {
@@ -135,7 +72,7 @@ pub async fn open(
                 });
             }
             Ok(Event::Reject(r)) => {
-                if !(400..=599).contains(&r.status) || r.body.len() > 64 * 1024 {
+                if !(400..=599).contains(&r.status) || r.body.len() > MAX_RELAYED_BODY {
                     return Err(Rejection::UpstreamBadResponse);
                 }
                 let content_type = r

@@ -199,7 +199,7 @@ impl Pool {
     async fn connect(&self, slot: usize) -> Option<(crate::io::Io, Vec<u8>)> {
         let i = self.slots[slot].endpoint;
         let ep = &self.config.endpoints[i];
-        let io = self.upstream.open(i, ep).await?;
+        let io = self.upstream.open(i, ep).await.ok()?;
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
         let request = self.request(ep, &key, self.slots[slot].index);
         let offered = [SUBPROTOCOL.to_string()];

@@ -61,7 +61,7 @@ fn session_state_stays_small() {
         std::mem::size_of::<Leg>(),
         std::mem::size_of::<Running>(),
         std::mem::size_of::<Sleep>(),
-        std::mem::size_of::<WaitForCancellationFutureOwned>()
+        std::mem::size_of::<crate::shutdown::DrainSignal>()
     );
     assert!(size < 1024, "Session grew to {size} bytes");
 }

@@ -1,24 +1,79 @@
-//! One client connection from accept to the start of its relay, in named
-//! phases: TLS → request head → validation (route, origin) → auth →
-//! upstream connect and handshake → 101 → relay.
+//! One client connection from accept to its dispatch, in named phases:
+//!
+//! ```text
+//! accept → TLS → read head → route → classify → policy → dispatch
+//!                                    (upgrade    (origin,  (passthrough
+//!                                     or HTTP)    drain,     relay, mux
+//!                                                 auth)      session)
+//! ```
+//!
+//! Each phase returns a typed result. A refusal from any of them ends in
+//! [`refuse`], the one place that turns a [`Rejection`] into a response
+//! and its metrics. New features add a dispatch target or a policy step,
+//! never a branch inside another phase.
 //!
 //! This task is short-lived: once both handshakes are done it spawns the
-//! relay as a separate, small task and ends, so the buffers and parsed
+//! session as a separate, small task and ends, so the buffers and parsed
 //! headers of the handshake are freed instead of living as long as the
 //! session.
 
-use super::Gateway;
-use crate::handshake::{self, read_head, write_rejection, HeadError, Rejection};
+mod dispatch;
+mod policy;
+
+use super::{Gateway, RouteRuntime, State};
+use crate::auth::Identity;
+use crate::handshake::{
+    self, read_head, HeadError, Kind, Refused, Rejection, RequestHead, Upgrade,
+};
 use crate::io::Io;
-use crate::relay::Session;
-use crate::upstream::{build_request, switching_protocols, ClientInfo};
-use prometheus::IntCounter;
+use crate::upstream::ClientInfo;
+use prometheus::{IntCounter, IntGauge};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout_at, Instant};
+
+/// What every phase may need: the gateway, the configuration this
+/// connection lives by (even if a reload swaps it meanwhile), and who the
+/// client is.
+struct Ctx {
+    gw: Arc<Gateway>,
+    state: Arc<State>,
+    client: ClientInfo,
+    /// When the connection was accepted (handshake duration).
+    accepted: Instant,
+}
+
+impl Ctx {
+    fn runtime(&self, upgrade: &Upgrade) -> &RouteRuntime {
+        &self.state.runtime[&upgrade.route.name]
+    }
+}
+
+/// A request that passed every check before dispatch.
+struct Admitted {
+    head: RequestHead,
+    /// Bytes the client sent right behind its head (its first frames).
+    from_client: Vec<u8>,
+    upgrade: Upgrade,
+    identity: Option<Identity>,
+}
+
+/// Why a connection ends before its dispatch.
+enum Halt {
+    /// Refused: answered and counted by [`refuse`].
+    Refused(Refused),
+    /// Nothing to answer: the client went away or sent nothing usable at
+    /// the transport level.
+    Gone,
+}
+
+impl From<Refused> for Halt {
+    fn from(r: Refused) -> Halt {
+        Halt::Refused(r)
+    }
+}
 
 pub async fn handle(
     gw: Arc<Gateway>,
@@ -28,267 +83,148 @@ pub async fn handle(
     tls_failures: IntCounter,
     permit: OwnedSemaphorePermit,
 ) {
-    gw.metrics.handshakes_in_progress.inc();
-    let _open = scopeguard(&gw);
-    let accepted = Instant::now();
-    // The configuration this connection lives by, even if a reload swaps
-    // it meanwhile.
+    let _in_progress = InProgress::enter(&gw);
     let state = gw.state();
+    let accepted = Instant::now();
     let deadline = accepted + state.config.limits.handshake_timeout;
-
-    // Phase: TLS.
-    let tls = acceptor.is_some();
-    let mut io = match acceptor {
-        None => Io::Tcp(tcp),
-        // Boxed, like the other branches not every connection takes: the
-        // task's future is as large as its largest state, and it is moved
-        // into the task when spawned.
-        Some(acceptor) => match timeout_at(deadline, Box::pin(acceptor.accept(tcp))).await {
-            Ok(Ok(s)) => Io::TlsServer(Box::new(s)),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "TLS handshake failed");
-                tls_failures.inc();
-                return;
-            }
-            Err(_) => {
-                tls_failures.inc();
-                return;
-            }
-        },
+    let client = ClientInfo {
+        addr: peer,
+        tls: acceptor.is_some(),
     };
+    let Some(mut io) = accept_tls(tcp, acceptor, deadline, &tls_failures).await else {
+        return;
+    };
+    let cx = Ctx {
+        gw,
+        state,
+        client,
+        accepted,
+    };
+    let admitted = match admit(&cx, &mut io, deadline).await {
+        Ok(a) => a,
+        Err(Halt::Gone) => return,
+        Err(Halt::Refused(r)) => return refuse(&cx, &mut io, r).await,
+    };
+    let target = match dispatch::connect(&cx, &admitted).await {
+        Ok(t) => t,
+        Err(r) => return refuse(&cx, &mut io, r).await,
+    };
+    dispatch::switch(&cx, io, admitted, target, permit).await;
+}
 
-    // Phase: request head, bounded in bytes and time (slowloris).
-    let (head, from_client) = match timeout_at(
-        deadline,
-        read_head(&mut io, state.config.limits.max_header_bytes),
-    )
-    .await
-    {
-        Ok(Ok(x)) => x,
-        Ok(Err(HeadError::TooLarge)) => {
-            return reject(&gw, &mut io, None, Rejection::HeaderTooLarge).await
+/// Phase: TLS (on a TLS listener), bounded by the handshake deadline.
+async fn accept_tls(
+    tcp: TcpStream,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    deadline: Instant,
+    failures: &IntCounter,
+) -> Option<Io> {
+    let Some(acceptor) = acceptor else {
+        return Some(Io::Tcp(tcp));
+    };
+    // Boxed, like the other branches not every connection takes: the
+    // task's future is as large as its largest state, and it is moved into
+    // the task when spawned.
+    match timeout_at(deadline, Box::pin(acceptor.accept(tcp))).await {
+        Ok(Ok(s)) => Some(Io::TlsServer(Box::new(s))),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            failures.inc();
+            None
         }
-        Ok(Err(HeadError::Malformed)) => {
-            return reject(&gw, &mut io, None, Rejection::Malformed).await
-        }
-        Ok(Err(_)) => return,
         Err(_) => {
-            gw.metrics
-                .handshake_rejections
-                .with_label_values(&["-", "handshake_timeout"])
-                .inc();
-            return;
+            failures.inc();
+            None
         }
-    };
-
-    // Phase: validation and routing.
-    let mut upgrade = match handshake::validate(&head, &state.routes) {
-        Ok(u) => u,
-        Err(refused) => {
-            let route = refused.route.as_ref().map(|r| r.name.as_str());
-            return reject(&gw, &mut io, route, refused.rejection).await;
-        }
-    };
-    let rt = &state.runtime[&upgrade.route.name];
-    if gw.shutdown.is_cancelled() {
-        return reject(&gw, &mut io, Some(&rt.config.name), Rejection::Draining).await;
     }
+}
 
-    // Phase: auth, before any upstream connection is made.
-    let identity = match &rt.config.auth {
-        None => None,
-        Some(policy) => {
-            let route = rt.config.name.as_str();
-            let method = policy.method_label();
-            let started = Instant::now();
-            let checked = Box::pin(policy.authenticate(&head, &upgrade)).await;
-            gw.metrics
-                .auth_duration
-                .with_label_values(&[route, method])
-                .observe(started.elapsed().as_secs_f64());
-            let result = match &checked {
-                Ok(identity) => identity.result,
-                Err(e) => e.label(),
-            };
-            gw.metrics
-                .auth_results
-                .with_label_values(&[route, method, result])
-                .inc();
-            match checked {
-                Ok(identity) => {
-                    identity.strip_protocols(&mut upgrade.protocols);
-                    Some(identity)
-                }
-                Err(e) => {
-                    // The reason only: never the credential.
-                    tracing::debug!(route, policy = %policy.name, reason = e.label(), "auth refused");
-                    return reject(&gw, &mut io, Some(route), e.rejection()).await;
-                }
-            }
+/// Phases read head → route → classify → policy.
+async fn admit(cx: &Ctx, io: &mut Io, deadline: Instant) -> Result<Admitted, Halt> {
+    let (head, from_client) = read_request_head(cx, io, deadline).await?;
+    let routed = handshake::route(&head, &cx.state.routes).map_err(Refused::unrouted)?;
+    let route = Arc::clone(&routed.route);
+    let mut upgrade = match handshake::classify(&head, routed) {
+        Ok(Kind::Upgrade(u)) => u,
+        // Plain HTTP has no dispatch target yet: refused as before.
+        Ok(Kind::Http) => {
+            let rejection = handshake::plain_http_rejection(&head);
+            return Err(Refused::on(&route, rejection).into());
         }
+        Err(r) => return Err(Refused::on(&route, r).into()),
     };
-
-    let client = ClientInfo { addr: peer, tls };
-    if let Some(mux) = &rt.mux {
-        let open = crate::mux::open::open_body(
-            &head,
-            &upgrade,
-            &rt.upstream.config,
-            client,
-            identity.as_ref(),
-        );
-        let body = tidegate_mux::Frame::open(1, false, &open).body;
-        let stored = crate::mux::stored::StoredOpen::new(&open);
-        drop(open);
-        drop(head);
-        let deadline = Instant::now() + mux.open_timeout;
-        let opened = match Box::pin(crate::mux::open::open(
-            &mux.pool,
-            &body,
-            &upgrade.protocols,
-            deadline,
-        ))
+    let identity = policy::check(cx, &head, &mut upgrade)
         .await
-        {
-            Ok(o) => o,
-            Err(rejection) => {
-                let m = &mux.mux_metrics;
-                match &rejection {
-                    Rejection::UpstreamStatus { .. } => m.rejected.inc(),
-                    Rejection::UpstreamTimeout => m.open_timeout.inc(),
-                    _ => rt.metrics.upstream_error.inc(),
-                }
-                return reject(&gw, &mut io, Some(&rt.config.name), rejection).await;
-            }
-        };
-        let response = switching_protocols(
-            &handshake::accept_key(&upgrade.key),
-            opened.accept.protocol.as_deref(),
-            &opened.accept.headers,
-        );
-        if !send_101(&mut io, &response, state.config.limits.handshake_timeout).await {
-            opened
-                .conn
-                .send(crate::mux::conn::Out::frame(&tidegate_mux::Frame::close(
-                    opened.id,
-                    &tidegate_mux::Close::new(1006, "client gone before the 101"),
-                )));
-            opened.conn.forget(opened.id);
-            return;
-        }
-        mux.mux_metrics.opened.inc();
-        rt.metrics.upgraded.inc();
-        rt.metrics
-            .handshake
-            .observe(accepted.elapsed().as_secs_f64());
-        let session = crate::mux::session::MuxSession::new(
-            io,
-            &from_client,
-            opened,
-            stored,
-            Arc::clone(mux),
-            gw.shutdown.clone(),
-        );
-        gw.tracker.spawn(session.run(permit));
-        return;
-    }
-
-    // Phase: upstream connect and handshake.
-    let upstream_config = &rt.upstream.config;
-    let connected = rt
-        .upstream
-        .connect(&upgrade.key, &upgrade.protocols, |ep| {
-            build_request(
-                &head,
-                &upgrade,
-                upstream_config,
-                ep,
-                client,
-                identity.as_ref(),
-            )
-        })
-        .await;
-    let connected = match connected {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::info!(route = %rt.config.name, error = %e, "upstream handshake failed");
-            rt.metrics.upstream_error.inc();
-            let rejection = e.rejection();
-            gw.metrics
-                .handshake_rejections
-                .with_label_values(&[&rt.config.name, rejection.label()])
-                .inc();
-            write_rejection(&mut io, &rejection).await;
-            return;
-        }
-    };
-
-    // Phase: 101 to the client.
-    let response = switching_protocols(
-        &handshake::accept_key(&upgrade.key),
-        connected.protocol.as_deref(),
-        &connected.headers,
-    );
-    if !send_101(&mut io, &response, state.config.limits.handshake_timeout).await {
-        return;
-    }
-    rt.metrics.upgraded.inc();
-    rt.metrics
-        .handshake
-        .observe(accepted.elapsed().as_secs_f64());
-    tracing::debug!(route = %rt.config.name, "upgraded");
-
-    // Phase: relay, in its own small task.
-    let session = Session::new(
-        io,
-        connected.io,
-        &from_client,
-        &connected.leftover,
-        Arc::clone(&rt.settings),
-        Arc::clone(&rt.metrics),
-    )
-    .expire_at(identity.as_ref().and_then(|i| i.deadline()));
-    // Spawned as is: the relay task is exactly the `Running` future.
-    gw.tracker.spawn(session.run(gw.shutdown.clone(), permit));
-}
-
-/// Write the 101; false if the client is gone or too slow to take it.
-async fn send_101(io: &mut Io, response: &[u8], limit: std::time::Duration) -> bool {
-    let sent = timeout_at(Instant::now() + limit, async {
-        io.write_all(response).await?;
-        io.flush().await
+        .map_err(|r| Refused::on(&route, r))?;
+    Ok(Admitted {
+        head,
+        from_client,
+        upgrade,
+        identity,
     })
-    .await;
-    matches!(sent, Ok(Ok(())))
 }
 
-/// Refuse the request: count it and answer with its status.
-async fn reject(gw: &Gateway, io: &mut Io, route: Option<&str>, rejection: Rejection) {
-    gw.metrics
+/// Phase: the request head, bounded in bytes and time (slowloris).
+async fn read_request_head(
+    cx: &Ctx,
+    io: &mut Io,
+    deadline: Instant,
+) -> Result<(RequestHead, Vec<u8>), Halt> {
+    let limit = cx.state.config.limits.max_header_bytes;
+    let refused = |r| Halt::Refused(Refused::unrouted(r));
+    match timeout_at(deadline, read_head(io, limit)).await {
+        Ok(Ok(x)) => Ok(x),
+        Ok(Err(HeadError::TooLarge)) => Err(refused(Rejection::HeaderTooLarge)),
+        Ok(Err(HeadError::Malformed)) => Err(refused(Rejection::Malformed)),
+        Ok(Err(HeadError::Closed | HeadError::Io(_))) => Err(Halt::Gone),
+        Err(_) => Err(refused(Rejection::HandshakeTimeout)),
+    }
+}
+
+/// Refuse the request: the one place a [`Rejection`] becomes a response
+/// and metrics (`tidegate_handshake_rejections_total{route, reason}`, and
+/// on a route `tidegate_connections_total{outcome}`: `upstream_error` for
+/// the upstream's failures, `rejected` for the gateway's decisions).
+async fn refuse(cx: &Ctx, io: &mut Io, refused: Refused) {
+    let Refused { rejection, route } = refused;
+    let route = route.as_ref().map(|r| r.name.as_str());
+    cx.gw
+        .metrics
         .handshake_rejections
         .with_label_values(&[route.unwrap_or("-"), rejection.label()])
         .inc();
-    let state = gw.state();
-    if let Some(rt) = route.and_then(|r| state.runtime.get(r)) {
-        rt.metrics.rejected.inc();
+    if let Some(rt) = route.and_then(|r| cx.state.runtime.get(r)) {
+        match rejection.is_upstream() {
+            true => rt.metrics.upstream_error.inc(),
+            false => rt.metrics.rejected.inc(),
+        }
     }
     tracing::debug!(
         route = route.unwrap_or("-"),
         reason = rejection.label(),
         "handshake refused"
     );
-    write_rejection(io, &rejection).await;
-}
-
-/// Decrements the in-progress gauge when the handshake task ends.
-struct OpenGuard<'a>(&'a Gateway);
-
-impl Drop for OpenGuard<'_> {
-    fn drop(&mut self) {
-        self.0.metrics.handshakes_in_progress.dec();
+    if rejection.is_answered() {
+        // Bounded: a client that does not read its refusal does not hold
+        // the connection slot.
+        let limit = Instant::now() + cx.state.config.limits.handshake_timeout;
+        let _ = timeout_at(limit, handshake::write_rejection(io, &rejection)).await;
     }
 }
 
-fn scopeguard(gw: &Gateway) -> OpenGuard<'_> {
-    OpenGuard(gw)
+/// Keeps `tidegate_handshakes_in_progress` up while the handshake task runs.
+struct InProgress(IntGauge);
+
+impl InProgress {
+    fn enter(gw: &Gateway) -> InProgress {
+        let gauge = gw.metrics.handshakes_in_progress.clone();
+        gauge.inc();
+        InProgress(gauge)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

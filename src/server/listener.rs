@@ -43,7 +43,8 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
         .with_label_values(&[&config_name]);
     loop {
         // Drain stops accepting; the listening socket closes when this returns.
-        let Some((tcp, peer)) = crate::io::accept_until(&listener, &gw.shutdown, &name).await
+        let Some((tcp, peer)) =
+            crate::io::accept_until(&listener, gw.shutdown.draining(), &name).await
         else {
             return;
         };
@@ -71,6 +72,6 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
             tls_failures.clone(),
             permit,
         );
-        gw.tracker.spawn(task.instrument(span));
+        gw.shutdown.spawn(task.instrument(span));
     }
 }

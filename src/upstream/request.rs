@@ -16,6 +16,7 @@ use crate::config::{EndpointConfig, RouteConfig, UpstreamConfig};
 use crate::handshake::{RequestHead, Upgrade};
 use std::fmt::Write;
 use std::net::SocketAddr;
+use tidegate_mux::OpenBody;
 
 /// Hop-by-hop headers and the ones the gateway writes itself.
 const NOT_FORWARDED: &[&str] = &[
@@ -58,78 +59,145 @@ pub struct ClientInfo {
     pub tls: bool,
 }
 
-/// The path and query to request upstream.
-fn target(
-    route: &RouteConfig,
-    ep: &EndpointConfig,
-    head: &RequestHead,
-    identity: Option<&Identity>,
-) -> String {
+/// The request the application is to see, built once from the client's:
+/// the path after the route's rewrite, the query without the credential,
+/// and the end-to-end headers with the forwarding and identity headers
+/// added. Passthrough serialises it for each endpoint it tries
+/// ([`UpstreamRequest::to_http`]); mux turns it into an OPEN
+/// ([`UpstreamRequest::into_open`]). Nothing is built only to be parsed
+/// back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequest {
+    /// After `strip_prefix`; always starts with `/`. An endpoint's base
+    /// path goes in front of it when sent.
+    pub path: String,
+    /// Without the credential parameter; empty when there is none.
+    pub query: String,
+    /// In the order they are sent, names as the client spelled them. The
+    /// upstream's `add_headers` are not here: passthrough appends them per
+    /// request, mux sent them once on the mux connection's handshake.
+    pub headers: Vec<(String, String)>,
+}
+
+impl UpstreamRequest {
+    pub fn new(
+        head: &RequestHead,
+        upgrade: &Upgrade,
+        upstream: &UpstreamConfig,
+        client: ClientInfo,
+        identity: Option<&Identity>,
+    ) -> UpstreamRequest {
+        UpstreamRequest {
+            path: rewritten_path(&upgrade.route, head),
+            query: query_without_credential(head, identity),
+            headers: forwarded_headers(head, upgrade, upstream, client, identity),
+        }
+    }
+
+    /// The upgrade request for one endpoint.
+    pub fn to_http(
+        &self,
+        upgrade: &Upgrade,
+        upstream: &UpstreamConfig,
+        ep: &EndpointConfig,
+    ) -> Vec<u8> {
+        let mut out = String::with_capacity(1024);
+        let _ = write!(out, "GET {}{}", ep.base_path, self.path);
+        if !self.query.is_empty() {
+            let _ = write!(out, "?{}", self.query);
+        }
+        let host = if upstream.preserve_host {
+            upgrade.host.as_str()
+        } else {
+            ep.authority.as_str()
+        };
+        let _ = write!(
+            out,
+            " HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
+            upgrade.key
+        );
+        if !upgrade.protocols.is_empty() {
+            let _ = write!(
+                out,
+                "Sec-WebSocket-Protocol: {}\r\n",
+                upgrade.protocols.join(", ")
+            );
+        }
+        for (name, value) in self.headers.iter().chain(&upstream.add_headers) {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        out.push_str("\r\n");
+        out.into_bytes()
+    }
+
+    /// The OPEN body a mux application gets for this request.
+    pub fn into_open(
+        self,
+        upgrade: &Upgrade,
+        client: ClientInfo,
+        identity: Option<&Identity>,
+    ) -> OpenBody {
+        let headers = self
+            .headers
+            .into_iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v))
+            // The client's handshake headers are the gateway's business.
+            .filter(|(n, _)| !n.starts_with("sec-websocket-"))
+            .collect();
+        OpenBody {
+            path: self.path,
+            query: self.query,
+            headers,
+            client_addr: client.addr.to_string(),
+            protocols: upgrade.protocols.clone(),
+            route: upgrade.route.name.clone(),
+            tls: client.tls,
+            identity: identity
+                .map(|i| serde_json::json!({ "result": i.result, "headers": i.headers })),
+        }
+    }
+}
+
+/// The client's path after the route's `strip_prefix`, starting with `/`.
+fn rewritten_path(route: &RouteConfig, head: &RequestHead) -> String {
     let mut path = head.path();
     if route.strip_prefix && route.path != "/" {
         path = path.strip_prefix(route.path.as_str()).unwrap_or(path);
     }
-    let mut out = String::with_capacity(ep.base_path.len() + head.target.len() + 1);
-    out.push_str(&ep.base_path);
-    if !path.starts_with('/') {
-        out.push('/');
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
     }
-    out.push_str(path);
-    if let Some(q) = head.query() {
-        let stripped;
-        let q = match identity.and_then(|i| i.strip_query.as_deref()) {
-            Some(name) => {
-                stripped = strip_query(q, name);
-                stripped.as_str()
-            }
-            None => q,
-        };
-        if !q.is_empty() {
-            out.push('?');
-            out.push_str(q);
-        }
-    }
-    out
 }
 
-/// Build the upgrade request for one endpoint.
-pub fn build_request(
+/// The client's query without the credential the identity came from.
+fn query_without_credential(head: &RequestHead, identity: Option<&Identity>) -> String {
+    let Some(q) = head.query() else {
+        return String::new();
+    };
+    match identity.and_then(|i| i.strip_query.as_deref()) {
+        Some(name) => strip_query(q, name),
+        None => q.to_string(),
+    }
+}
+
+/// End-to-end headers of the client, then the forwarding headers, then the
+/// identity's headers.
+fn forwarded_headers(
     head: &RequestHead,
     upgrade: &Upgrade,
     upstream: &UpstreamConfig,
-    ep: &EndpointConfig,
     client: ClientInfo,
     identity: Option<&Identity>,
-) -> Vec<u8> {
+) -> Vec<(String, String)> {
     let connection_named: Vec<String> = head
         .all("connection")
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect();
-    let mut out = String::with_capacity(1024);
-    let _ = write!(
-        out,
-        "GET {} HTTP/1.1\r\n",
-        target(&upgrade.route, ep, head, identity)
-    );
-    let host = if upstream.preserve_host {
-        upgrade.host.as_str()
-    } else {
-        ep.authority.as_str()
-    };
-    let _ = write!(
-        out,
-        "Host: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
-        upgrade.key
-    );
-    if !upgrade.protocols.is_empty() {
-        let _ = write!(
-            out,
-            "Sec-WebSocket-Protocol: {}\r\n",
-            upgrade.protocols.join(", ")
-        );
-    }
+    let mut out = Vec::with_capacity(head.headers.len() + 4);
     let mut prior_xff = Vec::new();
     for (name, value) in &head.headers {
         let lower = name.to_ascii_lowercase();
@@ -148,7 +216,7 @@ pub fn build_request(
             }
             if let (Some(cookie), "cookie") = (&id.strip_cookie, lower.as_str()) {
                 if let Some(rest) = strip_cookie(value, cookie) {
-                    let _ = write!(out, "{name}: {rest}\r\n");
+                    out.push((name.clone(), rest));
                 }
                 continue;
             }
@@ -161,29 +229,42 @@ pub fn build_request(
                 prior_xff.push(value.as_str());
                 continue;
             }
-            if lower == "x-forwarded-proto" || lower == "x-forwarded-host" || lower == "forwarded" {
-                // Kept as sent by the trusted proxy in front.
-                let _ = write!(out, "{name}: {value}\r\n");
-                continue;
-            }
+            // Other forwarding headers of a trusted proxy in front are
+            // kept as sent.
         }
-        let _ = write!(out, "{name}: {value}\r\n");
+        out.push((name.clone(), value.clone()));
     }
+    add_forwarding(&mut out, head, upgrade, upstream, client, &prior_xff);
+    for (name, value) in identity.iter().flat_map(|i| &i.headers) {
+        out.push((name.clone(), value.clone()));
+    }
+    out
+}
+
+/// `X-Forwarded-For` (appended to a trusted chain), `-Proto`, `-Host` and
+/// `Forwarded`, unless a trusted proxy in front already sent them.
+fn add_forwarding(
+    out: &mut Vec<(String, String)>,
+    head: &RequestHead,
+    upgrade: &Upgrade,
+    upstream: &UpstreamConfig,
+    client: ClientInfo,
+    prior_xff: &[&str],
+) {
     let ip = client.addr.ip();
     let proto = if client.tls { "https" } else { "http" };
-    prior_xff.push("");
-    let xff = prior_xff[..prior_xff.len() - 1].join(", ");
-    if xff.is_empty() {
-        let _ = write!(out, "X-Forwarded-For: {ip}\r\n");
+    let xff = if prior_xff.is_empty() {
+        ip.to_string()
     } else {
-        let _ = write!(out, "X-Forwarded-For: {xff}, {ip}\r\n");
-    }
+        format!("{}, {ip}", prior_xff.join(", "))
+    };
+    out.push(("X-Forwarded-For".into(), xff));
     let trusted = upstream.trust_forwarded_headers;
     if !(trusted && head.get("x-forwarded-proto").is_some()) {
-        let _ = write!(out, "X-Forwarded-Proto: {proto}\r\n");
+        out.push(("X-Forwarded-Proto".into(), proto.into()));
     }
     if !(trusted && head.get("x-forwarded-host").is_some()) {
-        let _ = write!(out, "X-Forwarded-Host: {}\r\n", upgrade.host);
+        out.push(("X-Forwarded-Host".into(), upgrade.host.clone()));
     }
     if !(trusted && head.get("forwarded").is_some()) {
         let for_ = if ip.is_ipv6() {
@@ -191,20 +272,12 @@ pub fn build_request(
         } else {
             ip.to_string()
         };
-        let _ = write!(
-            out,
-            "Forwarded: for={for_};host=\"{}\";proto={proto}\r\n",
-            upgrade.host.replace(['"', '\\'], "")
-        );
+        let host = upgrade.host.replace(['"', '\\'], "");
+        out.push((
+            "Forwarded".into(),
+            format!("for={for_};host=\"{host}\";proto={proto}"),
+        ));
     }
-    for (name, value) in identity.iter().flat_map(|i| &i.headers) {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
-    for (name, value) in &upstream.add_headers {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
-    out.push_str("\r\n");
-    out.into_bytes()
 }
 
 /// The 101 for the client, carrying the upstream's choice and its

@@ -1,0 +1,179 @@
+//! Phase: dispatch. Where an admitted client goes: the passthrough relay
+//! (one upstream WebSocket connection of its own) or a mux session (an OPEN
+//! on one of the route's pooled connections). [`connect`] sets up the
+//! upstream side before the client hears anything, so a refusal there is
+//! still an HTTP response; [`switch`] sends the 101 and spawns the session
+//! as its own small task.
+
+use super::{Admitted, Ctx, RouteRuntime};
+use crate::handshake::{accept_key, Refused, Rejection, Upgrade};
+use crate::io::Io;
+use crate::mux::conn::Out;
+use crate::mux::open::Opened;
+use crate::mux::session::MuxSession;
+use crate::mux::stored::StoredOpen;
+use crate::mux::MuxRoute;
+use crate::relay::Session;
+use crate::upstream::{switching_protocols, Connected, UpstreamRequest};
+use std::sync::Arc;
+use std::time::Duration;
+use tidegate_mux::{Close, Frame};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{timeout_at, Instant};
+
+/// The upstream side of a session, ready for the client's 101.
+pub(super) enum Target {
+    Passthrough(Connected),
+    Mux {
+        route: Arc<MuxRoute>,
+        opened: Opened,
+        /// The OPEN in compact form, sent again if the session resumes.
+        stored: StoredOpen,
+    },
+}
+
+/// Set up the upstream side: the request is built once, as data, and
+/// either serialised for a passthrough endpoint or turned into an OPEN.
+pub(super) async fn connect(cx: &Ctx, a: &Admitted) -> Result<Target, Refused> {
+    let rt = cx.runtime(&a.upgrade);
+    let request = UpstreamRequest::new(
+        &a.head,
+        &a.upgrade,
+        &rt.upstream.config,
+        cx.client,
+        a.identity.as_ref(),
+    );
+    let connected = match &rt.mux {
+        Some(mux) => open_mux(cx, mux, request, a).await,
+        None => connect_passthrough(rt, &request, &a.upgrade).await,
+    };
+    connected.map_err(|r| Refused::on(&a.upgrade.route, r))
+}
+
+/// Passthrough: connect an endpoint and complete the upstream handshake.
+async fn connect_passthrough(
+    rt: &RouteRuntime,
+    request: &UpstreamRequest,
+    upgrade: &Upgrade,
+) -> Result<Target, Rejection> {
+    let upstream = &rt.upstream;
+    let build = |ep: &_| request.to_http(upgrade, &upstream.config, ep);
+    match upstream
+        .connect(&upgrade.key, &upgrade.protocols, build)
+        .await
+    {
+        Ok(c) => Ok(Target::Passthrough(c)),
+        Err(e) => {
+            tracing::info!(route = %rt.config.name, error = %e, "upstream handshake failed");
+            Err(e.rejection())
+        }
+    }
+}
+
+/// Mux: send the OPEN and wait for ACCEPT or REJECT.
+async fn open_mux(
+    cx: &Ctx,
+    mux: &Arc<MuxRoute>,
+    request: UpstreamRequest,
+    a: &Admitted,
+) -> Result<Target, Rejection> {
+    let open = request.into_open(&a.upgrade, cx.client, a.identity.as_ref());
+    let body = Frame::open(1, false, &open).body;
+    let stored = StoredOpen::new(&open);
+    drop(open);
+    let deadline = Instant::now() + mux.open_timeout;
+    let opening = crate::mux::open::open(&mux.pool, &body, &a.upgrade.protocols, deadline);
+    // Boxed: only mux routes take this branch.
+    match Box::pin(opening).await {
+        Ok(opened) => Ok(Target::Mux {
+            route: Arc::clone(mux),
+            opened,
+            stored,
+        }),
+        Err(rejection) => {
+            let m = &mux.mux_metrics;
+            match &rejection {
+                Rejection::UpstreamStatus { .. } => m.rejected.inc(),
+                Rejection::UpstreamTimeout => m.open_timeout.inc(),
+                _ => {}
+            }
+            Err(rejection)
+        }
+    }
+}
+
+/// Send the client its 101 and hand both sides to a session task.
+pub(super) async fn switch(
+    cx: &Ctx,
+    mut io: Io,
+    a: Admitted,
+    target: Target,
+    permit: OwnedSemaphorePermit,
+) {
+    let rt = cx.runtime(&a.upgrade);
+    let accept = accept_key(&a.upgrade.key);
+    let limit = cx.state.config.limits.handshake_timeout;
+    let shutdown = &cx.gw.shutdown;
+    match target {
+        Target::Passthrough(up) => {
+            let response = switching_protocols(&accept, up.protocol.as_deref(), &up.headers);
+            if !send_101(&mut io, &response, limit).await {
+                return;
+            }
+            upgraded(cx, rt);
+            let session = Session::new(
+                io,
+                up.io,
+                &a.from_client,
+                &up.leftover,
+                Arc::clone(&rt.settings),
+                Arc::clone(&rt.metrics),
+            )
+            .expire_at(a.identity.as_ref().and_then(|i| i.deadline()));
+            // Spawned as is: the relay task is exactly the `Running` future.
+            shutdown.spawn(session.run(shutdown.signal(), permit));
+        }
+        Target::Mux {
+            route,
+            opened,
+            stored,
+        } => {
+            let accepted = &opened.accept;
+            let response =
+                switching_protocols(&accept, accepted.protocol.as_deref(), &accepted.headers);
+            if !send_101(&mut io, &response, limit).await {
+                let gone = Close::new(1006, "client gone before the 101");
+                opened
+                    .conn
+                    .send(Out::frame(&Frame::close(opened.id, &gone)));
+                opened.conn.forget(opened.id);
+                return;
+            }
+            route.mux_metrics.opened.inc();
+            upgraded(cx, rt);
+            let draining = shutdown.draining().clone();
+            let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining);
+            shutdown.spawn(session.run(permit));
+        }
+    }
+}
+
+/// Count a completed upgrade and its handshake time.
+fn upgraded(cx: &Ctx, rt: &RouteRuntime) {
+    rt.metrics.upgraded.inc();
+    rt.metrics
+        .handshake
+        .observe(cx.accepted.elapsed().as_secs_f64());
+    tracing::debug!(route = %rt.config.name, "upgraded");
+}
+
+/// Write the 101; false if the client is gone or too slow to take it.
+async fn send_101(io: &mut Io, response: &[u8], limit: Duration) -> bool {
+    let sent = timeout_at(Instant::now() + limit, async {
+        io.write_all(response).await?;
+        io.flush().await
+    })
+    .await;
+    matches!(sent, Ok(Ok(())))
+}

@@ -1,0 +1,179 @@
+//! The upstream's answer to the upgrade request: read its head (bounded),
+//! accept only a 101 that matches what was asked (RFC 6455 §4.1), and turn
+//! any other status into a refusal relayed to the client with a short body.
+
+use super::{Connected, UpstreamError, MAX_RELAYED_BODY, MAX_RESPONSE_HEAD};
+use crate::handshake::{accept_key, Rejection};
+use crate::io::Io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A response head: status, headers, and the bytes read so far (the head
+/// and whatever followed it).
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Head {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
+
+    fn has_token(&self, name: &str, want: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(want))
+    }
+}
+
+/// Send the request, read and check the response.
+pub(crate) async fn handshake(
+    mut io: Io,
+    request: &[u8],
+    key: &str,
+    offered: &[String],
+) -> Result<Connected, UpstreamError> {
+    let lost = |_| UpstreamError::BadResponse("connection lost while sending the request");
+    io.write_all(request).await.map_err(lost)?;
+    io.flush().await.map_err(lost)?;
+    let mut head = read_head(&mut io).await?;
+    if head.status != 101 {
+        let body = head.buf.split_off(head.len);
+        return Err(refusal(io, head.status, &head.headers, body).await);
+    }
+    let protocol = check_switch(&head, key, offered)?;
+    let leftover = head.buf.split_off(head.len);
+    let headers = head
+        .headers
+        .into_iter()
+        .filter(|(n, _)| !super::request::is_handshake_or_hop_header(n))
+        .collect();
+    Ok(Connected {
+        io,
+        leftover,
+        protocol,
+        headers,
+    })
+}
+
+/// Read until a complete head, at most [`MAX_RESPONSE_HEAD`] bytes.
+async fn read_head(io: &mut Io) -> Result<Head, UpstreamError> {
+    // Read straight into the buffer (no array in the future: it lives in
+    // every connection's handshake task).
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(4096);
+        }
+        let n = io
+            .read_buf(&mut buf)
+            .await
+            .map_err(|_| UpstreamError::BadResponse("connection lost before a response"))?;
+        if n == 0 {
+            return Err(UpstreamError::BadResponse(
+                "connection closed before a response",
+            ));
+        }
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut hs);
+        match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let headers = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value).into_owned();
+                        (h.name.to_string(), value)
+                    })
+                    .collect();
+                let status = resp.code.unwrap_or(0);
+                return Ok(Head {
+                    status,
+                    headers,
+                    buf,
+                    len,
+                });
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => continue,
+            _ => return Err(UpstreamError::BadResponse("unparseable response head")),
+        }
+    }
+}
+
+/// A 101 must switch to WebSocket with the right accept value, negotiate
+/// no extension and choose only an offered sub-protocol, which it returns.
+fn check_switch(
+    head: &Head,
+    key: &str,
+    offered: &[String],
+) -> Result<Option<String>, UpstreamError> {
+    if !head.has_token("upgrade", "websocket") || !head.has_token("connection", "upgrade") {
+        return Err(UpstreamError::BadResponse("101 without Upgrade: websocket"));
+    }
+    if head.get("sec-websocket-accept") != Some(accept_key(key).as_str()) {
+        return Err(UpstreamError::BadResponse("wrong Sec-WebSocket-Accept"));
+    }
+    if head
+        .get("sec-websocket-extensions")
+        .is_some_and(|v| !v.is_empty())
+    {
+        return Err(UpstreamError::BadResponse(
+            "extension negotiated that was not offered",
+        ));
+    }
+    let protocol = head
+        .get("sec-websocket-protocol")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
+    if protocol.as_ref().is_some_and(|p| !offered.contains(p)) {
+        return Err(UpstreamError::BadResponse(
+            "sub-protocol chosen that was not offered",
+        ));
+    }
+    Ok(protocol)
+}
+
+/// The upstream answered with a status: relay it, with a short body.
+async fn refusal(
+    mut io: Io,
+    status: u16,
+    headers: &[(String, String)],
+    mut body: Vec<u8>,
+) -> UpstreamError {
+    if !(200..=599).contains(&status) {
+        return UpstreamError::BadResponse("invalid status");
+    }
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let want = get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_RELAYED_BODY);
+    body.reserve(want.saturating_sub(body.len()));
+    while body.len() < want {
+        match io.read_buf(&mut body).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    body.truncate(want);
+    UpstreamError::Refused(
+        status,
+        Rejection::UpstreamStatus {
+            status,
+            content_type: get("content-type"),
+            body,
+        },
+    )
+}
