@@ -9,12 +9,15 @@
 # packages (socat, chromium), ./.venv from tests/requirements.txt,
 # tests/node/node_modules from tests/node/package-lock.json.
 #
+# Lint gate first: `cargo fmt --check` and `cargo clippy --workspace
+# --all-targets -D warnings`; a failure there stops the run.
+#
 # Environment (variables named TIDEGATE_* are configuration for the gateway
-# itself, so the test harness uses TG_TEST_*):
+# itself, so the test harness's own knobs are all TG_TEST_*):
 #   CARGO_TARGET_DIR           build cache (default ~/.cache/tidegate/target, outside the clone)
 #   TG_FUZZ_TARGET_DIR         build cache of fuzz/ (default ~/.cache/tidegate/fuzz-target)
-#   TIDEGATE_CONFORMANCE=full|quick|skip   conformance selection (default full)
-#   TIDEGATE_SKIP_INSTALL=1    do not touch apt/pip/npm
+#   TG_TEST_CONFORMANCE=full|quick|skip   conformance selection (default full)
+#   TG_TEST_SKIP_INSTALL=1     do not touch apt/pip/npm
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -120,11 +123,22 @@ summary() {
   printf 'test.sh: %d passed, %d failed\n' "$passed" "$FAILED"
 }
 
-if [ "${TIDEGATE_SKIP_INSTALL:-0}" != 1 ]; then
+if [ "${TG_TEST_SKIP_INSTALL:-0}" != 1 ]; then
   install_debian
   install_python
   install_node
 fi
+
+log "lint: cargo fmt --check, cargo clippy --release --workspace --all-targets -D warnings"
+# Release profile, like the build below: clippy checks every crate once more
+# (metadata only, about 2 minutes on a cold cache).
+if ! cargo fmt --all -- --check || ! cargo clippy --release --workspace --all-targets -- -D warnings; then
+  RESULTS+=("FAIL  lint (cargo fmt --check / cargo clippy -D warnings)")
+  FAILED=1
+  summary
+  exit 1
+fi
+RESULTS+=("PASS  lint (cargo fmt --check, cargo clippy -D warnings)")
 
 log "cargo build --release --workspace --bins --examples (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 # Examples too: the mux tests run the SDK's echo example as the application.
@@ -153,13 +167,13 @@ step "fuzz smoke: seed replay of every fuzz target (fuzz/run-smoke.sh)" 600 bash
 
 step "deploy: manifests, dashboard, Dockerfile (tests/deploy/validate.py)" 300 .venv/bin/python tests/deploy/validate.py
 
-case "${TIDEGATE_CONFORMANCE:-full}" in
+case "${TG_TEST_CONFORMANCE:-full}" in
   full) step "conformance: kosoku, full suite (tests/conformance/run.py --full)" 1200 \
           .venv/bin/python tests/conformance/run.py --full --out "$ARTIFACTS/conformance" ;;
   quick) step "conformance: kosoku, quick subset (tests/conformance/run.py)" 900 \
           .venv/bin/python tests/conformance/run.py --out "$ARTIFACTS/conformance" ;;
-  skip) RESULTS+=("SKIP  conformance (TIDEGATE_CONFORMANCE=skip)") ;;
-  *) echo "TIDEGATE_CONFORMANCE must be full, quick or skip" >&2; exit 2 ;;
+  skip) RESULTS+=("SKIP  conformance (TG_TEST_CONFORMANCE=skip)") ;;
+  *) echo "TG_TEST_CONFORMANCE must be full, quick or skip" >&2; exit 2 ;;
 esac
 
 summary

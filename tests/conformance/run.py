@@ -280,7 +280,7 @@ def write_doc(path: Path, results: dict, timings: dict, full: bool, cmd: str, al
         f"Date: {datetime.date.today().isoformat()}. Selection: {'the full suite' if full else 'quick subset (9.* reduced to one case per group)'}.",
         "",
         "`bash scripts/test.sh` runs `tests/conformance/run.py` on every test run "
-        "(the full suite; `TIDEGATE_CONFORMANCE=quick` or `run.py` without `--full` skips the",
+        "(the full suite; `TG_TEST_CONFORMANCE=quick` or `run.py` without `--full` skips the",
         "bulk 9.* cases). The run fails on any case whose behavior is FAILED or ERROR, and on any",
         "closing-handshake verdict other than OK/INFORMATIONAL; compression cases (12.*, 13.*) must be",
         "OK or UNIMPLEMENTED — tidegate does not negotiate `permessage-deflate`, so a client that offers",
