@@ -135,3 +135,42 @@ impl Inbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> Event {
+        Event::Message {
+            flags: 0,
+            payload: Bytes::new(),
+        }
+    }
+
+    /// Empty messages are not free: the byte bound is a frame bound too
+    /// (before, 0-byte messages were never refused and the inbox grew
+    /// without limit).
+    #[test]
+    fn empty_messages_fill_the_bound() {
+        let inbox = Inbox::default();
+        let limit = 1 << 20;
+        let fits = limit / QUEUED_FRAME_COST;
+        for _ in 0..fits {
+            inbox.push(empty(), limit);
+        }
+        assert!(!inbox.lock().overflow, "{fits} frames fit in {limit} bytes");
+        inbox.push(empty(), limit);
+        let q = inbox.lock();
+        assert!(q.overflow, "frame {} must overflow", fits + 1);
+        assert_eq!(q.events.len(), fits);
+    }
+
+    /// Events that must arrive are never refused, whatever the queue holds.
+    #[test]
+    fn control_events_always_arrive() {
+        let inbox = Inbox::default();
+        inbox.push(empty(), QUEUED_FRAME_COST);
+        inbox.push(Event::Drain, QUEUED_FRAME_COST);
+        assert_eq!(inbox.lock().events.len(), 2);
+    }
+}
