@@ -28,7 +28,7 @@ from tidegate_mux.codec import (  # noqa: E402
     pack_header,
 )
 
-from rawws import OP_BINARY, OP_PING, SMALL_RCVBUF, frame  # noqa: E402
+from rawws import OP_BINARY, OP_PING, OP_PONG, SMALL_RCVBUF, frame  # noqa: E402
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -95,6 +95,9 @@ class HostileApp:
         self.sessions: list[int] = []
         self.session_opened = threading.Event()
         self.errors: list[BaseException] = []
+        # Pongs the gateway sent, in order: ("ws", payload) for WebSocket
+        # pongs, ("mux", body) for mux PONGs.
+        self.pongs: list[tuple[str, bytes]] = []
         self._stop = threading.Event()
         self._socks: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -167,9 +170,13 @@ class HostileApp:
                 continue
             opcode, payload, used = parsed
             buf = buf[used:]
+            if opcode == OP_PONG:
+                self.pongs.append(("ws", payload))
             if opcode != OP_BINARY:
                 continue
-            for kind, session in _mux_frames(payload):
+            for kind, session, body in _mux_frames(payload):
+                if kind == FrameType.PONG:
+                    self.pongs.append(("mux", body))
                 if kind != FrameType.OPEN:
                     continue
                 accept = b'{"headers":[]}'
@@ -208,9 +215,9 @@ def _ws_frame(buf: bytes) -> tuple[int, bytes, int] | None:
 
 
 def _mux_frames(msg: bytes):
-    """(type, session) of each mux frame in a binary message."""
+    """(type, session, body) of each mux frame in a binary message."""
     at = 0
     while at + HEADER_LEN <= len(msg):
         kind, _flags, session, length = struct.unpack_from(">BBII", msg, at)
-        yield kind, session
+        yield kind, session, msg[at + HEADER_LEN : at + HEADER_LEN + length]
         at += HEADER_LEN + length
