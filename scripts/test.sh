@@ -157,6 +157,7 @@ step "python: websockets client (pytest tests/python)" 600 \
   .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
 step "python mux sdk (pytest sdk/python/tests)" 300 \
   .venv/bin/python -m pytest -q -p no:cacheprovider sdk/python/tests
+step "abuse: hostile clients and apps (pytest tests/abuse)" 600 .venv/bin/python -m pytest -q -p no:cacheprovider tests/abuse
 step "node: ws client (node --test tests/node/)" 300 node --test tests/node/
 step "browser: headless chromium (node --test tests/browser/)" 300 node --test tests/browser/
 

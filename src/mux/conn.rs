@@ -37,8 +37,11 @@ pub enum Out {
         body: Bytes,
         permit: Option<OwnedSemaphorePermit>,
     },
-    /// A WebSocket pong answering the application's ping.
-    Pong(Bytes),
+    /// Answer the application's latest WebSocket ping (the payload is in
+    /// `Conn::pongs`; nothing is written if an earlier marker took it).
+    Pong,
+    /// Answer the application's latest mux PING, likewise.
+    MuxPong,
     /// WebSocket Close, then the connection ends.
     Close(u16, &'static str),
 }
@@ -51,6 +54,16 @@ impl Out {
             permit: None,
         }
     }
+}
+
+/// Answers to the application's pings not yet written. Only the latest
+/// ping of each kind is answered (RFC 6455 §5.5.3 allows it for WebSocket
+/// pings; a mux PING only proves liveness), so an application that floods
+/// pings without reading costs these two slots, not a queue of pongs.
+#[derive(Default)]
+struct Pongs {
+    ws: Option<Bytes>,
+    mux: Option<Bytes>,
 }
 
 #[derive(Default)]
@@ -79,8 +92,13 @@ pub struct Conn {
     draining: AtomicBool,
     /// Tells the reader that every session has moved (start the linger).
     all_moved: Notify,
+    /// Unbounded as a channel, bounded by what may enter it: client
+    /// MESSAGEs hold `budget`, pongs are coalesced in `pongs`, the rest
+    /// is a few control frames per session or per ping interval.
     out: UnboundedSender<Out>,
-    /// Client → app bytes queued here (`mux.connection_queue_bytes`).
+    pongs: Mutex<Pongs>,
+    /// Client → app bytes queued here (`mux.connection_queue_bytes`),
+    /// each frame charged its body plus `QUEUED_FRAME_COST`.
     pub budget: Arc<Semaphore>,
     pub settings: Arc<MuxConfig>,
     pub metrics: ConnMetrics,
@@ -98,6 +116,7 @@ impl Conn {
             draining: AtomicBool::new(false),
             all_moved: Notify::new(),
             out,
+            pongs: Mutex::new(Pongs::default()),
             budget: Arc::new(Semaphore::new(settings.connection_queue_bytes)),
             settings,
             metrics,
@@ -169,6 +188,30 @@ impl Conn {
     /// gone: the session learns that from its inbox).
     pub fn send(&self, out: Out) {
         let _ = self.out.send(out);
+    }
+
+    /// Answer a ping of the application (`mux`: a mux PING, else a
+    /// WebSocket ping): replaces an answer not yet written, and queues a
+    /// marker for the writer only when there was none.
+    fn queue_pong(&self, mux: bool, payload: Bytes) {
+        let was_empty = {
+            let mut p = self.pongs.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = if mux { &mut p.mux } else { &mut p.ws };
+            slot.replace(payload).is_none()
+        };
+        if was_empty {
+            self.send(if mux { Out::MuxPong } else { Out::Pong });
+        }
+    }
+
+    /// For the writer: the pong to write for a marker, if still due.
+    fn take_pong(&self, mux: bool) -> Option<Bytes> {
+        let mut p = self.pongs.lock().unwrap_or_else(|e| e.into_inner());
+        if mux {
+            p.mux.take()
+        } else {
+            p.ws.take()
+        }
     }
 
     /// Run the connection until it ends, then tell its sessions.
@@ -243,7 +286,7 @@ impl Conn {
             let msg = match incoming {
                 Ok(Incoming::Binary(msg)) => msg,
                 Ok(Incoming::Ping(p)) => {
-                    self.send(Out::Pong(p));
+                    self.queue_pong(false, p);
                     continue;
                 }
                 Ok(Incoming::Pong) => continue,
@@ -293,13 +336,14 @@ impl Conn {
                 FrameType::Message => {
                     if let Some(inbox) = inbox {
                         let flags = f.flags;
-                        inbox.push(
-                            Event::Message {
-                                flags,
-                                payload: f.body,
-                            },
-                            limit,
-                        );
+                        // An empty slice would still keep the connection's
+                        // read buffer alive while it waits in the inbox.
+                        let payload = if f.body.is_empty() {
+                            Bytes::new()
+                        } else {
+                            f.body
+                        };
+                        inbox.push(Event::Message { flags, payload }, limit);
                     }
                 }
                 FrameType::Close => {
@@ -329,7 +373,7 @@ impl Conn {
                         inbox.push(Event::Reject(body), usize::MAX);
                     }
                 }
-                FrameType::Ping => self.send(Out::frame(&Frame::pong(f.body))),
+                FrameType::Ping => self.queue_pong(true, f.body),
                 FrameType::Pong => {}
                 FrameType::Goaway => {
                     let _: tidegate_mux::codec::GoawayBody = f.json()?;

@@ -59,10 +59,30 @@ struct ToClient {
     payload: Bytes,
 }
 
+impl ToClient {
+    /// Charged against `mux.session_queue_bytes`: the payload plus the
+    /// per-frame cost, so a flood of empty frames fills the queue too.
+    fn cost(&self) -> usize {
+        self.payload.len() + super::QUEUED_FRAME_COST
+    }
+
+    fn is_pong(&self) -> bool {
+        self.header.as_slice()[0] & 0x0F == wire::OP_PONG
+    }
+}
+
 /// A frame on its way to the application, waiting for budget or for a
 /// connection.
 struct ToApp {
     frame: Frame,
+}
+
+impl ToApp {
+    /// Charged against the connection's budget and the resume buffer:
+    /// body plus the per-frame cost, so empty messages are not free.
+    fn cost(&self) -> usize {
+        self.frame.body.len() + super::QUEUED_FRAME_COST
+    }
 }
 
 /// Frames in flight through a session.
@@ -70,11 +90,19 @@ struct ToApp {
 struct Queues {
     /// Client frames not yet queued on a connection.
     held: VecDeque<ToApp>,
+    /// Cost of `held` (see `ToApp::cost`).
     held_bytes: usize,
     /// Frames for the client; `written` bytes of the front one are out.
     out: VecDeque<ToClient>,
+    /// Cost of `out` and `pong` (see `ToClient::cost`).
     out_bytes: usize,
     written: usize,
+    /// The answer to the client's latest ping, not yet in `out`. Only the
+    /// latest unanswered ping is answered (RFC 6455 §5.5.3), so a client
+    /// that pings without reading holds one pong here, not one per ping.
+    pong: Option<Bytes>,
+    /// A pong is in `out` and not yet written.
+    pong_in_out: bool,
 }
 
 /// A session between connections.
@@ -264,6 +292,8 @@ impl MuxSession {
                         q.out.clear();
                         q.out_bytes = 0;
                         q.written = 0;
+                        q.pong = None;
+                        q.pong_in_out = false;
                     }
                     self.close_app(1006, "client connection lost");
                     self.flush_held(cx);

@@ -1,13 +1,14 @@
 //! The batching writer of a mux connection: whatever frames of any
 //! sessions are queued go out as one WebSocket message (up to
 //! `mux.batch_bytes`) in one vectored write — header, then each frame's
-//! header and payload slice, none of them copied.
+//! header and payload slice, none of them copied. Pongs are taken from
+//! the connection's coalescing slots when their marker comes up.
 
 use super::{Conn, Out};
 use crate::io::Io;
 use crate::mux::wire::{self, Header};
 use std::io::IoSlice;
-use tidegate_mux::codec::HEADER_LEN;
+use tidegate_mux::codec::{Frame, HEADER_LEN};
 use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -42,10 +43,34 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
         let mut i = 0;
         while i < batch.len() {
             let ok = match &batch[i] {
-                Out::Pong(p) => {
+                Out::Pong => {
                     i += 1;
-                    let h = Header::new(true, wire::OP_PONG, p.len(), true);
-                    write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(p)]).await
+                    match conn.take_pong(false) {
+                        Some(p) => {
+                            let h = Header::new(true, wire::OP_PONG, p.len(), true);
+                            let mut s = [IoSlice::new(h.as_slice()), IoSlice::new(&p)];
+                            write_all(&mut wr, &mut s).await
+                        }
+                        None => true,
+                    }
+                }
+                Out::MuxPong => {
+                    i += 1;
+                    match conn.take_pong(true) {
+                        Some(p) => {
+                            let f = Frame::pong(p);
+                            let fh = f.header();
+                            let h =
+                                Header::new(true, wire::OP_BINARY, fh.len() + f.body.len(), true);
+                            let mut s = [
+                                IoSlice::new(h.as_slice()),
+                                IoSlice::new(&fh),
+                                IoSlice::new(&f.body),
+                            ];
+                            write_all(&mut wr, &mut s).await
+                        }
+                        None => true,
+                    }
                 }
                 Out::Close(code, reason) => {
                     let p = wire::close_payload(*code, reason);

@@ -2,9 +2,10 @@
 //! write, reads through the per-thread arena, and what the client's frames
 //! mean for the session (data to the application, ping, close, violation).
 
-use super::{MuxSession, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
+use super::{MuxSession, Queues, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
 use crate::mux::client::{Piece, Violation};
 use crate::mux::wire::{self, Header};
+use crate::mux::QUEUED_FRAME_COST;
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -15,16 +16,50 @@ use tokio::time::Instant;
 
 impl MuxSession {
     pub(super) fn queue_client(&mut self, fin: bool, opcode: u8, payload: Bytes) {
-        self.route
-            .mux_metrics
-            .queued_bytes
-            .add(payload.len() as i64);
-        let q = self.queues();
-        q.out_bytes += payload.len();
-        q.out.push_back(ToClient {
+        let t = ToClient {
             header: Header::new(fin, opcode, payload.len(), false),
             payload,
-        });
+        };
+        self.route.mux_metrics.queued_bytes.add(t.cost() as i64);
+        let q = self.queues();
+        if opcode == wire::OP_CLOSE {
+            // Nothing may follow the Close: a waiting pong goes first.
+            if let Some(payload) = q.pong.take() {
+                let header = Header::new(true, wire::OP_PONG, payload.len(), false);
+                q.out.push_back(ToClient { header, payload });
+                q.pong_in_out = true;
+            }
+        }
+        q.out_bytes += t.cost();
+        q.out.push_back(t);
+    }
+
+    /// Answer a client ping: replaces an answer still waiting, so pings
+    /// from a client that does not read cost one pong, not one each.
+    pub(super) fn queue_pong(&mut self, payload: Bytes) {
+        let cost = (payload.len() + QUEUED_FRAME_COST) as i64;
+        let q = self.queues();
+        let old = q
+            .pong
+            .replace(payload)
+            .map_or(0, |p| (p.len() + QUEUED_FRAME_COST) as i64);
+        q.out_bytes = (q.out_bytes as i64 + cost - old) as usize;
+        self.route.mux_metrics.queued_bytes.add(cost - old);
+    }
+
+    /// Move the waiting pong into `out` — next after the frame being
+    /// written (a control frame may go between fragments) — unless one is
+    /// there already.
+    fn schedule_pong(q: &mut Queues) {
+        if q.pong_in_out {
+            return;
+        }
+        if let Some(payload) = q.pong.take() {
+            let at = usize::from(q.written > 0).min(q.out.len());
+            let header = Header::new(true, wire::OP_PONG, payload.len(), false);
+            q.out.insert(at, ToClient { header, payload });
+            q.pong_in_out = true;
+        }
     }
 
     /// Queue a Close for the client (once) and start the close deadline.
@@ -44,7 +79,11 @@ impl MuxSession {
         let Some(q) = self.q.as_mut() else {
             return Ok(false);
         };
-        while !q.out.is_empty() {
+        loop {
+            Self::schedule_pong(q);
+            if q.out.is_empty() {
+                break;
+            }
             let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * WRITE_BATCH);
             let mut skip = q.written;
             for t in q.out.iter().take(WRITE_BATCH) {
@@ -70,11 +109,10 @@ impl MuxSession {
                     break;
                 }
                 q.written -= len;
-                q.out_bytes -= front.payload.len();
-                self.route
-                    .mux_metrics
-                    .queued_bytes
-                    .sub(front.payload.len() as i64);
+                let cost = front.cost();
+                q.pong_in_out &= !front.is_pong();
+                q.out_bytes -= cost;
+                self.route.mux_metrics.queued_bytes.sub(cost as i64);
                 q.out.pop_front();
             }
         }
@@ -150,11 +188,18 @@ impl MuxSession {
                     return; // closing: data is discarded
                 }
                 self.route.metrics.bytes_c2u.inc_by(payload.len() as u64);
+                // An empty slice would still keep the whole read arena
+                // alive while it waits in a queue.
+                let payload = if payload.is_empty() {
+                    Bytes::new()
+                } else {
+                    payload
+                };
                 self.queue_app(Frame::message(self.id, kind, fin, payload));
             }
             Piece::Ping(p) => {
                 if !self.close_sent {
-                    self.queue_client(true, wire::OP_PONG, p);
+                    self.queue_pong(p);
                 }
             }
             Piece::Pong => {}

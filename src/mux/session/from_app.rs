@@ -24,14 +24,7 @@ impl MuxSession {
             // Slow consumer: what is queued is dropped but the frame being
             // written, then Close 1008.
             self.route.mux_metrics.slow_consumer.inc();
-            let q = self.queues();
-            let mut dropped = 0;
-            while q.out.len() > 1 || (q.out.len() == 1 && q.written == 0) {
-                let t = q.out.pop_back().expect("non-empty");
-                q.out_bytes -= t.payload.len();
-                dropped += t.payload.len();
-            }
-            self.route.mux_metrics.queued_bytes.sub(dropped as i64);
+            self.drop_out();
             self.close_client(1008, "slow consumer", now);
             self.close_app(1008, "slow consumer");
             self.client_done = true;
