@@ -254,8 +254,20 @@ fn serve(config: Config, args: RuntimeArgs) -> ExitCode {
             }
         };
         announce(&running);
+        // Under systemd (Type=notify) `systemctl start` returns only now,
+        // with every listener bound, and fails if we exited before.
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
         drain_on_signal(running, signals).await
     })
+}
+
+/// Tell systemd (Type=notify) what state the service is in. Outside
+/// systemd (no NOTIFY_SOCKET) this does nothing; a failure to send is
+/// logged and otherwise ignored: the gateway serves either way.
+fn notify_systemd(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 fn announce(running: &Running) {
@@ -274,9 +286,18 @@ fn announce(running: &Running) {
 /// once.
 async fn drain_on_signal(running: Running, mut signals: Signals) -> ExitCode {
     while signals.next().await == Sig::Reload {
+        // systemd shows the unit as reloading until READY=1 (a
+        // Type=notify-reload unit's `systemctl reload` waits for it); the
+        // timestamp lets it tell this reload from an earlier one.
+        match sd_notify::NotifyState::monotonic_usec_now() {
+            Ok(now) => notify_systemd(&[sd_notify::NotifyState::Reloading, now]),
+            Err(_) => notify_systemd(&[sd_notify::NotifyState::Reloading]),
+        }
         // Errors are logged and counted; the old configuration stays.
         let _ = running.gateway.reload().await;
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
     }
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
     running.shutdown();
     tokio::spawn(async move {
         while signals.next().await == Sig::Reload {}

@@ -511,14 +511,11 @@ struct JwksServer {
 async fn jwks_server(ca: &TestCa) -> JwksServer {
     let leaf = leaf(ca, &["localhost"]);
     let cert = rustls_pki_types::CertificateDer::from(leaf.der.clone());
-    let key = rustls_pki_types::PrivateKeyDer::try_from(
-        rustls_pemfile::private_key(&mut leaf.key_pem.as_bytes())
-            .expect("key PEM")
-            .expect("a key")
-            .secret_der()
-            .to_vec(),
-    )
-    .expect("key DER");
+    let key =
+        <rustls_pki_types::PrivateKeyDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
+            leaf.key_pem.as_bytes(),
+        )
+        .expect("the test CA's key PEM parses");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
