@@ -114,8 +114,8 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Every connection task, so drain knows when the last one is gone.
     pub tracker: TaskTracker,
-    /// One permit per client connection (`limits.max_connections`, fixed
-    /// at start-up).
+    /// One permit per client connection (`limits.max_connections`, lowered
+    /// to what the open-file limit fits; fixed at start-up).
     pub permits: Arc<Semaphore>,
     /// `/readyz`: true between start-up and drain.
     pub ready: AtomicBool,
@@ -130,8 +130,10 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Gateway> {
         let pools = mux_pools(&config, &metrics);
+        let cap = crate::fds::connection_cap(&config).connections;
+        metrics.connection_limit.set(cap as i64);
         Arc::new(Gateway {
-            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            permits: Arc::new(Semaphore::new(cap)),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),
             pools,
             pools_stop: CancellationToken::new(),
