@@ -52,7 +52,9 @@ impl Session {
             if let Some(sent) = leg.ping_sent {
                 if leg.last_rx > sent {
                     leg.ping_sent = None;
-                } else if now.duration_since(sent) >= pong_timeout && silence_is_ours(leg, other) {
+                } else if now.duration_since(sent) >= pong_timeout
+                    && silence_is_ours(leg, other, sent)
+                {
                     // Not the peer's fault: wait a full pong timeout more.
                     leg.ping_sent = Some(now);
                 } else if now.duration_since(sent) >= pong_timeout {
@@ -118,13 +120,16 @@ impl Session {
 ///   our own receive buffer (a slow upstream must not get a fast uploader
 ///   closed, nor a slow client a fast upstream);
 /// - the ping is still *unsent*: it waits for a frame boundary in the other
-///   side's stream (a large frame passing through), so the peer has not
-///   been asked yet.
+///   side's stream, and that frame is still arriving (the other side sent
+///   bytes since `sent`), so the peer has not been asked yet.
 ///
 /// Both only while the leg itself takes our bytes (nothing queued for it):
 /// a peer that neither reads what we send nor gets read is judged as
-/// before, so two stalled peers cannot hold a session open forever. A slow
-/// reader that does read proves itself alive through `Leg::last_rx`.
-fn silence_is_ours(leg: &Leg, other: &Leg) -> bool {
-    !leg.blocked() && (other.blocked() || leg.ping_wanted)
+/// before, so two stalled peers cannot hold a session open forever (nor can
+/// two that both stop in the middle of a frame). A slow reader that does
+/// read proves itself alive through `Leg::last_rx`.
+fn silence_is_ours(leg: &Leg, other: &Leg, sent: Instant) -> bool {
+    let paused = other.blocked();
+    let unsent = leg.ping_wanted && other.last_rx >= sent;
+    !leg.blocked() && (paused || unsent)
 }
