@@ -28,7 +28,8 @@ pub async fn serve(
     tokio::spawn(async move {
         loop {
             // Process exit stops serving.
-            let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "admin").await else {
+            let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "admin", drop).await
+            else {
                 return;
             };
             let gw = Arc::clone(&gw);

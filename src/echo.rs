@@ -23,7 +23,7 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// Serve until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, stop: CancellationToken) {
     loop {
-        let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "echo").await else {
+        let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "echo", drop).await else {
             return;
         };
         let _ = tcp.set_nodelay(true);

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub ping_timeouts: IntCounterVec,
     pub session_duration: HistogramVec,
     pub listener_refused: IntCounterVec,
+    /// The connection cap in force: `limits.max_connections`, lowered at
+    /// start to what the open-file limit fits (`crate::fds`).
+    pub connection_limit: IntGauge,
     pub tls_handshake_failures: IntCounterVec,
     /// Edge auth outcomes: `result` is `ok`, `fail_open` or an
     /// `AuthError` label (a fixed set).
@@ -186,8 +189,12 @@ impl Metrics {
             listener_refused: counter_vec(
                 &registry,
                 "tidegate_listener_refused_total",
-                "Connections closed at accept, by reason (connection_limit).",
+                "Connections closed at accept, by reason (connection_limit, fd_limit).",
                 &["listener", "reason"],
+            ),
+            connection_limit: gauge(
+                "tidegate_connection_limit",
+                "Client connections held at once: limits.max_connections, lowered to what RLIMIT_NOFILE fits.",
             ),
             tls_handshake_failures: counter_vec(
                 &registry,

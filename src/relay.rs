@@ -277,7 +277,12 @@ impl Session {
             Side::Client => (&mut self.client, &mut self.upstream),
             Side::Upstream => (&mut self.upstream, &mut self.client),
         };
+        let was_blocked = dst.blocked();
         let mut progress = dst.flush(cx);
+        if was_blocked && progress {
+            // The peer takes what had backed up: it is alive (keepalive).
+            dst.last_rx = now;
+        }
         if dst.blocked() {
             // Backpressure: do not read what cannot be passed on.
             return progress;

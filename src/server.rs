@@ -114,8 +114,8 @@ pub struct Gateway {
     /// Drain state: the signal sessions select on, the task tracker, and
     /// the stop of the gateway's own tasks (admin, pools, watchers).
     pub shutdown: Shutdown,
-    /// One permit per client connection (`limits.max_connections`, fixed
-    /// at start-up).
+    /// One permit per client connection (`limits.max_connections`, lowered
+    /// to what the open-file limit fits; fixed at start-up).
     pub permits: Arc<Semaphore>,
     /// `/readyz`: true between start-up and drain.
     pub ready: AtomicBool,
@@ -128,8 +128,10 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Gateway> {
         let pools = mux_pools(&config, &metrics);
+        let cap = crate::fds::connection_cap(&config).connections;
+        metrics.connection_limit.set(cap as i64);
         Arc::new(Gateway {
-            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            permits: Arc::new(Semaphore::new(cap)),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),
             pools,
             metrics,

@@ -216,6 +216,16 @@ impl MuxSession {
         }
         if let Some(interval) = self.route.ping_interval {
             match self.ping_sent {
+                true if now >= self.last_rx + self.route.pong_timeout
+                    && !self.close_sent
+                    && self.client_paused()
+                    && self.out_empty() =>
+                {
+                    // The client takes our bytes (the ping left) but we
+                    // stopped reading it: its pong may be waiting in our
+                    // receive buffer. Wait a full pong timeout more.
+                    self.last_rx = now;
+                }
                 true if now >= self.last_rx + self.route.pong_timeout && !self.close_sent => {
                     self.route.metrics.ping_timeout_client.inc();
                     self.client_done = true;
@@ -254,6 +264,17 @@ impl MuxSession {
             at(Some(Instant::now() + Duration::from_millis(20)));
         }
         next
+    }
+
+    /// Backpressure: the client is read only while its frames can move on.
+    /// Paused while held frames wait for budget on the connection, or —
+    /// between connections — while the resume buffer is full.
+    fn client_paused(&self) -> bool {
+        if self.conn.is_some() {
+            !self.held_empty()
+        } else {
+            self.q.as_ref().map_or(0, |q| q.held_bytes) >= self.route.resume_buffer_bytes
+        }
     }
 
     fn finished(&self, now: Instant) -> bool {
@@ -300,15 +321,7 @@ impl MuxSession {
                     return Poll::Ready(());
                 }
             }
-            // Read the client only while its frames can move on: held
-            // frames are waiting for budget, or for a connection within
-            // the resume buffer.
-            let room = if self.conn.is_some() {
-                self.held_empty()
-            } else {
-                self.q.as_ref().map_or(0, |q| q.held_bytes) < self.route.resume_buffer_bytes
-            };
-            if room && !self.client_done {
+            if !self.client_paused() && !self.client_done {
                 if let Poll::Ready(p) = self.read_client(cx, now) {
                     progress |= p;
                 }
