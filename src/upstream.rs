@@ -35,8 +35,14 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream sent an invalid handshake response: {0}")]
     BadResponse(&'static str),
-    #[error("upstream refused the upgrade with status {0}")]
-    Refused(u16, Rejection),
+    /// `url` is what was requested (path without the query), so that a
+    /// 404 from a doubled base path (`/ws/ws`) shows in the log line.
+    #[error("upstream refused the upgrade of {url} with status {status}")]
+    Refused {
+        status: u16,
+        url: String,
+        rejection: Rejection,
+    },
 }
 
 impl UpstreamError {
@@ -46,7 +52,7 @@ impl UpstreamError {
             UpstreamError::Unreachable(_) => Rejection::UpstreamUnreachable,
             UpstreamError::Timeout => Rejection::UpstreamTimeout,
             UpstreamError::BadResponse(_) => Rejection::UpstreamBadResponse,
-            UpstreamError::Refused(_, r) => r,
+            UpstreamError::Refused { rejection, .. } => rejection,
         }
     }
 }
@@ -123,14 +129,14 @@ impl Upstream {
             };
             let result = timeout(
                 self.config.handshake_timeout,
-                handshake(io, &build(ep), key, offered),
+                handshake(io, ep, &build(ep), key, offered),
             )
             .await;
             self.connect_duration.observe(began.elapsed().as_secs_f64());
             return match result {
                 Ok(Ok(c)) => Ok(c),
                 Ok(Err(e)) => {
-                    if !matches!(e, UpstreamError::Refused(..)) {
+                    if !matches!(e, UpstreamError::Refused { .. }) {
                         self.endpoints[i].handshake.inc();
                     }
                     Err(e)
@@ -195,6 +201,7 @@ impl Upstream {
 /// Send the request, read and check the response.
 pub(crate) async fn handshake(
     mut io: Io,
+    ep: &EndpointConfig,
     request: &[u8],
     key: &str,
     offered: &[String],
@@ -248,7 +255,8 @@ pub(crate) async fn handshake(
             .map(|(_, v)| v.trim())
     };
     if status != 101 {
-        return Err(refusal(io, status, &headers, buf.split_off(head_len)).await);
+        let url = ep.url_of(request_path(request));
+        return Err(refusal(io, status, url, &headers, buf.split_off(head_len)).await);
     }
     let token = |name: &str, want: &str| {
         headers
@@ -290,10 +298,21 @@ pub(crate) async fn handshake(
     })
 }
 
+/// The path of the request line `GET <path>[?query] HTTP/1.1` this module
+/// was given to send. Read back from the bytes because the callers build
+/// the request; the query is left out, as it may carry a token.
+fn request_path(request: &[u8]) -> &str {
+    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    std::str::from_utf8(path).unwrap_or("?")
+}
+
 /// The upstream answered with a status: relay it, with a short body.
 async fn refusal(
     mut io: Io,
     status: u16,
+    url: String,
     headers: &[(String, String)],
     mut body: Vec<u8>,
 ) -> UpstreamError {
@@ -318,12 +337,26 @@ async fn refusal(
         }
     }
     body.truncate(want);
-    UpstreamError::Refused(
+    UpstreamError::Refused {
         status,
-        Rejection::UpstreamStatus {
+        url,
+        rejection: Rejection::UpstreamStatus {
             status,
             content_type: get("content-type"),
             body,
         },
-    )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_path;
+
+    #[test]
+    fn request_path_leaves_out_the_query() {
+        let r = b"GET /ws/ws?token=secret HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(request_path(r), "/ws/ws");
+        assert_eq!(request_path(b"GET / HTTP/1.1\r\n\r\n"), "/");
+        assert_eq!(request_path(b""), "");
+    }
 }
