@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Tick labels of the percentile axis: x = number of nines.
 fn nines_label(x: &f64) -> String {
@@ -146,7 +147,9 @@ pub fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)]) -> Res
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(80)
-        .build_cartesian_2d((0..n).into_segmented(), 0f64..max_y * 1.15)
+        // `into_segmented` makes one segment per value of the range,
+        // both ends included: 0..n-1 gives exactly n bars.
+        .build_cartesian_2d((0..(n - 1).max(0)).into_segmented(), 0f64..max_y * 1.15)
         .map_err(|e| anyhow!("plot: {e}"))?;
     let name_of = |x: &SegmentValue<i32>| match x {
         SegmentValue::CenterOf(i) => bars
@@ -163,6 +166,8 @@ pub fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)]) -> Res
         .y_desc(unit)
         .draw()
         .map_err(|e| anyhow!("plot: {e}"))?;
+    let label_style =
+        TextStyle::from(("sans-serif", 16).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
     for (i, (_, v)) in bars.iter().enumerate() {
         let i = i as i32;
         let color = Palette99::pick(i as usize).to_rgba();
@@ -179,8 +184,8 @@ pub fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)]) -> Res
             .map_err(|e| anyhow!("plot: {e}"))?;
         let label = Text::new(
             format!("{v:.0} {unit}"),
-            (SegmentValue::CenterOf(i), v + max_y * 0.05),
-            ("sans-serif", 16).into_font(),
+            (SegmentValue::CenterOf(i), v + max_y * 0.02),
+            label_style.clone(),
         );
         chart
             .draw_series(std::iter::once(label))
