@@ -207,6 +207,16 @@ pub struct EndpointConfig {
     pub base_path: String,
 }
 
+impl EndpointConfig {
+    /// The URL of `path` on this endpoint (`ws://authority/path`), for
+    /// messages that tell an operator what was requested upstream. `path`
+    /// carries no query: a query may hold a token.
+    pub fn url_of(&self, path: &str) -> String {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}{path}", self.authority)
+    }
+}
+
 impl Config {
     /// Load from defaults, an optional TOML file and the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {

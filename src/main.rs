@@ -38,6 +38,8 @@ enum Command {
     },
     /// Validate a configuration: print it (secrets redacted) or every error.
     CheckConfig {
+        /// TOML configuration file (without one: defaults plus TIDEGATE_
+        /// environment overrides).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -53,11 +55,16 @@ enum Command {
         runtime: RuntimeArgs,
     },
     /// A reverse proxy from flags alone: one route `/` to one upstream.
+    // The path rule goes after the options, not in a second doc paragraph:
+    // that would become a long_about whose first line differs from the
+    // title `tidegate --help` lists (clap keeps its final period).
+    #[command(after_help = PROXY_PATH_RULE)]
     Proxy {
         /// Address to accept clients on.
         #[arg(long)]
         listen: SocketAddr,
-        /// Upstream URL (ws:// or wss://).
+        /// Upstream URL (ws:// or wss://); the client's path is appended to
+        /// its path.
         #[arg(long)]
         upstream: String,
         /// PEM certificate chain: serve TLS (needs --tls-key).
@@ -77,6 +84,7 @@ enum Command {
     },
     /// A WebSocket echo server (the demo upstream), for tests and benchmarks.
     Echo {
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9001")]
         listen: SocketAddr,
         #[command(flatten)]
@@ -85,6 +93,15 @@ enum Command {
     /// Print the version.
     Version,
 }
+
+/// How `proxy` builds the upstream path: newcomers paste the application's
+/// full URL, as they would into nginx's or Caddy's one-liners.
+const PROXY_PATH_RULE: &str = "\
+The client's path is appended to the path of the upstream URL: with
+`--upstream ws://127.0.0.1:15674/ws`, a client that connects to `/ws` is sent
+to `ws://127.0.0.1:15674/ws/ws`. To pass the client's path through unchanged,
+give the upstream without a path (`--upstream ws://127.0.0.1:15674`).
+The mapping is printed at start.";
 
 #[derive(Args, Clone, Copy)]
 struct RuntimeArgs {
@@ -144,7 +161,12 @@ fn main() -> ExitCode {
         } => {
             let raw = proxy_config(listen, upstream, tls_cert.zip(tls_key), allow_origin, admin);
             match Config::from_raw(raw) {
-                Ok(c) => serve(c, runtime),
+                Ok(c) => {
+                    if let Some(line) = path_mapping(&c) {
+                        eprintln!("{line}");
+                    }
+                    serve(c, runtime)
+                }
                 Err(e) => config_failed(&e),
             }
         }
@@ -379,6 +401,17 @@ fn proxy_config(
         ..RawRoute::default()
     }];
     raw
+}
+
+/// How `proxy` maps a client's path, said at start: the upstream URL's
+/// path is a prefix of the client's, not a replacement for it, which
+/// surprises whoever pastes an application's full URL as `--upstream`.
+fn path_mapping(config: &Config) -> Option<String> {
+    let ep = config.upstreams.first()?.endpoints.first()?;
+    Some(format!(
+        "tidegate proxy: client path /x → {} (the client's path is appended to the upstream URL's path)",
+        ep.url_of(&format!("{}/x", ep.base_path))
+    ))
 }
 
 fn serve_demo(listen: SocketAddr, admin: SocketAddr, args: RuntimeArgs) -> ExitCode {

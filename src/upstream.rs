@@ -36,8 +36,14 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream sent an invalid handshake response: {0}")]
     BadResponse(&'static str),
-    #[error("upstream refused the upgrade with status {0}")]
-    Refused(u16, Rejection),
+    /// `url` is what was requested (path without the query), so that a
+    /// 404 from a doubled base path (`/ws/ws`) shows in the log line.
+    #[error("upstream refused the upgrade of {url} with status {status}")]
+    Refused {
+        status: u16,
+        url: String,
+        rejection: Rejection,
+    },
 }
 
 impl UpstreamError {
@@ -47,7 +53,7 @@ impl UpstreamError {
             UpstreamError::Unreachable(_) => Rejection::UpstreamUnreachable,
             UpstreamError::Timeout => Rejection::UpstreamTimeout,
             UpstreamError::BadResponse(_) => Rejection::UpstreamBadResponse,
-            UpstreamError::Refused(_, r) => r,
+            UpstreamError::Refused { rejection, .. } => rejection,
         }
     }
 }
@@ -106,11 +112,13 @@ impl Upstream {
     }
 
     /// Connect to an endpoint and complete the upstream handshake.
-    /// `request` is built per endpoint by `build`.
+    /// `request` is built per endpoint by `build`; `path` is what it asks
+    /// for behind the endpoint's base path (named in a refusal's log line).
     pub async fn connect(
         &self,
         key: &str,
         offered: &[String],
+        path: &str,
         build: impl Fn(&EndpointConfig) -> Vec<u8>,
     ) -> Result<Connected, UpstreamError> {
         let n = self.config.endpoints.len();
@@ -124,14 +132,14 @@ impl Upstream {
             };
             let result = timeout(
                 self.config.handshake_timeout,
-                handshake(io, &build(ep), key, offered),
+                handshake(io, (ep, path), &build(ep), key, offered),
             )
             .await;
             self.connect_duration.observe(began.elapsed().as_secs_f64());
             return match result {
                 Ok(Ok(c)) => Ok(c),
                 Ok(Err(e)) => {
-                    if !matches!(e, UpstreamError::Refused(..)) {
+                    if !matches!(e, UpstreamError::Refused { .. }) {
                         self.endpoints[i].handshake.inc();
                     }
                     Err(e)

@@ -11,6 +11,7 @@ mod support;
 mod auth;
 mod cli;
 mod handshake;
+mod help;
 mod keepalive;
 mod metrics;
 mod mux;

@@ -159,3 +159,27 @@ fn redaction_hides_added_header_values() {
     assert!(shown.contains("<redacted>"));
     assert_eq!(c.upstreams[0].add_headers[0].1, "hunter2");
 }
+
+#[test]
+fn every_problem_of_one_route_is_reported() {
+    // One route, three independent mistakes: each is named, not only the
+    // first one found.
+    let bad = r#"
+[[listeners]]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "app"
+endpoints = ["ws://127.0.0.1:9001"]
+
+[[routes]]
+path = "no-slash"
+upstream = "missing"
+origins = ["not an origin"]
+"#;
+    let e = load(bad, &[]).unwrap_err();
+    let k = keys(&e);
+    for want in ["routes[0].path", "routes[0].upstream", "routes[0].origins"] {
+        assert!(k.contains(&want), "missing {want} in {k:?}");
+    }
+}

@@ -232,90 +232,40 @@ fn routes(
                 format!("duplicate route name {name:?}"),
             );
         }
-        let host = match route::HostMatch::parse(&r.host) {
-            Ok(h) => h,
-            Err(e) => {
-                p.push(format!("{key}.host"), e);
-                continue;
+        // Every check of a route runs and reports on its own; the route is
+        // built only when none of those it cannot do without failed.
+        let host = route::HostMatch::parse(&r.host)
+            .map_err(|e| p.push(format!("{key}.host"), e))
+            .ok();
+        let path = route::normalize_prefix(&r.path)
+            .map_err(|e| p.push(format!("{key}.path"), e))
+            .ok();
+        if let Some(path) = &path {
+            if !keys.insert((r.host.to_ascii_lowercase(), path.clone())) {
+                p.push(
+                    format!("{key}.path"),
+                    format!(
+                        "duplicate route: host {:?} path {:?} is already routed",
+                        r.host, path
+                    ),
+                );
             }
-        };
-        let path = match route::normalize_prefix(&r.path) {
-            Ok(path) => path,
-            Err(e) => {
-                p.push(format!("{key}.path"), e);
-                continue;
-            }
-        };
-        if !keys.insert((r.host.to_ascii_lowercase(), path.clone())) {
+        }
+        let upstream = by_name.get(r.upstream.as_str()).map(|u| Arc::clone(u));
+        if upstream.is_none() {
             p.push(
-                format!("{key}.path"),
-                format!(
-                    "duplicate route: host {:?} path {:?} is already routed",
-                    r.host, path
-                ),
+                format!("{key}.upstream"),
+                format!("no upstream named {:?}", r.upstream),
             );
         }
-        let upstream = match by_name.get(r.upstream.as_str()) {
-            Some(u) => Arc::clone(u),
-            None => {
-                p.push(
-                    format!("{key}.upstream"),
-                    format!("no upstream named {:?}", r.upstream),
-                );
-                continue;
-            }
-        };
-        let origins = match origin::OriginPolicy::parse(&r.origins, r.require_origin) {
-            Ok(o) => o,
-            Err(e) => {
-                p.push(format!("{key}.origins"), e);
-                continue;
-            }
-        };
-        for (j, sp) in r.subprotocols.iter().enumerate() {
-            if !crate::handshake::is_token(sp) {
-                p.push(
-                    format!("{key}.subprotocols[{j}]"),
-                    "not a valid sub-protocol token",
-                );
-            }
-        }
-        let idle_timeout = r
-            .idle_timeout
-            .as_ref()
-            .map(|d| duration(p, &format!("{key}.idle_timeout"), d, true))
-            .filter(|d| !d.is_zero());
-        let max_message_size = match r.max_message_size {
-            Some(0) => {
-                p.push(format!("{key}.max_message_size"), "must be greater than 0");
-                0
-            }
-            Some(n) => n,
-            None => limits.max_message_size,
-        };
-        let auth = if r.auth.is_empty() {
-            None
-        } else {
-            // A policy that exists but is broken has its own problems.
-            let found = policies.get(&r.auth).cloned();
-            if found.is_none() {
-                p.push(
-                    format!("{key}.auth"),
-                    format!("no auth policy named {:?}", r.auth),
-                );
-            }
-            found.flatten()
-        };
-        let mode = match r.mode.as_str() {
-            "passthrough" => RouteMode::Passthrough,
-            "mux" => RouteMode::Mux,
-            other => {
-                p.push(
-                    format!("{key}.mode"),
-                    format!("{other:?} is not a mode: use \"passthrough\" or \"mux\""),
-                );
-                RouteMode::Passthrough
-            }
+        let origins = origin::OriginPolicy::parse(&r.origins, r.require_origin)
+            .map_err(|e| p.push(format!("{key}.origins"), e))
+            .ok();
+        let settings = route_settings(p, &key, r, limits, policies);
+        let (Some(host), Some(path), Some(upstream), Some(origins)) =
+            (host, path, upstream, origins)
+        else {
+            continue;
         };
         out.push(Arc::new(RouteConfig {
             name,
@@ -325,13 +275,83 @@ fn routes(
             strip_prefix: r.strip_prefix,
             origins,
             subprotocols: r.subprotocols.clone(),
-            idle_timeout,
-            max_message_size,
-            auth,
-            mode,
+            idle_timeout: settings.idle_timeout,
+            max_message_size: settings.max_message_size,
+            auth: settings.auth,
+            mode: settings.mode,
         }));
     }
     out
+}
+
+/// The parts of a route that have a usable value even when wrong (the
+/// problem is reported and a default stands in), so they never stop the
+/// other checks.
+struct RouteSettings {
+    idle_timeout: Option<Duration>,
+    max_message_size: u64,
+    auth: Option<Arc<crate::auth::AuthPolicy>>,
+    mode: RouteMode,
+}
+
+fn route_settings(
+    p: &mut Problems,
+    key: &str,
+    r: &RawRoute,
+    limits: &Limits,
+    policies: &HashMap<String, Option<Arc<crate::auth::AuthPolicy>>>,
+) -> RouteSettings {
+    for (j, sp) in r.subprotocols.iter().enumerate() {
+        if !crate::handshake::is_token(sp) {
+            p.push(
+                format!("{key}.subprotocols[{j}]"),
+                "not a valid sub-protocol token",
+            );
+        }
+    }
+    let idle_timeout = r
+        .idle_timeout
+        .as_ref()
+        .map(|d| duration(p, &format!("{key}.idle_timeout"), d, true))
+        .filter(|d| !d.is_zero());
+    let max_message_size = match r.max_message_size {
+        Some(0) => {
+            p.push(format!("{key}.max_message_size"), "must be greater than 0");
+            0
+        }
+        Some(n) => n,
+        None => limits.max_message_size,
+    };
+    let auth = if r.auth.is_empty() {
+        None
+    } else {
+        // A policy that exists but is broken has its own problems.
+        let found = policies.get(&r.auth).cloned();
+        if found.is_none() {
+            p.push(
+                format!("{key}.auth"),
+                format!("no auth policy named {:?}", r.auth),
+            );
+        }
+        found.flatten()
+    };
+    let mode = match r.mode.as_str() {
+        "passthrough" => RouteMode::Passthrough,
+        "mux" => RouteMode::Mux,
+        other => {
+            p.push(
+                format!("{key}.mode"),
+                format!("{other:?} is not a mode: use \"passthrough\" or \"mux\""),
+            );
+            RouteMode::Passthrough
+        }
+    };
+    RouteSettings {
+        idle_timeout,
+        max_message_size,
+        auth,
+        mode,
+    }
 }
 
 fn mux(p: &mut Problems, m: &super::raw::RawMux) -> MuxConfig {

@@ -59,10 +59,8 @@ async fn connect_passthrough(
 ) -> Result<Target, Rejection> {
     let upstream = &rt.upstream;
     let build = |ep: &_| request.to_http(upgrade, &upstream.config, ep);
-    match upstream
-        .connect(&upgrade.key, &upgrade.protocols, build)
-        .await
-    {
+    let (key, offered) = (&upgrade.key, &upgrade.protocols);
+    match upstream.connect(key, offered, &request.path, build).await {
         Ok(c) => Ok(Target::Passthrough(c)),
         Err(e) => {
             tracing::info!(route = %rt.config.name, error = %e, "upstream handshake failed");
