@@ -26,8 +26,8 @@ pub mod wire;
 pub use pool::Pool;
 
 use crate::config::Config;
+use crate::frame::Limits;
 use crate::metrics::RouteMetrics;
-use crate::relay::scan::Limits;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -4,8 +4,9 @@
 //! header and payload slice, none of them copied.
 
 use super::{Conn, Out};
+use crate::frame::{encode_header, Opcode};
 use crate::io::Io;
-use crate::mux::wire::{self, Header};
+use crate::mux::wire::{self, ZERO_KEY};
 use std::io::IoSlice;
 use tidegate_mux::codec::HEADER_LEN;
 use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
@@ -44,12 +45,12 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
             let ok = match &batch[i] {
                 Out::Pong(p) => {
                     i += 1;
-                    let h = Header::new(true, wire::OP_PONG, p.len(), true);
+                    let h = encode_header(true, Opcode::Pong, p.len(), Some(ZERO_KEY));
                     write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(p)]).await
                 }
                 Out::Close(code, reason) => {
                     let p = wire::close_payload(*code, reason);
-                    let h = Header::new(true, wire::OP_CLOSE, p.len(), true);
+                    let h = encode_header(true, Opcode::Close, p.len(), Some(ZERO_KEY));
                     let _ = write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(&p)])
                         .await;
                     let _ = wr.flush().await;
@@ -57,7 +58,7 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
                 }
                 Out::Frame { .. } => {
                     let (end, total) = frames_that_fit(&batch, i, batch_bytes);
-                    let h = Header::new(true, wire::OP_BINARY, total, true);
+                    let h = encode_header(true, Opcode::Binary, total, Some(ZERO_KEY));
                     let mut slices = Vec::with_capacity(1 + 2 * (end - i));
                     slices.push(IoSlice::new(h.as_slice()));
                     for out in &batch[i..end] {

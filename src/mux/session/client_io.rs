@@ -3,8 +3,9 @@
 //! mean for the session (data to the application, ping, close, violation).
 
 use super::{MuxSession, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
-use crate::mux::client::{Piece, Violation};
-use crate::mux::wire::{self, Header};
+use crate::frame::{encode_header, Opcode, Violation};
+use crate::mux::client::Piece;
+use crate::mux::wire;
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -14,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 impl MuxSession {
-    pub(super) fn queue_client(&mut self, fin: bool, opcode: u8, payload: Bytes) {
+    pub(super) fn queue_client(&mut self, fin: bool, opcode: Opcode, payload: Bytes) {
         self.route
             .mux_metrics
             .queued_bytes
@@ -22,7 +23,7 @@ impl MuxSession {
         let q = self.queues();
         q.out_bytes += payload.len();
         q.out.push_back(ToClient {
-            header: Header::new(fin, opcode, payload.len(), false),
+            header: encode_header(fin, opcode, payload.len(), None),
             payload,
         });
     }
@@ -34,7 +35,7 @@ impl MuxSession {
         }
         self.close_sent = true;
         self.route.metrics.close("gateway", Some(code));
-        self.queue_client(true, wire::OP_CLOSE, wire::close_payload(code, reason));
+        self.queue_client(true, Opcode::Close, wire::close_payload(code, reason));
         self.deadline_close
             .get_or_insert(now + self.route.close_timeout);
     }
@@ -154,7 +155,7 @@ impl MuxSession {
             }
             Piece::Ping(p) => {
                 if !self.close_sent {
-                    self.queue_client(true, wire::OP_PONG, p);
+                    self.queue_client(true, Opcode::Pong, p);
                 }
             }
             Piece::Pong => {}
@@ -167,7 +168,7 @@ impl MuxSession {
                 };
                 if !self.close_sent {
                     self.close_sent = true;
-                    self.queue_client(true, wire::OP_CLOSE, echo);
+                    self.queue_client(true, Opcode::Close, echo);
                 }
                 self.deadline_close
                     .get_or_insert(now + self.route.close_timeout);
@@ -188,7 +189,7 @@ impl MuxSession {
 
     pub(super) fn violation(&mut self, v: Violation, now: Instant) {
         self.client_done = true;
-        self.close_client(v.code(), v.reason(), now);
-        self.close_app(v.code(), v.reason());
+        self.close_client(v.close_code(), v.reason(), now);
+        self.close_app(v.close_code(), v.reason());
     }
 }
