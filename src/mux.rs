@@ -34,8 +34,8 @@ pub use pool::Pool;
 pub const QUEUED_FRAME_COST: usize = 64;
 
 use crate::config::Config;
+use crate::frame::Limits;
 use crate::metrics::RouteMetrics;
-use crate::relay::scan::Limits;
 use std::sync::Arc;
 use std::time::Duration;
 

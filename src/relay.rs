@@ -36,6 +36,11 @@ use tokio::time::{Instant, Sleep};
 /// Bytes read per system call: a typical message in one read.
 pub const SCRATCH: usize = 64 * 1024;
 
+/// Passes through I/O and timers per wake-up: a pass repeats only when a
+/// deadline passed while it ran; after this many the session yields (and
+/// wakes itself) rather than hold the thread while its timers keep firing.
+const TIMER_PASSES_PER_POLL: usize = 4;
+
 /// Rounds of read/write per wake-up before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 32;
 
@@ -177,7 +182,7 @@ impl Session {
         );
         let same_waker = waker == self.waker;
         self.waker = waker;
-        for _ in 0..4 {
+        for _ in 0..TIMER_PASSES_PER_POLL {
             let now = Instant::now();
             // Drain: pick this session's moment within the spread window.
             if !self.draining && drain.as_mut().begun(cx, !same_waker) {

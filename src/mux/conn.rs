@@ -28,6 +28,13 @@ use tokio::time::{sleep_until, Instant};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How far an application's WebSocket message may exceed
+/// `mux.max_frame_bytes`: a message is one mux frame alone (its header
+/// included) or a batch of frames, and the SDKs batch up to 64 KiB — so a
+/// gateway configured with a small `max_frame_bytes` still reads their
+/// batches.
+const MESSAGE_HEADROOM: usize = 64 * 1024;
+
 /// What the writer sends.
 pub enum Out {
     /// A mux frame; the permit (client payload bytes) is returned once the
@@ -244,7 +251,7 @@ impl Conn {
 
     async fn read_loop(self: &Arc<Self>, mut rd: ReadHalf<Io>, leftover: &[u8]) -> String {
         let s = Arc::clone(&self.settings);
-        let mut reader = MuxReader::new(leftover, s.max_frame_bytes + 64 * 1024);
+        let mut reader = MuxReader::new(leftover, s.max_frame_bytes + MESSAGE_HEADROOM);
         let mut next_ping = Instant::now() + s.ping_interval;
         let mut pong_due: Option<Instant> = None;
         let mut drain_deadline: Option<Instant> = None;

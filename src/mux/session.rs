@@ -21,8 +21,8 @@ use super::client::ClientReader;
 use super::conn::Conn;
 use super::inbox::Inbox;
 use super::stored::StoredOpen;
-use super::wire::{self, Header};
 use super::MuxRoute;
+use crate::frame::{HeaderBytes, Opcode};
 use crate::io::Io;
 use bytes::{Bytes, BytesMut};
 use std::cell::RefCell;
@@ -55,7 +55,7 @@ thread_local! {
 
 /// A frame on its way to the client.
 struct ToClient {
-    header: Header,
+    header: HeaderBytes,
     payload: Bytes,
 }
 
@@ -67,7 +67,7 @@ impl ToClient {
     }
 
     fn is_pong(&self) -> bool {
-        self.header.as_slice()[0] & 0x0F == wire::OP_PONG
+        self.header.as_slice()[0] & 0x0F == u8::from(Opcode::Pong)
     }
 }
 
@@ -235,7 +235,7 @@ impl MuxSession {
                 false if now >= self.last_rx + interval && !self.close_sent => {
                     self.ping_sent = true;
                     self.last_rx = now;
-                    self.queue_client(true, wire::OP_PING, Bytes::new());
+                    self.queue_client(true, Opcode::Ping, Bytes::new());
                 }
                 _ => {}
             }

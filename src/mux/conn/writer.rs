@@ -5,8 +5,9 @@
 //! the connection's coalescing slots when their marker comes up.
 
 use super::{Conn, Out};
+use crate::frame::{encode_header, Opcode};
 use crate::io::Io;
-use crate::mux::wire::{self, Header};
+use crate::mux::wire::{self, ZERO_KEY};
 use std::io::IoSlice;
 use tidegate_mux::codec::{Frame, HEADER_LEN};
 use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
@@ -47,7 +48,7 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
                     i += 1;
                     match conn.take_pong(false) {
                         Some(p) => {
-                            let h = Header::new(true, wire::OP_PONG, p.len(), true);
+                            let h = encode_header(true, Opcode::Pong, p.len(), Some(ZERO_KEY));
                             let mut s = [IoSlice::new(h.as_slice()), IoSlice::new(&p)];
                             write_all(&mut wr, &mut s).await
                         }
@@ -60,8 +61,8 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
                         Some(p) => {
                             let f = Frame::pong(p);
                             let fh = f.header();
-                            let h =
-                                Header::new(true, wire::OP_BINARY, fh.len() + f.body.len(), true);
+                            let len = fh.len() + f.body.len();
+                            let h = encode_header(true, Opcode::Binary, len, Some(ZERO_KEY));
                             let mut s = [
                                 IoSlice::new(h.as_slice()),
                                 IoSlice::new(&fh),
@@ -74,7 +75,7 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
                 }
                 Out::Close(code, reason) => {
                     let p = wire::close_payload(*code, reason);
-                    let h = Header::new(true, wire::OP_CLOSE, p.len(), true);
+                    let h = encode_header(true, Opcode::Close, p.len(), Some(ZERO_KEY));
                     let _ = write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(&p)])
                         .await;
                     let _ = wr.flush().await;
@@ -82,7 +83,7 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
                 }
                 Out::Frame { .. } => {
                     let (end, total) = frames_that_fit(&batch, i, batch_bytes);
-                    let h = Header::new(true, wire::OP_BINARY, total, true);
+                    let h = encode_header(true, Opcode::Binary, total, Some(ZERO_KEY));
                     let mut slices = Vec::with_capacity(1 + 2 * (end - i));
                     slices.push(IoSlice::new(h.as_slice()));
                     for out in &batch[i..end] {

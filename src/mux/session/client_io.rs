@@ -3,8 +3,9 @@
 //! mean for the session (data to the application, ping, close, violation).
 
 use super::{MuxSession, Queues, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
-use crate::mux::client::{Piece, Violation};
-use crate::mux::wire::{self, Header};
+use crate::frame::{encode_header, Opcode, Violation};
+use crate::mux::client::Piece;
+use crate::mux::wire;
 use crate::mux::QUEUED_FRAME_COST;
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
@@ -15,17 +16,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 impl MuxSession {
-    pub(super) fn queue_client(&mut self, fin: bool, opcode: u8, payload: Bytes) {
+    pub(super) fn queue_client(&mut self, fin: bool, opcode: Opcode, payload: Bytes) {
         let t = ToClient {
-            header: Header::new(fin, opcode, payload.len(), false),
+            header: encode_header(fin, opcode, payload.len(), None),
             payload,
         };
         self.route.mux_metrics.queued_bytes.add(t.cost() as i64);
         let q = self.queues();
-        if opcode == wire::OP_CLOSE {
+        if opcode == Opcode::Close {
             // Nothing may follow the Close: a waiting pong goes first.
             if let Some(payload) = q.pong.take() {
-                let header = Header::new(true, wire::OP_PONG, payload.len(), false);
+                let header = encode_header(true, Opcode::Pong, payload.len(), None);
                 q.out.push_back(ToClient { header, payload });
                 q.pong_in_out = true;
             }
@@ -56,7 +57,7 @@ impl MuxSession {
         }
         if let Some(payload) = q.pong.take() {
             let at = usize::from(q.written > 0).min(q.out.len());
-            let header = Header::new(true, wire::OP_PONG, payload.len(), false);
+            let header = encode_header(true, Opcode::Pong, payload.len(), None);
             q.out.insert(at, ToClient { header, payload });
             q.pong_in_out = true;
         }
@@ -69,7 +70,7 @@ impl MuxSession {
         }
         self.close_sent = true;
         self.route.metrics.close("gateway", Some(code));
-        self.queue_client(true, wire::OP_CLOSE, wire::close_payload(code, reason));
+        self.queue_client(true, Opcode::Close, wire::close_payload(code, reason));
         self.deadline_close
             .get_or_insert(now + self.route.close_timeout);
     }
@@ -212,7 +213,7 @@ impl MuxSession {
                 };
                 if !self.close_sent {
                     self.close_sent = true;
-                    self.queue_client(true, wire::OP_CLOSE, echo);
+                    self.queue_client(true, Opcode::Close, echo);
                 }
                 self.deadline_close
                     .get_or_insert(now + self.route.close_timeout);
@@ -233,7 +234,7 @@ impl MuxSession {
 
     pub(super) fn violation(&mut self, v: Violation, now: Instant) {
         self.client_done = true;
-        self.close_client(v.code(), v.reason(), now);
-        self.close_app(v.code(), v.reason());
+        self.close_client(v.close_code(), v.reason(), now);
+        self.close_app(v.close_code(), v.reason());
     }
 }

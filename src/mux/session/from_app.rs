@@ -2,9 +2,9 @@
 //! resumed OPEN, a lost or draining connection) and the resume itself.
 
 use super::{MuxSession, Resume};
+use crate::frame::Opcode;
 use crate::mux::conn::Out;
 use crate::mux::inbox::Event;
-use crate::mux::wire;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -40,9 +40,9 @@ impl MuxSession {
                 }
                 let kind = flags & KIND_MASK;
                 let opcode = match (self.app_in_message, kind) {
-                    (false, codec::KIND_TEXT) => wire::OP_TEXT,
-                    (false, codec::KIND_BINARY) => wire::OP_BINARY,
-                    (true, codec::KIND_CONTINUATION) => wire::OP_CONTINUATION,
+                    (false, codec::KIND_TEXT) => Opcode::Text,
+                    (false, codec::KIND_BINARY) => Opcode::Binary,
+                    (true, codec::KIND_CONTINUATION) => Opcode::Continuation,
                     _ => return self.on_event(Event::Broken, now),
                 };
                 let fin = flags & FLAG_FIN != 0;
@@ -61,7 +61,7 @@ impl MuxSession {
                     None => {
                         if !self.close_sent {
                             self.close_sent = true;
-                            self.queue_client(true, wire::OP_CLOSE, Bytes::new());
+                            self.queue_client(true, Opcode::Close, Bytes::new());
                             self.deadline_close
                                 .get_or_insert(now + self.route.close_timeout);
                         }
