@@ -46,32 +46,11 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
             let ok = match &batch[i] {
                 Out::Pong => {
                     i += 1;
-                    match conn.take_pong(false) {
-                        Some(p) => {
-                            let h = encode_header(true, Opcode::Pong, p.len(), Some(ZERO_KEY));
-                            let mut s = [IoSlice::new(h.as_slice()), IoSlice::new(&p)];
-                            write_all(&mut wr, &mut s).await
-                        }
-                        None => true,
-                    }
+                    write_pong(&mut wr, conn, false).await
                 }
                 Out::MuxPong => {
                     i += 1;
-                    match conn.take_pong(true) {
-                        Some(p) => {
-                            let f = Frame::pong(p);
-                            let fh = f.header();
-                            let len = fh.len() + f.body.len();
-                            let h = encode_header(true, Opcode::Binary, len, Some(ZERO_KEY));
-                            let mut s = [
-                                IoSlice::new(h.as_slice()),
-                                IoSlice::new(&fh),
-                                IoSlice::new(&f.body),
-                            ];
-                            write_all(&mut wr, &mut s).await
-                        }
-                        None => true,
-                    }
+                    write_pong(&mut wr, conn, true).await
                 }
                 Out::Close(code, reason) => {
                     let p = wire::close_payload(*code, reason);
@@ -109,6 +88,33 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
         // Drops the permits: the bytes are out, sessions may queue more.
         batch.clear();
     }
+}
+
+/// Write the pong waiting in the connection's slot (`mux`: a mux PONG in
+/// a binary message, else a WebSocket pong); nothing if an earlier marker
+/// already took it. False if the write failed.
+async fn write_pong(wr: &mut WriteHalf<Io>, conn: &Conn, mux: bool) -> bool {
+    let Some(p) = conn.take_pong(mux) else {
+        return true;
+    };
+    if !mux {
+        let h = encode_header(true, Opcode::Pong, p.len(), Some(ZERO_KEY));
+        return write_all(wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(&p)]).await;
+    }
+    let f = Frame::pong(p);
+    let fh = f.header();
+    let h = encode_header(
+        true,
+        Opcode::Binary,
+        fh.len() + f.body.len(),
+        Some(ZERO_KEY),
+    );
+    let mut s = [
+        IoSlice::new(h.as_slice()),
+        IoSlice::new(&fh),
+        IoSlice::new(&f.body),
+    ];
+    write_all(wr, &mut s).await
 }
 
 /// Frames from `start` that go into one message: `(end, payload bytes)`.
