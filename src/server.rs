@@ -31,8 +31,12 @@ use tokio_util::sync::CancellationToken;
 /// What a route needs at run time, resolved once.
 pub struct RouteRuntime {
     pub config: Arc<RouteConfig>,
+    /// The route's metric handles, resolved once (no label look-up per
+    /// message).
     pub metrics: Arc<RouteMetrics>,
+    /// Limits and timers of the route's passthrough sessions.
     pub settings: Arc<relay::Settings>,
+    /// The upstream with its balancing cursor and connect metrics.
     pub upstream: Arc<Upstream>,
     /// Mux routes: the pool and session settings.
     pub mux: Option<Arc<MuxRoute>>,
@@ -43,7 +47,9 @@ pub struct RouteRuntime {
 /// their route's settings after a swap.
 pub struct State {
     pub config: Config,
+    /// What the route phase matches a request's host and path against.
     pub routes: RouteTable,
+    /// Per route name: what its sessions need at run time.
     pub runtime: HashMap<String, RouteRuntime>,
 }
 
@@ -174,8 +180,11 @@ fn mux_pools(config: &Config, metrics: &Arc<Metrics>) -> HashMap<String, Arc<Poo
 /// A bound listener, as reported at start-up.
 #[derive(Debug, Clone)]
 pub struct Bound {
+    /// `listeners[].name`.
     pub name: String,
+    /// The address actually bound (a configured port 0 resolved).
     pub addr: SocketAddr,
+    /// Serves TLS (`wss://`).
     pub tls: bool,
 }
 
@@ -183,6 +192,7 @@ pub struct Bound {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} ({key}): {source}")]
 pub struct BindError {
+    /// The configuration key of the address, e.g. `listeners[0].listen`.
     pub key: String,
     pub addr: SocketAddr,
     #[source]
@@ -191,7 +201,9 @@ pub struct BindError {
 
 /// A started gateway.
 pub struct Running {
+    /// Every client listener, in configuration order.
     pub listeners: Vec<Bound>,
+    /// The admin listener's bound address, if one is configured.
     pub admin: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
 }

@@ -30,11 +30,13 @@ pub(crate) const MAX_RELAYED_BODY: usize = 64 * 1024;
 /// Why no upstream session could be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// Every endpoint failed its TCP (+TLS) connect; the upstream's name.
     #[error("no endpoint of upstream {0} could be reached")]
     Unreachable(String),
     #[error("upstream did not answer the upgrade in time")]
     Timeout,
     #[error("upstream sent an invalid handshake response: {0}")]
+    /// The answer was not a valid handshake response: what was wrong.
     BadResponse(&'static str),
     /// `url` is what was requested (path without the query), so that a
     /// 404 from a doubled base path (`/ws/ws`) shows in the log line.
@@ -60,6 +62,7 @@ impl UpstreamError {
 
 /// An accepted upstream WebSocket connection.
 pub struct Connected {
+    /// The upstream socket, past its 101.
     pub io: Io,
     /// Bytes the upstream sent right behind its 101.
     pub leftover: Vec<u8>,
