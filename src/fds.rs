@@ -129,7 +129,17 @@ pub fn connection_cap(config: &Config) -> Cap {
         }
     };
     let cap = derive(soft, configured, demand);
-    if cap.lowered {
+    // The built-in default is not an operator's promise: lowering it to the
+    // descriptor limit is expected (a stock 20,000 `nofile` fits 9,983
+    // passthrough clients), so say so without a warning at every start.
+    let default = configured as u64 == crate::config::raw::DEFAULT_MAX_CONNECTIONS;
+    if cap.lowered && default {
+        tracing::info!(
+            cap = cap.connections,
+            nofile = soft,
+            "the default limits.max_connections is lowered to what the open-file limit fits"
+        );
+    } else if cap.lowered {
         tracing::warn!(
             configured,
             cap = cap.connections,

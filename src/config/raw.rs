@@ -98,6 +98,9 @@ impl Default for RawAdmin {
     }
 }
 
+/// `limits.max_connections` when the configuration does not say.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLimits {
@@ -118,7 +121,7 @@ pub struct RawLimits {
 impl Default for RawLimits {
     fn default() -> Self {
         Self {
-            max_connections: 10_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_header_bytes: 16 * 1024,
             handshake_timeout: "10s".into(),
             max_frame_size: 64 << 20,
