@@ -9,10 +9,12 @@
 //! bytes) or `mux` (sessions over pooled application connections,
 //! `tidegate.mux.v1`). `shutdown` owns the drain; `config` is loaded and
 //! validated before anything is bound; `metrics` and `admin` make all of it
-//! visible; `echo` is the demo upstream.
+//! visible (`access` writes one line per session end); `echo` is the demo
+//! upstream.
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;

@@ -60,6 +60,7 @@ pub(crate) async fn handshake(
         leftover,
         protocol,
         headers,
+        endpoint: 0,
     })
 }
 
