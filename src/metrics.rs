@@ -54,6 +54,9 @@ pub struct Metrics {
     pub handshakes_in_progress: IntGauge,
     pub draining: IntGauge,
     pub config_reloads: IntCounterVec,
+    /// 1 while a passthrough upstream accepts connect probes
+    /// (`readiness.require_upstream`).
+    pub upstream_reachable: IntGaugeVec,
     /// Mux mode families (`tidegate_mux_*`).
     pub mux: crate::mux::metrics::MuxFamilies,
 }
@@ -216,8 +219,13 @@ impl Metrics {
             config_reloads: counter_vec(
                 &registry,
                 "tidegate_config_reloads_total",
-                "Configuration reloads (SIGHUP, POST /reload, certificate change), by result (ok, rejected).",
+                "Configuration reloads (SIGHUP, POST /reload, configuration or certificate file change), by result (ok, rejected).",
                 &["result"],
+            ),
+            upstream_reachable: gauge_vec(
+                "tidegate_upstream_reachable",
+                "1 if an endpoint of the upstream accepted the last readiness connect probe, else 0 (probed only with readiness.require_upstream).",
+                &["upstream"],
             ),
             mux: crate::mux::metrics::MuxFamilies::new(&registry),
             registry,
