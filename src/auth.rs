@@ -77,6 +77,10 @@ impl AuthPolicy {
                     identity.expires = identity::expiry(&claims, grace);
                 }
                 identity.add_claims(&claims, &self.identity_headers);
+                identity.subject = claims
+                    .get("sub")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_string);
             }
             Method::ApiKeys(keys) => {
                 let (token, _) = found.ok_or(AuthError::Missing)?;
@@ -84,6 +88,7 @@ impl AuthPolicy {
                 let mut claims = Map::new();
                 claims.insert("sub".into(), Value::String(name.to_string()));
                 claims.insert("key_name".into(), Value::String(name.to_string()));
+                identity.subject = Some(name.to_string());
                 identity.add_claims(&claims, &self.identity_headers);
             }
             Method::Forward(service) => match service.check(head, &upgrade.host).await? {

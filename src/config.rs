@@ -6,6 +6,7 @@
 //! every problem has been fixed: `ConfigError` carries all of them, each with
 //! its key path, and the binary exits 64 (EX_USAGE) on it.
 
+mod ops;
 pub mod raw;
 pub(crate) mod validate;
 pub(crate) use validate as validate_problems;
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ops::{LogConfig, LogFormat, Readiness, ReloadConfig};
 pub use raw::RawConfig;
 
 /// Exit code for a bad configuration (sysexits EX_USAGE).
@@ -82,6 +84,9 @@ pub struct Config {
     pub routes: Vec<Arc<RouteConfig>>,
     pub upstreams: Vec<Arc<UpstreamConfig>>,
     pub mux: MuxConfig,
+    pub log: LogConfig,
+    pub reload: ReloadConfig,
+    pub readiness: Readiness,
 }
 
 /// Mux mode settings (`[mux]`), see docs/mux-protocol.md.
@@ -167,6 +172,8 @@ pub struct RouteConfig {
     /// Edge authentication; `None`: anyone past Origin gets in.
     pub auth: Option<Arc<crate::auth::AuthPolicy>>,
     pub mode: RouteMode,
+    /// Fraction of sessions that get an access-log line (0.0: none).
+    pub access_sample: f64,
 }
 
 #[derive(Clone)]

@@ -12,10 +12,12 @@
 //! codes). `shutdown` owns the drain; `fds` sizes the connection cap to the
 //! open-file limit; `config` is loaded and
 //! validated before anything is bound; `metrics` and `admin` make all of it
-//! visible; `echo` is the demo upstream.
+//! visible (`access` writes one line per session end); `echo` is the demo
+//! upstream.
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;

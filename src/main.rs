@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tidegate::config::raw::{RawCertificate, RawListener, RawRoute, RawTls, RawUpstream};
-use tidegate::config::{Config, ConfigError, RawConfig, EXIT_CONFIG};
+use tidegate::config::{Config, ConfigError, LogFormat, RawConfig, EXIT_CONFIG};
 use tidegate::server::{self, Drained, Running};
 
 #[global_allocator]
@@ -132,7 +132,11 @@ fn disable_transparent_huge_pages() {
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
-    init_logging();
+    // `run` starts logging once its file is loaded: `log.format` is in it.
+    // Configuration errors are printed as they are, not logged.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(LogFormat::Text);
+    }
     match cli.command {
         Command::Version => {
             println!("tidegate {}", env!("CARGO_PKG_VERSION"));
@@ -147,7 +151,10 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Run { config, runtime } => match Config::load(config.as_deref()) {
-            Ok(c) => serve(c, runtime),
+            Ok(c) => {
+                init_logging(c.log.format);
+                serve(c, runtime)
+            }
             Err(e) => config_failed(&e),
         },
         Command::Proxy {
@@ -204,14 +211,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr, filtered by `TIDEGATE_LOG` (default `info`; the
+/// access log is the target `tidegate::access`).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // Fields at the top level of each object, where log shippers
+        // look for them; no ANSI colour codes inside JSON strings.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_ansi(false)
+            .init(),
+    }
 }
 
 fn config_failed(e: &ConfigError) -> ExitCode {

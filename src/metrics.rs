@@ -60,6 +60,9 @@ pub struct Metrics {
     pub handshakes_in_progress: IntGauge,
     pub draining: IntGauge,
     pub config_reloads: IntCounterVec,
+    /// 1 while a passthrough upstream accepts connect probes
+    /// (`readiness.require_upstream`).
+    pub upstream_reachable: IntGaugeVec,
     /// Mux mode families (`tidegate_mux_*`).
     pub mux: crate::mux::metrics::MuxFamilies,
 }
@@ -127,6 +130,7 @@ impl Metrics {
             handshakes_in_progress: r.gauge(&families::HANDSHAKES_IN_PROGRESS),
             draining: r.gauge(&families::DRAINING),
             config_reloads: r.counters(&families::CONFIG_RELOADS),
+            upstream_reachable: r.gauges(&families::UPSTREAM_REACHABLE),
             mux: crate::mux::metrics::MuxFamilies::new(&r.0),
             registry: r.0,
         })

@@ -95,8 +95,12 @@ pub struct Session {
     /// Both close handshakes are done; shutting sockets down.
     finishing: bool,
     client_shut: bool,
-    /// First cause of the end, for logs.
+    /// First cause of the end, for logs: it starts with the side that
+    /// ended the session (`client …`, `upstream …`), else the gateway did.
     reason: &'static str,
+    /// The access-log record; `None` unless this session is logged
+    /// (`access::Record::start`), so unlogged sessions pay one word.
+    access: Option<Box<crate::access::Record>>,
 }
 
 impl Session {
@@ -127,6 +131,7 @@ impl Session {
             finishing: false,
             client_shut: false,
             reason: "closed",
+            access: None,
         };
         s.preload(Side::Client, from_client, now);
         s.preload(Side::Upstream, from_upstream, now);
@@ -136,6 +141,12 @@ impl Session {
     /// End the session when the client's credential expires.
     pub fn expire_at(mut self, at: Option<Instant>) -> Session {
         self.expires_at = at;
+        self
+    }
+
+    /// Keep an access-log record and write its line when the session ends.
+    pub fn log_access(mut self, record: Option<Box<crate::access::Record>>) -> Session {
+        self.access = record;
         self
     }
 
@@ -365,6 +376,10 @@ impl Session {
         if b_u2c > 0 {
             self.metrics.bytes_u2c.inc_by(b_u2c);
         }
+        if let Some(a) = &mut self.access {
+            a.from_client(m_c2u, b_c2u);
+            a.to_client(m_u2c, b_u2c);
+        }
     }
 
     /// Both close handshakes are over: the server side (client leg) closes
@@ -444,7 +459,24 @@ impl Future for Running {
         m.close("client", outcome.client_close);
         m.close("upstream", outcome.upstream_close);
         tracing::debug!(?outcome, "session ended");
+        if let Some(a) = &mut session.access {
+            a.codes(outcome.client_close, outcome.upstream_close);
+            a.closed(closer(outcome.reason), None, outcome.reason);
+            a.emit(&m.name, "passthrough", session.started.elapsed());
+        }
         Poll::Ready(outcome)
+    }
+}
+
+/// Who ended the session, from the first cause recorded in `reason`.
+fn closer(reason: &str) -> crate::access::Closer {
+    use crate::access::Closer;
+    if reason.starts_with("client") {
+        Closer::Client
+    } else if reason.starts_with("upstream") {
+        Closer::Upstream
+    } else {
+        Closer::Gateway
     }
 }
 

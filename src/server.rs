@@ -8,6 +8,7 @@
 
 mod connection;
 mod listener;
+mod probe;
 mod reload;
 
 pub use reload::ReloadError;
@@ -125,6 +126,9 @@ pub struct Gateway {
     pub permits: Arc<Semaphore>,
     /// `/readyz`: true between start-up and drain.
     pub ready: AtomicBool,
+    /// Every passthrough upstream answered the last connect probe (only
+    /// consulted with `readiness.require_upstream`).
+    pub upstreams_reachable: AtomicBool,
     /// One reload at a time.
     reload_lock: tokio::sync::Mutex<()>,
     /// Mux pools by upstream name; fixed at start-up.
@@ -143,6 +147,7 @@ impl Gateway {
             metrics,
             shutdown: Shutdown::new(),
             ready: AtomicBool::new(false),
+            upstreams_reachable: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -152,9 +157,13 @@ impl Gateway {
         self.state.load_full()
     }
 
-    /// `/readyz`: serving, and every mux upstream has a connection up.
+    /// `/readyz`: serving, every mux upstream has a connection up, and —
+    /// with `readiness.require_upstream` — every passthrough upstream
+    /// accepted the last connect probe.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && self.pools.values().all(|p| p.any_up())
+        let upstreams = !self.state().config.readiness.require_upstream
+            || self.upstreams_reachable.load(Ordering::SeqCst);
+        self.ready.load(Ordering::SeqCst) && upstreams && self.pools.values().all(|p| p.any_up())
     }
 }
 
@@ -255,7 +264,11 @@ pub async fn start(config: Config) -> Result<Running, BindError> {
     for pool in gateway.pools.values() {
         pool.start(gateway.shutdown.stopped().clone());
     }
-    tokio::spawn(reload::watch_certificates(
+    tokio::spawn(reload::watch_files(
+        Arc::clone(&gateway),
+        gateway.shutdown.stopped().clone(),
+    ));
+    tokio::spawn(probe::probe_upstreams(
         Arc::clone(&gateway),
         gateway.shutdown.stopped().clone(),
     ));

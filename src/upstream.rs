@@ -70,6 +70,8 @@ pub struct Connected {
     pub protocol: Option<String>,
     /// End-to-end headers of the upstream's 101, for the client.
     pub headers: Vec<(String, String)>,
+    /// Index in the upstream's `endpoints` of the one that answered.
+    pub endpoint: usize,
 }
 
 struct EndpointMetrics {
@@ -140,7 +142,7 @@ impl Upstream {
             .await;
             self.connect_duration.observe(began.elapsed().as_secs_f64());
             return match result {
-                Ok(Ok(c)) => Ok(c),
+                Ok(Ok(c)) => Ok(Connected { endpoint: i, ..c }),
                 Ok(Err(e)) => {
                     if !matches!(e, UpstreamError::Refused { .. }) {
                         self.endpoints[i].handshake.inc();

@@ -16,6 +16,7 @@ mod keepalive;
 mod metrics;
 mod mux;
 mod mux_scale;
+mod ops;
 mod relay;
 mod reload;
 mod tls;

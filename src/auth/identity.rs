@@ -26,6 +26,9 @@ pub struct Identity {
     pub strip_protocol: Option<String>,
     /// When the session must end (JWT `exp` + grace).
     pub expires: Option<SystemTime>,
+    /// Who the client is, for the access log: the JWT `sub` claim or the
+    /// API key's name (a forward-auth answer names nobody).
+    pub subject: Option<String>,
 }
 
 impl Identity {

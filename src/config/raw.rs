@@ -34,6 +34,88 @@ pub struct RawConfig {
     /// Mux mode: timers and bounds of the pooled application connections
     /// (docs/mux-protocol.md).
     pub mux: RawMux,
+    /// Log format and the access log (`[log]`, `[log.access]`).
+    pub log: RawLog,
+    /// How changes on disk are picked up (`[reload]`).
+    pub reload: RawReload,
+    /// What `/readyz` requires besides serving (`[readiness]`).
+    pub readiness: RawReadiness,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `text` (one human-readable line per event) or `json` (one JSON
+    /// object per line, for log shippers). Fixed at start.
+    pub format: String,
+    /// The access log: one line per session end, target `tidegate::access`.
+    pub access: RawAccessLog,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            access: RawAccessLog::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccessLog {
+    /// Default for every route; `routes[].access_log` overrides it.
+    pub enabled: bool,
+    /// Fraction of sessions logged, 0.0..=1.0; `routes[].access_log_sample`
+    /// overrides it.
+    pub sample: f64,
+}
+
+impl Default for RawAccessLog {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sample: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReload {
+    /// Reload when the configuration file changes on disk (a Kubernetes
+    /// ConfigMap update included).
+    pub watch_config: bool,
+    /// How often the configuration and certificate files are checked.
+    pub poll_interval: String,
+}
+
+impl Default for RawReload {
+    fn default() -> Self {
+        Self {
+            watch_config: true,
+            poll_interval: "2s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReadiness {
+    /// `/readyz` answers 503 unless every passthrough upstream has an
+    /// endpoint that accepts a TCP connection.
+    pub require_upstream: bool,
+    /// How often each passthrough endpoint is probed with a TCP connect.
+    pub probe_interval: String,
+}
+
+impl Default for RawReadiness {
+    fn default() -> Self {
+        Self {
+            require_upstream: false,
+            probe_interval: "5s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +306,11 @@ pub struct RawRoute {
     /// `passthrough` (one upstream connection per client) or `mux` (client
     /// sessions over the upstream's pooled mux connections).
     pub mode: String,
+    /// Access log for this route; unset follows `log.access.enabled`.
+    pub access_log: Option<bool>,
+    /// Fraction of this route's sessions logged; unset follows
+    /// `log.access.sample`.
+    pub access_log_sample: Option<f64>,
 }
 
 impl Default for RawRoute {
@@ -241,6 +328,8 @@ impl Default for RawRoute {
             max_message_size: None,
             auth: String::new(),
             mode: "passthrough".into(),
+            access_log: None,
+            access_log_sample: None,
         }
     }
 }

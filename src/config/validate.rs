@@ -68,7 +68,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listeners = listeners(&mut p, &raw);
     let upstreams = upstreams(&mut p, &raw.upstreams);
     let policies = crate::auth::policy::policies(&mut p, &raw.auth_policies);
-    let routes = routes(&mut p, &raw.routes, &upstreams, &limits, &policies);
+    let routes = routes(&mut p, &raw, &upstreams, &limits, &policies);
+    let ops = super::ops::ops(&mut p, &raw);
     let mux = mux(&mut p, &raw.mux);
     mux_upstreams(&mut p, &routes);
 
@@ -84,6 +85,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             routes,
             upstreams,
             mux,
+            log: ops.log,
+            reload: ops.reload,
+            readiness: ops.readiness,
         })
     } else {
         Err(ConfigError { problems: p.0 })
@@ -206,11 +210,12 @@ fn upstreams(p: &mut Problems, raw: &[RawUpstream]) -> Vec<Arc<UpstreamConfig>> 
 
 fn routes(
     p: &mut Problems,
-    raw: &[RawRoute],
+    config: &RawConfig,
     upstreams: &[Arc<UpstreamConfig>],
     limits: &Limits,
     policies: &HashMap<String, Option<Arc<crate::auth::AuthPolicy>>>,
 ) -> Vec<Arc<RouteConfig>> {
+    let raw: &[RawRoute] = &config.routes;
     if raw.is_empty() {
         p.push("routes", "at least one route is required");
     }
@@ -279,6 +284,7 @@ fn routes(
             max_message_size: settings.max_message_size,
             auth: settings.auth,
             mode: settings.mode,
+            access_sample: super::ops::route_access_sample(p, &key, r, config),
         }));
     }
     out

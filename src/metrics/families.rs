@@ -128,3 +128,9 @@ pub(crate) const CONFIG_RELOADS: Family = Family {
     help: "Configuration reloads (SIGHUP, POST /reload, certificate change), by result (ok, rejected).",
     labels: &["result"],
 };
+
+pub(crate) const UPSTREAM_REACHABLE: Family = Family {
+    name: "tidegate_upstream_reachable",
+    help: "1 if an endpoint of the upstream accepted the last readiness connect probe, else 0 (probed only with readiness.require_upstream).",
+    labels: &["upstream"],
+};

@@ -109,12 +109,15 @@ pub struct Conn {
     pub budget: Arc<Semaphore>,
     pub settings: Arc<MuxConfig>,
     pub metrics: ConnMetrics,
+    /// The endpoint URL this connection goes to (access log).
+    pub endpoint: Box<str>,
 }
 
 impl Conn {
     pub fn new(
         settings: Arc<MuxConfig>,
         metrics: ConnMetrics,
+        endpoint: &str,
     ) -> (Arc<Conn>, UnboundedReceiver<Out>) {
         let (out, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
@@ -127,6 +130,7 @@ impl Conn {
             budget: Arc::new(Semaphore::new(settings.connection_queue_bytes)),
             settings,
             metrics,
+            endpoint: Box::from(endpoint),
         });
         (conn, rx)
     }

@@ -165,7 +165,8 @@ impl Pool {
                         &self.config.endpoints[ep_index].url,
                         self.slots[slot].index,
                     );
-                    let (conn, rx) = Conn::new(Arc::clone(s), conn_metrics);
+                    let url = &self.config.endpoints[ep_index].url;
+                    let (conn, rx) = Conn::new(Arc::clone(s), conn_metrics, url);
                     tracing::info!(upstream = %self.name, slot, conn = conn.id, "mux connection up");
                     self.set(slot, Some(Arc::clone(&conn)));
                     tokio::select! {

@@ -22,6 +22,7 @@ use super::conn::Conn;
 use super::inbox::Inbox;
 use super::stored::StoredOpen;
 use super::MuxRoute;
+use crate::access::Closer;
 use crate::frame::{HeaderBytes, Opcode};
 use crate::io::Io;
 use bytes::{Bytes, BytesMut};
@@ -155,6 +156,8 @@ pub struct MuxSession {
     drain_at: Option<Instant>,
     draining: bool,
     started: Instant,
+    /// The access-log record; `None` unless this session is logged.
+    access: Option<Box<crate::access::Record>>,
 }
 
 impl MuxSession {
@@ -189,11 +192,25 @@ impl MuxSession {
             drain_at: None,
             draining: false,
             started: now,
+            access: None,
         };
         if !from_client.is_empty() {
             s.on_client_bytes(BytesMut::from(from_client), now);
         }
         s
+    }
+
+    /// Keep an access-log record and write its line when the session ends.
+    pub fn log_access(mut self, record: Option<Box<crate::access::Record>>) -> MuxSession {
+        self.access = record;
+        self
+    }
+
+    /// Note who ended the session, for the access log.
+    fn log_close(&mut self, side: Closer, code: Option<u16>, reason: &'static str) {
+        if let Some(a) = &mut self.access {
+            a.closed(side, code, reason);
+        }
     }
 
     pub fn run(self, permit: OwnedSemaphorePermit) -> Running {
@@ -210,6 +227,7 @@ impl MuxSession {
     fn timers(&mut self, now: Instant) {
         if let Some(at) = self.drain_at {
             if now >= at && !self.close_sent {
+                self.log_close(Closer::Gateway, None, "going away");
                 self.close_client(1001, "gateway draining", now);
                 self.close_app(1001, "gateway draining");
             }
@@ -228,6 +246,7 @@ impl MuxSession {
                 }
                 true if now >= self.last_rx + self.route.pong_timeout && !self.close_sent => {
                     self.route.metrics.ping_timeout_client.inc();
+                    self.log_close(Closer::Gateway, None, "ping timeout");
                     self.client_done = true;
                     self.close_app(1006, "client ping timeout");
                     self.close_client(1001, "ping timeout", now);
@@ -306,6 +325,7 @@ impl MuxSession {
             match self.flush_client(cx) {
                 Ok(p) => progress |= p,
                 Err(()) => {
+                    self.log_close(Closer::Client, None, "client went away");
                     self.client_done = true;
                     self.close_sent = true;
                     if let Some(q) = self.q.as_mut() {
@@ -365,6 +385,9 @@ impl MuxSession {
             .metrics
             .session
             .observe(self.started.elapsed().as_secs_f64());
+        if let Some(a) = &self.access {
+            a.emit(&self.route.metrics.name, "mux", self.started.elapsed());
+        }
     }
 }
 
@@ -407,6 +430,7 @@ mod tests {
     #[test]
     fn the_session_task_stays_small() {
         let size = std::mem::size_of::<super::Running>();
+        println!("mux session future: {size} bytes");
         assert!(size <= 400, "mux session future grew to {size} bytes");
     }
 }

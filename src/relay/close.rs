@@ -17,6 +17,14 @@ impl Session {
         match src.pending_stop.take() {
             None => {}
             Some(Stop::Close(code)) => {
+                if self.reason == "closed" {
+                    // The first Close decides who ended the session.
+                    self.reason = match from {
+                        Side::Client => "client closed",
+                        Side::Upstream => "upstream closed",
+                    };
+                }
+                let (src, dst) = self.legs(from);
                 src.close_in = Some(code);
                 src.rx_stopped = true;
                 if !dst.close_out && !dst.dead && dst.close_wanted.is_none() {

@@ -65,6 +65,7 @@ pub(crate) async fn handshake(
         leftover,
         protocol,
         headers,
+        endpoint: 0,
     })
 }
 

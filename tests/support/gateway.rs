@@ -152,8 +152,15 @@ pub struct GatewayProc {
 impl GatewayProc {
     /// Start it and wait for its listener and admin address lines.
     pub async fn start(file: &ConfigFile) -> GatewayProc {
+        GatewayProc::start_with_env(file, &[]).await
+    }
+
+    /// [`GatewayProc::start`] with extra environment variables (e.g. a
+    /// `TIDEGATE_LOG` filter that lets the access log through).
+    pub async fn start_with_env(file: &ConfigFile, env: &[(&str, &str)]) -> GatewayProc {
         let log = file.dir().join("stderr.log");
         let mut cmd = tidegate_command();
+        cmd.envs(env.iter().copied());
         cmd.arg("run")
             .arg("--config")
             .arg(&file.path)

@@ -3,6 +3,7 @@
 //! mean for the session (data to the application, ping, close, violation).
 
 use super::{MuxSession, Queues, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
+use crate::access::Closer;
 use crate::frame::{encode_header, Opcode, Violation};
 use crate::mux::client::Piece;
 use crate::mux::wire;
@@ -151,6 +152,7 @@ impl MuxSession {
             }
             Poll::Ready(None) => {
                 // The client is gone without (or after) its Close.
+                self.log_close(Closer::Client, None, "client went away");
                 self.client_done = true;
                 if !self.close_sent {
                     self.close_sent = true;
@@ -173,6 +175,9 @@ impl MuxSession {
         let messages = std::mem::take(&mut self.reader.messages);
         if messages > 0 {
             self.route.metrics.messages_c2u.inc_by(messages);
+            if let Some(a) = &mut self.access {
+                a.from_client(messages, 0);
+            }
         }
         if let Err(v) = result {
             self.violation(v, now);
@@ -189,6 +194,9 @@ impl MuxSession {
                     return; // closing: data is discarded
                 }
                 self.route.metrics.bytes_c2u.inc_by(payload.len() as u64);
+                if let Some(a) = &mut self.access {
+                    a.from_client(0, payload.len() as u64);
+                }
                 // An empty slice would still keep the whole read arena
                 // alive while it waits in a queue.
                 let payload = if payload.is_empty() {
@@ -207,6 +215,7 @@ impl MuxSession {
             Piece::Close(code, reason) => {
                 self.client_done = true;
                 self.route.metrics.close("client", code);
+                self.log_close(Closer::Client, code, "client closed");
                 let echo = match code {
                     Some(c) => wire::close_payload(c, &reason),
                     None => Bytes::new(),
@@ -234,6 +243,7 @@ impl MuxSession {
 
     pub(super) fn violation(&mut self, v: Violation, now: Instant) {
         self.client_done = true;
+        self.log_close(Closer::Client, None, "client violation");
         self.close_client(v.close_code(), v.reason(), now);
         self.close_app(v.close_code(), v.reason());
     }

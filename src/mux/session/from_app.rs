@@ -2,6 +2,7 @@
 //! resumed OPEN, a lost or draining connection) and the resume itself.
 
 use super::{MuxSession, Resume};
+use crate::access::Closer;
 use crate::frame::Opcode;
 use crate::mux::conn::Out;
 use crate::mux::inbox::Event;
@@ -51,11 +52,15 @@ impl MuxSession {
                     self.route.metrics.messages_u2c.inc();
                 }
                 self.route.metrics.bytes_u2c.inc_by(payload.len() as u64);
+                if let Some(a) = &mut self.access {
+                    a.to_client(fin as u64, payload.len() as u64);
+                }
                 self.queue_client(fin, opcode, payload);
             }
             Event::Close(c) => {
                 self.app_done = true;
                 self.route.metrics.close("upstream", c.code);
+                self.log_close(Closer::Upstream, c.code, "upstream closed");
                 match c.code {
                     Some(code) => self.close_client(code, &c.reason, now),
                     None => {
@@ -93,6 +98,7 @@ impl MuxSession {
             // The token is checked at the top of every poll.
             Event::Drain => {}
             Event::Broken => {
+                self.log_close(Closer::Upstream, None, "upstream violation");
                 self.close_client(1011, "application broke the mux protocol", now);
                 self.close_app(1002, "fragment out of order");
             }

@@ -6,6 +6,7 @@
 //! as its own small task.
 
 use super::{Admitted, Ctx, RouteRuntime};
+use crate::access;
 use crate::handshake::{accept_key, Refused, Rejection, Upgrade};
 use crate::io::Io;
 use crate::mux::conn::Out;
@@ -120,6 +121,12 @@ pub(super) async fn switch(
                 return;
             }
             upgraded(cx, rt);
+            let access = access::Record::start(
+                rt.config.access_sample,
+                cx.client.addr,
+                subject(&a),
+                &rt.upstream.config.endpoints[up.endpoint].url,
+            );
             let session = Session::new(
                 io,
                 up.io,
@@ -128,7 +135,8 @@ pub(super) async fn switch(
                 Arc::clone(&rt.settings),
                 Arc::clone(&rt.metrics),
             )
-            .expire_at(a.identity.as_ref().and_then(|i| i.deadline()));
+            .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
+            .log_access(access);
             // Spawned as is: the relay task is exactly the `Running` future.
             shutdown.spawn(session.run(shutdown.signal(), permit));
         }
@@ -151,10 +159,22 @@ pub(super) async fn switch(
             route.mux_metrics.opened.inc();
             upgraded(cx, rt);
             let draining = shutdown.draining().clone();
-            let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining);
+            let access = access::Record::start(
+                rt.config.access_sample,
+                cx.client.addr,
+                subject(&a),
+                &opened.conn.endpoint,
+            );
+            let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining)
+                .log_access(access);
             shutdown.spawn(session.run(permit));
         }
     }
+}
+
+/// The authenticated subject, for the access log.
+fn subject(a: &Admitted) -> Option<&str> {
+    a.identity.as_ref()?.subject.as_deref()
 }
 
 /// Count a completed upgrade and its handshake time.
