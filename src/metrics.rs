@@ -43,6 +43,9 @@ pub struct Metrics {
     pub ping_timeouts: IntCounterVec,
     pub session_duration: HistogramVec,
     pub listener_refused: IntCounterVec,
+    /// Admin requests refused by `admin::access` (`reason`: host, token,
+    /// simple_request).
+    pub admin_refused: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
     /// Edge auth outcomes: `result` is `ok`, `fail_open` or an
     /// `AuthError` label (a fixed set).
@@ -186,8 +189,14 @@ impl Metrics {
             listener_refused: counter_vec(
                 &registry,
                 "tidegate_listener_refused_total",
-                "Connections closed at accept, by reason (connection_limit).",
+                "Connections closed at accept, by reason (connection_limit, handshake_limit, ip_handshake_limit, ip_connection_limit, ip_rate_limit).",
                 &["listener", "reason"],
+            ),
+            admin_refused: counter_vec(
+                &registry,
+                "tidegate_admin_refused_total",
+                "Admin requests refused, by reason (host, token, simple_request).",
+                &["reason"],
             ),
             tls_handshake_failures: counter_vec(
                 &registry,

@@ -7,6 +7,7 @@
 //! connection is gone or `drain.grace` has passed.
 
 mod connection;
+mod limits;
 mod listener;
 mod reload;
 
@@ -99,7 +100,7 @@ impl State {
             })
             .collect();
         State {
-            routes: RouteTable::new(config.routes.clone()),
+            routes: RouteTable::new(config.routes.clone()).with_path_policy(config.paths),
             runtime,
             config,
         }
@@ -117,6 +118,8 @@ pub struct Gateway {
     /// One permit per client connection (`limits.max_connections`, fixed
     /// at start-up).
     pub permits: Arc<Semaphore>,
+    /// Per-client budgets checked at accept (fixed at start-up).
+    pub client_limits: Arc<limits::ClientLimits>,
     /// `/readyz`: true between start-up and drain.
     pub ready: AtomicBool,
     /// One reload at a time.
@@ -130,6 +133,7 @@ impl Gateway {
         let pools = mux_pools(&config, &metrics);
         Arc::new(Gateway {
             permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            client_limits: limits::ClientLimits::new(&config.limits),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),
             pools,
             metrics,

@@ -1,5 +1,6 @@
-//! Accept loops: one per listener. Enforces the global connection cap,
-//! sets TCP_NODELAY, and hands each socket to its own connection task.
+//! Accept loops: one per listener. Enforces the global connection cap and
+//! the per-client limits (`limits.rs`), sets TCP_NODELAY, and hands each
+//! socket to its own connection task.
 //! Stops accepting the moment draining starts.
 
 use super::{connection, Gateway};
@@ -62,6 +63,13 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
             }
             continue;
         };
+        let slots = match gw.client_limits.admit(peer.ip()) {
+            Ok(slots) => slots,
+            Err(limited) => {
+                refuse_limited(&gw, &config_name, &tcp, acceptor.is_none(), limited);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let span = tracing::debug_span!("conn", listener = %name, client = %peer);
         let task = connection::handle(
@@ -71,7 +79,31 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
             acceptor,
             tls_failures.clone(),
             permit,
+            slots,
         );
         gw.shutdown.spawn(task.instrument(span));
+    }
+}
+
+/// A connection over a per-client limit: counted, told so on a plain
+/// listener (one non-blocking write, never waited on), and closed.
+fn refuse_limited(
+    gw: &super::Gateway,
+    listener: &str,
+    tcp: &tokio::net::TcpStream,
+    plain: bool,
+    limited: super::limits::Limited,
+) {
+    gw.metrics
+        .listener_refused
+        .with_label_values(&[listener, limited.label()])
+        .inc();
+    tracing::debug!(
+        listener,
+        reason = limited.label(),
+        "connection refused at accept"
+    );
+    if plain {
+        let _ = tcp.try_write(limited.response());
     }
 }

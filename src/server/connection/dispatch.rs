@@ -5,7 +5,7 @@
 //! still an HTTP response; [`switch`] sends the 101 and spawns the session
 //! as its own small task.
 
-use super::{Admitted, Ctx, RouteRuntime};
+use super::{Admitted, ConnectionSlot, Ctx, RouteRuntime};
 use crate::handshake::{accept_key, Refused, Rejection, Upgrade};
 use crate::io::Io;
 use crate::mux::conn::Out;
@@ -109,7 +109,7 @@ pub(super) async fn switch(
     mut io: Io,
     a: Admitted,
     target: Target,
-    permit: OwnedSemaphorePermit,
+    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
 ) {
     let rt = cx.runtime(&a.upgrade);
     let accept = accept_key(&a.upgrade.key);
@@ -131,8 +131,9 @@ pub(super) async fn switch(
                 Arc::clone(&rt.metrics),
             )
             .expire_at(a.identity.as_ref().and_then(|i| i.deadline()));
-            // Spawned as is: the relay task is exactly the `Running` future.
-            shutdown.spawn(session.run(shutdown.signal(), permit));
+            // Spawned as is: the relay task is exactly the `Running` future
+            // (plus the address's slot when that limit is on).
+            spawn_holding(shutdown, session.run(shutdown.signal(), permit), slot);
         }
         Target::Mux {
             route,
@@ -154,8 +155,24 @@ pub(super) async fn switch(
             upgraded(cx, rt);
             let draining = shutdown.draining().clone();
             let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining);
-            shutdown.spawn(session.run(permit));
+            spawn_holding(shutdown, session.run(permit), slot);
         }
+    }
+}
+
+/// Spawn a session; a tracked per-address slot lives exactly as long.
+fn spawn_holding<F>(shutdown: &crate::shutdown::Shutdown, session: F, slot: ConnectionSlot)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if slot.is_tracked() {
+        shutdown.spawn(async move {
+            let _ = session.await;
+            drop(slot);
+        });
+    } else {
+        shutdown.spawn(session);
     }
 }
 
