@@ -65,10 +65,12 @@ impl AuthPolicy {
         upgrade: &Upgrade,
     ) -> Result<Identity, AuthError> {
         let found = source::find(head, &self.sources);
-        let mut identity = Identity::new("ok", &self.reserved_headers);
-        if let Some((_, source)) = &found {
-            identity.strip_credential(source, self.keep_credential);
-        }
+        let mut identity = Identity::new(
+            "ok",
+            &self.reserved_headers,
+            &self.sources,
+            self.keep_credential,
+        );
         match &self.method {
             Method::Jwt(verifier) => {
                 let (token, _) = found.ok_or(AuthError::Missing)?;
@@ -91,10 +93,12 @@ impl AuthPolicy {
                 identity.subject = Some(name.to_string());
                 identity.add_claims(&claims, &self.identity_headers);
             }
-            Method::Forward(service) => match service.check(head, &upgrade.host).await? {
-                Allowed::Headers(headers) => identity.headers = headers,
-                Allowed::FailOpen => identity.result = "fail_open",
-            },
+            Method::Forward(service) => {
+                match service.check(head, &upgrade.host, &upgrade.path).await? {
+                    Allowed::Headers(headers) => identity.headers = headers,
+                    Allowed::FailOpen => identity.result = "fail_open",
+                }
+            }
         }
         Ok(identity)
     }

@@ -77,7 +77,11 @@ pub struct Config {
     pub source: Option<std::path::PathBuf>,
     /// `None`: no admin listener.
     pub admin: Option<SocketAddr>,
+    /// Who may use the admin listener.
+    pub admin_access: AdminAccess,
     pub limits: Limits,
+    /// How request paths are normalised before routing.
+    pub paths: crate::route::PathPolicy,
     pub keepalive: Keepalive,
     pub drain: Drain,
     pub listeners: Vec<ListenerConfig>,
@@ -114,9 +118,37 @@ pub enum RouteMode {
     Mux,
 }
 
+/// The admin listener's access rules (`[admin]`).
+#[derive(Clone, Default)]
+pub struct AdminAccess {
+    /// Bearer token every admin request must carry.
+    pub token: Option<String>,
+    /// Lower-case host names accepted in `Host` besides loopback names and
+    /// the listen address.
+    pub hosts: Vec<String>,
+}
+
+impl fmt::Debug for AdminAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminAccess")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("hosts", &self.hosts)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections in TLS or their request head, over every client.
+    pub max_handshakes: usize,
+    /// The same, from one client address.
+    pub max_handshakes_per_ip: usize,
+    /// `None`: no per-address connection limit.
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections per second from one address, and the burst above
+    /// it; `None`: no rate limit.
+    pub handshake_rate_per_ip: Option<(u32, u32)>,
     pub max_header_bytes: usize,
     pub handshake_timeout: Duration,
     pub max_frame_size: u64,
@@ -171,6 +203,9 @@ pub struct RouteConfig {
     pub max_message_size: u64,
     /// Edge authentication; `None`: anyone past Origin gets in.
     pub auth: Option<Arc<crate::auth::AuthPolicy>>,
+    /// Lower-case names of every identity header any auth policy sets:
+    /// never forwarded from the client, on any route.
+    pub identity_headers: Arc<[String]>,
     pub mode: RouteMode,
     /// Fraction of sessions that get an access-log line (0.0: none).
     pub access_sample: f64,
@@ -202,7 +237,8 @@ impl fmt::Debug for UpstreamConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointConfig {
-    /// As written, for logs and the `endpoint` metric label.
+    /// As written with userinfo redacted, for logs and the `endpoint`
+    /// metric label.
     pub url: String,
     pub secure: bool,
     pub host: String,

@@ -29,6 +29,7 @@ pub mod io;
 pub mod metrics;
 pub mod mux;
 pub mod origin;
+pub mod redact;
 pub mod relay;
 pub mod route;
 pub mod server;

@@ -49,6 +49,9 @@ pub struct Metrics {
     /// The connection cap in force: `limits.max_connections`, lowered at
     /// start to what the open-file limit fits (`crate::fds`).
     pub connection_limit: IntGauge,
+    /// Admin requests refused by `admin::access` (`reason`: host, token,
+    /// simple_request).
+    pub admin_refused: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
     /// Edge auth outcomes: `result` is `ok`, `fail_open` or an
     /// `AuthError` label (a fixed set).
@@ -124,6 +127,7 @@ impl Metrics {
             session_duration: r.histograms(&families::SESSION_DURATION, SESSION_BUCKETS),
             listener_refused: r.counters(&families::LISTENER_REFUSED),
             connection_limit: r.gauge(&families::CONNECTION_LIMIT),
+            admin_refused: r.counters(&families::ADMIN_REFUSED),
             tls_handshake_failures: r.counters(&families::TLS_HANDSHAKE_FAILURES),
             auth_results: r.counters(&families::AUTH_RESULTS),
             auth_duration: r.histograms(&families::AUTH_DURATION, LATENCY_BUCKETS),

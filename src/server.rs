@@ -7,6 +7,7 @@
 //! connection is gone or `drain.grace` has passed.
 
 mod connection;
+mod limits;
 mod listener;
 mod probe;
 mod reload;
@@ -106,7 +107,7 @@ impl State {
             })
             .collect();
         State {
-            routes: RouteTable::new(config.routes.clone()),
+            routes: RouteTable::new(config.routes.clone()).with_path_policy(config.paths),
             runtime,
             config,
         }
@@ -124,6 +125,8 @@ pub struct Gateway {
     /// One permit per client connection (`limits.max_connections`, lowered
     /// to what the open-file limit fits; fixed at start-up).
     pub permits: Arc<Semaphore>,
+    /// Per-client budgets checked at accept (fixed at start-up).
+    pub client_limits: Arc<limits::ClientLimits>,
     /// `/readyz`: true between start-up and drain.
     pub ready: AtomicBool,
     /// Every passthrough upstream answered the last connect probe (only
@@ -142,6 +145,7 @@ impl Gateway {
         metrics.connection_limit.set(cap as i64);
         Arc::new(Gateway {
             permits: Arc::new(Semaphore::new(cap)),
+            client_limits: limits::ClientLimits::new(&config.limits),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),
             pools,
             metrics,

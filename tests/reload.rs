@@ -19,7 +19,7 @@ fn config(upstream: std::net::SocketAddr, path: &str, tls: Option<(&Path, &Path)
 async fn post_reload(admin: std::net::SocketAddr) -> HttpResponse {
     raw_request(
         admin,
-        b"POST /reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tidegate-Admin: reload\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
     .await
 }

@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// Process-wide limits; routes may override some of them.
     pub limits: RawLimits,
+    /// How request paths are normalised before routing.
+    pub paths: RawPaths,
     /// Ping interval and pong timeout on both legs.
     pub keepalive: RawKeepalive,
     /// What happens on SIGTERM / SIGINT.
@@ -170,12 +172,38 @@ impl Default for RawMux {
 pub struct RawAdmin {
     /// Empty string disables the admin listener.
     pub listen: String,
+    /// Bearer token required on every admin endpoint; empty: none (then
+    /// `POST /reload` needs the `X-Tidegate-Admin` header instead).
+    pub token: String,
+    /// Host names (besides loopback and the listen address) the admin
+    /// listener answers to; any other `Host` gets 421 (DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9090".into(),
+            token: String::new(),
+            hosts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPaths {
+    /// What a client-sent `%2F` becomes: `reject` (400), `keep`, `decode`.
+    pub encoded_slash: String,
+    /// Merge runs of `/` into one before routing.
+    pub merge_slashes: bool,
+}
+
+impl Default for RawPaths {
+    fn default() -> Self {
+        Self {
+            encoded_slash: "reject".into(),
+            merge_slashes: true,
         }
     }
 }
@@ -198,6 +226,16 @@ pub struct RawLimits {
     pub max_message_size: u64,
     /// Time allowed for the closing handshake once a close started.
     pub close_timeout: String,
+    /// Connections still in TLS or their request head, over every client.
+    pub max_handshakes: u64,
+    /// Connections in TLS or their request head from one client address.
+    pub max_handshakes_per_ip: u64,
+    /// Connections held at once by one client address; 0: no limit.
+    pub max_connections_per_ip: u64,
+    /// New connections per second from one client address; 0: no limit.
+    pub handshake_rate_per_ip: u64,
+    /// Connections one address may open in a burst above the rate.
+    pub handshake_burst_per_ip: u64,
 }
 
 impl Default for RawLimits {
@@ -209,6 +247,11 @@ impl Default for RawLimits {
             max_frame_size: 64 << 20,
             max_message_size: 64 << 20,
             close_timeout: "5s".into(),
+            max_handshakes: 4096,
+            max_handshakes_per_ip: 256,
+            max_connections_per_ip: 0,
+            handshake_rate_per_ip: 0,
+            handshake_burst_per_ip: 100,
         }
     }
 }
@@ -379,7 +422,13 @@ impl RawConfig {
     /// replaced.
     pub fn redacted(&self) -> RawConfig {
         let mut copy = self.clone();
+        if !copy.admin.token.is_empty() {
+            copy.admin.token = "<redacted>".into();
+        }
         for upstream in &mut copy.upstreams {
+            for e in &mut upstream.endpoints {
+                *e = crate::redact::url(e);
+            }
             for value in upstream.add_headers.values_mut() {
                 *value = "<redacted>".into();
             }

@@ -83,7 +83,7 @@ pub(crate) const SESSION_DURATION: Family = Family {
 
 pub(crate) const LISTENER_REFUSED: Family = Family {
     name: "tidegate_listener_refused_total",
-    help: "Connections closed at accept, by reason (connection_limit, fd_limit).",
+    help: "Connections closed at accept, by reason (connection_limit, fd_limit, handshake_limit, ip_handshake_limit, ip_connection_limit, ip_rate_limit).",
     labels: &["listener", "reason"],
 };
 
@@ -133,4 +133,10 @@ pub(crate) const UPSTREAM_REACHABLE: Family = Family {
     name: "tidegate_upstream_reachable",
     help: "1 if an endpoint of the upstream accepted the last readiness connect probe, else 0 (probed only with readiness.require_upstream).",
     labels: &["upstream"],
+};
+
+pub(crate) const ADMIN_REFUSED: Family = Family {
+    name: "tidegate_admin_refused_total",
+    help: "Admin requests refused, by reason (host, token, simple_request).",
+    labels: &["reason"],
 };

@@ -5,7 +5,7 @@
 //! still an HTTP response; [`switch`] sends the 101 and spawns the session
 //! as its own small task.
 
-use super::{Admitted, Ctx, RouteRuntime};
+use super::{Admitted, ConnectionSlot, Ctx, RouteRuntime};
 use crate::access;
 use crate::handshake::{accept_key, Refused, Rejection, Upgrade};
 use crate::io::Io;
@@ -108,7 +108,7 @@ pub(super) async fn switch(
     mut io: Io,
     a: Admitted,
     target: Target,
-    permit: OwnedSemaphorePermit,
+    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
 ) {
     let rt = cx.runtime(&a.upgrade);
     let accept = accept_key(&a.upgrade.key);
@@ -138,7 +138,7 @@ pub(super) async fn switch(
             .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
             .log_access(access);
             // Spawned as is: the relay task is exactly the `Running` future.
-            shutdown.spawn(session.run(shutdown.signal(), permit));
+            spawn_holding(shutdown, session.run(shutdown.signal(), permit), slot);
         }
         Target::Mux {
             route,
@@ -167,7 +167,7 @@ pub(super) async fn switch(
             );
             let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining)
                 .log_access(access);
-            shutdown.spawn(session.run(permit));
+            spawn_holding(shutdown, session.run(permit), slot);
         }
     }
 }
@@ -175,6 +175,22 @@ pub(super) async fn switch(
 /// The authenticated subject, for the access log.
 fn subject(a: &Admitted) -> Option<&str> {
     a.identity.as_ref()?.subject.as_deref()
+}
+
+/// Spawn a session; a tracked per-address slot lives exactly as long.
+fn spawn_holding<F>(shutdown: &crate::shutdown::Shutdown, session: F, slot: ConnectionSlot)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if slot.is_tracked() {
+        shutdown.spawn(async move {
+            let _ = session.await;
+            drop(slot);
+        });
+    } else {
+        shutdown.spawn(session);
+    }
 }
 
 /// Count a completed upgrade and its handshake time.
