@@ -240,6 +240,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def table_full(gw: g.Gateway, limit: int, within: float = 30.0) -> None:
+    """Wait until the gateway holds all but a couple of its `limit`
+    descriptors (the spare is one of them)."""
+    fds = f"/proc/{gw.proc.popen.pid}/fd"
+    deadline = time.monotonic() + within
+    while len(os.listdir(fds)) < limit - 2:
+        assert time.monotonic() < deadline, f"only {len(os.listdir(fds))} descriptors in use"
+        time.sleep(0.05)
+
+
 def assert_idle(gw: g.Gateway, what: str) -> None:
     """A spin check, not a timing claim: an idle gateway uses next to no CPU."""
     pid = gw.proc.popen.pid
@@ -402,6 +412,10 @@ def test_full_table_still_answers_clients(stack, echo_upstream):
         # More than the table holds; those over it are closed, not queued.
         for _ in range(220):
             admin_conns.append(socket.create_connection((host, int(port)), timeout=20))
+        # The admin listener accepts them on its own time; under a loaded
+        # machine some may still wait in its backlog. Start the clients once
+        # the table is full, or they may take descriptors freed meanwhile.
+        table_full(gw, limit=200)
 
         async def clients():
             return [r[0] for r in await asyncio.gather(*(try_upgrade(gw.addr) for _ in range(10)))]
