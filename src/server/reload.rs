@@ -54,6 +54,11 @@ impl Gateway {
         let mut next = Config::from_raw(raw)?;
         next.source = source;
         fixed_at_start(&current.config, &next)?;
+        let policies = |c: &'_ Config| -> Vec<Arc<crate::auth::AuthPolicy>> {
+            c.routes.iter().filter_map(|r| r.auth.clone()).collect()
+        };
+        let (old, new) = (policies(&current.config), policies(&next));
+        crate::auth::keep_jwks_caches(old.iter().map(|p| &**p), new.iter().map(|p| &**p));
         self.state
             .store(Arc::new(State::new(next, &self.metrics, &self.pools)));
         Ok(())
