@@ -153,7 +153,8 @@ pub(super) async fn switch(
             route.mux_metrics.opened.inc();
             upgraded(cx, rt);
             let draining = shutdown.draining().clone();
-            let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining);
+            let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining)
+                .expire_at(a.identity.as_ref().and_then(|i| i.deadline()));
             shutdown.spawn(session.run(permit));
         }
     }
