@@ -7,7 +7,7 @@
 mod request;
 mod response;
 
-pub use request::{switching_protocols, ClientInfo, UpstreamRequest};
+pub use request::{is_handshake_or_hop_header, switching_protocols, ClientInfo, UpstreamRequest};
 pub(crate) use response::handshake;
 
 use crate::config::{EndpointConfig, UpstreamConfig};
@@ -36,6 +36,8 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream sent an invalid handshake response: {0}")]
     BadResponse(&'static str),
+    #[error("upstream sent a header that is not valid HTTP: {0}")]
+    InvalidHeader(&'static str),
     #[error("upstream refused the upgrade with status {0}")]
     Refused(u16, Rejection),
 }
@@ -47,6 +49,7 @@ impl UpstreamError {
             UpstreamError::Unreachable(_) => Rejection::UpstreamUnreachable,
             UpstreamError::Timeout => Rejection::UpstreamTimeout,
             UpstreamError::BadResponse(_) => Rejection::UpstreamBadResponse,
+            UpstreamError::InvalidHeader(_) => Rejection::UpstreamInvalidHeader,
             UpstreamError::Refused(_, r) => r,
         }
     }
