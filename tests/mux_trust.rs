@@ -152,3 +152,44 @@ async fn mux_sessions_close_with_1008_when_the_token_expires() {
     )
     .await;
 }
+
+/// The gateway proves itself to the application: every mux connection
+/// carries `upstreams[].mux_secret`, which `check-config`/`/config` never show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mux_connections_carry_the_secret_and_config_output_hides_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app");
+    let app = listener.local_addr().expect("app addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mux-secret");
+    std::fs::write(&file, "from-a-mounted-secret-0123\n").expect("write secret");
+    let mut raw = mux_config(&[ws_url(app)], 1);
+    raw.upstreams[0].mux_secret_file = file.display().to_string();
+    let gw = start_gateway(raw.clone()).await;
+    let (mut tcp, _) = within("the gateway's mux connection", listener.accept())
+        .await
+        .expect("accept");
+    let head = within("its request head", async {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.is_ok_and(|n| n == 1) {
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    })
+    .await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nx-tidegate-mux-secret: from-a-mounted-secret-0123\r\n"),
+        "{head}"
+    );
+    drop(gw);
+
+    raw.upstreams[0].mux_secret_file = String::new();
+    raw.upstreams[0].mux_secret = "inline-secret-0123456789".into();
+    let config = tidegate::config::Config::from_raw(raw).expect("valid");
+    let shown = toml::to_string(&config.raw.redacted()).expect("TOML");
+    assert!(!shown.contains("inline-secret-0123456789"), "{shown}");
+}

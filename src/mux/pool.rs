@@ -24,11 +24,18 @@ const WAIT_STEP: Duration = Duration::from_millis(20);
 
 static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
 
-/// A session id unique in this process (docs/mux-protocol.md §3): a
-/// counter, skipping 0 when it wraps.
+/// A session id unique in this process (docs/mux-protocol.md §3) and not
+/// guessable from outside: a counter mapped through a random bijection of
+/// `u32` (multiply by a random odd number, add a random offset), so ids
+/// repeat only after 2^32 sessions yet do not count 1, 2, 3. It is a
+/// second line of defence: the application's check of the gateway secret
+/// is what stops a stranger's RESUMED OPEN.
 pub fn next_session_id() -> u32 {
+    static MAP: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let (mul, add) = *MAP.get_or_init(|| (rand::random::<u32>() | 1, rand::random::<u32>()));
     loop {
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let id = n.wrapping_mul(mul).wrapping_add(add);
         if id != 0 {
             return id;
         }
@@ -234,6 +241,9 @@ impl Pool {
              Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\nX-Tidegate-Instance: {}\r\nX-Tidegate-Slot: {slot}\r\n",
             ep.authority, self.instance
         );
+        if let Some(secret) = &self.config.mux_secret {
+            let _ = write!(r, "X-Tidegate-Mux-Secret: {secret}\r\n");
+        }
         for (name, value) in &self.config.add_headers {
             let _ = write!(r, "{name}: {value}\r\n");
         }
