@@ -251,3 +251,26 @@ impl Pool {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Ids do not count up: a stranger cannot name live sessions by
+    /// counting from one it saw (docs/mux-protocol.md §1.1). The odd
+    /// multiplier keeps them distinct.
+    #[test]
+    fn session_ids_are_distinct_and_not_sequential() {
+        let ids: Vec<u32> = (0..1000).map(|_| super::next_session_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "ids are unique");
+        let steps_of_one = ids
+            .windows(2)
+            .filter(|w| w[1] == w[0].wrapping_add(1))
+            .count();
+        assert!(
+            steps_of_one < 10,
+            "{steps_of_one} of 999 ids followed their predecessor"
+        );
+    }
+}
