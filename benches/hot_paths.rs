@@ -29,9 +29,10 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use std::time::{Duration, Instant};
 use tidegate::config::raw::{RawListener, RawRoute, RawUpstream};
 use tidegate::config::{Config, RawConfig};
+use tidegate::frame::{write_frame, Limits, Opcode};
 use tidegate::handshake::{self, RequestHead};
 use tidegate::origin::OriginPolicy;
-use tidegate::relay::scan::{Limits, Scanner};
+use tidegate::relay::scan::Scanner;
 use tidegate::route::RouteTable;
 
 const LIMITS: Limits = Limits {
@@ -41,24 +42,10 @@ const LIMITS: Limits = Limits {
 
 /// One binary frame with a `len`-byte payload, masked like a client's.
 fn frame(len: usize, masked: bool) -> Vec<u8> {
-    let mut out = vec![0x82u8];
-    let mask_bit = if masked { 0x80 } else { 0 };
-    match len {
-        0..=125 => out.push(mask_bit | len as u8),
-        126..=0xffff => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    if masked {
-        out.extend_from_slice(&key);
-    }
-    out.extend((0..len).map(|i| (i as u8) ^ if masked { key[i & 3] } else { 0 }));
+    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    let key = masked.then_some([0x37, 0xfa, 0x21, 0x3d]);
+    let mut out = Vec::new();
+    write_frame(&mut out, true, Opcode::Binary, &[&payload], key);
     out
 }
 

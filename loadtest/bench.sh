@@ -9,13 +9,22 @@
 # one `tidegate-loadtest compare` run, targets in alternation, ratios to the
 # direct (no proxy) run. Everything is on loopback, bounded in time.
 #
-# Environment: ROUNDS (default 3), DURATION (default 5s), SKIP_IDLE=1.
+# The headline scenarios (64 B, 16 KiB, open loop, idle memory) also leave
+# their plots in IMG (default docs/img/bench), which docs/performance.md
+# embeds: for each compare run the harness's `--report` directory
+# (latency.svg, throughput.svg, report.md), and idle-rss.svg, a bar chart
+# of the RSS per idle connection drawn by `tidegate-loadtest bars`.
+#
+# Environment: ROUNDS (default 3), DURATION (default 5s), SKIP_IDLE=1,
+# IMG, ONLY_HEADLINE=1 (just the plotted scenarios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${1:-loadtest/results/latest.md}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
+IMG=${IMG:-docs/img/bench}
+ONLY_HEADLINE=${ONLY_HEADLINE:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --bin tidegate >&2
 cargo build --release -p tidegate-loadtest >&2
@@ -53,20 +62,27 @@ TARGETS=(--target "direct=ws://$UP/"
          --target "nginx=ws://127.0.0.1:18081/@$NGINX_PID"
          --target "haproxy=ws://127.0.0.1:18082/@$HAPROXY_PID")
 
-run_compare() { # TITLE ARGS...
-    local title=$1; shift
+run_compare() { # PLOT TITLE ARGS...  (PLOT: a directory name under IMG, or - for none)
+    local plot=$1 title=$2; shift 2
+    local report=()
+    if [ "$plot" != - ]; then
+        report=(--report "$IMG/$plot")
+    elif [ "$ONLY_HEADLINE" = 1 ]; then
+        return 0
+    fi
     echo "bench.sh: $title" >&2
     {
         echo "### $title"
         echo
         echo '```'
-        taskset -c 1 "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" "${TARGETS[@]}" "$@"
+        taskset -c 1 "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" "${report[@]}" "${TARGETS[@]}" "$@" \
+            | grep -v '^report written to '
         echo '```'
         echo
     } >>"$OUT.tmp"
 }
 
-mkdir -p "$(dirname "$OUT")"
+mkdir -p "$(dirname "$OUT")" "$IMG"
 {
     echo "# tidegate vs nginx vs HAProxy — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
@@ -74,31 +90,34 @@ mkdir -p "$(dirname "$OUT")"
     echo "Machine: $(nproc) cores, $(uname -r); load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Pinning: proxies on core 0 (one worker/thread each); generator and echo upstream on core 1."
     echo "Versions: $("$TG" version); $(nginx -v 2>&1); $(haproxy -v 2>&1 | head -1)."
+    echo "Plots: $IMG/ (ONLY_HEADLINE=$ONLY_HEADLINE)."
     echo
 } >"$OUT.tmp"
 
-run_compare "50 connections, closed loop, 64 B" echo -c 50 --size 64 --duration "$DURATION"
-run_compare "50 connections, closed loop, 16 KiB" echo -c 50 --size 16384 --duration "$DURATION"
-run_compare "50 connections, 16 in flight each, 64 B" echo -c 50 --size 64 --in-flight 16 --duration "$DURATION"
-run_compare "1,000 connections x 10 msg/s x 128 B (open loop)" rate -c 1000 --rate 10 --size 128 --duration "$DURATION"
+run_compare 64b "50 connections, closed loop, 64 B" echo -c 50 --size 64 --duration "$DURATION"
+run_compare 16kib "50 connections, closed loop, 16 KiB" echo -c 50 --size 16384 --duration "$DURATION"
+run_compare - "50 connections, 16 in flight each, 64 B" echo -c 50 --size 64 --in-flight 16 --duration "$DURATION"
+run_compare open-loop "1,000 connections x 10 msg/s x 128 B (open loop)" rate -c 1000 --rate 10 --size 128 --duration "$DURATION"
 # The idle ramp below takes well under a second per proxy, too short to
 # compare connects/s on; this storm runs ~2 s per target and round.
-run_compare "connection churn: 30,000 x (connect, upgrade, close), 64 at a time" connect --total 30000 --concurrency 64 --duration "$DURATION"
+run_compare - "connection churn: 30,000 x (connect, upgrade, close), 64 at a time" connect --total 30000 --concurrency 64 --duration "$DURATION"
 
 if [ "${SKIP_IDLE:-0}" != 1 ]; then
     echo "### 9,900 idle connections (RSS per connection, connects/s during the ramp)" >>"$OUT.tmp"
     echo >>"$OUT.tmp"
+    BARS=()
     for t in "tidegate ws://$TG_ADDR/ $TG_PID" "nginx ws://127.0.0.1:18081/ $NGINX_PID" "haproxy ws://127.0.0.1:18082/ $HAPROXY_PID"; do
         set -- $t
         echo "bench.sh: idle $1" >&2
-        {
-            echo "$1:"
-            echo '```'
-            taskset -c 1 "$LT" --workers 1 idle --quiet --url "$2" -c 9900 --hold 3s --source-ip-count 4 --pid "$3"
-            echo '```'
-        } >>"$OUT.tmp"
+        taskset -c 1 "$LT" --workers 1 idle --quiet --url "$2" -c 9900 --hold 3s --source-ip-count 4 --pid "$3" >"$RUN/idle-$1.txt"
+        { echo "$1:"; echo '```'; cat "$RUN/idle-$1.txt"; echo '```'; } >>"$OUT.tmp"
+        # The harness prints the RSS figures as JSON on its `rss:` line.
+        per_conn=$(grep -o '"bytes_per_connection":[0-9.e+-]*' "$RUN/idle-$1.txt" | head -1 | cut -d: -f2)
+        BARS+=("$1=${per_conn:-0}")
         sleep 2
     done
+    "$LT" bars --out "$IMG/idle-rss.svg" --unit "bytes per connection" \
+        --title "9,900 idle connections: proxy RSS per connection" "${BARS[@]}"
 fi
 mv "$OUT.tmp" "$OUT"
 echo "bench.sh: wrote $OUT" >&2

@@ -63,7 +63,8 @@ as_root() {
 # ---------------------------------------------------------------- install
 
 install_debian() {
-  local pkgs=(socat chromium) missing=() p
+  # prometheus: for promtool (tests/deploy/validate.py checks the alert rules).
+  local pkgs=(socat chromium prometheus) missing=() p
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
@@ -86,12 +87,16 @@ install_python() {
 }
 
 install_node() {
-  if [ -d tests/node/node_modules ] && cmp -s tests/node/package-lock.json tests/node/node_modules/.tidegate-lock; then
-    return 0
-  fi
-  log "npm ci (tests/node)"
-  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
-  cp tests/node/package-lock.json tests/node/node_modules/.tidegate-lock
+  local d
+  # tests/deploy: the CRD schemas validate.py checks custom resources with.
+  for d in tests/node tests/deploy; do
+    if [ -d $d/node_modules ] && cmp -s $d/package-lock.json $d/node_modules/.tidegate-lock; then
+      continue
+    fi
+    log "npm ci ($d)"
+    (cd $d && npm ci --no-audit --no-fund --loglevel=error)
+    cp $d/package-lock.json $d/node_modules/.tidegate-lock
+  done
 }
 
 # ------------------------------------------------------------------ steps
@@ -157,6 +162,7 @@ step "python: websockets client (pytest tests/python)" 600 \
   .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
 step "python mux sdk (pytest sdk/python/tests)" 300 \
   .venv/bin/python -m pytest -q -p no:cacheprovider sdk/python/tests
+step "abuse: hostile clients and apps (pytest tests/abuse)" 600 .venv/bin/python -m pytest -q -p no:cacheprovider tests/abuse
 step "node: ws client (node --test tests/node/)" 300 node --test tests/node/
 step "browser: headless chromium (node --test tests/browser/)" 300 node --test tests/browser/
 
@@ -165,7 +171,7 @@ step "loadtest: smoke run through the gateway (loadtest/smoke.sh)" 120 bash load
 # Fuzz targets on stable: seeds + fixed mutations, own build cache (fuzz/run-smoke.sh).
 step "fuzz smoke: seed replay of every fuzz target (fuzz/run-smoke.sh)" 600 bash fuzz/run-smoke.sh
 
-step "deploy: manifests, dashboard, Dockerfile (tests/deploy/validate.py)" 300 .venv/bin/python tests/deploy/validate.py
+step "deploy: kubectl kustomize, schemas, promtool, dashboard, Dockerfile (tests/deploy/validate.py)" 300 .venv/bin/python tests/deploy/validate.py
 
 case "${TG_TEST_CONFORMANCE:-full}" in
   full) step "conformance: kosoku, full suite (tests/conformance/run.py --full)" 1200 \

@@ -3,7 +3,10 @@
 //! draining), `/config` (the effective configuration, secrets redacted)
 //! and `POST /reload` (re-read the configuration, like SIGHUP).
 //! Plain HTTP/1.1 on hyper; it stays up through the drain so orchestrators
-//! can watch readiness fall.
+//! can watch readiness fall. Every request passes [`access::check`] first
+//! (Host, optional token, non-simple state changes).
+
+pub mod access;
 
 use crate::server::Gateway;
 use bytes::Bytes;
@@ -28,7 +31,8 @@ pub async fn serve(
     tokio::spawn(async move {
         loop {
             // Process exit stops serving.
-            let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "admin").await else {
+            let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "admin", drop).await
+            else {
                 return;
             };
             let gw = Arc::clone(&gw);
@@ -36,6 +40,10 @@ pub async fn serve(
                 let service = hyper::service::service_fn(move |req| {
                     let gw = Arc::clone(&gw);
                     async move {
+                        let access = &gw.state().config.admin_access;
+                        if let Err(denied) = access::check(access, req.method(), req.headers()) {
+                            return Ok::<_, Infallible>(refuse(&gw, denied));
+                        }
                         if req.uri().path() == "/reload" && req.method() == hyper::Method::POST {
                             return Ok::<_, Infallible>(reload(&gw).await);
                         }
@@ -51,6 +59,25 @@ pub async fn serve(
         }
     });
     Ok(local)
+}
+
+/// An admin request that failed [`access::check`]: counted, answered
+/// with the reason and nothing else.
+fn refuse(gw: &Gateway, denied: access::Denied) -> Response<Full<Bytes>> {
+    gw.metrics
+        .admin_refused
+        .with_label_values(&[denied.label()])
+        .inc();
+    tracing::debug!(reason = denied.label(), "admin request refused");
+    let mut response = Response::builder()
+        .status(denied.status())
+        .header("content-type", "text/plain");
+    if denied == access::Denied::Token {
+        response = response.header("www-authenticate", "Bearer");
+    }
+    response
+        .body(Full::new(Bytes::from(format!("{denied}\n"))))
+        .expect("static response parts are valid")
 }
 
 /// `POST /reload`: 200 when the new configuration is in force, 422 with

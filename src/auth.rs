@@ -89,10 +89,12 @@ impl AuthPolicy {
         upgrade: &Upgrade,
     ) -> Result<Identity, AuthError> {
         let found = source::find(head, &self.sources);
-        let mut identity = Identity::new("ok", &self.reserved_headers);
-        if let Some((_, source)) = &found {
-            identity.strip_credential(source, self.keep_credential);
-        }
+        let mut identity = Identity::new(
+            "ok",
+            &self.reserved_headers,
+            &self.sources,
+            self.keep_credential,
+        );
         match &self.method {
             Method::Jwt(verifier) => {
                 let (token, _) = found.ok_or(AuthError::Missing)?;
@@ -101,6 +103,10 @@ impl AuthPolicy {
                     identity.expires = identity::expiry(&claims, grace);
                 }
                 identity.add_claims(&claims, &self.identity_headers);
+                identity.subject = claims
+                    .get("sub")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_string);
             }
             Method::ApiKeys(keys) => {
                 let (token, _) = found.ok_or(AuthError::Missing)?;
@@ -108,12 +114,15 @@ impl AuthPolicy {
                 let mut claims = Map::new();
                 claims.insert("sub".into(), Value::String(name.to_string()));
                 claims.insert("key_name".into(), Value::String(name.to_string()));
+                identity.subject = Some(name.to_string());
                 identity.add_claims(&claims, &self.identity_headers);
             }
-            Method::Forward(service) => match service.check(head, &upgrade.host).await? {
-                Allowed::Headers(headers) => identity.headers = headers,
-                Allowed::FailOpen => identity.result = "fail_open",
-            },
+            Method::Forward(service) => {
+                match service.check(head, &upgrade.host, &upgrade.path).await? {
+                    Allowed::Headers(headers) => identity.headers = headers,
+                    Allowed::FailOpen => identity.result = "fail_open",
+                }
+            }
         }
         Ok(identity)
     }

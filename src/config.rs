@@ -6,6 +6,7 @@
 //! every problem has been fixed: `ConfigError` carries all of them, each with
 //! its key path, and the binary exits 64 (EX_USAGE) on it.
 
+mod ops;
 pub mod raw;
 pub(crate) mod validate;
 pub(crate) use validate as validate_problems;
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ops::{LogConfig, LogFormat, Readiness, ReloadConfig};
 pub use raw::RawConfig;
 
 /// Exit code for a bad configuration (sysexits EX_USAGE).
@@ -75,13 +77,20 @@ pub struct Config {
     pub source: Option<std::path::PathBuf>,
     /// `None`: no admin listener.
     pub admin: Option<SocketAddr>,
+    /// Who may use the admin listener.
+    pub admin_access: AdminAccess,
     pub limits: Limits,
+    /// How request paths are normalised before routing.
+    pub paths: crate::route::PathPolicy,
     pub keepalive: Keepalive,
     pub drain: Drain,
     pub listeners: Vec<ListenerConfig>,
     pub routes: Vec<Arc<RouteConfig>>,
     pub upstreams: Vec<Arc<UpstreamConfig>>,
     pub mux: MuxConfig,
+    pub log: LogConfig,
+    pub reload: ReloadConfig,
+    pub readiness: Readiness,
 }
 
 /// Mux mode settings (`[mux]`), see docs/mux-protocol.md.
@@ -109,9 +118,37 @@ pub enum RouteMode {
     Mux,
 }
 
+/// The admin listener's access rules (`[admin]`).
+#[derive(Clone, Default)]
+pub struct AdminAccess {
+    /// Bearer token every admin request must carry.
+    pub token: Option<String>,
+    /// Lower-case host names accepted in `Host` besides loopback names and
+    /// the listen address.
+    pub hosts: Vec<String>,
+}
+
+impl fmt::Debug for AdminAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminAccess")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("hosts", &self.hosts)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections in TLS or their request head, over every client.
+    pub max_handshakes: usize,
+    /// The same, from one client address.
+    pub max_handshakes_per_ip: usize,
+    /// `None`: no per-address connection limit.
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections per second from one address, and the burst above
+    /// it; `None`: no rate limit.
+    pub handshake_rate_per_ip: Option<(u32, u32)>,
     pub max_header_bytes: usize,
     pub handshake_timeout: Duration,
     pub max_frame_size: u64,
@@ -166,7 +203,12 @@ pub struct RouteConfig {
     pub max_message_size: u64,
     /// Edge authentication; `None`: anyone past Origin gets in.
     pub auth: Option<Arc<crate::auth::AuthPolicy>>,
+    /// Lower-case names of every identity header any auth policy sets:
+    /// never forwarded from the client, on any route.
+    pub identity_headers: Arc<[String]>,
     pub mode: RouteMode,
+    /// Fraction of sessions that get an access-log line (0.0: none).
+    pub access_sample: f64,
 }
 
 #[derive(Clone)]
@@ -197,7 +239,8 @@ impl fmt::Debug for UpstreamConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointConfig {
-    /// As written, for logs and the `endpoint` metric label.
+    /// As written with userinfo redacted, for logs and the `endpoint`
+    /// metric label.
     pub url: String,
     pub secure: bool,
     pub host: String,
@@ -207,6 +250,16 @@ pub struct EndpointConfig {
     /// Path of the endpoint URL without a trailing `/` ("" for none); the
     /// client's path is appended to it.
     pub base_path: String,
+}
+
+impl EndpointConfig {
+    /// The URL of `path` on this endpoint (`ws://authority/path`), for
+    /// messages that tell an operator what was requested upstream. `path`
+    /// carries no query: a query may hold a token.
+    pub fn url_of(&self, path: &str) -> String {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}{path}", self.authority)
+    }
 }
 
 impl Config {

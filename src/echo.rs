@@ -7,6 +7,7 @@
 //! session with that code, so clients can see an upstream close pass
 //! through the gateway.
 
+use crate::frame::{self, Violation};
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollector, Frame, OpCode, WebSocketError};
 use http_body_util::Empty;
@@ -23,7 +24,7 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// Serve until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, stop: CancellationToken) {
     loop {
-        let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "echo").await else {
+        let Some((tcp, _)) = crate::io::accept_until(&listener, &stop, "echo", drop).await else {
             return;
         };
         let _ = tcp.set_nodelay(true);
@@ -130,18 +131,12 @@ where
 /// The answer to a Close (RFC 6455 §5.5.1, §7.4): echo its code, or 1002 /
 /// 1007 when the Close itself is invalid.
 fn close_reply(payload: &[u8]) -> Frame<'static> {
-    match payload.len() {
-        0 => Frame::close_raw(Vec::new().into()),
-        1 | 126.. => Frame::close(1002, b""),
-        _ => {
-            let code = u16::from_be_bytes([payload[0], payload[1]]);
-            if !crate::relay::scan::close_code_allowed(code) {
-                Frame::close(1002, b"")
-            } else if std::str::from_utf8(&payload[2..]).is_err() {
-                Frame::close(1007, b"")
-            } else {
-                Frame::close(code, &payload[2..])
-            }
-        }
+    if payload.len() as u64 > frame::MAX_CONTROL_PAYLOAD {
+        return Frame::close(Violation::ControlTooLong.close_code(), b"");
+    }
+    match frame::parse_close(payload) {
+        Ok(None) => Frame::close_raw(Vec::new().into()),
+        Ok(Some((code, reason))) => Frame::close(code, reason.as_bytes()),
+        Err(v) => Frame::close(v.close_code(), b""),
     }
 }

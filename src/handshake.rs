@@ -6,8 +6,11 @@
 //! [`Rejection`] that knows its HTTP status and its metric label.
 
 pub mod field;
+mod framing;
 mod request;
 mod response;
+
+pub use framing::valid_host;
 
 pub use request::{read_head, HeadError, RequestHead};
 pub use response::{write_rejection, Rejection};
@@ -30,6 +33,9 @@ pub struct Upgrade {
     pub protocols: Vec<String>,
     /// The client's Host header value (with port), for X-Forwarded-Host.
     pub host: String,
+    /// The normalised request path the route matched; what the upstream
+    /// is sent (after the route's `strip_prefix`), never the path as sent.
+    pub path: String,
 }
 
 /// RFC 6455 §4.2.2: the accept value for a key.
@@ -86,6 +92,8 @@ pub struct Routed {
     pub route: Arc<RouteConfig>,
     /// The client's Host header value (with port), for X-Forwarded-Host.
     pub host: String,
+    /// The normalised path (no query).
+    pub path: String,
 }
 
 /// What the client asks for on its route.
@@ -97,21 +105,24 @@ pub enum Kind {
     Http,
 }
 
-/// Phase: route. The route for the request's host and path.
+/// Phase: route. The route for the request's host and normalised path,
+/// after the checks that keep two parsers from reading the head
+/// differently (one Host, valid; an unambiguous body length).
 pub fn route(head: &RequestHead, routes: &RouteTable) -> Result<Routed, Rejection> {
     if head.version < 1 {
         return Err(Rejection::HttpVersion);
     }
-    let host = match head.get("host").map(str::trim) {
-        Some(h) if !h.is_empty() => h.to_string(),
-        _ => return Err(Rejection::MissingHost),
-    };
+    let host = framing::check(head)?;
+    let path = routes
+        .normalize(head.path())
+        .map_err(|_| Rejection::BadPath)?;
     let route = routes
-        .find(&host_without_port(&host), head.path())
+        .find(&host_without_port(&host), &path)
         .ok_or(Rejection::NoRoute)?;
     Ok(Routed {
         route: Arc::clone(route),
         host,
+        path,
     })
 }
 
@@ -149,6 +160,7 @@ pub fn classify(head: &RequestHead, routed: Routed) -> Result<Kind, Rejection> {
         key,
         protocols,
         host: routed.host,
+        path: routed.path,
     }))
 }
 

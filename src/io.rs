@@ -94,13 +94,19 @@ impl AsyncWrite for Io {
 }
 
 /// The next connection on `listener`, or `None` once `stop` is cancelled.
-/// Accept errors (usually EMFILE/ENFILE) are logged and retried after a
-/// short pause instead of spinning. Shared by the gateway's listeners, the
-/// admin listener and the echo server.
+///
+/// When the descriptor table is full (EMFILE/ENFILE) a waiting client is
+/// not left in the backlog: the spare descriptor (`crate::fds`) is given
+/// back, one client is accepted with it and handed to `refuse` (which
+/// answers it; it is closed when `refuse` returns), and the spare is taken
+/// again. Without a spare, and on other accept errors, the loop logs and
+/// retries after a short pause instead of spinning. Shared by the
+/// gateway's listeners, the admin listener and the echo server.
 pub async fn accept_until(
     listener: &TcpListener,
     stop: &CancellationToken,
     what: &str,
+    refuse: impl Fn(TcpStream),
 ) -> Option<(TcpStream, SocketAddr)> {
     loop {
         let accepted = tokio::select! {
@@ -111,9 +117,20 @@ pub async fn accept_until(
         };
         match accepted {
             Ok(x) => return Some(x),
+            Err(e) if crate::fds::table_full(&e) && crate::fds::release_spare() => {
+                // One descriptor is free now: answer the client at the head
+                // of the backlog with it (Pending: nobody is waiting).
+                let next = std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
+                if let Poll::Ready(Ok((tcp, peer))) = next {
+                    tracing::debug!(listener = what, client = %peer, "descriptor table full: client refused");
+                    refuse(tcp);
+                }
+                crate::fds::keep_spare();
+            }
             Err(e) => {
                 tracing::warn!(listener = what, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                crate::fds::keep_spare();
             }
         }
     }

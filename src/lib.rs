@@ -7,21 +7,29 @@
 //! credentials → `Identity`) → dispatch to either `upstream` + `relay`
 //! (passthrough: one upstream WebSocket per client, frames relayed as
 //! bytes) or `mux` (sessions over pooled application connections,
-//! `tidegate.mux.v1`). `shutdown` owns the drain; `config` is loaded and
+//! `tidegate.mux.v1`). `frame` owns the RFC 6455 frame rules both apply
+//! (opcodes, header parsing and encoding, violations and their close
+//! codes). `shutdown` owns the drain; `fds` sizes the connection cap to the
+//! open-file limit; `config` is loaded and
 //! validated before anything is bound; `metrics` and `admin` make all of it
-//! visible; `echo` is the demo upstream.
+//! visible (`access` writes one line per session end); `echo` is the demo
+//! upstream.
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod echo;
+pub mod fds;
+pub mod frame;
 pub mod handshake;
 pub mod io;
 pub mod metrics;
 pub mod mux;
 pub mod origin;
+pub mod redact;
 pub mod relay;
 pub mod route;
 pub mod server;

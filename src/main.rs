@@ -9,8 +9,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tidegate::config::raw::{RawCertificate, RawListener, RawRoute, RawTls, RawUpstream};
-use tidegate::config::{Config, ConfigError, RawConfig, EXIT_CONFIG};
-use tidegate::server::{self, Drained, Running};
+use tidegate::config::{Config, ConfigError, LogFormat, RawConfig, EXIT_CONFIG};
+use tidegate::server::{self, Running};
+
+#[path = "main/oneliners.rs"]
+mod oneliners;
+#[path = "main/signals.rs"]
+mod signals;
+
+use oneliners::{path_mapping, proxy_config, serve_demo};
+use signals::{drain_on_signal, Sig, Signals};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -38,6 +46,8 @@ enum Command {
     },
     /// Validate a configuration: print it (secrets redacted) or every error.
     CheckConfig {
+        /// TOML configuration file (without one: defaults plus TIDEGATE_
+        /// environment overrides).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -53,11 +63,16 @@ enum Command {
         runtime: RuntimeArgs,
     },
     /// A reverse proxy from flags alone: one route `/` to one upstream.
+    // The path rule goes after the options, not in a second doc paragraph:
+    // that would become a long_about whose first line differs from the
+    // title `tidegate --help` lists (clap keeps its final period).
+    #[command(after_help = PROXY_PATH_RULE)]
     Proxy {
         /// Address to accept clients on.
         #[arg(long)]
         listen: SocketAddr,
-        /// Upstream URL (ws:// or wss://).
+        /// Upstream URL (ws:// or wss://); the client's path is appended to
+        /// its path.
         #[arg(long)]
         upstream: String,
         /// PEM certificate chain: serve TLS (needs --tls-key).
@@ -77,6 +92,7 @@ enum Command {
     },
     /// A WebSocket echo server (the demo upstream), for tests and benchmarks.
     Echo {
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9001")]
         listen: SocketAddr,
         #[command(flatten)]
@@ -85,6 +101,15 @@ enum Command {
     /// Print the version.
     Version,
 }
+
+/// How `proxy` builds the upstream path: newcomers paste the application's
+/// full URL, as they would into nginx's or Caddy's one-liners.
+const PROXY_PATH_RULE: &str = "\
+The client's path is appended to the path of the upstream URL: with
+`--upstream ws://127.0.0.1:15674/ws`, a client that connects to `/ws` is sent
+to `ws://127.0.0.1:15674/ws/ws`. To pass the client's path through unchanged,
+give the upstream without a path (`--upstream ws://127.0.0.1:15674`).
+The mapping is printed at start.";
 
 #[derive(Args, Clone, Copy)]
 struct RuntimeArgs {
@@ -115,7 +140,11 @@ fn disable_transparent_huge_pages() {
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
-    init_logging();
+    // `run` starts logging once its file is loaded: `log.format` is in it.
+    // Configuration errors are printed as they are, not logged.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(LogFormat::Text);
+    }
     match cli.command {
         Command::Version => {
             println!("tidegate {}", env!("CARGO_PKG_VERSION"));
@@ -130,7 +159,10 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Run { config, runtime } => match Config::load(config.as_deref()) {
-            Ok(c) => serve(c, runtime),
+            Ok(c) => {
+                init_logging(c.log.format);
+                serve(c, runtime)
+            }
             Err(e) => config_failed(&e),
         },
         Command::Proxy {
@@ -144,7 +176,12 @@ fn main() -> ExitCode {
         } => {
             let raw = proxy_config(listen, upstream, tls_cert.zip(tls_key), allow_origin, admin);
             match Config::from_raw(raw) {
-                Ok(c) => serve(c, runtime),
+                Ok(c) => {
+                    if let Some(line) = path_mapping(&c) {
+                        eprintln!("{line}");
+                    }
+                    serve(c, runtime)
+                }
                 Err(e) => config_failed(&e),
             }
         }
@@ -182,14 +219,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr, filtered by `TIDEGATE_LOG` (default `info`; the
+/// access log is the target `tidegate::access`).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // Fields at the top level of each object, where log shippers
+        // look for them; no ANSI colour codes inside JSON strings.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_ansi(false)
+            .init(),
+    }
 }
 
 fn config_failed(e: &ConfigError) -> ExitCode {
@@ -254,8 +304,20 @@ fn serve(config: Config, args: RuntimeArgs) -> ExitCode {
             }
         };
         announce(&running);
+        // Under systemd (Type=notify) `systemctl start` returns only now,
+        // with every listener bound, and fails if we exited before.
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
         drain_on_signal(running, signals).await
     })
+}
+
+/// Tell systemd (Type=notify) what state the service is in. Outside
+/// systemd (no NOTIFY_SOCKET) this does nothing; a failure to send is
+/// logged and otherwise ignored: the gateway serves either way.
+fn notify_systemd(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 fn announce(running: &Running) {
@@ -268,161 +330,4 @@ fn announce(running: &Running) {
     if let Some(a) = running.admin {
         say(&format!("tidegate admin addr={a}"));
     }
-}
-
-/// SIGHUP reloads; the first SIGTERM/SIGINT drains; a second one exits at
-/// once.
-async fn drain_on_signal(running: Running, mut signals: Signals) -> ExitCode {
-    while signals.next().await == Sig::Reload {
-        // Errors are logged and counted; the old configuration stays.
-        let _ = running.gateway.reload().await;
-    }
-    running.shutdown();
-    tokio::spawn(async move {
-        while signals.next().await == Sig::Reload {}
-        eprintln!("tidegate: second signal, exiting without waiting for the drain");
-        std::process::exit(1);
-    });
-    match running.wait().await {
-        Drained::Clean => tracing::info!("drained: all connections closed"),
-        Drained::GraceExpired(n) => tracing::warn!(left = n, "drain grace period over; exiting"),
-    }
-    ExitCode::SUCCESS
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sig {
-    Stop,
-    Reload,
-}
-
-/// The signals tidegate acts on, installed once.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    async fn next(&mut self) -> Sig {
-        tokio::select! {
-            // SIGTERM: orchestrator stop.
-            _ = self.term.recv() => Sig::Stop,
-            // SIGINT: Ctrl-C.
-            _ = self.int.recv() => Sig::Stop,
-            // SIGHUP: reload the configuration.
-            _ = self.hup.recv() => Sig::Reload,
-        }
-    }
-}
-
-fn proxy_config(
-    listen: SocketAddr,
-    upstream: String,
-    tls: Option<(PathBuf, PathBuf)>,
-    origins: Vec<String>,
-    admin: Option<SocketAddr>,
-) -> RawConfig {
-    let mut raw = RawConfig::default();
-    raw.admin.listen = admin.map(|a| a.to_string()).unwrap_or_default();
-    raw.listeners = vec![RawListener {
-        name: "default".into(),
-        listen: listen.to_string(),
-        tls: tls.map(|(cert, key)| RawTls {
-            certificates: vec![RawCertificate {
-                cert: cert.display().to_string(),
-                key: key.display().to_string(),
-                server_names: Vec::new(),
-            }],
-        }),
-    }];
-    raw.upstreams = vec![RawUpstream {
-        name: "default".into(),
-        endpoints: vec![upstream],
-        add_headers: BTreeMap::new(),
-        ..RawUpstream::default()
-    }];
-    raw.routes = vec![RawRoute {
-        name: "default".into(),
-        upstream: "default".into(),
-        origins,
-        ..RawRoute::default()
-    }];
-    raw
-}
-
-fn serve_demo(listen: SocketAddr, admin: SocketAddr, args: RuntimeArgs) -> ExitCode {
-    block_on(args, async move {
-        let signals = match Signals::new() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("tidegate demo: cannot install signal handlers: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let echo = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("tidegate demo: cannot start the echo upstream: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let echo_addr = echo.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tokio::spawn(tidegate::echo::serve(
-            echo,
-            tokio_util::sync::CancellationToken::new(),
-        ));
-        let build = |listen: SocketAddr, admin: SocketAddr| {
-            let mut raw = proxy_config(
-                listen,
-                format!("ws://{echo_addr}"),
-                None,
-                Vec::new(),
-                Some(admin),
-            );
-            raw.routes[0].name = "echo".into();
-            raw.routes[0].path = "/echo".into();
-            Config::from_raw(raw)
-        };
-        let mut running = None;
-        // Preferred ports first; free ones if those are taken.
-        for (l, a) in [(listen, admin), (with_port(listen, 0), with_port(admin, 0))] {
-            let config = match build(l, a) {
-                Ok(c) => c,
-                Err(e) => return config_failed(&e),
-            };
-            if let Ok(r) = server::start(config).await {
-                running = Some(r);
-                break;
-            }
-        }
-        let Some(running) = running else {
-            eprintln!("tidegate demo: cannot bind a listener");
-            return ExitCode::from(1);
-        };
-        announce(&running);
-        let gw = running.listeners[0].addr;
-        let admin = running.admin.map(|a| a.to_string()).unwrap_or_default();
-        eprintln!(
-            "\n  tidegate demo is up.\n\n  WebSocket echo through the gateway:  ws://{gw}/echo\n  \
-             try it:   python3 -m websockets ws://{gw}/echo      (pip install websockets)\n            \
-             or: npx wscat -c ws://{gw}/echo\n  send `!close 4000 bye` to see the upstream's close code pass through.\n\n  \
-             metrics:  http://{admin}/metrics   readiness: http://{admin}/readyz\n  Ctrl-C drains and exits.\n"
-        );
-        drain_on_signal(running, signals).await
-    })
-}
-
-fn with_port(mut addr: SocketAddr, port: u16) -> SocketAddr {
-    addr.set_port(port);
-    addr
 }

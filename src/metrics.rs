@@ -4,11 +4,14 @@
 //! and listener names, upstream names and configured endpoints, fixed
 //! reasons and outcomes, and close codes folded into a fixed set.
 
+use families::Family;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::Arc;
+
+mod families;
 
 /// Buckets for handshake and connect latencies (seconds).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -43,6 +46,12 @@ pub struct Metrics {
     pub ping_timeouts: IntCounterVec,
     pub session_duration: HistogramVec,
     pub listener_refused: IntCounterVec,
+    /// The connection cap in force: `limits.max_connections`, lowered at
+    /// start to what the open-file limit fits (`crate::fds`).
+    pub connection_limit: IntGauge,
+    /// Admin requests refused by `admin::access` (`reason`: host, token,
+    /// simple_request).
+    pub admin_refused: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
     /// Edge auth outcomes: `result` is `ok`, `fail_open` or an
     /// `AuthError` label (a fixed set).
@@ -54,173 +63,80 @@ pub struct Metrics {
     pub handshakes_in_progress: IntGauge,
     pub draining: IntGauge,
     pub config_reloads: IntCounterVec,
+    /// 1 while a passthrough upstream accepts connect probes
+    /// (`readiness.require_upstream`).
+    pub upstream_reachable: IntGaugeVec,
     /// Mux mode families (`tidegate_mux_*`).
     pub mux: crate::mux::metrics::MuxFamilies,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("metric names are unique");
-    c
-}
+/// Registers families on the process registry; every family is defined in
+/// [`families`], so a name, its help and its labels are written once.
+struct Registrar(Registry);
 
-fn histogram_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: &[f64],
-) -> HistogramVec {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        labels,
-    )
-    .expect("metric definition is valid");
-    registry
-        .register(Box::new(h.clone()))
-        .expect("metric names are unique");
-    h
+impl Registrar {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, c: C) -> C {
+        self.0
+            .register(Box::new(c.clone()))
+            .expect("metric names are unique");
+        c
+    }
+
+    fn counters(&self, f: &Family) -> IntCounterVec {
+        let opts = Opts::new(f.name, f.help);
+        self.add(IntCounterVec::new(opts, f.labels).expect("metric definition is valid"))
+    }
+
+    fn gauges(&self, f: &Family) -> IntGaugeVec {
+        let opts = Opts::new(f.name, f.help);
+        self.add(IntGaugeVec::new(opts, f.labels).expect("metric definition is valid"))
+    }
+
+    fn gauge(&self, f: &Family) -> IntGauge {
+        self.add(IntGauge::new(f.name, f.help).expect("metric definition is valid"))
+    }
+
+    fn histograms(&self, f: &Family, buckets: &[f64]) -> HistogramVec {
+        let opts = HistogramOpts::new(f.name, f.help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(opts, f.labels).expect("metric definition is valid"))
+    }
 }
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
-        let registry = Registry::new();
+        let r = Registrar(Registry::new());
         #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .expect("process collector registers once");
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels)
-                .expect("metric definition is valid");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("metric names are unique");
-            g
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("metric definition is valid");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("metric names are unique");
-            g
-        };
-        let build = gauge_vec(
-            "tidegate_build_info",
-            "Build information; always 1.",
-            &["version"],
-        );
+        r.0.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process collector registers once");
+        let build = r.gauges(&families::BUILD_INFO);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Arc::new(Metrics {
-            connections_active: gauge_vec(
-                "tidegate_connections_active",
-                "WebSocket sessions being relayed.",
-                &["route"],
-            ),
-            connections_total: counter_vec(
-                &registry,
-                "tidegate_connections_total",
-                "Upgrade requests that reached a route, by outcome (upgraded, rejected, upstream_error).",
-                &["route", "outcome"],
-            ),
-            handshake_rejections: counter_vec(
-                &registry,
-                "tidegate_handshake_rejections_total",
-                "Requests refused before the 101, by reason.",
-                &["route", "reason"],
-            ),
-            handshake_duration: histogram_vec(
-                &registry,
-                "tidegate_handshake_duration_seconds",
-                "From accept to the 101 sent to the client (upstream handshake included).",
-                &["route"],
-                LATENCY_BUCKETS,
-            ),
-            upstream_connect_duration: histogram_vec(
-                &registry,
-                "tidegate_upstream_connect_duration_seconds",
-                "TCP (+TLS) connect and WebSocket handshake to an upstream endpoint.",
-                &["upstream"],
-                LATENCY_BUCKETS,
-            ),
-            upstream_connect_failures: counter_vec(
-                &registry,
-                "tidegate_upstream_connect_failures_total",
-                "Failed connects to an upstream endpoint, by reason.",
-                &["upstream", "endpoint", "reason"],
-            ),
-            messages: counter_vec(
-                &registry,
-                "tidegate_messages_total",
-                "Complete WebSocket data messages relayed, by direction.",
-                &["route", "direction"],
-            ),
-            bytes: counter_vec(
-                &registry,
-                "tidegate_payload_bytes_total",
-                "Data frame payload bytes relayed, by direction.",
-                &["route", "direction"],
-            ),
-            closes: counter_vec(
-                &registry,
-                "tidegate_closes_total",
-                "Close frames seen, by the side that sent them (client, upstream, gateway) and code.",
-                &["route", "side", "code"],
-            ),
-            ping_timeouts: counter_vec(
-                &registry,
-                "tidegate_ping_timeouts_total",
-                "Legs closed because no pong (or other traffic) came back in time.",
-                &["route", "side"],
-            ),
-            session_duration: histogram_vec(
-                &registry,
-                "tidegate_session_duration_seconds",
-                "Lifetime of relayed sessions.",
-                &["route"],
-                SESSION_BUCKETS,
-            ),
-            listener_refused: counter_vec(
-                &registry,
-                "tidegate_listener_refused_total",
-                "Connections closed at accept, by reason (connection_limit).",
-                &["listener", "reason"],
-            ),
-            tls_handshake_failures: counter_vec(
-                &registry,
-                "tidegate_tls_handshake_failures_total",
-                "TLS handshakes that failed or timed out.",
-                &["listener"],
-            ),
-            auth_results: counter_vec(
-                &registry,
-                "tidegate_auth_results_total",
-                "Edge authentication outcomes, by route, method (jwt, api_key, forward) and result.",
-                &["route", "method", "result"],
-            ),
-            auth_duration: histogram_vec(
-                &registry,
-                "tidegate_auth_duration_seconds",
-                "Time spent authenticating a client, by route and method.",
-                &["route", "method"],
-                LATENCY_BUCKETS,
-            ),
-            handshakes_in_progress: gauge(
-                "tidegate_handshakes_in_progress",
-                "Accepted client connections not yet relaying (TLS, request head, upstream handshake).",
-            ),
-            draining: gauge("tidegate_draining", "1 while the gateway is draining."),
-            config_reloads: counter_vec(
-                &registry,
-                "tidegate_config_reloads_total",
-                "Configuration reloads (SIGHUP, POST /reload, certificate change), by result (ok, rejected).",
-                &["result"],
-            ),
-            mux: crate::mux::metrics::MuxFamilies::new(&registry),
-            registry,
+            connections_active: r.gauges(&families::CONNECTIONS_ACTIVE),
+            connections_total: r.counters(&families::CONNECTIONS_TOTAL),
+            handshake_rejections: r.counters(&families::HANDSHAKE_REJECTIONS),
+            handshake_duration: r.histograms(&families::HANDSHAKE_DURATION, LATENCY_BUCKETS),
+            upstream_connect_duration: r
+                .histograms(&families::UPSTREAM_CONNECT_DURATION, LATENCY_BUCKETS),
+            upstream_connect_failures: r.counters(&families::UPSTREAM_CONNECT_FAILURES),
+            messages: r.counters(&families::MESSAGES),
+            bytes: r.counters(&families::BYTES),
+            closes: r.counters(&families::CLOSES),
+            ping_timeouts: r.counters(&families::PING_TIMEOUTS),
+            session_duration: r.histograms(&families::SESSION_DURATION, SESSION_BUCKETS),
+            listener_refused: r.counters(&families::LISTENER_REFUSED),
+            connection_limit: r.gauge(&families::CONNECTION_LIMIT),
+            admin_refused: r.counters(&families::ADMIN_REFUSED),
+            tls_handshake_failures: r.counters(&families::TLS_HANDSHAKE_FAILURES),
+            auth_results: r.counters(&families::AUTH_RESULTS),
+            auth_duration: r.histograms(&families::AUTH_DURATION, LATENCY_BUCKETS),
+            handshakes_in_progress: r.gauge(&families::HANDSHAKES_IN_PROGRESS),
+            draining: r.gauge(&families::DRAINING),
+            config_reloads: r.counters(&families::CONFIG_RELOADS),
+            upstream_reachable: r.gauges(&families::UPSTREAM_REACHABLE),
+            mux: crate::mux::metrics::MuxFamilies::new(&r.0),
+            registry: r.0,
         })
     }
 

@@ -25,9 +25,17 @@ pub mod wire;
 
 pub use pool::Pool;
 
+/// What one queued frame is charged against a queue's byte bound besides
+/// its payload: at least its wire header (WebSocket ≤ 14, mux 10 bytes),
+/// in fact about what the queue entry itself occupies in memory (a `Bytes`
+/// handle, the header, a permit, the slot). Charging it is what bounds the
+/// number of frames too: an empty frame is not free, so a queue of
+/// `B` bytes holds at most `B / QUEUED_FRAME_COST` frames.
+pub const QUEUED_FRAME_COST: usize = 64;
+
 use crate::config::Config;
+use crate::frame::Limits;
 use crate::metrics::RouteMetrics;
-use crate::relay::scan::Limits;
 use std::sync::Arc;
 use std::time::Duration;
 

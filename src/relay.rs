@@ -15,6 +15,7 @@
 
 mod close;
 pub mod leg;
+mod pump;
 pub mod scan;
 mod timers;
 
@@ -29,12 +30,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
 /// Bytes read per system call: a typical message in one read.
 pub const SCRATCH: usize = 64 * 1024;
+
+/// Passes through I/O and timers per wake-up: a pass repeats only when a
+/// deadline passed while it ran; after this many the session yields (and
+/// wakes itself) rather than hold the thread while its timers keep firing.
+const TIMER_PASSES_PER_POLL: usize = 4;
 
 /// Rounds of read/write per wake-up before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 32;
@@ -90,8 +95,12 @@ pub struct Session {
     /// Both close handshakes are done; shutting sockets down.
     finishing: bool,
     client_shut: bool,
-    /// First cause of the end, for logs.
+    /// First cause of the end, for logs: it starts with the side that
+    /// ended the session (`client …`, `upstream …`), else the gateway did.
     reason: &'static str,
+    /// The access-log record; `None` unless this session is logged
+    /// (`access::Record::start`), so unlogged sessions pay one word.
+    access: Option<Box<crate::access::Record>>,
 }
 
 impl Session {
@@ -122,6 +131,7 @@ impl Session {
             finishing: false,
             client_shut: false,
             reason: "closed",
+            access: None,
         };
         s.preload(Side::Client, from_client, now);
         s.preload(Side::Upstream, from_upstream, now);
@@ -131,6 +141,12 @@ impl Session {
     /// End the session when the client's credential expires.
     pub fn expire_at(mut self, at: Option<Instant>) -> Session {
         self.expires_at = at;
+        self
+    }
+
+    /// Keep an access-log record and write its line when the session ends.
+    pub fn log_access(mut self, record: Option<Box<crate::access::Record>>) -> Session {
+        self.access = record;
         self
     }
 
@@ -177,7 +193,7 @@ impl Session {
         );
         let same_waker = waker == self.waker;
         self.waker = waker;
-        for _ in 0..4 {
+        for _ in 0..TIMER_PASSES_PER_POLL {
             let now = Instant::now();
             // Drain: pick this session's moment within the spread window.
             if !self.draining && drain.as_mut().begun(cx, !same_waker) {
@@ -247,163 +263,6 @@ impl Session {
             reason: self.reason,
         }
     }
-
-    /// Move bytes both ways until nothing moves. Returns true if it stopped
-    /// only because the round budget ran out.
-    fn run_io(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        // A leg whose read came back Pending has the waker registered;
-        // asking it again within this poll would only register it again.
-        let mut waiting = [false; 2];
-        for _ in 0..ROUNDS_PER_POLL {
-            let a = self.pump(Side::Client, cx, now, &mut waiting[0]);
-            let b = self.pump(Side::Upstream, cx, now, &mut waiting[1]);
-            if !(a || b) {
-                return false;
-            }
-            if self.client.done() && self.upstream.done() {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// One step from `from` to the other leg. Returns true on progress.
-    /// `waiting`: `from` has no data for this poll (set when its read is
-    /// Pending).
-    fn pump(&mut self, from: Side, cx: &mut Context<'_>, now: Instant, waiting: &mut bool) -> bool {
-        let limits = self.limits(from);
-        // Field-wise split so `self.metrics` stays usable below.
-        let (src, dst) = match from {
-            Side::Client => (&mut self.client, &mut self.upstream),
-            Side::Upstream => (&mut self.upstream, &mut self.client),
-        };
-        let mut progress = dst.flush(cx);
-        if dst.blocked() {
-            // Backpressure: do not read what cannot be passed on.
-            return progress;
-        }
-        if let Some(code) = close::insert_own_frames(src, dst, cx) {
-            progress = true;
-            if code != 0 {
-                self.metrics.close("gateway", Some(code));
-            }
-        }
-        if dst.blocked() || src.rx_done || src.rx_stopped || *waiting {
-            return progress;
-        }
-        let read = SCRATCH_BUF.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            let pre = src.scanner.copy_stash(&mut buf);
-            let mut rb = ReadBuf::new(&mut buf[pre..]);
-            match Pin::new(&mut src.io).poll_read(cx, &mut rb) {
-                Poll::Pending => Read::Pending,
-                Poll::Ready(Err(_)) => Read::Eof,
-                Poll::Ready(Ok(())) if rb.filled().is_empty() => Read::Eof,
-                Poll::Ready(Ok(())) => {
-                    let n = rb.filled().len();
-                    src.last_rx = now;
-                    forward_chunk(src, dst, &buf[..pre + n], limits, cx);
-                    Read::Data
-                }
-            }
-        });
-        match read {
-            Read::Pending => {
-                *waiting = true;
-                progress
-            }
-            Read::Eof => {
-                self.on_eof(from, now);
-                true
-            }
-            Read::Data => {
-                self.after_forward(from, now);
-                true
-            }
-        }
-    }
-
-    /// Bytes received before the relay started.
-    fn preload(&mut self, from: Side, data: &[u8], now: Instant) {
-        if data.is_empty() {
-            return;
-        }
-        let limits = self.limits(from);
-        let (src, dst) = self.legs(from);
-        let (n, stop) = src.scanner.scan(data, limits);
-        dst.queue(&data[..close::forwardable(src, dst, n, stop)]);
-        src.pending_stop = stop;
-        self.after_forward(from, now);
-    }
-
-    /// Flush the per-connection tallies into the route's counters.
-    fn count(&mut self, now: Instant) {
-        let (m_c2u, b_c2u) = self.client.scanner.take_tally();
-        let (m_u2c, b_u2c) = self.upstream.scanner.take_tally();
-        if m_c2u + m_u2c > 0 {
-            self.last_data = now;
-        }
-        if m_c2u > 0 {
-            self.metrics.messages_c2u.inc_by(m_c2u);
-        }
-        if m_u2c > 0 {
-            self.metrics.messages_u2c.inc_by(m_u2c);
-        }
-        if b_c2u > 0 {
-            self.metrics.bytes_c2u.inc_by(b_c2u);
-        }
-        if b_u2c > 0 {
-            self.metrics.bytes_u2c.inc_by(b_u2c);
-        }
-    }
-
-    /// Both close handshakes are over: the server side (client leg) closes
-    /// its TCP connection first; on the upstream leg, where the gateway is
-    /// the client, wait for the upstream to close (RFC 6455 §7.1.1).
-    fn poll_finish(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.client_shut && !self.client.dead {
-            match Pin::new(&mut self.client.io).poll_shutdown(cx) {
-                Poll::Ready(_) => self.client_shut = true,
-                Poll::Pending => {}
-            }
-        }
-        while !self.upstream.rx_done && !self.upstream.dead {
-            let r = SCRATCH_BUF.with(|cell| {
-                let mut buf = cell.borrow_mut();
-                let mut rb = ReadBuf::new(&mut buf[..]);
-                match Pin::new(&mut self.upstream.io).poll_read(cx, &mut rb) {
-                    Poll::Pending => None,
-                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => Some(false),
-                    Poll::Ready(_) => Some(true),
-                }
-            });
-            match r {
-                None => break,
-                Some(eof) => self.upstream.rx_done = eof,
-            }
-        }
-        (self.client_shut || self.client.dead) && (self.upstream.rx_done || self.upstream.dead)
-    }
-}
-
-/// Scan a chunk read from `src` and pass on what the scanner allows; what
-/// it stopped at is acted on by `after_forward` once `src`/`dst` are free.
-fn forward_chunk(src: &mut Leg, dst: &mut Leg, chunk: &[u8], limits: Limits, cx: &mut Context<'_>) {
-    let (n, stop) = src.scanner.scan(chunk, limits);
-    // After a Close to `dst` nothing else may follow it.
-    if !dst.close_out {
-        dst.send(cx, &chunk[..close::forwardable(src, dst, n, stop)]);
-    }
-    src.pending_stop = stop;
-}
-
-/// What one read from a leg gave.
-enum Read {
-    Pending,
-    /// End of stream or a read error.
-    Eof,
-    /// Bytes were read and passed on.
-    Data,
 }
 
 pin_project_lite::pin_project! {
@@ -434,7 +293,24 @@ impl Future for Running {
         m.close("client", outcome.client_close);
         m.close("upstream", outcome.upstream_close);
         tracing::debug!(?outcome, "session ended");
+        if let Some(a) = &mut session.access {
+            a.codes(outcome.client_close, outcome.upstream_close);
+            a.closed(closer(outcome.reason), None, outcome.reason);
+            a.emit(&m.name, "passthrough", session.started.elapsed());
+        }
         Poll::Ready(outcome)
+    }
+}
+
+/// Who ended the session, from the first cause recorded in `reason`.
+fn closer(reason: &str) -> crate::access::Closer {
+    use crate::access::Closer;
+    if reason.starts_with("client") {
+        Closer::Client
+    } else if reason.starts_with("upstream") {
+        Closer::Upstream
+    } else {
+        Closer::Gateway
     }
 }
 

@@ -4,6 +4,12 @@
 //! among routes whose host matches, the longest path prefix wins, matched on
 //! segment boundaries (`/chat` matches `/chat` and `/chat/x`, not `/chatroom`).
 //! A route with a host beats a host-less route with the same prefix.
+//! Matching happens on the normalised path ([`normalize`]), never on the
+//! path as sent.
+
+pub mod normalize;
+
+pub use normalize::{EncodedSlash, PathError, PathPolicy};
 
 use crate::config::RouteConfig;
 use std::sync::Arc;
@@ -107,6 +113,8 @@ pub fn host_without_port(host: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<RouteConfig>>,
+    /// How request paths are normalised before they are matched.
+    paths: PathPolicy,
 }
 
 impl RouteTable {
@@ -119,7 +127,21 @@ impl RouteTable {
                 .cmp(&a.path.len())
                 .then(b.host.rank().cmp(&a.host.rank()))
         });
-        Self { routes }
+        Self {
+            routes,
+            paths: PathPolicy::default(),
+        }
+    }
+
+    /// The same table with the configured path policy.
+    pub fn with_path_policy(mut self, paths: PathPolicy) -> Self {
+        self.paths = paths;
+        self
+    }
+
+    /// The normal form of a request path under this table's policy.
+    pub fn normalize(&self, path: &str) -> Result<String, PathError> {
+        normalize::normalize(path, self.paths)
     }
 
     /// `host` lowercase without port; `path` without the query.

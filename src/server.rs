@@ -7,7 +7,9 @@
 //! connection is gone or `drain.grace` has passed.
 
 mod connection;
+mod limits;
 mod listener;
+mod probe;
 mod reload;
 
 pub use reload::ReloadError;
@@ -31,8 +33,12 @@ use tokio_util::sync::CancellationToken;
 /// What a route needs at run time, resolved once.
 pub struct RouteRuntime {
     pub config: Arc<RouteConfig>,
+    /// The route's metric handles, resolved once (no label look-up per
+    /// message).
     pub metrics: Arc<RouteMetrics>,
+    /// Limits and timers of the route's passthrough sessions.
     pub settings: Arc<relay::Settings>,
+    /// The upstream with its balancing cursor and connect metrics.
     pub upstream: Arc<Upstream>,
     /// Mux routes: the pool and session settings.
     pub mux: Option<Arc<MuxRoute>>,
@@ -43,7 +49,9 @@ pub struct RouteRuntime {
 /// their route's settings after a swap.
 pub struct State {
     pub config: Config,
+    /// What the route phase matches a request's host and path against.
     pub routes: RouteTable,
+    /// Per route name: what its sessions need at run time.
     pub runtime: HashMap<String, RouteRuntime>,
 }
 
@@ -99,7 +107,7 @@ impl State {
             })
             .collect();
         State {
-            routes: RouteTable::new(config.routes.clone()),
+            routes: RouteTable::new(config.routes.clone()).with_path_policy(config.paths),
             runtime,
             config,
         }
@@ -114,11 +122,16 @@ pub struct Gateway {
     /// Drain state: the signal sessions select on, the task tracker, and
     /// the stop of the gateway's own tasks (admin, pools, watchers).
     pub shutdown: Shutdown,
-    /// One permit per client connection (`limits.max_connections`, fixed
-    /// at start-up).
+    /// One permit per client connection (`limits.max_connections`, lowered
+    /// to what the open-file limit fits; fixed at start-up).
     pub permits: Arc<Semaphore>,
+    /// Per-client budgets checked at accept (fixed at start-up).
+    pub client_limits: Arc<limits::ClientLimits>,
     /// `/readyz`: true between start-up and drain.
     pub ready: AtomicBool,
+    /// Every passthrough upstream answered the last connect probe (only
+    /// consulted with `readiness.require_upstream`).
+    pub upstreams_reachable: AtomicBool,
     /// One reload at a time.
     reload_lock: tokio::sync::Mutex<()>,
     /// Mux pools by upstream name; fixed at start-up.
@@ -128,13 +141,17 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Gateway> {
         let pools = mux_pools(&config, &metrics);
+        let cap = crate::fds::connection_cap(&config).connections;
+        metrics.connection_limit.set(cap as i64);
         Arc::new(Gateway {
-            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            permits: Arc::new(Semaphore::new(cap)),
+            client_limits: limits::ClientLimits::new(&config.limits),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),
             pools,
             metrics,
             shutdown: Shutdown::new(),
             ready: AtomicBool::new(false),
+            upstreams_reachable: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -144,9 +161,13 @@ impl Gateway {
         self.state.load_full()
     }
 
-    /// `/readyz`: serving, and every mux upstream has a connection up.
+    /// `/readyz`: serving, every mux upstream has a connection up, and —
+    /// with `readiness.require_upstream` — every passthrough upstream
+    /// accepted the last connect probe.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && self.pools.values().all(|p| p.any_up())
+        let upstreams = !self.state().config.readiness.require_upstream
+            || self.upstreams_reachable.load(Ordering::SeqCst);
+        self.ready.load(Ordering::SeqCst) && upstreams && self.pools.values().all(|p| p.any_up())
     }
 }
 
@@ -172,8 +193,11 @@ fn mux_pools(config: &Config, metrics: &Arc<Metrics>) -> HashMap<String, Arc<Poo
 /// A bound listener, as reported at start-up.
 #[derive(Debug, Clone)]
 pub struct Bound {
+    /// `listeners[].name`.
     pub name: String,
+    /// The address actually bound (a configured port 0 resolved).
     pub addr: SocketAddr,
+    /// Serves TLS (`wss://`).
     pub tls: bool,
 }
 
@@ -181,6 +205,7 @@ pub struct Bound {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} ({key}): {source}")]
 pub struct BindError {
+    /// The configuration key of the address, e.g. `listeners[0].listen`.
     pub key: String,
     pub addr: SocketAddr,
     #[source]
@@ -189,7 +214,9 @@ pub struct BindError {
 
 /// A started gateway.
 pub struct Running {
+    /// Every client listener, in configuration order.
     pub listeners: Vec<Bound>,
+    /// The admin listener's bound address, if one is configured.
     pub admin: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
 }
@@ -241,7 +268,11 @@ pub async fn start(config: Config) -> Result<Running, BindError> {
     for pool in gateway.pools.values() {
         pool.start(gateway.shutdown.stopped().clone());
     }
-    tokio::spawn(reload::watch_certificates(
+    tokio::spawn(reload::watch_files(
+        Arc::clone(&gateway),
+        gateway.shutdown.stopped().clone(),
+    ));
+    tokio::spawn(probe::probe_upstreams(
         Arc::clone(&gateway),
         gateway.shutdown.stopped().clone(),
     ));

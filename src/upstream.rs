@@ -30,16 +30,24 @@ pub(crate) const MAX_RELAYED_BODY: usize = 64 * 1024;
 /// Why no upstream session could be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// Every endpoint failed its TCP (+TLS) connect; the upstream's name.
     #[error("no endpoint of upstream {0} could be reached")]
     Unreachable(String),
     #[error("upstream did not answer the upgrade in time")]
     Timeout,
     #[error("upstream sent an invalid handshake response: {0}")]
+    /// The answer was not a valid handshake response: what was wrong.
     BadResponse(&'static str),
     #[error("upstream sent a header that is not valid HTTP: {0}")]
     InvalidHeader(&'static str),
-    #[error("upstream refused the upgrade with status {0}")]
-    Refused(u16, Rejection),
+    /// `url` is what was requested (path without the query), so that a
+    /// 404 from a doubled base path (`/ws/ws`) shows in the log line.
+    #[error("upstream refused the upgrade of {url} with status {status}")]
+    Refused {
+        status: u16,
+        url: String,
+        rejection: Rejection,
+    },
 }
 
 impl UpstreamError {
@@ -50,13 +58,14 @@ impl UpstreamError {
             UpstreamError::Timeout => Rejection::UpstreamTimeout,
             UpstreamError::BadResponse(_) => Rejection::UpstreamBadResponse,
             UpstreamError::InvalidHeader(_) => Rejection::UpstreamInvalidHeader,
-            UpstreamError::Refused(_, r) => r,
+            UpstreamError::Refused { rejection, .. } => rejection,
         }
     }
 }
 
 /// An accepted upstream WebSocket connection.
 pub struct Connected {
+    /// The upstream socket, past its 101.
     pub io: Io,
     /// Bytes the upstream sent right behind its 101.
     pub leftover: Vec<u8>,
@@ -64,6 +73,8 @@ pub struct Connected {
     pub protocol: Option<String>,
     /// End-to-end headers of the upstream's 101, for the client.
     pub headers: Vec<(String, String)>,
+    /// Index in the upstream's `endpoints` of the one that answered.
+    pub endpoint: usize,
 }
 
 struct EndpointMetrics {
@@ -109,11 +120,13 @@ impl Upstream {
     }
 
     /// Connect to an endpoint and complete the upstream handshake.
-    /// `request` is built per endpoint by `build`.
+    /// `request` is built per endpoint by `build`; `path` is what it asks
+    /// for behind the endpoint's base path (named in a refusal's log line).
     pub async fn connect(
         &self,
         key: &str,
         offered: &[String],
+        path: &str,
         build: impl Fn(&EndpointConfig) -> Vec<u8>,
     ) -> Result<Connected, UpstreamError> {
         let n = self.config.endpoints.len();
@@ -127,14 +140,14 @@ impl Upstream {
             };
             let result = timeout(
                 self.config.handshake_timeout,
-                handshake(io, &build(ep), key, offered),
+                handshake(io, (ep, path), &build(ep), key, offered),
             )
             .await;
             self.connect_duration.observe(began.elapsed().as_secs_f64());
             return match result {
-                Ok(Ok(c)) => Ok(c),
+                Ok(Ok(c)) => Ok(Connected { endpoint: i, ..c }),
                 Ok(Err(e)) => {
-                    if !matches!(e, UpstreamError::Refused(..)) {
+                    if !matches!(e, UpstreamError::Refused { .. }) {
                         self.endpoints[i].handshake.inc();
                     }
                     Err(e)

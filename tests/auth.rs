@@ -4,14 +4,12 @@
 //! forward-auth service, the browser-style sub-protocol token, identity
 //! headers to the upstream and expiry enforced mid-session.
 
-mod common;
-
+use crate::support::*;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::Jwk;
@@ -145,6 +143,8 @@ async fn status_of(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> HttpRe
     resp
 }
 
+/// Wait until `tidegate_auth_results_total{route="r", method, result}`
+/// is `want` (accepted clients; rejections go through [`rejected_once`]).
 async fn auth_metric(gw: &Gateway, method: &str, result: &str, want: f64) {
     wait_metric(
         gw.admin,
@@ -153,6 +153,76 @@ async fn auth_metric(gw: &Gateway, method: &str, result: &str, want: f64) {
         want,
     )
     .await;
+}
+
+const AUTH_RESULTS: &str = "tidegate_auth_results_total";
+const REJECTIONS: &str = "tidegate_handshake_rejections_total";
+
+/// How a refused handshake must be counted.
+struct Refused<'a> {
+    route: &'a str,
+    /// `method` of `tidegate_auth_results_total`.
+    method: &'a str,
+    /// `result` of `tidegate_auth_results_total`.
+    result: &'a str,
+    /// `reason` of `tidegate_handshake_rejections_total`.
+    reason: &'a str,
+}
+
+/// Handshake on `path` with `headers`, expecting `status`, and expect it
+/// counted exactly once under the exact `result` and `reason`: the
+/// route's auth results and rejections each go up by one, and that one is
+/// the expected label (a misclassified token fails here, even when
+/// another case already created the expected series). Returns the
+/// response and the scrape after it.
+async fn rejected_once(
+    gw: &Gateway,
+    what: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+    want: Refused<'_>,
+) -> (HttpResponse, Metrics) {
+    let route = [("route", want.route)];
+    let result = [
+        ("route", want.route),
+        ("method", want.method),
+        ("result", want.result),
+    ];
+    let reason = [("route", want.route), ("reason", want.reason)];
+    let before = scrape(gw.admin).await;
+    let resp = status_of(gw, path, headers).await;
+    assert_eq!(resp.status, status, "{what}: {}", resp.body_text());
+    // Counted at the handshake; waited for in case that trails the answer.
+    let total = before.sum(AUTH_RESULTS, &route) + 1.0;
+    wait_metric(gw.admin, AUTH_RESULTS, &route, total).await;
+    let total = before.sum(REJECTIONS, &route) + 1.0;
+    wait_metric(gw.admin, REJECTIONS, &route, total).await;
+    let after = scrape(gw.admin).await;
+    assert_eq!(
+        after.sum(AUTH_RESULTS, &result) - before.sum(AUTH_RESULTS, &result),
+        1.0,
+        "{what}: counted once as {} / {}\n{after}",
+        want.method,
+        want.result
+    );
+    assert_eq!(
+        after.sum(REJECTIONS, &reason) - before.sum(REJECTIONS, &reason),
+        1.0,
+        "{what}: rejection counted once as {}\n{after}",
+        want.reason
+    );
+    (resp, after)
+}
+
+/// A JWT refused on route `r` as `result`, with the 401 `auth_invalid`.
+fn invalid_jwt(result: &str) -> Refused<'_> {
+    Refused {
+        route: "r",
+        method: "jwt",
+        result,
+        reason: "auth_invalid",
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,47 +363,42 @@ async fn jwt_negative_cases() {
     ];
     for (what, token, result) in &cases {
         let bearer = format!("Bearer {token}");
-        let resp = status_of(&gw, "/", &[("Authorization", &bearer)]).await;
-        assert_eq!(resp.status, 401, "{what}");
+        let headers = [("Authorization", bearer.as_str())];
+        let (resp, after) = rejected_once(&gw, what, "/", &headers, 401, invalid_jwt(result)).await;
         assert_eq!(
             resp.header("www-authenticate"),
             Some(r#"Bearer error="invalid_token""#),
             "{what}"
         );
-        let text = metrics(gw.admin).await;
         assert!(
-            metric(
-                &text,
-                "tidegate_auth_results_total",
-                &[("route", "r"), ("result", result)]
-            )
-            .is_some(),
-            "{what}: counted as {result}"
-        );
-        assert!(
-            !text.contains(token.as_str()),
+            !after.text().contains(token.as_str()),
             "{what}: no token in metrics"
         );
     }
 
     // No credential at all.
-    let resp = status_of(&gw, "/", &[]).await;
-    assert_eq!(resp.status, 401);
+    let missing = Refused {
+        reason: "auth_missing",
+        ..invalid_jwt("missing")
+    };
+    let (resp, _) = rejected_once(&gw, "no credential", "/", &[], 401, missing).await;
     assert_eq!(
         resp.header("www-authenticate"),
         Some(r#"Bearer error="invalid_request""#)
     );
-    auth_metric(&gw, "jwt", "missing", 1.0).await;
 
     // A valid token without the scope: 403.
     let bearer = format!("Bearer {}", hs(&claims(json!({"scope": "read"}))));
-    let resp = status_of(&gw, "/", &[("Authorization", &bearer)]).await;
-    assert_eq!(resp.status, 403);
+    let forbidden = Refused {
+        reason: "auth_forbidden",
+        ..invalid_jwt("forbidden")
+    };
+    let headers = [("Authorization", bearer.as_str())];
+    let (resp, _) = rejected_once(&gw, "no scope", "/", &headers, 403, forbidden).await;
     assert_eq!(
         resp.header("www-authenticate"),
         Some(r#"Bearer error="insufficient_scope""#)
     );
-    auth_metric(&gw, "jwt", "forbidden", 1.0).await;
     wait_metric(
         gw.admin,
         "tidegate_handshake_rejections_total",
@@ -408,17 +473,27 @@ async fn asymmetric_keys_fix_the_algorithm() {
         &EncodingKey::from_secret(rsa_public.as_bytes()),
     );
     let bearer = format!("Bearer {confused}");
-    let resp = status_of(&gw, "/", &[("Authorization", &bearer)]).await;
-    assert_eq!(resp.status, 401, "HS256 signed with the RSA public key");
+    rejected_once(
+        &gw,
+        "HS256 signed with the RSA public key",
+        "/",
+        &[("Authorization", &bearer)],
+        401,
+        invalid_jwt("unknown_key"),
+    )
+    .await;
     // An RS256 token presented under the ES256 key's kid.
     let wrong_kid = sign(with_kid(Algorithm::RS256, "ec"), &good_claims(), &rsa);
     let bearer = format!("Bearer {wrong_kid}");
-    assert_eq!(
-        status_of(&gw, "/", &[("Authorization", &bearer)])
-            .await
-            .status,
-        401
-    );
+    rejected_once(
+        &gw,
+        "RS256 token under the ES256 kid",
+        "/",
+        &[("Authorization", &bearer)],
+        401,
+        invalid_jwt("unknown_key"),
+    )
+    .await;
     auth_metric(&gw, "jwt", "ok", signed.len() as f64).await;
     auth_metric(&gw, "jwt", "unknown_key", 2.0).await;
 }
@@ -436,14 +511,11 @@ struct JwksServer {
 async fn jwks_server(ca: &TestCa) -> JwksServer {
     let leaf = leaf(ca, &["localhost"]);
     let cert = rustls_pki_types::CertificateDer::from(leaf.der.clone());
-    let key = rustls_pki_types::PrivateKeyDer::try_from(
-        rustls_pemfile::private_key(&mut leaf.key_pem.as_bytes())
-            .expect("key PEM")
-            .expect("a key")
-            .secret_der()
-            .to_vec(),
-    )
-    .expect("key DER");
+    let key =
+        <rustls_pki_types::PrivateKeyDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
+            leaf.key_pem.as_bytes(),
+        )
+        .expect("the test CA's key PEM parses");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -565,12 +637,9 @@ async fn jwks_over_https_rotation_and_unknown_kid_flood() {
                 &k2
             )
         );
-        assert_eq!(
-            status_of(&gw, "/", &[("Authorization", &bogus)])
-                .await
-                .status,
-            401
-        );
+        let what = format!("made-up kid {i}");
+        let headers = [("Authorization", bogus.as_str())];
+        rejected_once(&gw, &what, "/", &headers, 401, invalid_jwt("unknown_key")).await;
     }
     assert_eq!(
         server.fetches.load(Ordering::SeqCst),
@@ -618,8 +687,19 @@ async fn api_keys_by_hash_with_names() {
         assert_eq!(req.header("x-auth-subject"), Some(name));
         assert_eq!(req.header("x-api-key"), None, "key stripped");
     }
-    let resp = status_of(&gw, "/", &[("X-Api-Key", "guess")]).await;
-    assert_eq!(resp.status, 401);
+    let unknown = Refused {
+        method: "api_key",
+        ..invalid_jwt("unknown_api_key")
+    };
+    rejected_once(
+        &gw,
+        "a guessed key",
+        "/",
+        &[("X-Api-Key", "guess")],
+        401,
+        unknown,
+    )
+    .await;
     auth_metric(&gw, "api_key", "ok", 2.0).await;
     auth_metric(&gw, "api_key", "unknown_api_key", 1.0).await;
 }
@@ -733,21 +813,26 @@ async fn forward_auth_allows_denies_caches_and_fails_closed() {
         "second answer from the cache"
     );
 
-    let resp = status_of(&gw, "/", &[("Authorization", "Bearer bad")]).await;
-    assert_eq!(resp.status, 401, "the service's 401 is relayed");
-    auth_metric(&gw, "forward", "denied", 1.0).await;
+    let denied = Refused {
+        route: "r",
+        method: "forward",
+        result: "denied",
+        reason: "auth_denied",
+    };
+    let bad = [("Authorization", "Bearer bad")];
+    rejected_once(&gw, "the service's 401 is relayed", "/", &bad, 401, denied).await;
 
-    let resp = status_of(&gw, "/down", &[("Authorization", "Bearer good")]).await;
-    assert_eq!(resp.status, 503, "auth service down: fail closed");
-    let resp = status_of(&gw, "/open", &[("Authorization", "Bearer good")]).await;
+    let unavailable = Refused {
+        route: "down",
+        method: "forward",
+        result: "unavailable",
+        reason: "auth_unavailable",
+    };
+    let good = [("Authorization", "Bearer good")];
+    let what = "auth service down: fail closed";
+    rejected_once(&gw, what, "/down", &good, 503, unavailable).await;
+    let resp = status_of(&gw, "/open", &good).await;
     assert_eq!(resp.status, 101, "fail_open lets the client in");
-    wait_metric(
-        gw.admin,
-        "tidegate_auth_results_total",
-        &[("route", "down"), ("result", "unavailable")],
-        1.0,
-    )
-    .await;
     wait_metric(
         gw.admin,
         "tidegate_auth_results_total",

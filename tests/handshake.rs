@@ -2,16 +2,14 @@
 //! with its metric label, the Origin policy, sub-protocol negotiation, and
 //! what the client sees when the upstream refuses, is down, or is silent.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use tidegate::config::raw::{RawRoute, RawUpstream};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// Send `request` to a fresh gateway (echo upstream, route `r` on `/`),
-/// expect `status`, and expect the rejection counted under
-/// `{route, reason}`.
+/// expect `status`, and expect the rejection counted once, under
+/// `{route, reason}` and no other label.
 async fn rejected(request: &str, status: u16, route: &str, reason: &str) -> HttpResponse {
     let echo = start_echo().await;
     let mut raw = raw_config(&[ws_url(echo)]);
@@ -26,6 +24,12 @@ async fn rejected(request: &str, status: u16, route: &str, reason: &str) -> Http
         1.0,
     )
     .await;
+    let all = scrape(gw.admin).await;
+    assert_eq!(
+        all.sum("tidegate_handshake_rejections_total", &[]),
+        1.0,
+        "counted once, under {reason} only:\n{all}"
+    );
     resp
 }
 
@@ -355,9 +359,7 @@ async fn dead_endpoint_is_skipped_for_a_live_one() {
         let mut ws = ws_connect(gw.addr, "/").await;
         echo_text(&mut ws, &format!("via the live endpoint #{i}")).await;
     }
-    let text = metrics(gw.admin).await;
-    let failures = metric(
-        &text,
+    let failures = scrape(gw.admin).await.get(
         "tidegate_upstream_connect_failures_total",
         &[
             ("upstream", "up"),

@@ -1,9 +1,9 @@
 //! Keepalive through the real gateway: a client that never answers pings is
-//! closed and counted; one that answers stays connected.
+//! closed and counted; one that answers stays connected. Both hold
+//! [`serial`]: with 1 s to answer a ping, they must not share the machine
+//! with the 10,000-session test.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use fastwebsockets::{Frame, OpCode};
 use tokio::io::AsyncReadExt;
 
@@ -18,6 +18,7 @@ async fn gateway_with_fast_pings() -> Gateway {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_never_answers_pings_is_closed() {
+    let _serial = serial().await;
     let gw = gateway_with_fast_pings().await;
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let (resp, stream) = within("handshake", ws_handshake(tcp, "localhost", "/", &[])).await;
@@ -46,6 +47,7 @@ async fn client_that_never_answers_pings_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_answers_pings_stays_connected() {
+    let _serial = serial().await;
     let gw = gateway_with_fast_pings().await;
     let mut ws = ws_connect(gw.addr, "/").await;
     ws.set_auto_pong(false);
@@ -73,10 +75,8 @@ async fn client_that_answers_pings_stays_connected() {
         send(&mut ws, Frame::pong(frame.payload)).await;
     }
     echo_text(&mut ws, "still here").await;
-    let text = metrics(gw.admin).await;
     assert_eq!(
-        metric(
-            &text,
+        scrape(gw.admin).await.get(
             "tidegate_ping_timeouts_total",
             &[("route", "r"), ("side", "client")]
         ),

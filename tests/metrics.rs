@@ -1,9 +1,7 @@
 //! The admin listener after real traffic: message, byte, connection, close
 //! and handshake-latency series, and the health and readiness probes.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use fastwebsockets::Frame;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,6 +85,8 @@ async fn health_and_readiness() {
         200,
         "still alive while draining"
     );
-    let text = metrics(gw.admin).await;
-    assert_eq!(metric(&text, "tidegate_draining", &[]), Some(1.0));
+    assert_eq!(
+        scrape(gw.admin).await.get("tidegate_draining", &[]),
+        Some(1.0)
+    );
 }

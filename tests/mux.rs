@@ -1,18 +1,16 @@
 //! Mux mode through the real gateway (in-process, real sockets) in front of
 //! a real application: the SDK's `echo` example as its own process, or a
 //! hand-written application where a test needs to see or send single mux
-//! frames. The 10,000-session test is tests/mux_scale.rs.
+//! frames. The 10,000-session test is tests/mux_scale.rs. The traffic tests
+//! (a cut connection, GOAWAY, a slow consumer) hold [`serial`]: they time
+//! re-sends and fill queues, and must not share the machine with it.
 
-mod common;
-#[path = "mux/support.rs"]
-mod support;
-
-use common::*;
+use crate::support::mux_app::*;
+use crate::support::*;
 use fastwebsockets::{Frame, OpCode, Payload};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 use tidegate::config::raw::{RawRoute, RawUpstream};
 use tidegate_mux::codec::{self, FrameType};
 use tidegate_mux::{AcceptBody, OpenBody};
@@ -23,12 +21,6 @@ const RESEND_AFTER: Duration = Duration::from_secs(2);
 
 /// Upper bound for the traffic tests' phases (several timeouts long).
 const PHASE: Duration = Duration::from_secs(60);
-
-async fn within_phase<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(PHASE, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {PHASE:?}: {what}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_is_relayed_as_the_http_status() {
@@ -196,12 +188,13 @@ async fn gateway_drain_closes_mux_clients_with_1001() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_mux_connection_resumes_its_sessions_without_closing_clients() {
+    let _serial = serial().await;
     const CLIENTS: usize = 20;
     let app = EchoApp::start("127.0.0.1:0").await;
     let fwd = Forwarder::start(app.addr).await;
     let gw = start_gateway(mux_config(&[ws_url(fwd.addr)], 2)).await;
     let up = [("upstream", "up")];
-    wait_metric_until(gw.admin, "tidegate_mux_connections_up", &up, |n| n == 2.0).await;
+    wait_metric(gw.admin, "tidegate_mux_connections_up", &up, 2.0).await;
     assert_eq!(fwd.count(), 2);
 
     // Sessions go to the connection with fewer: both carry some.
@@ -209,10 +202,9 @@ async fn a_cut_mux_connection_resumes_its_sessions_without_closing_clients() {
     for _ in 0..CLIENTS {
         clients.push(ws_connect(gw.addr, "/").await);
     }
-    let on_each = metrics(gw.admin).await;
+    let on_each = scrape(gw.admin).await;
     for slot in ["0", "1"] {
-        let n = metric_sum(
-            &on_each,
+        let n = on_each.sum(
             "tidegate_mux_connection_sessions",
             &[("upstream", "up"), ("slot", slot)],
         );
@@ -241,12 +233,16 @@ async fn a_cut_mux_connection_resumes_its_sessions_without_closing_clients() {
     .await;
     fwd.cut(0);
     let resumed = [("route", "r"), ("event", "resumed")];
-    wait_metric_until(gw.admin, "tidegate_mux_sessions_total", &resumed, |n| {
-        n > 0.0
-    })
+    let at_least_one = Want::AtLeast(1.0);
+    wait_metric(
+        gw.admin,
+        "tidegate_mux_sessions_total",
+        &resumed,
+        at_least_one,
+    )
     .await;
     let at_resume = acked.load(Ordering::Relaxed);
-    within_phase("traffic after the resume", async {
+    within_for(PHASE, "traffic after the resume", async {
         while acked.load(Ordering::Relaxed) < at_resume + CLIENTS * 30 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -255,20 +251,16 @@ async fn a_cut_mux_connection_resumes_its_sessions_without_closing_clients() {
     done.store(true, Ordering::Relaxed);
     let mut resent = 0;
     for t in tasks {
-        let report = within_phase("client finishes", t)
+        let report = within_for(PHASE, "client finishes", t)
             .await
             .expect("client task")
             .unwrap_or_else(|e| panic!("{e}"));
         resent += report.resent;
     }
     eprintln!("cut connection: {resent} message(s) re-sent after the cut");
-    let text = metrics(gw.admin).await;
+    let text = scrape(gw.admin).await;
     assert_eq!(
-        metric(
-            &text,
-            "tidegate_mux_sessions_total",
-            &[("event", "resume_failed")]
-        ),
+        text.get("tidegate_mux_sessions_total", &[("event", "resume_failed")]),
         Some(0.0),
         "{text}"
     );
@@ -276,20 +268,21 @@ async fn a_cut_mux_connection_resumes_its_sessions_without_closing_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goaway_moves_sessions_to_the_other_instance_without_a_client_noticing() {
+    let _serial = serial().await;
     const CLIENTS: usize = 20;
     let mut leaving = EchoApp::start("127.0.0.1:0").await;
     let staying = EchoApp::start("127.0.0.1:0").await;
     let gw = start_gateway(mux_config(&[leaving.url(), staying.url()], 1)).await;
     let up = [("upstream", "up")];
-    wait_metric_until(gw.admin, "tidegate_mux_connections_up", &up, |n| n == 2.0).await;
+    wait_metric(gw.admin, "tidegate_mux_connections_up", &up, 2.0).await;
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         clients.push(ws_connect(gw.addr, "/").await);
     }
     let leaving_ep = [("upstream", "up"), ("endpoint", &leaving.url()[..])];
-    let text = metrics(gw.admin).await;
+    let text = scrape(gw.admin).await;
     assert!(
-        metric_sum(&text, "tidegate_mux_connection_sessions", &leaving_ep) > 0.0,
+        text.sum("tidegate_mux_connection_sessions", &leaving_ep) > 0.0,
         "the leaving instance carries sessions:\n{text}"
     );
 
@@ -309,15 +302,15 @@ async fn goaway_moves_sessions_to_the_other_instance_without_a_client_noticing()
         }
     })
     .await;
-    leaving.sigterm();
+    leaving.proc.signal("-TERM");
     // It sends GOAWAY, serves until the gateway has closed its connection,
     // and exits 0.
-    let status = within_phase("the SIGTERMed app exits", leaving.child.wait())
+    let status = within_for(PHASE, "the SIGTERMed app exits", leaving.proc.child.wait())
         .await
         .expect("wait for the app");
     assert_eq!(status.code(), Some(0));
     let at_exit = acked.load(Ordering::Relaxed);
-    within_phase("traffic after the move", async {
+    within_for(PHASE, "traffic after the move", async {
         while acked.load(Ordering::Relaxed) < at_exit + CLIENTS * 20 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -325,26 +318,23 @@ async fn goaway_moves_sessions_to_the_other_instance_without_a_client_noticing()
     .await;
     done.store(true, Ordering::Relaxed);
     for t in tasks {
-        within_phase("client finishes", t)
+        within_for(PHASE, "client finishes", t)
             .await
             .expect("client task")
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let text = metrics(gw.admin).await;
-    let resumed = metric(
-        &text,
-        "tidegate_mux_sessions_total",
-        &[("event", "resumed")],
-    );
+    let text = scrape(gw.admin).await;
+    let resumed = text.get("tidegate_mux_sessions_total", &[("event", "resumed")]);
     assert!(resumed.unwrap_or(0.0) > 0.0, "{text}");
     assert_eq!(
-        metric_sum(&text, "tidegate_mux_connection_sessions", &leaving_ep),
+        text.sum("tidegate_mux_connection_sessions", &leaving_ep),
         0.0
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_alone() {
+    let _serial = serial().await;
     let app = EchoApp::start("127.0.0.1:0").await;
     let mut raw = mux_config(&[app.url()], 1);
     raw.mux.session_queue_bytes = 256 * 1024;
@@ -378,9 +368,9 @@ async fn a_slow_consumer_is_closed_alone() {
         (1008, "slow consumer".into())
     );
     echo_text(&mut other, "after").await;
-    let text = metrics(gw.admin).await;
+    let text = scrape(gw.admin).await;
     assert_eq!(
-        metric(&text, "tidegate_mux_slow_consumer_closes_total", &labels),
+        text.get("tidegate_mux_slow_consumer_closes_total", &labels),
         Some(1.0)
     );
 }
@@ -449,11 +439,11 @@ async fn malformed_frames_close_that_connection_with_1002_and_nothing_else() {
         };
         assert_eq!((code, &reason[..]), (1002, label));
         let labels = [("upstream", "bad"), ("reason", label)];
-        wait_metric_until(
+        wait_metric(
             gw.admin,
             "tidegate_mux_protocol_errors_total",
             &labels,
-            |n| n >= 1.0,
+            Want::AtLeast(1.0),
         )
         .await;
     }

@@ -5,17 +5,13 @@
 //!
 //! Processes, because of file descriptors (hard limit 20,000 per process
 //! here): the gateway holds one per client, this test one per client; the
-//! gateway raises its own soft limit, the test raises its own.
+//! gateway raises its own soft limit, the test raises its own. Holds
+//! [`serial`], so no timing-sensitive test runs beside it.
 
-mod common;
-#[path = "mux/support.rs"]
-mod support;
-
-use common::*;
+use crate::support::*;
 use fastwebsockets::{Frame, OpCode, Payload};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -24,31 +20,11 @@ const POOL: usize = 4;
 /// Handshakes in flight at once.
 const CONCURRENCY: usize = 200;
 
-fn config(app: &str) -> String {
-    format!(
-        r#"
-[admin]
-listen = "127.0.0.1:0"
-
-[limits]
-max_connections = 20000
-
-[[listeners]]
-name = "main"
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "up"
-endpoints = ["{app}"]
-pool_size = {POOL}
-
-[[routes]]
-name = "r"
-path = "/"
-upstream = "up"
-mode = "mux"
-"#
-    )
+/// One mux route to `app` over a pool of [`POOL`], room for every client.
+fn config(app: &str) -> ConfigFile {
+    let mut raw = mux_config(&[app.to_string()], POOL as u64);
+    raw.limits.max_connections = 20_000;
+    ConfigFile::new(&raw)
 }
 
 /// Send `text` as binary and expect it back.
@@ -62,18 +38,22 @@ async fn echo_binary(ws: &mut Ws<tokio::net::TcpStream>, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_sessions_share_four_mux_connections() {
+    // Alone with the other tests that hold it: 20,000 sockets and two
+    // processes busy for tens of seconds.
+    let _serial = serial().await;
     let limit = raise_nofile();
     assert!(
         limit as usize > CLIENTS + 500,
         "RLIMIT_NOFILE {limit} is too low for {CLIENTS} clients"
     );
     let app = EchoApp::start("127.0.0.1:0").await;
-    let gw = GatewayProc::start(&config(&app.url())).await;
-    wait_metric_until(
+    let file = config(&app.url());
+    let gw = GatewayProc::start(&file).await;
+    wait_metric(
         gw.admin,
         "tidegate_mux_connections_up",
         &[("upstream", "up")],
-        |n| n == POOL as f64,
+        POOL as f64,
     )
     .await;
 
@@ -98,13 +78,9 @@ async fn ten_thousand_sessions_share_four_mux_connections() {
     let opened_in = began.elapsed();
 
     // All open at once: the application holds the pool, not the clients.
-    let text = metrics(gw.admin).await;
-    let up = metric_sum(&text, "tidegate_mux_connections_up", &[("upstream", "up")]);
-    let carried = metric_sum(
-        &text,
-        "tidegate_mux_connection_sessions",
-        &[("upstream", "up")],
-    );
+    let text = scrape(gw.admin).await;
+    let up = text.sum("tidegate_mux_connections_up", &[("upstream", "up")]);
+    let carried = text.sum("tidegate_mux_connection_sessions", &[("upstream", "up")]);
     assert!(up <= POOL as f64, "{up} mux connections");
     assert_eq!(carried, CLIENTS as f64, "sessions on the mux connections");
     let sockets = app.tcp_socket_count();
@@ -112,8 +88,7 @@ async fn ten_thousand_sessions_share_four_mux_connections() {
         sockets <= POOL + 1,
         "the app holds {sockets} TCP sockets for {CLIENTS} clients (≤ {POOL} + listener)"
     );
-    let text_opened = metric(
-        &text,
+    let text_opened = text.get(
         "tidegate_mux_sessions_total",
         &[("route", "r"), ("event", "opened")],
     );
@@ -140,8 +115,8 @@ async fn ten_thousand_sessions_share_four_mux_connections() {
     drop(clients);
     within("sessions end after the clients left", async {
         loop {
-            let text = metrics(gw.admin).await;
-            let n = metric_sum(&text, "tidegate_mux_connection_sessions", &[]);
+            let text = scrape(gw.admin).await;
+            let n = text.sum("tidegate_mux_connection_sessions", &[]);
             if n == 0.0 {
                 break;
             }

@@ -3,9 +3,7 @@
 //! (upstream close passed through, upstream gone mid-session, size limit,
 //! client protocol errors) and extension negotiation.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

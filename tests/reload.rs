@@ -3,47 +3,23 @@
 //! leaves the old configuration serving, and a certificate replaced on disk
 //! is served to the next TLS handshake without any signal.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::path::Path;
-use tidegate::config::Config;
-use tidegate::server;
+use tidegate::config::raw::RawConfig;
 
-fn config_text(upstream: std::net::SocketAddr, path: &str, tls: Option<(&Path, &Path)>) -> String {
-    let tls = match tls {
-        Some((cert, key)) => format!(
-            "[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
-            cert.display().to_string(),
-            key.display().to_string()
-        ),
-        None => String::new(),
-    };
-    format!(
-        r#"
-[admin]
-listen = "127.0.0.1:0"
-
-[[listeners]]
-name = "main"
-listen = "127.0.0.1:0"
-{tls}
-[[upstreams]]
-name = "echo"
-endpoints = ["ws://{upstream}"]
-
-[[routes]]
-name = "r"
-path = "{path}"
-upstream = "echo"
-"#
-    )
+/// Route `r` on `path` to the echo at `upstream`; TLS on the listener
+/// with `tls` (cert, key) as its one certificate.
+fn config(upstream: std::net::SocketAddr, path: &str, tls: Option<(&Path, &Path)>) -> RawConfig {
+    let mut raw = raw_config(&[ws_url(upstream)]);
+    raw.routes[0].path = path.into();
+    raw.listeners[0].tls = tls.map(|(cert, key)| tls_section(&[(cert, key, &[])]));
+    raw
 }
 
 async fn post_reload(admin: std::net::SocketAddr) -> HttpResponse {
     raw_request(
         admin,
-        b"POST /reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tidegate-Admin: reload\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
     .await
 }
@@ -51,19 +27,14 @@ async fn post_reload(admin: std::net::SocketAddr) -> HttpResponse {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_routes_and_keeps_sessions() {
     let echo = start_echo().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tidegate.toml");
-    std::fs::write(&file, config_text(echo, "/a", None)).unwrap();
-    let running = server::start(Config::load(Some(&file)).unwrap())
-        .await
-        .unwrap();
-    let addr = running.listeners[0].addr;
-    let admin = running.admin.unwrap();
+    let file = ConfigFile::new(&config(echo, "/a", None));
+    let gw = start_gateway_from(&file).await;
+    let (addr, admin) = (gw.addr, gw.admin);
 
     let mut old = ws_connect(addr, "/a/room").await;
     echo_text(&mut old, "before").await;
 
-    std::fs::write(&file, config_text(echo, "/b", None)).unwrap();
+    file.write(&config(echo, "/b", None));
     let resp = post_reload(admin).await;
     assert_eq!(resp.status, 200, "{:?}", resp.body_text());
 
@@ -77,7 +48,7 @@ async fn reload_swaps_routes_and_keeps_sessions() {
     assert_eq!(resp.status, 404);
 
     // An invalid file is rejected whole; the running configuration stays.
-    std::fs::write(&file, "[[routes]]\npath = \"/c\"\nupstream = \"nowhere\"\n").unwrap();
+    file.write_text("[[routes]]\npath = \"/c\"\nupstream = \"nowhere\"\n");
     let resp = post_reload(admin).await;
     assert_eq!(resp.status, 422);
     assert!(
@@ -89,17 +60,13 @@ async fn reload_swaps_routes_and_keeps_sessions() {
     echo_text(&mut still, "old config still serving").await;
     echo_text(&mut old, "and the first session too").await;
 
-    let text = metrics(admin).await;
+    let text = scrape(admin).await;
     assert_eq!(
-        metric(&text, "tidegate_config_reloads_total", &[("result", "ok")]),
+        text.get("tidegate_config_reloads_total", &[("result", "ok")]),
         Some(1.0)
     );
     assert_eq!(
-        metric(
-            &text,
-            "tidegate_config_reloads_total",
-            &[("result", "rejected")]
-        ),
+        text.get("tidegate_config_reloads_total", &[("result", "rejected")]),
         Some(1.0)
     );
 }
@@ -107,15 +74,12 @@ async fn reload_swaps_routes_and_keeps_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_changes_need_a_restart() {
     let echo = start_echo().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tidegate.toml");
-    std::fs::write(&file, config_text(echo, "/", None)).unwrap();
-    let running = server::start(Config::load(Some(&file)).unwrap())
-        .await
-        .unwrap();
-    let changed = config_text(echo, "/", None).replace("name = \"main\"", "name = \"other\"");
-    std::fs::write(&file, changed).unwrap();
-    let err = running.gateway.reload().await.unwrap_err().to_string();
+    let file = ConfigFile::new(&config(echo, "/", None));
+    let gw = start_gateway_from(&file).await;
+    let mut changed = config(echo, "/", None);
+    changed.listeners[0].name = "other".into();
+    file.write(&changed);
+    let err = gw.running.gateway.reload().await.unwrap_err().to_string();
     assert!(err.contains("listeners"), "{err}");
 }
 
@@ -127,12 +91,9 @@ async fn certificate_replaced_on_disk_is_served_next() {
     let second = leaf(&ca, &["localhost"]);
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = write_leaf(dir.path(), "live", &first);
-    let file = dir.path().join("tidegate.toml");
-    std::fs::write(&file, config_text(echo, "/", Some((&cert, &key)))).unwrap();
-    let running = server::start(Config::load(Some(&file)).unwrap())
-        .await
-        .unwrap();
-    let addr = running.listeners[0].addr;
+    let file = ConfigFile::new(&config(echo, "/", Some((&cert, &key))));
+    let gw = start_gateway_from(&file).await;
+    let addr = gw.addr;
     let client = client_tls(&ca, &[&rustls::version::TLS13]);
 
     let seen = |s: &TlsStream| s.get_ref().1.peer_certificates().unwrap()[0].to_vec();
@@ -154,60 +115,23 @@ async fn certificate_replaced_on_disk_is_served_next() {
     }
     assert_eq!(served, second.der, "the rotated certificate is served");
     // The connection made before the rotation was not disturbed.
-    let admin = running.admin.unwrap();
-    let text = metrics(admin).await;
-    assert!(
-        metric(&text, "tidegate_config_reloads_total", &[("result", "ok")]).unwrap_or(0.0) >= 1.0
-    );
+    let text = scrape(gw.admin).await;
+    assert!(text.sum("tidegate_config_reloads_total", &[("result", "ok")]) >= 1.0);
     drop(before);
 }
 
 /// The real binary: SIGHUP reloads the file while a client stays connected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_running_binary() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let echo = start_echo().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tidegate.toml");
-    std::fs::write(&file, config_text(echo, "/a", None)).unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidegate"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TIDEGATE_")) {
-        cmd.env_remove(k);
-    }
-    let mut child = cmd
-        .env("TIDEGATE_LOG", "warn")
-        .arg("run")
-        .arg("--config")
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start tidegate run");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr: Option<std::net::SocketAddr> = None;
-    while addr.is_none() {
-        let line = within("start-up line", lines.next_line())
-            .await
-            .expect("read stdout")
-            .expect("stdout open until start-up is announced");
-        if line.starts_with("tidegate listening ") {
-            addr = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-                .and_then(|a| a.parse().ok());
-        }
-    }
-    let addr = addr.unwrap();
+    let file = ConfigFile::new(&config(echo, "/a", None));
+    let mut gw = GatewayProc::start(&file).await;
+    let addr = gw.addr;
     let mut old = ws_connect(addr, "/a").await;
     echo_text(&mut old, "before").await;
 
-    std::fs::write(&file, config_text(echo, "/b", None)).unwrap();
-    let pid = child.id().expect("child pid").to_string();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    file.write(&config(echo, "/b", None));
+    gw.proc.signal("-HUP");
     // The reload is asynchronous to the signal: wait until /b is routed.
     let mut routed = false;
     for _ in 0..100 {
@@ -222,7 +146,8 @@ async fn sighup_reloads_the_running_binary() {
     assert!(routed, "SIGHUP made the new route live");
     echo_text(&mut old, "session kept across SIGHUP").await;
     assert!(
-        child.try_wait().unwrap().is_none(),
-        "SIGHUP did not end the process"
+        gw.proc.child.try_wait().unwrap().is_none(),
+        "SIGHUP did not end the process; stderr:\n{}",
+        gw.log()
     );
 }

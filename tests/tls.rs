@@ -1,10 +1,8 @@
 //! TLS listeners: echo over wss, certificates chosen by SNI, a TLS 1.2-only
 //! client, and a missing certificate file reported as a config error.
 
-mod common;
-
-use common::*;
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
+use crate::support::*;
+use fastwebsockets::{Frame, OpCode, Payload};
 use tidegate::config::Config;
 
 /// A gateway whose listener serves `a.test` (default) and `b.test`, both
@@ -42,9 +40,7 @@ async fn wss(
     let version = conn.protocol_version().expect("negotiated version");
     let (resp, stream) = within("wss handshake", ws_handshake(tls, name, "/", &[])).await;
     assert_eq!(resp.status, 101, "{:?}", resp.body_text());
-    let mut ws = WebSocket::after_handshake(stream.expect("upgraded"), Role::Client);
-    ws.set_auto_close(false);
-    (ws, peer, version)
+    (client_ws(stream.expect("upgraded")), peer, version)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

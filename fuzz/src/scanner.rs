@@ -17,7 +17,8 @@
 //! the same tallies and the same final state — the result must not depend
 //! on how TCP split the stream.
 
-use tidegate::relay::scan::{close_code_allowed, Limits, Scanner, Stop, MAX_STASH};
+use tidegate::frame::{close_code_allowed, Limits};
+use tidegate::relay::scan::{Scanner, Stop, MAX_STASH};
 
 /// Limits chosen by two bits of the first byte: the gateway's defaults, and
 /// small ones so `TooBig` is reached with short inputs.

@@ -49,6 +49,7 @@ pub struct Common {
 pub enum Command {
     /// Closed loop: round trips with N messages in flight per connection.
     Echo {
+        /// Target URL (ws:// or wss://, loopback only).
         #[arg(long)]
         url: String,
         #[command(flatten)]
@@ -57,6 +58,7 @@ pub enum Command {
     /// Open loop: a fixed message rate per connection; latency from the
     /// intended send time (no coordinated omission).
     Rate {
+        /// Target URL (ws:// or wss://, loopback only).
         #[arg(long)]
         url: String,
         #[command(flatten)]
@@ -69,6 +71,7 @@ pub enum Command {
     },
     /// Connection storm: open, upgrade, (message), close — N times.
     Connect {
+        /// Target URL (ws:// or wss://, loopback only).
         #[arg(long)]
         url: String,
         #[command(flatten)]
@@ -76,6 +79,7 @@ pub enum Command {
     },
     /// Hold C idle connections; report ramp connects/s and server RSS per connection.
     Idle {
+        /// Target URL (ws:// or wss://, loopback only).
         #[arg(long)]
         url: String,
         #[command(flatten)]
@@ -83,6 +87,21 @@ pub enum Command {
     },
     /// Run one scenario against several targets in alternation.
     Compare(CompareArgs),
+    /// Draw a bar chart SVG from NAME=VALUE pairs (bench.sh's idle memory).
+    Bars {
+        /// SVG file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Chart title.
+        #[arg(long)]
+        title: String,
+        /// Unit of the values, shown on the axis and the labels.
+        #[arg(long)]
+        unit: String,
+        /// One bar per NAME=VALUE, in the order given.
+        #[arg(required = true, value_name = "NAME=VALUE", value_parser = parse_bar)]
+        bars: Vec<(String, f64)>,
+    },
     /// WebSocket echo upstream for benchmarks.
     EchoServer {
         /// Address to listen on.
@@ -97,7 +116,9 @@ pub enum Command {
     },
 }
 
-/// Frame type of generated messages.
+// Frame type of generated messages. A plain comment, not `///`: clap
+// makes a flattened struct's doc comment the `about` of the command that
+// flattens it, which is how `compare echo` got this line as its title.
 #[derive(Debug, Args, Clone)]
 pub struct FrameKind {
     /// Send binary frames (the default).
@@ -142,8 +163,10 @@ pub struct RateArgs {
     pub size: usize,
     #[command(flatten)]
     pub kind: FrameKind,
+    /// Warm-up before measuring (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// Measured time.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
     #[command(flatten)]
@@ -181,8 +204,8 @@ pub struct ConnectArgs {
     pub sources: SourceArgs,
 }
 
-/// Where connections come from: several loopback source addresses give
-/// several ephemeral port ranges.
+// Where connections come from: several loopback source addresses give
+// several ephemeral port ranges. (`//` for the reason given at FrameKind.)
 #[derive(Debug, Args, Clone, Default)]
 pub struct SourceArgs {
     /// Source addresses to bind, comma separated (127.0.0.0/8 only).
@@ -252,9 +275,27 @@ pub struct CompareArgs {
 
 #[derive(Debug, Subcommand, Clone)]
 pub enum CompareScenario {
+    /// Closed loop against each target: round trips with N messages in flight.
     Echo(EchoArgs),
+    /// Open loop against each target: a fixed message rate per connection.
     Rate(RateArgs),
+    /// Connection storm against each target: open, upgrade, (message), close.
     Connect(ConnectArgs),
+}
+
+/// Parses one bar of `bars`: "NAME=VALUE" with a finite VALUE.
+pub fn parse_bar(s: &str) -> Result<(String, f64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("bad bar {s:?} (try tidegate=1549.9)"))?;
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad value in {s:?}"))?;
+    if !v.is_finite() {
+        return Err(format!("bad value in {s:?}"));
+    }
+    Ok((name.trim().to_string(), v))
 }
 
 /// Parses "10", "10s", "1.5s", "500ms" or "2m".
@@ -323,6 +364,17 @@ mod tests {
             panic!("not echo")
         };
         assert_eq!((e.connections, e.in_flight), (4, 8));
+    }
+
+    #[test]
+    fn bars() {
+        assert_eq!(
+            parse_bar("tidegate=1549.9"),
+            Ok(("tidegate".into(), 1549.9))
+        );
+        assert!(parse_bar("tidegate").is_err());
+        assert!(parse_bar("nginx=lots").is_err());
+        assert!(parse_bar("nginx=inf").is_err());
     }
 
     #[test]

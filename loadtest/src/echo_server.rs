@@ -9,12 +9,14 @@
 //! errors closed with 1002 (text payloads are not UTF-8 checked: frames are
 //! echoed before the message is complete).
 
-use std::io::{BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -33,17 +35,11 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// A TLS acceptor from PEM certificate chain and key files, for `wss://`.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
-    let open = |p: &Path| {
-        std::fs::File::open(p)
-            .map(BufReader::new)
-            .with_context(|| format!("opening {}", p.display()))
-    };
-    let certs = rustls_pemfile::certs(&mut open(cert)?)
-        .collect::<Result<Vec<_>, _>>()
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("reading certificates from {}", cert.display()))?;
-    let key = rustls_pemfile::private_key(&mut open(key)?)
-        .with_context(|| format!("reading key from {}", key.display()))?
-        .with_context(|| format!("no private key in {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key from {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -99,6 +99,12 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
             };
             return echo_server::serve(*listen, tls).await;
         }
+        Command::Bars {
+            out,
+            title,
+            unit,
+            bars,
+        } => return plot::bars(out, title, unit, bars),
         Command::Echo { url, p } => {
             let ctx = ctx_for(url.parse()?, true, Vec::new(), None)?;
             single(Spec::Echo(echo_params(p)).run(&ctx).await?)

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Tick labels of the percentile axis: x = number of nines.
 fn nines_label(x: &f64) -> String {
@@ -129,6 +130,67 @@ pub fn throughput(
         .border_style(BLACK)
         .draw()
         .map_err(|e| anyhow!("plot: {e}"))?;
+    root.present().map_err(|e| anyhow!("plot: {e}"))?;
+    Ok(())
+}
+
+/// One bar per `(name, value)`, each labelled with its value: for figures
+/// that are one number per target, such as bench.sh's idle RSS per
+/// connection.
+pub fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)]) -> Result<()> {
+    let max_y = bars.iter().map(|(_, v)| *v).fold(1.0, f64::max);
+    let n = bars.len() as i32;
+    let root = SVGBackend::new(path, (700, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        // `into_segmented` makes one segment per value of the range,
+        // both ends included: 0..n-1 gives exactly n bars.
+        .build_cartesian_2d((0..(n - 1).max(0)).into_segmented(), 0f64..max_y * 1.15)
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    let name_of = |x: &SegmentValue<i32>| match x {
+        SegmentValue::CenterOf(i) => bars
+            .get(*i as usize)
+            .map(|(name, _)| name.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(bars.len())
+        .x_label_formatter(&name_of)
+        .y_desc(unit)
+        .draw()
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    let label_style =
+        TextStyle::from(("sans-serif", 16).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+    for (i, (_, v)) in bars.iter().enumerate() {
+        let i = i as i32;
+        let color = Palette99::pick(i as usize).to_rgba();
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), *v),
+            ],
+            color.filled(),
+        );
+        bar.set_margin(0, 0, 25, 25);
+        chart
+            .draw_series(std::iter::once(bar))
+            .map_err(|e| anyhow!("plot: {e}"))?;
+        let label = Text::new(
+            format!("{v:.0} {unit}"),
+            (SegmentValue::CenterOf(i), v + max_y * 0.02),
+            label_style.clone(),
+        );
+        chart
+            .draw_series(std::iter::once(label))
+            .map_err(|e| anyhow!("plot: {e}"))?;
+    }
     root.present().map_err(|e| anyhow!("plot: {e}"))?;
     Ok(())
 }

@@ -115,28 +115,8 @@ pub fn pids_by_name(name: &str) -> Result<Vec<u32>> {
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new limit.
 pub fn raise_nofile_limit() -> Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        bail!(
-            "getrlimit(RLIMIT_NOFILE): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            bail!(
-                "setrlimit(RLIMIT_NOFILE): {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    Ok(lim.rlim_cur)
+    // Asking for more than the hard limit gets the hard limit.
+    rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")
 }
 
 /// File descriptors the harness itself needs besides one per connection.

@@ -11,8 +11,6 @@
 //! and most connections would fall back to a full handshake.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +20,7 @@ use rustls::client::{
     ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
 };
 use rustls::crypto::{aws_lc_rs, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, SignatureScheme};
 
@@ -125,9 +124,10 @@ impl ClientSessionStore for TicketPool {
 }
 
 fn load_roots(path: &Path) -> Result<RootCertStore> {
-    let file = File::open(path).with_context(|| format!("opening CA file {}", path.display()))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("opening CA file {}", path.display()))?;
     let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+    for cert in certs {
         let cert = cert.with_context(|| format!("reading PEM from {}", path.display()))?;
         roots.add(cert).context("adding CA certificate")?;
     }

@@ -72,7 +72,14 @@ impl ForwardAuth {
     }
 
     /// Ask the service (or the cache) about this request.
-    pub async fn check(&self, head: &RequestHead, host: &str) -> Result<Allowed, AuthError> {
+    /// `path`: the normalised path the route matched, the one the
+    /// application will see.
+    pub async fn check(
+        &self,
+        head: &RequestHead,
+        host: &str,
+        path: &str,
+    ) -> Result<Allowed, AuthError> {
         let mut sent: Vec<(String, String)> = Vec::new();
         for (name, value) in &head.headers {
             let lower = name.to_ascii_lowercase();
@@ -80,13 +87,13 @@ impl ForwardAuth {
                 sent.push((lower, value.clone()));
             }
         }
-        let key = self.cache_key(&sent, host, head.path());
+        let key = self.cache_key(&sent, host, path);
         if let Some(headers) = self.cached(&key) {
             return Ok(Allowed::Headers(headers));
         }
         sent.push(("x-forwarded-method".into(), head.method.clone()));
         sent.push(("x-forwarded-host".into(), host.to_string()));
-        sent.push(("x-forwarded-uri".into(), head.path().to_string()));
+        sent.push(("x-forwarded-uri".into(), path.to_string()));
         let resp = match tokio::time::timeout(self.timeout, self.target.get(&sent)).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {

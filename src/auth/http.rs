@@ -17,7 +17,7 @@ const MAX_BODY: usize = 1 << 20;
 /// Where requests go.
 #[derive(Clone)]
 pub struct Target {
-    /// As written, for logs.
+    /// As written with userinfo and query redacted, for logs.
     pub url: String,
     host: String,
     port: u16,
@@ -76,7 +76,7 @@ impl Target {
             path_and_query.push_str(q);
         }
         Ok(Target {
-            url: text.to_string(),
+            url: crate::redact::url(text),
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')

@@ -18,34 +18,51 @@ pub struct Identity {
     pub headers: Vec<(String, String)>,
     /// Lower-case names of client headers not forwarded.
     pub strip_headers: Vec<String>,
-    /// A cookie removed from `Cookie`.
-    pub strip_cookie: Option<String>,
-    /// A query parameter removed from the target.
-    pub strip_query: Option<String>,
-    /// Offered sub-protocols with this prefix are not forwarded.
-    pub strip_protocol: Option<String>,
+    /// Cookies removed from `Cookie`.
+    pub strip_cookies: Vec<String>,
+    /// Query parameters removed from the target.
+    pub strip_queries: Vec<String>,
+    /// Offered sub-protocols with these prefixes are not forwarded.
+    pub strip_protocol_prefixes: Vec<String>,
     /// When the session must end (JWT `exp` + grace).
     pub expires: Option<SystemTime>,
+    /// Who the client is, for the access log: the JWT `sub` claim or the
+    /// API key's name (a forward-auth answer names nobody).
+    pub subject: Option<String>,
 }
 
 impl Identity {
-    pub(crate) fn new(result: &'static str, spoofable: &[String]) -> Identity {
-        Identity {
+    /// An identity that removes every place a credential of `sources` may
+    /// be carried, not only the one it was found in: a client that sends a
+    /// bearer header and `?access_token=` together must not get the second
+    /// to the application. `spoofable`: identity headers the client may
+    /// not send.
+    pub fn new(
+        result: &'static str,
+        spoofable: &[String],
+        sources: &[TokenSource],
+        keep: bool,
+    ) -> Identity {
+        let mut identity = Identity {
             result,
             strip_headers: spoofable.to_vec(),
             ..Identity::default()
+        };
+        for source in sources {
+            identity.strip_credential(source, keep);
         }
+        identity
     }
 
-    /// Remove the credential's carrier. Query and protocol tokens go
+    /// Remove a credential carrier. Query and protocol tokens go
     /// whatever `keep` says: they are not meant for the application.
-    pub(crate) fn strip_credential(&mut self, source: &TokenSource, keep: bool) {
+    fn strip_credential(&mut self, source: &TokenSource, keep: bool) {
         match source {
             TokenSource::Bearer if !keep => self.strip_headers.push("authorization".into()),
             TokenSource::Header(name) if !keep => self.strip_headers.push(name.clone()),
-            TokenSource::Cookie(name) if !keep => self.strip_cookie = Some(name.clone()),
-            TokenSource::Query(name) => self.strip_query = Some(name.clone()),
-            TokenSource::Protocol(prefix) => self.strip_protocol = Some(prefix.clone()),
+            TokenSource::Cookie(name) if !keep => self.strip_cookies.push(name.clone()),
+            TokenSource::Query(name) => self.strip_queries.push(name.clone()),
+            TokenSource::Protocol(prefix) => self.strip_protocol_prefixes.push(prefix.clone()),
             _ => {}
         }
     }
@@ -76,9 +93,12 @@ impl Identity {
 
     /// Drop offered sub-protocols that carried the token.
     pub fn strip_protocols(&self, protocols: &mut Vec<String>) {
-        if let Some(prefix) = &self.strip_protocol {
-            protocols.retain(|p| !p.starts_with(prefix.as_str()));
-        }
+        protocols.retain(|p| {
+            !self
+                .strip_protocol_prefixes
+                .iter()
+                .any(|prefix| p.starts_with(prefix.as_str()))
+        });
     }
 
     /// The session deadline as an `Instant` (now, if already past).

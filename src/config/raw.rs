@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// Process-wide limits; routes may override some of them.
     pub limits: RawLimits,
+    /// How request paths are normalised before routing.
+    pub paths: RawPaths,
     /// Ping interval and pong timeout on both legs.
     pub keepalive: RawKeepalive,
     /// What happens on SIGTERM / SIGINT.
@@ -34,6 +36,88 @@ pub struct RawConfig {
     /// Mux mode: timers and bounds of the pooled application connections
     /// (docs/mux-protocol.md).
     pub mux: RawMux,
+    /// Log format and the access log (`[log]`, `[log.access]`).
+    pub log: RawLog,
+    /// How changes on disk are picked up (`[reload]`).
+    pub reload: RawReload,
+    /// What `/readyz` requires besides serving (`[readiness]`).
+    pub readiness: RawReadiness,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `text` (one human-readable line per event) or `json` (one JSON
+    /// object per line, for log shippers). Fixed at start.
+    pub format: String,
+    /// The access log: one line per session end, target `tidegate::access`.
+    pub access: RawAccessLog,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            access: RawAccessLog::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccessLog {
+    /// Default for every route; `routes[].access_log` overrides it.
+    pub enabled: bool,
+    /// Fraction of sessions logged, 0.0..=1.0; `routes[].access_log_sample`
+    /// overrides it.
+    pub sample: f64,
+}
+
+impl Default for RawAccessLog {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sample: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReload {
+    /// Reload when the configuration file changes on disk (a Kubernetes
+    /// ConfigMap update included).
+    pub watch_config: bool,
+    /// How often the configuration and certificate files are checked.
+    pub poll_interval: String,
+}
+
+impl Default for RawReload {
+    fn default() -> Self {
+        Self {
+            watch_config: true,
+            poll_interval: "2s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReadiness {
+    /// `/readyz` answers 503 unless every passthrough upstream has an
+    /// endpoint that accepts a TCP connection.
+    pub require_upstream: bool,
+    /// How often each passthrough endpoint is probed with a TCP connect.
+    pub probe_interval: String,
+}
+
+impl Default for RawReadiness {
+    fn default() -> Self {
+        Self {
+            require_upstream: false,
+            probe_interval: "5s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,15 +172,44 @@ impl Default for RawMux {
 pub struct RawAdmin {
     /// Empty string disables the admin listener.
     pub listen: String,
+    /// Bearer token required on every admin endpoint; empty: none (then
+    /// `POST /reload` needs the `X-Tidegate-Admin` header instead).
+    pub token: String,
+    /// Host names (besides loopback and the listen address) the admin
+    /// listener answers to; any other `Host` gets 421 (DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9090".into(),
+            token: String::new(),
+            hosts: Vec::new(),
         }
     }
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPaths {
+    /// What a client-sent `%2F` becomes: `reject` (400), `keep`, `decode`.
+    pub encoded_slash: String,
+    /// Merge runs of `/` into one before routing.
+    pub merge_slashes: bool,
+}
+
+impl Default for RawPaths {
+    fn default() -> Self {
+        Self {
+            encoded_slash: "reject".into(),
+            merge_slashes: true,
+        }
+    }
+}
+
+/// `limits.max_connections` when the configuration does not say.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -113,17 +226,32 @@ pub struct RawLimits {
     pub max_message_size: u64,
     /// Time allowed for the closing handshake once a close started.
     pub close_timeout: String,
+    /// Connections still in TLS or their request head, over every client.
+    pub max_handshakes: u64,
+    /// Connections in TLS or their request head from one client address.
+    pub max_handshakes_per_ip: u64,
+    /// Connections held at once by one client address; 0: no limit.
+    pub max_connections_per_ip: u64,
+    /// New connections per second from one client address; 0: no limit.
+    pub handshake_rate_per_ip: u64,
+    /// Connections one address may open in a burst above the rate.
+    pub handshake_burst_per_ip: u64,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         Self {
-            max_connections: 10_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_header_bytes: 16 * 1024,
             handshake_timeout: "10s".into(),
             max_frame_size: 64 << 20,
             max_message_size: 64 << 20,
             close_timeout: "5s".into(),
+            max_handshakes: 4096,
+            max_handshakes_per_ip: 256,
+            max_connections_per_ip: 0,
+            handshake_rate_per_ip: 0,
+            handshake_burst_per_ip: 100,
         }
     }
 }
@@ -221,6 +349,11 @@ pub struct RawRoute {
     /// `passthrough` (one upstream connection per client) or `mux` (client
     /// sessions over the upstream's pooled mux connections).
     pub mode: String,
+    /// Access log for this route; unset follows `log.access.enabled`.
+    pub access_log: Option<bool>,
+    /// Fraction of this route's sessions logged; unset follows
+    /// `log.access.sample`.
+    pub access_log_sample: Option<f64>,
 }
 
 impl Default for RawRoute {
@@ -238,6 +371,8 @@ impl Default for RawRoute {
             max_message_size: None,
             auth: String::new(),
             mode: "passthrough".into(),
+            access_log: None,
+            access_log_sample: None,
         }
     }
 }
@@ -296,7 +431,13 @@ impl RawConfig {
     /// replaced.
     pub fn redacted(&self) -> RawConfig {
         let mut copy = self.clone();
+        if !copy.admin.token.is_empty() {
+            copy.admin.token = "<redacted>".into();
+        }
         for upstream in &mut copy.upstreams {
+            for e in &mut upstream.endpoints {
+                *e = crate::redact::url(e);
+            }
             for value in upstream.add_headers.values_mut() {
                 *value = "<redacted>".into();
             }

@@ -159,3 +159,73 @@ fn redaction_hides_added_header_values() {
     assert!(shown.contains("<redacted>"));
     assert_eq!(c.upstreams[0].add_headers[0].1, "hunter2");
 }
+
+#[test]
+fn every_problem_of_one_route_is_reported() {
+    // One route, three independent mistakes: each is named, not only the
+    // first one found.
+    let bad = r#"
+[[listeners]]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "app"
+endpoints = ["ws://127.0.0.1:9001"]
+
+[[routes]]
+path = "no-slash"
+upstream = "missing"
+origins = ["not an origin"]
+"#;
+    let e = load(bad, &[]).unwrap_err();
+    let k = keys(&e);
+    for want in ["routes[0].path", "routes[0].upstream", "routes[0].origins"] {
+        assert!(k.contains(&want), "missing {want} in {k:?}");
+    }
+}
+
+#[test]
+fn operational_sections_are_typed_and_checked() {
+    let c = load(GOOD, &[]).unwrap();
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.routes[0].access_sample, 0.0, "access log off by default");
+    assert!(c.reload.watch_config);
+    assert_eq!(c.reload.poll_interval, Duration::from_secs(2));
+    assert!(!c.readiness.require_upstream);
+
+    let on = format!(
+        "{GOOD}access_log_sample = 0.25\n\n[log]\nformat = \"json\"\n[log.access]\nenabled = true\n\
+         [readiness]\nrequire_upstream = true\nprobe_interval = \"1s\"\n"
+    );
+    let c = load(&on, &[]).unwrap();
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.routes[0].access_sample, 0.25);
+    assert_eq!(c.readiness.probe_interval, Duration::from_secs(1));
+
+    let off = format!("{GOOD}access_log = false\n\n[log.access]\nenabled = true\n");
+    assert_eq!(load(&off, &[]).unwrap().routes[0].access_sample, 0.0);
+
+    let bad = format!(
+        "{GOOD}access_log_sample = 2.0\n\n[log]\nformat = \"xml\"\n[log.access]\nsample = -1.0\n\
+         [reload]\npoll_interval = \"0s\"\n[readiness]\nprobe_interval = \"soon\"\n"
+    );
+    let e = load(&bad, &[]).unwrap_err();
+    assert_eq!(
+        keys(&e),
+        [
+            "routes[0].access_log_sample",
+            "log.format",
+            "log.access.sample",
+            "reload.poll_interval",
+            "readiness.probe_interval"
+        ]
+    );
+}
+
+#[test]
+fn the_log_filter_variable_is_not_a_config_key() {
+    // TIDEGATE_LOG is the tracing filter; nested keys still come through.
+    let env = [("TIDEGATE_LOG", "debug"), ("TIDEGATE_LOG__FORMAT", "json")];
+    let c = load(GOOD, &env).unwrap();
+    assert_eq!(c.log.format, LogFormat::Json);
+}

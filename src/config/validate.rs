@@ -28,9 +28,19 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         addr(&mut p, "admin.listen", &raw.admin.listen)
     };
 
+    let admin_access = admin_access(&mut p, &raw.admin);
     let l = &raw.limits;
     let limits = Limits {
         max_connections: nonzero(&mut p, "limits.max_connections", l.max_connections) as usize,
+        max_handshakes: nonzero(&mut p, "limits.max_handshakes", l.max_handshakes) as usize,
+        max_handshakes_per_ip: nonzero(
+            &mut p,
+            "limits.max_handshakes_per_ip",
+            l.max_handshakes_per_ip,
+        ) as usize,
+        max_connections_per_ip: (l.max_connections_per_ip > 0)
+            .then_some(l.max_connections_per_ip as usize),
+        handshake_rate_per_ip: handshake_rate(&mut p, l),
         max_header_bytes: nonzero(&mut p, "limits.max_header_bytes", l.max_header_bytes) as usize,
         handshake_timeout: duration(
             &mut p,
@@ -65,10 +75,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         spread: duration(&mut p, "drain.spread", &raw.drain.spread, true),
     };
 
+    let paths = paths(&mut p, &raw.paths);
     let listeners = listeners(&mut p, &raw);
     let upstreams = upstreams(&mut p, &raw.upstreams);
     let policies = crate::auth::policy::policies(&mut p, &raw.auth_policies);
-    let routes = routes(&mut p, &raw.routes, &upstreams, &limits, &policies);
+    let routes = routes(&mut p, &raw, &upstreams, &limits, &policies);
+    let ops = super::ops::ops(&mut p, &raw);
     let mux = mux(&mut p, &raw.mux);
     mux_upstreams(&mut p, &routes);
 
@@ -77,17 +89,78 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw,
             source: None,
             admin,
+            admin_access,
             limits,
+            paths,
             keepalive,
             drain,
             listeners,
             routes,
             upstreams,
             mux,
+            log: ops.log,
+            reload: ops.reload,
+            readiness: ops.readiness,
         })
     } else {
         Err(ConfigError { problems: p.0 })
     }
+}
+
+fn admin_access(p: &mut Problems, raw: &super::raw::RawAdmin) -> AdminAccess {
+    let token = raw.token.trim();
+    if !token.is_empty() && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic())) {
+        p.push(
+            "admin.token",
+            "must be at least 16 printable characters without spaces",
+        );
+    }
+    let mut hosts = Vec::new();
+    for (i, h) in raw.hosts.iter().enumerate() {
+        match route::HostMatch::parse(h) {
+            Ok(route::HostMatch::Exact(name)) => hosts.push(name),
+            _ => p.push(
+                format!("admin.hosts[{i}]"),
+                format!("{h:?} is not a host name"),
+            ),
+        }
+    }
+    AdminAccess {
+        token: (!token.is_empty()).then(|| token.to_string()),
+        hosts,
+    }
+}
+
+fn paths(p: &mut Problems, raw: &super::raw::RawPaths) -> route::PathPolicy {
+    let encoded_slash = route::EncodedSlash::parse(&raw.encoded_slash).unwrap_or_else(|e| {
+        p.push("paths.encoded_slash", e);
+        route::EncodedSlash::Reject
+    });
+    route::PathPolicy {
+        encoded_slash,
+        merge_slashes: raw.merge_slashes,
+    }
+}
+
+/// `limits.handshake_rate_per_ip` per second, with its burst; 0 is off.
+fn handshake_rate(p: &mut Problems, l: &super::raw::RawLimits) -> Option<(u32, u32)> {
+    if l.handshake_rate_per_ip == 0 {
+        return None;
+    }
+    let max = u64::from(u32::MAX);
+    if l.handshake_rate_per_ip > max {
+        p.push("limits.handshake_rate_per_ip", "too large");
+    }
+    if l.handshake_burst_per_ip == 0 || l.handshake_burst_per_ip > max {
+        p.push(
+            "limits.handshake_burst_per_ip",
+            "must be between 1 and 4294967295 when a rate is set",
+        );
+    }
+    Some((
+        l.handshake_rate_per_ip.min(max) as u32,
+        l.handshake_burst_per_ip.clamp(1, max) as u32,
+    ))
 }
 
 fn listeners(p: &mut Problems, raw: &RawConfig) -> Vec<ListenerConfig> {
@@ -243,13 +316,32 @@ fn mux_secret(p: &mut Problems, key: &str, u: &RawUpstream) -> Option<String> {
     Some(secret)
 }
 
+/// A route's path prefix: valid, and in the normal form request paths are
+/// brought to before routing (a prefix no normalised path can start with
+/// would never match).
+fn route_path(p: &mut Problems, key: &str, raw: &str) -> Option<String> {
+    let path = route::normalize_prefix(raw)
+        .map_err(|e| p.push(format!("{key}.path"), e))
+        .ok()?;
+    let normal = route::normalize::normalize(&path, route::PathPolicy::default());
+    if normal.as_deref() != Ok(path.as_str()) {
+        p.push(
+            format!("{key}.path"),
+            format!("{path:?} is not in normal form (no '.', '..', '//' or escapes)"),
+        );
+        return None;
+    }
+    Some(path)
+}
+
 fn routes(
     p: &mut Problems,
-    raw: &[RawRoute],
+    config: &RawConfig,
     upstreams: &[Arc<UpstreamConfig>],
     limits: &Limits,
     policies: &HashMap<String, Option<Arc<crate::auth::AuthPolicy>>>,
 ) -> Vec<Arc<RouteConfig>> {
+    let raw: &[RawRoute] = &config.routes;
     if raw.is_empty() {
         p.push("routes", "at least one route is required");
     }
@@ -258,6 +350,14 @@ fn routes(
     let mut names = HashSet::new();
     let mut keys = HashSet::new();
     let mut out = Vec::new();
+    let mut identity_headers: Vec<String> = policies
+        .values()
+        .flatten()
+        .flat_map(|p| p.reserved_headers.iter().map(|h| h.to_ascii_lowercase()))
+        .collect();
+    identity_headers.sort();
+    identity_headers.dedup();
+    let identity_headers: Arc<[String]> = identity_headers.into();
     for (i, r) in raw.iter().enumerate() {
         let key = format!("routes[{i}]");
         let name = if r.name.is_empty() {
@@ -271,90 +371,38 @@ fn routes(
                 format!("duplicate route name {name:?}"),
             );
         }
-        let host = match route::HostMatch::parse(&r.host) {
-            Ok(h) => h,
-            Err(e) => {
-                p.push(format!("{key}.host"), e);
-                continue;
+        // Every check of a route runs and reports on its own; the route is
+        // built only when none of those it cannot do without failed.
+        let host = route::HostMatch::parse(&r.host)
+            .map_err(|e| p.push(format!("{key}.host"), e))
+            .ok();
+        let path = route_path(p, &key, &r.path);
+        if let Some(path) = &path {
+            if !keys.insert((r.host.to_ascii_lowercase(), path.clone())) {
+                p.push(
+                    format!("{key}.path"),
+                    format!(
+                        "duplicate route: host {:?} path {:?} is already routed",
+                        r.host, path
+                    ),
+                );
             }
-        };
-        let path = match route::normalize_prefix(&r.path) {
-            Ok(path) => path,
-            Err(e) => {
-                p.push(format!("{key}.path"), e);
-                continue;
-            }
-        };
-        if !keys.insert((r.host.to_ascii_lowercase(), path.clone())) {
+        }
+        let upstream = by_name.get(r.upstream.as_str()).map(|u| Arc::clone(u));
+        if upstream.is_none() {
             p.push(
-                format!("{key}.path"),
-                format!(
-                    "duplicate route: host {:?} path {:?} is already routed",
-                    r.host, path
-                ),
+                format!("{key}.upstream"),
+                format!("no upstream named {:?}", r.upstream),
             );
         }
-        let upstream = match by_name.get(r.upstream.as_str()) {
-            Some(u) => Arc::clone(u),
-            None => {
-                p.push(
-                    format!("{key}.upstream"),
-                    format!("no upstream named {:?}", r.upstream),
-                );
-                continue;
-            }
-        };
-        let origins = match origin::OriginPolicy::parse(&r.origins, r.require_origin) {
-            Ok(o) => o,
-            Err(e) => {
-                p.push(format!("{key}.origins"), e);
-                continue;
-            }
-        };
-        for (j, sp) in r.subprotocols.iter().enumerate() {
-            if !crate::handshake::is_token(sp) {
-                p.push(
-                    format!("{key}.subprotocols[{j}]"),
-                    "not a valid sub-protocol token",
-                );
-            }
-        }
-        let idle_timeout = r
-            .idle_timeout
-            .as_ref()
-            .map(|d| duration(p, &format!("{key}.idle_timeout"), d, true))
-            .filter(|d| !d.is_zero());
-        let max_message_size = match r.max_message_size {
-            Some(0) => {
-                p.push(format!("{key}.max_message_size"), "must be greater than 0");
-                0
-            }
-            Some(n) => n,
-            None => limits.max_message_size,
-        };
-        let auth = if r.auth.is_empty() {
-            None
-        } else {
-            // A policy that exists but is broken has its own problems.
-            let found = policies.get(&r.auth).cloned();
-            if found.is_none() {
-                p.push(
-                    format!("{key}.auth"),
-                    format!("no auth policy named {:?}", r.auth),
-                );
-            }
-            found.flatten()
-        };
-        let mode = match r.mode.as_str() {
-            "passthrough" => RouteMode::Passthrough,
-            "mux" => RouteMode::Mux,
-            other => {
-                p.push(
-                    format!("{key}.mode"),
-                    format!("{other:?} is not a mode: use \"passthrough\" or \"mux\""),
-                );
-                RouteMode::Passthrough
-            }
+        let origins = origin::OriginPolicy::parse(&r.origins, r.require_origin)
+            .map_err(|e| p.push(format!("{key}.origins"), e))
+            .ok();
+        let settings = route_settings(p, &key, r, limits, policies);
+        let (Some(host), Some(path), Some(upstream), Some(origins)) =
+            (host, path, upstream, origins)
+        else {
+            continue;
         };
         out.push(Arc::new(RouteConfig {
             name,
@@ -364,13 +412,85 @@ fn routes(
             strip_prefix: r.strip_prefix,
             origins,
             subprotocols: r.subprotocols.clone(),
-            idle_timeout,
-            max_message_size,
-            auth,
-            mode,
+            idle_timeout: settings.idle_timeout,
+            max_message_size: settings.max_message_size,
+            auth: settings.auth,
+            identity_headers: Arc::clone(&identity_headers),
+            mode: settings.mode,
+            access_sample: super::ops::route_access_sample(p, &key, r, config),
         }));
     }
     out
+}
+
+/// The parts of a route that have a usable value even when wrong (the
+/// problem is reported and a default stands in), so they never stop the
+/// other checks.
+struct RouteSettings {
+    idle_timeout: Option<Duration>,
+    max_message_size: u64,
+    auth: Option<Arc<crate::auth::AuthPolicy>>,
+    mode: RouteMode,
+}
+
+fn route_settings(
+    p: &mut Problems,
+    key: &str,
+    r: &RawRoute,
+    limits: &Limits,
+    policies: &HashMap<String, Option<Arc<crate::auth::AuthPolicy>>>,
+) -> RouteSettings {
+    for (j, sp) in r.subprotocols.iter().enumerate() {
+        if !crate::handshake::is_token(sp) {
+            p.push(
+                format!("{key}.subprotocols[{j}]"),
+                "not a valid sub-protocol token",
+            );
+        }
+    }
+    let idle_timeout = r
+        .idle_timeout
+        .as_ref()
+        .map(|d| duration(p, &format!("{key}.idle_timeout"), d, true))
+        .filter(|d| !d.is_zero());
+    let max_message_size = match r.max_message_size {
+        Some(0) => {
+            p.push(format!("{key}.max_message_size"), "must be greater than 0");
+            0
+        }
+        Some(n) => n,
+        None => limits.max_message_size,
+    };
+    let auth = if r.auth.is_empty() {
+        None
+    } else {
+        // A policy that exists but is broken has its own problems.
+        let found = policies.get(&r.auth).cloned();
+        if found.is_none() {
+            p.push(
+                format!("{key}.auth"),
+                format!("no auth policy named {:?}", r.auth),
+            );
+        }
+        found.flatten()
+    };
+    let mode = match r.mode.as_str() {
+        "passthrough" => RouteMode::Passthrough,
+        "mux" => RouteMode::Mux,
+        other => {
+            p.push(
+                format!("{key}.mode"),
+                format!("{other:?} is not a mode: use \"passthrough\" or \"mux\""),
+            );
+            RouteMode::Passthrough
+        }
+    };
+    RouteSettings {
+        idle_timeout,
+        max_message_size,
+        auth,
+        mode,
+    }
 }
 
 fn mux(p: &mut Problems, m: &super::raw::RawMux) -> MuxConfig {
@@ -451,7 +571,7 @@ fn endpoint(p: &mut Problems, key: &str, text: &str) -> Option<EndpointConfig> {
         .trim_end_matches(']')
         .to_string();
     Some(EndpointConfig {
-        url: text.to_string(),
+        url: crate::redact::url(text),
         secure,
         host,
         port,

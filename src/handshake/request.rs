@@ -51,6 +51,9 @@ impl RequestHead {
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
             Err(_) => return Err(HeadError::Malformed),
         };
+        if has_bare_lf(&buf[..len]) {
+            return Err(HeadError::Malformed);
+        }
         let mut head = RequestHead {
             method: req.method.unwrap_or_default().to_string(),
             target: req.path.unwrap_or_default().to_string(),
@@ -67,6 +70,15 @@ impl RequestHead {
         }
         Ok(Some((head, len)))
     }
+}
+
+/// A line ending without its CR: httparse accepts it, other HTTP parsers
+/// in front of or behind the gateway may not, and a head two parsers split
+/// differently is how requests are smuggled.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 /// Why no request head could be read.

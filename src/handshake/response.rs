@@ -16,6 +16,14 @@ pub enum Rejection {
     Malformed,
     HttpVersion,
     MissingHost,
+    /// More than one Host, or one that is not `host[:port]`.
+    BadHost,
+    /// Duplicate or non-numeric `Content-Length`, or `Content-Length`
+    /// with `Transfer-Encoding` (request smuggling).
+    Framing,
+    /// A path with no normal form (bad escape, encoded NUL, `%2F` under
+    /// the `reject` policy, control bytes).
+    BadPath,
     NoRoute,
     Method,
     /// A plain HTTP request on a WebSocket route.
@@ -71,6 +79,9 @@ impl Rejection {
             Rejection::Malformed
             | Rejection::HttpVersion
             | Rejection::MissingHost
+            | Rejection::BadHost
+            | Rejection::Framing
+            | Rejection::BadPath
             | Rejection::ConnectionHeader
             | Rejection::Body
             | Rejection::MissingVersion
@@ -120,6 +131,9 @@ impl Rejection {
             Rejection::Malformed => "malformed",
             Rejection::HttpVersion => "http_version",
             Rejection::MissingHost => "missing_host",
+            Rejection::BadHost => "bad_host",
+            Rejection::Framing => "framing",
+            Rejection::BadPath => "bad_path",
             Rejection::NoRoute => "no_route",
             Rejection::Method => "method",
             Rejection::NotWebSocket => "not_websocket",

@@ -3,10 +3,12 @@
 //! payloads in place and cut them into pieces that become MESSAGE frames —
 //! a piece is whatever part of a frame one read delivered, so a session
 //! never buffers a frame to forward it. Text is checked as UTF-8 as it
-//! streams (1007 on the first bad byte sequence).
+//! streams (1007 on the first bad byte sequence). The header and Close
+//! rules are [`crate::frame`]'s, the same the passthrough scanner applies.
 
-use super::wire::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
-use crate::relay::scan::{close_code_allowed, parse_header, Limits, MAX_HEADER};
+use crate::frame::{
+    check_header, parse_close, parse_header, Limits, Opcode, Violation, MAX_HEADER,
+};
 use bytes::{Buf, Bytes, BytesMut};
 use tidegate_mux::codec::{KIND_BINARY, KIND_CONTINUATION, KIND_TEXT};
 
@@ -24,32 +26,6 @@ pub enum Piece {
     Pong,
     /// A Close frame's code (`None`: no payload) and reason.
     Close(Option<u16>, String),
-}
-
-/// Why the client must be closed, with the close code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Violation {
-    Protocol(&'static str),
-    TooBig,
-    BadUtf8,
-}
-
-impl Violation {
-    pub fn code(self) -> u16 {
-        match self {
-            Violation::Protocol(_) => 1002,
-            Violation::TooBig => 1009,
-            Violation::BadUtf8 => 1007,
-        }
-    }
-
-    pub fn reason(self) -> &'static str {
-        match self {
-            Violation::Protocol(why) => why,
-            Violation::TooBig => "message too big",
-            Violation::BadUtf8 => "invalid UTF-8",
-        }
-    }
 }
 
 /// Streaming UTF-8 check: the up to 3 bytes of a character cut by a read
@@ -103,7 +79,7 @@ impl Utf8 {
 #[derive(Default)]
 pub struct ClientReader {
     /// A header cut by a read boundary.
-    hdr: [u8; 14],
+    hdr: [u8; MAX_HEADER],
     hdr_len: u8,
     /// Inside a frame's payload.
     in_frame: bool,
@@ -111,7 +87,7 @@ pub struct ClientReader {
     mask: [u8; 4],
     /// Payload offset modulo 4, for the mask.
     mask_pos: u8,
-    opcode: u8,
+    opcode: Opcode,
     fin: bool,
     /// The next data piece is the first of its frame.
     first_piece: bool,
@@ -146,7 +122,7 @@ impl ClientReader {
             self.mask_pos = ((self.mask_pos as usize + take) % 4) as u8;
             self.remaining -= take as u64;
             let frame_done = self.remaining == 0;
-            if self.opcode >= OP_CLOSE {
+            if self.opcode.is_control() {
                 self.control.extend_from_slice(&piece);
                 if frame_done {
                     self.in_frame = false;
@@ -158,8 +134,8 @@ impl ClientReader {
                 return Err(Violation::BadUtf8);
             }
             let kind = match (self.first_piece, self.opcode) {
-                (true, OP_TEXT) => KIND_TEXT,
-                (true, OP_BINARY) => KIND_BINARY,
+                (true, Opcode::Text) => KIND_TEXT,
+                (true, Opcode::Binary) => KIND_BINARY,
                 _ => KIND_CONTINUATION,
             };
             self.first_piece = false;
@@ -198,48 +174,25 @@ impl ClientReader {
                 self.hdr_len += n as u8;
                 return Ok(false);
             }
-            Some(Err(_)) => {
+            Some(Err(v)) => {
                 self.hdr_len = 0;
-                return Err(Violation::Protocol("invalid frame length"));
+                return Err(v);
             }
             Some(Ok(h)) => h,
         };
         buf.advance(h.header_len - have);
         self.hdr_len = 0;
-        if !h.masked {
-            return Err(Violation::Protocol("client frame not masked"));
+        let opcode = check_header(&h, true, self.in_message)?;
+        let (fin, len) = (h.fin, h.len);
+        if matches!(opcode, Opcode::Text | Opcode::Binary) {
+            self.in_message = true;
+            self.message_text = opcode == Opcode::Text;
+            self.message_len = 0;
+            self.utf8 = Utf8::default();
         }
-        if h.rsv != 0 {
-            return Err(Violation::Protocol("reserved bits set"));
-        }
-        let (fin, opcode, len) = (h.fin, h.opcode, h.len);
-        match opcode {
-            OP_CLOSE | OP_PING | OP_PONG => {
-                if !fin || len > 125 {
-                    return Err(Violation::Protocol("bad control frame"));
-                }
-            }
-            OP_TEXT | OP_BINARY => {
-                if self.in_message {
-                    return Err(Violation::Protocol("new message inside a fragmented one"));
-                }
-                self.in_message = true;
-                self.message_text = opcode == OP_TEXT;
-                self.message_len = 0;
-                self.utf8 = Utf8::default();
-            }
-            OP_CONTINUATION => {
-                if !self.in_message {
-                    return Err(Violation::Protocol("continuation without a message"));
-                }
-            }
-            _ => return Err(Violation::Protocol("unknown opcode")),
-        }
-        if opcode < OP_CLOSE {
+        if !opcode.is_control() {
+            limits.check(len, self.message_len)?;
             self.message_len += len;
-            if len > limits.max_frame || self.message_len > limits.max_message {
-                return Err(Violation::TooBig);
-            }
         }
         self.mask = h.mask;
         self.mask_pos = 0;
@@ -247,7 +200,7 @@ impl ClientReader {
         self.fin = fin;
         self.remaining = len;
         self.in_frame = true;
-        self.first_piece = opcode != OP_CONTINUATION;
+        self.first_piece = opcode != Opcode::Continuation;
         self.control = Vec::new();
         Ok(true)
     }
@@ -255,20 +208,11 @@ impl ClientReader {
     fn control_piece(&mut self) -> Result<Piece, Violation> {
         let payload = std::mem::take(&mut self.control);
         Ok(match self.opcode {
-            OP_PING => Piece::Ping(Bytes::from(payload)),
-            OP_PONG => Piece::Pong,
-            _ => match payload.len() {
-                0 => Piece::Close(None, String::new()),
-                1 => return Err(Violation::Protocol("close payload of one byte")),
-                _ => {
-                    let code = u16::from_be_bytes([payload[0], payload[1]]);
-                    if !close_code_allowed(code) {
-                        return Err(Violation::Protocol("invalid close code"));
-                    }
-                    let reason =
-                        std::str::from_utf8(&payload[2..]).map_err(|_| Violation::BadUtf8)?;
-                    Piece::Close(Some(code), reason.to_string())
-                }
+            Opcode::Ping => Piece::Ping(Bytes::from(payload)),
+            Opcode::Pong => Piece::Pong,
+            _ => match parse_close(&payload)? {
+                None => Piece::Close(None, String::new()),
+                Some((code, reason)) => Piece::Close(Some(code), reason.to_string()),
             },
         })
     }

@@ -28,6 +28,13 @@ use tokio::time::{sleep_until, Instant};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How far an application's WebSocket message may exceed
+/// `mux.max_frame_bytes`: a message is one mux frame alone (its header
+/// included) or a batch of frames, and the SDKs batch up to 64 KiB — so a
+/// gateway configured with a small `max_frame_bytes` still reads their
+/// batches.
+const MESSAGE_HEADROOM: usize = 64 * 1024;
+
 /// What the writer sends.
 pub enum Out {
     /// A mux frame; the permit (client payload bytes) is returned once the
@@ -37,8 +44,11 @@ pub enum Out {
         body: Bytes,
         permit: Option<OwnedSemaphorePermit>,
     },
-    /// A WebSocket pong answering the application's ping.
-    Pong(Bytes),
+    /// Answer the application's latest WebSocket ping (the payload is in
+    /// `Conn::pongs`; nothing is written if an earlier marker took it).
+    Pong,
+    /// Answer the application's latest mux PING, likewise.
+    MuxPong,
     /// WebSocket Close, then the connection ends.
     Close(u16, &'static str),
 }
@@ -51,6 +61,16 @@ impl Out {
             permit: None,
         }
     }
+}
+
+/// Answers to the application's pings not yet written. Only the latest
+/// ping of each kind is answered (RFC 6455 §5.5.3 allows it for WebSocket
+/// pings; a mux PING only proves liveness), so an application that floods
+/// pings without reading costs these two slots, not a queue of pongs.
+#[derive(Default)]
+struct Pongs {
+    ws: Option<Bytes>,
+    mux: Option<Bytes>,
 }
 
 #[derive(Default)]
@@ -79,17 +99,25 @@ pub struct Conn {
     draining: AtomicBool,
     /// Tells the reader that every session has moved (start the linger).
     all_moved: Notify,
+    /// Unbounded as a channel, bounded by what may enter it: client
+    /// MESSAGEs hold `budget`, pongs are coalesced in `pongs`, the rest
+    /// is a few control frames per session or per ping interval.
     out: UnboundedSender<Out>,
-    /// Client → app bytes queued here (`mux.connection_queue_bytes`).
+    pongs: Mutex<Pongs>,
+    /// Client → app bytes queued here (`mux.connection_queue_bytes`),
+    /// each frame charged its body plus `QUEUED_FRAME_COST`.
     pub budget: Arc<Semaphore>,
     pub settings: Arc<MuxConfig>,
     pub metrics: ConnMetrics,
+    /// The endpoint URL this connection goes to (access log).
+    pub endpoint: Box<str>,
 }
 
 impl Conn {
     pub fn new(
         settings: Arc<MuxConfig>,
         metrics: ConnMetrics,
+        endpoint: &str,
     ) -> (Arc<Conn>, UnboundedReceiver<Out>) {
         let (out, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
@@ -98,9 +126,11 @@ impl Conn {
             draining: AtomicBool::new(false),
             all_moved: Notify::new(),
             out,
+            pongs: Mutex::new(Pongs::default()),
             budget: Arc::new(Semaphore::new(settings.connection_queue_bytes)),
             settings,
             metrics,
+            endpoint: Box::from(endpoint),
         });
         (conn, rx)
     }
@@ -171,6 +201,30 @@ impl Conn {
         let _ = self.out.send(out);
     }
 
+    /// Answer a ping of the application (`mux`: a mux PING, else a
+    /// WebSocket ping): replaces an answer not yet written, and queues a
+    /// marker for the writer only when there was none.
+    fn queue_pong(&self, mux: bool, payload: Bytes) {
+        let was_empty = {
+            let mut p = self.pongs.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = if mux { &mut p.mux } else { &mut p.ws };
+            slot.replace(payload).is_none()
+        };
+        if was_empty {
+            self.send(if mux { Out::MuxPong } else { Out::Pong });
+        }
+    }
+
+    /// For the writer: the pong to write for a marker, if still due.
+    fn take_pong(&self, mux: bool) -> Option<Bytes> {
+        let mut p = self.pongs.lock().unwrap_or_else(|e| e.into_inner());
+        if mux {
+            p.mux.take()
+        } else {
+            p.ws.take()
+        }
+    }
+
     /// Run the connection until it ends, then tell its sessions.
     pub async fn run(self: &Arc<Self>, io: Io, leftover: &[u8], rx: UnboundedReceiver<Out>) {
         let (rd, wr) = tokio::io::split(io);
@@ -201,7 +255,7 @@ impl Conn {
 
     async fn read_loop(self: &Arc<Self>, mut rd: ReadHalf<Io>, leftover: &[u8]) -> String {
         let s = Arc::clone(&self.settings);
-        let mut reader = MuxReader::new(leftover, s.max_frame_bytes + 64 * 1024);
+        let mut reader = MuxReader::new(leftover, s.max_frame_bytes + MESSAGE_HEADROOM);
         let mut next_ping = Instant::now() + s.ping_interval;
         let mut pong_due: Option<Instant> = None;
         let mut drain_deadline: Option<Instant> = None;
@@ -243,7 +297,7 @@ impl Conn {
             let msg = match incoming {
                 Ok(Incoming::Binary(msg)) => msg,
                 Ok(Incoming::Ping(p)) => {
-                    self.send(Out::Pong(p));
+                    self.queue_pong(false, p);
                     continue;
                 }
                 Ok(Incoming::Pong) => continue,
@@ -293,13 +347,14 @@ impl Conn {
                 FrameType::Message => {
                     if let Some(inbox) = inbox {
                         let flags = f.flags;
-                        inbox.push(
-                            Event::Message {
-                                flags,
-                                payload: f.body,
-                            },
-                            limit,
-                        );
+                        // An empty slice would still keep the connection's
+                        // read buffer alive while it waits in the inbox.
+                        let payload = if f.body.is_empty() {
+                            Bytes::new()
+                        } else {
+                            f.body
+                        };
+                        inbox.push(Event::Message { flags, payload }, limit);
                     }
                 }
                 FrameType::Close => {
@@ -329,7 +384,7 @@ impl Conn {
                         inbox.push(Event::Reject(body), usize::MAX);
                     }
                 }
-                FrameType::Ping => self.send(Out::frame(&Frame::pong(f.body))),
+                FrameType::Ping => self.queue_pong(true, f.body),
                 FrameType::Pong => {}
                 FrameType::Goaway => {
                     let _: tidegate_mux::codec::GoawayBody = f.json()?;

@@ -1,7 +1,8 @@
 //! A session's inbox: what mux connection readers hand to one client
 //! session. The reader never waits on it — it appends and moves on — so a
 //! slow client cannot stall the shared connection; the bound
-//! (`mux.session_queue_bytes`) turns a client that does not keep up into a
+//! (`mux.session_queue_bytes`, charged per message with its header cost, so
+//! empty messages count) turns a client that does not keep up into a
 //! slow-consumer close instead of unbounded memory.
 //!
 //! Hand-made rather than a channel: an idle session's inbox is one small
@@ -9,6 +10,7 @@
 //! slots up front, which would dominate the memory of an idle client).
 
 use super::conn::Conn;
+use super::QUEUED_FRAME_COST;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,9 +44,12 @@ pub enum Event {
 }
 
 impl Event {
+    /// What the event is charged against the bound: a MESSAGE its payload
+    /// plus the per-frame cost, so empty messages fill the inbox too; the
+    /// other events are few per session and always arrive.
     fn bytes(&self) -> usize {
         match self {
-            Event::Message { payload, .. } => payload.len(),
+            Event::Message { payload, .. } => payload.len() + QUEUED_FRAME_COST,
             _ => 0,
         }
     }
@@ -53,7 +58,8 @@ impl Event {
 #[derive(Default)]
 struct Queue {
     events: VecDeque<Event>,
-    /// Payload bytes in `events`.
+    /// Bytes charged for `events` (payload plus `QUEUED_FRAME_COST` per
+    /// message).
     bytes: usize,
     /// Set when a push went over the bound; the session then closes the
     /// client as a slow consumer.
@@ -73,8 +79,9 @@ impl Inbox {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Append an event and wake the session. `limit` bounds queued payload
-    /// bytes (`usize::MAX` for events that must always arrive).
+    /// Append an event and wake the session. `limit` bounds the bytes
+    /// charged for queued messages (`usize::MAX` for events that must
+    /// always arrive).
     pub fn push(&self, event: Event, limit: usize) {
         let waker = {
             let mut q = self.lock();
@@ -126,5 +133,44 @@ impl Inbox {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> Event {
+        Event::Message {
+            flags: 0,
+            payload: Bytes::new(),
+        }
+    }
+
+    /// Empty messages are not free: the byte bound is a frame bound too
+    /// (before, 0-byte messages were never refused and the inbox grew
+    /// without limit).
+    #[test]
+    fn empty_messages_fill_the_bound() {
+        let inbox = Inbox::default();
+        let limit = 1 << 20;
+        let fits = limit / QUEUED_FRAME_COST;
+        for _ in 0..fits {
+            inbox.push(empty(), limit);
+        }
+        assert!(!inbox.lock().overflow, "{fits} frames fit in {limit} bytes");
+        inbox.push(empty(), limit);
+        let q = inbox.lock();
+        assert!(q.overflow, "frame {} must overflow", fits + 1);
+        assert_eq!(q.events.len(), fits);
+    }
+
+    /// Events that must arrive are never refused, whatever the queue holds.
+    #[test]
+    fn control_events_always_arrive() {
+        let inbox = Inbox::default();
+        inbox.push(empty(), QUEUED_FRAME_COST);
+        inbox.push(Event::Drain, QUEUED_FRAME_COST);
+        assert_eq!(inbox.lock().events.len(), 2);
     }
 }

@@ -72,7 +72,7 @@ impl MuxFamilies {
             ),
             queued_bytes: gauge(
                 "tidegate_mux_queued_bytes",
-                "Application → client bytes waiting for slow client sockets.",
+                "Application → client bytes waiting for slow client sockets (payload plus 64 per frame).",
                 &["route"],
             ),
             slow_consumer: counter(

@@ -172,7 +172,8 @@ impl Pool {
                         &self.config.endpoints[ep_index].url,
                         self.slots[slot].index,
                     );
-                    let (conn, rx) = Conn::new(Arc::clone(s), conn_metrics);
+                    let url = &self.config.endpoints[ep_index].url;
+                    let (conn, rx) = Conn::new(Arc::clone(s), conn_metrics, url);
                     tracing::info!(upstream = %self.name, slot, conn = conn.id, "mux connection up");
                     self.set(slot, Some(Arc::clone(&conn)));
                     tokio::select! {
@@ -210,7 +211,7 @@ impl Pool {
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
         let request = self.request(ep, &key, self.slots[slot].index);
         let offered = [SUBPROTOCOL.to_string()];
-        let handshake = upstream::handshake(io, request.as_bytes(), &key, &offered);
+        let handshake = upstream::handshake(io, (ep, ""), request.as_bytes(), &key, &offered);
         match timeout(self.config.handshake_timeout, handshake).await {
             Ok(Ok(c)) if c.protocol.as_deref() == Some(SUBPROTOCOL) => Some((c.io, c.leftover)),
             Ok(Ok(_)) => {

@@ -21,8 +21,9 @@ use super::client::ClientReader;
 use super::conn::Conn;
 use super::inbox::Inbox;
 use super::stored::StoredOpen;
-use super::wire::{self, Header};
 use super::MuxRoute;
+use crate::access::Closer;
+use crate::frame::{HeaderBytes, Opcode};
 use crate::io::Io;
 use bytes::{Bytes, BytesMut};
 use std::cell::RefCell;
@@ -55,8 +56,20 @@ thread_local! {
 
 /// A frame on its way to the client.
 struct ToClient {
-    header: Header,
+    header: HeaderBytes,
     payload: Bytes,
+}
+
+impl ToClient {
+    /// Charged against `mux.session_queue_bytes`: the payload plus the
+    /// per-frame cost, so a flood of empty frames fills the queue too.
+    fn cost(&self) -> usize {
+        self.payload.len() + super::QUEUED_FRAME_COST
+    }
+
+    fn is_pong(&self) -> bool {
+        self.header.as_slice()[0] & 0x0F == u8::from(Opcode::Pong)
+    }
 }
 
 /// A frame on its way to the application, waiting for budget or for a
@@ -65,16 +78,32 @@ struct ToApp {
     frame: Frame,
 }
 
+impl ToApp {
+    /// Charged against the connection's budget and the resume buffer:
+    /// body plus the per-frame cost, so empty messages are not free.
+    fn cost(&self) -> usize {
+        self.frame.body.len() + super::QUEUED_FRAME_COST
+    }
+}
+
 /// Frames in flight through a session.
 #[derive(Default)]
 struct Queues {
     /// Client frames not yet queued on a connection.
     held: VecDeque<ToApp>,
+    /// Cost of `held` (see `ToApp::cost`).
     held_bytes: usize,
     /// Frames for the client; `written` bytes of the front one are out.
     out: VecDeque<ToClient>,
+    /// Cost of `out` and `pong` (see `ToClient::cost`).
     out_bytes: usize,
     written: usize,
+    /// The answer to the client's latest ping, not yet in `out`. Only the
+    /// latest unanswered ping is answered (RFC 6455 §5.5.3), so a client
+    /// that pings without reading holds one pong here, not one per ping.
+    pong: Option<Bytes>,
+    /// A pong is in `out` and not yet written.
+    pong_in_out: bool,
 }
 
 /// A session between connections.
@@ -132,6 +161,8 @@ pub struct MuxSession {
     expiring: bool,
     draining: bool,
     started: Instant,
+    /// The access-log record; `None` unless this session is logged.
+    access: Option<Box<crate::access::Record>>,
 }
 
 impl MuxSession {
@@ -167,6 +198,7 @@ impl MuxSession {
             expiring: false,
             draining: false,
             started: now,
+            access: None,
         };
         if !from_client.is_empty() {
             s.on_client_bytes(BytesMut::from(from_client), now);
@@ -182,6 +214,19 @@ impl MuxSession {
             self.expiring = true;
         }
         self
+    }
+
+    /// Keep an access-log record and write its line when the session ends.
+    pub fn log_access(mut self, record: Option<Box<crate::access::Record>>) -> MuxSession {
+        self.access = record;
+        self
+    }
+
+    /// Note who ended the session, for the access log.
+    fn log_close(&mut self, side: Closer, code: Option<u16>, reason: &'static str) {
+        if let Some(a) = &mut self.access {
+            a.closed(side, code, reason);
+        }
     }
 
     pub fn run(self, permit: OwnedSemaphorePermit) -> Running {
@@ -203,14 +248,31 @@ impl MuxSession {
                 } else {
                     (1001, "gateway draining")
                 };
+                let why = if self.expiring {
+                    "token expired"
+                } else {
+                    "going away"
+                };
+                self.log_close(Closer::Gateway, None, why);
                 self.close_client(code, reason, now);
                 self.close_app(code, reason);
             }
         }
         if let Some(interval) = self.route.ping_interval {
             match self.ping_sent {
+                true if now >= self.last_rx + self.route.pong_timeout
+                    && !self.close_sent
+                    && self.client_paused()
+                    && self.out_empty() =>
+                {
+                    // The client takes our bytes (the ping left) but we
+                    // stopped reading it: its pong may be waiting in our
+                    // receive buffer. Wait a full pong timeout more.
+                    self.last_rx = now;
+                }
                 true if now >= self.last_rx + self.route.pong_timeout && !self.close_sent => {
                     self.route.metrics.ping_timeout_client.inc();
+                    self.log_close(Closer::Gateway, None, "ping timeout");
                     self.client_done = true;
                     self.close_app(1006, "client ping timeout");
                     self.close_client(1001, "ping timeout", now);
@@ -218,7 +280,7 @@ impl MuxSession {
                 false if now >= self.last_rx + interval && !self.close_sent => {
                     self.ping_sent = true;
                     self.last_rx = now;
-                    self.queue_client(true, wire::OP_PING, Bytes::new());
+                    self.queue_client(true, Opcode::Ping, Bytes::new());
                 }
                 _ => {}
             }
@@ -247,6 +309,17 @@ impl MuxSession {
             at(Some(Instant::now() + Duration::from_millis(20)));
         }
         next
+    }
+
+    /// Backpressure: the client is read only while its frames can move on.
+    /// Paused while held frames wait for budget on the connection, or —
+    /// between connections — while the resume buffer is full.
+    fn client_paused(&self) -> bool {
+        if self.conn.is_some() {
+            !self.held_empty()
+        } else {
+            self.q.as_ref().map_or(0, |q| q.held_bytes) >= self.route.resume_buffer_bytes
+        }
     }
 
     fn finished(&self, now: Instant) -> bool {
@@ -282,6 +355,7 @@ impl MuxSession {
             match self.flush_client(cx) {
                 Ok(p) => progress |= p,
                 Err(()) => {
+                    self.log_close(Closer::Client, None, "client went away");
                     self.client_done = true;
                     self.close_sent = true;
                     if let Some(q) = self.q.as_mut() {
@@ -289,21 +363,15 @@ impl MuxSession {
                         q.out.clear();
                         q.out_bytes = 0;
                         q.written = 0;
+                        q.pong = None;
+                        q.pong_in_out = false;
                     }
                     self.close_app(1006, "client connection lost");
                     self.flush_held(cx);
                     return Poll::Ready(());
                 }
             }
-            // Read the client only while its frames can move on: held
-            // frames are waiting for budget, or for a connection within
-            // the resume buffer.
-            let room = if self.conn.is_some() {
-                self.held_empty()
-            } else {
-                self.q.as_ref().map_or(0, |q| q.held_bytes) < self.route.resume_buffer_bytes
-            };
-            if room && !self.client_done {
+            if !self.client_paused() && !self.client_done {
                 if let Poll::Ready(p) = self.read_client(cx, now) {
                     progress |= p;
                 }
@@ -347,6 +415,9 @@ impl MuxSession {
             .metrics
             .session
             .observe(self.started.elapsed().as_secs_f64());
+        if let Some(a) = &self.access {
+            a.emit(&self.route.metrics.name, "mux", self.started.elapsed());
+        }
     }
 }
 
@@ -389,6 +460,7 @@ mod tests {
     #[test]
     fn the_session_task_stays_small() {
         let size = std::mem::size_of::<super::Running>();
+        println!("mux session future: {size} bytes");
         assert!(size <= 400, "mux session future grew to {size} bytes");
     }
 }

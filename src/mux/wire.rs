@@ -1,5 +1,6 @@
-//! WebSocket framing where tidegate is an endpoint in mux mode: frame
-//! headers for both legs, and a reader for the mux leg.
+//! WebSocket framing where tidegate is an endpoint in mux mode: the
+//! reader of the mux leg and what the gateway's frames on it carry. The
+//! header rules and the header encoder are [`crate::frame`]'s.
 //!
 //! The mux leg is written by hand rather than through a `WebSocket` type so
 //! that a batch goes out as one vectored write of headers and payload
@@ -7,57 +8,15 @@
 //! and masks with the all-zero key (docs/mux-protocol.md §1), which leaves
 //! the payload bytes as they are.
 
-use crate::relay::scan::parse_header;
+use crate::frame::{check_header, parse_header, Opcode, Violation};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub const OP_CONTINUATION: u8 = 0x0;
-pub const OP_TEXT: u8 = 0x1;
-pub const OP_BINARY: u8 = 0x2;
-pub const OP_CLOSE: u8 = 0x8;
-pub const OP_PING: u8 = 0x9;
-pub const OP_PONG: u8 = 0xA;
-
-/// A frame header: at most 14 bytes, kept inline.
-#[derive(Clone, Copy)]
-pub struct Header {
-    bytes: [u8; 14],
-    len: u8,
-}
-
-impl Header {
-    /// Header of a frame of `len` payload bytes. `masked`: the gateway is
-    /// the client on this leg; the key is all zeros.
-    pub fn new(fin: bool, opcode: u8, len: usize, masked: bool) -> Header {
-        let mut b = [0u8; 14];
-        b[0] = if fin { 0x80 } else { 0 } | opcode;
-        let mask_bit = if masked { 0x80 } else { 0 };
-        let mut at = 2;
-        if len < 126 {
-            b[1] = mask_bit | len as u8;
-        } else if len <= u16::MAX as usize {
-            b[1] = mask_bit | 126;
-            b[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            at = 4;
-        } else {
-            b[1] = mask_bit | 127;
-            b[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            at = 10;
-        }
-        if masked {
-            at += 4; // the zero key is already there
-        }
-        Header {
-            bytes: b,
-            len: at as u8,
-        }
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
-    }
-}
+/// The masking key of every frame the gateway sends on the mux leg
+/// (docs/mux-protocol.md §1): XOR with zeros leaves payloads as they are,
+/// so they are written from where they lie.
+pub const ZERO_KEY: [u8; 4] = [0; 4];
 
 /// A Close frame payload: code + reason (reason cut to fit 125 bytes).
 pub fn close_payload(code: u16, reason: &str) -> Bytes {
@@ -82,7 +41,7 @@ pub enum ReadError {
     #[error("connection closed")]
     Eof,
     #[error("WebSocket protocol error: {0}")]
-    Protocol(&'static str),
+    Protocol(#[from] Violation),
     #[error("message over {0} bytes")]
     TooBig(usize),
 }
@@ -132,62 +91,46 @@ impl MuxReader {
                 Some(Err(_)) => return Err(ReadError::TooBig(self.max_message)),
                 Some(Ok(h)) => h,
             };
-            if h.rsv != 0 {
-                return Err(ReadError::Protocol("reserved bits set"));
-            }
-            if h.masked {
-                return Err(ReadError::Protocol("masked frame from the server"));
-            }
-            let (fin, opcode, len, at) = (h.fin, h.opcode, h.len, h.header_len);
             let held = self.partial.as_ref().map_or(0, |p| p.len()) as u64;
-            if len + held > self.max_message as u64 {
+            // Size first: an over-long frame is the mux error `too_big`,
+            // whatever else is wrong with it.
+            if h.len + held > self.max_message as u64 {
                 return Err(ReadError::TooBig(self.max_message));
             }
-            let len = len as usize;
+            let opcode = check_header(&h, false, self.partial.is_some())?;
+            let (fin, len, at) = (h.fin, h.len as usize, h.header_len);
             if self.buf.len() < at + len {
                 self.buf.reserve(at + len - self.buf.len());
                 return Ok(None);
             }
             self.buf.advance(at);
             let payload = self.buf.split_to(len);
-            match opcode {
-                OP_PING if fin && len <= 125 => return Ok(Some(Incoming::Ping(payload.freeze()))),
-                OP_PONG if fin && len <= 125 => return Ok(Some(Incoming::Pong)),
-                OP_CLOSE if fin && len <= 125 => return Ok(Some(Incoming::Close)),
-                OP_PING | OP_PONG | OP_CLOSE => {
-                    return Err(ReadError::Protocol("bad control frame"))
+            let whole = match opcode {
+                Opcode::Ping => return Ok(Some(Incoming::Ping(payload.freeze()))),
+                Opcode::Pong => return Ok(Some(Incoming::Pong)),
+                Opcode::Close => return Ok(Some(Incoming::Close)),
+                Opcode::Text | Opcode::Binary => {
+                    self.partial_text = opcode == Opcode::Text;
+                    payload
                 }
-                OP_TEXT | OP_BINARY if self.partial.is_none() => {
-                    if fin {
-                        return Ok(Some(if opcode == OP_TEXT {
-                            Incoming::Text
-                        } else {
-                            Incoming::Binary(payload.freeze())
-                        }));
-                    }
-                    self.partial_text = opcode == OP_TEXT;
-                    self.partial = Some(payload);
-                }
-                OP_CONTINUATION => {
+                Opcode::Continuation => {
+                    // `check_header` refused a continuation with none open.
                     let Some(mut whole) = self.partial.take() else {
-                        return Err(ReadError::Protocol("continuation without a message"));
+                        return Err(Violation::ContinuationWithoutMessage.into());
                     };
                     whole.extend_from_slice(&payload);
-                    if !fin {
-                        self.partial = Some(whole);
-                        continue;
-                    }
-                    return Ok(Some(if self.partial_text {
-                        Incoming::Text
-                    } else {
-                        Incoming::Binary(whole.freeze())
-                    }));
+                    whole
                 }
-                OP_TEXT | OP_BINARY => {
-                    return Err(ReadError::Protocol("new message inside a fragmented one"))
-                }
-                _ => return Err(ReadError::Protocol("unknown opcode")),
+            };
+            if !fin {
+                self.partial = Some(whole);
+                continue;
             }
+            return Ok(Some(if self.partial_text {
+                Incoming::Text
+            } else {
+                Incoming::Binary(whole.freeze())
+            }));
         }
     }
 }
@@ -219,28 +162,12 @@ mod tests {
         let mut r = MuxReader::new(&[0x82, 0x81, 0, 0, 0, 0, 1], 1 << 20);
         assert!(matches!(
             r.next(&mut &[][..]).await,
-            Err(ReadError::Protocol(_))
+            Err(ReadError::Protocol(Violation::ServerMasked))
         ));
         let mut r = MuxReader::new(&[0x82, 126, 1, 0], 100);
         assert!(matches!(
             r.next(&mut &[][..]).await,
             Err(ReadError::TooBig(100))
         ));
-    }
-
-    #[test]
-    fn headers() {
-        assert_eq!(
-            Header::new(true, OP_BINARY, 5, true).as_slice(),
-            &[0x82, 0x85, 0, 0, 0, 0]
-        );
-        assert_eq!(
-            Header::new(false, OP_TEXT, 300, false).as_slice(),
-            &[0x01, 126, 1, 44]
-        );
-        assert_eq!(
-            Header::new(true, OP_BINARY, 70_000, false).as_slice().len(),
-            10
-        );
     }
 }

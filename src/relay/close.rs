@@ -6,6 +6,7 @@
 use super::leg::{GatewayClose, Leg, Side};
 use super::scan::Stop;
 use super::Session;
+use crate::frame::{write_frame, Opcode};
 use std::task::Context;
 use tokio::time::Instant;
 
@@ -16,6 +17,14 @@ impl Session {
         match src.pending_stop.take() {
             None => {}
             Some(Stop::Close(code)) => {
+                if self.reason == "closed" {
+                    // The first Close decides who ended the session.
+                    self.reason = match from {
+                        Side::Client => "client closed",
+                        Side::Upstream => "upstream closed",
+                    };
+                }
+                let (src, dst) = self.legs(from);
                 src.close_in = Some(code);
                 src.rx_stopped = true;
                 if !dst.close_out && !dst.dead && dst.close_wanted.is_none() {
@@ -128,15 +137,7 @@ pub(super) fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'
     let mut wrote = None;
     if dst.ping_wanted {
         dst.ping_wanted = false;
-        let frame = own_frame(
-            fastwebsockets::Frame::new(
-                true,
-                fastwebsockets::OpCode::Ping,
-                None,
-                fastwebsockets::Payload::Borrowed(&[]),
-            ),
-            dst.masks(),
-        );
+        let frame = own_frame(Opcode::Ping, &[], dst.masks());
         dst.send(cx, &frame);
         wrote = Some(0);
     }
@@ -145,8 +146,10 @@ pub(super) fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'
         if !close.after_other || other_finished {
             dst.close_wanted = None;
             dst.close_out = true;
+            let code = close.code.to_be_bytes();
             let frame = own_frame(
-                fastwebsockets::Frame::close(close.code, close.reason.as_bytes()),
+                Opcode::Close,
+                &[&code, close.reason.as_bytes()],
                 dst.masks(),
             );
             dst.send(cx, &frame);
@@ -156,13 +159,11 @@ pub(super) fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'
     wrote
 }
 
-/// Encode a frame the gateway originates, masked towards an upstream.
-pub(super) fn own_frame(mut frame: fastwebsockets::Frame<'_>, masked: bool) -> Vec<u8> {
-    if masked {
-        frame.mask();
-    }
+/// Encode a control frame the gateway originates (payload: `parts`
+/// joined), masked with a fresh random key towards an upstream, where the
+/// gateway is the client (RFC 6455 §5.3).
+pub(super) fn own_frame(opcode: Opcode, parts: &[&[u8]], masked: bool) -> Vec<u8> {
     let mut buf = Vec::new();
-    let len = frame.write(&mut buf).len();
-    buf.truncate(len);
+    write_frame(&mut buf, true, opcode, parts, masked.then(rand::random));
     buf
 }

@@ -83,6 +83,9 @@ pub struct Leg {
     pub close_wanted: Option<GatewayClose>,
     /// A keepalive ping should be inserted at the next boundary.
     pub ping_wanted: bool,
+    /// Last sign of life from the peer: bytes read from it, or bytes it
+    /// took off `out` after its socket had been full (a slow reader that
+    /// keeps reading is alive even when its pong is stuck behind our data).
     pub last_rx: Instant,
     /// When our outstanding ping was queued.
     pub ping_sent: Option<Instant>,

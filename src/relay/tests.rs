@@ -1,16 +1,18 @@
 use super::close::own_frame;
 use super::scan::Stop;
 use super::*;
+use crate::frame::Opcode;
 
 #[test]
 fn own_frames_are_masked_only_towards_the_upstream() {
-    let close = own_frame(fastwebsockets::Frame::close(1001, b"going away"), false);
+    let code = 1001u16.to_be_bytes();
+    let close = own_frame(Opcode::Close, &[&code, b"going away"], false);
     assert_eq!(close[0], 0x88);
     assert_eq!(close[1], 12);
     assert_eq!(&close[2..4], &1001u16.to_be_bytes());
     assert_eq!(&close[4..], b"going away");
 
-    let masked = own_frame(fastwebsockets::Frame::close(1001, b"going away"), true);
+    let masked = own_frame(Opcode::Close, &[&code, b"going away"], true);
     assert_eq!(masked[0], 0x88);
     assert_eq!(masked[1], 0x80 | 12);
     let key = [masked[2], masked[3], masked[4], masked[5]];
@@ -31,20 +33,10 @@ fn own_frames_pass_the_scanner_of_the_receiving_side() {
     };
     // What the upstream receives from the gateway must look like client frames.
     let mut upstream_view = scan::Scanner::new(true);
-    let ping = own_frame(
-        fastwebsockets::Frame::new(
-            true,
-            fastwebsockets::OpCode::Ping,
-            None,
-            fastwebsockets::Payload::Borrowed(&[]),
-        ),
-        true,
-    );
+    let ping = own_frame(Opcode::Ping, &[], true);
     assert_eq!(upstream_view.scan(&ping, limits), (ping.len(), None));
-    let close = own_frame(
-        fastwebsockets::Frame::close(1014, b"upstream went away"),
-        false,
-    );
+    let code = 1014u16.to_be_bytes();
+    let close = own_frame(Opcode::Close, &[&code, b"upstream went away"], false);
     let mut client_view = scan::Scanner::new(false);
     assert_eq!(
         client_view.scan(&close, limits),

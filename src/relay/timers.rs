@@ -1,8 +1,13 @@
 //! The session's timers: keepalive pings and pong deadlines on both legs,
 //! the idle timeout, token expiry, the drain moment and the limit on the
 //! closing handshake — all served by the one `Sleep` in `Running`.
+//!
+//! Keepalive judges a peer only on what the peer could have done: a leg the
+//! gateway itself stopped reading (backpressure from the other leg), or one
+//! whose ping the gateway could not send yet, is not timed out for the
+//! silence that follows (issue #22).
 
-use super::leg::{GatewayClose, Side};
+use super::leg::{GatewayClose, Leg, Side};
 use super::Session;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -47,6 +52,11 @@ impl Session {
             if let Some(sent) = leg.ping_sent {
                 if leg.last_rx > sent {
                     leg.ping_sent = None;
+                } else if now.duration_since(sent) >= pong_timeout
+                    && silence_is_ours(leg, other, sent)
+                {
+                    // Not the peer's fault: wait a full pong timeout more.
+                    leg.ping_sent = Some(now);
                 } else if now.duration_since(sent) >= pong_timeout {
                     leg.ping_sent = None;
                     leg.kill();
@@ -100,4 +110,26 @@ impl Session {
         }
         next
     }
+}
+
+/// True when a pinged leg's missing pong may be the gateway's own doing, so
+/// its pong deadline starts again instead of closing the session:
+///
+/// - the leg is *paused*: the gateway does not read it while the other leg
+///   holds bytes it has not taken, so a pong the peer sent may be waiting in
+///   our own receive buffer (a slow upstream must not get a fast uploader
+///   closed, nor a slow client a fast upstream);
+/// - the ping is still *unsent*: it waits for a frame boundary in the other
+///   side's stream, and that frame is still arriving (the other side sent
+///   bytes since `sent`), so the peer has not been asked yet.
+///
+/// Both only while the leg itself takes our bytes (nothing queued for it):
+/// a peer that neither reads what we send nor gets read is judged as
+/// before, so two stalled peers cannot hold a session open forever (nor can
+/// two that both stop in the middle of a frame). A slow reader that does
+/// read proves itself alive through `Leg::last_rx`.
+fn silence_is_ours(leg: &Leg, other: &Leg, sent: Instant) -> bool {
+    let paused = other.blocked();
+    let unsent = leg.ping_wanted && other.last_rx >= sent;
+    !leg.blocked() && (paused || unsent)
 }

@@ -20,6 +20,7 @@
 mod dispatch;
 mod policy;
 
+use super::limits::{ConnectionSlot, HandshakeSlot};
 use super::{Gateway, RouteRuntime, State};
 use crate::auth::Identity;
 use crate::handshake::{
@@ -82,6 +83,7 @@ pub async fn handle(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     tls_failures: IntCounter,
     permit: OwnedSemaphorePermit,
+    (handshake, slot): (HandshakeSlot, ConnectionSlot),
 ) {
     let _in_progress = InProgress::enter(&gw);
     let state = gw.state();
@@ -100,7 +102,11 @@ pub async fn handle(
         client,
         accepted,
     };
-    let admitted = match admit(&cx, &mut io, deadline).await {
+    let admitted = admit(&cx, &mut io, deadline).await;
+    // The head is read and the policy decided: this client no longer
+    // counts against the budget of handshakes in progress.
+    drop(handshake);
+    let admitted = match admitted {
         Ok(a) => a,
         Err(Halt::Gone) => return,
         Err(Halt::Refused(r)) => return refuse(&cx, &mut io, r).await,
@@ -109,7 +115,7 @@ pub async fn handle(
         Ok(t) => t,
         Err(r) => return refuse(&cx, &mut io, r).await,
     };
-    dispatch::switch(&cx, io, admitted, target, permit).await;
+    dispatch::switch(&cx, io, admitted, target, (permit, slot)).await;
 }
 
 /// Phase: TLS (on a TLS listener), bounded by the handshake deadline.

@@ -1,11 +1,13 @@
-//! Accept loops: one per listener. Enforces the global connection cap,
-//! sets TCP_NODELAY, and hands each socket to its own connection task.
-//! Stops accepting the moment draining starts.
+//! Accept loops: one per listener. Enforces the global connection cap
+//! (`limits.max_connections`, lowered at start to what the open-file limit
+//! fits, see `crate::fds`) and the per-client limits (`limits.rs`), sets
+//! TCP_NODELAY, and hands each socket to its own connection task. Stops
+//! accepting the moment draining starts.
 
 use super::{connection, Gateway};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::Instrument;
 
 /// Listen backlog: large enough for a connection storm.
@@ -37,14 +39,29 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
         .metrics
         .listener_refused
         .with_label_values(&[&config_name, "connection_limit"]);
+    let over_fds = gw
+        .metrics
+        .listener_refused
+        .with_label_values(&[&config_name, "fd_limit"]);
     let tls_failures = gw
         .metrics
         .tls_handshake_failures
         .with_label_values(&[&config_name]);
+    // The descriptor table is full (accepted on the spare descriptor).
+    let refuse_no_fd = |tcp: TcpStream| {
+        over_fds.inc();
+        let plain = gw
+            .state()
+            .config
+            .listeners
+            .get(index)
+            .is_some_and(|l| l.tls.is_none());
+        turn_away(&tcp, plain.then_some(OVER_CAPACITY));
+    };
     loop {
         // Drain stops accepting; the listening socket closes when this returns.
         let Some((tcp, peer)) =
-            crate::io::accept_until(&listener, gw.shutdown.draining(), &name).await
+            crate::io::accept_until(&listener, gw.shutdown.draining(), &name, &refuse_no_fd).await
         else {
             return;
         };
@@ -57,10 +74,15 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
             .map(tokio_rustls::TlsAcceptor::from);
         let Ok(permit) = Arc::clone(&gw.permits).try_acquire_owned() else {
             over_cap.inc();
-            if acceptor.is_none() {
-                let _ = tcp.try_write(OVER_CAPACITY);
-            }
+            turn_away(&tcp, acceptor.is_none().then_some(OVER_CAPACITY));
             continue;
+        };
+        let slots = match gw.client_limits.admit(peer.ip()) {
+            Ok(slots) => slots,
+            Err(limited) => {
+                refuse_limited(&gw, &config_name, &tcp, acceptor.is_none(), limited);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let span = tracing::debug_span!("conn", listener = %name, client = %peer);
@@ -71,7 +93,47 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
             acceptor,
             tls_failures.clone(),
             permit,
+            slots,
         );
         gw.shutdown.spawn(task.instrument(span));
     }
+}
+
+/// Answer a client that will not be served (over a cap, or no descriptor
+/// to serve it with) and close it: a plain listener writes `response`
+/// first (one non-blocking write, never waited on), a TLS listener can only
+/// close. What the client already sent is read first, bounded: closing a
+/// socket with unread bytes sends a reset instead of a FIN, and the client
+/// may then lose the response before reading it.
+fn turn_away(tcp: &TcpStream, response: Option<&[u8]>) {
+    let mut sink = [0u8; 2048];
+    for _ in 0..8 {
+        match tcp.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    if let Some(response) = response {
+        let _ = tcp.try_write(response);
+    }
+}
+
+/// A connection over a per-client limit: counted and turned away.
+fn refuse_limited(
+    gw: &super::Gateway,
+    listener: &str,
+    tcp: &TcpStream,
+    plain: bool,
+    limited: super::limits::Limited,
+) {
+    gw.metrics
+        .listener_refused
+        .with_label_values(&[listener, limited.label()])
+        .inc();
+    tracing::debug!(
+        listener,
+        reason = limited.label(),
+        "connection refused at accept"
+    );
+    turn_away(tcp, plain.then(|| limited.response()));
 }

@@ -1,5 +1,6 @@
-//! Zero-downtime reload: SIGHUP, `POST /reload` on the admin listener, or a
-//! certificate file changing on disk (Kubernetes Secret rotation) re-reads
+//! Zero-downtime reload: SIGHUP, `POST /reload` on the admin listener, or
+//! the configuration file or a certificate file changing on disk
+//! (Kubernetes ConfigMap update or Secret rotation) re-reads
 //! the configuration, validates it whole, and swaps it in atomically.
 //! Connections already relaying keep the settings they started with; new
 //! ones get the new configuration. An invalid configuration is rejected
@@ -12,11 +13,8 @@
 use super::{Gateway, State};
 use crate::config::{self, Config, ConfigError, Problem};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
-
-/// How often certificate and key files are checked for changes.
-const CERT_POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -91,6 +89,12 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
             message: "mux upstreams (which upstreams are mux, their endpoints, pool_size and mux_secret) and [mux] change only with a restart".into(),
         });
     }
+    if old.log.format != new.log.format {
+        problems.push(Problem {
+            key: "log.format".into(),
+            message: "changes only with a restart".into(),
+        });
+    }
     if old.limits.max_connections != new.limits.max_connections {
         problems.push(Problem {
             key: "limits.max_connections".into(),
@@ -121,48 +125,70 @@ fn mux_upstreams(c: &Config) -> Vec<(String, Vec<String>, usize, Option<String>)
     v
 }
 
-/// (path, modified, length) of every certificate and key file in use.
-fn fingerprint(state: &State) -> Vec<(String, Option<SystemTime>, u64)> {
+/// What identifies one version of a watched file: the path it resolves to
+/// (Kubernetes swaps a `..data` symlink to a new directory), the inode
+/// behind it, its modification time and length. `None`: unreadable now.
+type FileStamp = (
+    String,
+    Option<(std::path::PathBuf, u64, u64, Option<SystemTime>, u64)>,
+);
+
+fn stamp(path: &str) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    // canonicalize() and metadata() follow every symlink of the path, so a
+    // ConfigMap or Secret update (an atomic rename of `..data`) changes the
+    // resolved path and the inode even when the new file has the old
+    // file's length and modification time.
+    let seen = std::fs::canonicalize(path).ok().and_then(|real| {
+        let m = std::fs::metadata(&real).ok()?;
+        Some((real, m.dev(), m.ino(), m.modified().ok(), m.len()))
+    });
+    (path.to_string(), seen)
+}
+
+/// The stamps of every watched file: the configuration file (when
+/// `reload.watch_config` is on) and every certificate and key in use.
+fn fingerprint(state: &State) -> Vec<FileStamp> {
     let mut out = Vec::new();
+    if let Some(source) = state
+        .config
+        .source
+        .as_ref()
+        .filter(|_| state.config.reload.watch_config)
+    {
+        out.push(stamp(&source.to_string_lossy()));
+    }
     for l in &state.config.raw.listeners {
         for c in l.tls.iter().flat_map(|t| &t.certificates) {
             for path in [&c.cert, &c.key] {
-                // metadata() follows symlinks, as Kubernetes' ..data swap needs.
-                let meta = std::fs::metadata(path).ok();
-                out.push((
-                    path.clone(),
-                    meta.as_ref().and_then(|m| m.modified().ok()),
-                    meta.map_or(0, |m| m.len()),
-                ));
+                out.push(stamp(path));
             }
         }
     }
     out
 }
 
-/// Reload when a certificate or key file changes; until `stop`.
-pub(super) async fn watch_certificates(gw: Arc<Gateway>, stop: CancellationToken) {
+/// Reload when the configuration file or a certificate or key file
+/// changes on disk (`reload.poll_interval`); until `stop`.
+pub(super) async fn watch_files(gw: Arc<Gateway>, stop: CancellationToken) {
     let mut last = fingerprint(&gw.state());
-    if last.is_empty() {
-        return;
-    }
     loop {
+        let interval = gw.state().config.reload.poll_interval;
         tokio::select! {
             // Process exit.
             _ = stop.cancelled() => return,
             // Next look at the files.
-            _ = tokio::time::sleep(CERT_POLL) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
         let now = fingerprint(&gw.state());
         if now != last {
-            tracing::info!("certificate files changed on disk; reloading");
-            // A half-written pair fails validation and is retried on the
-            // next change; the old certificates keep serving meanwhile.
+            tracing::info!("configuration or certificate files changed on disk; reloading");
+            // A half-written file fails validation, is logged and counted
+            // as rejected, and is retried on its next change; the old
+            // configuration keeps serving meanwhile.
             let _ = gw.reload().await;
+            // What the (possibly new) configuration watches, as it is now.
             last = fingerprint(&gw.state());
-            if last != now {
-                last = now;
-            }
         }
     }
 }

@@ -5,14 +5,16 @@
 //! `Connection`) do not; the handshake headers are rewritten; forwarding
 //! headers say who the client is. Client-sent `X-Forwarded-*`/`Forwarded`
 //! are dropped unless the upstream config trusts them, so a client cannot
-//! claim another address. With edge auth, the [`Identity`] decides what
-//! else changes: its credential (header, cookie, query parameter) is
-//! removed, client-sent copies of identity headers are dropped, and the
-//! identity headers are added.
+//! claim another address. Client-sent copies of any configured identity
+//! header are dropped on every route, authenticated or not. With edge
+//! auth, the [`Identity`] decides what else changes: every place its
+//! policy may carry a credential (header, cookie, query parameter) is
+//! cleared, and the identity headers are added. The path is the
+//! normalised one the route matched.
 
 use crate::auth::source::{strip_cookie, strip_query};
 use crate::auth::Identity;
-use crate::config::{EndpointConfig, RouteConfig, UpstreamConfig};
+use crate::config::{EndpointConfig, UpstreamConfig};
 use crate::handshake::{RequestHead, Upgrade};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -88,7 +90,7 @@ impl UpstreamRequest {
         identity: Option<&Identity>,
     ) -> UpstreamRequest {
         UpstreamRequest {
-            path: rewritten_path(&upgrade.route, head),
+            path: rewritten_path(upgrade),
             query: query_without_credential(head, identity),
             headers: forwarded_headers(head, upgrade, upstream, client, identity),
         }
@@ -158,9 +160,12 @@ impl UpstreamRequest {
     }
 }
 
-/// The client's path after the route's `strip_prefix`, starting with `/`.
-fn rewritten_path(route: &RouteConfig, head: &RequestHead) -> String {
-    let mut path = head.path();
+/// The normalised path after the route's `strip_prefix`, starting with
+/// `/`. Normalisation removed every `..`, so what is left cannot climb out
+/// of an endpoint's base path.
+fn rewritten_path(upgrade: &Upgrade) -> String {
+    let route = &upgrade.route;
+    let mut path = upgrade.path.as_str();
     if route.strip_prefix && route.path != "/" {
         path = path.strip_prefix(route.path.as_str()).unwrap_or(path);
     }
@@ -176,10 +181,10 @@ fn query_without_credential(head: &RequestHead, identity: Option<&Identity>) -> 
     let Some(q) = head.query() else {
         return String::new();
     };
-    match identity.and_then(|i| i.strip_query.as_deref()) {
-        Some(name) => strip_query(q, name),
-        None => q.to_string(),
-    }
+    let names = identity.map_or(&[][..], |i| &i.strip_queries[..]);
+    names
+        .iter()
+        .fold(q.to_string(), |q, name| strip_query(&q, name))
 }
 
 /// End-to-end headers of the client, then the forwarding headers, then the
@@ -203,6 +208,7 @@ fn forwarded_headers(
         let lower = name.to_ascii_lowercase();
         if NOT_FORWARDED.contains(&lower.as_str())
             || connection_named.contains(&lower)
+            || upgrade.route.identity_headers.contains(&lower)
             || upstream
                 .add_headers
                 .iter()
@@ -214,8 +220,12 @@ fn forwarded_headers(
             if id.strip_headers.contains(&lower) {
                 continue;
             }
-            if let (Some(cookie), "cookie") = (&id.strip_cookie, lower.as_str()) {
-                if let Some(rest) = strip_cookie(value, cookie) {
+            if lower == "cookie" && !id.strip_cookies.is_empty() {
+                let mut rest = Some(value.clone());
+                for cookie in &id.strip_cookies {
+                    rest = rest.and_then(|v| strip_cookie(&v, cookie));
+                }
+                if let Some(rest) = rest {
                     out.push((name.clone(), rest));
                 }
                 continue;
@@ -301,3 +311,6 @@ pub fn switching_protocols(
     out.push_str("\r\n");
     out.into_bytes()
 }
+
+#[cfg(test)]
+mod tests;

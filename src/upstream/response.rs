@@ -3,6 +3,7 @@
 //! any other status into a refusal relayed to the client with a short body.
 
 use super::{Connected, UpstreamError, MAX_RELAYED_BODY, MAX_RESPONSE_HEAD};
+use crate::config::EndpointConfig;
 use crate::handshake::{accept_key, field, Rejection};
 use crate::io::Io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,9 +34,11 @@ impl Head {
     }
 }
 
-/// Send the request, read and check the response.
+/// Send the request, read and check the response. `requested`: the
+/// endpoint and the path behind its base path, for a refusal's message.
 pub(crate) async fn handshake(
     mut io: Io,
+    requested: (&EndpointConfig, &str),
     request: &[u8],
     key: &str,
     offered: &[String],
@@ -46,7 +49,9 @@ pub(crate) async fn handshake(
     let mut head = read_head(&mut io).await?;
     if head.status != 101 {
         let body = head.buf.split_off(head.len);
-        return Err(refusal(io, head.status, &head.headers, body).await);
+        let (ep, path) = requested;
+        let url = ep.url_of(&[ep.base_path.as_str(), path].concat());
+        return Err(refusal(io, head.status, url, &head.headers, body).await);
     }
     let protocol = check_switch(&head, key, offered)?;
     let leftover = head.buf.split_off(head.len);
@@ -65,6 +70,7 @@ pub(crate) async fn handshake(
         leftover,
         protocol,
         headers,
+        endpoint: 0,
     })
 }
 
@@ -149,6 +155,7 @@ fn check_switch(
 async fn refusal(
     mut io: Io,
     status: u16,
+    url: String,
     headers: &[(String, String)],
     mut body: Vec<u8>,
 ) -> UpstreamError {
@@ -180,12 +187,13 @@ async fn refusal(
     {
         return UpstreamError::InvalidHeader("refusal content-type");
     }
-    UpstreamError::Refused(
+    UpstreamError::Refused {
         status,
-        Rejection::UpstreamStatus {
+        url,
+        rejection: Rejection::UpstreamStatus {
             status,
             content_type,
             body,
         },
-    )
+    }
 }

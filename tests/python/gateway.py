@@ -253,12 +253,21 @@ class Stack:
         p = self._proc("proxy", argv)
         return self._gateway(p, listeners=1, admin=admin)
 
-    def run_config(self, config_text: str, *, listeners: int = 1, admin: bool = False) -> Gateway:
-        """Start `tidegate run --config FILE` with the given TOML."""
+    def run_config(
+        self,
+        config_text: str,
+        *,
+        listeners: int = 1,
+        admin: bool = False,
+        prefix: list[str] = (),
+    ) -> Gateway:
+        """Start `tidegate run --config FILE` with the given TOML. `prefix`:
+        a command that execs the gateway (e.g. `prlimit --nofile=200:200`),
+        so the process's pid is still the gateway's."""
         self._n += 1
         cfg = self.dir / f"{self._n:02d}-tidegate.toml"
         cfg.write_text(config_text)
-        p = self._proc("run", [tidegate_bin(), "run", "--config", cfg])
+        p = self._proc("run", [*prefix, tidegate_bin(), "run", "--config", cfg])
         return self._gateway(p, listeners=listeners, admin=admin)
 
     def _gateway(self, p: Proc, *, listeners: int, admin: bool) -> Gateway:

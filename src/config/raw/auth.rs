@@ -183,6 +183,12 @@ impl Default for RawForward {
 impl RawAuthPolicy {
     /// Replace secrets for printing.
     pub fn redact(&mut self) {
+        if let Some(jwks) = self.jwt.as_mut().and_then(|j| j.jwks.as_mut()) {
+            jwks.url = crate::redact::url(&jwks.url);
+        }
+        if let Some(forward) = &mut self.forward {
+            forward.url = crate::redact::url(&forward.url);
+        }
         if let Some(jwt) = &mut self.jwt {
             for k in &mut jwt.keys {
                 for s in [&mut k.secret, &mut k.secret_base64] {

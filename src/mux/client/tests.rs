@@ -1,4 +1,5 @@
 use super::*;
+use crate::frame::Opcode::{Binary, Close, Continuation, Ping, Text};
 
 const LIMITS: Limits = Limits {
     max_frame: 1 << 20,
@@ -6,9 +7,9 @@ const LIMITS: Limits = Limits {
 };
 
 /// A masked client frame.
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+fn frame(fin: bool, opcode: impl Into<u8>, payload: &[u8]) -> Vec<u8> {
     let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode.into()];
     match payload.len() {
         n if n < 126 => f.push(0x80 | n as u8),
         n => {
@@ -50,12 +51,12 @@ fn joined(pieces: &[Piece]) -> Vec<(u8, Vec<u8>)> {
 
 #[test]
 fn messages_survive_every_split() {
-    let mut wire = frame(true, OP_TEXT, "héllo wörld".as_bytes());
-    wire.extend(frame(false, OP_BINARY, &[1, 2, 3]));
-    wire.extend(frame(true, OP_PING, b"p"));
-    wire.extend(frame(true, OP_CONTINUATION, &[4; 300]));
-    wire.extend(frame(true, OP_BINARY, &[]));
-    wire.extend(frame(true, OP_CLOSE, &[0x03, 0xe8, b'o', b'k']));
+    let mut wire = frame(true, Text, "héllo wörld".as_bytes());
+    wire.extend(frame(false, Binary, &[1, 2, 3]));
+    wire.extend(frame(true, Ping, b"p"));
+    wire.extend(frame(true, Continuation, &[4; 300]));
+    wire.extend(frame(true, Binary, &[]));
+    wire.extend(frame(true, Close, &[0x03, 0xe8, b'o', b'k']));
     for cut in 1..wire.len() {
         let (pieces, r) = run(&wire, cut);
         assert_eq!(r, Ok(()), "cut {cut}");
@@ -80,18 +81,18 @@ fn violations() {
     let unmasked = vec![0x81, 0x01, b'a'];
     let cases: Vec<(Vec<u8>, u16)> = vec![
         (unmasked, 1002),
-        (frame(true, 0x3, b""), 1002),
-        (frame(false, OP_PING, b""), 1002),
-        (frame(true, OP_CONTINUATION, b"x"), 1002),
+        (frame(true, 0x3u8, b""), 1002),
+        (frame(false, Ping, b""), 1002),
+        (frame(true, Continuation, b"x"), 1002),
         (
-            [frame(false, OP_TEXT, b"a"), frame(true, OP_TEXT, b"b")].concat(),
+            [frame(false, Text, b"a"), frame(true, Text, b"b")].concat(),
             1002,
         ),
-        (frame(true, OP_TEXT, &[0xff]), 1007),
-        (frame(true, OP_TEXT, &[0xe2, 0x82]), 1007),
-        (frame(true, OP_CLOSE, &[0x03]), 1002),
-        (frame(true, OP_CLOSE, &[0x03, 0xed]), 1002),
-        (frame(true, OP_CLOSE, &[0x03, 0xe8, 0xff]), 1007),
+        (frame(true, Text, &[0xff]), 1007),
+        (frame(true, Text, &[0xe2, 0x82]), 1007),
+        (frame(true, Close, &[0x03]), 1002),
+        (frame(true, Close, &[0x03, 0xed]), 1002),
+        (frame(true, Close, &[0x03, 0xe8, 0xff]), 1007),
         (
             vec![0x82, 0xff, 0, 0, 0, 0, 0, 0x20, 0, 0, 1, 2, 3, 4],
             1009,
@@ -100,7 +101,11 @@ fn violations() {
     for (wire, code) in cases {
         for cut in [1, 2, 5, wire.len()] {
             let (_, r) = run(&wire, cut);
-            assert_eq!(r.map_err(|v| v.code()), Err(code), "{wire:?} cut {cut}");
+            assert_eq!(
+                r.map_err(|v| v.close_code()),
+                Err(code),
+                "{wire:?} cut {cut}"
+            );
         }
     }
 }
@@ -108,8 +113,8 @@ fn violations() {
 #[test]
 fn utf8_split_inside_a_character_is_fine() {
     // "€" is e2 82 ac; split across two fragments.
-    let mut wire = frame(false, OP_TEXT, &[b'a', 0xe2]);
-    wire.extend(frame(true, OP_CONTINUATION, &[0x82, 0xac]));
+    let mut wire = frame(false, Text, &[b'a', 0xe2]);
+    wire.extend(frame(true, Continuation, &[0x82, 0xac]));
     let (pieces, r) = run(&wire, wire.len());
     assert_eq!(r, Ok(()));
     assert_eq!(joined(&pieces)[0].1, "a€".as_bytes());

@@ -1,13 +1,15 @@
 //! The batching writer of a mux connection: whatever frames of any
 //! sessions are queued go out as one WebSocket message (up to
 //! `mux.batch_bytes`) in one vectored write — header, then each frame's
-//! header and payload slice, none of them copied.
+//! header and payload slice, none of them copied. Pongs are taken from
+//! the connection's coalescing slots when their marker comes up.
 
 use super::{Conn, Out};
+use crate::frame::{encode_header, Opcode};
 use crate::io::Io;
-use crate::mux::wire::{self, Header};
+use crate::mux::wire::{self, ZERO_KEY};
 use std::io::IoSlice;
-use tidegate_mux::codec::HEADER_LEN;
+use tidegate_mux::codec::{Frame, HEADER_LEN};
 use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -42,14 +44,17 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
         let mut i = 0;
         while i < batch.len() {
             let ok = match &batch[i] {
-                Out::Pong(p) => {
+                Out::Pong => {
                     i += 1;
-                    let h = Header::new(true, wire::OP_PONG, p.len(), true);
-                    write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(p)]).await
+                    write_pong(&mut wr, conn, false).await
+                }
+                Out::MuxPong => {
+                    i += 1;
+                    write_pong(&mut wr, conn, true).await
                 }
                 Out::Close(code, reason) => {
                     let p = wire::close_payload(*code, reason);
-                    let h = Header::new(true, wire::OP_CLOSE, p.len(), true);
+                    let h = encode_header(true, Opcode::Close, p.len(), Some(ZERO_KEY));
                     let _ = write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(&p)])
                         .await;
                     let _ = wr.flush().await;
@@ -57,7 +62,7 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
                 }
                 Out::Frame { .. } => {
                     let (end, total) = frames_that_fit(&batch, i, batch_bytes);
-                    let h = Header::new(true, wire::OP_BINARY, total, true);
+                    let h = encode_header(true, Opcode::Binary, total, Some(ZERO_KEY));
                     let mut slices = Vec::with_capacity(1 + 2 * (end - i));
                     slices.push(IoSlice::new(h.as_slice()));
                     for out in &batch[i..end] {
@@ -83,6 +88,33 @@ pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<
         // Drops the permits: the bytes are out, sessions may queue more.
         batch.clear();
     }
+}
+
+/// Write the pong waiting in the connection's slot (`mux`: a mux PONG in
+/// a binary message, else a WebSocket pong); nothing if an earlier marker
+/// already took it. False if the write failed.
+async fn write_pong(wr: &mut WriteHalf<Io>, conn: &Conn, mux: bool) -> bool {
+    let Some(p) = conn.take_pong(mux) else {
+        return true;
+    };
+    if !mux {
+        let h = encode_header(true, Opcode::Pong, p.len(), Some(ZERO_KEY));
+        return write_all(wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(&p)]).await;
+    }
+    let f = Frame::pong(p);
+    let fh = f.header();
+    let h = encode_header(
+        true,
+        Opcode::Binary,
+        fh.len() + f.body.len(),
+        Some(ZERO_KEY),
+    );
+    let mut s = [
+        IoSlice::new(h.as_slice()),
+        IoSlice::new(&fh),
+        IoSlice::new(&f.body),
+    ];
+    write_all(wr, &mut s).await
 }
 
 /// Frames from `start` that go into one message: `(end, payload bytes)`.

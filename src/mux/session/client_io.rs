@@ -2,9 +2,12 @@
 //! write, reads through the per-thread arena, and what the client's frames
 //! mean for the session (data to the application, ping, close, violation).
 
-use super::{MuxSession, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
-use crate::mux::client::{Piece, Violation};
-use crate::mux::wire::{self, Header};
+use super::{MuxSession, Queues, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
+use crate::access::Closer;
+use crate::frame::{encode_header, Opcode, Violation};
+use crate::mux::client::Piece;
+use crate::mux::wire;
+use crate::mux::QUEUED_FRAME_COST;
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -14,17 +17,51 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 impl MuxSession {
-    pub(super) fn queue_client(&mut self, fin: bool, opcode: u8, payload: Bytes) {
-        self.route
-            .mux_metrics
-            .queued_bytes
-            .add(payload.len() as i64);
-        let q = self.queues();
-        q.out_bytes += payload.len();
-        q.out.push_back(ToClient {
-            header: Header::new(fin, opcode, payload.len(), false),
+    pub(super) fn queue_client(&mut self, fin: bool, opcode: Opcode, payload: Bytes) {
+        let t = ToClient {
+            header: encode_header(fin, opcode, payload.len(), None),
             payload,
-        });
+        };
+        self.route.mux_metrics.queued_bytes.add(t.cost() as i64);
+        let q = self.queues();
+        if opcode == Opcode::Close {
+            // Nothing may follow the Close: a waiting pong goes first.
+            if let Some(payload) = q.pong.take() {
+                let header = encode_header(true, Opcode::Pong, payload.len(), None);
+                q.out.push_back(ToClient { header, payload });
+                q.pong_in_out = true;
+            }
+        }
+        q.out_bytes += t.cost();
+        q.out.push_back(t);
+    }
+
+    /// Answer a client ping: replaces an answer still waiting, so pings
+    /// from a client that does not read cost one pong, not one each.
+    pub(super) fn queue_pong(&mut self, payload: Bytes) {
+        let cost = (payload.len() + QUEUED_FRAME_COST) as i64;
+        let q = self.queues();
+        let old = q
+            .pong
+            .replace(payload)
+            .map_or(0, |p| (p.len() + QUEUED_FRAME_COST) as i64);
+        q.out_bytes = (q.out_bytes as i64 + cost - old) as usize;
+        self.route.mux_metrics.queued_bytes.add(cost - old);
+    }
+
+    /// Move the waiting pong into `out` — next after the frame being
+    /// written (a control frame may go between fragments) — unless one is
+    /// there already.
+    fn schedule_pong(q: &mut Queues) {
+        if q.pong_in_out {
+            return;
+        }
+        if let Some(payload) = q.pong.take() {
+            let at = usize::from(q.written > 0).min(q.out.len());
+            let header = encode_header(true, Opcode::Pong, payload.len(), None);
+            q.out.insert(at, ToClient { header, payload });
+            q.pong_in_out = true;
+        }
     }
 
     /// Queue a Close for the client (once) and start the close deadline.
@@ -34,7 +71,7 @@ impl MuxSession {
         }
         self.close_sent = true;
         self.route.metrics.close("gateway", Some(code));
-        self.queue_client(true, wire::OP_CLOSE, wire::close_payload(code, reason));
+        self.queue_client(true, Opcode::Close, wire::close_payload(code, reason));
         self.deadline_close
             .get_or_insert(now + self.route.close_timeout);
     }
@@ -44,7 +81,11 @@ impl MuxSession {
         let Some(q) = self.q.as_mut() else {
             return Ok(false);
         };
-        while !q.out.is_empty() {
+        loop {
+            Self::schedule_pong(q);
+            if q.out.is_empty() {
+                break;
+            }
             let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * WRITE_BATCH);
             let mut skip = q.written;
             for t in q.out.iter().take(WRITE_BATCH) {
@@ -70,11 +111,10 @@ impl MuxSession {
                     break;
                 }
                 q.written -= len;
-                q.out_bytes -= front.payload.len();
-                self.route
-                    .mux_metrics
-                    .queued_bytes
-                    .sub(front.payload.len() as i64);
+                let cost = front.cost();
+                q.pong_in_out &= !front.is_pong();
+                q.out_bytes -= cost;
+                self.route.mux_metrics.queued_bytes.sub(cost as i64);
                 q.out.pop_front();
             }
         }
@@ -112,6 +152,7 @@ impl MuxSession {
             }
             Poll::Ready(None) => {
                 // The client is gone without (or after) its Close.
+                self.log_close(Closer::Client, None, "client went away");
                 self.client_done = true;
                 if !self.close_sent {
                     self.close_sent = true;
@@ -134,6 +175,9 @@ impl MuxSession {
         let messages = std::mem::take(&mut self.reader.messages);
         if messages > 0 {
             self.route.metrics.messages_c2u.inc_by(messages);
+            if let Some(a) = &mut self.access {
+                a.from_client(messages, 0);
+            }
         }
         if let Err(v) = result {
             self.violation(v, now);
@@ -150,24 +194,35 @@ impl MuxSession {
                     return; // closing: data is discarded
                 }
                 self.route.metrics.bytes_c2u.inc_by(payload.len() as u64);
+                if let Some(a) = &mut self.access {
+                    a.from_client(0, payload.len() as u64);
+                }
+                // An empty slice would still keep the whole read arena
+                // alive while it waits in a queue.
+                let payload = if payload.is_empty() {
+                    Bytes::new()
+                } else {
+                    payload
+                };
                 self.queue_app(Frame::message(self.id, kind, fin, payload));
             }
             Piece::Ping(p) => {
                 if !self.close_sent {
-                    self.queue_client(true, wire::OP_PONG, p);
+                    self.queue_pong(p);
                 }
             }
             Piece::Pong => {}
             Piece::Close(code, reason) => {
                 self.client_done = true;
                 self.route.metrics.close("client", code);
+                self.log_close(Closer::Client, code, "client closed");
                 let echo = match code {
                     Some(c) => wire::close_payload(c, &reason),
                     None => Bytes::new(),
                 };
                 if !self.close_sent {
                     self.close_sent = true;
-                    self.queue_client(true, wire::OP_CLOSE, echo);
+                    self.queue_client(true, Opcode::Close, echo);
                 }
                 self.deadline_close
                     .get_or_insert(now + self.route.close_timeout);
@@ -188,7 +243,8 @@ impl MuxSession {
 
     pub(super) fn violation(&mut self, v: Violation, now: Instant) {
         self.client_done = true;
-        self.close_client(v.code(), v.reason(), now);
-        self.close_app(v.code(), v.reason());
+        self.log_close(Closer::Client, None, "client violation");
+        self.close_client(v.close_code(), v.reason(), now);
+        self.close_app(v.close_code(), v.reason());
     }
 }

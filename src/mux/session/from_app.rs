@@ -2,9 +2,10 @@
 //! resumed OPEN, a lost or draining connection) and the resume itself.
 
 use super::{MuxSession, Resume};
+use crate::access::Closer;
+use crate::frame::Opcode;
 use crate::mux::conn::Out;
 use crate::mux::inbox::Event;
-use crate::mux::wire;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,14 +25,7 @@ impl MuxSession {
             // Slow consumer: what is queued is dropped but the frame being
             // written, then Close 1008.
             self.route.mux_metrics.slow_consumer.inc();
-            let q = self.queues();
-            let mut dropped = 0;
-            while q.out.len() > 1 || (q.out.len() == 1 && q.written == 0) {
-                let t = q.out.pop_back().expect("non-empty");
-                q.out_bytes -= t.payload.len();
-                dropped += t.payload.len();
-            }
-            self.route.mux_metrics.queued_bytes.sub(dropped as i64);
+            self.drop_out();
             self.close_client(1008, "slow consumer", now);
             self.close_app(1008, "slow consumer");
             self.client_done = true;
@@ -47,9 +41,9 @@ impl MuxSession {
                 }
                 let kind = flags & KIND_MASK;
                 let opcode = match (self.app_in_message, kind) {
-                    (false, codec::KIND_TEXT) => wire::OP_TEXT,
-                    (false, codec::KIND_BINARY) => wire::OP_BINARY,
-                    (true, codec::KIND_CONTINUATION) => wire::OP_CONTINUATION,
+                    (false, codec::KIND_TEXT) => Opcode::Text,
+                    (false, codec::KIND_BINARY) => Opcode::Binary,
+                    (true, codec::KIND_CONTINUATION) => Opcode::Continuation,
                     _ => return self.on_event(Event::Broken, now),
                 };
                 let fin = flags & FLAG_FIN != 0;
@@ -58,17 +52,21 @@ impl MuxSession {
                     self.route.metrics.messages_u2c.inc();
                 }
                 self.route.metrics.bytes_u2c.inc_by(payload.len() as u64);
+                if let Some(a) = &mut self.access {
+                    a.to_client(fin as u64, payload.len() as u64);
+                }
                 self.queue_client(fin, opcode, payload);
             }
             Event::Close(c) => {
                 self.app_done = true;
                 self.route.metrics.close("upstream", c.code);
+                self.log_close(Closer::Upstream, c.code, "upstream closed");
                 match c.code {
                     Some(code) => self.close_client(code, &c.reason, now),
                     None => {
                         if !self.close_sent {
                             self.close_sent = true;
-                            self.queue_client(true, wire::OP_CLOSE, Bytes::new());
+                            self.queue_client(true, Opcode::Close, Bytes::new());
                             self.deadline_close
                                 .get_or_insert(now + self.route.close_timeout);
                         }
@@ -100,6 +98,7 @@ impl MuxSession {
             // The token is checked at the top of every poll.
             Event::Drain => {}
             Event::Broken => {
+                self.log_close(Closer::Upstream, None, "upstream violation");
                 self.close_client(1011, "application broke the mux protocol", now);
                 self.close_app(1002, "fragment out of order");
             }

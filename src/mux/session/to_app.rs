@@ -4,6 +4,7 @@
 
 use super::{MuxSession, Queues, ToApp};
 use crate::mux::conn::Out;
+use crate::mux::QUEUED_FRAME_COST;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tidegate_mux::codec::{Close, Frame, FrameType};
@@ -19,7 +20,25 @@ impl MuxSession {
     }
 
     pub(super) fn out_empty(&self) -> bool {
-        self.q.as_ref().is_none_or(|q| q.out.is_empty())
+        self.q
+            .as_ref()
+            .is_none_or(|q| q.out.is_empty() && q.pong.is_none())
+    }
+
+    /// Drop every frame for the client but the one being written (slow
+    /// consumer).
+    pub(super) fn drop_out(&mut self) {
+        let Some(q) = self.q.as_mut() else {
+            return;
+        };
+        let keep = usize::from(q.written > 0).min(q.out.len());
+        let mut dropped = q.pong.take().map_or(0, |p| p.len() + QUEUED_FRAME_COST);
+        for t in q.out.drain(keep..) {
+            dropped += t.cost();
+        }
+        q.pong_in_out = q.out.front().is_some_and(|t| t.is_pong());
+        q.out_bytes -= dropped;
+        self.route.mux_metrics.queued_bytes.sub(dropped as i64);
     }
 
     pub(super) fn held_empty(&self) -> bool {
@@ -34,9 +53,10 @@ impl MuxSession {
     }
 
     pub(super) fn queue_app(&mut self, frame: Frame) {
+        let t = ToApp { frame };
         let q = self.queues();
-        q.held_bytes += frame.body.len();
-        q.held.push_back(ToApp { frame });
+        q.held_bytes += t.cost();
+        q.held.push_back(t);
     }
 
     /// Tell the application this session is over (once).
@@ -65,8 +85,12 @@ impl MuxSession {
         };
         let mut progress = false;
         while let Some(front) = q.held.front() {
-            let n = front.frame.body.len();
-            let permit = if n == 0 || front.frame.kind != FrameType::Message {
+            let n = front.cost();
+            // Every MESSAGE takes budget, an empty one too (a client
+            // sending millions of them to a slow application would
+            // otherwise grow the writer's queue without limit); a CLOSE
+            // is one per session and must never wait behind it.
+            let permit = if front.frame.kind != FrameType::Message {
                 None
             } else {
                 let want = n.min(conn.settings.connection_queue_bytes) as u32;

@@ -5,7 +5,8 @@
 //! still an HTTP response; [`switch`] sends the 101 and spawns the session
 //! as its own small task.
 
-use super::{Admitted, Ctx, RouteRuntime};
+use super::{Admitted, ConnectionSlot, Ctx, RouteRuntime};
+use crate::access;
 use crate::handshake::{accept_key, Refused, Rejection, Upgrade};
 use crate::io::Io;
 use crate::mux::conn::Out;
@@ -59,10 +60,8 @@ async fn connect_passthrough(
 ) -> Result<Target, Rejection> {
     let upstream = &rt.upstream;
     let build = |ep: &_| request.to_http(upgrade, &upstream.config, ep);
-    match upstream
-        .connect(&upgrade.key, &upgrade.protocols, build)
-        .await
-    {
+    let (key, offered) = (&upgrade.key, &upgrade.protocols);
+    match upstream.connect(key, offered, &request.path, build).await {
         Ok(c) => Ok(Target::Passthrough(c)),
         Err(e) => {
             tracing::info!(route = %rt.config.name, error = %e, "upstream handshake failed");
@@ -109,7 +108,7 @@ pub(super) async fn switch(
     mut io: Io,
     a: Admitted,
     target: Target,
-    permit: OwnedSemaphorePermit,
+    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
 ) {
     let rt = cx.runtime(&a.upgrade);
     let accept = accept_key(&a.upgrade.key);
@@ -122,6 +121,12 @@ pub(super) async fn switch(
                 return;
             }
             upgraded(cx, rt);
+            let access = access::Record::start(
+                rt.config.access_sample,
+                cx.client.addr,
+                subject(&a),
+                &rt.upstream.config.endpoints[up.endpoint].url,
+            );
             let session = Session::new(
                 io,
                 up.io,
@@ -130,9 +135,10 @@ pub(super) async fn switch(
                 Arc::clone(&rt.settings),
                 Arc::clone(&rt.metrics),
             )
-            .expire_at(a.identity.as_ref().and_then(|i| i.deadline()));
+            .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
+            .log_access(access);
             // Spawned as is: the relay task is exactly the `Running` future.
-            shutdown.spawn(session.run(shutdown.signal(), permit));
+            spawn_holding(shutdown, session.run(shutdown.signal(), permit), slot);
         }
         Target::Mux {
             route,
@@ -153,10 +159,38 @@ pub(super) async fn switch(
             route.mux_metrics.opened.inc();
             upgraded(cx, rt);
             let draining = shutdown.draining().clone();
+            let access = access::Record::start(
+                rt.config.access_sample,
+                cx.client.addr,
+                subject(&a),
+                &opened.conn.endpoint,
+            );
             let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining)
-                .expire_at(a.identity.as_ref().and_then(|i| i.deadline()));
-            shutdown.spawn(session.run(permit));
+                .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
+                .log_access(access);
+            spawn_holding(shutdown, session.run(permit), slot);
         }
+    }
+}
+
+/// The authenticated subject, for the access log.
+fn subject(a: &Admitted) -> Option<&str> {
+    a.identity.as_ref()?.subject.as_deref()
+}
+
+/// Spawn a session; a tracked per-address slot lives exactly as long.
+fn spawn_holding<F>(shutdown: &crate::shutdown::Shutdown, session: F, slot: ConnectionSlot)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if slot.is_tracked() {
+        shutdown.spawn(async move {
+            let _ = session.await;
+            drop(slot);
+        });
+    } else {
+        shutdown.spawn(session);
     }
 }
 
