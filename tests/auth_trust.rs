@@ -3,13 +3,11 @@
 //! HTTP key server on port 0 that the test stops or stalls, and the rule
 //! that `http://` key sources are for loopback only.
 
-mod common;
-
+use crate::support::*;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use base64::Engine;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::Jwk;
@@ -168,12 +166,8 @@ async fn status(gw: &Gateway, authorization: &str) -> u16 {
     resp.status
 }
 
-async fn post_reload(gw: &Gateway) {
-    let req = format!(
-        "POST /reload HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        gw.admin
-    );
-    let resp = raw_request(gw.admin, req.as_bytes()).await;
+async fn reload(gw: &Gateway) {
+    let resp = post_reload(gw.admin).await;
     assert_eq!(resp.status, 200, "reload accepted: {}", resp.body_text());
 }
 
@@ -189,7 +183,7 @@ async fn reload_keeps_the_jwks_cache_and_its_fetch_spacing() {
     assert_eq!(status(&gw, &bearer(&k1, "k1")).await, 101);
     assert_eq!(server.fetches(), 1);
 
-    post_reload(&gw).await;
+    reload(&gw).await;
     server.stop().await;
     // The reloaded policy still knows k1, though the server is gone.
     assert_eq!(status(&gw, &bearer(&k1, "k1")).await, 101);
@@ -197,7 +191,7 @@ async fn reload_keeps_the_jwks_cache_and_its_fetch_spacing() {
     // no new fetch, and our copy is current, so the token is bad (401).
     let other = signing_key("k9");
     assert_eq!(status(&gw, &bearer(&other, "k9")).await, 401);
-    post_reload(&gw).await;
+    reload(&gw).await;
     assert_eq!(status(&gw, &bearer(&other, "k9")).await, 401);
     assert_eq!(server.fetches(), 1, "no fetch after either reload");
 }

@@ -3,14 +3,10 @@
 //! lines smuggled into ACCEPT/REJECT — and token expiry enforced on mux
 //! sessions exactly like passthrough (Close 1008 at `exp`).
 
-mod common;
-#[path = "mux/support.rs"]
-mod support;
-
-use common::*;
+use crate::support::mux_app::*;
+use crate::support::*;
 use serde_json::json;
 use std::time::{SystemTime, UNIX_EPOCH};
-use support::*;
 use tidegate::config::raw::auth::{RawAuthPolicy, RawJwt, RawJwtKey};
 use tidegate_mux::codec::{self, FrameType};
 use tidegate_mux::{AcceptBody, RejectBody};
@@ -94,6 +90,8 @@ async fn app_headers_cannot_smuggle_lines_into_the_client_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mux_sessions_close_with_1008_when_the_token_expires() {
+    // The handshake must finish within the token's two seconds.
+    let _serial = serial().await;
     let mut app = FakeApp::start().await;
     let mut raw = mux_config(&[ws_url(app.addr)], 1);
     raw.routes[0].auth = "users".into();
