@@ -48,7 +48,31 @@ pub struct AuthPolicy {
     pub method: Method,
 }
 
+/// On reload: every JWKS of the `new` policies takes over the cache of an
+/// `old` one reading the same key source, so a reload neither refetches
+/// nor forgets keys (the source may be down right now) and the fetch
+/// spacing holds across it.
+pub fn keep_jwks_caches<'a>(
+    old: impl Iterator<Item = &'a AuthPolicy> + Clone,
+    new: impl Iterator<Item = &'a AuthPolicy>,
+) {
+    for jwks in new.filter_map(AuthPolicy::jwks) {
+        // First match wins; equal identities hold equal keys.
+        let _ = old
+            .clone()
+            .filter_map(AuthPolicy::jwks)
+            .any(|o| jwks.adopt(o));
+    }
+}
+
 impl AuthPolicy {
+    fn jwks(&self) -> Option<&jwks::Jwks> {
+        match &self.method {
+            Method::Jwt(v) => v.jwks.as_ref(),
+            _ => None,
+        }
+    }
+
     /// `method` label of `tidegate_auth_results_total`.
     pub fn method_label(&self) -> &'static str {
         match self.method {

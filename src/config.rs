@@ -224,6 +224,8 @@ pub struct UpstreamConfig {
     pub add_headers: Vec<(String, String)>,
     /// Mux mode: connections kept to each endpoint.
     pub pool_size: usize,
+    /// Mux mode: sent as `X-Tidegate-Mux-Secret` (never logged or shown).
+    pub mux_secret: Option<String>,
 }
 
 impl fmt::Debug for UpstreamConfig {

@@ -5,6 +5,7 @@
 //! short-lived buffer, then [`validate`] decides. Every refusal is a typed
 //! [`Rejection`] that knows its HTTP status and its metric label.
 
+pub mod field;
 mod framing;
 mod request;
 mod response;

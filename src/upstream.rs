@@ -7,7 +7,7 @@
 mod request;
 mod response;
 
-pub use request::{switching_protocols, ClientInfo, UpstreamRequest};
+pub use request::{is_handshake_or_hop_header, switching_protocols, ClientInfo, UpstreamRequest};
 pub(crate) use response::handshake;
 
 use crate::config::{EndpointConfig, UpstreamConfig};
@@ -38,6 +38,8 @@ pub enum UpstreamError {
     #[error("upstream sent an invalid handshake response: {0}")]
     /// The answer was not a valid handshake response: what was wrong.
     BadResponse(&'static str),
+    #[error("upstream sent a header that is not valid HTTP: {0}")]
+    InvalidHeader(&'static str),
     /// `url` is what was requested (path without the query), so that a
     /// 404 from a doubled base path (`/ws/ws`) shows in the log line.
     #[error("upstream refused the upgrade of {url} with status {status}")]
@@ -55,6 +57,7 @@ impl UpstreamError {
             UpstreamError::Unreachable(_) => Rejection::UpstreamUnreachable,
             UpstreamError::Timeout => Rejection::UpstreamTimeout,
             UpstreamError::BadResponse(_) => Rejection::UpstreamBadResponse,
+            UpstreamError::InvalidHeader(_) => Rejection::UpstreamInvalidHeader,
             UpstreamError::Refused { rejection, .. } => rejection,
         }
     }

@@ -9,6 +9,7 @@
 mod support;
 
 mod auth;
+mod auth_trust;
 mod cli;
 mod handshake;
 mod help;
@@ -16,6 +17,7 @@ mod keepalive;
 mod metrics;
 mod mux;
 mod mux_scale;
+mod mux_trust;
 mod ops;
 mod relay;
 mod reload;

@@ -16,14 +16,6 @@ fn config(upstream: std::net::SocketAddr, path: &str, tls: Option<(&Path, &Path)
     raw
 }
 
-async fn post_reload(admin: std::net::SocketAddr) -> HttpResponse {
-    raw_request(
-        admin,
-        b"POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tidegate-Admin: reload\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_routes_and_keeps_sessions() {
     let echo = start_echo().await;

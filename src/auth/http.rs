@@ -92,6 +92,15 @@ impl Target {
         self.tls.is_some()
     }
 
+    /// The host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// GET with `headers`.
     pub async fn get(&self, headers: &[(String, String)]) -> Result<Response, HttpError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))

@@ -87,7 +87,7 @@ impl JwtVerifier {
             .collect();
         if candidates.is_empty() {
             if let Some(jwks) = &self.jwks {
-                candidates = jwks.find(header.kid.as_deref(), header.alg).await;
+                candidates = jwks.find(header.kid.as_deref(), header.alg).await?;
             }
         }
         if candidates.is_empty() {

@@ -139,6 +139,15 @@ fn jwks(p: &mut Problems, jkey: &str, j: &RawJwks) -> Option<Jwks> {
                 None
             };
             match Target::parse(&j.url, tls) {
+                // Keys fetched in clear text could be swapped by anyone on
+                // the path; only the local host is trusted without TLS.
+                Ok(t) if !t.is_secure() && !t.is_loopback() => {
+                    p.push(
+                        format!("{jkey}.url"),
+                        "http:// is allowed only for loopback hosts (127.0.0.0/8, ::1, localhost); use https://",
+                    );
+                    return None;
+                }
                 Ok(t) => Source::Url(t),
                 Err(e) => {
                     p.push(format!("{jkey}.url"), e);
@@ -162,8 +171,14 @@ fn jwks(p: &mut Problems, jkey: &str, j: &RawJwks) -> Option<Jwks> {
             ),
         }
     }
-    Some(Jwks::new(
-        source,
+    let timeout = duration(p, &format!("{jkey}.timeout"), &j.timeout, false);
+    // Everything that decides the cached keys: a reload keeps the cache of
+    // a policy whose identity is unchanged.
+    let identity = format!(
+        "url={:?} file={:?} ca_file={:?} algorithms={rsa:?} timeout={timeout:?}",
+        j.url, j.file, j.ca_file
+    );
+    let timings = [
         duration(
             p,
             &format!("{jkey}.refresh_interval"),
@@ -176,9 +191,9 @@ fn jwks(p: &mut Problems, jkey: &str, j: &RawJwks) -> Option<Jwks> {
             &j.min_refresh_interval,
             true,
         ),
-        duration(p, &format!("{jkey}.timeout"), &j.timeout, false),
-        rsa,
-    ))
+        timeout,
+    ];
+    Some(Jwks::new(identity, source, timings, rsa))
 }
 
 /// The claim conditions, each with exactly one test.

@@ -399,6 +399,13 @@ pub struct RawUpstream {
     pub add_headers: BTreeMap<String, String>,
     /// Mux mode: connections kept open to each endpoint.
     pub pool_size: u64,
+    /// Mux mode: the shared secret sent as `X-Tidegate-Mux-Secret` on every
+    /// mux connection, so the application can tell the gateway from anyone
+    /// else reaching its port (redacted in `check-config` and `/config`).
+    pub mux_secret: String,
+    /// Mux mode: a file holding the secret (trailing newline ignored), e.g.
+    /// a mounted Kubernetes Secret; exclusive with `mux_secret`.
+    pub mux_secret_file: String,
 }
 
 impl Default for RawUpstream {
@@ -413,6 +420,8 @@ impl Default for RawUpstream {
             trust_forwarded_headers: false,
             add_headers: BTreeMap::new(),
             pool_size: 2,
+            mux_secret: String::new(),
+            mux_secret_file: String::new(),
         }
     }
 }
@@ -431,6 +440,9 @@ impl RawConfig {
             }
             for value in upstream.add_headers.values_mut() {
                 *value = "<redacted>".into();
+            }
+            if !upstream.mux_secret.is_empty() {
+                upstream.mux_secret = "<redacted>".into();
             }
         }
         for policy in &mut copy.auth_policies {

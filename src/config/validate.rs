@@ -246,6 +246,7 @@ fn upstreams(p: &mut Problems, raw: &[RawUpstream]) -> Vec<Arc<UpstreamConfig>> 
                 add_headers.push((name.clone(), value.clone()));
             }
         }
+        let mux_secret = mux_secret(p, &key, u);
         out.push(Arc::new(UpstreamConfig {
             name: u.name.clone(),
             endpoints,
@@ -272,9 +273,47 @@ fn upstreams(p: &mut Problems, raw: &[RawUpstream]) -> Vec<Arc<UpstreamConfig>> 
                     1
                 }
             },
+            mux_secret,
         }));
     }
     out
+}
+
+/// Shortest mux secret accepted: enough that guessing it is hopeless.
+const MIN_MUX_SECRET: usize = 16;
+
+/// `mux_secret` or `mux_secret_file`: at least [`MIN_MUX_SECRET`] bytes of
+/// visible ASCII (it travels as a header value).
+fn mux_secret(p: &mut Problems, key: &str, u: &RawUpstream) -> Option<String> {
+    let (field, secret) = match (u.mux_secret.is_empty(), u.mux_secret_file.is_empty()) {
+        (true, true) => return None,
+        (false, true) => ("mux_secret", u.mux_secret.clone()),
+        (true, false) => match std::fs::read_to_string(&u.mux_secret_file) {
+            Ok(text) => (
+                "mux_secret_file",
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            ),
+            Err(e) => {
+                p.push(
+                    format!("{key}.mux_secret_file"),
+                    format!("{}: {e}", u.mux_secret_file),
+                );
+                return None;
+            }
+        },
+        (false, false) => {
+            p.push(key, "at most one of `mux_secret` and `mux_secret_file`");
+            return None;
+        }
+    };
+    if secret.len() < MIN_MUX_SECRET || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        p.push(
+            format!("{key}.{field}"),
+            format!("must be at least {MIN_MUX_SECRET} visible ASCII characters"),
+        );
+        return None;
+    }
+    Some(secret)
 }
 
 /// A route's path prefix: valid, and in the normal form request paths are

@@ -58,6 +58,10 @@ pub enum Rejection {
     MuxUnavailable,
     UpstreamTimeout,
     UpstreamBadResponse,
+    /// The upstream or mux application sent a header name or value (or a
+    /// sub-protocol, or a refusal's content type) that is not valid HTTP:
+    /// it is not let into the client's response (502).
+    UpstreamInvalidHeader,
     /// The upstream refused the upgrade: its status (and short body) go to
     /// the client as they are.
     UpstreamStatus {
@@ -91,7 +95,9 @@ impl Rejection {
             Rejection::AuthMissing | Rejection::AuthInvalid => 401,
             Rejection::AuthForbidden => 403,
             Rejection::AuthDenied { status } => *status,
-            Rejection::UpstreamUnreachable | Rejection::UpstreamBadResponse => 502,
+            Rejection::UpstreamUnreachable
+            | Rejection::UpstreamBadResponse
+            | Rejection::UpstreamInvalidHeader => 502,
             Rejection::UpstreamTimeout => 504,
             Rejection::UpstreamStatus { status, .. } => *status,
         }
@@ -112,6 +118,7 @@ impl Rejection {
                 | Rejection::MuxUnavailable
                 | Rejection::UpstreamTimeout
                 | Rejection::UpstreamBadResponse
+                | Rejection::UpstreamInvalidHeader
                 | Rejection::UpstreamStatus { .. }
         )
     }
@@ -148,6 +155,7 @@ impl Rejection {
             Rejection::UpstreamUnreachable => "upstream_unreachable",
             Rejection::UpstreamTimeout => "upstream_timeout",
             Rejection::UpstreamBadResponse => "upstream_bad_response",
+            Rejection::UpstreamInvalidHeader => "upstream_invalid_header",
             Rejection::UpstreamStatus { .. } => "upstream_status",
         }
     }
@@ -167,7 +175,9 @@ impl Rejection {
             Rejection::AuthMissing | Rejection::AuthInvalid => "Unauthorized",
             Rejection::AuthForbidden => "Forbidden",
             Rejection::AuthDenied { status } => reason_phrase(*status),
-            Rejection::UpstreamUnreachable | Rejection::UpstreamBadResponse => "Bad Gateway",
+            Rejection::UpstreamUnreachable
+            | Rejection::UpstreamBadResponse
+            | Rejection::UpstreamInvalidHeader => "Bad Gateway",
             Rejection::UpstreamTimeout => "Gateway Timeout",
             Rejection::UpstreamStatus { status, .. } => reason_phrase(*status),
             _ => "Bad Request",

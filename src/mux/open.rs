@@ -6,7 +6,7 @@
 use super::conn::{Conn, Out};
 use super::inbox::{Event, Inbox};
 use super::pool::{next_session_id, Pool};
-use crate::handshake::Rejection;
+use crate::handshake::{field, Rejection};
 use crate::upstream::MAX_RELAYED_BODY;
 use bytes::Bytes;
 use std::future::poll_fn;
@@ -59,10 +59,19 @@ pub async fn open(
                 refuse(&conn, 1001, "open timeout");
                 return Err(Rejection::UpstreamTimeout);
             }
-            Ok(Event::Accept { conn, body }) => {
+            Ok(Event::Accept { conn, mut body }) => {
                 if body.protocol.as_ref().is_some_and(|p| !offered.contains(p)) {
                     refuse(&conn, 1002, "sub-protocol was not offered");
                     return Err(Rejection::UpstreamBadResponse);
+                }
+                // The application's headers go into the client's 101: no
+                // handshake or hop-by-hop header, nothing that is not a
+                // valid header line.
+                body.headers
+                    .retain(|(n, _)| !crate::upstream::is_handshake_or_hop_header(n));
+                if !field::headers_ok(&body.headers) {
+                    refuse(&conn, 1002, "ACCEPT header is not valid HTTP");
+                    return Err(Rejection::UpstreamInvalidHeader);
                 }
                 return Ok(Opened {
                     id,
@@ -80,6 +89,12 @@ pub async fn open(
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
                     .map(|(_, v)| v.clone());
+                if content_type
+                    .as_deref()
+                    .is_some_and(|v| !field::is_field_value(v))
+                {
+                    return Err(Rejection::UpstreamInvalidHeader);
+                }
                 return Err(Rejection::UpstreamStatus {
                     status: r.status,
                     content_type,

@@ -24,11 +24,18 @@ const WAIT_STEP: Duration = Duration::from_millis(20);
 
 static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
 
-/// A session id unique in this process (docs/mux-protocol.md §3): a
-/// counter, skipping 0 when it wraps.
+/// A session id unique in this process (docs/mux-protocol.md §3) and not
+/// guessable from outside: a counter mapped through a random bijection of
+/// `u32` (multiply by a random odd number, add a random offset), so ids
+/// repeat only after 2^32 sessions yet do not count 1, 2, 3. It is a
+/// second line of defence: the application's check of the gateway secret
+/// is what stops a stranger's RESUMED OPEN.
 pub fn next_session_id() -> u32 {
+    static MAP: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let (mul, add) = *MAP.get_or_init(|| (rand::random::<u32>() | 1, rand::random::<u32>()));
     loop {
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let id = n.wrapping_mul(mul).wrapping_add(add);
         if id != 0 {
             return id;
         }
@@ -235,10 +242,36 @@ impl Pool {
              Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\nX-Tidegate-Instance: {}\r\nX-Tidegate-Slot: {slot}\r\n",
             ep.authority, self.instance
         );
+        if let Some(secret) = &self.config.mux_secret {
+            let _ = write!(r, "X-Tidegate-Mux-Secret: {secret}\r\n");
+        }
         for (name, value) in &self.config.add_headers {
             let _ = write!(r, "{name}: {value}\r\n");
         }
         r.push_str("\r\n");
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Ids do not count up: a stranger cannot name live sessions by
+    /// counting from one it saw (docs/mux-protocol.md §1.1). The odd
+    /// multiplier keeps them distinct.
+    #[test]
+    fn session_ids_are_distinct_and_not_sequential() {
+        let ids: Vec<u32> = (0..1000).map(|_| super::next_session_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "ids are unique");
+        let steps_of_one = ids
+            .windows(2)
+            .filter(|w| w[1] == w[0].wrapping_add(1))
+            .count();
+        assert!(
+            steps_of_one < 10,
+            "{steps_of_one} of 999 ids followed their predecessor"
+        );
     }
 }

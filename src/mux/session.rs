@@ -153,7 +153,12 @@ pub struct MuxSession {
     /// went out (the pong is due `pong_timeout` after it).
     last_rx: Instant,
     ping_sent: bool,
-    drain_at: Option<Instant>,
+    /// When the gateway closes the client on its own: the token's expiry
+    /// (`expiring`, 1008) or the drain moment (1001), whichever is first.
+    /// One `Instant` for both keeps the idle session future small.
+    close_at: Option<Instant>,
+    /// `close_at` is the token expiry, not the drain.
+    expiring: bool,
     draining: bool,
     started: Instant,
     /// The access-log record; `None` unless this session is logged.
@@ -189,7 +194,8 @@ impl MuxSession {
             deadline_close: None,
             last_rx: now,
             ping_sent: false,
-            drain_at: None,
+            close_at: None,
+            expiring: false,
             draining: false,
             started: now,
             access: None,
@@ -198,6 +204,16 @@ impl MuxSession {
             s.on_client_bytes(BytesMut::from(from_client), now);
         }
         s
+    }
+
+    /// End the session with Close 1008 at `at` (the token's `exp` plus
+    /// grace), as the passthrough relay does.
+    pub fn expire_at(mut self, at: Option<Instant>) -> MuxSession {
+        if let Some(at) = at {
+            self.close_at = Some(at);
+            self.expiring = true;
+        }
+        self
     }
 
     /// Keep an access-log record and write its line when the session ends.
@@ -225,11 +241,21 @@ impl MuxSession {
     // ----------------------------------------------------------------- timers
 
     fn timers(&mut self, now: Instant) {
-        if let Some(at) = self.drain_at {
+        if let Some(at) = self.close_at {
             if now >= at && !self.close_sent {
-                self.log_close(Closer::Gateway, None, "going away");
-                self.close_client(1001, "gateway draining", now);
-                self.close_app(1001, "gateway draining");
+                let (code, reason) = if self.expiring {
+                    (1008, "token expired")
+                } else {
+                    (1001, "gateway draining")
+                };
+                let why = if self.expiring {
+                    "token expired"
+                } else {
+                    "going away"
+                };
+                self.log_close(Closer::Gateway, None, why);
+                self.close_client(code, reason, now);
+                self.close_app(code, reason);
             }
         }
         if let Some(interval) = self.route.ping_interval {
@@ -270,7 +296,7 @@ impl MuxSession {
             }
         };
         at(self.deadline_close);
-        at(self.drain_at.filter(|_| !self.close_sent));
+        at(self.close_at.filter(|_| !self.close_sent));
         if let Some(interval) = self.route.ping_interval {
             at(Some(if self.ping_sent {
                 self.last_rx + self.route.pong_timeout
@@ -317,7 +343,11 @@ impl MuxSession {
                 } else {
                     rand::random::<u64>() % spread
                 };
-                self.drain_at = Some(now + Duration::from_millis(delay));
+                let drain_at = now + Duration::from_millis(delay);
+                if self.close_at.is_none_or(|at| drain_at < at) {
+                    self.close_at = Some(drain_at);
+                    self.expiring = false;
+                }
             }
             let mut progress = self.on_events(now, cx);
             self.try_resume(now);

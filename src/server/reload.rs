@@ -52,6 +52,11 @@ impl Gateway {
         let mut next = Config::from_raw(raw)?;
         next.source = source;
         fixed_at_start(&current.config, &next)?;
+        let policies = |c: &'_ Config| -> Vec<Arc<crate::auth::AuthPolicy>> {
+            c.routes.iter().filter_map(|r| r.auth.clone()).collect()
+        };
+        let (old, new) = (policies(&current.config), policies(&next));
+        crate::auth::keep_jwks_caches(old.iter().map(|p| &**p), new.iter().map(|p| &**p));
         self.state
             .store(Arc::new(State::new(next, &self.metrics, &self.pools)));
         Ok(())
@@ -81,7 +86,7 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
     if mux_upstreams(old) != mux_upstreams(new) || old.mux.batch_bytes != new.mux.batch_bytes {
         problems.push(Problem {
             key: "routes[].mode".into(),
-            message: "mux upstreams (which upstreams are mux, their endpoints and pool_size) and [mux] change only with a restart".into(),
+            message: "mux upstreams (which upstreams are mux, their endpoints, pool_size and mux_secret) and [mux] change only with a restart".into(),
         });
     }
     if old.log.format != new.log.format {
@@ -104,7 +109,7 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
 }
 
 /// Upstreams of mux routes with what their pools were built from.
-fn mux_upstreams(c: &Config) -> Vec<(String, Vec<String>, usize)> {
+fn mux_upstreams(c: &Config) -> Vec<(String, Vec<String>, usize, Option<String>)> {
     let mut v: Vec<_> = c
         .routes
         .iter()
@@ -112,7 +117,7 @@ fn mux_upstreams(c: &Config) -> Vec<(String, Vec<String>, usize)> {
         .map(|r| {
             let u = &r.upstream;
             let eps = u.endpoints.iter().map(|e| e.url.clone()).collect();
-            (u.name.clone(), eps, u.pool_size)
+            (u.name.clone(), eps, u.pool_size, u.mux_secret.clone())
         })
         .collect();
     v.sort();

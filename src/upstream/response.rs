@@ -4,7 +4,7 @@
 
 use super::{Connected, UpstreamError, MAX_RELAYED_BODY, MAX_RESPONSE_HEAD};
 use crate::config::EndpointConfig;
-use crate::handshake::{accept_key, Rejection};
+use crate::handshake::{accept_key, field, Rejection};
 use crate::io::Io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,11 +55,16 @@ pub(crate) async fn handshake(
     }
     let protocol = check_switch(&head, key, offered)?;
     let leftover = head.buf.split_off(head.len);
-    let headers = head
+    let headers: Vec<(String, String)> = head
         .headers
         .into_iter()
         .filter(|(n, _)| !super::request::is_handshake_or_hop_header(n))
+        .map(|(n, v)| (n, v.trim().to_string()))
         .collect();
+    // These go into the client's 101 as they are.
+    if !field::headers_ok(&headers) {
+        return Err(UpstreamError::InvalidHeader("101 header"));
+    }
     Ok(Connected {
         io,
         leftover,
@@ -175,12 +180,19 @@ async fn refusal(
         }
     }
     body.truncate(want);
+    let content_type = get("content-type");
+    if content_type
+        .as_deref()
+        .is_some_and(|v| !field::is_field_value(v))
+    {
+        return UpstreamError::InvalidHeader("refusal content-type");
+    }
     UpstreamError::Refused {
         status,
         url,
         rejection: Rejection::UpstreamStatus {
             status,
-            content_type: get("content-type"),
+            content_type,
             body,
         },
     }

@@ -5,7 +5,7 @@
 //! the same [`RawConfig`]; the binary and the in-process reload read it
 //! from a [`ConfigFile`].
 
-use super::client::http_get;
+use super::client::{http_get, raw_request, HttpResponse};
 use super::process::{addr_field, tidegate_command, Spawned};
 use super::within;
 use std::net::SocketAddr;
@@ -190,5 +190,15 @@ pub async fn wait_ready(admin: SocketAddr) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
+    .await
+}
+
+/// `POST /reload` on the admin listener, with the `X-Tidegate-Admin`
+/// header a state change needs from a loopback client without a token.
+pub async fn post_reload(admin: SocketAddr) -> HttpResponse {
+    raw_request(
+        admin,
+        b"POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tidegate-Admin: reload\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
     .await
 }

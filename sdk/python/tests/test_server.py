@@ -334,6 +334,26 @@ def test_refuses_connections_without_subprotocol_or_instance():
     run(main())
 
 
+def test_a_peer_without_the_gateway_secret_is_refused_401():
+    secret = "a-long-shared-secret-0123456789"
+
+    async def main():
+        async with server(gateway_secret=secret) as srv:
+            uri = f"ws://127.0.0.1:{srv.port}/"
+            for given in (None, "wrong", secret[:-1], secret + "x"):
+                headers = {"X-Tidegate-Instance": new_instance()}
+                if given is not None:
+                    headers["X-Tidegate-Mux-Secret"] = given
+                with pytest.raises(InvalidStatus) as e:
+                    await connect(uri, subprotocols=[SUBPROTOCOL], additional_headers=headers)
+                assert e.value.response.status_code == 401, given
+            headers = {"X-Tidegate-Instance": new_instance(), "X-Tidegate-Mux-Secret": secret}
+            async with connect(uri, subprotocols=[SUBPROTOCOL], additional_headers=headers) as ws:
+                assert ws.subprotocol == SUBPROTOCOL
+
+    run(main())
+
+
 def test_close_finishes_sessions_1001():
     async def main():
         srv = server(handler=None)

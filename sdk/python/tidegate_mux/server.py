@@ -3,13 +3,16 @@
 The gateway connects to it (K connections per gateway process) selecting
 the sub-protocol ``tidegate.mux.v1``; connections that do not offer it, or
 lack a valid ``X-Tidegate-Instance`` header, are refused with 400 before the
-upgrade. Every OPEN becomes an ``Incoming``, either handed to ``handler``
+upgrade; with ``gateway_secret`` set, one without that exact
+``X-Tidegate-Mux-Secret`` (the gateway's ``upstreams[].mux_secret``) is
+refused with 401, so nobody but the gateway can open or resume sessions. Every OPEN becomes an ``Incoming``, either handed to ``handler``
 (one task each) or queued for ``accept()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 import ssl as ssl_module
@@ -47,11 +50,15 @@ class MuxServer:
         limits: Limits | None = None,
         table: SessionTable | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        gateway_secret: str | None = None,
     ) -> None:
         """``handler(incoming)`` runs in its own task per OPEN; without one,
         call ``accept()``. ``resume_grace``: how long a session whose
         connection ended waits for the gateway to resume it before it is
-        closed with 1006 (match the gateway's ``mux.resume_grace``)."""
+        closed with 1006 (match the gateway's ``mux.resume_grace``).
+        ``gateway_secret``: require it in ``X-Tidegate-Mux-Secret`` (None
+        trusts any peer that reaches the port: loopback or private networks
+        only)."""
         self.host = host
         self._port = port
         self.handler = handler
@@ -60,6 +67,7 @@ class MuxServer:
         self.table = table if table is not None else PROCESS_TABLE
         """Open sessions by (instance, id), shared process-wide by default."""
         self._ssl = ssl
+        self._gateway_secret = gateway_secret.encode() if gateway_secret else None
         self._server: Server | None = None
         self._connections: set[MuxConnection] = set()
         self._no_connections = asyncio.Event()
@@ -156,6 +164,12 @@ class MuxServer:
     # ------------------------------------------------------------- internals
 
     def _check_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if self._gateway_secret is not None:
+            given = request.headers.get("X-Tidegate-Mux-Secret", "").encode("utf-8", "replace")
+            # Constant time: no timing oracle to guess the secret byte by byte.
+            if not hmac.compare_digest(given, self._gateway_secret):
+                log.warning("mux connection from %s without the gateway secret refused", ws.remote_address)
+                return ws.respond(401, "X-Tidegate-Mux-Secret missing or wrong\n")
         instance = request.headers.get("X-Tidegate-Instance", "")
         if not _INSTANCE.fullmatch(instance):
             return ws.respond(400, "X-Tidegate-Instance (16 hex digits) required\n")

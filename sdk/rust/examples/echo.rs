@@ -13,6 +13,8 @@
 //! code; `!flood N SIZE` makes it send N binary messages of SIZE bytes (a
 //! client that does not read them is a slow consumer). On SIGTERM it sends GOAWAY on every mux connection and keeps
 //! serving until the gateway has closed them (at most 35 s), then exits 0.
+//! With `TIDEGATE_MUX_SECRET` set, only mux connections carrying that
+//! secret (the gateway's `upstreams[].mux_secret`) are accepted.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -35,7 +37,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let server = match MuxServer::bind(listen.as_str()).await {
+    // The gateway's `upstreams[].mux_secret`, when it sends one.
+    let config = tidegate_mux::server::Config {
+        gateway_secret: std::env::var("TIDEGATE_MUX_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        ..tidegate_mux::server::Config::default()
+    };
+    let server = match MuxServer::bind_with(listen.as_str(), config).await {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("echo: cannot listen on {listen}: {e}");

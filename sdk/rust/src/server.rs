@@ -78,6 +78,12 @@ pub struct Config {
     pub accept_queue: usize,
     /// Time allowed for a mux connection's upgrade request.
     pub handshake_timeout: Duration,
+    /// The secret the gateway sends in `X-Tidegate-Mux-Secret` (its
+    /// `upstreams[].mux_secret`). When set, a mux connection without it is
+    /// refused with 401 before anything else is read, so nobody but the
+    /// gateway can open or resume (move) sessions. `None` trusts every
+    /// peer that reaches the port (loopback or a private network only).
+    pub gateway_secret: Option<String>,
 }
 
 impl Default for Config {
@@ -91,6 +97,7 @@ impl Default for Config {
             connection_queue_bytes: 4 << 20,
             accept_queue: 1024,
             handshake_timeout: Duration::from_secs(10),
+            gateway_secret: None,
         }
     }
 }

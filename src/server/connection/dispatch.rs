@@ -166,6 +166,7 @@ pub(super) async fn switch(
                 &opened.conn.endpoint,
             );
             let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining)
+                .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
                 .log_access(access);
             spawn_holding(shutdown, session.run(permit), slot);
         }

@@ -12,6 +12,7 @@ serving until the gateway has closed them (at most 35 s), exit 0.
 from __future__ import annotations
 
 import asyncio
+import os
 from urllib.parse import parse_qs
 
 from ..incoming import Incoming
@@ -43,7 +44,9 @@ async def echo(incoming: Incoming) -> None:
 def main() -> None:
     args = parser("tidegate mux echo application").parse_args()
     setup_logging(args.verbose)
-    server = MuxServer(*args.listen, handler=echo, resume_grace=args.resume_grace)
+    # The gateway's upstreams[].mux_secret, when it sends one.
+    secret = os.environ.get("TIDEGATE_MUX_SECRET") or None
+    server = MuxServer(*args.listen, handler=echo, resume_grace=args.resume_grace, gateway_secret=secret)
     asyncio.run(serve_until_sigterm(server, "echo"))
 
 

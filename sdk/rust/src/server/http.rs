@@ -1,7 +1,8 @@
 //! The upgrade handshake of a mux connection (docs/mux-protocol.md §1):
 //! hyper serves the HTTP/1.1 request, the answer is 101 with
 //! `tidegate.mux.v1` only when the gateway offered it, 400 otherwise (426
-//! for a request that is not an upgrade at all).
+//! for a request that is not an upgrade at all), 401 when a gateway secret
+//! is configured and the request does not carry it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,9 @@ use crate::codec::SUBPROTOCOL;
 
 /// Header naming the gateway process (its session id space, §3).
 const INSTANCE_HEADER: &str = "x-tidegate-instance";
+
+/// Header carrying the gateway's shared secret (§1).
+const SECRET_HEADER: &str = "x-tidegate-mux-secret";
 
 /// Longest instance string taken from the header; longer ones are treated
 /// as absent (the gateway sends 16 hex digits).
@@ -75,6 +79,17 @@ fn offers_mux(req: &Request<Body>) -> bool {
         .any(|p| p.trim() == SUBPROTOCOL)
 }
 
+/// Compare in time that depends only on the lengths, never on where the
+/// first differing byte is (a timing oracle would let a peer guess the
+/// secret byte by byte).
+fn same_secret(given: &[u8], want: &[u8]) -> bool {
+    let mut diff = (given.len() != want.len()) as u8;
+    for (i, w) in want.iter().enumerate() {
+        diff |= given.get(i).copied().unwrap_or(!*w) ^ w;
+    }
+    std::hint::black_box(diff) == 0
+}
+
 fn upgrade(
     mut req: Request<Body>,
     shared: Arc<ServerShared>,
@@ -96,6 +111,16 @@ fn upgrade(
             StatusCode::BAD_REQUEST,
             "Sec-WebSocket-Protocol must offer tidegate.mux.v1\n",
         );
+    }
+    if let Some(want) = &shared.config.gateway_secret {
+        let given = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
+        if !given.is_some_and(|g| same_secret(g, want.as_bytes())) {
+            tracing::warn!(%peer, "mux connection without the gateway secret refused");
+            return plain(
+                StatusCode::UNAUTHORIZED,
+                "X-Tidegate-Mux-Secret missing or wrong\n",
+            );
+        }
     }
     if shared.draining.load(std::sync::atomic::Ordering::Acquire) {
         return plain(
@@ -131,4 +156,23 @@ fn upgrade(
         HeaderValue::from_static(SUBPROTOCOL),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(super::same_secret(
+            b"s3cret-s3cret-s3cret",
+            b"s3cret-s3cret-s3cret"
+        ));
+        for bad in [
+            &b""[..],
+            b"s3cret",
+            b"s3cret-s3cret-s3creT",
+            b"s3cret-s3cret-s3cret!",
+        ] {
+            assert!(!super::same_secret(bad, b"s3cret-s3cret-s3cret"), "{bad:?}");
+        }
+    }
 }

@@ -72,6 +72,28 @@ pub enum Ended {
 
 impl Gateway {
     pub async fn connect(addr: SocketAddr, instance: &str) -> Gateway {
+        connect_with(addr, instance, None)
+            .await
+            .unwrap_or_else(|status| panic!("upgrade refused with {status}"))
+    }
+}
+
+/// Upgrade as the gateway would, sending `secret` in
+/// `X-Tidegate-Mux-Secret` if given; the refusal's status on failure.
+pub async fn try_connect(
+    addr: SocketAddr,
+    instance: &str,
+    secret: Option<&str>,
+) -> Result<(), u16> {
+    connect_with(addr, instance, secret).await.map(drop)
+}
+
+async fn connect_with(
+    addr: SocketAddr,
+    instance: &str,
+    secret: Option<&str>,
+) -> Result<Gateway, u16> {
+    {
         let tcp = patiently("TCP connect", TcpStream::connect(addr))
             .await
             .expect("connect to the SDK server");
@@ -88,24 +110,34 @@ impl Gateway {
             .header("sec-websocket-version", "13")
             .header("sec-websocket-protocol", SUBPROTOCOL)
             .header("x-tidegate-instance", instance)
-            .header("x-tidegate-slot", "0")
-            .body(Empty::<Bytes>::new())
-            .expect("valid request");
-        let (ws, resp) = patiently(
+            .header("x-tidegate-slot", "0");
+        let req = match secret {
+            Some(s) => req.header("x-tidegate-mux-secret", s),
+            None => req,
+        }
+        .body(Empty::<Bytes>::new())
+        .expect("valid request");
+        let (ws, resp) = match patiently(
             "handshake",
             fastwebsockets::handshake::client(&SpawnExecutor, req, tcp),
         )
         .await
-        .expect("upgrade accepted");
+        {
+            Ok(done) => done,
+            Err(fastwebsockets::WebSocketError::InvalidStatusCode(status)) => return Err(status),
+            Err(e) => panic!("handshake failed: {e}"),
+        };
         let proto = resp.headers().get("sec-websocket-protocol");
         assert_eq!(proto.and_then(|v| v.to_str().ok()), Some(SUBPROTOCOL));
-        Gateway {
+        Ok(Gateway {
             ws: FragmentCollector::new(ws),
             pending: VecDeque::new(),
             ws_pongs: Vec::new(),
-        }
+        })
     }
+}
 
+impl Gateway {
     /// Send `frames` as one binary WebSocket message (a batch).
     pub async fn send(&mut self, frames: &[Frame]) {
         let mut buf = BytesMut::new();

@@ -192,3 +192,28 @@ async fn a_close_while_resuming_goes_out_after_the_accept() {
         Frame::close(12, &tidegate_mux::Close::new(4002, "later"))
     );
 }
+
+/// With `gateway_secret` set, only the gateway (the one peer that knows
+/// it) may open a mux connection; anyone else gets 401 before any frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_the_gateway_secret_is_refused() {
+    let config = tidegate_mux::server::Config {
+        gateway_secret: Some("a-long-shared-secret-0123456789".into()),
+        ..tidegate_mux::server::Config::default()
+    };
+    let server = tidegate_mux::server::MuxServer::bind_with("127.0.0.1:0", config)
+        .await
+        .expect("bind");
+    let addr = server.local_addr();
+    for secret in [None, Some("wrong"), Some("a-long-shared-secret-012345678")] {
+        let status = crate::gateway::try_connect(addr, &crate::gateway::instance(), secret).await;
+        assert_eq!(status, Err(401), "secret {secret:?}");
+    }
+    let ok = crate::gateway::try_connect(
+        addr,
+        &crate::gateway::instance(),
+        Some("a-long-shared-secret-0123456789"),
+    )
+    .await;
+    assert!(ok.is_ok(), "the right secret is accepted");
+}
