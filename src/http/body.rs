@@ -196,8 +196,17 @@ pub async fn client_side<R: AsyncRead + Unpin>(
         }
     }
     *body_done = true;
+    if buf.is_empty() {
+        // Give back the body's read buffer while the response is awaited.
+        *buf = BytesMut::new();
+    }
     watch(reader, buf, limits.max_head).await
 }
+
+/// Bytes read per call while watching a client whose body is done: what
+/// arrives then is rare (a pipelined request, or EOF), and this buffer
+/// lives in every held long-poll and event stream, so it is kept small.
+const WATCH_READ: usize = 512;
 
 /// Read until EOF, keeping what arrives (a pipelined request) up to `max`.
 async fn watch<R: AsyncRead + Unpin>(
@@ -205,16 +214,17 @@ async fn watch<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     max: usize,
 ) -> ClientEvent {
+    let mut scratch = [0u8; WATCH_READ];
     loop {
         if buf.len() >= max {
             // Enough of the next request is here; it is read once this
             // exchange is over.
             return std::future::pending().await;
         }
-        buf.reserve(READ_CHUNK.min(max - buf.len()));
-        match reader.read_buf(buf).await {
+        let room = WATCH_READ.min(max - buf.len());
+        match reader.read(&mut scratch[..room]).await {
             Ok(0) | Err(_) => return ClientEvent::Gone,
-            Ok(_) => {}
+            Ok(n) => buf.extend_from_slice(&scratch[..n]),
         }
     }
 }

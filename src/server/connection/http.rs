@@ -60,6 +60,7 @@ pub(super) async fn serve(cx: &Ctx, io: Io, first: Request) -> Option<(Io, Admit
                 return Some((reader.unsplit(writer), a));
             }
             Next::Refused(r) => {
+                count_refusal(cx, &r);
                 refuse_as(cx, &mut writer, r, Counted::HttpRequest).await;
                 return None;
             }
@@ -121,6 +122,19 @@ async fn one(
     keep
 }
 
+/// A later request refused before its exchange, in the HTTP metrics of
+/// its route (when one matched and carries HTTP).
+fn count_refusal(cx: &Ctx, r: &Refused) {
+    let http = r
+        .route
+        .as_ref()
+        .and_then(|route| cx.state.runtime.get(&route.name))
+        .and_then(|rt| rt.http.as_ref());
+    if let Some(http) = http {
+        http.metrics.request(r.rejection.status(), 0.0);
+    }
+}
+
 /// The access-log line of one request.
 fn log_access(cx: &Ctx, request: &Request, report: &Report, elapsed: std::time::Duration) {
     let rt = cx.runtime(&request.target);
@@ -150,6 +164,8 @@ fn log_access(cx: &Ctx, request: &Request, report: &Report, elapsed: std::time::
 async fn next(cx: &Ctx, reader: &mut ReadHalf<Io>, buf: &mut BytesMut) -> Next {
     let config = &cx.state.config;
     if buf.is_empty() {
+        // An idle keep-alive connection holds no read buffer.
+        *buf = BytesMut::new();
         let idle = timeout(config.http.keepalive_timeout, reader.read_buf(buf));
         tokio::select! {
             // Drain closes idle keep-alive connections at once.
