@@ -362,3 +362,66 @@ async fn a_websocket_upgrade_after_plain_requests_takes_the_upgrade_path() {
         Some(accept_for(key).as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_of_a_connection_passes_auth_and_origin() {
+    use tidegate::config::raw::auth::{RawApiKey, RawApiKeys, RawAuthPolicy};
+    let up = HttpUpstream::start().await;
+    let (gw, _f) = gateway(&up, |raw| {
+        raw.auth_policies = vec![RawAuthPolicy {
+            name: "keys".into(),
+            sources: vec!["query:token".into(), "header:X-Api-Key".into()],
+            identity_headers: [("sub".to_string(), "X-Auth-Subject".to_string())].into(),
+            api_keys: Some(RawApiKeys {
+                keys: vec![RawApiKey {
+                    name: "poller".into(),
+                    key: "polling-key-0123456789".into(),
+                    ..RawApiKey::default()
+                }],
+                file: String::new(),
+            }),
+            ..RawAuthPolicy::default()
+        }];
+        raw.routes[0].auth = "keys".into();
+        raw.routes[0].origins = vec!["https://app.test".into()];
+    })
+    .await;
+    let mut c = RawHttp::connect(gw.addr).await;
+    // A Socket.IO-style poll with the token in the query, as its upgrade would carry it.
+    c.send(b"GET /socket.io/?EIO=4&transport=polling&token=polling-key-0123456789 HTTP/1.1\r\nHost: app.test\r\nOrigin: https://app.test\r\nX-Auth-Subject: forged\r\n\r\n")
+        .await;
+    assert_eq!(c.response(false).await.status, 200);
+    // The same connection, a later request without a credential: refused.
+    c.send(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await;
+    assert_eq!(c.response(false).await.status, 401);
+    c.expect_closed().await;
+    // A later request from an Origin the route does not allow: refused.
+    let mut c = RawHttp::connect(gw.addr).await;
+    c.send(b"GET /a HTTP/1.1\r\nHost: app.test\r\nX-Api-Key: polling-key-0123456789\r\n\r\n")
+        .await;
+    assert_eq!(c.response(false).await.status, 200);
+    c.send(b"GET /b HTTP/1.1\r\nHost: app.test\r\nOrigin: https://evil.test\r\nX-Api-Key: polling-key-0123456789\r\n\r\n")
+        .await;
+    assert_eq!(c.response(false).await.status, 403);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2, "refused requests never reach the upstream");
+    assert_eq!(
+        seen[0].target, "/socket.io/?EIO=4&transport=polling",
+        "the credential is stripped"
+    );
+    assert_eq!(
+        seen[0].header("x-auth-subject"),
+        Some("poller"),
+        "identity set, the forged one dropped"
+    );
+    assert_eq!(seen[1].header("x-api-key"), None);
+    let m = scrape(gw.admin).await;
+    assert_eq!(
+        m.get(
+            "tidegate_http_requests_total",
+            &[("route", "r"), ("class", "4xx")]
+        ),
+        Some(2.0)
+    );
+}
