@@ -17,11 +17,14 @@ function python() {
 }
 
 /**
- * @param {{tls?: boolean, upstream?: 'echo'|'python', allowOrigins?: string[]}} opts
+ * @param {{tls?: boolean, upstream?: 'echo'|'python', upstreamUrl?: string, allowOrigins?: string[]}} opts
+ *   upstreamUrl: an application the test runs itself (ws://host:port); the
+ *   harness then starts only the gateway, in front of it.
  * @returns {Promise<{url: string, gateway: string, upstream: string, ca?: Buffer, stop: () => Promise<void>}>}
  */
 export async function startHarness(opts = {}) {
   const args = [join(REPO, 'tests', 'python', 'gateway.py'), 'harness', '--upstream', opts.upstream ?? 'echo'];
+  if (opts.upstreamUrl) args.push('--upstream-url', opts.upstreamUrl);
   if (opts.tls) args.push('--tls');
   for (const o of opts.allowOrigins ?? []) args.push('--allow-origin', o);
   const child = spawn(python(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -46,3 +49,11 @@ export async function startHarness(opts = {}) {
   info.stderr = () => stderr;
   return info;
 }
+
+/**
+ * The node:test `todo` option of the HTTP-through-the-gateway cases (issue
+ * #15): a reason string while the gateway cannot proxy plain HTTP yet, so the
+ * cases run and report but do not fail the suite; `undefined` once it can.
+ * One place, so no case is silently skipped or forgotten.
+ */
+export const HTTP_PROXY_TODO = 'issue #15: the gateway answers plain HTTP with 426 until the http branch proxies it';

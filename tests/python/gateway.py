@@ -535,7 +535,10 @@ def _harness(args: argparse.Namespace) -> int:
 
     with Stack() as stack:
         info: dict = {"dir": str(stack.dir)}
-        if args.upstream == "python":
+        if args.upstream_url:
+            # The caller runs its own application (e.g. a Socket.IO server).
+            upstream = args.upstream_url
+        elif args.upstream == "python":
             up = PyUpstream().start()
             stack.on_close(up.stop)
             upstream = up.url
@@ -579,6 +582,10 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--tls", action="store_true")
     h.add_argument("--upstream", choices=["echo", "python"], default="echo", help=MAGIC_HELP)
     h.add_argument("--allow-origin", action="append", default=[])
+    h.add_argument(
+        "--upstream-url",
+        help="an upstream the caller already runs (ws://host:port); overrides --upstream, nothing is started",
+    )
     args = ap.parse_args(argv)
     if args.cmd == "make-certs":
         c = make_certs(Path(args.dir))
