@@ -91,6 +91,25 @@ pub struct Config {
     pub log: LogConfig,
     pub reload: ReloadConfig,
     pub readiness: Readiness,
+    /// Plain HTTP: client keep-alive and the upstream pools (`[http]`).
+    pub http: HttpConfig,
+}
+
+/// `[http]` settings that are not per route.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub keepalive_timeout: Duration,
+    pub max_idle_per_endpoint: usize,
+    pub pool_idle_timeout: Duration,
+}
+
+/// A route's plain HTTP settings (`[http]` defaults, route overrides).
+#[derive(Debug, Clone)]
+pub struct HttpRouteConfig {
+    pub request_timeout: Duration,
+    /// `None`: no limit between body chunks.
+    pub idle_timeout: Option<Duration>,
+    pub max_body_bytes: u64,
 }
 
 /// Mux mode settings (`[mux]`), see docs/mux-protocol.md.
@@ -209,6 +228,8 @@ pub struct RouteConfig {
     pub mode: RouteMode,
     /// Fraction of sessions that get an access-log line (0.0: none).
     pub access_sample: f64,
+    /// `None`: plain HTTP is refused on this route (426/405).
+    pub http: Option<HttpRouteConfig>,
 }
 
 #[derive(Clone)]

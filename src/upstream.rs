@@ -4,8 +4,11 @@
 //! upstream's answer. Only a 101 that matches the request lets the client
 //! have its own 101; any other status is relayed to the client.
 
+mod balance;
 mod request;
 mod response;
+
+pub use balance::{Affinity, Outcome};
 
 pub use request::{is_handshake_or_hop_header, switching_protocols, ClientInfo, UpstreamRequest};
 pub(crate) use response::handshake;

@@ -6,6 +6,7 @@ use super::*;
 use crate::{origin, route, tls};
 use std::collections::{HashMap, HashSet};
 
+mod http;
 mod routes;
 mod upstreams;
 
@@ -85,6 +86,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listeners = listeners(&mut p, &raw);
     let upstreams = upstreams(&mut p, &raw.upstreams);
     let policies = crate::auth::policy::policies(&mut p, &raw.auth_policies);
+    let http = http::global(&mut p, &raw.http);
     let routes = routes(&mut p, &raw, &upstreams, &limits, &policies);
     let ops = super::ops::ops(&mut p, &raw);
     let mux = mux(&mut p, &raw.mux);
@@ -107,6 +109,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             log: ops.log,
             reload: ops.reload,
             readiness: ops.readiness,
+            http,
         })
     } else {
         Err(ConfigError { problems: p.0 })
