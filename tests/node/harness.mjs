@@ -52,8 +52,9 @@ export async function startHarness(opts = {}) {
 
 /**
  * The node:test `todo` option of the HTTP-through-the-gateway cases (issue
- * #15): a reason string while the gateway cannot proxy plain HTTP yet, so the
- * cases run and report but do not fail the suite; `undefined` once it can.
- * One place, so no case is silently skipped or forgotten.
+ * #15): a reason string while the gateway cannot proxy plain HTTP (the cases
+ * then run and report but do not fail the suite), `undefined` now that it
+ * can (since the merge of the http branch). One place, so no case is
+ * silently skipped or forgotten.
  */
-export const HTTP_PROXY_TODO = 'issue #15: the gateway answers plain HTTP with 426 until the http branch proxies it';
+export const HTTP_PROXY_TODO = undefined;
