@@ -26,7 +26,9 @@
 #
 # Environment: ROUNDS (default 3), DURATION (default 5s), SKIP_IDLE=1,
 # IMG, ONLY_HEADLINE=1 (just the plotted scenarios), SKIP_HTTP=1,
-# ONLY_HTTP=1 (just the HTTP scenarios), SSE_STREAMS (default 9900).
+# ONLY_HTTP=1 (just the HTTP scenarios), SSE_STREAMS (default 9900),
+# PORT_BASE (default 18000: every port above is PORT_BASE + its last two
+# digits, so a run can move away from ports another job holds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,10 +47,16 @@ TG=$CARGO_TARGET_DIR/release/tidegate
 LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
 export LOADTEST_BIN=$LT
 
-UP=127.0.0.1:18000
-TG_ADDR=127.0.0.1:18080
-HTTP_UP=127.0.0.1:18001
-TG_HTTP_ADDR=127.0.0.1:18085
+PB=${PORT_BASE:-18000}
+UP=127.0.0.1:$PB
+TG_ADDR=127.0.0.1:$((PB + 80))
+NGINX_ADDR=127.0.0.1:$((PB + 81))
+HAPROXY_ADDR=127.0.0.1:$((PB + 82))
+HTTP_UP=127.0.0.1:$((PB + 1))
+NGINX_HTTP_ADDR=127.0.0.1:$((PB + 83))
+HAPROXY_HTTP_ADDR=127.0.0.1:$((PB + 84))
+TG_HTTP_ADDR=127.0.0.1:$((PB + 85))
+export PEERS_RUN_DIR=${PEERS_RUN_DIR:-${TMPDIR:-/tmp}/tidegate-peers}
 RUN=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -64,7 +72,9 @@ wait_line() { # FILE PATTERN
 }
 
 # The shared upstream, and the peers in front of it.
-bash loadtest/peers/peers.sh start --upstream "$UP" --echo-server --http-upstream "$HTTP_UP" --http-server >&2
+bash loadtest/peers/peers.sh start --upstream "$UP" --echo-server --http-upstream "$HTTP_UP" --http-server \
+    --nginx-listen "$NGINX_ADDR" --haproxy-listen "$HAPROXY_ADDR" \
+    --nginx-http-listen "$NGINX_HTTP_ADDR" --haproxy-http-listen "$HAPROXY_HTTP_ADDR" >&2
 taskset -c 0 "$TG" proxy --listen "$TG_ADDR" --upstream "ws://$UP" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
 PIDS+=($!)
 TG_PID=$!
@@ -75,13 +85,13 @@ taskset -c 0 "$TG" proxy --listen "$TG_HTTP_ADDR" --upstream "ws://$HTTP_UP" --w
 PIDS+=($!)
 TG_HTTP_PID=$!
 wait_line "$RUN/tg-http.out" "tidegate listening"
-NGINX_PID=$(cat "${TMPDIR:-/tmp}/tidegate-peers/nginx.started")
-HAPROXY_PID=$(cat "${TMPDIR:-/tmp}/tidegate-peers/haproxy.started")
+NGINX_PID=$(cat "$PEERS_RUN_DIR/nginx.started")
+HAPROXY_PID=$(cat "$PEERS_RUN_DIR/haproxy.started")
 
 TARGETS=(--target "direct=ws://$UP/"
          --target "tidegate=ws://$TG_ADDR/@$TG_PID"
-         --target "nginx=ws://127.0.0.1:18081/@$NGINX_PID"
-         --target "haproxy=ws://127.0.0.1:18082/@$HAPROXY_PID")
+         --target "nginx=ws://$NGINX_ADDR/@$NGINX_PID"
+         --target "haproxy=ws://$HAPROXY_ADDR/@$HAPROXY_PID")
 
 run_compare() { # PLOT TITLE ARGS...  (PLOT: a directory name under IMG, or - for none)
     local plot=$1 title=$2; shift 2
@@ -128,7 +138,7 @@ if [ "${SKIP_IDLE:-0}" != 1 ] && [ "$ONLY_HTTP" != 1 ]; then
     echo "### 9,900 idle connections (RSS per connection, connects/s during the ramp)" >>"$OUT.tmp"
     echo >>"$OUT.tmp"
     BARS=()
-    for t in "tidegate ws://$TG_ADDR/ $TG_PID" "nginx ws://127.0.0.1:18081/ $NGINX_PID" "haproxy ws://127.0.0.1:18082/ $HAPROXY_PID"; do
+    for t in "tidegate ws://$TG_ADDR/ $TG_PID" "nginx ws://$NGINX_ADDR/ $NGINX_PID" "haproxy ws://$HAPROXY_ADDR/ $HAPROXY_PID"; do
         set -- $t
         echo "bench.sh: idle $1" >&2
         taskset -c 1 "$LT" --workers 1 idle --quiet --url "$2" -c 9900 --hold 3s --source-ip-count 4 --pid "$3" >"$RUN/idle-$1.txt"
@@ -147,8 +157,8 @@ if [ "$SKIP_HTTP" != 1 ]; then
     http_targets() { # PATH
         TARGETS=(--target "direct=http://$HTTP_UP$1"
                  --target "tidegate=http://$TG_HTTP_ADDR$1@$TG_HTTP_PID"
-                 --target "nginx=http://127.0.0.1:18083$1@$NGINX_PID"
-                 --target "haproxy=http://127.0.0.1:18084$1@$HAPROXY_PID")
+                 --target "nginx=http://$NGINX_HTTP_ADDR$1@$NGINX_PID"
+                 --target "haproxy=http://$HAPROXY_HTTP_ADDR$1@$HAPROXY_PID")
     }
     HTTP_STEP=1
     http_targets /
@@ -159,7 +169,7 @@ if [ "$SKIP_HTTP" != 1 ]; then
     echo "### $SSE_STREAMS idle SSE streams (RSS per stream, streams/s during the ramp)" >>"$OUT.tmp"
     echo >>"$OUT.tmp"
     BARS=()
-    for t in "tidegate $TG_HTTP_ADDR $TG_HTTP_PID" "nginx 127.0.0.1:18083 $NGINX_PID" "haproxy 127.0.0.1:18084 $HAPROXY_PID"; do
+    for t in "tidegate $TG_HTTP_ADDR $TG_HTTP_PID" "nginx $NGINX_HTTP_ADDR $NGINX_PID" "haproxy $HAPROXY_HTTP_ADDR $HAPROXY_PID"; do
         set -- $t
         echo "bench.sh: sse-idle $1" >&2
         taskset -c 1 "$LT" --workers 1 sse-idle --quiet --url "http://$2/sse" -c "$SSE_STREAMS" --hold 3s \
