@@ -13,6 +13,7 @@ mod auth_trust;
 mod cli;
 mod handshake;
 mod help;
+mod http;
 mod keepalive;
 mod metrics;
 mod mux;
