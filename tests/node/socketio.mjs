@@ -66,14 +66,17 @@ function withTimeout(promise, what) {
  * waits for the server's 'hello'; with upgrade allowed, also waits until the
  * engine runs on the websocket transport.
  * @param {string} base
- * @param {{transports?: string[]}} opts  default: the client's own default
- *   (polling first, then upgrade)
+ * @param {{transports?: string[], withCredentials?: boolean}} opts
+ *   transports: default the client's own (polling first, then upgrade);
+ *   withCredentials: keep cookies (in Node, engine.io-client's cookie jar:
+ *   what an affinity cookie needs, as a browser would do).
  */
 export async function connect(base, opts = {}) {
   const socket = io(base, {
     forceNew: true,
     reconnection: false,
     timeout: STEP_TIMEOUT,
+    withCredentials: opts.withCredentials ?? false,
     ...(opts.transports ? { transports: opts.transports } : {}),
   });
   const shouts = [];
