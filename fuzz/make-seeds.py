@@ -191,3 +191,19 @@ name = "app"
 endpoints = ["ws://app:3000"]
 pool_size = 2
 """)
+
+
+# --------------------------------------------------------------- chunked
+# Layout: first byte = read size - 1 (mod 16), then the body bytes as the
+# client sent them after its head (maybe followed by a next request).
+def chunked(name, step, body):
+    write("chunked", name, bytes([step]) + (body.encode() if isinstance(body, str) else body))
+
+
+chunked("simple", 0, "5\r\nhello\r\n0\r\n\r\n")
+chunked("extensions-trailers", 3, "3;a=b\r\nabc\r\n1A;x\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n")
+chunked("then-next-request", 7, "2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+chunked("bare-lf", 1, "5\nhello\r\n0\r\n\r\n")
+chunked("no-crlf-after-data", 2, "5\r\nhelloXX0\r\n\r\n")
+chunked("huge-size", 15, "ffffffffffffffff\r\nab")
+chunked("incomplete", 4, "10\r\nabc")

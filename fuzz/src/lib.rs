@@ -5,6 +5,7 @@
 //! Kept as a library so the libFuzzer binaries (`fuzz_targets/`) and the
 //! stable seed replay (`tests/smoke.rs`) call the very same code.
 
+pub mod chunked;
 pub mod config;
 pub mod handshake;
 pub mod mux_codec;

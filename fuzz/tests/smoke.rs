@@ -118,3 +118,8 @@ fn mux_codec() {
 fn config() {
     smoke("config", tidegate_fuzz::config::run);
 }
+
+#[test]
+fn chunked() {
+    smoke("chunked", tidegate_fuzz::chunked::run);
+}
