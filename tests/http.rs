@@ -425,3 +425,21 @@ async fn every_request_of_a_connection_passes_auth_and_origin() {
         Some(2.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_ends_an_event_stream_cleanly() {
+    let up = HttpUpstream::start().await;
+    let (gw, _f) = gateway(&up, |_| {}).await;
+    let mut c = RawHttp::connect(gw.addr).await;
+    c.send(get("/events").as_bytes()).await;
+    assert_eq!(
+        c.head().await.header("content-type"),
+        Some("text/event-stream")
+    );
+    assert_eq!(c.chunk().await.as_deref(), Some(&b"first\n"[..]));
+    // The upstream holds its next event; the drain ends the stream with
+    // its last chunk (the client reconnects elsewhere) and the connection.
+    gw.proc.signal("-TERM");
+    assert_eq!(within("the stream's last chunk", c.chunk()).await, None);
+    c.expect_closed().await;
+}

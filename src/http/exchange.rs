@@ -36,6 +36,9 @@ pub struct Exchange<'a> {
     /// The gateway wants the client connection closed after this request
     /// (draining, or the client asked).
     pub close: bool,
+    /// Cancelled when the gateway starts draining: an event stream then
+    /// ends cleanly, so its client reconnects elsewhere.
+    pub draining: &'a tokio_util::sync::CancellationToken,
 }
 
 /// What a completed exchange did, for metrics and the access log.
@@ -267,13 +270,24 @@ impl Exchange<'_> {
         writer.flush().await.map_err(|_| HttpError::ClientGone)?;
         out.head_sent = true;
         let _streaming = Streaming::enter(&self.route.metrics.streams);
+        // Only an event stream may be ended early: its end is a reconnect,
+        // where any other body cut short would look complete.
+        let endable = delimit == Delimit::Chunked && is_event_stream(response.headers());
         let mut body = response.into_body();
         loop {
-            let frame = match settings.idle_timeout {
-                Some(limit) => timeout(limit, body.frame())
-                    .await
-                    .map_err(|_| HttpError::UpstreamTimeout)?,
-                None => body.frame().await,
+            let next = async {
+                match settings.idle_timeout {
+                    Some(limit) => timeout(limit, body.frame())
+                        .await
+                        .map_err(|_| HttpError::UpstreamTimeout),
+                    None => Ok(body.frame().await),
+                }
+            };
+            let frame = tokio::select! {
+                // The next piece of the body, its end, or the idle limit.
+                f = next => f?,
+                // Draining: an event stream ends here, between events.
+                _ = self.draining.cancelled(), if endable => None,
             };
             let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| HttpError::upstream(&e))?;
@@ -317,6 +331,18 @@ enum Side {
 /// offered to 1.0 clients).
 fn wants_close(head: &RequestHead) -> bool {
     head.version == 0 || crate::handshake::has_token(head, "connection", "close")
+}
+
+/// `Content-Type: text/event-stream` (Server-Sent Events).
+fn is_event_stream(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
 }
 
 fn outcome_of(status: u16) -> Outcome {

@@ -44,8 +44,8 @@ impl Seen {
 /// its request is dropped — the socket closed), `/slow` (answers after
 /// 30 s), `/stream` (sends `first`, then `second` only after
 /// [`HttpUpstream::go`]), `/trailers` (a chunked body with trailers),
-/// `/hop` (hop-by-hop response headers); anything else: 200 with the
-/// request body echoed.
+/// `/events` (the same as an SSE stream), `/hop` (hop-by-hop response
+/// headers); anything else: 200 with the request body echoed.
 pub struct HttpUpstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -143,6 +143,10 @@ async fn handle(
             Response::new(full("late"))
         }
         "/stream" => Response::new(Cued::new(go).boxed_unsync()),
+        "/events" => Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Cued::new(go).boxed_unsync())
+            .expect("valid response"),
         "/trailers" => Response::new(Trailing(0).boxed_unsync()),
         "/hop" => Response::builder()
             .header("connection", "x-up")

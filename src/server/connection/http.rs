@@ -97,6 +97,7 @@ async fn one(
         route: http,
         client: cx.client,
         close: cx.gw.shutdown.is_draining(),
+        draining: cx.gw.shutdown.draining(),
     };
     let (report, keep) = match exchange.run(reader, writer, buf).await {
         Ended::Answered(report) => {
