@@ -6,6 +6,10 @@
 //! stable seed replay (`tests/smoke.rs`) call the very same code.
 
 pub mod config;
+pub mod framing;
 pub mod handshake;
+pub mod jwt;
 pub mod mux_codec;
+pub mod path;
 pub mod scanner;
+pub mod upstream_response;
