@@ -43,6 +43,13 @@ impl MuxSession {
     pub(super) fn queue_pong(&mut self, payload: Bytes) {
         let cost = (payload.len() + QUEUED_FRAME_COST) as i64;
         let q = self.queues();
+        // A slice of the client read arena; it waits if the client does
+        // not read.
+        let payload = if q.out_stalled {
+            detach(payload)
+        } else {
+            payload
+        };
         let old = q
             .pong
             .replace(payload)
@@ -134,6 +141,7 @@ impl MuxSession {
             for t in q.out.iter_mut() {
                 t.payload = detach(std::mem::take(&mut t.payload));
             }
+            q.pong = q.pong.take().map(detach);
         }
         if self.client.buffers_writes() {
             if let Poll::Ready(Err(_)) = Pin::new(&mut self.client).poll_flush(cx) {
