@@ -10,6 +10,10 @@ mod framing;
 mod request;
 mod response;
 
+/// The framing and Host checks alone, for the fuzz target `framing`
+/// (docs/fuzzing.md).
+#[doc(hidden)]
+pub use framing::check as check_framing;
 pub use framing::valid_host;
 
 pub use request::{read_head, HeadError, RequestHead};

@@ -7,6 +7,10 @@
 
 pub mod chunked;
 pub mod config;
+pub mod framing;
 pub mod handshake;
+pub mod jwt;
 pub mod mux_codec;
+pub mod path;
 pub mod scanner;
+pub mod upstream_response;

@@ -337,6 +337,7 @@ impl Conn {
         let limit = self.settings.session_queue_bytes;
         let mut goaway = false;
         let mut t = self.table();
+        let msg_len = msg.len();
         for frame in codec::decode(msg, self.settings.max_frame_bytes as u32) {
             let f = frame?;
             if !f.kind.from_app() {
@@ -347,13 +348,7 @@ impl Conn {
                 FrameType::Message => {
                     if let Some(inbox) = inbox {
                         let flags = f.flags;
-                        // An empty slice would still keep the connection's
-                        // read buffer alive while it waits in the inbox.
-                        let payload = if f.body.is_empty() {
-                            Bytes::new()
-                        } else {
-                            f.body
-                        };
+                        let payload = own_allocation(f.body, msg_len);
                         inbox.push(Event::Message { flags, payload }, limit);
                     }
                 }
@@ -412,5 +407,47 @@ impl Conn {
         }
         self.metrics.sessions.set(t.sessions.len() as i64);
         Ok(goaway)
+    }
+}
+
+/// A MESSAGE payload as it goes into an inbox. An empty one shares
+/// nothing. A message larger than the read buffer has an allocation of its
+/// own size (up to `mux.max_frame_bytes`), and a frame that is a small
+/// part of it would keep all of it alive while it waits: such a frame is
+/// copied now, so what a queued payload holds is at most
+/// `RATIO` × its length (a message that is one big frame, the usual
+/// case, is never copied). Smaller messages share the 256 KiB read buffer;
+/// their small frames are copied only if they have to wait
+/// ([`super::detach`]).
+fn own_allocation(body: Bytes, msg_len: usize) -> Bytes {
+    const RATIO: usize = super::wire::READ_BUFFER / super::COPY_QUEUED_BELOW;
+    if body.is_empty() {
+        Bytes::new()
+    } else if msg_len > super::wire::READ_BUFFER && body.len() < msg_len / RATIO {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_allocation;
+    use crate::mux::wire::READ_BUFFER;
+    use bytes::Bytes;
+
+    /// A small frame of a message larger than the read buffer is copied;
+    /// the big frame of such a message, and any frame of a message that
+    /// shares the read buffer, is not.
+    #[test]
+    fn small_parts_of_large_messages_are_copied() {
+        let whole = Bytes::from(vec![3u8; 4 * READ_BUFFER]);
+        let small = own_allocation(whole.slice(0..100), whole.len());
+        assert_ne!(small.as_ptr(), whole.as_ptr());
+        let big = own_allocation(whole.slice(0..READ_BUFFER), whole.len());
+        assert_eq!(big.as_ptr(), whole.as_ptr());
+        let shared = Bytes::from(vec![3u8; READ_BUFFER]);
+        let in_buffer = own_allocation(shared.slice(0..100), 200);
+        assert_eq!(in_buffer.as_ptr(), shared.as_ptr());
     }
 }

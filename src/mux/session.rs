@@ -93,6 +93,10 @@ struct Queues {
     held: VecDeque<ToApp>,
     /// Cost of `held` (see `ToApp::cost`).
     held_bytes: usize,
+    /// `held` could not be handed on (no budget, or no connection while
+    /// resuming): small payloads held from then on are copied, as the
+    /// ones already held were when it was set ([`crate::mux::detach`]).
+    held_stalled: bool,
     /// Frames for the client; `written` bytes of the front one are out.
     out: VecDeque<ToClient>,
     /// Cost of `out` and `pong` (see `ToClient::cost`).
@@ -104,6 +108,11 @@ struct Queues {
     pong: Option<Bytes>,
     /// A pong is in `out` and not yet written.
     pong_in_out: bool,
+    /// The client stopped taking bytes with frames still in `out`: small
+    /// payloads queued from then on are copied ([`crate::mux::detach`]),
+    /// the ones already waiting were copied when it was set. Cleared when
+    /// `out` empties, so a client that keeps up never pays for a copy.
+    out_stalled: bool,
 }
 
 /// A session between connections.
