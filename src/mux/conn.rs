@@ -12,19 +12,20 @@ mod writer;
 
 use super::inbox::{Event, Inbox};
 use super::metrics::ConnMetrics;
+use super::pool::Pool;
 use super::wire::{Incoming, MuxReader, ReadError};
 use crate::config::MuxConfig;
 use crate::io::Io;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tidegate_mux::codec::{self, Close, CodecError, Frame, FrameType, HEADER_LEN};
 use tidegate_mux::{AcceptBody, RejectBody};
 use tokio::io::ReadHalf;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -90,6 +91,28 @@ struct Table {
 /// so they arrive within a round trip).
 const MOVE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// After GOAWAY with no other connection to move to (the connection is
+/// *released*): close once the application has sent nothing for this long
+/// — its replies to the last client frames are in — but never later than
+/// `MOVE_LINGER` after the GOAWAY.
+const RELEASE_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// After the gateway's Close: how long the application's remaining frames
+/// and its Close are still read (frames it sent before it saw ours).
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a GOAWAY in a message asks of the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goaway {
+    /// No GOAWAY in this message (or not the first one).
+    None,
+    /// Sessions move to other connections; close once they have.
+    Move,
+    /// Nowhere to move: sessions wait for a resume as after a cut, and the
+    /// connection closes as soon as the application has gone quiet.
+    Release,
+}
+
 pub struct Conn {
     /// Process-unique, so a session can tell its current connection's
     /// `Lost` from an old one's.
@@ -97,6 +120,12 @@ pub struct Conn {
     table: Mutex<Table>,
     /// Set by GOAWAY: no new sessions; the current ones are moving away.
     draining: AtomicBool,
+    /// Mirrors `Table::dead` without the lock, so `usable` can be asked
+    /// of every connection while one holds its own table lock (GOAWAY).
+    dead: AtomicBool,
+    /// The pool, asked on GOAWAY whether another connection can take the
+    /// sessions (weak: the pool owns its connections).
+    pool: Weak<Pool>,
     /// Tells the reader that every session has moved (start the linger).
     all_moved: Notify,
     /// Unbounded as a channel, bounded by what may enter it: client
@@ -118,12 +147,15 @@ impl Conn {
         settings: Arc<MuxConfig>,
         metrics: ConnMetrics,
         endpoint: &str,
+        pool: Weak<Pool>,
     ) -> (Arc<Conn>, UnboundedReceiver<Out>) {
         let (out, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             table: Mutex::new(Table::default()),
             draining: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+            pool,
             all_moved: Notify::new(),
             out,
             pongs: Mutex::new(Pongs::default()),
@@ -142,7 +174,7 @@ impl Conn {
 
     /// Open for new sessions.
     pub fn usable(&self) -> bool {
-        !self.draining.load(Ordering::Acquire) && !self.table().dead
+        !self.draining.load(Ordering::Acquire) && !self.dead.load(Ordering::Acquire)
     }
 
     pub fn session_count(&self) -> usize {
@@ -228,16 +260,23 @@ impl Conn {
     /// Run the connection until it ends, then tell its sessions.
     pub async fn run(self: &Arc<Self>, io: Io, leftover: &[u8], rx: UnboundedReceiver<Out>) {
         let (rd, wr) = tokio::io::split(io);
+        let read = self.read_loop(rd, leftover);
+        tokio::pin!(read);
         let ended = tokio::select! {
             // Reader: the application's frames, pings, liveness.
-            r = self.read_loop(rd, leftover) => r,
-            // Writer: ends after a Close or when the socket fails.
-            () = writer::write_loop(wr, rx, self) => "closed".to_string(),
+            r = &mut read => r,
+            // Writer: ends after a Close or when the socket fails. What
+            // the application sent before it saw our Close still reaches
+            // its sessions: read on until its Close, briefly.
+            () = writer::write_loop(wr, rx, self) => {
+                timeout(CLOSE_WAIT, &mut read).await.unwrap_or_else(|_| "closed".into())
+            }
         };
         tracing::info!(conn = self.id, reason = %ended, "mux connection ended");
         let sessions = {
             let mut t = self.table();
             t.dead = true;
+            self.dead.store(true, Ordering::Release);
             std::mem::take(&mut t.sessions)
         };
         self.metrics.sessions.set(0);
@@ -259,6 +298,8 @@ impl Conn {
         let mut next_ping = Instant::now() + s.ping_interval;
         let mut pong_due: Option<Instant> = None;
         let mut drain_deadline: Option<Instant> = None;
+        // Released (GOAWAY, nowhere to move): the latest close moment.
+        let mut release_by: Option<Instant> = None;
         loop {
             let timer = [Some(next_ping), pong_due, drain_deadline]
                 .into_iter()
@@ -294,6 +335,10 @@ impl Conn {
             };
             // Any frame proves the application alive.
             pong_due = None;
+            if let Some(by) = release_by {
+                // Still talking: wait for it to go quiet, within bounds.
+                drain_deadline = Some((Instant::now() + RELEASE_QUIET).min(by));
+            }
             let msg = match incoming {
                 Ok(Incoming::Binary(msg)) => msg,
                 Ok(Incoming::Ping(p)) => {
@@ -314,9 +359,14 @@ impl Conn {
                 Err(e) => return e.to_string(),
             };
             match self.dispatch(msg) {
-                Ok(false) => {}
-                Ok(true) => {
+                Ok(Goaway::None) => {}
+                Ok(Goaway::Move) => {
                     drain_deadline.get_or_insert(Instant::now() + s.resume_grace);
+                }
+                Ok(Goaway::Release) => {
+                    let now = Instant::now();
+                    release_by = Some(now + MOVE_LINGER);
+                    drain_deadline = Some(now + RELEASE_QUIET);
                 }
                 Err(e) => return self.protocol_error(e).await,
             }
@@ -332,10 +382,11 @@ impl Conn {
         format!("protocol error: {e}")
     }
 
-    /// Hand one message's frames to their sessions. Ok(true): GOAWAY seen.
-    fn dispatch(self: &Arc<Self>, msg: Bytes) -> Result<bool, CodecError> {
+    /// Hand one message's frames to their sessions, and say what a GOAWAY
+    /// among them asks for.
+    fn dispatch(self: &Arc<Self>, msg: Bytes) -> Result<Goaway, CodecError> {
         let limit = self.settings.session_queue_bytes;
-        let mut goaway = false;
+        let mut goaway = Goaway::None;
         let mut t = self.table();
         for frame in codec::decode(msg, self.settings.max_frame_bytes as u32) {
             let f = frame?;
@@ -389,10 +440,11 @@ impl Conn {
                 FrameType::Goaway => {
                     let _: tidegate_mux::codec::GoawayBody = f.json()?;
                     if !self.draining.swap(true, Ordering::AcqRel) {
-                        goaway = true;
+                        goaway = self.goaway_kind();
                         tracing::info!(
                             conn = self.id,
                             sessions = t.sessions.len(),
+                            release = goaway == Goaway::Release,
                             "GOAWAY from the application"
                         );
                         for inbox in t.sessions.values() {
@@ -412,5 +464,16 @@ impl Conn {
         }
         self.metrics.sessions.set(t.sessions.len() as i64);
         Ok(goaway)
+    }
+
+    /// GOAWAY: move the sessions if another connection of the pool can
+    /// take them now; otherwise release this one (a single instance
+    /// restarting: holding the connection open would only keep the old
+    /// process alive and the new one waiting).
+    fn goaway_kind(&self) -> Goaway {
+        match self.pool.upgrade() {
+            Some(pool) if pool.any_up() => Goaway::Move,
+            _ => Goaway::Release,
+        }
     }
 }
