@@ -8,6 +8,7 @@
 //! bytes by `budget`, which sessions acquire before they queue a client
 //! frame — a full queue stops sessions from reading their clients.
 
+mod drain;
 mod writer;
 
 use super::inbox::{Event, Inbox};
@@ -17,6 +18,7 @@ use super::wire::{Incoming, MuxReader, ReadError};
 use crate::config::MuxConfig;
 use crate::io::Io;
 use bytes::Bytes;
+use drain::Drain;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -85,23 +87,11 @@ struct Table {
     dead: bool,
 }
 
-/// After GOAWAY, once every session has moved or ended: how long frames
-/// still in flight on the old connection are waited for before it is
-/// closed (they were sent before the application saw the session leave,
-/// so they arrive within a round trip).
-const MOVE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// After GOAWAY with no other connection to move to (the connection is
-/// *released*): close once the application has sent nothing for this long
-/// — its replies to the last client frames are in — but never later than
-/// `MOVE_LINGER` after the GOAWAY.
-const RELEASE_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
-
 /// After the gateway's Close: how long the application's remaining frames
 /// and its Close are still read (frames it sent before it saw ours).
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// What a GOAWAY in a message asks of the reader.
+/// What a GOAWAY in a message asks of the reader (see `drain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Goaway {
     /// No GOAWAY in this message (or not the first one).
@@ -297,11 +287,9 @@ impl Conn {
         let mut reader = MuxReader::new(leftover, s.max_frame_bytes + MESSAGE_HEADROOM);
         let mut next_ping = Instant::now() + s.ping_interval;
         let mut pong_due: Option<Instant> = None;
-        let mut drain_deadline: Option<Instant> = None;
-        // Released (GOAWAY, nowhere to move): the latest close moment.
-        let mut release_by: Option<Instant> = None;
+        let mut drain = Drain::default();
         loop {
-            let timer = [Some(next_ping), pong_due, drain_deadline]
+            let timer = [Some(next_ping), pong_due, drain.next()]
                 .into_iter()
                 .flatten()
                 .min()
@@ -310,19 +298,17 @@ impl Conn {
                 r = reader.next(&mut rd) => r,
                 // GOAWAY: every session moved; close after the linger.
                 () = self.all_moved.notified() => {
-                    let linger = Instant::now() + MOVE_LINGER;
-                    drain_deadline = Some(drain_deadline.map_or(linger, |d| d.min(linger)));
+                    drain.all_moved(Instant::now());
                     continue;
                 }
-                // Keepalive, pong deadline or GOAWAY grace.
+                // Keepalive, pong deadline or GOAWAY timing.
                 () = sleep_until(timer) => {
                     let now = Instant::now();
                     if pong_due.is_some_and(|d| d <= now) {
                         return "no pong from the application".into();
                     }
-                    if drain_deadline.is_some_and(|d| d <= now) {
+                    if drain.due(now, || self.goaway_kind() == Goaway::Release) {
                         self.send(Out::Close(1000, "sessions moved"));
-                        drain_deadline = None;
                         continue;
                     }
                     if next_ping <= now {
@@ -335,10 +321,7 @@ impl Conn {
             };
             // Any frame proves the application alive.
             pong_due = None;
-            if let Some(by) = release_by {
-                // Still talking: wait for it to go quiet, within bounds.
-                drain_deadline = Some((Instant::now() + RELEASE_QUIET).min(by));
-            }
+            drain.on_frame(Instant::now());
             let msg = match incoming {
                 Ok(Incoming::Binary(msg)) => msg,
                 Ok(Incoming::Ping(p)) => {
@@ -360,14 +343,8 @@ impl Conn {
             };
             match self.dispatch(msg) {
                 Ok(Goaway::None) => {}
-                Ok(Goaway::Move) => {
-                    drain_deadline.get_or_insert(Instant::now() + s.resume_grace);
-                }
-                Ok(Goaway::Release) => {
-                    let now = Instant::now();
-                    release_by = Some(now + MOVE_LINGER);
-                    drain_deadline = Some(now + RELEASE_QUIET);
-                }
+                Ok(Goaway::Move) => drain.moving(Instant::now(), s.resume_grace),
+                Ok(Goaway::Release) => drain.release(Instant::now()),
                 Err(e) => return self.protocol_error(e).await,
             }
         }
