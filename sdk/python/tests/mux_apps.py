@@ -18,10 +18,10 @@ LINE = re.compile(r"^tidegate-mux (\w+) listening addr=(\S+):(\d+)$")
 class ExampleApp:
     """``python -m tidegate_mux.examples.NAME --listen 127.0.0.1:0``."""
 
-    def __init__(self, name: str = "echo", *args: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, name: str = "echo", *args: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"tidegate_mux.examples.{name}", "--listen", f"{host}:0", *args],
+            [sys.executable, "-m", f"tidegate_mux.examples.{name}", "--listen", f"{host}:{port}", *args],
             stdout=subprocess.PIPE,
             stderr=None,
             text=True,
@@ -64,5 +64,5 @@ class ExampleApp:
         self.stop()
 
 
-def start_echo(*args: str) -> ExampleApp:
-    return ExampleApp("echo", *args)
+def start_echo(*args: str, port: int = 0) -> ExampleApp:
+    return ExampleApp("echo", *args, port=port)
