@@ -453,5 +453,7 @@ pub struct GoawayBody {
     pub reason: String,
 }
 
+mod query;
+
 #[cfg(test)]
 mod tests;
