@@ -8,6 +8,7 @@
 //! bytes by `budget`, which sessions acquire before they queue a client
 //! frame — a full queue stops sessions from reading their clients.
 
+mod dispatch;
 mod drain;
 mod writer;
 
@@ -18,12 +19,12 @@ use super::wire::{Incoming, MuxReader, ReadError};
 use crate::config::MuxConfig;
 use crate::io::Io;
 use bytes::Bytes;
+use dispatch::Goaway;
 use drain::Drain;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use tidegate_mux::codec::{self, Close, CodecError, Frame, FrameType, HEADER_LEN};
-use tidegate_mux::{AcceptBody, RejectBody};
+use tidegate_mux::codec::{CodecError, Frame, FrameType, HEADER_LEN};
 use tokio::io::ReadHalf;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -90,18 +91,6 @@ struct Table {
 /// After the gateway's Close: how long the application's remaining frames
 /// and its Close are still read (frames it sent before it saw ours).
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// What a GOAWAY in a message asks of the reader (see `drain`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Goaway {
-    /// No GOAWAY in this message (or not the first one).
-    None,
-    /// Sessions move to other connections; close once they have.
-    Move,
-    /// Nowhere to move: sessions wait for a resume as after a cut, and the
-    /// connection closes as soon as the application has gone quiet.
-    Release,
-}
 
 pub struct Conn {
     /// Process-unique, so a session can tell its current connection's
@@ -357,100 +346,5 @@ impl Conn {
         self.send(Out::Close(1002, e.label()));
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         format!("protocol error: {e}")
-    }
-
-    /// Hand one message's frames to their sessions, and say what a GOAWAY
-    /// among them asks for.
-    fn dispatch(self: &Arc<Self>, msg: Bytes) -> Result<Goaway, CodecError> {
-        let limit = self.settings.session_queue_bytes;
-        let mut goaway = Goaway::None;
-        let mut t = self.table();
-        for frame in codec::decode(msg, self.settings.max_frame_bytes as u32) {
-            let f = frame?;
-            if !f.kind.from_app() {
-                return Err(CodecError::WrongDirection(f.kind));
-            }
-            let inbox = t.sessions.get(&f.session);
-            match f.kind {
-                FrameType::Message => {
-                    if let Some(inbox) = inbox {
-                        let flags = f.flags;
-                        // An empty slice would still keep the connection's
-                        // read buffer alive while it waits in the inbox.
-                        let payload = if f.body.is_empty() {
-                            Bytes::new()
-                        } else {
-                            f.body
-                        };
-                        inbox.push(Event::Message { flags, payload }, limit);
-                    }
-                }
-                FrameType::Close => {
-                    let close = Close::decode(&f.body)?;
-                    if close.code == Some(1006) {
-                        return Err(CodecError::BadClose("1006 may not be sent"));
-                    }
-                    if let Some(inbox) = t.sessions.remove(&f.session) {
-                        let moved = t.moved.remove(&f.session);
-                        // A session that moved on belongs to its new
-                        // connection: the old instance cannot close it.
-                        if !moved {
-                            inbox.push(Event::Close(close), usize::MAX);
-                        }
-                    }
-                }
-                FrameType::Accept => {
-                    let body: AcceptBody = f.json()?;
-                    if let Some(inbox) = inbox {
-                        let conn = Arc::clone(self);
-                        inbox.push(Event::Accept { conn, body }, usize::MAX);
-                    }
-                }
-                FrameType::Reject => {
-                    let body: RejectBody = f.json()?;
-                    if let Some(inbox) = t.sessions.remove(&f.session) {
-                        inbox.push(Event::Reject(body), usize::MAX);
-                    }
-                }
-                FrameType::Ping => self.queue_pong(true, f.body),
-                FrameType::Pong => {}
-                FrameType::Goaway => {
-                    let _: tidegate_mux::codec::GoawayBody = f.json()?;
-                    if !self.draining.swap(true, Ordering::AcqRel) {
-                        goaway = self.goaway_kind();
-                        tracing::info!(
-                            conn = self.id,
-                            sessions = t.sessions.len(),
-                            release = goaway == Goaway::Release,
-                            "GOAWAY from the application"
-                        );
-                        for inbox in t.sessions.values() {
-                            let lost = Event::Lost {
-                                conn_id: self.id,
-                                goaway: true,
-                            };
-                            inbox.push(lost, usize::MAX);
-                        }
-                        if t.sessions.is_empty() {
-                            self.send(Out::Close(1000, "goaway"));
-                        }
-                    }
-                }
-                FrameType::Open => unreachable!("refused by from_app above"),
-            }
-        }
-        self.metrics.sessions.set(t.sessions.len() as i64);
-        Ok(goaway)
-    }
-
-    /// GOAWAY: move the sessions if another connection of the pool can
-    /// take them now; otherwise release this one (a single instance
-    /// restarting: holding the connection open would only keep the old
-    /// process alive and the new one waiting).
-    fn goaway_kind(&self) -> Goaway {
-        match self.pool.upgrade() {
-            Some(pool) if pool.any_up() => Goaway::Move,
-            _ => Goaway::Release,
-        }
     }
 }

@@ -174,21 +174,27 @@ impl Pool {
     }
 
     /// A connection for a session resuming since `since`: the least
-    /// loaded, but while some slots are still down (and for at most
-    /// `RESUME_SPREAD`) only one below its fair share of every session
+    /// loaded, but while some slots are reconnecting (no connection at
+    /// all; a draining one is going away, not coming) and for at most
+    /// `RESUME_SPREAD`, only one below its fair share of every session
     /// placed or waiting — the rest wait a moment for the other slots.
     pub fn pick_for_resume(&self, since: Instant) -> Option<Arc<Conn>> {
-        let up: Vec<Arc<Conn>> = (0..self.slots.len())
-            .filter_map(|s| self.current(s))
-            .filter(|c| c.usable())
-            .collect();
+        let mut up: Vec<Arc<Conn>> = Vec::new();
+        let mut coming = 0;
+        for slot in 0..self.slots.len() {
+            match self.current(slot) {
+                Some(c) if c.usable() => up.push(c),
+                Some(_) => {}
+                None => coming += 1,
+            }
+        }
         let best = up.iter().min_by_key(|c| c.session_count())?;
-        if up.len() == self.slots.len() || since.elapsed() >= RESUME_SPREAD {
+        if coming == 0 || since.elapsed() >= RESUME_SPREAD {
             return Some(Arc::clone(best));
         }
         let placed: usize = up.iter().map(|c| c.session_count()).sum();
         let total = placed + self.waiting.load(Ordering::Relaxed);
-        let share = total.div_ceil(self.slots.len());
+        let share = total.div_ceil(up.len() + coming);
         (best.session_count() < share).then(|| Arc::clone(best))
     }
 

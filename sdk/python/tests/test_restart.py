@@ -3,7 +3,8 @@ Python ``websockets`` clients that keep sending all the way through and
 count every echo:
 
 - one instance, SIGTERM, a new one on the same port (side by side with
-  ``--reuse-port``, and one after the other): the gateway releases the old
+  ``--reuse-port``, and one after the other; the Python echo example, and
+  the Rust SDK's side by side): the gateway releases the old
   connections at once and resumes every session on the new instance —
   zero client closes, zero lost or reordered messages, and the resumed
   sessions spread over both pool slots;
@@ -144,19 +145,23 @@ def slot_sessions(gw: Gateway, endpoint: str, slots: int) -> list[float]:
     ]
 
 
-@pytest.mark.parametrize("side_by_side", [True, False], ids=["reuse_port", "stop_then_start"])
-def test_single_instance_sigterm_restart_drops_nobody(stack, side_by_side):
-    with start_echo("--reuse-port") as old:
+@pytest.mark.parametrize(
+    "side_by_side, rust",
+    [(True, False), (False, False), (True, True)],
+    ids=["reuse_port", "stop_then_start", "rust_sdk_reuse_port"],
+)
+def test_single_instance_sigterm_restart_drops_nobody(stack, side_by_side, rust):
+    with start_echo("--reuse-port", rust=rust) as old:
         gw = start_gateway(stack, [old.addr], pool_size=2)
         new: list[ExampleApp] = []
 
         def restart() -> None:
             if side_by_side:
-                new.append(start_echo("--reuse-port", port=old.port))
+                new.append(start_echo("--reuse-port", port=old.port, rust=rust))
             old.terminate()
             assert old.wait(WAIT) == 0, "the old instance drains and exits 0"
             if not side_by_side:
-                new.append(start_echo(port=old.port))
+                new.append(start_echo(port=old.port, rust=rust))
 
         try:
             run(traffic_through(gw, restart))

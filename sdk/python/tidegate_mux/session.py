@@ -244,7 +244,9 @@ class Session:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the session; the client gets the same code and reason. A
-        no-op when already closed."""
+        no-op when already closed. Messages ``send_nowait`` accepted go
+        first: this waits for them like ``send`` would (while resuming, at
+        most the resume grace)."""
         if not app_may_send(code):
             raise ValueError(f"close code {code} may not be sent by an application")
         if self._closed is not None:
