@@ -322,15 +322,34 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
         problems: e
             .into_iter()
             .map(|e| Problem {
-                key: if e.path.is_empty() {
-                    "<root>".to_string()
-                } else {
-                    e.path.join(".")
-                },
+                key: key_path(&e.path),
                 message: e.kind.to_string(),
             })
             .collect(),
     })
+}
+
+/// figment's key path (`["upstreams", "0", "pool"]`) in the form every
+/// other config message uses and docs/configuration.md promises:
+/// `upstreams[0].pool`.
+fn key_path(path: &[String]) -> String {
+    let mut key = String::new();
+    for part in path {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            key.push('[');
+            key.push_str(part);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    if key.is_empty() {
+        key.push_str("<root>");
+    }
+    key
 }
 
 #[cfg(test)]

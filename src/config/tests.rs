@@ -278,3 +278,20 @@ http = false
         ["routes[1].http_request_timeout", "routes[1].max_body_bytes"]
     );
 }
+
+#[test]
+fn parse_errors_name_keys_with_indexes() {
+    // figment reports `upstreams.0.pool_size`; every message says
+    // `upstreams[0].pool_size`, as docs/configuration.md promises.
+    let bad = GOOD.replace(
+        "endpoints = [\"ws://127.0.0.1:3000\"",
+        "pool_size = \"many\"\nendpoints = [\"ws://127.0.0.1:3000\"",
+    );
+    let e = load(&bad, &[]).unwrap_err();
+    assert_eq!(keys(&e), ["upstreams[0].pool_size"]);
+    assert_eq!(
+        key_path(&["listeners".into(), "1".into(), "tls".into()]),
+        "listeners[1].tls"
+    );
+    assert_eq!(key_path(&[]), "<root>");
+}

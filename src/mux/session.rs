@@ -122,6 +122,8 @@ struct Resume {
     goaway: bool,
     /// The connection that has the resumed OPEN.
     on: Option<Arc<Conn>>,
+    /// Held while `on` is `None`: counts the session in the pool's share.
+    waiting: Option<super::pool::Waiting>,
     /// A connection being left after GOAWAY: it still delivers the
     /// application's frames and is forgotten once the session is accepted
     /// elsewhere.
@@ -157,6 +159,9 @@ pub struct MuxSession {
     close_sent: bool,
     /// The client sent its Close (or its side ended).
     client_done: bool,
+    /// The client's Close was seen and counted; a session that ends
+    /// without one counts `side="client", code="none"` (it vanished).
+    client_close_counted: bool,
     deadline_close: Option<Instant>,
     /// Last bytes from the client — or, while `ping_sent`, when the ping
     /// went out (the pong is due `pong_timeout` after it).
@@ -200,6 +205,7 @@ impl MuxSession {
             app_done: false,
             close_sent: false,
             client_done: false,
+            client_close_counted: false,
             deadline_close: None,
             last_rx: now,
             ping_sent: false,
@@ -419,6 +425,9 @@ impl MuxSession {
             .mux_metrics
             .queued_bytes
             .sub(self.out_bytes() as i64);
+        if !self.client_close_counted {
+            self.route.metrics.close("client", None);
+        }
         self.route.metrics.active.dec();
         self.route
             .metrics

@@ -239,6 +239,7 @@ impl MuxSession {
             Piece::Pong => {}
             Piece::Close(code, reason) => {
                 self.client_done = true;
+                self.client_close_counted = true;
                 self.route.metrics.close("client", code);
                 self.log_close(Closer::Client, code, "client closed");
                 let echo = match code {
