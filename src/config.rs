@@ -118,6 +118,16 @@ pub enum RouteMode {
     Mux,
 }
 
+/// Where permessage-deflate (RFC 7692) is negotiated on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeflateMode {
+    /// Never: the client's offer is dropped.
+    Off,
+    /// End to end: the offer goes upstream, the answer comes back
+    /// checked, compressed payloads are relayed as they are.
+    Passthrough,
+}
+
 /// The admin listener's access rules (`[admin]`).
 #[derive(Clone, Default)]
 pub struct AdminAccess {
@@ -207,6 +217,8 @@ pub struct RouteConfig {
     /// never forwarded from the client, on any route.
     pub identity_headers: Arc<[String]>,
     pub mode: RouteMode,
+    /// permessage-deflate on this route.
+    pub deflate: DeflateMode,
     /// Fraction of sessions that get an access-log line (0.0: none).
     pub access_sample: f64,
 }

@@ -66,6 +66,8 @@ pub struct Metrics {
     /// 1 while a passthrough upstream accepts connect probes
     /// (`readiness.require_upstream`).
     pub upstream_reachable: IntGaugeVec,
+    /// permessage-deflate sessions by mode.
+    pub deflate_sessions: IntCounterVec,
     /// Mux mode families (`tidegate_mux_*`).
     pub mux: crate::mux::metrics::MuxFamilies,
 }
@@ -135,6 +137,7 @@ impl Metrics {
             draining: r.gauge(&families::DRAINING),
             config_reloads: r.counters(&families::CONFIG_RELOADS),
             upstream_reachable: r.gauges(&families::UPSTREAM_REACHABLE),
+            deflate_sessions: r.counters(&families::DEFLATE_SESSIONS),
             mux: crate::mux::metrics::MuxFamilies::new(&r.0),
             registry: r.0,
         })
@@ -165,6 +168,9 @@ impl Metrics {
             ping_timeout_client: self.ping_timeouts.with_label_values(&[route, "client"]),
             ping_timeout_upstream: self.ping_timeouts.with_label_values(&[route, "upstream"]),
             session: self.session_duration.with_label_values(&[route]),
+            deflate_passthrough: self
+                .deflate_sessions
+                .with_label_values(&[route, "passthrough"]),
             closes: self.closes.clone(),
             name: route.to_string(),
         })
@@ -195,6 +201,8 @@ pub struct RouteMetrics {
     pub ping_timeout_client: IntCounter,
     pub ping_timeout_upstream: IntCounter,
     pub session: Histogram,
+    /// Sessions with permessage-deflate negotiated end to end.
+    pub deflate_passthrough: IntCounter,
     /// Resolved at session end (once per session, not per message).
     closes: IntCounterVec,
 }

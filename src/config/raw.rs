@@ -354,6 +354,9 @@ pub struct RawRoute {
     /// Fraction of this route's sessions logged; unset follows
     /// `log.access.sample`.
     pub access_log_sample: Option<f64>,
+    /// permessage-deflate: `passthrough` (negotiated end to end; the
+    /// default of passthrough routes) or `off` (the default of mux routes).
+    pub permessage_deflate: Option<String>,
 }
 
 impl Default for RawRoute {
@@ -373,6 +376,7 @@ impl Default for RawRoute {
             mode: "passthrough".into(),
             access_log: None,
             access_log_sample: None,
+            permessage_deflate: None,
         }
     }
 }

@@ -140,3 +140,9 @@ pub(crate) const ADMIN_REFUSED: Family = Family {
     help: "Admin requests refused, by reason (host, token, simple_request).",
     labels: &["reason"],
 };
+
+pub(crate) const DEFLATE_SESSIONS: Family = Family {
+    name: "tidegate_deflate_sessions_total",
+    help: "Sessions that negotiated permessage-deflate, by mode (passthrough: end to end between client and upstream).",
+    labels: &["route", "mode"],
+};

@@ -4,6 +4,7 @@
 
 use super::{Connected, UpstreamError, MAX_RELAYED_BODY, MAX_RESPONSE_HEAD};
 use crate::config::EndpointConfig;
+use crate::deflate::params::{check_answer, Params};
 use crate::handshake::{accept_key, field, Rejection};
 use crate::io::Io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +26,13 @@ impl Head {
             .map(|(_, v)| v.trim())
     }
 
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     fn has_token(&self, name: &str, want: &str) -> bool {
         self.headers
             .iter()
@@ -41,7 +49,7 @@ pub(crate) async fn handshake(
     requested: (&EndpointConfig, &str),
     request: &[u8],
     key: &str,
-    offered: &[String],
+    (offered, deflate_offers): (&[String], &[Params]),
 ) -> Result<Connected, UpstreamError> {
     let lost = |_| UpstreamError::BadResponse("connection lost while sending the request");
     io.write_all(request).await.map_err(lost)?;
@@ -54,6 +62,8 @@ pub(crate) async fn handshake(
         return Err(refusal(io, head.status, url, &head.headers, body).await);
     }
     let protocol = check_switch(&head, key, offered)?;
+    let deflate = check_answer(head.all("sec-websocket-extensions"), deflate_offers)
+        .map_err(|e| UpstreamError::BadResponse(e.reason()))?;
     let leftover = head.buf.split_off(head.len);
     let headers: Vec<(String, String)> = head
         .headers
@@ -69,6 +79,7 @@ pub(crate) async fn handshake(
         io,
         leftover,
         protocol,
+        deflate,
         headers,
         endpoint: 0,
     })
@@ -118,8 +129,9 @@ async fn read_head(io: &mut Io) -> Result<Head, UpstreamError> {
     }
 }
 
-/// A 101 must switch to WebSocket with the right accept value, negotiate
-/// no extension and choose only an offered sub-protocol, which it returns.
+/// A 101 must switch to WebSocket with the right accept value and choose
+/// only an offered sub-protocol, which it returns (its extension answer is
+/// `deflate::check_answer`'s business).
 fn check_switch(
     head: &Head,
     key: &str,
@@ -130,14 +142,6 @@ fn check_switch(
     }
     if head.get("sec-websocket-accept") != Some(accept_key(key).as_str()) {
         return Err(UpstreamError::BadResponse("wrong Sec-WebSocket-Accept"));
-    }
-    if head
-        .get("sec-websocket-extensions")
-        .is_some_and(|v| !v.is_empty())
-    {
-        return Err(UpstreamError::BadResponse(
-            "extension negotiated that was not offered",
-        ));
     }
     let protocol = head
         .get("sec-websocket-protocol")

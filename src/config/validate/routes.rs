@@ -105,6 +105,7 @@ pub(super) fn routes(
             auth: settings.auth,
             identity_headers: Arc::clone(&identity_headers),
             mode: settings.mode,
+            deflate: deflate_mode(p, &key, r, settings.mode),
             access_sample: super::ops::route_access_sample(p, &key, r, config),
         }));
     }
@@ -178,5 +179,34 @@ fn route_settings(
         max_message_size,
         auth,
         mode,
+    }
+}
+
+/// `permessage_deflate`: end to end needs a byte relay, so mux routes
+/// have it off.
+fn deflate_mode(p: &mut Problems, key: &str, r: &RawRoute, mode: RouteMode) -> DeflateMode {
+    let default = match mode {
+        RouteMode::Passthrough => "passthrough",
+        RouteMode::Mux => "off",
+    };
+    match (r.permessage_deflate.as_deref().unwrap_or(default), mode) {
+        ("off", _) => DeflateMode::Off,
+        ("passthrough", RouteMode::Passthrough) => DeflateMode::Passthrough,
+        ("passthrough", RouteMode::Mux) => {
+            p.push(
+                format!("{key}.permessage_deflate"),
+                "\"passthrough\" needs mode = \"passthrough\" (mux carries messages, not compressed frames)",
+            );
+            DeflateMode::Off
+        }
+        (other, _) => {
+            p.push(
+                format!("{key}.permessage_deflate"),
+                format!(
+                    "{other:?} is not a permessage_deflate mode: use \"passthrough\" or \"off\""
+                ),
+            );
+            DeflateMode::Off
+        }
     }
 }

@@ -60,7 +60,8 @@ async fn connect_passthrough(
 ) -> Result<Target, Rejection> {
     let upstream = &rt.upstream;
     let build = |ep: &_| request.to_http(upgrade, &upstream.config, ep);
-    let (key, offered) = (&upgrade.key, &upgrade.protocols);
+    let key = &upgrade.key;
+    let offered = (&upgrade.protocols[..], &request.deflate_offers[..]);
     match upstream.connect(key, offered, &request.path, build).await {
         Ok(c) => Ok(Target::Passthrough(c)),
         Err(e) => {
@@ -116,7 +117,8 @@ pub(super) async fn switch(
     let shutdown = &cx.gw.shutdown;
     match target {
         Target::Passthrough(up) => {
-            let response = switching_protocols(&accept, up.protocol.as_deref(), &up.headers);
+            let chosen = (up.protocol.as_deref(), up.deflate.as_ref());
+            let response = switching_protocols(&accept, chosen, &up.headers);
             if !send_101(&mut io, &response, limit).await {
                 return;
             }
@@ -127,11 +129,14 @@ pub(super) async fn switch(
                 subject(&a),
                 &rt.upstream.config.endpoints[up.endpoint].url,
             );
+            if up.deflate.is_some() {
+                rt.metrics.deflate_passthrough.inc();
+            }
             let session = Session::new(
-                io,
-                up.io,
+                (io, up.io),
                 &a.from_client,
                 &up.leftover,
+                up.deflate.is_some(),
                 Arc::clone(&rt.settings),
                 Arc::clone(&rt.metrics),
             )
@@ -146,8 +151,11 @@ pub(super) async fn switch(
             stored,
         } => {
             let accepted = &opened.accept;
-            let response =
-                switching_protocols(&accept, accepted.protocol.as_deref(), &accepted.headers);
+            let response = switching_protocols(
+                &accept,
+                (accepted.protocol.as_deref(), None),
+                &accepted.headers,
+            );
             if !send_101(&mut io, &response, limit).await {
                 let gone = Close::new(1006, "client gone before the 101");
                 opened
