@@ -17,7 +17,7 @@ function python() {
 }
 
 /**
- * @param {{tls?: boolean, upstream?: 'echo'|'python', allowOrigins?: string[]}} opts
+ * @param {{tls?: boolean, upstream?: 'echo'|'python'|'python-deflate', allowOrigins?: string[]}} opts
  * @returns {Promise<{url: string, gateway: string, upstream: string, ca?: Buffer, stop: () => Promise<void>}>}
  */
 export async function startHarness(opts = {}) {

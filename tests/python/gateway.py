@@ -13,7 +13,7 @@ Every process started here:
 
 CLI:
   python gateway.py make-certs DIR
-  python gateway.py harness [--tls] [--upstream echo|python] [--allow-origin O]...
+  python gateway.py harness [--tls] [--upstream echo|python|python-deflate] [--allow-origin O]...
       prints one JSON line with the addresses, runs until stdin closes or
       SIGTERM/SIGINT, then stops everything.
 """
@@ -467,7 +467,9 @@ class PyUpstream:
     """`websockets.serve` echo with magic messages, on 127.0.0.1:0, in a
     background thread. Use as a context manager or start()/stop()."""
 
-    def __init__(self) -> None:
+    def __init__(self, compression: str | None = None) -> None:
+        # None: declines permessage-deflate; "deflate": accepts it.
+        self.compression = compression
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
         self.port: int | None = None
@@ -505,7 +507,9 @@ class PyUpstream:
 
         self._stop = asyncio.Event()
         # max_size=None: limits are the gateway's business in these tests.
-        async with serve(_pyupstream_handler, "127.0.0.1", 0, max_size=None, compression=None) as server:
+        async with serve(
+            _pyupstream_handler, "127.0.0.1", 0, max_size=None, compression=self.compression
+        ) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             await self._stop.wait()
@@ -535,8 +539,8 @@ def _harness(args: argparse.Namespace) -> int:
 
     with Stack() as stack:
         info: dict = {"dir": str(stack.dir)}
-        if args.upstream == "python":
-            up = PyUpstream().start()
+        if args.upstream in ("python", "python-deflate"):
+            up = PyUpstream("deflate" if args.upstream == "python-deflate" else None).start()
             stack.on_close(up.stop)
             upstream = up.url
         else:
@@ -577,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     mc.add_argument("dir")
     h = sub.add_parser("harness", help="upstream + gateway; prints a JSON line with addresses")
     h.add_argument("--tls", action="store_true")
-    h.add_argument("--upstream", choices=["echo", "python"], default="echo", help=MAGIC_HELP)
+    h.add_argument("--upstream", choices=["echo", "python", "python-deflate"], default="echo", help=MAGIC_HELP)
     h.add_argument("--allow-origin", action="append", default=[])
     args = ap.parse_args(argv)
     if args.cmd == "make-certs":
