@@ -119,13 +119,16 @@ pub enum RouteMode {
 }
 
 /// Where permessage-deflate (RFC 7692) is negotiated on a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeflateMode {
     /// Never: the client's offer is dropped.
     Off,
     /// End to end: the offer goes upstream, the answer comes back
     /// checked, compressed payloads are relayed as they are.
     Passthrough,
+    /// At the edge: the gateway answers the client and compresses;
+    /// the upstream leg is uncompressed.
+    Edge(Arc<crate::deflate::EdgeConfig>),
 }
 
 /// The admin listener's access rules (`[admin]`).
@@ -164,6 +167,8 @@ pub struct Limits {
     pub max_frame_size: u64,
     pub max_message_size: u64,
     pub close_timeout: Duration,
+    /// Compression memory of all edge permessage-deflate sessions together.
+    pub deflate_memory: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -16,7 +16,16 @@
 //! every payload would be unmasked into a copy: both break the relay's
 //! promises (~2 KB per idle session, no copy). The upstream is the real
 //! endpoint and bounds what it inflates itself.
+//!
+//! Edge routes (`permessage_deflate = "edge"`) terminate the extension at
+//! the gateway instead: `edge` picks the answer and holds the memory
+//! budget, `codec` the zlib streams, `session` the frame-decoding relay
+//! those sessions run (separate from the zero-copy one).
 
+pub mod codec;
+pub mod edge;
 pub mod params;
+pub mod session;
 
+pub use edge::{Budget, EdgeConfig};
 pub use params::{check_answer, forwardable_offer, AnswerError, Params, WindowBits};

@@ -261,3 +261,145 @@ async fn misplaced_reserved_bits_close_with_1002() {
         assert_eq!(expect_raw_close(&mut ws).await, 1002, "frames {frames:?}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Edge compression: the gateway answers the client and the upstream is
+// plain (the crate's echo, which speaks no extension).
+
+/// A gateway binary compressing at the edge in front of the crate's echo;
+/// `max_message` bounds the route's messages.
+async fn edge_gateway(
+    max_message: u64,
+) -> (
+    GatewayProc,
+    ConfigFile,
+    mpsc::UnboundedReceiver<SeenRequest>,
+) {
+    let (up, seen) = raw_upstream(Behaviour::EchoFrames).await;
+    let mut raw = raw_config(&[ws_url(up)]);
+    raw.routes[0].permessage_deflate = Some("edge".into());
+    raw.routes[0].max_message_size = Some(max_message);
+    let file = ConfigFile::new(&raw);
+    (GatewayProc::start(&file).await, file, seen)
+}
+
+/// Inflate a whole compressed message as a client would.
+fn inflate(inf: &mut tidegate::deflate::codec::Inflater, wire: &[u8]) -> Vec<u8> {
+    use tidegate::deflate::codec::TAIL;
+    let mut all = Vec::new();
+    for input in [wire, &TAIL[..]] {
+        let mut at = 0;
+        loop {
+            let mut out = Vec::with_capacity(64 * 1024);
+            at += inf
+                .step(&input[at..], &mut out)
+                .expect("valid deflate data");
+            let full = out.len() == out.capacity();
+            all.extend_from_slice(&out);
+            if at == input.len() && !full {
+                break;
+            }
+        }
+    }
+    inf.end_message();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_compression_echoes_through_a_plain_upstream() {
+    use tidegate::deflate::codec::{Deflater, Inflater};
+    let (gw, _file, mut seen) = edge_gateway(1 << 20).await;
+    let (resp, ws) = upgrade(gw.addr, Some(OFFER)).await;
+    assert_eq!(resp.status, 101, "{}", gw.log());
+    assert_eq!(
+        resp.header("sec-websocket-extensions"),
+        Some("permessage-deflate")
+    );
+    let request = within("request upstream", seen.recv()).await.expect("seen");
+    assert_eq!(
+        request.header("sec-websocket-extensions"),
+        None,
+        "upstream is plain"
+    );
+    let mut ws = ws.expect("upgraded");
+    // Context takeover both ways, 15-bit windows (the defaults).
+    let (mut def, mut inf) = (Deflater::new(6, 15, true), Inflater::new(15, true));
+    let text = r#"{"type":"update","room":"general","text":"hello through the edge"}"#;
+    for _ in 0..3 {
+        write_raw(&mut ws, 0xC1, &def.piece(text.as_bytes(), true), true).await;
+        let (b0, wire) = within("echo", read_raw(&mut ws)).await.expect("a frame");
+        assert_eq!(b0, 0xC1, "compressed text, FIN");
+        assert_eq!(inflate(&mut inf, &wire), text.as_bytes());
+    }
+    // A message the client did not compress, in two fragments, 100 KiB.
+    let big: Vec<u8> = (0..100 * 1024).map(|i| (i % 7) as u8).collect();
+    write_raw(&mut ws, 0x02, &big[..50 * 1024], true).await;
+    write_raw(&mut ws, 0x80, &big[50 * 1024..], true).await;
+    let mut got = Vec::new();
+    let mut first = true;
+    loop {
+        let (b0, wire) = within("echo", read_raw(&mut ws)).await.expect("a frame");
+        if first {
+            assert_eq!(b0 & 0x7f, 0x42, "compressed binary");
+        }
+        first = false;
+        got.extend_from_slice(&wire);
+        if b0 & 0x80 != 0 {
+            break;
+        }
+    }
+    assert!(
+        got.len() < big.len() / 10,
+        "{} bytes on the wire",
+        got.len()
+    );
+    assert_eq!(inflate(&mut inf, &got), big);
+    // Below min_size (32 bytes): sent uncompressed.
+    write_raw(&mut ws, 0x81, b"tiny", true).await;
+    assert_eq!(read_raw(&mut ws).await, Some((0x81, b"tiny".to_vec())));
+    write_raw(&mut ws, 0x88, &1000u16.to_be_bytes(), true).await;
+    assert_eq!(expect_raw_close(&mut ws).await, 1000);
+
+    let m = scrape(gw.admin).await;
+    let edge = [("route", "r"), ("mode", "edge")];
+    assert_eq!(m.get("tidegate_deflate_sessions_total", &edge), Some(1.0));
+    let plain_u2c = m.sum(
+        "tidegate_deflate_bytes_total",
+        &[("direction", "upstream_to_client"), ("stage", "plain")],
+    );
+    assert!(
+        plain_u2c >= (big.len() + 3 * text.len()) as f64,
+        "{plain_u2c}"
+    );
+}
+
+/// The gateway's resident memory (kB), from /proc.
+fn vm_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zip_bomb_closes_with_1009_within_the_limit() {
+    use tidegate::deflate::codec::Deflater;
+    const LIMIT: u64 = 16 << 20;
+    let (gw, _file, _seen) = edge_gateway(LIMIT).await;
+    // ~100 KiB of deflate data that inflates to 100 MiB of zeros.
+    let bomb = Deflater::new(9, 15, false).piece(&vec![0u8; 100 << 20], true);
+    assert!(bomb.len() < 110 * 1024, "{} bytes", bomb.len());
+    let (resp, ws) = upgrade(gw.addr, Some(OFFER)).await;
+    assert_eq!(resp.status, 101);
+    let mut ws = ws.expect("upgraded");
+    let before = vm_rss_kb(gw.proc.pid);
+    write_raw(&mut ws, 0xC2, &bomb, true).await;
+    assert_eq!(expect_raw_close(&mut ws).await, 1009);
+    let grown = vm_rss_kb(gw.proc.pid).saturating_sub(before);
+    assert!(
+        grown * 1024 < LIMIT,
+        "RSS grew by {grown} kB for a message limit of {LIMIT} bytes"
+    );
+}

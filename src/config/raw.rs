@@ -236,6 +236,9 @@ pub struct RawLimits {
     pub handshake_rate_per_ip: u64,
     /// Connections one address may open in a burst above the rate.
     pub handshake_burst_per_ip: u64,
+    /// Compression memory all edge permessage-deflate sessions may reserve
+    /// together (bytes); over it new sessions run uncompressed.
+    pub deflate_memory: u64,
 }
 
 impl Default for RawLimits {
@@ -252,6 +255,7 @@ impl Default for RawLimits {
             max_connections_per_ip: 0,
             handshake_rate_per_ip: 0,
             handshake_burst_per_ip: 100,
+            deflate_memory: 256 << 20,
         }
     }
 }
@@ -355,8 +359,38 @@ pub struct RawRoute {
     /// `log.access.sample`.
     pub access_log_sample: Option<f64>,
     /// permessage-deflate: `passthrough` (negotiated end to end; the
-    /// default of passthrough routes) or `off` (the default of mux routes).
+    /// default of passthrough routes), `edge` (the gateway compresses) or
+    /// `off` (the default of mux routes).
     pub permessage_deflate: Option<String>,
+    /// Edge compression levers (`permessage_deflate = "edge"`).
+    pub deflate: RawDeflate,
+}
+
+/// `routes[].deflate`: the RFC 7692 levers of edge compression.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDeflate {
+    pub server_no_context_takeover: bool,
+    pub client_no_context_takeover: bool,
+    pub server_max_window_bits: u8,
+    pub client_max_window_bits: u8,
+    /// zlib level 0-9.
+    pub level: u32,
+    /// Upstream messages shorter than this (bytes) go uncompressed.
+    pub min_size: u64,
+}
+
+impl Default for RawDeflate {
+    fn default() -> Self {
+        Self {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            level: 6,
+            min_size: 32,
+        }
+    }
 }
 
 impl Default for RawRoute {
@@ -377,6 +411,7 @@ impl Default for RawRoute {
             access_log: None,
             access_log_sample: None,
             permessage_deflate: None,
+            deflate: RawDeflate::default(),
         }
     }
 }

@@ -97,11 +97,12 @@ impl UpstreamRequest {
             path: rewritten_path(upgrade),
             query: query_without_credential(head, identity),
             headers: forwarded_headers(head, upgrade, upstream, client, identity),
-            deflate_offers: match upgrade.route.deflate {
+            deflate_offers: match &upgrade.route.deflate {
                 DeflateMode::Passthrough => {
                     params::client_offers(head.all("sec-websocket-extensions"))
                 }
-                DeflateMode::Off => Vec::new(),
+                // Edge: the gateway answers the client; upstream is plain.
+                DeflateMode::Off | DeflateMode::Edge(_) => Vec::new(),
             },
         }
     }
