@@ -84,6 +84,7 @@ window.echoSizes = (url, sizes) => new Promise((resolve) => {
 
 let harness;
 let deflateHarness;
+let edgeHarness;
 let http;
 let context;
 let profile;
@@ -111,6 +112,14 @@ before(async () => {
     upstream: 'python-deflate',
     allowOrigins: [`http://127.0.0.1:${httpPort}`],
   });
+  // Edge compression: the gateway answers the browser and compresses
+  // itself; the upstream (which declines the extension) sees plain frames.
+  edgeHarness = await startHarness({
+    tls: true,
+    upstream: 'python',
+    deflate: 'edge',
+    allowOrigins: [`http://127.0.0.1:${httpPort}`],
+  });
   profile = mkdtempSync(join(tmpdir(), 'tidegate-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -130,6 +139,7 @@ after(async () => {
   await context?.close().catch(() => {});
   await harness?.stop();
   await deflateHarness?.stop();
+  await edgeHarness?.stop();
   await new Promise((resolve) => (http ? http.close(resolve) : resolve()));
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
@@ -164,18 +174,20 @@ test('page at a disallowed Origin cannot connect', async () => {
   assert.equal(r.wasClean, false);
 });
 
-test('permessage-deflate is negotiated end to end and messages of 1 B to 1 MiB echo', async () => {
-  const page = await context.newPage();
-  try {
-    await page.goto(`http://127.0.0.1:${httpPort}/`, { timeout: 30_000 });
-    const sizes = [1, 125, 126, 1000, 65_535, 65_536, 300_000, 1 << 20];
-    const r = await page.evaluate(([url, s]) => window.echoSizes(url, s), [deflateHarness.url, sizes]);
-    assert.ok(!r.timeout, `timed out: ${JSON.stringify(r)}\n${deflateHarness.stderr()}`);
-    assert.match(r.extensions, /^permessage-deflate/, JSON.stringify(r));
-    assert.deepEqual(r.mismatches, []);
-    assert.equal(r.count, 2 * sizes.length);
-    assert.equal(r.code, 1000);
-  } finally {
-    await page.close();
-  }
-});
+for (const [mode, h] of [['end to end', () => deflateHarness], ['at the edge', () => edgeHarness]]) {
+  test(`permessage-deflate is negotiated ${mode} and messages of 1 B to 1 MiB echo`, async () => {
+    const page = await context.newPage();
+    try {
+      await page.goto(`http://127.0.0.1:${httpPort}/`, { timeout: 30_000 });
+      const sizes = [1, 125, 126, 1000, 65_535, 65_536, 300_000, 1 << 20];
+      const r = await page.evaluate(([url, s]) => window.echoSizes(url, s), [h().url, sizes]);
+      assert.ok(!r.timeout, `timed out: ${JSON.stringify(r)}\n${h().stderr()}`);
+      assert.match(r.extensions, /^permessage-deflate/, JSON.stringify(r));
+      assert.deepEqual(r.mismatches, []);
+      assert.equal(r.count, 2 * sizes.length);
+      assert.equal(r.code, 1000);
+    } finally {
+      await page.close();
+    }
+  });
+}

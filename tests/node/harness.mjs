@@ -17,13 +17,14 @@ function python() {
 }
 
 /**
- * @param {{tls?: boolean, upstream?: 'echo'|'python'|'python-deflate', allowOrigins?: string[]}} opts
+ * @param {{tls?: boolean, upstream?: 'echo'|'python'|'python-deflate', allowOrigins?: string[], deflate?: 'passthrough'|'edge'|'off'}} opts
  * @returns {Promise<{url: string, gateway: string, upstream: string, ca?: Buffer, stop: () => Promise<void>}>}
  */
 export async function startHarness(opts = {}) {
   const args = [join(REPO, 'tests', 'python', 'gateway.py'), 'harness', '--upstream', opts.upstream ?? 'echo'];
   if (opts.tls) args.push('--tls');
   for (const o of opts.allowOrigins ?? []) args.push('--allow-origin', o);
+  if (opts.deflate) args.push('--deflate', opts.deflate);
   const child = spawn(python(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });

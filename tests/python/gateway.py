@@ -238,8 +238,10 @@ class Stack:
         admin: bool = False,
         workers: int | None = None,
         extra: list[str] = (),
+        deflate: str | None = None,
     ) -> Gateway:
-        """Start `tidegate proxy` in front of `upstream` (ws://host:port)."""
+        """Start `tidegate proxy` in front of `upstream` (ws://host:port);
+        `deflate`: its --permessage-deflate mode."""
         argv = [tidegate_bin(), "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream]
         if tls:
             argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
@@ -247,6 +249,8 @@ class Stack:
             argv += ["--allow-origin", o]
         if admin:
             argv += ["--admin", "127.0.0.1:0"]
+        if deflate:
+            argv += ["--permessage-deflate", deflate]
         if workers:
             argv += ["--workers", str(workers)]
         argv += list(extra)
@@ -551,7 +555,7 @@ def _harness(args: argparse.Namespace) -> int:
             certs = make_certs(stack.dir / "certs")
             tls = (certs.cert, certs.key)
             info["ca"] = str(certs.ca)
-        gw = stack.proxy(upstream, tls=tls, allow_origins=args.allow_origin)
+        gw = stack.proxy(upstream, tls=tls, allow_origins=args.allow_origin, deflate=args.deflate)
         info["gateway"] = gw.addr
         info["url"] = gw.url()
         print(json.dumps(info), flush=True)
@@ -582,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("harness", help="upstream + gateway; prints a JSON line with addresses")
     h.add_argument("--tls", action="store_true")
     h.add_argument("--upstream", choices=["echo", "python", "python-deflate"], default="echo", help=MAGIC_HELP)
+    h.add_argument("--deflate", choices=["passthrough", "edge", "off"], help="the gateway's --permessage-deflate")
     h.add_argument("--allow-origin", action="append", default=[])
     args = ap.parse_args(argv)
     if args.cmd == "make-certs":
