@@ -266,8 +266,9 @@ async fn misplaced_reserved_bits_close_with_1002() {
 // Edge compression: the gateway answers the client and the upstream is
 // plain (the crate's echo, which speaks no extension).
 
-/// A gateway binary compressing at the edge in front of the crate's echo;
-/// `max_message` bounds the route's messages.
+/// A gateway binary compressing at the edge in front of a plain echo;
+/// `max_message` bounds the route's messages; upstream messages under 32
+/// bytes go uncompressed.
 async fn edge_gateway(
     max_message: u64,
 ) -> (
@@ -279,6 +280,7 @@ async fn edge_gateway(
     let mut raw = raw_config(&[ws_url(up)]);
     raw.routes[0].permessage_deflate = Some("edge".into());
     raw.routes[0].max_message_size = Some(max_message);
+    raw.routes[0].deflate.min_size = 32;
     let file = ConfigFile::new(&raw);
     (GatewayProc::start(&file).await, file, seen)
 }

@@ -388,7 +388,7 @@ impl Default for RawDeflate {
             server_max_window_bits: 15,
             client_max_window_bits: 15,
             level: 6,
-            min_size: 32,
+            min_size: 0,
         }
     }
 }
