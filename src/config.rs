@@ -137,6 +137,19 @@ pub enum RouteMode {
     Mux,
 }
 
+/// Where permessage-deflate (RFC 7692) is negotiated on a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeflateMode {
+    /// Never: the client's offer is dropped.
+    Off,
+    /// End to end: the offer goes upstream, the answer comes back
+    /// checked, compressed payloads are relayed as they are.
+    Passthrough,
+    /// At the edge: the gateway answers the client and compresses;
+    /// the upstream leg is uncompressed.
+    Edge(Arc<crate::deflate::EdgeConfig>),
+}
+
 /// The admin listener's access rules (`[admin]`).
 #[derive(Clone, Default)]
 pub struct AdminAccess {
@@ -173,6 +186,8 @@ pub struct Limits {
     pub max_frame_size: u64,
     pub max_message_size: u64,
     pub close_timeout: Duration,
+    /// Compression memory of all edge permessage-deflate sessions together.
+    pub deflate_memory: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +241,8 @@ pub struct RouteConfig {
     /// never forwarded from the client, on any route.
     pub identity_headers: Arc<[String]>,
     pub mode: RouteMode,
+    /// permessage-deflate on this route.
+    pub deflate: DeflateMode,
     /// Fraction of sessions that get an access-log line (0.0: none).
     pub access_sample: f64,
     /// `None`: plain HTTP is refused on this route (426/405).

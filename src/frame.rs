@@ -117,15 +117,22 @@ pub fn parse_header(buf: &[u8]) -> Option<Result<Header, Violation>> {
     }))
 }
 
+/// RSV1 of a header's first byte: "compressed" under permessage-deflate.
+pub const RSV1: u8 = 0x40;
+
 /// Check a header against RFC 6455 §5.1–5.5: `expect_masked` for frames
-/// from a client, `in_message` while a fragmented data message is open.
+/// from a client, `in_message` while a fragmented data message is open,
+/// `compressed` when permessage-deflate is negotiated on the session (RSV1
+/// is then allowed on the first frame of a data message, RFC 7692 §6).
 /// Returns the opcode; sizes are [`Limits::check`]'s business.
 pub fn check_header(
     h: &Header,
     expect_masked: bool,
     in_message: bool,
+    compressed: bool,
 ) -> Result<Opcode, Violation> {
-    if h.rsv != 0 {
+    let rsv_ok = if compressed { RSV1 } else { 0 };
+    if h.rsv & !rsv_ok != 0 {
         // No extension that would give them a meaning is negotiated.
         return Err(Violation::ReservedBits);
     }
@@ -137,6 +144,10 @@ pub fn check_header(
         });
     }
     let op = Opcode::from_bits(h.opcode).ok_or(Violation::ReservedOpcode)?;
+    if h.rsv & RSV1 != 0 && (op.is_control() || op == Opcode::Continuation) {
+        // RFC 7692 §6.1: only a message's first frame says "compressed".
+        return Err(Violation::MisplacedCompressedBit);
+    }
     match op {
         Opcode::Continuation if !in_message => Err(Violation::ContinuationWithoutMessage),
         Opcode::Text | Opcode::Binary if in_message => Err(Violation::MessageInsideMessage),

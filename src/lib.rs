@@ -7,7 +7,7 @@
 //! credentials → `Identity`) → dispatch to either `upstream` + `relay`
 //! (passthrough: one upstream WebSocket per client, frames relayed as
 //! bytes) or `mux` (sessions over pooled application connections,
-//! `tidegate.mux.v1`). `frame` owns the RFC 6455 frame rules both apply
+//! `tidegate.mux.v1`). `deflate` owns permessage-deflate negotiation. `frame` owns the RFC 6455 frame rules both apply
 //! (opcodes, header parsing and encoding, violations and their close
 //! codes). `shutdown` owns the drain; `fds` sizes the connection cap to the
 //! open-file limit; `config` is loaded and
@@ -21,6 +21,7 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod deflate;
 pub mod echo;
 pub mod fds;
 pub mod frame;

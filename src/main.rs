@@ -87,6 +87,9 @@ enum Command {
         /// Admin listener (/metrics, /healthz, /readyz); off unless given.
         #[arg(long)]
         admin: Option<SocketAddr>,
+        /// permessage-deflate: passthrough (default), edge or off.
+        #[arg(long, value_name = "MODE")]
+        permessage_deflate: Option<String>,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -172,9 +175,14 @@ fn main() -> ExitCode {
             tls_key,
             allow_origin,
             admin,
+            permessage_deflate,
             runtime,
         } => {
-            let raw = proxy_config(listen, upstream, tls_cert.zip(tls_key), allow_origin, admin);
+            let mut raw =
+                proxy_config(listen, upstream, tls_cert.zip(tls_key), allow_origin, admin);
+            for route in &mut raw.routes {
+                route.permessage_deflate.clone_from(&permessage_deflate);
+            }
             match Config::from_raw(raw) {
                 Ok(c) => {
                     if let Some(line) = path_mapping(&c) {

@@ -69,6 +69,12 @@ pub struct Metrics {
     /// 1 while a passthrough upstream accepts connect probes
     /// (`readiness.require_upstream`).
     pub upstream_reachable: IntGaugeVec,
+    /// permessage-deflate sessions by mode.
+    pub deflate_sessions: IntCounterVec,
+    /// Edge compression bytes before and after, per direction.
+    pub deflate_bytes: IntCounterVec,
+    /// Edge offers declined for want of compression memory.
+    pub deflate_declined: IntCounterVec,
     /// Mux mode families (`tidegate_mux_*`).
     pub mux: crate::mux::metrics::MuxFamilies,
     /// Plain HTTP families (`tidegate_http_*`).
@@ -140,6 +146,9 @@ impl Metrics {
             draining: r.gauge(&families::DRAINING),
             config_reloads: r.counters(&families::CONFIG_RELOADS),
             upstream_reachable: r.gauges(&families::UPSTREAM_REACHABLE),
+            deflate_sessions: r.counters(&families::DEFLATE_SESSIONS),
+            deflate_bytes: r.counters(&families::DEFLATE_BYTES),
+            deflate_declined: r.counters(&families::DEFLATE_DECLINED),
             mux: crate::mux::metrics::MuxFamilies::new(&r.0),
             http: HttpFamilies::new(&r),
             registry: r.0,
@@ -171,6 +180,18 @@ impl Metrics {
             ping_timeout_client: self.ping_timeouts.with_label_values(&[route, "client"]),
             ping_timeout_upstream: self.ping_timeouts.with_label_values(&[route, "upstream"]),
             session: self.session_duration.with_label_values(&[route]),
+            deflate_passthrough: self
+                .deflate_sessions
+                .with_label_values(&[route, "passthrough"]),
+            deflate_edge: self.deflate_sessions.with_label_values(&[route, "edge"]),
+            deflate_declined: self.deflate_declined.with_label_values(&[route]),
+            deflate_edge_bytes: [
+                ("client_to_upstream", "compressed"),
+                ("client_to_upstream", "plain"),
+                ("upstream_to_client", "plain"),
+                ("upstream_to_client", "compressed"),
+            ]
+            .map(|(d, s)| self.deflate_bytes.with_label_values(&[route, d, s])),
             closes: self.closes.clone(),
             name: route.to_string(),
         })
@@ -201,6 +222,15 @@ pub struct RouteMetrics {
     pub ping_timeout_client: IntCounter,
     pub ping_timeout_upstream: IntCounter,
     pub session: Histogram,
+    /// Sessions with permessage-deflate negotiated end to end.
+    pub deflate_passthrough: IntCounter,
+    /// Sessions with permessage-deflate terminated at the gateway.
+    pub deflate_edge: IntCounter,
+    /// Edge offers declined: `limits.deflate_memory` spent.
+    pub deflate_declined: IntCounter,
+    /// Edge bytes: client→upstream compressed, plain; upstream→client
+    /// plain, compressed.
+    pub deflate_edge_bytes: [IntCounter; 4],
     /// Resolved at session end (once per session, not per message).
     closes: IntCounterVec,
 }

@@ -105,12 +105,14 @@ pub struct Session {
 
 impl Session {
     /// `from_client` / `from_upstream`: bytes that arrived behind the
-    /// handshakes and must be relayed first.
+    /// handshakes and must be relayed first. `compressed`: permessage-deflate
+    /// was negotiated end to end (RSV1 passes on data messages' first
+    /// frames; payloads stay as they are).
     pub fn new(
-        client: Io,
-        upstream: Io,
+        (client, upstream): (Io, Io),
         from_client: &[u8],
         from_upstream: &[u8],
+        compressed: bool,
         settings: Arc<Settings>,
         metrics: Arc<RouteMetrics>,
     ) -> Session {
@@ -133,6 +135,8 @@ impl Session {
             reason: "closed",
             access: None,
         };
+        s.client.scanner.allow_compressed(compressed);
+        s.upstream.scanner.allow_compressed(compressed);
         s.preload(Side::Client, from_client, now);
         s.preload(Side::Upstream, from_upstream, now);
         s

@@ -164,6 +164,9 @@ pub struct Gateway {
     reload_lock: tokio::sync::Mutex<()>,
     /// Mux pools by upstream name; fixed at start-up.
     pub pools: HashMap<String, Arc<Pool>>,
+    /// Compression memory of edge permessage-deflate sessions
+    /// (`limits.deflate_memory`; fixed at start-up).
+    pub deflate_budget: Arc<crate::deflate::Budget>,
 }
 
 impl Gateway {
@@ -172,6 +175,7 @@ impl Gateway {
         let cap = crate::fds::connection_cap(&config).connections;
         metrics.connection_limit.set(cap as i64);
         Arc::new(Gateway {
+            deflate_budget: crate::deflate::Budget::new(config.limits.deflate_memory),
             permits: Arc::new(Semaphore::new(cap)),
             client_limits: limits::ClientLimits::new(&config.limits),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),

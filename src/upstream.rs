@@ -81,6 +81,8 @@ pub struct Connected {
     pub leftover: Vec<u8>,
     /// The sub-protocol the upstream chose.
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters the upstream accepted.
+    pub deflate: Option<crate::deflate::Params>,
     /// End-to-end headers of the upstream's 101, for the client.
     pub headers: Vec<(String, String)>,
     /// Index in the upstream's `endpoints` of the one that answered.
@@ -135,7 +137,7 @@ impl Upstream {
     pub async fn connect(
         &self,
         key: &str,
-        offered: &[String],
+        offered: (&[String], &[crate::deflate::Params]),
         path: &str,
         build: impl Fn(&EndpointConfig) -> Vec<u8>,
     ) -> Result<Connected, UpstreamError> {

@@ -11,6 +11,7 @@ mod support;
 mod auth;
 mod auth_trust;
 mod cli;
+mod deflate;
 mod handshake;
 mod help;
 mod http;

@@ -271,6 +271,9 @@ pub struct RawLimits {
     pub handshake_rate_per_ip: u64,
     /// Connections one address may open in a burst above the rate.
     pub handshake_burst_per_ip: u64,
+    /// Compression memory all edge permessage-deflate sessions may reserve
+    /// together (bytes); over it new sessions run uncompressed.
+    pub deflate_memory: u64,
 }
 
 impl Default for RawLimits {
@@ -287,6 +290,7 @@ impl Default for RawLimits {
             max_connections_per_ip: 0,
             handshake_rate_per_ip: 0,
             handshake_burst_per_ip: 100,
+            deflate_memory: 256 << 20,
         }
     }
 }
@@ -397,6 +401,39 @@ pub struct RawRoute {
     pub http_idle_timeout: Option<String>,
     /// Per-route override of `http.max_body_bytes`.
     pub max_body_bytes: Option<u64>,
+    /// permessage-deflate: `passthrough` (negotiated end to end; the
+    /// default of passthrough routes), `edge` (the gateway compresses) or
+    /// `off` (the default of mux routes).
+    pub permessage_deflate: Option<String>,
+    /// Edge compression levers (`permessage_deflate = "edge"`).
+    pub deflate: RawDeflate,
+}
+
+/// `routes[].deflate`: the RFC 7692 levers of edge compression.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDeflate {
+    pub server_no_context_takeover: bool,
+    pub client_no_context_takeover: bool,
+    pub server_max_window_bits: u8,
+    pub client_max_window_bits: u8,
+    /// zlib level 0-9.
+    pub level: u32,
+    /// Upstream messages shorter than this (bytes) go uncompressed.
+    pub min_size: u64,
+}
+
+impl Default for RawDeflate {
+    fn default() -> Self {
+        Self {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            level: 6,
+            min_size: 0,
+        }
+    }
 }
 
 impl Default for RawRoute {
@@ -420,6 +457,8 @@ impl Default for RawRoute {
             http_request_timeout: None,
             http_idle_timeout: None,
             max_body_bytes: None,
+            permessage_deflate: None,
+            deflate: RawDeflate::default(),
         }
     }
 }

@@ -58,6 +58,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_frame_size: nonzero(&mut p, "limits.max_frame_size", l.max_frame_size),
         max_message_size: nonzero(&mut p, "limits.max_message_size", l.max_message_size),
         close_timeout: duration(&mut p, "limits.close_timeout", &l.close_timeout, false),
+        deflate_memory: l.deflate_memory,
     };
     if l.max_header_bytes > 0 && l.max_header_bytes < 256 {
         p.push("limits.max_header_bytes", "must be at least 256");

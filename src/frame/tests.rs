@@ -103,11 +103,28 @@ fn header_rules_and_their_reasons() {
     for &(first, len, masked, expect_masked, in_message, want) in cases {
         let h = header(first, len, masked.then_some(KEY));
         assert_eq!(
-            check_header(&h, expect_masked, in_message),
+            check_header(&h, expect_masked, in_message, false),
             want,
             "{first:#x} len {len}"
         );
     }
+}
+
+#[test]
+fn compressed_sessions_allow_rsv1_on_a_first_data_frame_only() {
+    use Violation::*;
+    let check = |first: u8, in_message: bool| {
+        let h = header(first, 5, Some(KEY));
+        check_header(&h, true, in_message, true)
+    };
+    assert_eq!(check(0xC1, false), Ok(Opcode::Text));
+    assert_eq!(check(0x42, false), Ok(Opcode::Binary));
+    assert_eq!(check(0xC0, true), Err(MisplacedCompressedBit));
+    assert_eq!(check(0xC9, false), Err(MisplacedCompressedBit));
+    assert_eq!(check(0xC8, true), Err(MisplacedCompressedBit));
+    assert_eq!(check(0xA1, false), Err(ReservedBits));
+    assert_eq!(check(0x91, false), Err(ReservedBits));
+    assert_eq!(MisplacedCompressedBit.close_code(), 1002);
 }
 
 #[test]

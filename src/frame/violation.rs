@@ -10,6 +10,9 @@
 pub enum Violation {
     /// RSV1–3 set, with no extension negotiated that defines them.
     ReservedBits,
+    /// RSV1 on a control or continuation frame of a session with
+    /// permessage-deflate (RFC 7692 §6.1).
+    MisplacedCompressedBit,
     /// A client frame without a mask (§5.1).
     ClientUnmasked,
     /// A server frame with a mask (§5.1).
@@ -53,6 +56,7 @@ impl Violation {
     pub fn reason(self) -> &'static str {
         match self {
             Violation::ReservedBits => "reserved bits set",
+            Violation::MisplacedCompressedBit => "RSV1 on a control or continuation frame",
             Violation::ClientUnmasked => "client frame not masked",
             Violation::ServerMasked => "server frame masked",
             Violation::ReservedOpcode => "reserved opcode",
@@ -73,6 +77,7 @@ impl Violation {
     pub fn label(self) -> &'static str {
         match self {
             Violation::ReservedBits => "reserved_bits",
+            Violation::MisplacedCompressedBit => "misplaced_compressed_bit",
             Violation::ClientUnmasked => "client_unmasked",
             Violation::ServerMasked => "server_masked",
             Violation::ReservedOpcode => "reserved_opcode",

@@ -164,3 +164,21 @@ pub(crate) const HTTP_STREAMS: Family = Family {
     help: "Plain HTTP responses whose body is still streaming to the client (SSE, long-poll, downloads).",
     labels: &["route"],
 };
+
+pub(crate) const DEFLATE_SESSIONS: Family = Family {
+    name: "tidegate_deflate_sessions_total",
+    help: "Sessions that negotiated permessage-deflate, by mode (passthrough: end to end between client and upstream; edge: terminated at the gateway).",
+    labels: &["route", "mode"],
+};
+
+pub(crate) const DEFLATE_BYTES: Family = Family {
+    name: "tidegate_deflate_bytes_total",
+    help: "Edge compression: payload bytes of compressed messages by direction and stage (compressed: on the client's wire; plain: inflated / before compression).",
+    labels: &["route", "direction", "stage"],
+};
+
+pub(crate) const DEFLATE_DECLINED: Family = Family {
+    name: "tidegate_deflate_declined_total",
+    help: "Edge compression offers declined because limits.deflate_memory was spent (the session ran uncompressed).",
+    labels: &["route"],
+};

@@ -182,7 +182,7 @@ impl ClientReader {
         };
         buf.advance(h.header_len - have);
         self.hdr_len = 0;
-        let opcode = check_header(&h, true, self.in_message)?;
+        let opcode = check_header(&h, true, self.in_message, false)?;
         let (fin, len) = (h.fin, h.len);
         if matches!(opcode, Opcode::Text | Opcode::Binary) {
             self.in_message = true;

@@ -274,7 +274,8 @@ impl Pool {
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
         let request = self.request(ep, &key, self.slots[slot].index);
         let offered = [SUBPROTOCOL.to_string()];
-        let handshake = upstream::handshake(io, (ep, ""), request.as_bytes(), &key, &offered);
+        let handshake =
+            upstream::handshake(io, (ep, ""), request.as_bytes(), &key, (&offered, &[]));
         match timeout(self.config.handshake_timeout, handshake).await {
             Ok(Ok(c)) if c.protocol.as_deref() == Some(SUBPROTOCOL) => Some((c.io, c.leftover)),
             Ok(Ok(_)) => {

@@ -102,7 +102,7 @@ impl MuxReader {
             if h.len + held > self.max_message as u64 {
                 return Err(ReadError::TooBig(self.max_message));
             }
-            let opcode = check_header(&h, false, self.partial.is_some())?;
+            let opcode = check_header(&h, false, self.partial.is_some(), false)?;
             let (fin, len, at) = (h.fin, h.len as usize, h.header_len);
             if self.buf.len() < at + len {
                 self.buf.reserve(at + len - self.buf.len());

@@ -50,6 +50,9 @@ pub struct Scanner {
     /// Frames from this source must be masked (client → gateway) or must
     /// not be (upstream → gateway).
     expect_masked: bool,
+    /// permessage-deflate was negotiated end to end: RSV1 may mark a
+    /// message's first frame (the payload passes on still compressed).
+    compressed: bool,
     /// Bytes held back from the last scan (a partial header or control
     /// frame); empty, and unallocated, almost always.
     stash: Vec<u8>,
@@ -69,11 +72,18 @@ impl Scanner {
             in_message: false,
             message_len: 0,
             expect_masked,
+            compressed: false,
             stash: Vec::new(),
             messages: 0,
             bytes: 0,
             close_len: 0,
         }
+    }
+
+    /// Let RSV1 through on the first frame of each data message (the
+    /// session negotiated permessage-deflate).
+    pub fn allow_compressed(&mut self, on: bool) {
+        self.compressed = on;
     }
 
     /// True when the bytes forwarded so far end on a frame boundary, so a
@@ -185,7 +195,7 @@ impl Scanner {
 
     /// The RFC 6455 rules for this direction's stream, then the limits.
     fn check(&self, h: &Header, limits: Limits) -> Result<Opcode, Violation> {
-        let opcode = check_header(h, self.expect_masked, self.in_message)?;
+        let opcode = check_header(h, self.expect_masked, self.in_message, self.compressed)?;
         if !opcode.is_control() {
             limits.check(h.len, self.message_len)?;
         }

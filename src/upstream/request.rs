@@ -14,7 +14,8 @@
 
 use crate::auth::source::{strip_cookie, strip_query};
 use crate::auth::Identity;
-use crate::config::{EndpointConfig, UpstreamConfig};
+use crate::config::{DeflateMode, EndpointConfig, UpstreamConfig};
+use crate::deflate::params::{self, Params};
 use crate::handshake::{RequestHead, Upgrade};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -79,6 +80,9 @@ pub struct UpstreamRequest {
     /// upstream's `add_headers` are not here: passthrough appends them per
     /// request, mux sent them once on the mux connection's handshake.
     pub headers: Vec<(String, String)>,
+    /// The client's valid permessage-deflate offers, forwarded when the
+    /// route negotiates it end to end; empty otherwise.
+    pub deflate_offers: Vec<Params>,
 }
 
 impl UpstreamRequest {
@@ -93,6 +97,13 @@ impl UpstreamRequest {
             path: rewritten_path(upgrade),
             query: query_without_credential(head, identity),
             headers: forwarded_headers(head, upgrade, upstream, client, identity),
+            deflate_offers: match &upgrade.route.deflate {
+                DeflateMode::Passthrough => {
+                    params::client_offers(head.all("sec-websocket-extensions"))
+                }
+                // Edge: the gateway answers the client; upstream is plain.
+                DeflateMode::Off | DeflateMode::Edge(_) => Vec::new(),
+            },
         }
     }
 
@@ -124,6 +135,9 @@ impl UpstreamRequest {
                 "Sec-WebSocket-Protocol: {}\r\n",
                 upgrade.protocols.join(", ")
             );
+        }
+        if let Some(offer) = params::forwardable_offer(&self.deflate_offers) {
+            let _ = write!(out, "Sec-WebSocket-Extensions: {offer}\r\n");
         }
         for (name, value) in self.headers.iter().chain(&upstream.add_headers) {
             let _ = write!(out, "{name}: {value}\r\n");
@@ -297,11 +311,11 @@ fn add_forwarding(
     }
 }
 
-/// The 101 for the client, carrying the upstream's choice and its
-/// end-to-end headers (e.g. Set-Cookie).
+/// The 101 for the client, carrying the upstream's choices (sub-protocol,
+/// permessage-deflate) and its end-to-end headers (e.g. Set-Cookie).
 pub fn switching_protocols(
     accept: &str,
-    protocol: Option<&str>,
+    (protocol, deflate): (Option<&str>, Option<&Params>),
     headers: &[(String, String)],
 ) -> Vec<u8> {
     let mut out = String::with_capacity(256);
@@ -311,6 +325,9 @@ pub fn switching_protocols(
     );
     if let Some(p) = protocol {
         let _ = write!(out, "Sec-WebSocket-Protocol: {p}\r\n");
+    }
+    if let Some(d) = deflate {
+        let _ = write!(out, "Sec-WebSocket-Extensions: {d}\r\n");
     }
     for (name, value) in headers {
         let _ = write!(out, "{name}: {value}\r\n");

@@ -4,6 +4,7 @@
 
 use super::{Connected, UpstreamError, MAX_RELAYED_BODY, MAX_RESPONSE_HEAD};
 use crate::config::EndpointConfig;
+use crate::deflate::params::{check_answer, Params};
 use crate::handshake::{accept_key, field, Rejection};
 use crate::io::Io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,13 @@ impl Head {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim())
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     fn has_token(&self, name: &str, want: &str) -> bool {
@@ -50,7 +58,7 @@ pub(crate) async fn handshake(
     requested: (&EndpointConfig, &str),
     request: &[u8],
     key: &str,
-    offered: &[String],
+    (offered, deflate_offers): (&[String], &[Params]),
 ) -> Result<Connected, UpstreamError> {
     let lost = |_| UpstreamError::BadResponse("connection lost while sending the request");
     io.write_all(request).await.map_err(lost)?;
@@ -62,11 +70,14 @@ pub(crate) async fn handshake(
         let url = ep.url_of(&[ep.base_path.as_str(), path].concat());
         return Err(refusal(io, &head, url, leftover).await);
     }
+    let deflate = check_answer(head.all("sec-websocket-extensions"), deflate_offers)
+        .map_err(|e| UpstreamError::BadResponse(e.reason()))?;
     let Switch { protocol, headers } = switch(head, key, offered)?;
     Ok(Connected {
         io,
         leftover,
         protocol,
+        deflate,
         headers,
         endpoint: 0,
     })
@@ -146,8 +157,9 @@ pub fn switch(head: Head, key: &str, offered: &[String]) -> Result<Switch, Upstr
     Ok(Switch { protocol, headers })
 }
 
-/// A 101 must switch to WebSocket with the right accept value, negotiate
-/// no extension and choose only an offered sub-protocol, which it returns.
+/// A 101 must switch to WebSocket with the right accept value and choose
+/// only an offered sub-protocol, which it returns (its extension answer is
+/// `deflate::check_answer`'s business).
 fn check_switch(
     head: &Head,
     key: &str,
@@ -158,14 +170,6 @@ fn check_switch(
     }
     if head.get("sec-websocket-accept") != Some(accept_key(key).as_str()) {
         return Err(UpstreamError::BadResponse("wrong Sec-WebSocket-Accept"));
-    }
-    if head
-        .get("sec-websocket-extensions")
-        .is_some_and(|v| !v.is_empty())
-    {
-        return Err(UpstreamError::BadResponse(
-            "extension negotiated that was not offered",
-        ));
     }
     let protocol = head
         .get("sec-websocket-protocol")

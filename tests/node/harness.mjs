@@ -18,7 +18,7 @@ function python() {
 }
 
 /**
- * @param {{tls?: boolean, upstream?: 'echo'|'python', upstreamUrl?: string, config?: string, allowOrigins?: string[]}} opts
+ * @param {{tls?: boolean, upstream?: 'echo'|'python'|'python-deflate', upstreamUrl?: string, config?: string, allowOrigins?: string[], deflate?: 'passthrough'|'edge'|'off'}} opts
  *   upstreamUrl: an application the test runs itself (ws://host:port); the
  *   harness then starts only the gateway, in front of it.
  *   config: TOML for `tidegate run` instead of the `proxy` one-liner (its
@@ -35,6 +35,7 @@ export async function startHarness(opts = {}) {
   }
   if (opts.tls) args.push('--tls');
   for (const o of opts.allowOrigins ?? []) args.push('--allow-origin', o);
+  if (opts.deflate) args.push('--deflate', opts.deflate);
   const child = spawn(python(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });

@@ -13,7 +13,7 @@ Every process started here:
 
 CLI:
   python gateway.py make-certs DIR
-  python gateway.py harness [--tls] [--upstream echo|python] [--allow-origin O]...
+  python gateway.py harness [--tls] [--upstream echo|python|python-deflate] [--allow-origin O]...
       prints one JSON line with the addresses, runs until stdin closes or
       SIGTERM/SIGINT, then stops everything.
 """
@@ -238,8 +238,10 @@ class Stack:
         admin: bool = False,
         workers: int | None = None,
         extra: list[str] = (),
+        deflate: str | None = None,
     ) -> Gateway:
-        """Start `tidegate proxy` in front of `upstream` (ws://host:port)."""
+        """Start `tidegate proxy` in front of `upstream` (ws://host:port);
+        `deflate`: its --permessage-deflate mode."""
         argv = [tidegate_bin(), "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream]
         if tls:
             argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
@@ -247,6 +249,8 @@ class Stack:
             argv += ["--allow-origin", o]
         if admin:
             argv += ["--admin", "127.0.0.1:0"]
+        if deflate:
+            argv += ["--permessage-deflate", deflate]
         if workers:
             argv += ["--workers", str(workers)]
         argv += list(extra)
@@ -467,7 +471,9 @@ class PyUpstream:
     """`websockets.serve` echo with magic messages, on 127.0.0.1:0, in a
     background thread. Use as a context manager or start()/stop()."""
 
-    def __init__(self) -> None:
+    def __init__(self, compression: str | None = None) -> None:
+        # None: declines permessage-deflate; "deflate": accepts it.
+        self.compression = compression
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
         self.port: int | None = None
@@ -505,7 +511,9 @@ class PyUpstream:
 
         self._stop = asyncio.Event()
         # max_size=None: limits are the gateway's business in these tests.
-        async with serve(_pyupstream_handler, "127.0.0.1", 0, max_size=None, compression=None) as server:
+        async with serve(
+            _pyupstream_handler, "127.0.0.1", 0, max_size=None, compression=self.compression
+        ) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             await self._stop.wait()
@@ -538,8 +546,8 @@ def _harness(args: argparse.Namespace) -> int:
         if args.upstream_url or args.config:
             # The caller runs its own application (e.g. a Socket.IO server).
             upstream = args.upstream_url
-        elif args.upstream == "python":
-            up = PyUpstream().start()
+        elif args.upstream in ("python", "python-deflate"):
+            up = PyUpstream("deflate" if args.upstream == "python-deflate" else None).start()
             stack.on_close(up.stop)
             upstream = up.url
         else:
@@ -555,7 +563,7 @@ def _harness(args: argparse.Namespace) -> int:
             # the one reported); the upstream flags are not used.
             gw = stack.run_config(Path(args.config).read_text())
         else:
-            gw = stack.proxy(upstream, tls=tls, allow_origins=args.allow_origin)
+            gw = stack.proxy(upstream, tls=tls, allow_origins=args.allow_origin, deflate=args.deflate)
         info["gateway"] = gw.addr
         info["url"] = gw.url()
         print(json.dumps(info), flush=True)
@@ -585,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     mc.add_argument("dir")
     h = sub.add_parser("harness", help="upstream + gateway; prints a JSON line with addresses")
     h.add_argument("--tls", action="store_true")
-    h.add_argument("--upstream", choices=["echo", "python"], default="echo", help=MAGIC_HELP)
+    h.add_argument("--upstream", choices=["echo", "python", "python-deflate"], default="echo", help=MAGIC_HELP)
+    h.add_argument("--deflate", choices=["passthrough", "edge", "off"], help="the gateway's --permessage-deflate")
     h.add_argument("--allow-origin", action="append", default=[])
     h.add_argument(
         "--upstream-url",

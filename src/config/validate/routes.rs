@@ -105,6 +105,7 @@ pub(super) fn routes(
             auth: settings.auth,
             identity_headers: Arc::clone(&identity_headers),
             mode: settings.mode,
+            deflate: deflate_mode(p, &key, r, settings.mode),
             access_sample: super::ops::route_access_sample(p, &key, r, config),
             http: super::http::route(p, &key, r, &config.http),
         }));
@@ -180,4 +181,62 @@ fn route_settings(
         auth,
         mode,
     }
+}
+
+/// `permessage_deflate`: end to end needs a byte relay, so mux routes
+/// cannot have it; edge compression is built for passthrough routes only
+/// so far (the mux session does not inflate).
+fn deflate_mode(p: &mut Problems, key: &str, r: &RawRoute, mode: RouteMode) -> DeflateMode {
+    let default = match mode {
+        RouteMode::Passthrough => "passthrough",
+        RouteMode::Mux => "off",
+    };
+    let key = format!("{key}.permessage_deflate");
+    match (r.permessage_deflate.as_deref().unwrap_or(default), mode) {
+        ("off", _) => DeflateMode::Off,
+        ("passthrough", RouteMode::Passthrough) => DeflateMode::Passthrough,
+        ("edge", RouteMode::Passthrough) => edge_deflate(p, &key, &r.deflate),
+        (m @ ("passthrough" | "edge"), RouteMode::Mux) => {
+            p.push(
+                key,
+                format!("{m:?} is not available on mux routes (use \"off\")"),
+            );
+            DeflateMode::Off
+        }
+        (other, _) => {
+            p.push(
+                key,
+                format!("{other:?} is not a permessage_deflate mode: use \"passthrough\", \"edge\" or \"off\""),
+            );
+            DeflateMode::Off
+        }
+    }
+}
+
+/// `routes[].deflate`, each lever checked against what zlib can do.
+fn edge_deflate(p: &mut Problems, key: &str, d: &crate::config::raw::RawDeflate) -> DeflateMode {
+    let key = key.trim_end_matches(".permessage_deflate");
+    if !(9..=15).contains(&d.server_max_window_bits) {
+        p.push(
+            format!("{key}.deflate.server_max_window_bits"),
+            "must be 9-15 (zlib cannot compress with an 8-bit window)",
+        );
+    }
+    if !(8..=15).contains(&d.client_max_window_bits) {
+        p.push(
+            format!("{key}.deflate.client_max_window_bits"),
+            "must be 8-15",
+        );
+    }
+    if d.level > 9 {
+        p.push(format!("{key}.deflate.level"), "must be 0-9");
+    }
+    DeflateMode::Edge(Arc::new(crate::deflate::EdgeConfig {
+        server_no_context_takeover: d.server_no_context_takeover,
+        client_no_context_takeover: d.client_no_context_takeover,
+        server_max_window_bits: d.server_max_window_bits.clamp(9, 15),
+        client_max_window_bits: d.client_max_window_bits.clamp(8, 15),
+        level: d.level.min(9),
+        min_size: d.min_size,
+    }))
 }

@@ -60,7 +60,8 @@ async fn connect_passthrough(
 ) -> Result<Target, Rejection> {
     let upstream = &rt.upstream;
     let build = |ep: &_| request.to_http(upgrade, &upstream.config, ep);
-    let (key, offered) = (&upgrade.key, &upgrade.protocols);
+    let key = &upgrade.key;
+    let offered = (&upgrade.protocols[..], &request.deflate_offers[..]);
     match upstream.connect(key, offered, &request.path, build).await {
         Ok(c) => Ok(Target::Passthrough(c)),
         Err(e) => {
@@ -116,22 +117,51 @@ pub(super) async fn switch(
     let shutdown = &cx.gw.shutdown;
     match target {
         Target::Passthrough(up) => {
-            let response = switching_protocols(&accept, up.protocol.as_deref(), &up.headers);
+            let edge = edge_deflate(cx, rt, &a);
+            let deflate = up.deflate.as_ref().or(edge.as_ref().map(|(p, _)| p));
+            let response =
+                switching_protocols(&accept, (up.protocol.as_deref(), deflate), &up.headers);
             if !send_101(&mut io, &response, limit).await {
                 return;
             }
             upgraded(cx, rt);
+            if let (Some((params, reservation)), crate::config::DeflateMode::Edge(config)) =
+                (edge, &rt.config.deflate)
+            {
+                // Edge compression: its own frame-decoding relay.
+                let session = crate::deflate::session::EdgeSession {
+                    params,
+                    config: Arc::clone(config),
+                    settings: Arc::clone(&rt.settings),
+                    metrics: Arc::clone(&rt.metrics),
+                    reservation,
+                };
+                let draining = shutdown.draining().clone();
+                let run = session.run((io, up.io), (a.from_client, up.leftover), draining);
+                spawn_holding(
+                    shutdown,
+                    async move {
+                        run.await;
+                        drop(permit);
+                    },
+                    slot,
+                );
+                return;
+            }
             let access = access::Record::start(
                 rt.config.access_sample,
                 cx.client.addr,
                 subject(&a),
                 &rt.upstream.config.endpoints[up.endpoint].url,
             );
+            if up.deflate.is_some() {
+                rt.metrics.deflate_passthrough.inc();
+            }
             let session = Session::new(
-                io,
-                up.io,
+                (io, up.io),
                 &a.from_client,
                 &up.leftover,
+                up.deflate.is_some(),
                 Arc::clone(&rt.settings),
                 Arc::clone(&rt.metrics),
             )
@@ -146,8 +176,11 @@ pub(super) async fn switch(
             stored,
         } => {
             let accepted = &opened.accept;
-            let response =
-                switching_protocols(&accept, accepted.protocol.as_deref(), &accepted.headers);
+            let response = switching_protocols(
+                &accept,
+                (accepted.protocol.as_deref(), None),
+                &accepted.headers,
+            );
             if !send_101(&mut io, &response, limit).await {
                 let gone = Close::new(1006, "client gone before the 101");
                 opened
@@ -171,6 +204,20 @@ pub(super) async fn switch(
             spawn_holding(shutdown, session.run(permit), slot);
         }
     }
+}
+
+/// Edge permessage-deflate: the gateway's answer to the client's offer
+/// and the memory it reserves, when the route compresses at the edge.
+fn edge_deflate(
+    cx: &Ctx,
+    rt: &RouteRuntime,
+    a: &Admitted,
+) -> Option<(crate::deflate::Params, crate::deflate::edge::Reservation)> {
+    let crate::config::DeflateMode::Edge(config) = &rt.config.deflate else {
+        return None;
+    };
+    let offers = crate::deflate::params::client_offers(a.head.all("sec-websocket-extensions"));
+    crate::deflate::session::negotiate(config, &offers, &cx.gw.deflate_budget, &rt.metrics)
 }
 
 /// The authenticated subject, for the access log.
