@@ -71,6 +71,7 @@ pub(crate) async fn handshake(
         protocol,
         headers,
         endpoint: 0,
+        active: None,
     })
 }
 
