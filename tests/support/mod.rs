@@ -12,6 +12,7 @@ pub mod client;
 pub mod gateway;
 pub mod metrics;
 pub mod mux_app;
+pub mod named_app;
 pub mod process;
 pub mod tls;
 pub mod upstream;
