@@ -300,3 +300,41 @@ async fn a_changed_dns_answer_moves_new_sessions_without_a_restart() {
     }
     drop(b);
 }
+
+/// Mux routes: the affinity cookie rides on the 101 built from the
+/// application's ACCEPT, and sessions that carry it are OPENed on the
+/// same endpoint's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mux_sessions_with_the_cookie_open_on_one_endpoint() {
+    let (one, two) = (
+        EchoApp::start("127.0.0.1:0").await,
+        EchoApp::start("127.0.0.1:0").await,
+    );
+    let mut raw = mux_config(&[one.url(), two.url()], 1);
+    raw.upstreams[0].affinity_cookie.name = "tg_aff".into();
+    let file = ConfigFile::new(&raw);
+    let gw = GatewayProc::start(&file).await;
+    wait_metric(gw.admin, "tidegate_mux_connections_up", &[], 2.0).await;
+    let (first, ws) = ws_try(gw.addr, "localhost", "/", &[]).await;
+    let mut held = vec![ws.expect("101 on the mux route")];
+    let set = first
+        .header("set-cookie")
+        .unwrap_or_else(|| panic!("no Set-Cookie on the mux 101: {:?}", first.headers));
+    let cookie = set.split(';').next().expect("name=value").to_string();
+    for _ in 0..5 {
+        let (resp, ws) = ws_try(gw.addr, "localhost", "/", &[("Cookie", &cookie)]).await;
+        let mut ws = ws.unwrap_or_else(|| panic!("expected 101, got {}", resp.status));
+        echo_text(&mut ws, "sticky").await;
+        held.push(ws);
+    }
+    let sessions = "tidegate_mux_connection_sessions";
+    let m = scrape(gw.admin).await;
+    let counts: Vec<f64> = [&one, &two]
+        .iter()
+        .map(|app| m.sum(sessions, &[("endpoint", app.url().as_str())]))
+        .collect();
+    assert!(
+        counts == [6.0, 0.0] || counts == [0.0, 6.0],
+        "all six sessions on the cookie's endpoint: {counts:?}"
+    );
+}
