@@ -45,9 +45,12 @@ pub(super) async fn connect(cx: &Ctx, a: &Admitted) -> Result<Target, Refused> {
         cx.client,
         a.identity.as_ref(),
     );
+    // The path as the upstream gets it (normalised, after `strip_prefix`),
+    // as the HTTP proxy hashes it: a polling request and its upgrade agree.
+    let path = request.path.clone();
     let affinity = Affinity {
         client: cx.client.addr.ip(),
-        path: a.head.path(),
+        path: &path,
         query: a.head.query(),
         headers: &a.head,
     };
