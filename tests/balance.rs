@@ -145,8 +145,16 @@ async fn a_killed_instance_is_left_out_and_rejoins_when_it_returns() {
             assert_eq!(upgrade(gw.addr, &[]).await.1, "a");
         }
     };
-    tokio::join!(traffic, wait_metric(gw.admin, healthy, &b_label, 0.0));
     let failures = "tidegate_upstream_endpoint_failures_total";
+    // The check's verdict, not the gauge: connect failures on traffic
+    // eject b too, but only for a moment (`eject_for`).
+    let mut b_check = b_label.clone();
+    b_check.push(("kind", "check"));
+    tokio::join!(
+        traffic,
+        wait_metric(gw.admin, failures, &b_check, Want::AtLeast(1.0))
+    );
+    assert_eq!(scrape(gw.admin).await.sum(healthy, &b_label), 0.0);
     let before = scrape(gw.admin).await.sum(failures, &[("kind", "connect")]);
     for _ in 0..10 {
         assert_eq!(upgrade(gw.addr, &[]).await.1, "a");

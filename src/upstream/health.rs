@@ -151,9 +151,6 @@ pub(crate) async fn run_checks(upstream: Weak<Upstream>, check: HealthCheck) {
             let Ok((i, passed)) = done else { continue };
             let state = &up.state[i];
             let url = &up.config.endpoints[i].url;
-            if !passed {
-                state.metrics.check_failures.inc();
-            }
             streak[i] = match (passed, streak[i]) {
                 (true, s) if s > 0 => s + 1,
                 (true, _) => 1,
@@ -170,6 +167,11 @@ pub(crate) async fn run_checks(upstream: Weak<Upstream>, check: HealthCheck) {
             let first = state.checked.load(Ordering::Relaxed) == UNKNOWN;
             if first || streak[i].unsigned_abs() >= u64::from(threshold) {
                 state.set_checked(passed, url);
+            }
+            // Counted after the verdict, so a reader who sees the count
+            // sees the verdict it led to.
+            if !passed {
+                state.metrics.check_failures.inc();
             }
         }
         drop(up);
