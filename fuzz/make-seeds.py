@@ -6,6 +6,10 @@ own corpus from these in fuzz/corpus/ (ignored by git).
 
     python3 fuzz/make-seeds.py
 """
+import base64
+import hashlib
+import hmac
+import json
 import os
 import struct
 
@@ -191,3 +195,143 @@ name = "app"
 endpoints = ["ws://app:3000"]
 pool_size = 2
 """)
+
+
+# --------------------------------------------------------------- chunked
+# Layout: first byte = read size - 1 (mod 16), then the body bytes as the
+# client sent them after its head (maybe followed by a next request).
+def chunked(name, step, body):
+    write("chunked", name, bytes([step]) + (body.encode() if isinstance(body, str) else body))
+
+
+chunked("simple", 0, "5\r\nhello\r\n0\r\n\r\n")
+chunked("extensions-trailers", 3, "3;a=b\r\nabc\r\n1A;x\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n")
+chunked("then-next-request", 7, "2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+chunked("bare-lf", 1, "5\nhello\r\n0\r\n\r\n")
+chunked("no-crlf-after-data", 2, "5\r\nhelloXX0\r\n\r\n")
+chunked("huge-size", 15, "ffffffffffffffff\r\nab")
+chunked("incomplete", 4, "10\r\nabc")
+
+# ------------------------------------------------------------------ path
+# Layout: [control][path]; control bits 0-1: encoded_slash (0 reject,
+# 1 keep, 2 decode), bit 2: merge_slashes, bits 3-5: route prefix index
+# in fuzz/src/path.rs (0 "/", 1 "/public", 2 "/api/v1", 3 "/a", 4 "/ws").
+def path_seed(name, path, slash=0, merge=True, prefix=0):
+    write("path", name, bytes([slash | (4 if merge else 0) | (prefix << 3)]) + path.encode())
+
+
+path_seed("plain", "/public/chat/room", prefix=1)
+path_seed("dotdot-escape", "/public/../admin", prefix=1)
+path_seed("encoded-dots", "/public/%2e%2E/admin/%2e/x", prefix=1)
+path_seed("above-root", "/../../../etc/passwd")
+path_seed("slashes-kept", "//a///b/./../c//", merge=False, prefix=3)
+path_seed("encoded-slash-keep", "/api/v1/a%2Fb/..%2F..%2Fsecret", slash=1, prefix=2)
+path_seed("encoded-slash-decode", "/api/v1/..%2f..%2fadmin", slash=2, prefix=2)
+path_seed("escapes", "/ws/%7euser/%41%42%25%3a%20x?", prefix=4)
+path_seed("trailing-dot", "/a/b/.", prefix=3)
+path_seed("bad-escape", "/a/%zz")
+path_seed("backslash", "/a\\..\\b")
+
+# --------------------------------------------------------------- framing
+# Layout: a request head as a client sends it.
+write("framing", "valid", upgrade("/x"))
+write("framing", "ipv6-port", upgrade(host="[::1]:8080"))
+write("framing", "two-hosts", upgrade(extra=["Host: evil.test"]))
+write("framing", "host-userinfo", upgrade(host="user@a.test"))
+write("framing", "cl-and-te", upgrade(extra=["Content-Length: 0", "Transfer-Encoding: chunked"]))
+write("framing", "two-cl", upgrade(extra=["Content-Length: 0", "Content-Length: 0"]))
+write("framing", "cl-sign", upgrade(extra=["Content-Length: +5"]))
+write("framing", "bare-lf", upgrade().replace("\r\nUpgrade", "\nUpgrade"))
+write("framing", "lone-cr", upgrade().replace("\r\nUpgrade", "\rX: y\r\nUpgrade"))
+write("framing", "port-too-big", upgrade(host="a.test:65536"))
+write("framing", "no-host", "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")
+
+# ----------------------------------------------------- upstream_response
+# Layout: [offered][response]; offered bits 0-2: "chat", "v2.mux",
+# "graphql-ws" were offered. The key the answer is for is fixed in
+# fuzz/src/upstream_response.rs.
+UP_KEY = "dGlkZWdhdGUtZnV6ei1rZXk="
+UP_ACCEPT = base64.b64encode(hashlib.sha1(
+    (UP_KEY + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+
+
+def response(status="101 Switching Protocols", extra=(), accept=UP_ACCEPT):
+    lines = [f"HTTP/1.1 {status}"]
+    if status.startswith("101"):
+        lines += ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept}"]
+    lines += list(extra)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+write("upstream_response", "switch", b"\x00" + response())
+write("upstream_response", "switch-protocol-cookie", b"\x03" + response(
+    extra=["Sec-WebSocket-Protocol: v2.mux", "Set-Cookie: a=b; Path=/", "X-App:  padded "]))
+write("upstream_response", "switch-unoffered", b"\x01" + response(extra=["Sec-WebSocket-Protocol: v2.mux"]))
+write("upstream_response", "switch-then-frame", b"\x00" + response() + bytes([0x81, 0x02, 0x68, 0x69]))
+write("upstream_response", "switch-wrong-accept", b"\x00" + response(accept="AAAA"))
+write("upstream_response", "switch-extension", b"\x00" + response(extra=["Sec-WebSocket-Extensions: permessage-deflate"]))
+write("upstream_response", "switch-hop-headers", b"\x00" + response(extra=["Keep-Alive: 5", "Transfer-Encoding: chunked", "X-Ok: 1"]))
+write("upstream_response", "refused-body", b"\x00" + response(
+    "403 Forbidden", ["Content-Type: application/json", "Content-Length: 11"]) + b'{"no":true}')
+write("upstream_response", "refused-huge-length", b"\x00" + response(
+    "503 Busy", ["Content-Length: 99999999999999999999"]))
+write("upstream_response", "status-999", b"\x00" + response("999 What"))
+write("upstream_response", "partial", b"\x00" + response()[:-2])
+
+# ------------------------------------------------------------------- jwt
+# Layout: [jwks length u16 BE][JWKS document][token]. HS256 tokens are
+# signed with the fixed secret of fuzz/src/jwt.rs, kid "hs"; the issuer,
+# `sub` and a scope holding "ws" make a token pass every condition.
+JWT_SECRET = b"tidegate-fuzz-secret"
+JWT_ISSUER = "https://issuer.example"
+
+
+def b64u(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(header, claims, secret=JWT_SECRET, sig=None):
+    signing = b64u(json.dumps(header)) + "." + b64u(json.dumps(claims))
+    if sig is None:
+        sig = hmac.new(secret, signing.encode(), hashlib.sha256).digest()
+    return signing + "." + b64u(sig)
+
+
+def big_odd(seed, nbytes):
+    """A deterministic odd number of nbytes (an RSA modulus in shape)."""
+    out = b""
+    while len(out) < nbytes:
+        out += hashlib.sha256(seed + bytes([len(out)])).digest()
+    return bytes([out[0] | 0x80]) + out[1:nbytes - 1] + bytes([out[nbytes - 1] | 1])
+
+
+# The P-256 base point: a valid public point without generating a key.
+P256_X = bytes.fromhex("6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296")
+P256_Y = bytes.fromhex("4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+JWKS = json.dumps({"keys": [
+    {"kty": "RSA", "kid": "rsa1", "use": "sig", "n": b64u(big_odd(b"rsa1", 256)), "e": "AQAB"},
+    {"kty": "RSA", "kid": "rsa2", "alg": "PS256", "n": b64u(big_odd(b"rsa2", 256)), "e": "AQAB"},
+    {"kty": "RSA", "kid": "enc", "use": "enc", "n": b64u(big_odd(b"enc", 256)), "e": "AQAB"},
+    {"kty": "EC", "kid": "ec1", "crv": "P-256", "x": b64u(P256_X), "y": b64u(P256_Y)},
+    {"kty": "oct", "kid": "hs", "k": b64u(JWT_SECRET)},
+    {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": b64u(bytes(32))},
+]}).encode()
+GOOD = {"iss": JWT_ISSUER, "sub": "u1", "exp": 4102444800, "scope": "read ws"}
+
+
+def jwt_seed(name, token, jwks=JWKS):
+    write("jwt", name, struct.pack(">H", len(jwks)) + jwks + token.encode())
+
+
+jwt_seed("valid-hs256", jwt({"alg": "HS256", "typ": "JWT", "kid": "hs"}, GOOD))
+jwt_seed("valid-scope-array", jwt({"alg": "HS256", "kid": "hs"}, {**GOOD, "scope": ["ws"], "nbf": 1}), b"")
+jwt_seed("expired", jwt({"alg": "HS256", "kid": "hs"}, {**GOOD, "exp": 1000}))
+jwt_seed("wrong-issuer", jwt({"alg": "HS256", "kid": "hs"}, {**GOOD, "iss": "https://evil.example"}))
+jwt_seed("no-scope", jwt({"alg": "HS256", "kid": "hs"}, {k: v for k, v in GOOD.items() if k != "scope"}))
+jwt_seed("alg-none", jwt({"alg": "none", "kid": "hs"}, GOOD, sig=b""))
+jwt_seed("rs256-kid", jwt({"alg": "RS256", "kid": "rsa1"}, GOOD, sig=bytes(256)))
+jwt_seed("hs256-against-rsa", jwt({"alg": "HS256", "kid": "rsa1"}, GOOD))
+jwt_seed("es256-bad-sig", jwt({"alg": "ES256", "kid": "ec1"}, GOOD, sig=bytes(64)))
+jwt_seed("not-a-jwks", jwt({"alg": "HS256", "kid": "hs"}, GOOD), b'{"keys": [{"kty": 1}]}')

@@ -4,7 +4,7 @@
 #
 #   bash fuzz/run-smoke.sh
 #
-# 1. builds the fuzz crate (library, the four libFuzzer binaries, the test);
+# 1. builds the fuzz crate (library, the libFuzzer binaries, the test);
 # 2. fuzz/tests/smoke.rs replays fuzz/seeds/<target>/ through each target's
 #    body, then up to 20,000 deterministic mutations of the seeds (at most
 #    4 s per target);
@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR=${TG_FUZZ_TARGET_DIR:-$HOME/.cache/tidegate/fuzz-target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 cargo test --tests
-for target in handshake scanner mux_codec config; do
+for target in handshake scanner mux_codec config chunked path framing upstream_response jwt; do
   out=$("$CARGO_TARGET_DIR/debug/$target" seeds/"$target"/* 2>&1) || { echo "$out"; exit 1; }
   echo "$target: $(grep -c '^Executed' <<<"$out") seeds through the libFuzzer entry point"
 done

@@ -15,8 +15,20 @@
 # (latency.svg, throughput.svg, report.md), and idle-rss.svg, a bar chart
 # of the RSS per idle connection drawn by `tidegate-loadtest bars`.
 #
+# HTTP proxying (issue #15): the same proxies as HTTP reverse proxies (a
+# second tidegate `proxy` on 18085, nginx on 18083, HAProxy on 18084) in
+# front of the bundled `http-server` (18001, core 1): small GET and 64 KiB
+# GET on 50 keep-alive connections (requests/s, proxy CPU per request), and
+# SSE_STREAMS idle Server-Sent Events streams (RSS per stream, plotted as
+# IMG/sse-idle-rss.svg). 9,900 by default, not 10,000: each proxied stream
+# holds two descriptors in the proxy, and the hard open-file limit here is
+# 20,000, which cannot be raised without CAP_SYS_RESOURCE.
+#
 # Environment: ROUNDS (default 3), DURATION (default 5s), SKIP_IDLE=1,
-# IMG, ONLY_HEADLINE=1 (just the plotted scenarios).
+# IMG, ONLY_HEADLINE=1 (just the plotted scenarios), SKIP_HTTP=1,
+# ONLY_HTTP=1 (just the HTTP scenarios), SSE_STREAMS (default 9900),
+# PORT_BASE (default 18000: every port above is PORT_BASE + its last two
+# digits, so a run can move away from ports another job holds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +37,9 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 IMG=${IMG:-docs/img/bench}
 ONLY_HEADLINE=${ONLY_HEADLINE:-0}
+ONLY_HTTP=${ONLY_HTTP:-0}
+SKIP_HTTP=${SKIP_HTTP:-0}
+SSE_STREAMS=${SSE_STREAMS:-9900}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --bin tidegate >&2
 cargo build --release -p tidegate-loadtest >&2
@@ -32,8 +47,16 @@ TG=$CARGO_TARGET_DIR/release/tidegate
 LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
 export LOADTEST_BIN=$LT
 
-UP=127.0.0.1:18000
-TG_ADDR=127.0.0.1:18080
+PB=${PORT_BASE:-18000}
+UP=127.0.0.1:$PB
+TG_ADDR=127.0.0.1:$((PB + 80))
+NGINX_ADDR=127.0.0.1:$((PB + 81))
+HAPROXY_ADDR=127.0.0.1:$((PB + 82))
+HTTP_UP=127.0.0.1:$((PB + 1))
+NGINX_HTTP_ADDR=127.0.0.1:$((PB + 83))
+HAPROXY_HTTP_ADDR=127.0.0.1:$((PB + 84))
+TG_HTTP_ADDR=127.0.0.1:$((PB + 85))
+export PEERS_RUN_DIR=${PEERS_RUN_DIR:-${TMPDIR:-/tmp}/tidegate-peers}
 RUN=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -49,18 +72,26 @@ wait_line() { # FILE PATTERN
 }
 
 # The shared upstream, and the peers in front of it.
-bash loadtest/peers/peers.sh start --upstream "$UP" --echo-server >&2
+bash loadtest/peers/peers.sh start --upstream "$UP" --echo-server --http-upstream "$HTTP_UP" --http-server \
+    --nginx-listen "$NGINX_ADDR" --haproxy-listen "$HAPROXY_ADDR" \
+    --nginx-http-listen "$NGINX_HTTP_ADDR" --haproxy-http-listen "$HAPROXY_HTTP_ADDR" >&2
 taskset -c 0 "$TG" proxy --listen "$TG_ADDR" --upstream "ws://$UP" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
 PIDS+=($!)
 TG_PID=$!
 wait_line "$RUN/tg.out" "tidegate listening"
-NGINX_PID=$(cat "${TMPDIR:-/tmp}/tidegate-peers/nginx.started")
-HAPROXY_PID=$(cat "${TMPDIR:-/tmp}/tidegate-peers/haproxy.started")
+# The HTTP gateway: the same one-liner in front of the HTTP upstream (a
+# route carries HTTP and WebSocket alike; the ws:// URL names the endpoint).
+taskset -c 0 "$TG" proxy --listen "$TG_HTTP_ADDR" --upstream "ws://$HTTP_UP" --workers 1 >"$RUN/tg-http.out" 2>"$RUN/tg-http.err" &
+PIDS+=($!)
+TG_HTTP_PID=$!
+wait_line "$RUN/tg-http.out" "tidegate listening"
+NGINX_PID=$(cat "$PEERS_RUN_DIR/nginx.started")
+HAPROXY_PID=$(cat "$PEERS_RUN_DIR/haproxy.started")
 
 TARGETS=(--target "direct=ws://$UP/"
          --target "tidegate=ws://$TG_ADDR/@$TG_PID"
-         --target "nginx=ws://127.0.0.1:18081/@$NGINX_PID"
-         --target "haproxy=ws://127.0.0.1:18082/@$HAPROXY_PID")
+         --target "nginx=ws://$NGINX_ADDR/@$NGINX_PID"
+         --target "haproxy=ws://$HAPROXY_ADDR/@$HAPROXY_PID")
 
 run_compare() { # PLOT TITLE ARGS...  (PLOT: a directory name under IMG, or - for none)
     local plot=$1 title=$2; shift 2
@@ -70,6 +101,7 @@ run_compare() { # PLOT TITLE ARGS...  (PLOT: a directory name under IMG, or - fo
     elif [ "$ONLY_HEADLINE" = 1 ]; then
         return 0
     fi
+    [ "$ONLY_HTTP" = 1 ] && [ "${HTTP_STEP:-0}" != 1 ] && return 0
     echo "bench.sh: $title" >&2
     {
         echo "### $title"
@@ -102,11 +134,11 @@ run_compare open-loop "1,000 connections x 10 msg/s x 128 B (open loop)" rate -c
 # compare connects/s on; this storm runs ~2 s per target and round.
 run_compare - "connection churn: 30,000 x (connect, upgrade, close), 64 at a time" connect --total 30000 --concurrency 64 --duration "$DURATION"
 
-if [ "${SKIP_IDLE:-0}" != 1 ]; then
+if [ "${SKIP_IDLE:-0}" != 1 ] && [ "$ONLY_HTTP" != 1 ]; then
     echo "### 9,900 idle connections (RSS per connection, connects/s during the ramp)" >>"$OUT.tmp"
     echo >>"$OUT.tmp"
     BARS=()
-    for t in "tidegate ws://$TG_ADDR/ $TG_PID" "nginx ws://127.0.0.1:18081/ $NGINX_PID" "haproxy ws://127.0.0.1:18082/ $HAPROXY_PID"; do
+    for t in "tidegate ws://$TG_ADDR/ $TG_PID" "nginx ws://$NGINX_ADDR/ $NGINX_PID" "haproxy ws://$HAPROXY_ADDR/ $HAPROXY_PID"; do
         set -- $t
         echo "bench.sh: idle $1" >&2
         taskset -c 1 "$LT" --workers 1 idle --quiet --url "$2" -c 9900 --hold 3s --source-ip-count 4 --pid "$3" >"$RUN/idle-$1.txt"
@@ -118,6 +150,37 @@ if [ "${SKIP_IDLE:-0}" != 1 ]; then
     done
     "$LT" bars --out "$IMG/idle-rss.svg" --unit "bytes per connection" \
         --title "9,900 idle connections: proxy RSS per connection" "${BARS[@]}"
+fi
+if [ "$SKIP_HTTP" != 1 ]; then
+    echo "## HTTP proxying (issue #15)" >>"$OUT.tmp"
+    echo >>"$OUT.tmp"
+    http_targets() { # PATH
+        TARGETS=(--target "direct=http://$HTTP_UP$1"
+                 --target "tidegate=http://$TG_HTTP_ADDR$1@$TG_HTTP_PID"
+                 --target "nginx=http://$NGINX_HTTP_ADDR$1@$NGINX_PID"
+                 --target "haproxy=http://$HAPROXY_HTTP_ADDR$1@$HAPROXY_PID")
+    }
+    HTTP_STEP=1
+    http_targets /
+    run_compare http-small "HTTP: small GET (13 B body), 50 keep-alive connections" http-get -c 50 --duration "$DURATION"
+    http_targets /bytes/65536
+    run_compare http-64kib "HTTP: 64 KiB GET, 50 keep-alive connections" http-get -c 50 --duration "$DURATION"
+    HTTP_STEP=0
+    echo "### $SSE_STREAMS idle SSE streams (RSS per stream, streams/s during the ramp)" >>"$OUT.tmp"
+    echo >>"$OUT.tmp"
+    BARS=()
+    for t in "tidegate $TG_HTTP_ADDR $TG_HTTP_PID" "nginx $NGINX_HTTP_ADDR $NGINX_PID" "haproxy $HAPROXY_HTTP_ADDR $HAPROXY_PID"; do
+        set -- $t
+        echo "bench.sh: sse-idle $1" >&2
+        taskset -c 1 "$LT" --workers 1 sse-idle --quiet --url "http://$2/sse" -c "$SSE_STREAMS" --hold 3s \
+            --source-ip-count 4 --pid "$3" >"$RUN/sse-$1.txt"
+        { echo "$1:"; echo '```'; cat "$RUN/sse-$1.txt"; echo '```'; } >>"$OUT.tmp"
+        per_stream=$(grep -o '"bytes_per_stream":[0-9.e+-]*' "$RUN/sse-$1.txt" | head -1 | cut -d: -f2)
+        BARS+=("$1=${per_stream:-0}")
+        sleep 2
+    done
+    "$LT" bars --out "$IMG/sse-idle-rss.svg" --unit "bytes per stream" \
+        --title "$SSE_STREAMS idle SSE streams: proxy RSS per stream" "${BARS[@]}"
 fi
 mv "$OUT.tmp" "$OUT"
 echo "bench.sh: wrote $OUT" >&2

@@ -3,7 +3,11 @@
 # echo upstream → tidegate proxy → tidegate-loadtest echo (2 s, 4 conns);
 # then, if the Python SDK is installed in .venv, the mux path: the SDK's echo
 # app → tidegate run (mode = "mux", pool_size 1) → tidegate-loadtest rate
-# (1 s, 8 clients) watching both processes, as loadtest/bench-mux.sh does.
+# (1 s, 8 clients) watching both processes, as loadtest/bench-mux.sh does;
+# then the HTTP scenarios (issue #15): http-server → tidegate proxy →
+# tidegate-loadtest http-get (1 s, 8 connections, small and 64 KiB) and
+# sse-idle (50 streams), each first straight at the upstream, then through
+# the gateway.
 # Fails unless the harness prints valid JSON with messages completed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +37,34 @@ done = r.get("completed") or r.get("result", {}).get("completed")
 assert done and done > 0, f"no messages completed: {r}"
 print(f"smoke: {done} round trips through tidegate in 2 s")
 PY
+
+# HTTP: the bundled upstream, and the one-liner in front of it.
+"$BIN/tidegate-loadtest" --workers 1 http-server --listen 127.0.0.1:0 >"$RUN/http" 2>&1 &
+PIDS+=($!)
+HTTP_UP=$(wait_addr "$RUN/http")
+env "$BIN/tidegate" proxy --listen 127.0.0.1:0 --upstream "ws://$HTTP_UP" --workers 1 >"$RUN/gw-http" 2>&1 &
+PIDS+=($!)
+GW_HTTP=$(wait_addr "$RUN/gw-http")
+for via in "direct $HTTP_UP" "tidegate $GW_HTTP"; do
+    set -- $via
+    for path in / /bytes/65536; do
+        "$BIN/tidegate-loadtest" http-get --quiet --json --url "http://$2$path" -c 8 --warmup 0.2s --duration 1s >"$RUN/http.json"
+        python3 - "$RUN/http.json" "$1" "$path" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["completed"] > 0 and not r["errors"], f"http-get {sys.argv[2]} {sys.argv[3]} failed: {r['errors']} {r['error_examples']}"
+print(f"smoke: {r['completed']} HTTP GET {sys.argv[3]} {sys.argv[2]} in 1 s")
+PY
+    done
+    "$BIN/tidegate-loadtest" sse-idle --quiet --json --url "http://$2/sse" -c 50 --hold 0.5s >"$RUN/sse.json"
+    python3 - "$RUN/sse.json" "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+x = r["extra"]
+assert x["opened"] == 50 and x["open_at_end_of_hold"] == 50 and not r["errors"], f"sse-idle {sys.argv[2]} failed: {r['errors']} {r['error_examples']} {x}"
+print(f"smoke: 50 SSE streams held {sys.argv[2]}")
+PY
+done
 
 PY=.venv/bin/python
 if ! "$PY" -c 'import tidegate_mux' 2>/dev/null; then

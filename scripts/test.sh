@@ -164,8 +164,10 @@ step "python: websockets client (pytest tests/python)" 600 \
 step "python mux sdk (pytest sdk/python/tests)" 300 \
   .venv/bin/python -m pytest -q -p no:cacheprovider sdk/python/tests
 step "abuse: hostile clients and apps (pytest tests/abuse)" 600 .venv/bin/python -m pytest -q -p no:cacheprovider tests/abuse
-step "node: ws client (node --test tests/node/)" 300 node --test tests/node/
-step "browser: headless chromium (node --test tests/browser/)" 300 node --test tests/browser/
+# tests/node: ws client, Socket.IO 4, long-poll (one 90 s hold, cases concurrent);
+# tests/browser: Origin policy, SockJS per transport, SSE (issue #15).
+step "node: ws, socket.io, long-poll (node --test tests/node/)" 300 node --test tests/node/
+step "browser: headless chromium, sockjs, sse (node --test tests/browser/)" 300 node --test tests/browser/
 
 step "loadtest: smoke run through the gateway (loadtest/smoke.sh)" 120 bash loadtest/smoke.sh
 

@@ -125,6 +125,51 @@ impl Record {
     }
 }
 
+/// One plain HTTP request, for its access line.
+#[derive(Debug)]
+pub struct HttpLine<'a> {
+    pub route: &'a str,
+    pub client: SocketAddr,
+    pub subject: Option<&'a str>,
+    /// The endpoint URL that answered, `-` when none did.
+    pub endpoint: &'a str,
+    pub method: &'a str,
+    /// The path as sent, without the query (a query may hold a token).
+    pub path: &'a str,
+    /// What the client got (the gateway's own refusals included).
+    pub status: u16,
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+    pub duration: Duration,
+}
+
+/// Write the line of a finished plain HTTP request, when the route logs
+/// and the sample picks it (`mode` is `http`; nothing is allocated when
+/// it is not logged).
+pub fn http_request(line: &HttpLine<'_>, sample: f64) {
+    if sample <= 0.0 || !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+        return;
+    }
+    if sample < 1.0 && rand::random::<f64>() >= sample {
+        return;
+    }
+    tracing::info!(
+        target: TARGET,
+        route = line.route,
+        mode = "http",
+        client = %line.client,
+        subject = line.subject.unwrap_or("-"),
+        endpoint = line.endpoint,
+        method = line.method,
+        path = line.path,
+        status = line.status,
+        duration_ms = line.duration.as_millis() as u64,
+        bytes_from_client = line.bytes_from_client,
+        bytes_to_client = line.bytes_to_client,
+        "request end"
+    );
+}
+
 /// Who ended a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closer {

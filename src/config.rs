@@ -92,6 +92,25 @@ pub struct Config {
     pub log: LogConfig,
     pub reload: ReloadConfig,
     pub readiness: Readiness,
+    /// Plain HTTP: client keep-alive and the upstream pools (`[http]`).
+    pub http: HttpConfig,
+}
+
+/// `[http]` settings that are not per route.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub keepalive_timeout: Duration,
+    pub max_idle_per_endpoint: usize,
+    pub pool_idle_timeout: Duration,
+}
+
+/// A route's plain HTTP settings (`[http]` defaults, route overrides).
+#[derive(Debug, Clone)]
+pub struct HttpRouteConfig {
+    pub request_timeout: Duration,
+    /// `None`: no limit between body chunks.
+    pub idle_timeout: Option<Duration>,
+    pub max_body_bytes: u64,
 }
 
 /// Mux mode settings (`[mux]`), see docs/mux-protocol.md.
@@ -210,6 +229,8 @@ pub struct RouteConfig {
     pub mode: RouteMode,
     /// Fraction of sessions that get an access-log line (0.0: none).
     pub access_sample: f64,
+    /// `None`: plain HTTP is refused on this route (426/405).
+    pub http: Option<HttpRouteConfig>,
 }
 
 #[derive(Clone)]
@@ -304,15 +325,34 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
         problems: e
             .into_iter()
             .map(|e| Problem {
-                key: if e.path.is_empty() {
-                    "<root>".to_string()
-                } else {
-                    e.path.join(".")
-                },
+                key: key_path(&e.path),
                 message: e.kind.to_string(),
             })
             .collect(),
     })
+}
+
+/// figment's key path (`["upstreams", "0", "pool"]`) in the form every
+/// other config message uses and docs/configuration.md promises:
+/// `upstreams[0].pool`.
+fn key_path(path: &[String]) -> String {
+    let mut key = String::new();
+    for part in path {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            key.push('[');
+            key.push_str(part);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    if key.is_empty() {
+        key.push_str("<root>");
+    }
+    key
 }
 
 #[cfg(test)]

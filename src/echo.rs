@@ -6,11 +6,16 @@
 //! message. A text message `!close CODE [REASON]` makes it close the
 //! session with that code, so clients can see an upstream close pass
 //! through the gateway.
+//!
+//! A plain HTTP request is answered too, so `curl` through `tidegate
+//! demo` shows HTTP proxying: GET and HEAD get a short text, any other
+//! method gets its request body streamed back.
 
 use crate::frame::{self, Violation};
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollector, Frame, OpCode, WebSocketError};
-use http_body_util::Empty;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -38,13 +43,37 @@ pub async fn serve(listener: TcpListener, stop: CancellationToken) {
     }
 }
 
-async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, Infallible> {
+/// What the echo answers with: nothing, a text, or the request's body.
+type EchoBody = BoxBody<Bytes, hyper::Error>;
+
+/// The answer to a plain HTTP request: a text for GET and HEAD, the body
+/// streamed back for anything else.
+fn plain(req: Request<Incoming>) -> Response<EchoBody> {
+    let builder = Response::builder().status(200);
+    let response = match *req.method() {
+        hyper::Method::GET | hyper::Method::HEAD => builder
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(
+                Full::new(Bytes::from_static(
+                    b"tidegate echo upstream: open a WebSocket on this URL, or POST a body to have it echoed\n",
+                ))
+                .map_err(|never| match never {})
+                .boxed(),
+            ),
+        _ => builder
+            .header("content-type", "application/octet-stream")
+            .body(req.into_body().boxed()),
+    };
+    response.expect("static response parts are valid")
+}
+
+fn empty() -> EchoBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+async fn upgrade(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        return Ok(Response::builder()
-            .status(426)
-            .header("upgrade", "websocket")
-            .body(Empty::new())
-            .expect("static response parts are valid"));
+        return Ok(plain(req));
     }
     // Choose the first sub-protocol offered, so negotiation can be seen.
     let protocol = req
@@ -67,11 +96,11 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, I
                     let _ = echo(FragmentCollector::new(ws)).await;
                 }
             });
-            Ok(response)
+            Ok(response.map(|_| empty()))
         }
         Err(_) => Ok(Response::builder()
             .status(400)
-            .body(Empty::new())
+            .body(empty())
             .expect("static response parts are valid")),
     }
 }

@@ -10,6 +10,10 @@ mod framing;
 mod request;
 mod response;
 
+/// The framing and Host checks alone, for the fuzz target `framing`
+/// (docs/fuzzing.md).
+#[doc(hidden)]
+pub use framing::check as check_framing;
 pub use framing::valid_host;
 
 pub use request::{read_head, HeadError, RequestHead};
@@ -101,8 +105,11 @@ pub struct Routed {
 pub enum Kind {
     /// A valid WebSocket upgrade.
     Upgrade(Upgrade),
-    /// A plain HTTP request (no `Upgrade: websocket`).
-    Http,
+    /// A plain HTTP request (no `Upgrade: websocket`). Its route, Host
+    /// and normalised path travel in an [`Upgrade`] with no key and no
+    /// sub-protocols, so the policy steps and the upstream request are
+    /// built by the same code as for an upgrade.
+    Http(Upgrade),
 }
 
 /// Phase: route. The route for the request's host and normalised path,
@@ -130,7 +137,13 @@ pub fn route(head: &RequestHead, routes: &RouteTable) -> Result<Routed, Rejectio
 /// against RFC 6455 §4.2.1 and the route's sub-protocols.
 pub fn classify(head: &RequestHead, routed: Routed) -> Result<Kind, Rejection> {
     if !has_token(head, "upgrade", "websocket") {
-        return Ok(Kind::Http);
+        return Ok(Kind::Http(Upgrade {
+            route: routed.route,
+            key: String::new(),
+            protocols: Vec::new(),
+            host: routed.host,
+            path: routed.path,
+        }));
     }
     if head.method != "GET" {
         return Err(Rejection::Method);
@@ -214,7 +227,7 @@ pub fn validate(head: &RequestHead, routes: &RouteTable) -> Result<Upgrade, Refu
     let route = Arc::clone(&routed.route);
     let refused = |r| Refused::on(&route, r);
     match classify(head, routed).map_err(refused)? {
-        Kind::Http => Err(refused(plain_http_rejection(head))),
+        Kind::Http(_) => Err(refused(plain_http_rejection(head))),
         Kind::Upgrade(upgrade) => {
             check_origin(head, &upgrade.route).map_err(refused)?;
             Ok(upgrade)

@@ -25,6 +25,7 @@ pub mod echo;
 pub mod fds;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod io;
 pub mod metrics;
 pub mod mux;

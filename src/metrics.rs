@@ -12,6 +12,9 @@ use prometheus::{
 use std::sync::Arc;
 
 mod families;
+mod http;
+
+pub use http::{HttpFamilies, HttpMetrics};
 
 /// Buckets for handshake and connect latencies (seconds).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -68,6 +71,8 @@ pub struct Metrics {
     pub upstream_reachable: IntGaugeVec,
     /// Mux mode families (`tidegate_mux_*`).
     pub mux: crate::mux::metrics::MuxFamilies,
+    /// Plain HTTP families (`tidegate_http_*`).
+    pub http: HttpFamilies,
     /// Endpoint health and balancing (`tidegate_upstream_endpoint_*`).
     pub endpoint: EndpointFamilies,
 }
@@ -147,6 +152,7 @@ impl Metrics {
             config_reloads: r.counters(&families::CONFIG_RELOADS),
             upstream_reachable: r.gauges(&families::UPSTREAM_REACHABLE),
             mux: crate::mux::metrics::MuxFamilies::new(&r.0),
+            http: HttpFamilies::new(&r),
             endpoint: EndpointFamilies {
                 healthy: r.gauges(&families::ENDPOINT_HEALTHY),
                 selections: r.counters(&families::ENDPOINT_SELECTIONS),

@@ -33,6 +33,30 @@ pub use pool::Pool;
 /// `B` bytes holds at most `B / QUEUED_FRAME_COST` frames.
 pub const QUEUED_FRAME_COST: usize = 64;
 
+/// Payloads shorter than this are copied into their own allocation when
+/// they have to wait behind a peer that does not read. Uncopied, a
+/// payload is a slice of the buffer it was read into — a client's 64 KiB
+/// read arena, or the mux connection's read buffer (256 KiB, or a whole
+/// large message) — and keeps all of it alive, so a peer that arranges one
+/// tiny queued frame per buffer would pin far more than the queue bounds
+/// count. Copied below 16 KiB, a queue of `B` bytes pins at most
+/// `B / 16 KiB` read buffers: 4 × `B` for client arenas, 16 × `B` for
+/// 256 KiB connection buffers (docs/security.md, "Read buffers held by
+/// queued frames"). Frames written at once are never copied.
+pub const COPY_QUEUED_BELOW: usize = 16 * 1024;
+
+/// `payload` made fit to wait in a queue (see [`COPY_QUEUED_BELOW`]).
+pub fn detach(payload: bytes::Bytes) -> bytes::Bytes {
+    if payload.is_empty() {
+        // Shares nothing: `Bytes::new()` is static.
+        bytes::Bytes::new()
+    } else if payload.len() < COPY_QUEUED_BELOW {
+        bytes::Bytes::copy_from_slice(&payload)
+    } else {
+        payload
+    }
+}
+
 use crate::config::Config;
 use crate::frame::Limits;
 use crate::metrics::RouteMetrics;

@@ -42,6 +42,8 @@ pub struct RouteRuntime {
     pub upstream: Arc<Upstream>,
     /// Mux routes: the pool and session settings.
     pub mux: Option<Arc<MuxRoute>>,
+    /// Routes that carry plain HTTP: settings, keep-alive pool, metrics.
+    pub http: Option<Arc<crate::http::HttpRoute>>,
 }
 
 /// Everything a configuration decides, swapped whole on reload. A
@@ -63,6 +65,7 @@ impl State {
             .iter()
             .map(|u| (u.name.clone(), Upstream::start(Arc::clone(u), metrics)))
             .collect();
+        let http_pools = http_pools(&config);
         let runtime = config
             .routes
             .iter()
@@ -97,6 +100,13 @@ impl State {
                     settings: Arc::new(settings),
                     upstream: Arc::clone(&upstreams[&r.upstream.name]),
                     mux,
+                    http: r.http.as_ref().map(|h| {
+                        Arc::new(crate::http::HttpRoute {
+                            settings: crate::http::Settings::new(h, config.limits.max_header_bytes),
+                            pool: Arc::clone(&http_pools[&r.upstream.name]),
+                            metrics: metrics.http.route(&r.name),
+                        })
+                    }),
                 };
                 (r.name.clone(), rt)
             })
@@ -107,6 +117,24 @@ impl State {
             config,
         }
     }
+}
+
+/// One HTTP keep-alive pool per upstream, shared by its routes. A reload
+/// builds new ones; the old pools' idle connections close with them.
+fn http_pools(config: &Config) -> HashMap<String, Arc<crate::http::pool::Pool>> {
+    let h = &config.http;
+    config
+        .upstreams
+        .iter()
+        .map(|u| {
+            let pool = crate::http::pool::Pool::new(
+                u.endpoints.len(),
+                h.max_idle_per_endpoint,
+                h.pool_idle_timeout,
+            );
+            (u.name.clone(), Arc::new(pool))
+        })
+        .collect()
 }
 
 /// State shared by every connection.

@@ -13,8 +13,15 @@ mod response;
 
 pub use balance::{Active, Affinity, Outcome};
 
+/// The path rewrite, for the fuzz target `path` (docs/fuzzing.md).
+#[doc(hidden)]
+pub use request::strip_route_prefix;
 pub use request::{is_handshake_or_hop_header, switching_protocols, ClientInfo, UpstreamRequest};
 pub(crate) use response::handshake;
+/// The response-head checks without a socket, for the fuzz target
+/// `upstream_response` (docs/fuzzing.md).
+#[doc(hidden)]
+pub use response::{parse_head, refusal_fields, switch, Head, Switch};
 
 use crate::config::balance::Policy;
 use crate::config::{EndpointConfig, UpstreamConfig};
@@ -30,9 +37,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 /// Largest upstream response head accepted.
-const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// Largest body of a refusal relayed to the client.
-pub(crate) const MAX_RELAYED_BODY: usize = 64 * 1024;
+pub const MAX_RELAYED_BODY: usize = 64 * 1024;
 
 /// Why no upstream session could be set up.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@ async fn rejected(request: &str, status: u16, route: &str, reason: &str) -> Http
     let echo = start_echo().await;
     let mut raw = raw_config(&[ws_url(echo)]);
     raw.routes[0].origins = vec!["https://app.example.com".into()];
+    // A WebSocket-only route: plain HTTP is refused as 426/405.
+    raw.routes[0].http = false;
     let gw = start_gateway(raw).await;
     let resp = raw_request(gw.addr, request.as_bytes()).await;
     assert_eq!(resp.status, status, "status for {request:?}");

@@ -14,6 +14,7 @@ mod balance;
 mod cli;
 mod handshake;
 mod help;
+mod http;
 mod keepalive;
 mod metrics;
 mod mux;

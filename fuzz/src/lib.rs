@@ -5,7 +5,12 @@
 //! Kept as a library so the libFuzzer binaries (`fuzz_targets/`) and the
 //! stable seed replay (`tests/smoke.rs`) call the very same code.
 
+pub mod chunked;
 pub mod config;
+pub mod framing;
 pub mod handshake;
+pub mod jwt;
 pub mod mux_codec;
+pub mod path;
 pub mod scanner;
+pub mod upstream_response;

@@ -118,3 +118,28 @@ fn mux_codec() {
 fn config() {
     smoke("config", tidegate_fuzz::config::run);
 }
+
+#[test]
+fn chunked() {
+    smoke("chunked", tidegate_fuzz::chunked::run);
+}
+
+#[test]
+fn path() {
+    smoke("path", tidegate_fuzz::path::run);
+}
+
+#[test]
+fn framing() {
+    smoke("framing", tidegate_fuzz::framing::run);
+}
+
+#[test]
+fn upstream_response() {
+    smoke("upstream_response", tidegate_fuzz::upstream_response::run);
+}
+
+#[test]
+fn jwt() {
+    smoke("jwt", tidegate_fuzz::jwt::run);
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts, stops and reports the comparison peers of `tidegate-loadtest
 # compare`: nginx and HAProxy as WebSocket passthrough proxies in front of
-# one upstream, on loopback, pinned to one core.
+# one upstream, and as HTTP reverse proxies in front of an HTTP upstream
+# (second listener each), on loopback, pinned to one core.
 #
 #   loadtest/peers/peers.sh start|stop|status [options]
 #
@@ -9,12 +10,17 @@
 #   --nginx-listen ADDR    [NGINX_LISTEN]    default 127.0.0.1:18081
 #   --haproxy-listen ADDR  [HAPROXY_LISTEN]  default 127.0.0.1:18082
 #   --upstream ADDR        [UPSTREAM]        default 127.0.0.1:18000
+#   --nginx-http-listen ADDR   [NGINX_HTTP_LISTEN]   default 127.0.0.1:18083
+#   --haproxy-http-listen ADDR [HAPROXY_HTTP_LISTEN] default 127.0.0.1:18084
+#   --http-upstream ADDR   [HTTP_UPSTREAM]   default 127.0.0.1:18001
 #   --core N               [PEER_CORE]       default 0 (taskset -c N)
 #   --run-dir DIR          [PEERS_RUN_DIR]   default ${TMPDIR:-/tmp}/tidegate-peers
 #   --only nginx|haproxy   start/stop just one of them
 #   --echo-server          also start the bundled echo server on --upstream,
 #                          pinned to ECHO_CORE (default 1), from LOADTEST_BIN
 #                          (default target/release/tidegate-loadtest)
+#   --http-server          also start the bundled http-server on
+#                          --http-upstream, pinned to ECHO_CORE
 #
 # Missing packages are installed from Debian (nginx-light or nginx,
 # haproxy). A policy-rc.d is put in place for the install only, so the
@@ -26,16 +32,20 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NGINX_LISTEN=${NGINX_LISTEN:-127.0.0.1:18081}
 HAPROXY_LISTEN=${HAPROXY_LISTEN:-127.0.0.1:18082}
 UPSTREAM=${UPSTREAM:-127.0.0.1:18000}
+NGINX_HTTP_LISTEN=${NGINX_HTTP_LISTEN:-127.0.0.1:18083}
+HAPROXY_HTTP_LISTEN=${HAPROXY_HTTP_LISTEN:-127.0.0.1:18084}
+HTTP_UPSTREAM=${HTTP_UPSTREAM:-127.0.0.1:18001}
 PEER_CORE=${PEER_CORE:-0}
 ECHO_CORE=${ECHO_CORE:-1}
 RUN_DIR=${PEERS_RUN_DIR:-${TMPDIR:-/tmp}/tidegate-peers}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/tidegate-loadtest}
 ONLY=""
 WITH_ECHO=0
+WITH_HTTP=0
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
 
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 [ $# -ge 1 ] || usage 64
 CMD=$1; shift
@@ -44,6 +54,10 @@ while [ $# -gt 0 ]; do
         --nginx-listen) NGINX_LISTEN=$2; shift 2 ;;
         --haproxy-listen) HAPROXY_LISTEN=$2; shift 2 ;;
         --upstream) UPSTREAM=$2; shift 2 ;;
+        --nginx-http-listen) NGINX_HTTP_LISTEN=$2; shift 2 ;;
+        --haproxy-http-listen) HAPROXY_HTTP_LISTEN=$2; shift 2 ;;
+        --http-upstream) HTTP_UPSTREAM=$2; shift 2 ;;
+        --http-server) WITH_HTTP=1; shift ;;
         --core) PEER_CORE=$2; shift 2 ;;
         --run-dir) RUN_DIR=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
@@ -54,7 +68,7 @@ while [ $# -gt 0 ]; do
 done
 
 # Only loopback addresses: these peers exist to be loaded by the harness.
-for a in "$NGINX_LISTEN" "$HAPROXY_LISTEN" "$UPSTREAM"; do
+for a in "$NGINX_LISTEN" "$HAPROXY_LISTEN" "$UPSTREAM" "$NGINX_HTTP_LISTEN" "$HAPROXY_HTTP_LISTEN" "$HTTP_UPSTREAM"; do
     case $a in 127.*:[0-9]*|localhost:[0-9]*) ;; *) die "$a is not a loopback HOST:PORT" ;; esac
 done
 
@@ -91,8 +105,9 @@ ensure_installed() {
     fi
 }
 
-render() { # template output
-    sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|$UPSTREAM|g" "$1" > "$3"
+render() { # template listen http-listen output
+    sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|$UPSTREAM|g" \
+        -e "s|@HTTP_LISTEN@|$3|g" -e "s|@HTTP_UPSTREAM@|$HTTP_UPSTREAM|g" "$1" > "$4"
 }
 
 port_busy() { # HOST:PORT -> 0 if something accepts connections there
@@ -147,8 +162,21 @@ start() {
             echo "echo-server pid=$(cat "$RUN_DIR/echo.started") addr=$UPSTREAM core=$ECHO_CORE"
         fi
     fi
+    if [ "$WITH_HTTP" = 1 ]; then
+        [ -x "$LOADTEST_BIN" ] || die "no http-server binary at $LOADTEST_BIN (cargo build --release -p tidegate-loadtest)"
+        if pid=$(alive tidegate-loadte http.started); then
+            echo "http-server already running: pid $pid"
+        else
+            port_busy "$HTTP_UPSTREAM" && die "$HTTP_UPSTREAM is already in use"
+            taskset -c "$ECHO_CORE" "$LOADTEST_BIN" --workers 1 http-server --listen "$HTTP_UPSTREAM" \
+                > "$RUN_DIR/http-stdout.log" 2>&1 &
+            echo $! > "$RUN_DIR/http.started"
+            wait_listening http "$!" "$HTTP_UPSTREAM"
+            echo "http-server pid=$(cat "$RUN_DIR/http.started") addr=$HTTP_UPSTREAM core=$ECHO_CORE"
+        fi
+    fi
     if wanted nginx; then
-        render "$HERE/nginx.conf" "$NGINX_LISTEN" "$RUN_DIR/nginx.conf"
+        render "$HERE/nginx.conf" "$NGINX_LISTEN" "$NGINX_HTTP_LISTEN" "$RUN_DIR/nginx.conf"
         mkdir -p "$RUN_DIR"/{client_body,proxy,fastcgi,uwsgi,scgi}
         local nginx; nginx=$(find_bin nginx)
         "$nginx" -t -q -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf" -e "$RUN_DIR/nginx-error.log" \
@@ -156,7 +184,7 @@ start() {
         launch nginx "$NGINX_LISTEN" "$nginx" -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf" -e "$RUN_DIR/nginx-error.log"
     fi
     if wanted haproxy; then
-        render "$HERE/haproxy.cfg" "$HAPROXY_LISTEN" "$RUN_DIR/haproxy.cfg"
+        render "$HERE/haproxy.cfg" "$HAPROXY_LISTEN" "$HAPROXY_HTTP_LISTEN" "$RUN_DIR/haproxy.cfg"
         local haproxy; haproxy=$(find_bin haproxy)
         "$haproxy" -c -q -f "$RUN_DIR/haproxy.cfg" || die "haproxy rejected $RUN_DIR/haproxy.cfg"
         launch haproxy "$HAPROXY_LISTEN" "$haproxy" -db -f "$RUN_DIR/haproxy.cfg"
@@ -178,6 +206,7 @@ stop() {
     wanted nginx && stop_one nginx nginx.started
     wanted haproxy && stop_one haproxy haproxy.started
     [ -z "$ONLY" ] && stop_one tidegate-loadte echo.started
+    [ -z "$ONLY" ] && stop_one tidegate-loadte http.started
     return 0
 }
 
@@ -187,6 +216,7 @@ status() {
         if pid=$(alive "$n" "$n.started"); then echo "$n running pid=$pid"; any=1; else echo "$n stopped"; fi
     done
     if pid=$(alive tidegate-loadte echo.started); then echo "echo-server running pid=$pid"; any=1; fi
+    if pid=$(alive tidegate-loadte http.started); then echo "http-server running pid=$pid"; any=1; fi
     [ "$any" = 1 ]
 }
 

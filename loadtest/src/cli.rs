@@ -85,6 +85,26 @@ pub enum Command {
         #[command(flatten)]
         p: IdleArgs,
     },
+    /// HTTP/1.1 closed loop: GET after GET on keep-alive connections.
+    HttpGet {
+        /// Target URL (http:// or https://, loopback only); the path picks
+        /// the response (`/` small, `/bytes/65536` 64 KiB on `http-server`).
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        p: HttpGetArgs,
+        /// Process to charge CPU time per request to.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Hold S idle Server-Sent Events streams; report RSS per stream.
+    SseIdle {
+        /// Target URL (http:// or https://, loopback only), e.g. http://127.0.0.1:18085/sse.
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        p: SseIdleArgs,
+    },
     /// Run one scenario against several targets in alternation.
     Compare(CompareArgs),
     /// Draw a bar chart SVG from NAME=VALUE pairs (bench.sh's idle memory).
@@ -101,6 +121,12 @@ pub enum Command {
         /// One bar per NAME=VALUE, in the order given.
         #[arg(required = true, value_name = "NAME=VALUE", value_parser = parse_bar)]
         bars: Vec<(String, f64)>,
+    },
+    /// HTTP/1.1 upstream for the HTTP benchmarks (`/`, `/bytes/N`, `/sse`).
+    HttpServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18001")]
+        listen: SocketAddr,
     },
     /// WebSocket echo upstream for benchmarks.
     EchoServer {
@@ -148,6 +174,40 @@ pub struct EchoArgs {
     /// Measured time.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HttpGetArgs {
+    /// Concurrent keep-alive connections.
+    #[arg(long, short = 'c', default_value_t = 50)]
+    pub connections: usize,
+    /// Warm-up before measuring (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Measured time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SseIdleArgs {
+    /// Streams to hold.
+    #[arg(long, short = 'c', default_value_t = 1000)]
+    pub streams: usize,
+    /// Streams being opened at once during the ramp.
+    #[arg(long, default_value_t = 128)]
+    pub concurrency: usize,
+    /// How long to hold them once all are open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// Give up the ramp after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ramp_timeout: Duration,
+    /// Process whose RSS per stream to report (repeatable).
+    #[arg(long)]
+    pub pid: Vec<u32>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -281,6 +341,8 @@ pub enum CompareScenario {
     Rate(RateArgs),
     /// Connection storm against each target: open, upgrade, (message), close.
     Connect(ConnectArgs),
+    /// HTTP/1.1 closed loop against each target (http:// URLs).
+    HttpGet(HttpGetArgs),
 }
 
 /// Parses one bar of `bars`: "NAME=VALUE" with a finite VALUE.
@@ -364,6 +426,43 @@ mod tests {
             panic!("not echo")
         };
         assert_eq!((e.connections, e.in_flight), (4, 8));
+    }
+
+    #[test]
+    fn http_commands() {
+        let cli = Cli::try_parse_from([
+            "tidegate-loadtest",
+            "compare",
+            "--target",
+            "tidegate=http://127.0.0.1:18085/bytes/65536@42",
+            "http-get",
+            "-c",
+            "50",
+        ])
+        .unwrap();
+        let Command::Compare(c) = cli.command else {
+            panic!("not compare")
+        };
+        assert!(c.targets[0].target.http);
+        let CompareScenario::HttpGet(g) = c.scenario else {
+            panic!("not http-get")
+        };
+        assert_eq!(g.connections, 50);
+        let cli = Cli::try_parse_from([
+            "x",
+            "sse-idle",
+            "--url",
+            "http://127.0.0.1:18085/sse",
+            "-c",
+            "9900",
+            "--source-ip-count",
+            "4",
+        ])
+        .unwrap();
+        let Command::SseIdle { p, .. } = cli.command else {
+            panic!("not sse-idle")
+        };
+        assert_eq!((p.streams, p.sources.addrs().unwrap().len()), (9900, 4));
     }
 
     #[test]

@@ -164,6 +164,20 @@ impl Connector {
     }
 
     async fn connect_inner(&self, index: usize) -> Result<Connected, ConnError> {
+        let mut stream = self.open_inner(index).await?;
+        let leftover = handshake::client(&mut stream, &self.target).await?;
+        Ok(Connected { stream, leftover })
+    }
+
+    /// Opens connection number `index` without the upgrade: TCP and TLS
+    /// only, for the HTTP scenarios.
+    pub async fn open(&self, index: usize) -> Result<Stream, ConnError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.open_inner(index))
+            .await
+            .unwrap_or(Err(ConnError::Timeout))
+    }
+
+    async fn open_inner(&self, index: usize) -> Result<Stream, ConnError> {
         let addr = self.target.addr;
         let tcp = match self.sources.get(index % self.sources.len().max(1)) {
             Some(&src) => {
@@ -181,7 +195,7 @@ impl Connector {
         };
         // Pipelined small frames must leave at once, not wait for Nagle.
         tcp.set_nodelay(true).map_err(ConnError::Tcp)?;
-        let mut stream = match &self.tls {
+        Ok(match &self.tls {
             Some((connector, name)) => {
                 let tls = connector
                     .connect(name.clone(), tcp)
@@ -190,8 +204,6 @@ impl Connector {
                 Stream::Tls(Box::new(tls))
             }
             None => Stream::Plain(tcp),
-        };
-        let leftover = handshake::client(&mut stream, &self.target).await?;
-        Ok(Connected { stream, leftover })
+        })
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Scenarios: `echo` (closed loop), `rate` (open loop, no coordinated
 //! omission), `connect` (connection storm), `idle` (held connections and
-//! memory per connection), `compare` (several targets in alternation), and
-//! `echo-server` (the shared upstream). Every run is bounded in time and
+//! memory per connection), `http-get` (HTTP/1.1 closed loop on keep-alive
+//! connections), `sse-idle` (held Server-Sent Events streams and memory per
+//! stream), `compare` (several targets in alternation), and the shared
+//! upstreams `echo-server` (WebSocket) and `http-server` (HTTP). Every run is bounded in time and
 //! count, and only loopback targets are accepted.
 
 mod cli;
@@ -13,6 +15,8 @@ mod conn;
 mod echo_server;
 mod frame;
 mod handshake;
+mod http1;
+mod http_server;
 mod monitor;
 mod pacer;
 mod plot;
@@ -31,11 +35,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, CompareScenario, ConnectArgs, EchoArgs, OnOff, RateArgs};
+use cli::{Cli, Command, CompareScenario, ConnectArgs, EchoArgs, HttpGetArgs, OnOff, RateArgs};
 use conn::Connector;
 use report::Outcome;
 use scenario::{
-    connect::ConnectParams, echo::EchoParams, idle::IdleParams, rate::RateParams, Ctx, Spec,
+    connect::ConnectParams, echo::EchoParams, http_get::HttpGetParams, idle::IdleParams,
+    rate::RateParams, sse_idle::SseIdleParams, Ctx, Spec,
 };
 use target::Target;
 use tls::TlsOptions;
@@ -99,6 +104,13 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
             };
             return echo_server::serve(*listen, tls).await;
         }
+        Command::HttpServer { listen } => {
+            anyhow::ensure!(
+                listen.ip().is_loopback(),
+                "http-server listens on loopback only, not {listen}"
+            );
+            return http_server::serve(*listen).await;
+        }
         Command::Bars {
             out,
             title,
@@ -145,10 +157,32 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
             };
             single(Spec::Idle(params).run(&ctx).await?)
         }
+        Command::HttpGet { url, p, pid } => {
+            procfs::check_fd_budget(p.connections as u64, fd_limit)?;
+            let ctx = ctx_for(url.parse()?, true, Vec::new(), *pid)?;
+            single(Spec::HttpGet(http_get_params(p)).run(&ctx).await?)
+        }
+        Command::SseIdle { url, p } => {
+            procfs::check_fd_budget(p.streams as u64, fd_limit)?;
+            let sources = p.sources.addrs()?;
+            let ctx = ctx_for(url.parse()?, true, sources.clone(), p.pid.first().copied())?;
+            let params = SseIdleParams {
+                streams: p.streams,
+                concurrency: p.concurrency,
+                hold: p.hold,
+                pids: p.pid.clone(),
+                sources,
+                ramp_timeout: p.ramp_timeout,
+            };
+            single(Spec::SseIdle(params).run(&ctx).await?)
+        }
         Command::Compare(c) => {
             let (spec, resumption, sources) = match &c.scenario {
                 CompareScenario::Echo(p) => (Spec::Echo(echo_params(p)), true, Vec::new()),
                 CompareScenario::Rate(p) => (Spec::Rate(rate_params(p)), true, p.sources.addrs()?),
+                CompareScenario::HttpGet(p) => {
+                    (Spec::HttpGet(http_get_params(p)), true, Vec::new())
+                }
                 CompareScenario::Connect(p) => (
                     Spec::Connect(connect_params(p)),
                     p.resumption == OnOff::On,
@@ -201,6 +235,14 @@ fn rate_params(p: &RateArgs) -> RateParams {
         warmup: p.warmup,
         duration: p.duration,
         watch: Vec::new(),
+    }
+}
+
+fn http_get_params(p: &HttpGetArgs) -> HttpGetParams {
+    HttpGetParams {
+        connections: p.connections.max(1),
+        warmup: p.warmup,
+        duration: p.duration,
     }
 }
 

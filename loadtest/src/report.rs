@@ -44,10 +44,11 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub fn single_text(r: &RunResult) -> String {
     let mut s = String::new();
     let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let noun = if r.unit == "msgs/s" {
-        "round trips"
-    } else {
-        "connections"
+    let (noun, what) = match r.unit {
+        "msgs/s" => ("round trips", "message"),
+        "reqs/s" => ("requests", "request"),
+        "streams/s" => ("streams", "stream"),
+        _ => ("connections", "connection"),
     };
     let _ = writeln!(s, "{} {}  ({})", r.scenario, r.target, params.join(" "));
     let _ = writeln!(
@@ -67,11 +68,6 @@ pub fn single_text(r: &RunResult) -> String {
         opt(r.generator_cpu_pct, 0),
         opt(r.generator_cpu_us_per_unit, 2),
         opt(r.target_cpu_us_per_unit, 2),
-        what = if r.unit == "msgs/s" {
-            "message"
-        } else {
-            "connection"
-        }
     );
     if r.errors.is_empty() {
         let _ = writeln!(s, "  errors: none");
@@ -98,7 +94,11 @@ pub fn compare_table(c: &Comparison) -> String {
         c.rounds,
         c.rows.first().map_or("-", |r| r.name.as_str())
     );
-    let per = if c.unit == "msgs/s" { "msg" } else { "conn" };
+    let per = match c.unit {
+        "msgs/s" => "msg",
+        "reqs/s" => "req",
+        _ => "conn",
+    };
     let _ = writeln!(
         s,
         "| target | {} | p99 µs | ratio | target CPU µs/{per} | generator CPU µs/{per} | generator CPU % | errors |",

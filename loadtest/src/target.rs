@@ -1,4 +1,5 @@
-//! What a run points at: a `ws://` or `wss://` URL on loopback, and for
+//! What a run points at: a `ws://` or `wss://` URL on loopback (`http://`
+//! or `https://` for the HTTP scenarios), and for
 //! `compare`, a named target with an optional process id to charge CPU to.
 //!
 //! The harness only ever loads this machine: a URL whose host is not in
@@ -13,7 +14,7 @@ use thiserror::Error;
 /// Why a target string was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TargetError {
-    #[error("URL must start with ws:// or wss://, got {0:?}")]
+    #[error("URL must start with ws://, wss://, http:// or https://, got {0:?}")]
     Scheme(String),
     #[error("URL {0:?} has no host")]
     NoHost(String),
@@ -33,8 +34,11 @@ pub enum TargetError {
 /// A parsed, loopback-only WebSocket URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `wss://` (TLS) rather than `ws://`.
+    /// `wss://` or `https://` (TLS).
     pub tls: bool,
+    /// Written as `http(s)://`: the target of an HTTP scenario. Only the
+    /// URL's spelling; the WebSocket scenarios upgrade whatever it says.
+    pub http: bool,
     /// Host as written, for the `Host` header and TLS server name.
     pub host: String,
     /// Address to connect to (always loopback).
@@ -62,7 +66,12 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "wss" } else { "ws" };
+        let scheme = match (self.http, self.tls) {
+            (false, false) => "ws",
+            (false, true) => "wss",
+            (true, false) => "http",
+            (true, true) => "https",
+        };
         write!(f, "{scheme}://{}{}", self.host_header(), self.path)
     }
 }
@@ -71,13 +80,16 @@ impl FromStr for Target {
     type Err = TargetError;
 
     fn from_str(url: &str) -> Result<Self, Self::Err> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("ws://") {
-            (false, r)
-        } else if let Some(r) = url.strip_prefix("wss://") {
-            (true, r)
-        } else {
-            return Err(TargetError::Scheme(url.to_string()));
-        };
+        let schemes = [
+            ("ws://", false, false),
+            ("wss://", true, false),
+            ("http://", false, true),
+            ("https://", true, true),
+        ];
+        let (rest, tls, http) = schemes
+            .iter()
+            .find_map(|&(p, tls, http)| url.strip_prefix(p).map(|r| (r, tls, http)))
+            .ok_or_else(|| TargetError::Scheme(url.to_string()))?;
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], format!("/{}", &rest[i..])),
             Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -88,6 +100,7 @@ impl FromStr for Target {
         let ip = loopback_ip(&host).ok_or_else(|| TargetError::NotLoopback(host.clone()))?;
         Ok(Target {
             tls,
+            http,
             host,
             addr: SocketAddr::new(ip, port),
             path,
@@ -195,6 +208,11 @@ mod tests {
         assert_eq!(t.addr, "[::1]:8080".parse().unwrap());
         assert_eq!(t.path, "/?q");
         assert_eq!(t.host_header(), "[::1]:8080");
+        let t: Target = "http://127.0.0.1:8080/bytes/65536".parse().unwrap();
+        assert!(t.http && !t.tls);
+        assert_eq!(t.to_string(), "http://127.0.0.1:8080/bytes/65536");
+        let t: Target = "https://localhost/".parse().unwrap();
+        assert!(t.http && t.tls && t.addr.port() == 443);
         let t: Target = "ws://127.9.8.7:1/".parse().unwrap();
         assert_eq!(t.addr.ip().to_string(), "127.9.8.7");
     }
@@ -214,8 +232,12 @@ mod tests {
             );
         }
         assert!(matches!(
-            "http://127.0.0.1/".parse::<Target>(),
+            "ftp://127.0.0.1/".parse::<Target>(),
             Err(TargetError::Scheme(_))
+        ));
+        assert!(matches!(
+            "http://10.0.0.1/".parse::<Target>(),
+            Err(TargetError::NotLoopback(_))
         ));
         assert!(matches!(
             "ws://127.0.0.1:x/".parse::<Target>(),

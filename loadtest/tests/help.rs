@@ -56,6 +56,22 @@ fn every_help_page_has_the_right_title() {
                 "Draw a bar chart SVG from NAME=VALUE pairs (bench.sh's idle memory)",
             ),
             ("echo-server", "WebSocket echo upstream for benchmarks"),
+            (
+                "http-get",
+                "HTTP/1.1 closed loop: GET after GET on keep-alive connections",
+            ),
+            (
+                "sse-idle",
+                "Hold S idle Server-Sent Events streams; report RSS per stream",
+            ),
+            (
+                "compare http-get",
+                "HTTP/1.1 closed loop against each target (http:// URLs)",
+            ),
+            (
+                "http-server",
+                "HTTP/1.1 upstream for the HTTP benchmarks (`/`, `/bytes/N`, `/sse`)",
+            ),
         ],
     );
 }

@@ -196,7 +196,7 @@ impl Cache {
         }
         let fetched = tokio::time::timeout(self.timeout, self.fetch()).await;
         let keys = match fetched {
-            Ok(Ok(set)) => Some(self.keys_of(&set)),
+            Ok(Ok(set)) => Some(usable_keys(&set, &self.rsa_algorithms)),
             Ok(Err(e)) => {
                 tracing::warn!(source = ?self.source, error = %e, "JWKS fetch failed");
                 None
@@ -233,51 +233,49 @@ impl Cache {
         };
         parse(&body)
     }
+}
 
-    /// Usable verification keys of a set. Symmetric (`oct`) keys and
-    /// encryption keys are skipped: a published key set has no business
-    /// carrying HMAC secrets.
-    fn keys_of(&self, set: &JwkSet) -> Vec<Key> {
-        let mut out = Vec::new();
-        for jwk in &set.keys {
-            if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
-                continue;
-            }
-            let algs: Vec<Algorithm> = match (&jwk.algorithm, jwk.common.key_algorithm) {
-                (AlgorithmParameters::OctetKey(_), _) | (AlgorithmParameters::Other(_), _) => {
-                    continue
-                }
-                (_, Some(ka)) => match key_algorithm(ka) {
-                    Some(a) => vec![a],
-                    None => continue,
-                },
-                (AlgorithmParameters::RSA(_), None) => self.rsa_algorithms.clone(),
-                (AlgorithmParameters::EllipticCurve(p), None) => match p.curve {
-                    EllipticCurve::P256 => vec![Algorithm::ES256],
-                    EllipticCurve::P384 => vec![Algorithm::ES384],
-                    _ => continue,
-                },
-                (AlgorithmParameters::OctetKeyPair(p), None) => match p.curve {
-                    EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
-                    _ => continue,
-                },
+/// Usable verification keys of a set. Symmetric (`oct`) keys and
+/// encryption keys are skipped: a published key set has no business
+/// carrying HMAC secrets. `rsa_algorithms`: for RSA keys without `alg`.
+pub fn usable_keys(set: &JwkSet, rsa_algorithms: &[Algorithm]) -> Vec<Key> {
+    let mut out = Vec::new();
+    for jwk in &set.keys {
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            continue;
+        }
+        let algs: Vec<Algorithm> = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::OctetKey(_), _) | (AlgorithmParameters::Other(_), _) => continue,
+            (_, Some(ka)) => match key_algorithm(ka) {
+                Some(a) => vec![a],
+                None => continue,
+            },
+            (AlgorithmParameters::RSA(_), None) => rsa_algorithms.to_vec(),
+            (AlgorithmParameters::EllipticCurve(p), None) => match p.curve {
+                EllipticCurve::P256 => vec![Algorithm::ES256],
+                EllipticCurve::P384 => vec![Algorithm::ES384],
                 _ => continue,
-            };
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            for alg in algs {
-                if alg.family() == key.family() {
-                    out.push(Key {
-                        kid: jwk.common.key_id.clone(),
-                        alg,
-                        key: key.clone(),
-                    });
-                }
+            },
+            (AlgorithmParameters::OctetKeyPair(p), None) => match p.curve {
+                EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        for alg in algs {
+            if alg.family() == key.family() {
+                out.push(Key {
+                    kid: jwk.common.key_id.clone(),
+                    alg,
+                    key: key.clone(),
+                });
             }
         }
-        out
     }
+    out
 }
 
 pub fn parse(body: &[u8]) -> Result<JwkSet, String> {

@@ -43,6 +43,41 @@ pub struct RawConfig {
     pub reload: RawReload,
     /// What `/readyz` requires besides serving (`[readiness]`).
     pub readiness: RawReadiness,
+    /// Plain HTTP proxying: defaults for every route and the upstream
+    /// keep-alive pools (`[http]`).
+    pub http: RawHttp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    /// From the request sent upstream to the response head; a long-poll
+    /// the application holds must fit. Per route: `http_request_timeout`.
+    pub request_timeout: String,
+    /// Longest silence between body chunks, either direction; "0s": none.
+    /// Per route: `http_idle_timeout`.
+    pub idle_timeout: String,
+    /// Largest request body (413 above it). Per route: `max_body_bytes`.
+    pub max_body_bytes: u64,
+    /// How long a client connection may sit idle between requests.
+    pub keepalive_timeout: String,
+    /// Idle upstream connections kept per endpoint.
+    pub max_idle_per_endpoint: u64,
+    /// An idle upstream connection unused this long is closed.
+    pub pool_idle_timeout: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            request_timeout: "120s".into(),
+            idle_timeout: "300s".into(),
+            max_body_bytes: 16 << 20,
+            keepalive_timeout: "60s".into(),
+            max_idle_per_endpoint: 64,
+            pool_idle_timeout: "60s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -355,6 +390,14 @@ pub struct RawRoute {
     /// Fraction of this route's sessions logged; unset follows
     /// `log.access.sample`.
     pub access_log_sample: Option<f64>,
+    /// Carry plain HTTP requests (not only WebSocket upgrades).
+    pub http: bool,
+    /// Per-route override of `http.request_timeout`.
+    pub http_request_timeout: Option<String>,
+    /// Per-route override of `http.idle_timeout`.
+    pub http_idle_timeout: Option<String>,
+    /// Per-route override of `http.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Default for RawRoute {
@@ -374,6 +417,10 @@ impl Default for RawRoute {
             mode: "passthrough".into(),
             access_log: None,
             access_log_sample: None,
+            http: true,
+            http_request_timeout: None,
+            http_idle_timeout: None,
+            max_body_bytes: None,
         }
     }
 }

@@ -333,3 +333,69 @@ upstream = "app"
     assert!(d.health.is_none() && d.cookie.is_none());
     assert_eq!(d.resolve_interval, Some(Duration::from_secs(30)));
 }
+
+#[test]
+fn http_is_on_by_default_and_overridable_per_route() {
+    let toml = r#"
+[[listeners]]
+listen = "127.0.0.1:0"
+[[upstreams]]
+name = "a"
+endpoints = ["ws://127.0.0.1:1"]
+[http]
+request_timeout = "30s"
+idle_timeout = "0s"
+[[routes]]
+name = "plain"
+upstream = "a"
+[[routes]]
+name = "tuned"
+path = "/t"
+upstream = "a"
+http_request_timeout = "90s"
+max_body_bytes = 10
+[[routes]]
+name = "ws_only"
+path = "/ws"
+upstream = "a"
+http = false
+"#;
+    let config = load(toml, &[]).expect("valid");
+    let route = |name: &str| {
+        let r = config.routes.iter().find(|r| r.name == name);
+        r.expect("route exists").http.clone()
+    };
+    let plain = route("plain").expect("http on by default");
+    assert_eq!(plain.request_timeout, Duration::from_secs(30));
+    assert_eq!(plain.idle_timeout, None, "\"0s\" is no idle limit");
+    assert_eq!(plain.max_body_bytes, 16 << 20);
+    let tuned = route("tuned").expect("http on");
+    assert_eq!(
+        (tuned.request_timeout, tuned.max_body_bytes),
+        (Duration::from_secs(90), 10)
+    );
+    assert!(route("ws_only").is_none());
+    let bad = toml.replace("\"90s\"", "\"soon\"").replace("= 10", "= 0");
+    let e = load(&bad, &[]).expect_err("invalid");
+    assert_eq!(
+        keys(&e),
+        ["routes[1].http_request_timeout", "routes[1].max_body_bytes"]
+    );
+}
+
+#[test]
+fn parse_errors_name_keys_with_indexes() {
+    // figment reports `upstreams.0.pool_size`; every message says
+    // `upstreams[0].pool_size`, as docs/configuration.md promises.
+    let bad = GOOD.replace(
+        "endpoints = [\"ws://127.0.0.1:3000\"",
+        "pool_size = \"many\"\nendpoints = [\"ws://127.0.0.1:3000\"",
+    );
+    let e = load(&bad, &[]).unwrap_err();
+    assert_eq!(keys(&e), ["upstreams[0].pool_size"]);
+    assert_eq!(
+        key_path(&["listeners".into(), "1".into(), "tls".into()]),
+        "listeners[1].tls"
+    );
+    assert_eq!(key_path(&[]), "<root>");
+}

@@ -7,6 +7,7 @@ use crate::{origin, route, tls};
 use std::collections::{HashMap, HashSet};
 
 mod balance;
+mod http;
 mod routes;
 mod upstreams;
 
@@ -86,6 +87,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listeners = listeners(&mut p, &raw);
     let upstreams = upstreams(&mut p, &raw.upstreams);
     let policies = crate::auth::policy::policies(&mut p, &raw.auth_policies);
+    let http = http::global(&mut p, &raw.http);
     let routes = routes(&mut p, &raw, &upstreams, &limits, &policies);
     let ops = super::ops::ops(&mut p, &raw);
     let mux = mux(&mut p, &raw.mux);
@@ -108,6 +110,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             log: ops.log,
             reload: ops.reload,
             readiness: ops.readiness,
+            http,
         })
     } else {
         Err(ConfigError { problems: p.0 })

@@ -39,6 +39,10 @@ pub enum Rejection {
     Protocol,
     /// The gateway is draining.
     Draining,
+    /// Plain HTTP: a request body over the route's `max_body_bytes` (413).
+    BodyTooLarge,
+    /// Plain HTTP: an `Expect` other than `100-continue` (417).
+    Expectation,
     /// Edge auth: no credential in any configured source (401,
     /// `WWW-Authenticate: Bearer error="invalid_request"`).
     AuthMissing,
@@ -89,6 +93,8 @@ impl Rejection {
             | Rejection::Protocol => 400,
             Rejection::NoRoute => 404,
             Rejection::Method => 405,
+            Rejection::BodyTooLarge => 413,
+            Rejection::Expectation => 417,
             Rejection::NotWebSocket | Rejection::Version => 426,
             Rejection::OriginMissing | Rejection::OriginDenied => 403,
             Rejection::Draining | Rejection::AuthUnavailable | Rejection::MuxUnavailable => 503,
@@ -146,6 +152,8 @@ impl Rejection {
             Rejection::OriginDenied => "origin_denied",
             Rejection::Protocol => "protocol",
             Rejection::Draining => "draining",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::Expectation => "expectation",
             Rejection::MuxUnavailable => "mux_unavailable",
             Rejection::AuthMissing => "auth_missing",
             Rejection::AuthInvalid => "auth_invalid",
@@ -167,6 +175,8 @@ impl Rejection {
             Rejection::HeaderTooLarge => "Request Header Fields Too Large",
             Rejection::NoRoute => "Not Found",
             Rejection::Method => "Method Not Allowed",
+            Rejection::BodyTooLarge => "Content Too Large",
+            Rejection::Expectation => "Expectation Failed",
             Rejection::NotWebSocket | Rejection::Version => "Upgrade Required",
             Rejection::OriginMissing | Rejection::OriginDenied => "Forbidden",
             Rejection::Draining | Rejection::AuthUnavailable | Rejection::MuxUnavailable => {

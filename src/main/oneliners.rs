@@ -105,7 +105,8 @@ pub(super) fn serve_demo(listen: SocketAddr, admin: SocketAddr, args: RuntimeArg
         eprintln!(
             "\n  tidegate demo is up.\n\n  WebSocket echo through the gateway:  ws://{gw}/echo\n  \
              try it:   python3 -m websockets ws://{gw}/echo      (pip install websockets)\n            \
-             or: npx wscat -c ws://{gw}/echo\n  send `!close 4000 bye` to see the upstream's close code pass through.\n\n  \
+             or: npx wscat -c ws://{gw}/echo\n  send `!close 4000 bye` to see the upstream's close code pass through.\n  \
+             plain HTTP too:  curl http://{gw}/echo      curl --data-binary hi http://{gw}/echo\n\n  \
              metrics:  http://{admin}/metrics   readiness: http://{admin}/readyz\n  Ctrl-C drains and exits.\n"
         );
         drain_on_signal(running, signals).await

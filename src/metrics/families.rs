@@ -170,3 +170,27 @@ pub(crate) const ENDPOINT_ADDRESSES: Family = Family {
     help: "Addresses the endpoint's host name resolved to at the last DNS re-resolution (0: not re-resolved).",
     labels: &["upstream", "endpoint"],
 };
+
+pub(crate) const HTTP_REQUESTS: Family = Family {
+    name: "tidegate_http_requests_total",
+    help: "Plain HTTP requests on a route, by status class of the response (1xx..5xx; gateway refusals included).",
+    labels: &["route", "class"],
+};
+
+pub(crate) const HTTP_DURATION: Family = Family {
+    name: "tidegate_http_request_duration_seconds",
+    help: "Plain HTTP requests from their head read to the last response byte written.",
+    labels: &["route"],
+};
+
+pub(crate) const HTTP_BYTES: Family = Family {
+    name: "tidegate_http_body_bytes_total",
+    help: "Plain HTTP body bytes relayed, by direction (client_to_upstream, upstream_to_client).",
+    labels: &["route", "direction"],
+};
+
+pub(crate) const HTTP_STREAMS: Family = Family {
+    name: "tidegate_http_streams_in_flight",
+    help: "Plain HTTP responses whose body is still streaming to the client (SSE, long-poll, downloads).",
+    labels: &["route"],
+};

@@ -8,23 +8,27 @@
 //! bytes by `budget`, which sessions acquire before they queue a client
 //! frame — a full queue stops sessions from reading their clients.
 
+mod dispatch;
+mod drain;
 mod writer;
 
 use super::inbox::{Event, Inbox};
 use super::metrics::ConnMetrics;
+use super::pool::Pool;
 use super::wire::{Incoming, MuxReader, ReadError};
 use crate::config::MuxConfig;
 use crate::io::Io;
 use bytes::Bytes;
+use dispatch::Goaway;
+use drain::Drain;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use tidegate_mux::codec::{self, Close, CodecError, Frame, FrameType, HEADER_LEN};
-use tidegate_mux::{AcceptBody, RejectBody};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use tidegate_mux::codec::{CodecError, Frame, FrameType, HEADER_LEN};
 use tokio::io::ReadHalf;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -84,11 +88,9 @@ struct Table {
     dead: bool,
 }
 
-/// After GOAWAY, once every session has moved or ended: how long frames
-/// still in flight on the old connection are waited for before it is
-/// closed (they were sent before the application saw the session leave,
-/// so they arrive within a round trip).
-const MOVE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// After the gateway's Close: how long the application's remaining frames
+/// and its Close are still read (frames it sent before it saw ours).
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Conn {
     /// Process-unique, so a session can tell its current connection's
@@ -97,6 +99,12 @@ pub struct Conn {
     table: Mutex<Table>,
     /// Set by GOAWAY: no new sessions; the current ones are moving away.
     draining: AtomicBool,
+    /// Mirrors `Table::dead` without the lock, so `usable` can be asked
+    /// of every connection while one holds its own table lock (GOAWAY).
+    dead: AtomicBool,
+    /// The pool, asked on GOAWAY whether another connection can take the
+    /// sessions (weak: the pool owns its connections).
+    pool: Weak<Pool>,
     /// Tells the reader that every session has moved (start the linger).
     all_moved: Notify,
     /// Unbounded as a channel, bounded by what may enter it: client
@@ -118,12 +126,15 @@ impl Conn {
         settings: Arc<MuxConfig>,
         metrics: ConnMetrics,
         endpoint: &str,
+        pool: Weak<Pool>,
     ) -> (Arc<Conn>, UnboundedReceiver<Out>) {
         let (out, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             table: Mutex::new(Table::default()),
             draining: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+            pool,
             all_moved: Notify::new(),
             out,
             pongs: Mutex::new(Pongs::default()),
@@ -142,7 +153,7 @@ impl Conn {
 
     /// Open for new sessions.
     pub fn usable(&self) -> bool {
-        !self.draining.load(Ordering::Acquire) && !self.table().dead
+        !self.draining.load(Ordering::Acquire) && !self.dead.load(Ordering::Acquire)
     }
 
     pub fn session_count(&self) -> usize {
@@ -228,16 +239,23 @@ impl Conn {
     /// Run the connection until it ends, then tell its sessions.
     pub async fn run(self: &Arc<Self>, io: Io, leftover: &[u8], rx: UnboundedReceiver<Out>) {
         let (rd, wr) = tokio::io::split(io);
+        let read = self.read_loop(rd, leftover);
+        tokio::pin!(read);
         let ended = tokio::select! {
             // Reader: the application's frames, pings, liveness.
-            r = self.read_loop(rd, leftover) => r,
-            // Writer: ends after a Close or when the socket fails.
-            () = writer::write_loop(wr, rx, self) => "closed".to_string(),
+            r = &mut read => r,
+            // Writer: ends after a Close or when the socket fails. What
+            // the application sent before it saw our Close still reaches
+            // its sessions: read on until its Close, briefly.
+            () = writer::write_loop(wr, rx, self) => {
+                timeout(CLOSE_WAIT, &mut read).await.unwrap_or_else(|_| "closed".into())
+            }
         };
         tracing::info!(conn = self.id, reason = %ended, "mux connection ended");
         let sessions = {
             let mut t = self.table();
             t.dead = true;
+            self.dead.store(true, Ordering::Release);
             std::mem::take(&mut t.sessions)
         };
         self.metrics.sessions.set(0);
@@ -258,9 +276,9 @@ impl Conn {
         let mut reader = MuxReader::new(leftover, s.max_frame_bytes + MESSAGE_HEADROOM);
         let mut next_ping = Instant::now() + s.ping_interval;
         let mut pong_due: Option<Instant> = None;
-        let mut drain_deadline: Option<Instant> = None;
+        let mut drain = Drain::default();
         loop {
-            let timer = [Some(next_ping), pong_due, drain_deadline]
+            let timer = [Some(next_ping), pong_due, drain.next()]
                 .into_iter()
                 .flatten()
                 .min()
@@ -269,19 +287,17 @@ impl Conn {
                 r = reader.next(&mut rd) => r,
                 // GOAWAY: every session moved; close after the linger.
                 () = self.all_moved.notified() => {
-                    let linger = Instant::now() + MOVE_LINGER;
-                    drain_deadline = Some(drain_deadline.map_or(linger, |d| d.min(linger)));
+                    drain.all_moved(Instant::now());
                     continue;
                 }
-                // Keepalive, pong deadline or GOAWAY grace.
+                // Keepalive, pong deadline or GOAWAY timing.
                 () = sleep_until(timer) => {
                     let now = Instant::now();
                     if pong_due.is_some_and(|d| d <= now) {
                         return "no pong from the application".into();
                     }
-                    if drain_deadline.is_some_and(|d| d <= now) {
+                    if drain.due(now, || self.goaway_kind() == Goaway::Release) {
                         self.send(Out::Close(1000, "sessions moved"));
-                        drain_deadline = None;
                         continue;
                     }
                     if next_ping <= now {
@@ -294,6 +310,7 @@ impl Conn {
             };
             // Any frame proves the application alive.
             pong_due = None;
+            drain.on_frame(Instant::now());
             let msg = match incoming {
                 Ok(Incoming::Binary(msg)) => msg,
                 Ok(Incoming::Ping(p)) => {
@@ -314,10 +331,9 @@ impl Conn {
                 Err(e) => return e.to_string(),
             };
             match self.dispatch(msg) {
-                Ok(false) => {}
-                Ok(true) => {
-                    drain_deadline.get_or_insert(Instant::now() + s.resume_grace);
-                }
+                Ok(Goaway::None) => {}
+                Ok(Goaway::Move) => drain.moving(Instant::now(), s.resume_grace),
+                Ok(Goaway::Release) => drain.release(Instant::now()),
                 Err(e) => return self.protocol_error(e).await,
             }
         }
@@ -330,87 +346,5 @@ impl Conn {
         self.send(Out::Close(1002, e.label()));
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         format!("protocol error: {e}")
-    }
-
-    /// Hand one message's frames to their sessions. Ok(true): GOAWAY seen.
-    fn dispatch(self: &Arc<Self>, msg: Bytes) -> Result<bool, CodecError> {
-        let limit = self.settings.session_queue_bytes;
-        let mut goaway = false;
-        let mut t = self.table();
-        for frame in codec::decode(msg, self.settings.max_frame_bytes as u32) {
-            let f = frame?;
-            if !f.kind.from_app() {
-                return Err(CodecError::WrongDirection(f.kind));
-            }
-            let inbox = t.sessions.get(&f.session);
-            match f.kind {
-                FrameType::Message => {
-                    if let Some(inbox) = inbox {
-                        let flags = f.flags;
-                        // An empty slice would still keep the connection's
-                        // read buffer alive while it waits in the inbox.
-                        let payload = if f.body.is_empty() {
-                            Bytes::new()
-                        } else {
-                            f.body
-                        };
-                        inbox.push(Event::Message { flags, payload }, limit);
-                    }
-                }
-                FrameType::Close => {
-                    let close = Close::decode(&f.body)?;
-                    if close.code == Some(1006) {
-                        return Err(CodecError::BadClose("1006 may not be sent"));
-                    }
-                    if let Some(inbox) = t.sessions.remove(&f.session) {
-                        let moved = t.moved.remove(&f.session);
-                        // A session that moved on belongs to its new
-                        // connection: the old instance cannot close it.
-                        if !moved {
-                            inbox.push(Event::Close(close), usize::MAX);
-                        }
-                    }
-                }
-                FrameType::Accept => {
-                    let body: AcceptBody = f.json()?;
-                    if let Some(inbox) = inbox {
-                        let conn = Arc::clone(self);
-                        inbox.push(Event::Accept { conn, body }, usize::MAX);
-                    }
-                }
-                FrameType::Reject => {
-                    let body: RejectBody = f.json()?;
-                    if let Some(inbox) = t.sessions.remove(&f.session) {
-                        inbox.push(Event::Reject(body), usize::MAX);
-                    }
-                }
-                FrameType::Ping => self.queue_pong(true, f.body),
-                FrameType::Pong => {}
-                FrameType::Goaway => {
-                    let _: tidegate_mux::codec::GoawayBody = f.json()?;
-                    if !self.draining.swap(true, Ordering::AcqRel) {
-                        goaway = true;
-                        tracing::info!(
-                            conn = self.id,
-                            sessions = t.sessions.len(),
-                            "GOAWAY from the application"
-                        );
-                        for inbox in t.sessions.values() {
-                            let lost = Event::Lost {
-                                conn_id: self.id,
-                                goaway: true,
-                            };
-                            inbox.push(lost, usize::MAX);
-                        }
-                        if t.sessions.is_empty() {
-                            self.send(Out::Close(1000, "goaway"));
-                        }
-                    }
-                }
-                FrameType::Open => unreachable!("refused by from_app above"),
-            }
-        }
-        self.metrics.sessions.set(t.sessions.len() as i64);
-        Ok(goaway)
     }
 }

@@ -64,6 +64,10 @@ struct Queue {
     /// Set when a push went over the bound; the session then closes the
     /// client as a slow consumer.
     overflow: bool,
+    /// The session's client is not taking bytes: small payloads pushed
+    /// now will wait, so they are copied out of the connection's read
+    /// buffer here ([`super::detach`]).
+    stalled: bool,
     waker: Option<Waker>,
 }
 
@@ -90,6 +94,13 @@ impl Inbox {
                 q.overflow = true;
             } else {
                 q.bytes += n;
+                let event = match event {
+                    Event::Message { flags, payload } if q.stalled => Event::Message {
+                        flags,
+                        payload: super::detach(payload),
+                    },
+                    other => other,
+                };
                 q.events.push_back(event);
             }
             q.waker.take()
@@ -114,6 +125,12 @@ impl Inbox {
         }
         q.bytes = 0;
         q.overflow
+    }
+
+    /// The session's client stopped (true) or resumed (false) taking
+    /// bytes; see `Queue::stalled`.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.lock().stalled = stalled;
     }
 
     /// For the handshake phase: take the first event, if any.
@@ -163,6 +180,36 @@ mod tests {
         let q = inbox.lock();
         assert!(q.overflow, "frame {} must overflow", fits + 1);
         assert_eq!(q.events.len(), fits);
+    }
+
+    /// Once the client is stalled, a small payload waiting in the inbox no
+    /// longer shares the buffer it was cut from.
+    #[test]
+    fn stalled_inbox_copies_small_payloads() {
+        let buffer = Bytes::from(vec![7u8; 256 * 1024]);
+        let inbox = Inbox::default();
+        let message = |payload: Bytes| Event::Message { flags: 0, payload };
+        inbox.push(message(buffer.slice(0..10)), usize::MAX);
+        inbox.set_stalled(true);
+        inbox.push(message(buffer.slice(10..20)), usize::MAX);
+        let big = super::super::COPY_QUEUED_BELOW;
+        inbox.push(message(buffer.slice(0..big)), usize::MAX);
+        let q = inbox.lock();
+        let starts: Vec<*const u8> = q
+            .events
+            .iter()
+            .map(|e| match e {
+                Event::Message { payload, .. } => payload.as_ptr(),
+                _ => unreachable!("only messages were pushed"),
+            })
+            .collect();
+        assert_eq!(starts[0], buffer[0..].as_ptr(), "not stalled: zero-copy");
+        assert_ne!(
+            starts[1],
+            buffer[10..].as_ptr(),
+            "stalled and small: copied"
+        );
+        assert_eq!(starts[2], buffer[0..].as_ptr(), "large: never copied");
     }
 
     /// Events that must arrive are never refused, whatever the queue holds.

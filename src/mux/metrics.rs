@@ -111,6 +111,15 @@ impl MuxFamilies {
         }
     }
 
+    /// Series per mux upstream that must exist before anything happens:
+    /// the protocol error counters at 0 for every reason, so an alert on
+    /// `increase(...)` sees the first error.
+    pub fn upstream(&self, upstream: &str) {
+        for reason in tidegate_mux::CodecError::LABELS {
+            self.protocol_errors.with_label_values(&[upstream, reason]);
+        }
+    }
+
     pub fn conn(&self, upstream: &str, endpoint: &str, slot: usize) -> ConnMetrics {
         ConnMetrics {
             sessions: self.connection_sessions.with_label_values(&[

@@ -10,10 +10,11 @@ use crate::config::{MuxConfig, UpstreamConfig};
 use crate::metrics::Metrics;
 use crate::upstream::{self, Affinity, Outcome, Upstream};
 use base64::Engine;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tidegate_mux::SUBPROTOCOL;
+use tokio::sync::Notify;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,13 @@ const STABLE: Duration = Duration::from_secs(10);
 
 /// How often a session waiting for a connection looks again.
 const WAIT_STEP: Duration = Duration::from_millis(20);
+
+/// How long resuming sessions keep to their fair share of the pool while
+/// not every slot is up yet (after a restart the slots reconnect one by
+/// one; the first one back must not collect every session). After this
+/// they take any connection: a slot whose endpoint stays down must not
+/// hold sessions back for the whole resume grace.
+const RESUME_SPREAD: Duration = Duration::from_secs(2);
 
 static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
 
@@ -60,6 +68,22 @@ pub struct Pool {
     instance: String,
     endpoint_metrics: Vec<EndpointMetrics>,
     metrics: Arc<Metrics>,
+    /// Per endpoint: a slot of it connected. Its siblings waiting out a
+    /// backoff retry at once, so after an application restart the pool
+    /// comes back together and resumed sessions spread over all of it.
+    endpoint_up: Vec<Notify>,
+    /// Resuming sessions that have no connection yet (see [`Waiting`]).
+    waiting: AtomicUsize,
+}
+
+/// A resuming session not yet offered to a connection; counted so the
+/// pool knows the fair share of each connection (dropping it uncounts).
+pub struct Waiting(Arc<Pool>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Pool {
@@ -83,6 +107,8 @@ impl Pool {
             .iter()
             .map(|ep| metrics.mux.endpoint(&config.name, &ep.url))
             .collect();
+        let endpoint_up = config.endpoints.iter().map(|_| Notify::new()).collect();
+        metrics.mux.upstream(&config.name);
         Arc::new(Pool {
             name: config.name.clone(),
             upstream,
@@ -92,6 +118,8 @@ impl Pool {
             instance: instance.to_string(),
             endpoint_metrics,
             metrics,
+            endpoint_up,
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -133,19 +161,6 @@ impl Pool {
         (0..self.slots.len()).any(|s| self.current(s).is_some_and(|c| c.usable()))
     }
 
-    /// The open, non-draining connection with the fewest sessions, on a
-    /// healthy endpoint if any has one (a resumed session: no affinity).
-    pub fn pick(&self) -> Option<Arc<Conn>> {
-        let least = |healthy_only: bool| {
-            (0..self.slots.len())
-                .filter(|&s| !healthy_only || self.upstream.state[self.slots[s].endpoint].usable())
-                .filter_map(|s| self.current(s))
-                .filter(|c| c.usable())
-                .min_by_key(|c| c.session_count())
-        };
-        least(true).or_else(|| least(false))
-    }
-
     /// The connection a new session goes to: the first of the upstream's
     /// candidate endpoints (its policy, health, affinity cookie) that has
     /// an open connection, and there the one with the fewest sessions.
@@ -173,6 +188,37 @@ impl Pool {
             .filter(move |&s| self.slots[s].endpoint == e)
             .filter_map(|s| self.current(s))
             .filter(|c| c.usable())
+    }
+
+    /// Count a resuming session as waiting for a connection.
+    pub fn waiting(self: &Arc<Self>) -> Waiting {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(Arc::clone(self))
+    }
+
+    /// A connection for a session resuming since `since`: the least
+    /// loaded, but while some slots are reconnecting (no connection at
+    /// all; a draining one is going away, not coming) and for at most
+    /// `RESUME_SPREAD`, only one below its fair share of every session
+    /// placed or waiting — the rest wait a moment for the other slots.
+    pub fn pick_for_resume(&self, since: Instant) -> Option<Arc<Conn>> {
+        let mut up: Vec<Arc<Conn>> = Vec::new();
+        let mut coming = 0;
+        for slot in 0..self.slots.len() {
+            match self.current(slot) {
+                Some(c) if c.usable() => up.push(c),
+                Some(_) => {}
+                None => coming += 1,
+            }
+        }
+        let best = up.iter().min_by_key(|c| c.session_count())?;
+        if coming == 0 || since.elapsed() >= RESUME_SPREAD {
+            return Some(Arc::clone(best));
+        }
+        let placed: usize = up.iter().map(|c| c.session_count()).sum();
+        let total = placed + self.waiting.load(Ordering::Relaxed);
+        let share = total.div_ceil(up.len() + coming);
+        (best.session_count() < share).then(|| Arc::clone(best))
     }
 
     /// `pick_for`, waiting until `deadline` for a connection to come up.
@@ -213,9 +259,11 @@ impl Pool {
                         self.slots[slot].index,
                     );
                     let url = &self.config.endpoints[ep_index].url;
-                    let (conn, rx) = Conn::new(Arc::clone(s), conn_metrics, url);
+                    let pool = Arc::downgrade(&self);
+                    let (conn, rx) = Conn::new(Arc::clone(s), conn_metrics, url, pool);
                     tracing::info!(upstream = %self.name, slot, conn = conn.id, "mux connection up");
                     self.set(slot, Some(Arc::clone(&conn)));
+                    self.endpoint_up[ep_index].notify_waiters();
                     tokio::select! {
                         // Stop: the process is exiting; sessions were
                         // drained before this fires.
@@ -238,6 +286,8 @@ impl Pool {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 () = sleep(delay) => {}
+                // A sibling slot got through: the endpoint is back.
+                () = self.endpoint_up[ep_index].notified() => {}
             }
         }
     }

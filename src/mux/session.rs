@@ -93,6 +93,10 @@ struct Queues {
     held: VecDeque<ToApp>,
     /// Cost of `held` (see `ToApp::cost`).
     held_bytes: usize,
+    /// `held` could not be handed on (no budget, or no connection while
+    /// resuming): small payloads held from then on are copied, as the
+    /// ones already held were when it was set ([`crate::mux::detach`]).
+    held_stalled: bool,
     /// Frames for the client; `written` bytes of the front one are out.
     out: VecDeque<ToClient>,
     /// Cost of `out` and `pong` (see `ToClient::cost`).
@@ -104,6 +108,11 @@ struct Queues {
     pong: Option<Bytes>,
     /// A pong is in `out` and not yet written.
     pong_in_out: bool,
+    /// The client stopped taking bytes with frames still in `out`: small
+    /// payloads queued from then on are copied ([`crate::mux::detach`]),
+    /// the ones already waiting were copied when it was set. Cleared when
+    /// `out` empties, so a client that keeps up never pays for a copy.
+    out_stalled: bool,
 }
 
 /// A session between connections.
@@ -113,6 +122,8 @@ struct Resume {
     goaway: bool,
     /// The connection that has the resumed OPEN.
     on: Option<Arc<Conn>>,
+    /// Held while `on` is `None`: counts the session in the pool's share.
+    waiting: Option<super::pool::Waiting>,
     /// A connection being left after GOAWAY: it still delivers the
     /// application's frames and is forgotten once the session is accepted
     /// elsewhere.
@@ -148,6 +159,9 @@ pub struct MuxSession {
     close_sent: bool,
     /// The client sent its Close (or its side ended).
     client_done: bool,
+    /// The client's Close was seen and counted; a session that ends
+    /// without one counts `side="client", code="none"` (it vanished).
+    client_close_counted: bool,
     deadline_close: Option<Instant>,
     /// Last bytes from the client — or, while `ping_sent`, when the ping
     /// went out (the pong is due `pong_timeout` after it).
@@ -191,6 +205,7 @@ impl MuxSession {
             app_done: false,
             close_sent: false,
             client_done: false,
+            client_close_counted: false,
             deadline_close: None,
             last_rx: now,
             ping_sent: false,
@@ -410,6 +425,9 @@ impl MuxSession {
             .mux_metrics
             .queued_bytes
             .sub(self.out_bytes() as i64);
+        if !self.client_close_counted {
+            self.route.metrics.close("client", None);
+        }
         self.route.metrics.active.dec();
         self.route
             .metrics

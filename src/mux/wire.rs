@@ -18,6 +18,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// so they are written from where they lie.
 pub const ZERO_KEY: [u8; 4] = [0; 4];
 
+/// The read buffer of a mux connection: messages up to about this size
+/// are slices of a shared buffer of this size; a larger one is read into
+/// an allocation of its own size.
+pub const READ_BUFFER: usize = 256 * 1024;
+
 /// A Close frame payload: code + reason (reason cut to fit 125 bytes).
 pub fn close_payload(code: u16, reason: &str) -> Bytes {
     tidegate_mux::Close::new(code, reason).encode()
@@ -58,7 +63,7 @@ pub struct MuxReader {
 
 impl MuxReader {
     pub fn new(leftover: &[u8], max_message: usize) -> MuxReader {
-        let mut buf = BytesMut::with_capacity(256 * 1024);
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
         buf.extend_from_slice(leftover);
         MuxReader {
             buf,
@@ -75,7 +80,7 @@ impl MuxReader {
                 return Ok(frame);
             }
             if self.buf.capacity() - self.buf.len() < 16 * 1024 {
-                self.buf.reserve(256 * 1024);
+                self.buf.reserve(READ_BUFFER);
             }
             if io.read_buf(&mut self.buf).await? == 0 {
                 return Err(ReadError::Eof);

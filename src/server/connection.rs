@@ -18,6 +18,7 @@
 //! session.
 
 mod dispatch;
+mod http;
 mod policy;
 
 use super::limits::{ConnectionSlot, HandshakeSlot};
@@ -31,6 +32,7 @@ use crate::upstream::ClientInfo;
 use prometheus::{IntCounter, IntGauge};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout_at, Instant};
@@ -59,6 +61,13 @@ struct Admitted {
     from_client: Vec<u8>,
     upgrade: Upgrade,
     identity: Option<Identity>,
+}
+
+/// What an admitted request asks for: a WebSocket session, or a plain
+/// HTTP request on a route that carries HTTP.
+enum Admission {
+    Upgrade(Admitted),
+    Http(http::Request),
 }
 
 /// Why a connection ends before its dispatch.
@@ -107,7 +116,18 @@ pub async fn handle(
     // counts against the budget of handshakes in progress.
     drop(handshake);
     let admitted = match admitted {
-        Ok(a) => a,
+        Ok(Admission::Upgrade(a)) => a,
+        Ok(Admission::Http(request)) => {
+            // Boxed: the HTTP loop is large and only plain HTTP takes it.
+            let upgrade = Box::pin(http::serve(&cx, io, request)).await;
+            match upgrade {
+                Some((later_io, a)) => {
+                    io = later_io;
+                    a
+                }
+                None => return,
+            }
+        }
         Err(Halt::Gone) => return,
         Err(Halt::Refused(r)) => return refuse(&cx, &mut io, r).await,
     };
@@ -146,28 +166,48 @@ async fn accept_tls(
 }
 
 /// Phases read head → route → classify → policy.
-async fn admit(cx: &Ctx, io: &mut Io, deadline: Instant) -> Result<Admitted, Halt> {
+async fn admit(cx: &Ctx, io: &mut Io, deadline: Instant) -> Result<Admission, Halt> {
     let (head, from_client) = read_request_head(cx, io, deadline).await?;
+    Ok(admit_head(cx, head, from_client).await?)
+}
+
+/// Phases route → classify → policy for a head that has been read (the
+/// first of a connection, or a later one of a keep-alive connection).
+async fn admit_head(
+    cx: &Ctx,
+    head: RequestHead,
+    from_client: Vec<u8>,
+) -> Result<Admission, Refused> {
     let routed = handshake::route(&head, &cx.state.routes).map_err(Refused::unrouted)?;
     let route = Arc::clone(&routed.route);
-    let mut upgrade = match handshake::classify(&head, routed) {
-        Ok(Kind::Upgrade(u)) => u,
-        // Plain HTTP has no dispatch target yet: refused as before.
-        Ok(Kind::Http) => {
-            let rejection = handshake::plain_http_rejection(&head);
-            return Err(Refused::on(&route, rejection).into());
+    let (mut target, plain) = match handshake::classify(&head, routed) {
+        Ok(Kind::Upgrade(u)) => (u, false),
+        Ok(Kind::Http(target)) => {
+            if route.http.is_none() {
+                let rejection = handshake::plain_http_rejection(&head);
+                return Err(Refused::on(&route, rejection));
+            }
+            (target, true)
         }
-        Err(r) => return Err(Refused::on(&route, r).into()),
+        Err(r) => return Err(Refused::on(&route, r)),
     };
-    let identity = policy::check(cx, &head, &mut upgrade)
+    let identity = policy::check(cx, &head, &mut target)
         .await
         .map_err(|r| Refused::on(&route, r))?;
-    Ok(Admitted {
+    if plain {
+        return Ok(Admission::Http(http::Request {
+            head,
+            target,
+            identity,
+            from_client,
+        }));
+    }
+    Ok(Admission::Upgrade(Admitted {
         head,
         from_client,
-        upgrade,
+        upgrade: target,
         identity,
-    })
+    }))
 }
 
 /// Phase: the request head, bounded in bytes and time (slowloris).
@@ -191,7 +231,27 @@ async fn read_request_head(
 /// and metrics (`tidegate_handshake_rejections_total{route, reason}`, and
 /// on a route `tidegate_connections_total{outcome}`: `upstream_error` for
 /// the upstream's failures, `rejected` for the gateway's decisions).
-async fn refuse(cx: &Ctx, io: &mut Io, refused: Refused) {
+async fn refuse<W: AsyncWrite + Unpin>(cx: &Ctx, io: &mut W, refused: Refused) {
+    refuse_as(cx, io, refused, Counted::Connection).await
+}
+
+/// What a refusal counts against besides its reason.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    /// `tidegate_connections_total{outcome}`: a refused upgrade or first
+    /// request of a connection.
+    Connection,
+    /// A plain HTTP request: counted by the HTTP metrics (its caller).
+    HttpRequest,
+}
+
+/// [`refuse`], for a refusal counted as `counted`.
+async fn refuse_as<W: AsyncWrite + Unpin>(
+    cx: &Ctx,
+    io: &mut W,
+    refused: Refused,
+    counted: Counted,
+) {
     let Refused { rejection, route } = refused;
     let route = route.as_ref().map(|r| r.name.as_str());
     cx.gw
@@ -199,7 +259,8 @@ async fn refuse(cx: &Ctx, io: &mut Io, refused: Refused) {
         .handshake_rejections
         .with_label_values(&[route.unwrap_or("-"), rejection.label()])
         .inc();
-    if let Some(rt) = route.and_then(|r| cx.state.runtime.get(r)) {
+    let runtime = route.and_then(|r| cx.state.runtime.get(r));
+    if let Some(rt) = runtime.filter(|_| counted == Counted::Connection) {
         match rejection.is_upstream() {
             true => rt.metrics.upstream_error.inc(),
             false => rt.metrics.rejected.inc(),

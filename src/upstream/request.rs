@@ -161,13 +161,20 @@ impl UpstreamRequest {
 }
 
 /// The normalised path after the route's `strip_prefix`, starting with
-/// `/`. Normalisation removed every `..`, so what is left cannot climb out
-/// of an endpoint's base path.
+/// `/`.
 fn rewritten_path(upgrade: &Upgrade) -> String {
     let route = &upgrade.route;
-    let mut path = upgrade.path.as_str();
-    if route.strip_prefix && route.path != "/" {
-        path = path.strip_prefix(route.path.as_str()).unwrap_or(path);
+    strip_route_prefix(&route.path, route.strip_prefix, &upgrade.path)
+}
+
+/// `path` (normalised, matched by the route prefix `route_path`) without
+/// that prefix when `strip` is on, starting with `/`. Normalisation removed
+/// every `..`, so what is left cannot climb out of an endpoint's base path
+/// (the fuzz target `path` checks it).
+pub fn strip_route_prefix(route_path: &str, strip: bool, path: &str) -> String {
+    let mut path = path;
+    if strip && route_path != "/" {
+        path = path.strip_prefix(route_path).unwrap_or(path);
     }
     if path.starts_with('/') {
         path.to_string()

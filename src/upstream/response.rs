@@ -8,13 +8,13 @@ use crate::handshake::{accept_key, field, Rejection};
 use crate::io::Io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A response head: status, headers, and the bytes read so far (the head
-/// and whatever followed it).
-struct Head {
-    status: u16,
-    headers: Vec<(String, String)>,
-    buf: Vec<u8>,
-    len: usize,
+/// A parsed response head: status, headers, and how many bytes it took.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub len: usize,
 }
 
 impl Head {
@@ -34,6 +34,15 @@ impl Head {
     }
 }
 
+/// What a 101 gives the client's 101: the chosen sub-protocol and the
+/// upstream's end-to-end headers.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Switch {
+    pub protocol: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
 /// Send the request, read and check the response. `requested`: the
 /// endpoint and the path behind its base path, for a refusal's message.
 pub(crate) async fn handshake(
@@ -46,25 +55,14 @@ pub(crate) async fn handshake(
     let lost = |_| UpstreamError::BadResponse("connection lost while sending the request");
     io.write_all(request).await.map_err(lost)?;
     io.flush().await.map_err(lost)?;
-    let mut head = read_head(&mut io).await?;
+    let (head, mut buf) = read_head(&mut io).await?;
+    let leftover = buf.split_off(head.len);
     if head.status != 101 {
-        let body = head.buf.split_off(head.len);
         let (ep, path) = requested;
         let url = ep.url_of(&[ep.base_path.as_str(), path].concat());
-        return Err(refusal(io, head.status, url, &head.headers, body).await);
+        return Err(refusal(io, &head, url, leftover).await);
     }
-    let protocol = check_switch(&head, key, offered)?;
-    let leftover = head.buf.split_off(head.len);
-    let headers: Vec<(String, String)> = head
-        .headers
-        .into_iter()
-        .filter(|(n, _)| !super::request::is_handshake_or_hop_header(n))
-        .map(|(n, v)| (n, v.trim().to_string()))
-        .collect();
-    // These go into the client's 101 as they are.
-    if !field::headers_ok(&headers) {
-        return Err(UpstreamError::InvalidHeader("101 header"));
-    }
+    let Switch { protocol, headers } = switch(head, key, offered)?;
     Ok(Connected {
         io,
         leftover,
@@ -75,8 +73,10 @@ pub(crate) async fn handshake(
     })
 }
 
-/// Read until a complete head, at most [`MAX_RESPONSE_HEAD`] bytes.
-async fn read_head(io: &mut Io) -> Result<Head, UpstreamError> {
+/// Read until a complete head, at most [`MAX_RESPONSE_HEAD`] bytes (plus
+/// one read). Returns the head and every byte read (the head and what
+/// followed it).
+async fn read_head(io: &mut Io) -> Result<(Head, Vec<u8>), UpstreamError> {
     // Read straight into the buffer (no array in the future: it lives in
     // every connection's handshake task).
     let mut buf = Vec::with_capacity(4096);
@@ -93,30 +93,58 @@ async fn read_head(io: &mut Io) -> Result<Head, UpstreamError> {
                 "connection closed before a response",
             ));
         }
-        let mut hs = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut hs);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let headers = resp
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        let value = String::from_utf8_lossy(h.value).into_owned();
-                        (h.name.to_string(), value)
-                    })
-                    .collect();
-                let status = resp.code.unwrap_or(0);
-                return Ok(Head {
-                    status,
-                    headers,
-                    buf,
-                    len,
-                });
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => continue,
-            _ => return Err(UpstreamError::BadResponse("unparseable response head")),
+        if let Some(head) = parse_head(&buf)? {
+            return Ok((head, buf));
         }
     }
+}
+
+/// The head at the start of `buf`; `Ok(None)`: not complete yet and still
+/// under [`MAX_RESPONSE_HEAD`], so read more. Pure, for the fuzz target
+/// `upstream_response` (docs/fuzzing.md).
+#[doc(hidden)]
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, UpstreamError> {
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut hs);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let headers = resp
+                .headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value).into_owned();
+                    (h.name.to_string(), value)
+                })
+                .collect();
+            let status = resp.code.unwrap_or(0);
+            Ok(Some(Head {
+                status,
+                headers,
+                len,
+            }))
+        }
+        Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => Ok(None),
+        _ => Err(UpstreamError::BadResponse("unparseable response head")),
+    }
+}
+
+/// A 101 head checked ([`check_switch`]) and its headers made fit for the
+/// client's 101: handshake and hop-by-hop headers dropped, the rest
+/// trimmed and validated as RFC 9110 fields. Pure, for the fuzz target.
+#[doc(hidden)]
+pub fn switch(head: Head, key: &str, offered: &[String]) -> Result<Switch, UpstreamError> {
+    let protocol = check_switch(&head, key, offered)?;
+    let headers: Vec<(String, String)> = head
+        .headers
+        .into_iter()
+        .filter(|(n, _)| !super::request::is_handshake_or_hop_header(n))
+        .map(|(n, v)| (n, v.trim().to_string()))
+        .collect();
+    // These go into the client's 101 as they are.
+    if !field::headers_ok(&headers) {
+        return Err(UpstreamError::InvalidHeader("101 header"));
+    }
+    Ok(Switch { protocol, headers })
 }
 
 /// A 101 must switch to WebSocket with the right accept value, negotiate
@@ -153,26 +181,11 @@ fn check_switch(
 }
 
 /// The upstream answered with a status: relay it, with a short body.
-async fn refusal(
-    mut io: Io,
-    status: u16,
-    url: String,
-    headers: &[(String, String)],
-    mut body: Vec<u8>,
-) -> UpstreamError {
-    if !(200..=599).contains(&status) {
-        return UpstreamError::BadResponse("invalid status");
-    }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
+async fn refusal(mut io: Io, head: &Head, url: String, mut body: Vec<u8>) -> UpstreamError {
+    let (want, content_type) = match refusal_fields(head) {
+        Ok(fields) => fields,
+        Err(e) => return e,
     };
-    let want = get("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(MAX_RELAYED_BODY);
     body.reserve(want.saturating_sub(body.len()));
     while body.len() < want {
         match io.read_buf(&mut body).await {
@@ -181,20 +194,36 @@ async fn refusal(
         }
     }
     body.truncate(want);
-    let content_type = get("content-type");
-    if content_type
-        .as_deref()
-        .is_some_and(|v| !field::is_field_value(v))
-    {
-        return UpstreamError::InvalidHeader("refusal content-type");
-    }
     UpstreamError::Refused {
-        status,
+        status: head.status,
         url,
         rejection: Rejection::UpstreamStatus {
-            status,
+            status: head.status,
             content_type,
             body,
         },
     }
+}
+
+/// What of a refusal reaches the client, besides its status: the body
+/// length to read (at most [`MAX_RELAYED_BODY`]) and a valid
+/// `Content-Type`. Pure, for the fuzz target.
+#[doc(hidden)]
+pub fn refusal_fields(head: &Head) -> Result<(usize, Option<String>), UpstreamError> {
+    if !(200..=599).contains(&head.status) {
+        return Err(UpstreamError::BadResponse("invalid status"));
+    }
+    let want = head
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_RELAYED_BODY);
+    let content_type = head.get("content-type").map(str::to_string);
+    if content_type
+        .as_deref()
+        .is_some_and(|v| !field::is_field_value(v))
+    {
+        return Err(UpstreamError::InvalidHeader("refusal content-type"));
+    }
+    Ok((want, content_type))
 }

@@ -26,10 +26,11 @@ def stack(tmp_path):
         yield s
 
 
-def mux_config(app_url: str) -> str:
+def mux_config(app_url: str, mux_extra: str = "") -> str:
     """One mux route in front of `app_url`, one pool connection, and no
     keepalive pings on either side (a flood test must not be ended by a
-    ping timeout of a peer that is busy or not reading)."""
+    ping timeout of a peer that is busy or not reading). `mux_extra`: more
+    `[mux]` keys."""
     return f"""
 [admin]
 listen = ""
@@ -40,6 +41,7 @@ ping_interval = "0s"
 [mux]
 ping_interval = "600s"
 pong_timeout = "600s"
+{mux_extra}
 
 [[listeners]]
 name = "default"
@@ -58,9 +60,9 @@ mode = "mux"
 """
 
 
-def start_mux(stack: g.Stack, app: HostileApp) -> g.Gateway:
+def start_mux(stack: g.Stack, app: HostileApp, mux_extra: str = "") -> g.Gateway:
     """A gateway in front of `app`, with its mux connection up."""
     stack.on_close(app.close)
-    gw = stack.run_config(mux_config(app.url))
+    gw = stack.run_config(mux_config(app.url, mux_extra))
     assert app.connected.wait(30), "the gateway never connected to the app"
     return gw

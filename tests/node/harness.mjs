@@ -3,7 +3,8 @@
 // with the Python tests. The harness prints one JSON line with addresses and
 // stops everything when its stdin closes (i.e. when this process dies too).
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -17,11 +18,21 @@ function python() {
 }
 
 /**
- * @param {{tls?: boolean, upstream?: 'echo'|'python', allowOrigins?: string[]}} opts
+ * @param {{tls?: boolean, upstream?: 'echo'|'python', upstreamUrl?: string, config?: string, allowOrigins?: string[]}} opts
+ *   upstreamUrl: an application the test runs itself (ws://host:port); the
+ *   harness then starts only the gateway, in front of it.
+ *   config: TOML for `tidegate run` instead of the `proxy` one-liner (its
+ *   first listener is reported; upstreams are the caller's).
  * @returns {Promise<{url: string, gateway: string, upstream: string, ca?: Buffer, stop: () => Promise<void>}>}
  */
 export async function startHarness(opts = {}) {
   const args = [join(REPO, 'tests', 'python', 'gateway.py'), 'harness', '--upstream', opts.upstream ?? 'echo'];
+  if (opts.upstreamUrl) args.push('--upstream-url', opts.upstreamUrl);
+  if (opts.config) {
+    const file = join(mkdtempSync(join(tmpdir(), 'tidegate-config-')), 'tidegate.toml');
+    writeFileSync(file, opts.config);
+    args.push('--config', file);
+  }
   if (opts.tls) args.push('--tls');
   for (const o of opts.allowOrigins ?? []) args.push('--allow-origin', o);
   const child = spawn(python(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -46,3 +57,12 @@ export async function startHarness(opts = {}) {
   info.stderr = () => stderr;
   return info;
 }
+
+/**
+ * The node:test `todo` option of the HTTP-through-the-gateway cases (issue
+ * #15): a reason string while the gateway cannot proxy plain HTTP (the cases
+ * then run and report but do not fail the suite), `undefined` now that it
+ * can (since the merge of the http branch). One place, so no case is
+ * silently skipped or forgotten.
+ */
+export const HTTP_PROXY_TODO = undefined;

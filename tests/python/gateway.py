@@ -535,7 +535,10 @@ def _harness(args: argparse.Namespace) -> int:
 
     with Stack() as stack:
         info: dict = {"dir": str(stack.dir)}
-        if args.upstream == "python":
+        if args.upstream_url or args.config:
+            # The caller runs its own application (e.g. a Socket.IO server).
+            upstream = args.upstream_url
+        elif args.upstream == "python":
             up = PyUpstream().start()
             stack.on_close(up.stop)
             upstream = up.url
@@ -547,7 +550,12 @@ def _harness(args: argparse.Namespace) -> int:
             certs = make_certs(stack.dir / "certs")
             tls = (certs.cert, certs.key)
             info["ca"] = str(certs.ca)
-        gw = stack.proxy(upstream, tls=tls, allow_origins=args.allow_origin)
+        if args.config:
+            # `tidegate run` with the caller's config (its first listener is
+            # the one reported); the upstream flags are not used.
+            gw = stack.run_config(Path(args.config).read_text())
+        else:
+            gw = stack.proxy(upstream, tls=tls, allow_origins=args.allow_origin)
         info["gateway"] = gw.addr
         info["url"] = gw.url()
         print(json.dumps(info), flush=True)
@@ -579,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--tls", action="store_true")
     h.add_argument("--upstream", choices=["echo", "python"], default="echo", help=MAGIC_HELP)
     h.add_argument("--allow-origin", action="append", default=[])
+    h.add_argument(
+        "--upstream-url",
+        help="an upstream the caller already runs (ws://host:port); overrides --upstream, nothing is started",
+    )
+    h.add_argument("--config", help="run `tidegate run --config FILE` instead of `tidegate proxy`")
     args = ap.parse_args(argv)
     if args.cmd == "make-certs":
         c = make_certs(Path(args.dir))

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod http;
 pub mod metrics;
 pub mod mux_app;
 pub mod named_app;

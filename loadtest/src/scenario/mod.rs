@@ -4,8 +4,10 @@
 
 pub mod connect;
 pub mod echo;
+pub mod http_get;
 pub mod idle;
 pub mod rate;
+pub mod sse_idle;
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,6 +144,8 @@ pub enum Spec {
     Rate(rate::RateParams),
     Connect(connect::ConnectParams),
     Idle(idle::IdleParams),
+    HttpGet(http_get::HttpGetParams),
+    SseIdle(sse_idle::SseIdleParams),
 }
 
 impl Spec {
@@ -152,6 +156,8 @@ impl Spec {
             Spec::Rate(p) => rate::run(ctx, p).await,
             Spec::Connect(p) => connect::run(ctx, p).await,
             Spec::Idle(p) => idle::run(ctx, p).await,
+            Spec::HttpGet(p) => http_get::run(ctx, p).await,
+            Spec::SseIdle(p) => sse_idle::run(ctx, p).await,
         }
     }
 }

@@ -10,18 +10,33 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 START_TIMEOUT = 30.0
 LINE = re.compile(r"^tidegate-mux (\w+) listening addr=(\S+):(\d+)$")
 
 
-class ExampleApp:
-    """``python -m tidegate_mux.examples.NAME --listen 127.0.0.1:0``."""
+def rust_example(name: str) -> Path:
+    """The Rust SDK's example binary (``cargo build --release --examples``,
+    which scripts/test.sh runs before the tests)."""
+    target = os.environ.get("CARGO_TARGET_DIR") or str(Path.home() / ".cache" / "tidegate" / "target")
+    path = Path(target) / "release" / "examples" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run `cargo build --release --examples -p tidegate-mux`")
+    return path
 
-    def __init__(self, name: str = "echo", *args: str, host: str = "127.0.0.1") -> None:
+
+class ExampleApp:
+    """``python -m tidegate_mux.examples.NAME --listen 127.0.0.1:0``, or with
+    ``rust=True`` the Rust SDK's example of that name."""
+
+    def __init__(
+        self, name: str = "echo", *args: str, host: str = "127.0.0.1", port: int = 0, rust: bool = False
+    ) -> None:
         self.name = name
+        program = [str(rust_example(name))] if rust else [sys.executable, "-m", f"tidegate_mux.examples.{name}"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"tidegate_mux.examples.{name}", "--listen", f"{host}:0", *args],
+            [*program, "--listen", f"{host}:{port}", *args],
             stdout=subprocess.PIPE,
             stderr=None,
             text=True,
@@ -64,5 +79,5 @@ class ExampleApp:
         self.stop()
 
 
-def start_echo(*args: str) -> ExampleApp:
-    return ExampleApp("echo", *args)
+def start_echo(*args: str, port: int = 0, rust: bool = False) -> ExampleApp:
+    return ExampleApp("echo", *args, port=port, rust=rust)

@@ -53,14 +53,16 @@ def test_chat_broadcasts_within_a_room():
     async def main():
         with ExampleApp("chat") as app:
             gw = await GatewayPeer.connect(app.port)
-            await gw.send(*(Frame.open(i, False, OpenBody(path=p)) for i, p in ((1, "/a"), (2, "/a"), (3, "/b"))))
+            opens = ((1, "/a", "nick=ada"), (2, "/a", "nick=bo"), (3, "/b", ""))
+            await gw.send(*(Frame.open(i, False, OpenBody(path=p, query=q)) for i, p, q in opens))
             for _ in range(3):
                 await gw.expect(FrameType.ACCEPT)
+            assert await gw.recv_text(1) == "* bo joined", "the room hears who joins"
             await gw.text(1, "to room a")
-            assert await gw.recv_text(1) == "to room a"
-            assert await gw.recv_text(2) == "to room a"
+            assert await gw.recv_text(1) == "ada: to room a"
+            assert await gw.recv_text(2) == "ada: to room a"
             await gw.text(3, "to room b")
-            assert await gw.recv_text(3) == "to room b"
+            assert (await gw.recv_text(3)).endswith(": to room b"), "no nick: a guest name"
             await gw.aclose()
 
     run(main())

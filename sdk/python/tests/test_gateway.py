@@ -219,3 +219,25 @@ def test_goaway_moves_sessions_between_python_instances(stack):
 
         run(main())
         assert metric(gw, "tidegate_mux_sessions_total", event="resumed") > 0
+
+
+def test_metrics_count_a_vanished_client_and_show_protocol_errors_at_zero(stack, echo_app):
+    gw = gateway(stack, [echo_app.addr])
+    with urllib.request.urlopen(f"http://{gw.admin}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for reason in ("text_message", "truncated", "bad_json", "bad_close"):
+        series = f'tidegate_mux_protocol_errors_total{{reason="{reason}",upstream="app"}} 0'
+        assert series in text, f"registered at 0 before any error: {series}"
+
+    async def main():
+        ws = await connect(gw.url("/vanishing"))
+        await ws.send("x")
+        assert await ws.recv() == "x"
+        ws.transport.abort()  # gone without a Close
+
+    run(main())
+    deadline = time.monotonic() + WAIT
+    while metric(gw, "tidegate_closes_total", side="client", code="none") < 1:
+        assert time.monotonic() < deadline, "the vanished client is counted as code=none"
+        time.sleep(0.05)
+    assert metric(gw, "tidegate_closes_total", side="client") == 1, "counted once"

@@ -213,11 +213,14 @@ def test_resume_while_old_connection_still_open():
             await gw1.send(Frame.open(9, False, OpenBody()))
             session = (await srv.accept()).accept()
             await gw1.expect(FrameType.ACCEPT, 9)
+            gw2 = await GatewayPeer.connect(srv.port, instance=gw1.instance)
             srv.goaway("deploy")
             assert GoawayBody.from_json((await gw1.expect(FrameType.GOAWAY)).body).reason == "deploy"
-            gw2 = await GatewayPeer.connect(srv.port, instance=gw1.instance)
-            # A connection opened after goaway() is told at once.
             await gw2.expect(FrameType.GOAWAY)
+            # goaway() stopped listening: the gateway's next connection goes
+            # to whoever listens now (a new instance), never back here.
+            with pytest.raises(OSError):
+                await GatewayPeer.connect(srv.port, instance=gw1.instance)
             assert (await gw2.open(9, resumed=True)).type is FrameType.ACCEPT
             # Old connection may still deliver; new frames go out on the new one.
             await gw1.text(9, "via old")

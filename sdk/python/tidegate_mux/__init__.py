@@ -10,7 +10,7 @@ long-lived WebSocket connections to the application
             await session.send(message)
 
     server = MuxServer("0.0.0.0", 9000, handler)
-    await server.start()
+    await run_until_signal(server)   # SIGTERM: GOAWAY, drain, exit
 
 ``codec`` is the wire format on its own (no I/O).
 """
@@ -20,8 +20,10 @@ from .codec import SUBPROTOCOL, Close, Frame, FrameType
 from .errors import CodecError, MuxError, SessionClosed
 from .incoming import AlreadyAnswered, Incoming
 from .limits import Limits
+from .room import Delivery, Room
+from .runner import run_until_signal
 from .server import MuxServer, ServerClosed
-from .session import Session
+from .session import SendResult, Session
 from .table import PROCESS_TABLE, SessionTable
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "AlreadyAnswered",
     "Close",
     "CodecError",
+    "Delivery",
     "Frame",
     "FrameType",
     "GoawayBody",
@@ -40,8 +43,11 @@ __all__ = [
     "OpenBody",
     "PROCESS_TABLE",
     "RejectBody",
+    "Room",
+    "SendResult",
     "ServerClosed",
     "Session",
     "SessionClosed",
     "SessionTable",
+    "run_until_signal",
 ]

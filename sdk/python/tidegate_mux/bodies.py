@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from .errors import BadJson
 
@@ -118,6 +119,18 @@ class OpenBody:
         """First value of a request header (case-insensitive), or ``None``."""
         name = name.lower()
         return next((v for n, v in self.headers if n.lower() == name), None)
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """``query`` parsed (percent-decoded, ``+`` as space, blank values
+        kept): ``?room=5&tag=a&tag=b`` → ``{"room": ["5"], "tag": ["a", "b"]}``.
+        Parsed on each access: keep the result if you read it often."""
+        return parse_qs(self.query, keep_blank_values=True)
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        """First value of query parameter ``name``, or ``default``."""
+        values = self.params.get(name)
+        return values[0] if values else default
 
     def to_json(self) -> bytes:
         return _dump(

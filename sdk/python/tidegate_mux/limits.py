@@ -32,6 +32,12 @@ class Limits:
     """Outbound bytes queued for one mux connection before ``Session.send``
     waits (backpressure to the application, never a drop)."""
 
+    send_backlog_bytes: int = 256 * 1024
+    """Payload bytes ``Session.send_nowait`` may hold for one session while
+    its connection's queue is full or the session is being resumed; past it
+    ``send_nowait`` answers ``SendResult.FULL`` and drops the message (one
+    message always fits an empty backlog)."""
+
     session_queue_bytes: int = 1024 * 1024
     """Inbound bytes of complete messages one session may hold unread. Above
     it the session is closed with 1008 "slow consumer" (see Session)."""

@@ -51,6 +51,7 @@ class MuxServer:
         table: SessionTable | None = None,
         ssl: ssl_module.SSLContext | None = None,
         gateway_secret: str | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """``handler(incoming)`` runs in its own task per OPEN; without one,
         call ``accept()``. ``resume_grace``: how long a session whose
@@ -58,7 +59,9 @@ class MuxServer:
         closed with 1006 (match the gateway's ``mux.resume_grace``).
         ``gateway_secret``: require it in ``X-Tidegate-Mux-Secret`` (None
         trusts any peer that reaches the port: loopback or private networks
-        only)."""
+        only). ``reuse_port``: bind with ``SO_REUSEPORT``, so a new
+        instance can listen on the port while the old one still serves
+        (side-by-side restart; README "Restarting")."""
         self.host = host
         self._port = port
         self.handler = handler
@@ -68,6 +71,7 @@ class MuxServer:
         """Open sessions by (instance, id), shared process-wide by default."""
         self._ssl = ssl
         self._gateway_secret = gateway_secret.encode() if gateway_secret else None
+        self._reuse_port = reuse_port
         self._server: Server | None = None
         self._connections: set[MuxConnection] = set()
         self._no_connections = asyncio.Event()
@@ -98,13 +102,16 @@ class MuxServer:
             # before it is buffered. Within that, the codec reports too_big.
             max_size=max(self.limits.max_frame_bytes + HEADER_LEN, self.limits.batch_bytes),
             ssl=self._ssl,
+            reuse_port=self._reuse_port or None,
         )
+        # Kept: after stop_listening() the server has no socket to ask.
+        self._port = self._server.sockets[0].getsockname()[1]
 
     @property
     def port(self) -> int:
         if self._server is None:
             raise MuxError("MuxServer not started")
-        return self._server.sockets[0].getsockname()[1]
+        return self._port
 
     @property
     def connections(self) -> int:
@@ -122,11 +129,23 @@ class MuxServer:
             raise ServerClosed("MuxServer closed")
         return inc
 
+    def stop_listening(self) -> None:
+        """Close the listening socket; open mux connections keep serving.
+        The gateway's next connections go to whoever listens on the port
+        now (a new instance bound with ``reuse_port``, or one started
+        after this)."""
+        if self._server is not None:
+            self._server.server.close()
+
     def goaway(self, reason: str = "") -> None:
-        """Tell the gateway this instance is going away (§6): it sends no new
-        OPEN here and moves the sessions to other connections, then closes
-        these connections (1000). Keep serving until ``wait_drained()``."""
+        """Tell the gateway this instance is going away (§6): stop listening,
+        then GOAWAY on every connection. The gateway sends no new OPEN here
+        and moves the sessions to other connections; when it has none
+        (a single instance restarting) it closes these connections as soon
+        as they are quiet and holds the sessions for the new instance.
+        Keep serving until ``wait_drained()``."""
         self.goaway_reason = reason
+        self.stop_listening()
         for conn in list(self._connections):
             conn.writer.put_nowait(Frame.goaway(reason))
 

@@ -17,14 +17,24 @@ when a message would push the inbox over the bound, the session is closed:
 CLOSE 1008 "slow consumer" goes to the gateway (the client gets 1008), the
 unread messages are dropped, and ``recv()`` raises ``SessionClosed(1008)``.
 One message larger than the bound is still delivered when the inbox is empty.
+
+Sending: ``await send()`` waits while the connection's queue is full and
+while the session is being resumed (up to the resume grace) — right for a
+reply, wrong for a broadcast loop, where one resuming member would stall
+the room. ``send_nowait()`` never waits: it answers a ``SendResult``
+(``sent``, ``queued``, ``resuming``, ``closed``, ``full``; the words
+fan-out's delivery reports use too, docs/design/mux-write-path.md) and
+keeps what it could not send yet in a small per-session backlog, bounded
+by ``Limits.send_backlog_bytes``, that leaves in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .bodies import AcceptBody, OpenBody
 from .codec import KIND_BINARY, KIND_CONTINUATION, KIND_TEXT, Close, Frame, valid_code
@@ -40,6 +50,38 @@ log = logging.getLogger(__name__)
 
 SessionKey = tuple[str, int]
 """``(instance, session id)``: unique across the gateway instances (§3)."""
+
+
+class SendResult(str, enum.Enum):
+    """What ``Session.send_nowait`` did with a message."""
+
+    SENT = "sent"
+    """Queued on the session's mux connection now."""
+    QUEUED = "queued"
+    """Held in the session's backlog behind earlier data (the connection's
+    queue is full); it leaves in order when there is room."""
+    RESUMING = "resuming"
+    """The session is between connections; held in the backlog and sent
+    after the gateway resumes it (dropped if it never does)."""
+    CLOSED = "closed"
+    """The session is over; nothing was sent."""
+    FULL = "full"
+    """The backlog is at ``Limits.send_backlog_bytes``; the message was
+    dropped."""
+
+    @property
+    def accepted(self) -> bool:
+        """The message was sent or will be (sent, queued, resuming)."""
+        return self in (SendResult.SENT, SendResult.QUEUED, SendResult.RESUMING)
+
+
+def encode_message(message: str | bytes | bytearray | memoryview) -> tuple[bytes, int]:
+    """``str`` → UTF-8 text, bytes-like → binary: ``(payload, kind)``."""
+    if isinstance(message, str):
+        return message.encode("utf-8"), KIND_TEXT
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message), KIND_BINARY
+    raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
 
 
 def app_may_send(code: int) -> bool:
@@ -67,6 +109,10 @@ class Session:
         """The sub-protocol the application selected in ACCEPT."""
         self.resumed = resumed
         """True when this process first saw the session as a resumed OPEN."""
+        self.data: Any = None
+        """Yours: whatever the application keeps per session (user, room,
+        counters). The SDK never touches it. After a restart the resumed
+        session is a new object here: rebuild it from ``open`` (README)."""
         self._table = table
         self._limits = limits
         self._grace = resume_grace
@@ -91,6 +137,13 @@ class Session:
         self._grace_timer: asyncio.TimerHandle | None = None
         self._send_lock = asyncio.Lock()
         """One message at a time, so fragments of two sends never interleave."""
+        self._backlog: deque[tuple[list[Frame], int]] | None = None
+        """``send_nowait`` messages (frames, payload size) waiting for room
+        or for the resume; made at the first one (most sessions never
+        need it)."""
+        self._backlog_bytes = 0
+        self._backlog_task: asyncio.Task[None] | None = None
+        """Sends the backlog in order; runs only while it is not empty."""
 
     # ------------------------------------------------------------- app API
 
@@ -124,36 +177,86 @@ class Session:
         """Send one message (``str`` → text, bytes-like → binary), split into
         MESSAGE fragments of at most ``Limits.fragment_bytes``. Waits while
         the connection's queue is full, and while the session is waiting to
-        be resumed; raises ``SessionClosed`` once the session is closed."""
-        if isinstance(message, str):
-            payload, kind = message.encode("utf-8"), KIND_TEXT
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            payload, kind = bytes(message), KIND_BINARY
-        else:
-            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        be resumed (up to the resume grace: use ``send_nowait`` where that
+        must not hold anything else up); raises ``SessionClosed`` once the
+        session is closed."""
+        payload, kind = encode_message(message)
         frames = self._fragments(payload, kind)
         async with self._send_lock:
-            while True:
-                if self._closed is not None:
-                    raise self._closed
-                conn = self._conn
-                if conn is None:
-                    await _first(self._attached, self._done)
-                    continue
-                try:
-                    await conn.writer.put(frames)
-                    return
-                except ConnectionGone:
-                    # Lost with the connection; wait for the resume.
-                    await _first(self._attached, self._done)
+            await self._put(frames)
+
+    def send_nowait(self, message: str | bytes | bytearray | memoryview) -> SendResult:
+        """Send one message without waiting; see ``SendResult``. Messages of
+        ``send_nowait`` leave in the order they were given."""
+        payload, kind = encode_message(message)
+        return self._send_encoded(payload, kind)
+
+    def _send_encoded(self, payload: bytes, kind: int) -> SendResult:
+        if self._closed is not None:
+            return SendResult.CLOSED
+        frames = self._fragments(payload, kind)
+        conn = self._conn
+        idle = not self._backlog and not self._send_lock.locked()
+        if idle and conn is not None and conn.writer.has_room():
+            conn.writer.put_nowait(*frames)
+            return SendResult.SENT
+        if self._backlog and self._backlog_bytes + len(payload) > self._limits.send_backlog_bytes:
+            return SendResult.FULL
+        if self._backlog is None:
+            self._backlog = deque()
+        self._backlog.append((frames, len(payload)))
+        self._backlog_bytes += len(payload)
+        if self._backlog_task is None:
+            self._backlog_task = asyncio.create_task(self._send_backlog(), name=f"tidegate-mux backlog {self.id}")
+        return SendResult.RESUMING if conn is None else SendResult.QUEUED
+
+    async def _send_backlog(self) -> None:
+        try:
+            async with self._send_lock:
+                while self._backlog:
+                    frames, size = self._backlog[0]
+                    await self._put(frames)
+                    self._backlog.popleft()
+                    self._backlog_bytes -= size
+        except SessionClosed:
+            pass
+        finally:
+            self._backlog = None
+            self._backlog_bytes = 0
+            self._backlog_task = None
+
+    async def _put(self, frames: list[Frame]) -> None:
+        """Queue one message's frames on the current connection, waiting for
+        room or for a resume. Holds ``_send_lock`` (the caller's)."""
+        while True:
+            if self._closed is not None:
+                raise self._closed
+            conn = self._conn
+            if conn is None:
+                await _first(self._attached, self._done)
+                continue
+            try:
+                await conn.writer.put(frames)
+                return
+            except ConnectionGone:
+                # Lost with the connection; wait for the resume.
+                await _first(self._attached, self._done)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the session; the client gets the same code and reason. A
-        no-op when already closed."""
+        no-op when already closed. Messages ``send_nowait`` accepted go
+        first: this waits for them like ``send`` would (while resuming, at
+        most the resume grace)."""
         if not app_may_send(code):
             raise ValueError(f"close code {code} may not be sent by an application")
         if self._closed is not None:
             return
+        backlog = self._backlog_task
+        if backlog is not None:
+            # What send_nowait accepted goes before the CLOSE.
+            await asyncio.wait({backlog})
+            if self._closed is not None:
+                return
         close = Close(code, reason)
         self._mark_closed(SessionClosed(code, reason, by_app=True))
         conn = self._conn

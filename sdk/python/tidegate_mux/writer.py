@@ -50,6 +50,10 @@ class FrameWriter:
     def closed(self) -> bool:
         return self._closed
 
+    def has_room(self) -> bool:
+        """True while application frames may be queued without waiting."""
+        return not self._closed and self._queued < self._limits.connection_queue_bytes
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="tidegate-mux writer")
 

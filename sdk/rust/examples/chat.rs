@@ -1,25 +1,26 @@
-//! A mux chat application: every session whose path is `/ROOM` is in room
-//! ROOM, and every message one of them sends goes to every session of the
-//! room (the sender included).
+//! A mux chat application: a session whose path is `/ROOM` is in room
+//! ROOM, its query names it (`?nick=ada`), and every message one member
+//! sends goes to everyone in the room as `nick: text`.
 //!
 //! ```text
 //! cargo run -p tidegate-mux --example chat -- --listen 127.0.0.1:9001
 //! ```
 //!
-//! Broadcast never waits for one member: a member whose connection queue
-//! is full (it reads slower than the room talks) is closed with 1008; a
-//! member being resumed on another connection misses what is said
-//! meanwhile.
+//! Built on [`Room`]: a broadcast never waits for one member (a member
+//! whose connection queue is full, or that is being resumed, misses that
+//! message; the room goes on). A session that arrives resumed after a
+//! restart of this process is rebuilt from its OPEN like a new one, without
+//! the "joined" notice. SIGTERM: GOAWAY and drain (`run_until_signal`).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tidegate_mux::server::{Event, Incoming, MuxServer, SendError, SessionId, SessionSender};
+use tidegate_mux::server::{run_until_signal, Event, Incoming, MuxServer, Room, DRAIN_MAX};
 use tidegate_mux::AcceptBody;
 
-/// Members of each room, by session.
-type Rooms = Arc<Mutex<HashMap<String, HashMap<SessionId, SessionSender>>>>;
+/// Rooms by name.
+type Rooms = Arc<Mutex<HashMap<String, Room>>>;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -38,54 +39,57 @@ async fn main() -> std::io::Result<()> {
     println!("tidegate-mux chat listening addr={}", server.local_addr());
     std::io::stdout().flush()?;
     let rooms = Rooms::default();
-    while let Some(incoming) = server.accept().await {
-        tokio::spawn(member(incoming, rooms.clone()));
-    }
-    Ok(())
+    run_until_signal(&server, DRAIN_MAX, move |incoming| {
+        member(incoming, rooms.clone())
+    })
+    .await
 }
 
-fn lock(
-    rooms: &Rooms,
-) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<SessionId, SessionSender>>> {
+fn lock(rooms: &Rooms) -> MutexGuard<'_, HashMap<String, Room>> {
     rooms.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn member(incoming: Incoming, rooms: Rooms) {
-    let room = incoming.open.path.clone();
+    let name = incoming.open.path.clone();
+    // Per-session state comes from the OPEN only, so a resumed session
+    // (incoming.resumed: the client never left) is rebuilt the same way.
+    let nick = incoming
+        .open
+        .param("nick")
+        .unwrap_or_else(|| format!("guest-{}", incoming.id.id % 10_000));
+    let resumed = incoming.resumed;
     let protocol = incoming.open.protocols.first().cloned();
     let mut session = incoming.accept(AcceptBody {
         protocol,
         headers: Vec::new(),
     });
     let me = session.id().clone();
-    lock(&rooms)
-        .entry(room.clone())
-        .or_default()
-        .insert(me.clone(), session.sender());
-    while let Some(event) = session.recv().await {
-        let members: Vec<SessionSender> = match lock(&rooms).get(&room) {
-            Some(m) => m.values().cloned().collect(),
-            None => Vec::new(),
-        };
-        for m in members {
-            let sent = match &event {
-                Event::Text(t) => m.try_send_text(t.clone()),
-                Event::Binary(b) => m.try_send_binary(b.clone()),
-                Event::Closed(_) => Ok(()),
-            };
-            if sent == Err(SendError::Full) {
-                let _ = m.close(1008, "slow consumer");
-            }
+    {
+        let mut rooms = lock(&rooms);
+        let room = rooms
+            .entry(name.clone())
+            .or_insert_with(|| Room::new(&name));
+        room.join(session.sender());
+        if !resumed {
+            room.broadcast_text(&format!("* {nick} joined"), Some(&me));
         }
-        if matches!(event, Event::Closed(_)) {
-            break;
+    }
+    while let Some(event) = session.recv().await {
+        let line = match event {
+            Event::Text(t) => format!("{nick}: {t}"),
+            Event::Binary(b) => format!("{nick}: {}", String::from_utf8_lossy(&b)),
+            // The last event: the code says who closed and why.
+            Event::Closed(c) => format!("* {nick} left ({})", c.code.unwrap_or(1005)),
+        };
+        if let Some(room) = lock(&rooms).get_mut(&name) {
+            room.broadcast_text(&line, None);
         }
     }
     let mut rooms = lock(&rooms);
-    if let Some(members) = rooms.get_mut(&room) {
-        members.remove(&me);
-        if members.is_empty() {
-            rooms.remove(&room);
+    if let Some(room) = rooms.get_mut(&name) {
+        room.leave(&me);
+        if room.is_empty() {
+            rooms.remove(&name);
         }
     }
 }

@@ -11,29 +11,28 @@
 //! that status (403 by default) and the body "rejected by app". A text
 //! message `!close CODE [REASON]` makes the app close the session with that
 //! code; `!flood N SIZE` makes it send N binary messages of SIZE bytes (a
-//! client that does not read them is a slow consumer). On SIGTERM it sends GOAWAY on every mux connection and keeps
-//! serving until the gateway has closed them (at most 35 s), then exits 0.
+//! client that does not read them is a slow consumer). On SIGTERM it stops
+//! listening, sends GOAWAY on every mux connection and keeps serving until
+//! the gateway has closed them (at most 35 s), then exits 0
+//! (`server::run_until_signal`). `--reuse-port` binds with SO_REUSEPORT for
+//! a side-by-side restart.
 //! With `TIDEGATE_MUX_SECRET` set, only mux connections carrying that
 //! secret (the gateway's `upstreams[].mux_secret`) are accepted.
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use tidegate_mux::server::{Event, Incoming, MuxServer, SendError, Session};
+use tidegate_mux::server::{
+    run_until_signal, Event, Incoming, MuxServer, SendError, Session, DRAIN_MAX,
+};
 use tidegate_mux::{AcceptBody, RejectBody};
-use tokio::signal::unix::{signal, SignalKind};
-
-/// How long a draining instance waits for the gateway to move its sessions.
-const DRAIN: Duration = Duration::from_secs(35);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let listen = match parse_args() {
+    let (listen, reuse_port) = match parse_args() {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("echo: {e}\nusage: echo [--listen ADDR]");
+            eprintln!("echo: {e}\nusage: echo [--listen ADDR] [--reuse-port]");
             return ExitCode::from(64);
         }
     };
@@ -42,68 +41,41 @@ async fn main() -> ExitCode {
         gateway_secret: std::env::var("TIDEGATE_MUX_SECRET")
             .ok()
             .filter(|s| !s.is_empty()),
+        reuse_port,
         ..tidegate_mux::server::Config::default()
     };
     let server = match MuxServer::bind_with(listen.as_str(), config).await {
-        Ok(s) => Arc::new(s),
+        Ok(s) => s,
         Err(e) => {
             eprintln!("echo: cannot listen on {listen}: {e}");
             return ExitCode::from(1);
         }
     };
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("echo: cannot watch SIGTERM: {e}");
-            return ExitCode::from(1);
-        }
-    };
     println!("tidegate-mux echo listening addr={}", server.local_addr());
     let _ = std::io::stdout().flush();
-
-    loop {
-        tokio::select! {
-            // A new OPEN: answer it on its own task.
-            incoming = server.accept() => match incoming {
-                Some(i) => { tokio::spawn(serve(i)); }
-                None => return ExitCode::SUCCESS,
-            },
-            // Redeploy: hand the sessions back to the gateway.
-            _ = term.recv() => break,
+    // SIGTERM: stop listening, GOAWAY, serve until the gateway lets go.
+    match run_until_signal(&server, DRAIN_MAX, serve).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo: cannot watch signals: {e}");
+            ExitCode::from(1)
         }
     }
-    let told = server.goaway("shutting down");
-    eprintln!("echo: SIGTERM, GOAWAY sent on {told} connection(s)");
-    let deadline = tokio::time::sleep(DRAIN);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            // Keep serving sessions that are still opened here meanwhile.
-            incoming = server.accept() => match incoming {
-                Some(i) => { tokio::spawn(serve(i)); }
-                None => break,
-            },
-            // The gateway closed every connection: nothing is lost.
-            _ = server.wait_connections_closed() => break,
-            _ = &mut deadline => {
-                eprintln!("echo: drain window over, {} connection(s) left", server.connection_count());
-                break;
-            }
-        }
-    }
-    ExitCode::SUCCESS
 }
 
-fn parse_args() -> Result<String, String> {
+/// `(listen address, reuse_port)`.
+fn parse_args() -> Result<(String, bool), String> {
     let mut listen = "127.0.0.1:0".to_string();
+    let mut reuse_port = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--listen" => listen = args.next().ok_or("--listen needs an address")?,
+            "--reuse-port" => reuse_port = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(listen)
+    Ok((listen, reuse_port))
 }
 
 /// The status a client asked to be rejected with, if any.

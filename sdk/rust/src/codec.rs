@@ -111,6 +111,20 @@ pub enum CodecError {
 }
 
 impl CodecError {
+    /// Every value [`CodecError::label`] returns, so a metric family can
+    /// show each at 0 before the first error.
+    pub const LABELS: &'static [&'static str] = &[
+        "text_message",
+        "truncated",
+        "unknown_type",
+        "bad_flags",
+        "bad_session",
+        "wrong_direction",
+        "too_big",
+        "bad_json",
+        "bad_close",
+    ];
+
     /// Bounded metric label.
     pub fn label(&self) -> &'static str {
         match self {
@@ -438,6 +452,8 @@ pub struct RejectBody {
 pub struct GoawayBody {
     pub reason: String,
 }
+
+mod query;
 
 #[cfg(test)]
 mod tests;

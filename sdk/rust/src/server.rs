@@ -31,6 +31,8 @@ mod conn;
 mod http;
 mod incoming;
 mod outbox;
+mod room;
+mod runner;
 mod session;
 mod table;
 
@@ -46,6 +48,8 @@ use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
 pub use incoming::Incoming;
+pub use room::{Delivery, Room};
+pub use runner::{run_until_signal, DRAIN_MAX};
 pub use session::{Event, SendError, Session, SessionId, SessionSender};
 pub use table::len as held_sessions;
 
@@ -84,6 +88,11 @@ pub struct Config {
     /// gateway can open or resume (move) sessions. `None` trusts every
     /// peer that reaches the port (loopback or a private network only).
     pub gateway_secret: Option<String>,
+    /// Bind with `SO_REUSEPORT` (and `SO_REUSEADDR`), so a new instance can
+    /// listen on the port while the old one still serves: the
+    /// side-by-side restart of README "Restarting". Unix only; ignored
+    /// elsewhere.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -98,6 +107,7 @@ impl Default for Config {
             accept_queue: 1024,
             handshake_timeout: Duration::from_secs(10),
             gateway_secret: None,
+            reuse_port: false,
         }
     }
 }
@@ -158,7 +168,8 @@ pub struct MuxServer {
     incoming: AsyncMutex<mpsc::Receiver<Incoming>>,
     /// State shared with connection tasks.
     shared: Arc<ServerShared>,
-    /// The accept loop, stopped on drop.
+    /// The accept loop (it owns the listener), stopped by
+    /// [`MuxServer::goaway`] and on drop.
     accept_task: JoinHandle<()>,
 }
 
@@ -170,7 +181,7 @@ impl MuxServer {
 
     /// Listen on `addr` with `config`.
     pub async fn bind_with(addr: impl ToSocketAddrs, config: Config) -> io::Result<MuxServer> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listen(addr, config.reuse_port).await?;
         let local_addr = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(config.accept_queue.max(1));
         let shared = Arc::new(ServerShared {
@@ -202,11 +213,15 @@ impl MuxServer {
     }
 
     /// Send GOAWAY on every mux connection (before a redeploy): the gateway
-    /// moves their sessions elsewhere, then closes the connections.
-    /// Returns the number of connections told. From then on, new mux
-    /// connections are refused with 503.
+    /// moves their sessions elsewhere — or, with nowhere to move them,
+    /// closes the connections at once and holds the sessions for the next
+    /// instance — then closes the connections. Returns the number of
+    /// connections told. Stops listening first, so the gateway's next
+    /// connections reach whoever listens on the port now; a handshake
+    /// already under way is refused with 503.
     pub fn goaway(&self, reason: &str) -> usize {
         self.shared.draining.store(true, Ordering::Release);
+        self.accept_task.abort();
         let conns: Vec<Arc<Outbox>> = self.shared.conns().values().cloned().collect();
         conns
             .iter()
@@ -238,6 +253,30 @@ impl Drop for MuxServer {
     fn drop(&mut self) {
         self.accept_task.abort();
     }
+}
+
+/// The listening socket: plain, or with `SO_REUSEPORT` for a side-by-side
+/// restart.
+async fn listen(addr: impl ToSocketAddrs, reuse_port: bool) -> io::Result<TcpListener> {
+    if !reuse_port {
+        return TcpListener::bind(addr).await;
+    }
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+        match socket.bind(a) {
+            Ok(()) => return socket.listen(1024),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address")))
 }
 
 fn duration_ms(d: Duration) -> u64 {

@@ -106,6 +106,7 @@ pub(super) fn routes(
             identity_headers: Arc::clone(&identity_headers),
             mode: settings.mode,
             access_sample: super::ops::route_access_sample(p, &key, r, config),
+            http: super::http::route(p, &key, r, &config.http),
         }));
     }
     out

@@ -7,7 +7,7 @@ use crate::access::Closer;
 use crate::frame::{encode_header, Opcode, Violation};
 use crate::mux::client::Piece;
 use crate::mux::wire;
-use crate::mux::QUEUED_FRAME_COST;
+use crate::mux::{detach, QUEUED_FRAME_COST};
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -18,6 +18,8 @@ use tokio::time::Instant;
 
 impl MuxSession {
     pub(super) fn queue_client(&mut self, fin: bool, opcode: Opcode, payload: Bytes) {
+        let stalled = self.q.as_ref().is_some_and(|q| q.out_stalled);
+        let payload = if stalled { detach(payload) } else { payload };
         let t = ToClient {
             header: encode_header(fin, opcode, payload.len(), None),
             payload,
@@ -41,6 +43,13 @@ impl MuxSession {
     pub(super) fn queue_pong(&mut self, payload: Bytes) {
         let cost = (payload.len() + QUEUED_FRAME_COST) as i64;
         let q = self.queues();
+        // A slice of the client read arena; it waits if the client does
+        // not read.
+        let payload = if q.out_stalled {
+            detach(payload)
+        } else {
+            payload
+        };
         let old = q
             .pong
             .replace(payload)
@@ -117,6 +126,22 @@ impl MuxSession {
                 self.route.mux_metrics.queued_bytes.sub(cost as i64);
                 q.out.pop_front();
             }
+        }
+        if q.out.is_empty() {
+            if q.out_stalled {
+                q.out_stalled = false;
+                self.inbox.set_stalled(false);
+            }
+        } else if !q.out_stalled {
+            // The client's socket is full: what waits from here on, here
+            // or in the inbox, must not hold the application's read
+            // buffers.
+            q.out_stalled = true;
+            self.inbox.set_stalled(true);
+            for t in q.out.iter_mut() {
+                t.payload = detach(std::mem::take(&mut t.payload));
+            }
+            q.pong = q.pong.take().map(detach);
         }
         if self.client.buffers_writes() {
             if let Poll::Ready(Err(_)) = Pin::new(&mut self.client).poll_flush(cx) {
@@ -214,6 +239,7 @@ impl MuxSession {
             Piece::Pong => {}
             Piece::Close(code, reason) => {
                 self.client_done = true;
+                self.client_close_counted = true;
                 self.route.metrics.close("client", code);
                 self.log_close(Closer::Client, code, "client closed");
                 let echo = match code {

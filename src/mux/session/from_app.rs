@@ -121,6 +121,7 @@ impl MuxSession {
                 deadline: now + grace,
                 goaway,
                 on: None,
+                waiting: None,
                 leaving: None,
             })
         });
@@ -129,6 +130,7 @@ impl MuxSession {
             // A draining connection closes once it has no sessions left.
             on.forget(self.id);
         }
+        r.waiting.get_or_insert_with(|| self.route.pool.waiting());
         if current {
             let old = self.conn.take().expect("current checked above");
             self.budget = None;
@@ -145,10 +147,12 @@ impl MuxSession {
             return;
         };
         if r.on.is_none() {
-            if let Some(conn) = self.route.pool.pick() {
+            let since = r.deadline - self.route.resume_grace;
+            if let Some(conn) = self.route.pool.pick_for_resume(since) {
                 if conn.register(self.id, Arc::clone(&self.inbox)) {
                     conn.send(Out::frame(&self.open.resumed_frame(self.id)));
                     r.on = Some(conn);
+                    r.waiting = None;
                 }
             }
         }

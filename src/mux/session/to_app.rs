@@ -4,7 +4,7 @@
 
 use super::{MuxSession, Queues, ToApp};
 use crate::mux::conn::Out;
-use crate::mux::QUEUED_FRAME_COST;
+use crate::mux::{detach, QUEUED_FRAME_COST};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tidegate_mux::codec::{Close, Frame, FrameType};
@@ -52,9 +52,12 @@ impl MuxSession {
         }
     }
 
-    pub(super) fn queue_app(&mut self, frame: Frame) {
-        let t = ToApp { frame };
+    pub(super) fn queue_app(&mut self, mut frame: Frame) {
         let q = self.queues();
+        if q.held_stalled {
+            frame.body = detach(std::mem::take(&mut frame.body));
+        }
+        let t = ToApp { frame };
         q.held_bytes += t.cost();
         q.held.push_back(t);
     }
@@ -78,8 +81,25 @@ impl MuxSession {
         }
     }
 
-    /// Queue held frames on the connection while its budget allows.
+    /// Queue held frames on the connection while its budget allows; what
+    /// is left waits, so its small payloads are detached from the client's
+    /// read arena.
     pub(super) fn flush_held(&mut self, cx: &mut Context<'_>) -> bool {
+        let progress = self.hand_on_held(cx);
+        if let Some(q) = self.q.as_mut() {
+            if q.held.is_empty() {
+                q.held_stalled = false;
+            } else if !q.held_stalled {
+                q.held_stalled = true;
+                for t in q.held.iter_mut() {
+                    t.frame.body = detach(std::mem::take(&mut t.frame.body));
+                }
+            }
+        }
+        progress
+    }
+
+    fn hand_on_held(&mut self, cx: &mut Context<'_>) -> bool {
         let (Some(conn), Some(q)) = (self.conn.as_ref(), self.q.as_mut()) else {
             return false;
         };

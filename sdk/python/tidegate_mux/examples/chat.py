@@ -1,20 +1,23 @@
-"""Chat rooms for tidegate in mux mode: the path names the room, every
-message is broadcast to everyone in it (sender included).
+"""Chat rooms for tidegate in mux mode: the path names the room
+(``/lobby``), the query the nickname (``?nick=ada``); every message is
+broadcast to everyone in the room as ``nick: text``.
 
     python -m tidegate_mux.examples.chat --listen 127.0.0.1:0
 
-Shows the pull style (``MuxServer.accept()``) and sessions that survive a
-resume: a room holds ``Session`` objects, which keep working when the
-gateway moves them to another mux connection.
+Shows the pull style (``MuxServer.accept()``), ``Room`` (a broadcast that
+never waits for one member: ``send_nowait`` underneath), the per-session
+``data`` slot, the parsed query, reading the close code, and rebuilding a
+session's state when it arrives resumed after this process restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 
 from ..errors import SessionClosed
+from ..incoming import Incoming
+from ..room import Room
 from ..server import MuxServer, ServerClosed
 from ..session import Session
 from ._cli import parser, serve_until_sigterm, setup_logging
@@ -22,45 +25,64 @@ from ._cli import parser, serve_until_sigterm, setup_logging
 log = logging.getLogger("chat")
 
 
-class Rooms:
+class Chat:
     def __init__(self) -> None:
-        self.members: dict[str, set[Session]] = defaultdict(set)
+        self.rooms: dict[str, Room] = {}
 
-    async def join(self, room: str, session: Session) -> None:
-        """Relay the session's messages to its room until it closes."""
-        self.members[room].add(session)
+    def room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name)
+        return room
+
+    async def serve(self, incoming: Incoming) -> None:
+        room = self.room(incoming.open.path.strip("/") or "lobby")
+        session = incoming.accept("chat" if "chat" in incoming.open.protocols else None)
+        # Everything this app knows about a client comes from the OPEN, so
+        # a session resumed after a restart (incoming.resumed: the client
+        # never left, this process is new) is rebuilt the same way; only
+        # the greeting differs.
+        session.data = incoming.open.param("nick") or f"guest-{incoming.id[1] % 10000}"
+        room.join(session)
+        if not incoming.resumed:
+            room.broadcast(f"* {session.data} joined", exclude=session)
         try:
-            async for message in session:
-                await self.broadcast(room, message)
+            await self.relay(room, session)
         finally:
-            self.members[room].discard(session)
-            if not self.members[room]:
-                del self.members[room]
+            room.leave(session)
+            if not room:
+                self.rooms.pop(room.name, None)
 
-    async def broadcast(self, room: str, message: str | bytes) -> None:
-        for member in list(self.members.get(room, ())):
+    async def relay(self, room: Room, session: Session) -> None:
+        while True:
             try:
-                await member.send(message)
-            except SessionClosed:
-                self.members[room].discard(member)
+                message = await session.recv()
+            except SessionClosed as closed:
+                # `async for` would end quietly here; recv() says why.
+                who = "app" if closed.by_app else "client"
+                log.info("%s left %s: %s closed %s", session.data, room.name, who, closed.code)
+                room.broadcast(f"* {session.data} left")
+                return
+            text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+            report = room.broadcast(f"{session.data}: {text}")
+            if report.full:
+                log.warning("%s: %d member(s) too slow, message dropped for them", room.name, report.full)
 
 
-async def accept_loop(server: MuxServer, rooms: Rooms) -> None:
+async def accept_loop(server: MuxServer, chat: Chat) -> None:
     tasks: set[asyncio.Task[None]] = set()
     while True:
         try:
             incoming = await server.accept()
         except ServerClosed:
             return
-        room = incoming.open.path.strip("/") or "lobby"
-        session = incoming.accept("chat" if "chat" in incoming.open.protocols else None)
-        task = asyncio.create_task(rooms.join(room, session))
+        task = asyncio.create_task(chat.serve(incoming))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
 
 async def run(server: MuxServer) -> None:
-    loop_task = asyncio.create_task(accept_loop(server, Rooms()))
+    loop_task = asyncio.create_task(accept_loop(server, Chat()))
     try:
         await serve_until_sigterm(server, "chat")
     finally:
@@ -70,7 +92,8 @@ async def run(server: MuxServer) -> None:
 def main() -> None:
     args = parser("tidegate mux chat application").parse_args()
     setup_logging(args.verbose)
-    asyncio.run(run(MuxServer(*args.listen, resume_grace=args.resume_grace)))
+    server = MuxServer(*args.listen, resume_grace=args.resume_grace, reuse_port=args.reuse_port)
+    asyncio.run(run(server))
 
 
 if __name__ == "__main__":

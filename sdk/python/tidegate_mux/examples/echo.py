@@ -7,6 +7,8 @@ is echoed on its session. Path ``/reject`` (403) or query ``reject=STATUS``
 answers REJECT with that status and body "rejected by app". The first
 offered sub-protocol is selected. SIGTERM: GOAWAY on every connection, keep
 serving until the gateway has closed them (at most 35 s), exit 0.
+``--reuse-port`` binds with SO_REUSEPORT, so a new instance can start on
+the same port before this one is told to go (README "Restarting").
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ async def echo(incoming: Incoming) -> None:
     protocols = incoming.open.protocols
     session = incoming.accept(protocols[0] if protocols else None)
     async for message in session:
+        # A reply: waiting here (queue full, session resuming) is the right
+        # backpressure. Broadcasts use send_nowait (see chat).
         await session.send(message)
 
 
@@ -46,7 +50,13 @@ def main() -> None:
     setup_logging(args.verbose)
     # The gateway's upstreams[].mux_secret, when it sends one.
     secret = os.environ.get("TIDEGATE_MUX_SECRET") or None
-    server = MuxServer(*args.listen, handler=echo, resume_grace=args.resume_grace, gateway_secret=secret)
+    server = MuxServer(
+        *args.listen,
+        handler=echo,
+        resume_grace=args.resume_grace,
+        gateway_secret=secret,
+        reuse_port=args.reuse_port,
+    )
     asyncio.run(serve_until_sigterm(server, "echo"))
 
 

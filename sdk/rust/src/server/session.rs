@@ -98,6 +98,12 @@ impl SessionSender {
         now_or_full(self.shared.send(KIND_TEXT, Bytes::from(text), false))
     }
 
+    /// `try_send_text` for text already encoded as UTF-8 bytes (a
+    /// broadcast encodes once and shares the bytes).
+    pub(crate) fn try_send_text_bytes(&self, utf8: Bytes) -> Result<(), SendError> {
+        now_or_full(self.shared.send(KIND_TEXT, utf8, false))
+    }
+
     /// Send a binary message now, or fail where `send_binary` would wait.
     pub fn try_send_binary(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
         now_or_full(self.shared.send(KIND_BINARY, data.into(), false))

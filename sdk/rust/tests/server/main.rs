@@ -5,3 +5,4 @@ mod app;
 mod gateway;
 mod messages;
 mod resume;
+mod room;

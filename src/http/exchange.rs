@@ -1,0 +1,383 @@
+//! One proxied request: pick an endpoint, take a pooled connection, send
+//! the rebuilt request with the client's body streaming behind it, and
+//! stream the response back — while watching the client, so one that goes
+//! away cancels the upstream request (its connection is closed, never
+//! pooled).
+//!
+//! Nothing is written to the client before the upstream's response head
+//! is in: until then every failure is an [`HttpError`] the caller answers
+//! through the connection's one refusal path.
+
+use super::body::{client_side, expects_continue, ClientBody, ClientEvent, ClientLimits, Framing};
+use super::pool::Conn;
+use super::response::{self, Delimit};
+use super::{HttpError, HttpRoute};
+use crate::handshake::RequestHead;
+use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, Response};
+use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// A request ready to go: what the route phase and the policy decided.
+pub struct Exchange<'a> {
+    pub head: &'a RequestHead,
+    /// Path, query and end-to-end headers for the upstream.
+    pub request: UpstreamRequest,
+    /// The client's Host (sent upstream with `preserve_host`).
+    pub host: &'a str,
+    pub upstream: &'a Upstream,
+    pub route: &'a HttpRoute,
+    pub client: ClientInfo,
+    /// The gateway wants the client connection closed after this request
+    /// (draining, or the client asked).
+    pub close: bool,
+    /// Cancelled when the gateway starts draining: an event stream then
+    /// ends cleanly, so its client reconnects elsewhere.
+    pub draining: &'a tokio_util::sync::CancellationToken,
+}
+
+/// What a completed exchange did, for metrics and the access log.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub status: u16,
+    /// Body bytes from the client, and to it.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Index of the endpoint that answered.
+    pub endpoint: Option<usize>,
+    /// The client connection can carry another request.
+    pub keep_alive: bool,
+}
+
+/// How an exchange ended.
+pub enum Ended {
+    /// The response was sent (completely, or as far as the client or the
+    /// upstream let it: `keep_alive` is false then).
+    Answered(Report),
+    /// Refused before anything was written: the caller answers `error`.
+    Refused(HttpError, Report),
+    /// The client went away; nothing more to write.
+    Gone(Report),
+}
+
+impl Exchange<'_> {
+    /// Run the exchange over the client's halves; `buf` holds bytes read
+    /// past the head (body, or a next request) and keeps what is left.
+    pub async fn run<R, W>(self, reader: &mut R, writer: &mut W, buf: &mut BytesMut) -> Ended
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let settings = &self.route.settings;
+        let mut report = Report::default();
+        let framing = match Framing::of(self.head, settings.max_body_bytes)
+            .and_then(|f| expects_continue(self.head).map(|e| (f, e)))
+        {
+            Ok(x) => x,
+            Err(e) => return Ended::Refused(e, report),
+        };
+        let (framing, expect) = framing;
+        for attempt in 0..2 {
+            let mut conn = match self.connect().await {
+                Ok(c) => c,
+                Err(e) => return Ended::Refused(e, report),
+            };
+            report.endpoint = Some(conn.endpoint);
+            let request = match self.build(&conn, framing) {
+                Ok(r) => r,
+                Err(e) => {
+                    conn.discard();
+                    return Ended::Refused(e, report);
+                }
+            };
+            if expect && framing.has_body() && attempt == 0 {
+                // The gateway streams the body itself: it says Continue
+                // once an upstream connection is there to take it.
+                if writer
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    conn.discard();
+                    return Ended::Gone(report);
+                }
+            }
+            let (body, tx) = ClientBody::new(framing);
+            let response = conn.sender.send_request(request.map(|()| body));
+            let limits = ClientLimits {
+                max_body: settings.max_body_bytes,
+                idle: settings.idle_timeout,
+                max_head: settings.max_head_bytes,
+            };
+            let mut state = Progress::default();
+            let side = {
+                let client = client_side(
+                    reader,
+                    buf,
+                    framing,
+                    tx,
+                    limits,
+                    (&mut state.bytes_in, &mut state.body_done),
+                );
+                let upstream = self.respond(writer, response, &mut state.out, conn.endpoint);
+                tokio::pin!(client, upstream);
+                tokio::select! {
+                    // The response ended (sent, or failed).
+                    r = &mut upstream => Side::Upstream(r),
+                    // The client went away or its body was refused.
+                    e = &mut client => Side::Client(e),
+                }
+            };
+            report.bytes_in = state.bytes_in;
+            report.bytes_out = state.out.bytes;
+            report.status = state.out.status;
+            match side {
+                Side::Upstream(Ok(close)) => {
+                    self.upstream
+                        .report(conn.endpoint, outcome_of(report.status));
+                    report.keep_alive = state.body_done && !close;
+                    match state.body_done {
+                        true => self.route.pool.put(conn),
+                        false => conn.discard(),
+                    }
+                    return Ended::Answered(report);
+                }
+                Side::Upstream(Err(HttpError::ClientGone)) => {
+                    conn.discard();
+                    return Ended::Gone(report);
+                }
+                Side::Upstream(Err(e)) => {
+                    let retry = conn.reused && e.retryable() && !framing.has_body() && attempt == 0;
+                    conn.discard();
+                    if retry && !state.out.head_sent {
+                        continue;
+                    }
+                    self.upstream
+                        .report(report.endpoint.unwrap_or(0), Outcome::ServerError);
+                    return match state.out.head_sent {
+                        true => Ended::Answered(report),
+                        false => Ended::Refused(e, report),
+                    };
+                }
+                Side::Client(ClientEvent::Gone) => {
+                    conn.discard();
+                    return Ended::Gone(report);
+                }
+                Side::Client(ClientEvent::Refused(e)) => {
+                    conn.discard();
+                    return match state.out.head_sent {
+                        true => Ended::Answered(report),
+                        false => Ended::Refused(e, report),
+                    };
+                }
+            }
+        }
+        Ended::Refused(HttpError::UpstreamUnreachable, report)
+    }
+
+    /// What the balancer may key on: the path as sent upstream, as for
+    /// WebSocket upgrades.
+    fn affinity(&self) -> Affinity<'_> {
+        Affinity {
+            client: self.client.addr.ip(),
+            path: &self.request.path,
+            query: self.head.query(),
+            headers: self.head,
+        }
+    }
+
+    /// A connection to the first endpoint the balancer offers that takes one.
+    async fn connect(&self) -> Result<Conn, HttpError> {
+        for i in self.upstream.candidates(&self.affinity()) {
+            match self.route.pool.checkout(self.upstream, i).await {
+                Ok(conn) => return Ok(conn),
+                Err(_) => self.upstream.report(i, Outcome::ConnectFailed),
+            }
+        }
+        Err(HttpError::UpstreamUnreachable)
+    }
+
+    /// The request head for the connection's endpoint, rebuilt from the
+    /// parsed one: method, the endpoint's base path + the route's path +
+    /// the query, Host, the end-to-end and forwarding headers, and the
+    /// body's length when it is known (else hyper sends it chunked).
+    fn build(&self, conn: &Conn, framing: Framing) -> Result<Request<()>, HttpError> {
+        let upstream = &self.upstream.config;
+        let ep = &upstream.endpoints[conn.endpoint];
+        let method =
+            Method::from_bytes(self.head.method.as_bytes()).map_err(|_| HttpError::Malformed)?;
+        let mut uri = format!("{}{}", ep.base_path, self.request.path);
+        if !self.request.query.is_empty() {
+            uri.push('?');
+            uri.push_str(&self.request.query);
+        }
+        let host = match upstream.preserve_host {
+            true => self.host,
+            false => ep.authority.as_str(),
+        };
+        let mut builder = Request::builder().method(method).uri(uri);
+        let headers = builder.headers_mut().ok_or(HttpError::Malformed)?;
+        let mut add = |name: &str, value: &str| -> Result<(), HttpError> {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| HttpError::Malformed)?;
+            let value = HeaderValue::from_str(value).map_err(|_| HttpError::Malformed)?;
+            headers.append(name, value);
+            Ok(())
+        };
+        add("host", host)?;
+        for (name, value) in self.request.headers.iter().chain(&upstream.add_headers) {
+            // The gateway answers expectations itself.
+            if !name.eq_ignore_ascii_case("expect") {
+                add(name, value)?;
+            }
+        }
+        if let Framing::Length(n) = framing {
+            add("content-length", &n.to_string())?;
+        }
+        builder.body(()).map_err(|_| HttpError::Malformed)
+    }
+
+    /// Wait for the response head (bounded by the request timeout), write
+    /// it, then stream the body (bounded between chunks by the idle
+    /// timeout). `Ok(close)`: the whole response was written; `close` says
+    /// the client connection must not carry another request.
+    async fn respond<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        response: impl Future<Output = hyper::Result<Response<Incoming>>>,
+        out: &mut Out,
+        endpoint: usize,
+    ) -> Result<bool, HttpError> {
+        let settings = &self.route.settings;
+        let mut response = match timeout(settings.request_timeout, response).await {
+            Err(_) => return Err(HttpError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(HttpError::upstream(&e)),
+            Ok(Ok(r)) => r,
+        };
+        // The gateway's affinity cookie, so the client's next request (a
+        // Socket.IO poll, its upgrade) comes back to this endpoint.
+        let cookie = self.upstream.affinity_cookie(&self.affinity(), endpoint);
+        if let Some(value) = cookie.and_then(|c| hyper::header::HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .append(hyper::header::SET_COOKIE, value);
+        }
+        let status = response.status();
+        if status.is_informational() {
+            // hyper skips 1xx but a 101: no upgrade was asked for.
+            return Err(HttpError::UpstreamBadResponse);
+        }
+        out.status = status.as_u16();
+        let head_request = self.head.method == "HEAD";
+        let length = response.body().size_hint().exact();
+        let delimit = Delimit::choose(head_request, status, length, self.head.version);
+        let close = self.close || wants_close(self.head) || delimit == Delimit::Close;
+        let head = response::head(status, response.headers(), delimit, close);
+        writer
+            .write_all(&head)
+            .await
+            .map_err(|_| HttpError::ClientGone)?;
+        writer.flush().await.map_err(|_| HttpError::ClientGone)?;
+        out.head_sent = true;
+        let _streaming = Streaming::enter(&self.route.metrics.streams);
+        // Only an event stream may be ended early: its end is a reconnect,
+        // where any other body cut short would look complete.
+        let endable = delimit == Delimit::Chunked && is_event_stream(response.headers());
+        let mut body = response.into_body();
+        loop {
+            let next = async {
+                match settings.idle_timeout {
+                    Some(limit) => timeout(limit, body.frame())
+                        .await
+                        .map_err(|_| HttpError::UpstreamTimeout),
+                    None => Ok(body.frame().await),
+                }
+            };
+            let frame = tokio::select! {
+                // The next piece of the body, its end, or the idle limit.
+                f = next => f?,
+                // Draining: an event stream ends here, between events.
+                _ = self.draining.cancelled(), if endable => None,
+            };
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| HttpError::upstream(&e))?;
+            // Trailers are dropped (the last chunk goes without them).
+            if let Ok(data) = frame.into_data() {
+                out.bytes += data.len() as u64;
+                response::write_data(writer, delimit, data)
+                    .await
+                    .map_err(|_| HttpError::ClientGone)?;
+            }
+        }
+        response::finish(writer, delimit)
+            .await
+            .map_err(|_| HttpError::ClientGone)?;
+        Ok(close)
+    }
+}
+
+/// What the two sides of an exchange wrote into while they ran.
+#[derive(Default)]
+struct Progress {
+    bytes_in: u64,
+    body_done: bool,
+    out: Out,
+}
+
+/// The response side's progress.
+#[derive(Default)]
+struct Out {
+    status: u16,
+    head_sent: bool,
+    bytes: u64,
+}
+
+enum Side {
+    Upstream(Result<bool, HttpError>),
+    Client(ClientEvent),
+}
+
+/// `Connection: close` from the client, or HTTP/1.0 (no keep-alive
+/// offered to 1.0 clients).
+fn wants_close(head: &RequestHead) -> bool {
+    head.version == 0 || crate::handshake::has_token(head, "connection", "close")
+}
+
+/// `Content-Type: text/event-stream` (Server-Sent Events).
+fn is_event_stream(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+fn outcome_of(status: u16) -> Outcome {
+    match status {
+        500..=599 => Outcome::ServerError,
+        _ => Outcome::Ok,
+    }
+}
+
+/// Keeps `tidegate_http_streams_in_flight` up while a response body streams.
+struct Streaming(prometheus::IntGauge);
+
+impl Streaming {
+    fn enter(gauge: &prometheus::IntGauge) -> Streaming {
+        gauge.inc();
+        Streaming(gauge.clone())
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,225 @@
+//! Dispatch target: plain HTTP. The connection's requests one after the
+//! other (keep-alive, pipelining kept in order): each later head is read
+//! by the same strict reader as the first and passes the same phases —
+//! route, classify, policy — before [`Exchange`] proxies it. A WebSocket
+//! upgrade arriving as a later request leaves this loop and takes the
+//! upgrade path like a first one.
+//!
+//! The connection ends when either side asks, when a request is refused
+//! (its refusal says `Connection: close`), after `http.keepalive_timeout`
+//! idle, or at drain (between requests; a request in flight finishes).
+
+use super::{admit_head, refuse_as, Admission, Admitted, Counted, Ctx, Refused};
+use crate::access;
+use crate::auth::Identity;
+use crate::handshake::{Rejection, RequestHead, Upgrade};
+use crate::http::exchange::{Ended, Exchange, Report};
+use crate::io::Io;
+use crate::upstream::UpstreamRequest;
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// An admitted plain HTTP request.
+pub(super) struct Request {
+    pub head: RequestHead,
+    /// Route, Host and normalised path (no key, no sub-protocols).
+    pub target: Upgrade,
+    pub identity: Option<Identity>,
+    /// Bytes read past the head: its body, maybe a next request.
+    pub from_client: Vec<u8>,
+}
+
+/// What follows a request on the connection.
+enum Next {
+    Http(Request),
+    Upgrade(Admitted),
+    /// Refused: answered, then the connection closes.
+    Refused(Refused),
+    /// Closed, idle too long, draining, or a head that never completed.
+    Gone,
+}
+
+/// Serve the connection's plain HTTP requests, starting with `first`.
+/// Returns the socket and the request when a later request is a
+/// WebSocket upgrade.
+pub(super) async fn serve(cx: &Ctx, io: Io, first: Request) -> Option<(Io, Admitted)> {
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut buf = BytesMut::from(&first.from_client[..]);
+    let mut request = first;
+    loop {
+        let keep = one(cx, &request, &mut reader, &mut writer, &mut buf).await;
+        if !keep {
+            let _ = writer.shutdown().await;
+            return None;
+        }
+        match next(cx, &mut reader, &mut buf).await {
+            Next::Http(r) => request = r,
+            Next::Upgrade(mut a) => {
+                a.from_client = buf.to_vec();
+                return Some((reader.unsplit(writer), a));
+            }
+            Next::Refused(r) => {
+                count_refusal(cx, &r);
+                refuse_as(cx, &mut writer, r, Counted::HttpRequest).await;
+                return None;
+            }
+            Next::Gone => return None,
+        }
+    }
+}
+
+/// Proxy one request; true if the connection may carry another.
+async fn one(
+    cx: &Ctx,
+    request: &Request,
+    reader: &mut ReadHalf<Io>,
+    writer: &mut WriteHalf<Io>,
+    buf: &mut BytesMut,
+) -> bool {
+    let started = Instant::now();
+    let rt = cx.runtime(&request.target);
+    let Some(http) = rt.http.as_ref() else {
+        // Admission lets plain HTTP in only on routes that carry it.
+        return false;
+    };
+    let exchange = Exchange {
+        head: &request.head,
+        request: UpstreamRequest::new(
+            &request.head,
+            &request.target,
+            &rt.upstream.config,
+            cx.client,
+            request.identity.as_ref(),
+        ),
+        host: &request.target.host,
+        upstream: &rt.upstream,
+        route: http,
+        client: cx.client,
+        close: cx.gw.shutdown.is_draining(),
+        draining: cx.gw.shutdown.draining(),
+    };
+    let (report, keep) = match exchange.run(reader, writer, buf).await {
+        Ended::Answered(report) => {
+            let keep = report.keep_alive;
+            (report, keep)
+        }
+        Ended::Gone(report) => (report, false),
+        Ended::Refused(e, mut report) => {
+            tracing::debug!(route = %rt.config.name, error = %e, "HTTP request refused");
+            let rejection = e.rejection();
+            report.status = rejection.status();
+            let refused = Refused::on(&request.target.route, rejection);
+            refuse_as(cx, writer, refused, Counted::HttpRequest).await;
+            (report, false)
+        }
+    };
+    let m = &http.metrics;
+    let elapsed = started.elapsed();
+    m.request(report.status, elapsed.as_secs_f64());
+    m.bytes_in.inc_by(report.bytes_in);
+    m.bytes_out.inc_by(report.bytes_out);
+    log_access(cx, request, &report, elapsed);
+    keep
+}
+
+/// A later request refused before its exchange, in the HTTP metrics of
+/// its route (when one matched and carries HTTP).
+fn count_refusal(cx: &Ctx, r: &Refused) {
+    let http = r
+        .route
+        .as_ref()
+        .and_then(|route| cx.state.runtime.get(&route.name))
+        .and_then(|rt| rt.http.as_ref());
+    if let Some(http) = http {
+        http.metrics.request(r.rejection.status(), 0.0);
+    }
+}
+
+/// The access-log line of one request.
+fn log_access(cx: &Ctx, request: &Request, report: &Report, elapsed: std::time::Duration) {
+    let rt = cx.runtime(&request.target);
+    let endpoint = report
+        .endpoint
+        .and_then(|i| rt.upstream.config.endpoints.get(i))
+        .map_or("-", |ep| ep.url.as_str());
+    access::http_request(
+        &access::HttpLine {
+            route: &rt.config.name,
+            client: cx.client.addr,
+            subject: request.identity.as_ref().and_then(|i| i.subject.as_deref()),
+            endpoint,
+            method: &request.head.method,
+            path: request.head.path(),
+            status: report.status,
+            bytes_from_client: report.bytes_in,
+            bytes_to_client: report.bytes_out,
+            duration: elapsed,
+        },
+        rt.config.access_sample,
+    );
+}
+
+/// Wait for the next request (bounded idle, ended by drain), read its
+/// head with the same reader and limits as the first, and admit it.
+async fn next(cx: &Ctx, reader: &mut ReadHalf<Io>, buf: &mut BytesMut) -> Next {
+    let config = &cx.state.config;
+    if buf.is_empty() {
+        // An idle keep-alive connection holds no read buffer.
+        *buf = BytesMut::new();
+        let idle = timeout(config.http.keepalive_timeout, reader.read_buf(buf));
+        tokio::select! {
+            // Drain closes idle keep-alive connections at once.
+            _ = cx.gw.shutdown.draining().cancelled() => return Next::Gone,
+            // The first byte of the next request, EOF, or the idle limit.
+            r = idle => match r {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Next::Gone,
+            },
+        }
+    }
+    let deadline = Instant::now() + config.limits.handshake_timeout;
+    let max = config.limits.max_header_bytes;
+    let head = match timeout_at(deadline, read_head(reader, buf, max)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(Some(r))) => return Next::Refused(Refused::unrouted(r)),
+        Ok(Err(None)) => return Next::Gone,
+        Err(_) => return Next::Gone,
+    };
+    match admit_head(cx, head, Vec::new()).await {
+        Ok(Admission::Http(mut r)) => {
+            r.from_client = Vec::new();
+            Next::Http(r)
+        }
+        Ok(Admission::Upgrade(a)) => Next::Upgrade(a),
+        Err(r) => Next::Refused(r),
+    }
+}
+
+/// A head from `buf` and further reads, consumed from `buf`. `Err(None)`:
+/// the client closed.
+async fn read_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<RequestHead, Option<Rejection>> {
+    loop {
+        match RequestHead::parse(&buf[..buf.len().min(max)]) {
+            Ok(Some((head, len))) => {
+                buf.advance(len);
+                return Ok(head);
+            }
+            Ok(None) if buf.len() >= max => return Err(Some(Rejection::HeaderTooLarge)),
+            Ok(None) => {}
+            Err(crate::handshake::HeadError::TooLarge) => {
+                return Err(Some(Rejection::HeaderTooLarge))
+            }
+            Err(_) => return Err(Some(Rejection::Malformed)),
+        }
+        buf.reserve(4096);
+        match reader.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(_) => {}
+        }
+    }
+}
