@@ -6,7 +6,7 @@
 #   bash scripts/test.sh
 #
 # Installs what it needs, idempotently (fast when already done): Debian
-# packages (socat, chromium), ./.venv from tests/requirements.txt,
+# packages (socat, chromium, prometheus, dnsmasq-base), ./.venv from tests/requirements.txt,
 # tests/node/node_modules from tests/node/package-lock.json.
 #
 # Lint gate first: `cargo fmt --check` and `cargo clippy --workspace
@@ -64,7 +64,8 @@ as_root() {
 
 install_debian() {
   # prometheus: for promtool (tests/deploy/validate.py checks the alert rules).
-  local pkgs=(socat chromium prometheus) missing=() p
+  # dnsmasq-base: the real DNS server of the DNS re-resolution test (tests/balance.rs).
+  local pkgs=(socat chromium prometheus dnsmasq-base) missing=() p
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done

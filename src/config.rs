@@ -6,6 +6,7 @@
 //! every problem has been fixed: `ConfigError` carries all of them, each with
 //! its key path, and the binary exits 64 (EX_USAGE) on it.
 
+pub mod balance;
 mod ops;
 pub mod raw;
 pub(crate) mod validate;
@@ -264,6 +265,8 @@ pub struct UpstreamConfig {
     pub pool_size: usize,
     /// Mux mode: sent as `X-Tidegate-Mux-Secret` (never logged or shown).
     pub mux_secret: Option<String>,
+    /// Endpoint choice, health checks, affinity cookie, DNS.
+    pub balance: balance::BalanceConfig,
 }
 
 impl fmt::Debug for UpstreamConfig {

@@ -79,6 +79,17 @@ pub struct Metrics {
     pub mux: crate::mux::metrics::MuxFamilies,
     /// Plain HTTP families (`tidegate_http_*`).
     pub http: HttpFamilies,
+    /// Endpoint health and balancing (`tidegate_upstream_endpoint_*`).
+    pub endpoint: EndpointFamilies,
+}
+
+/// The per-endpoint families of `upstream::balance` and `health`.
+pub struct EndpointFamilies {
+    healthy: IntGaugeVec,
+    selections: IntCounterVec,
+    failures: IntCounterVec,
+    ejections: IntCounterVec,
+    addresses: IntGaugeVec,
 }
 
 /// Registers families on the process registry; every family is defined in
@@ -151,8 +162,35 @@ impl Metrics {
             deflate_declined: r.counters(&families::DEFLATE_DECLINED),
             mux: crate::mux::metrics::MuxFamilies::new(&r.0),
             http: HttpFamilies::new(&r),
+            endpoint: EndpointFamilies {
+                healthy: r.gauges(&families::ENDPOINT_HEALTHY),
+                selections: r.counters(&families::ENDPOINT_SELECTIONS),
+                failures: r.counters(&families::ENDPOINT_FAILURES),
+                ejections: r.counters(&families::ENDPOINT_EJECTIONS),
+                addresses: r.gauges(&families::ENDPOINT_ADDRESSES),
+            },
             registry: r.0,
         })
+    }
+
+    /// Health and balancing handles of one configured endpoint.
+    pub(crate) fn endpoint_health(
+        &self,
+        upstream: &str,
+        endpoint: &str,
+    ) -> crate::upstream::health::HealthMetrics {
+        let e = &self.endpoint;
+        let labels = [upstream, endpoint];
+        let failures = |kind: &str| e.failures.with_label_values(&[upstream, endpoint, kind]);
+        crate::upstream::health::HealthMetrics {
+            healthy: e.healthy.with_label_values(&labels),
+            selections: e.selections.with_label_values(&labels),
+            connect_failures: failures("connect"),
+            server_errors: failures("server_error"),
+            check_failures: failures("check"),
+            ejections: e.ejections.with_label_values(&labels),
+            addresses: e.addresses.with_label_values(&labels),
+        }
     }
 
     /// Handles for one route.

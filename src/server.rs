@@ -63,12 +63,7 @@ impl State {
         let upstreams: HashMap<String, Arc<Upstream>> = config
             .upstreams
             .iter()
-            .map(|u| {
-                (
-                    u.name.clone(),
-                    Arc::new(Upstream::new(Arc::clone(u), metrics)),
-                )
-            })
+            .map(|u| (u.name.clone(), Upstream::start(Arc::clone(u), metrics)))
             .collect();
         let http_pools = http_pools(&config);
         let runtime = config
@@ -210,7 +205,7 @@ fn mux_pools(config: &Config, metrics: &Arc<Metrics>) -> HashMap<String, Arc<Poo
     let mut pools = HashMap::new();
     for r in config.routes.iter().filter(|r| r.mode == RouteMode::Mux) {
         pools.entry(r.upstream.name.clone()).or_insert_with(|| {
-            let upstream = Arc::new(Upstream::new(Arc::clone(&r.upstream), metrics));
+            let upstream = Upstream::start(Arc::clone(&r.upstream), metrics);
             Pool::new(
                 upstream,
                 Arc::clone(&settings),

@@ -1,14 +1,17 @@
-//! The upstream leg of the handshake: pick an endpoint (round robin, retry
-//! on another one when a connect fails), connect (TCP, TLS for `wss://`),
+//! The upstream leg of the handshake: pick an endpoint (`balance`: the
+//! upstream's policy among healthy endpoints, retry on the next candidate
+//! when a connect fails), connect (TCP, TLS for `wss://`),
 //! send the client's upgrade request with forwarding headers, and read the
 //! upstream's answer. Only a 101 that matches the request lets the client
 //! have its own 101; any other status is relayed to the client.
 
-mod balance;
+pub mod balance;
+pub(crate) mod health;
 mod request;
+pub(crate) mod resolve;
 mod response;
 
-pub use balance::{Affinity, Outcome};
+pub use balance::{Active, Affinity, Outcome};
 
 /// The path rewrite, for the fuzz target `path` (docs/fuzzing.md).
 #[doc(hidden)]
@@ -20,13 +23,14 @@ pub(crate) use response::handshake;
 #[doc(hidden)]
 pub use response::{parse_head, refusal_fields, switch, Head, Switch};
 
+use crate::config::balance::Policy;
 use crate::config::{EndpointConfig, UpstreamConfig};
 use crate::handshake::Rejection;
 use crate::io::Io;
 use crate::metrics::Metrics;
 use prometheus::{Histogram, IntCounter};
 use rustls_pki_types::ServerName;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
@@ -87,6 +91,8 @@ pub struct Connected {
     pub headers: Vec<(String, String)>,
     /// Index in the upstream's `endpoints` of the one that answered.
     pub endpoint: usize,
+    /// Held for the session's life under `least_connections`.
+    pub active: Option<Active>,
 }
 
 struct EndpointMetrics {
@@ -96,15 +102,39 @@ struct EndpointMetrics {
     handshake: IntCounter,
 }
 
-/// A configured upstream with its round-robin cursor and metric handles.
+/// A configured upstream with its balancing state, endpoint health and
+/// metric handles.
 pub struct Upstream {
     pub config: Arc<UpstreamConfig>,
+    /// Round-robin cursor (also breaks ties of the other policies).
     next: AtomicUsize,
     connect_duration: Histogram,
     endpoints: Vec<EndpointMetrics>,
+    /// Health and load of each configured endpoint.
+    pub(crate) state: Vec<health::EndpointState>,
+    /// Resolved addresses of each configured endpoint.
+    pub(crate) addresses: Vec<resolve::Addresses>,
+    /// Hash seeds and cookie values of the endpoints.
+    ids: balance::Identities,
 }
 
 impl Upstream {
+    /// Build an upstream and start its health checker and DNS
+    /// re-resolution (when configured; they end when it is dropped).
+    /// Must run inside a tokio runtime when either is configured.
+    pub fn start(config: Arc<UpstreamConfig>, metrics: &Metrics) -> Arc<Upstream> {
+        let up = Arc::new(Upstream::new(config, metrics));
+        let b = &up.config.balance;
+        if let Some(check) = &b.health {
+            tokio::spawn(health::run_checks(Arc::downgrade(&up), check.clone()));
+        }
+        if let (true, Some(interval)) = (resolve::wanted(&up), b.resolve_interval) {
+            let servers = b.nameservers.clone();
+            tokio::spawn(resolve::run(Arc::downgrade(&up), interval, servers));
+        }
+        up
+    }
+
     pub fn new(config: Arc<UpstreamConfig>, metrics: &Metrics) -> Upstream {
         let f = |ep: &EndpointConfig, reason: &str| {
             metrics
@@ -121,33 +151,50 @@ impl Upstream {
                 handshake: f(ep, "handshake"),
             })
             .collect();
+        let state = config
+            .endpoints
+            .iter()
+            .map(|ep| health::EndpointState::new(metrics.endpoint_health(&config.name, &ep.url)))
+            .collect();
         Upstream {
             connect_duration: metrics
                 .upstream_connect_duration
                 .with_label_values(&[&config.name]),
+            ids: balance::Identities::new(&config),
+            addresses: config
+                .endpoints
+                .iter()
+                .map(|_| Default::default())
+                .collect(),
             config,
             next: AtomicUsize::new(0),
             endpoints,
+            state,
         }
+    }
+
+    /// Some endpoint passed its last active check (readiness); `None`
+    /// without active checks.
+    pub fn any_checked_up(&self) -> Option<bool> {
+        self.config.balance.health.as_ref()?;
+        Some(self.state.iter().any(|s| s.checked_up()))
     }
 
     /// Connect to an endpoint and complete the upstream handshake.
     /// `request` is built per endpoint by `build`; `path` is what it asks
     /// for behind the endpoint's base path (named in a refusal's log line).
     pub async fn connect(
-        &self,
-        key: &str,
-        offered: (&[String], &[crate::deflate::Params]),
+        self: &Arc<Self>,
+        affinity: &Affinity<'_>,
+        (key, offered): (&str, (&[String], &[crate::deflate::Params])),
         path: &str,
         build: impl Fn(&EndpointConfig) -> Vec<u8>,
     ) -> Result<Connected, UpstreamError> {
-        let n = self.config.endpoints.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for attempt in 0..n {
-            let i = (start + attempt) % n;
+        for i in self.candidates(affinity) {
             let ep = &self.config.endpoints[i];
             let began = Instant::now();
             let Ok(io) = self.open(i, ep).await else {
+                self.report(i, Outcome::ConnectFailed);
                 continue;
             };
             let result = timeout(
@@ -157,15 +204,39 @@ impl Upstream {
             .await;
             self.connect_duration.observe(began.elapsed().as_secs_f64());
             return match result {
-                Ok(Ok(c)) => Ok(Connected { endpoint: i, ..c }),
+                Ok(Ok(mut c)) => {
+                    self.report(i, Outcome::Ok);
+                    if let Some(cookie) = self.affinity_cookie(affinity, i) {
+                        c.headers.push(("Set-Cookie".into(), cookie));
+                    }
+                    let least = self.config.balance.policy == Policy::LeastConnections;
+                    let active = least.then(|| self.track(i));
+                    Ok(Connected {
+                        endpoint: i,
+                        active,
+                        ..c
+                    })
+                }
                 Ok(Err(e)) => {
-                    if !matches!(e, UpstreamError::Refused { .. }) {
+                    let refused = match &e {
+                        UpstreamError::Refused { status, .. } => Some(*status),
+                        _ => None,
+                    };
+                    if refused.is_none() {
                         self.endpoints[i].handshake.inc();
                     }
+                    let failed = refused.is_none_or(|s| s >= 500);
+                    let outcome = if failed {
+                        Outcome::ServerError
+                    } else {
+                        Outcome::Ok
+                    };
+                    self.report(i, outcome);
                     Err(e)
                 }
                 Err(_) => {
                     self.endpoints[i].timeout.inc();
+                    self.report(i, Outcome::ServerError);
                     Err(UpstreamError::Timeout)
                 }
             };
@@ -176,7 +247,7 @@ impl Upstream {
     /// TCP connect (+ TLS), bounded by the connect timeout; a failure is
     /// counted under its reason and returned.
     pub(crate) async fn open(&self, i: usize, ep: &EndpointConfig) -> Result<Io, ConnectError> {
-        let opened = self.try_open(ep).await;
+        let opened = self.try_open(i, ep).await;
         if let Err(e) = &opened {
             tracing::debug!(endpoint = %ep.url, error = %e, "upstream connect failed");
             let m = &self.endpoints[i];
@@ -191,8 +262,15 @@ impl Upstream {
         opened
     }
 
-    async fn try_open(&self, ep: &EndpointConfig) -> Result<Io, ConnectError> {
-        let connect = TcpStream::connect((ep.host.as_str(), ep.port));
+    async fn try_open(&self, i: usize, ep: &EndpointConfig) -> Result<Io, ConnectError> {
+        let connect = async {
+            match self.addresses[i].for_connect() {
+                // Resolved by `resolve`: each address in turn, starting
+                // one further along each time so connections spread.
+                Some(addrs) => TcpStream::connect(&addrs[..]).await,
+                None => TcpStream::connect((ep.host.as_str(), ep.port)).await,
+            }
+        };
         let tcp = timeout(self.config.connect_timeout, connect)
             .await
             .map_err(|_| ConnectError::Timeout)?

@@ -10,6 +10,7 @@ mod support;
 
 mod auth;
 mod auth_trust;
+mod balance;
 mod cli;
 mod deflate;
 mod handshake;

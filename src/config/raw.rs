@@ -7,6 +7,7 @@
 //! reports every problem at once with its key path.
 
 pub mod auth;
+pub mod balance;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -492,6 +493,21 @@ pub struct RawUpstream {
     /// Mux mode: a file holding the secret (trailing newline ignored), e.g.
     /// a mounted Kubernetes Secret; exclusive with `mux_secret`.
     pub mux_secret_file: String,
+    /// How endpoints are chosen: `round_robin`, `least_connections` or
+    /// `hash` (on `hash_key`).
+    pub balance: String,
+    /// `balance = "hash"`: `cookie:NAME`, `header:NAME`, `query:NAME`,
+    /// `path_segment:N` or `client_ip`.
+    pub hash_key: String,
+    /// Host names of endpoints are resolved again this often ("0s": by the
+    /// system at each connect); IP literals never are.
+    pub resolve_interval: String,
+    /// DNS servers (`IP:PORT`) for that; empty: /etc/resolv.conf.
+    pub nameservers: Vec<String>,
+    /// Active health checks and passive ejection.
+    pub health: balance::RawHealth,
+    /// The gateway's own affinity cookie.
+    pub affinity_cookie: balance::RawAffinityCookie,
 }
 
 impl Default for RawUpstream {
@@ -508,6 +524,12 @@ impl Default for RawUpstream {
             pool_size: 2,
             mux_secret: String::new(),
             mux_secret_file: String::new(),
+            balance: "round_robin".into(),
+            hash_key: String::new(),
+            resolve_interval: "30s".into(),
+            nameservers: Vec::new(),
+            health: balance::RawHealth::default(),
+            affinity_cookie: balance::RawAffinityCookie::default(),
         }
     }
 }
@@ -529,6 +551,9 @@ impl RawConfig {
             }
             if !upstream.mux_secret.is_empty() {
                 upstream.mux_secret = "<redacted>".into();
+            }
+            if !upstream.affinity_cookie.secret.is_empty() {
+                upstream.affinity_cookie.secret = "<redacted>".into();
             }
         }
         for policy in &mut copy.auth_policies {

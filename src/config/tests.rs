@@ -231,6 +231,110 @@ fn the_log_filter_variable_is_not_a_config_key() {
 }
 
 #[test]
+fn balancing_health_and_dns_keys_are_checked_with_their_key() {
+    let bad = r#"
+[[listeners]]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "app"
+endpoints = ["ws://127.0.0.1:3000"]
+balance = "random"
+hash_key = "cookie:sid"
+resolve_interval = "often"
+nameservers = ["127.0.0.1"]
+
+[upstreams.health]
+path = "health"
+interval = "0s"
+healthy_threshold = 0
+eject_for = "1m"
+eject_max = "10s"
+
+[upstreams.affinity_cookie]
+name = "a b"
+secret = "short"
+path = "x"
+
+[[upstreams]]
+name = "hashed"
+endpoints = ["ws://127.0.0.1:3001"]
+balance = "hash"
+hash_key = "body:x"
+
+[[routes]]
+upstream = "app"
+"#;
+    let e = load(bad, &[]).unwrap_err();
+    let k = keys(&e);
+    for want in [
+        "upstreams[0].balance",
+        "upstreams[0].hash_key",
+        "upstreams[0].resolve_interval",
+        "upstreams[0].nameservers[0]",
+        "upstreams[0].health.path",
+        "upstreams[0].health.interval",
+        "upstreams[0].health.healthy_threshold",
+        "upstreams[0].health.eject_max",
+        "upstreams[0].affinity_cookie.name",
+        "upstreams[0].affinity_cookie.secret",
+        "upstreams[0].affinity_cookie.path",
+        "upstreams[1].hash_key",
+    ] {
+        assert!(k.contains(&want), "missing {want} in {k:?}");
+    }
+}
+
+#[test]
+fn balancing_keys_are_typed() {
+    use crate::config::balance::{HashKey, Policy};
+    let good = r#"
+[[listeners]]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "app"
+endpoints = ["ws://127.0.0.1:3000", "ws://app.internal:3000"]
+balance = "hash"
+hash_key = "path_segment:1"
+resolve_interval = "0s"
+nameservers = ["127.0.0.1:5353"]
+
+[upstreams.health]
+path = "/healthz"
+interval = "1s"
+
+[upstreams.affinity_cookie]
+name = "tg"
+max_age = "1h"
+
+[[routes]]
+upstream = "app"
+"#;
+    let c = load(good, &[]).unwrap();
+    let b = &c.upstreams[0].balance;
+    assert_eq!(b.policy, Policy::Hash(HashKey::PathSegment(1)));
+    assert_eq!(b.resolve_interval, None, "0s turns re-resolution off");
+    assert_eq!(b.nameservers[0].port(), 5353);
+    let h = b.health.as_ref().expect("a path turns checks on");
+    assert_eq!(
+        (h.path.as_str(), h.interval),
+        ("/healthz", Duration::from_secs(1))
+    );
+    let cookie = b.cookie.as_ref().expect("a name turns the cookie on");
+    assert_eq!(cookie.max_age, Some(Duration::from_secs(3600)));
+    assert!(
+        cookie.secret.len() >= 16,
+        "a random secret when none is set"
+    );
+    let plain = load(GOOD, &[]).unwrap();
+    let d = &plain.upstreams[0].balance;
+    assert_eq!(d.policy, Policy::RoundRobin);
+    assert!(d.health.is_none() && d.cookie.is_none());
+    assert_eq!(d.resolve_interval, Some(Duration::from_secs(30)));
+}
+
+#[test]
 fn http_is_on_by_default_and_overridable_per_route() {
     let toml = r#"
 [[listeners]]

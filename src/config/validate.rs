@@ -6,6 +6,7 @@ use super::*;
 use crate::{origin, route, tls};
 use std::collections::{HashMap, HashSet};
 
+mod balance;
 mod http;
 mod routes;
 mod upstreams;

@@ -124,7 +124,7 @@ impl Exchange<'_> {
                     limits,
                     (&mut state.bytes_in, &mut state.body_done),
                 );
-                let upstream = self.respond(writer, response, &mut state.out);
+                let upstream = self.respond(writer, response, &mut state.out, conn.endpoint);
                 tokio::pin!(client, upstream);
                 tokio::select! {
                     // The response ended (sent, or failed).
@@ -180,15 +180,20 @@ impl Exchange<'_> {
         Ended::Refused(HttpError::UpstreamUnreachable, report)
     }
 
-    /// A connection to the first endpoint the balancer offers that takes one.
-    async fn connect(&self) -> Result<Conn, HttpError> {
-        let affinity = Affinity {
+    /// What the balancer may key on: the path as sent upstream, as for
+    /// WebSocket upgrades.
+    fn affinity(&self) -> Affinity<'_> {
+        Affinity {
             client: self.client.addr.ip(),
             path: &self.request.path,
             query: self.head.query(),
             headers: self.head,
-        };
-        for i in self.upstream.candidates(&affinity) {
+        }
+    }
+
+    /// A connection to the first endpoint the balancer offers that takes one.
+    async fn connect(&self) -> Result<Conn, HttpError> {
+        for i in self.upstream.candidates(&self.affinity()) {
             match self.route.pool.checkout(self.upstream, i).await {
                 Ok(conn) => return Ok(conn),
                 Err(_) => self.upstream.report(i, Outcome::ConnectFailed),
@@ -245,13 +250,22 @@ impl Exchange<'_> {
         writer: &mut W,
         response: impl Future<Output = hyper::Result<Response<Incoming>>>,
         out: &mut Out,
+        endpoint: usize,
     ) -> Result<bool, HttpError> {
         let settings = &self.route.settings;
-        let response = match timeout(settings.request_timeout, response).await {
+        let mut response = match timeout(settings.request_timeout, response).await {
             Err(_) => return Err(HttpError::UpstreamTimeout),
             Ok(Err(e)) => return Err(HttpError::upstream(&e)),
             Ok(Ok(r)) => r,
         };
+        // The gateway's affinity cookie, so the client's next request (a
+        // Socket.IO poll, its upgrade) comes back to this endpoint.
+        let cookie = self.upstream.affinity_cookie(&self.affinity(), endpoint);
+        if let Some(value) = cookie.and_then(|c| hyper::header::HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .append(hyper::header::SET_COOKIE, value);
+        }
         let status = response.status();
         if status.is_informational() {
             // hyper skips 1xx but a 101: no upgrade was asked for.

@@ -141,6 +141,36 @@ pub(crate) const ADMIN_REFUSED: Family = Family {
     labels: &["reason"],
 };
 
+pub(crate) const ENDPOINT_HEALTHY: Family = Family {
+    name: "tidegate_upstream_endpoint_healthy",
+    help: "1 while the endpoint may get new sessions and requests (not failed by active health checks, not ejected), else 0.",
+    labels: &["upstream", "endpoint"],
+};
+
+pub(crate) const ENDPOINT_SELECTIONS: Family = Family {
+    name: "tidegate_upstream_endpoint_selections_total",
+    help: "Times the balancer chose the endpoint first for a new session or request.",
+    labels: &["upstream", "endpoint"],
+};
+
+pub(crate) const ENDPOINT_FAILURES: Family = Family {
+    name: "tidegate_upstream_endpoint_failures_total",
+    help: "Endpoint failures seen by health, by kind (connect, server_error, check).",
+    labels: &["upstream", "endpoint", "kind"],
+};
+
+pub(crate) const ENDPOINT_EJECTIONS: Family = Family {
+    name: "tidegate_upstream_endpoint_ejections_total",
+    help: "Passive ejections of the endpoint after failures in a row.",
+    labels: &["upstream", "endpoint"],
+};
+
+pub(crate) const ENDPOINT_ADDRESSES: Family = Family {
+    name: "tidegate_upstream_endpoint_addresses",
+    help: "Addresses the endpoint's host name resolved to at the last DNS re-resolution (0: not re-resolved).",
+    labels: &["upstream", "endpoint"],
+};
+
 pub(crate) const HTTP_REQUESTS: Family = Family {
     name: "tidegate_http_requests_total",
     help: "Plain HTTP requests on a route, by status class of the response (1xx..5xx; gateway refusals included).",

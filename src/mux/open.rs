@@ -7,7 +7,7 @@ use super::conn::{Conn, Out};
 use super::inbox::{Event, Inbox};
 use super::pool::{next_session_id, Pool};
 use crate::handshake::{field, Rejection};
-use crate::upstream::MAX_RELAYED_BODY;
+use crate::upstream::{Affinity, MAX_RELAYED_BODY};
 use bytes::Bytes;
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -22,19 +22,23 @@ pub struct Opened {
     pub conn: Arc<Conn>,
     pub inbox: Arc<Inbox>,
     pub accept: AcceptBody,
+    /// Index in the upstream's endpoints of the one that accepted.
+    pub endpoint: usize,
 }
 
 /// Send OPEN and wait for the answer until `deadline`.
+/// The connection is chosen by the upstream's balancing policy on
+/// `affinity`.
 pub async fn open(
     pool: &Pool,
-    body: &Bytes,
-    offered: &[String],
+    (body, offered): (&Bytes, &[String]),
+    affinity: &Affinity<'_>,
     deadline: Instant,
 ) -> Result<Opened, Rejection> {
     let id = next_session_id();
     let inbox = Arc::new(Inbox::default());
     loop {
-        let Some(conn) = pool.pick_until(deadline).await else {
+        let Some((endpoint, conn)) = pool.pick_until(affinity, deadline).await else {
             return Err(Rejection::MuxUnavailable);
         };
         if !conn.register(id, Arc::clone(&inbox)) {
@@ -78,6 +82,7 @@ pub async fn open(
                     conn,
                     inbox,
                     accept: body,
+                    endpoint,
                 });
             }
             Ok(Event::Reject(r)) => {

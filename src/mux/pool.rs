@@ -5,9 +5,10 @@
 
 use super::conn::Conn;
 use super::metrics::EndpointMetrics;
+use crate::config::balance::Policy;
 use crate::config::{MuxConfig, UpstreamConfig};
 use crate::metrics::Metrics;
-use crate::upstream::{self, Upstream};
+use crate::upstream::{self, Affinity, Outcome, Upstream};
 use base64::Engine;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,7 +59,8 @@ struct Slot {
 
 pub struct Pool {
     pub name: String,
-    upstream: Arc<Upstream>,
+    /// Balancing, health and connects of the pooled endpoints.
+    pub upstream: Arc<Upstream>,
     config: Arc<UpstreamConfig>,
     settings: Arc<MuxConfig>,
     slots: Vec<Slot>,
@@ -159,12 +161,33 @@ impl Pool {
         (0..self.slots.len()).any(|s| self.current(s).is_some_and(|c| c.usable()))
     }
 
-    /// The open, non-draining connection with the fewest sessions.
-    pub fn pick(&self) -> Option<Arc<Conn>> {
+    /// The connection a new session goes to: the first of the upstream's
+    /// candidate endpoints (its policy, health, affinity cookie) that has
+    /// an open connection, and there the one with the fewest sessions.
+    /// With `least_connections` the endpoints are ordered by the sessions
+    /// their connections carry. Returns the endpoint index too.
+    pub fn pick_for(&self, affinity: &Affinity<'_>) -> Option<(usize, Arc<Conn>)> {
+        let mut order = self.upstream.candidates(affinity);
+        if self.config.balance.policy == Policy::LeastConnections {
+            order.sort_by_key(|&e| {
+                self.endpoint_conns(e)
+                    .map(|c| c.session_count())
+                    .sum::<usize>()
+            });
+        }
+        order.into_iter().find_map(|e| {
+            self.endpoint_conns(e)
+                .min_by_key(|c| c.session_count())
+                .map(|c| (e, c))
+        })
+    }
+
+    /// The usable connections to endpoint `e`.
+    fn endpoint_conns(&self, e: usize) -> impl Iterator<Item = Arc<Conn>> + '_ {
         (0..self.slots.len())
+            .filter(move |&s| self.slots[s].endpoint == e)
             .filter_map(|s| self.current(s))
             .filter(|c| c.usable())
-            .min_by_key(|c| c.session_count())
     }
 
     /// Count a resuming session as waiting for a connection.
@@ -198,10 +221,14 @@ impl Pool {
         (best.session_count() < share).then(|| Arc::clone(best))
     }
 
-    /// `pick`, waiting until `deadline` for a connection to come up.
-    pub async fn pick_until(&self, deadline: Instant) -> Option<Arc<Conn>> {
+    /// `pick_for`, waiting until `deadline` for a connection to come up.
+    pub async fn pick_until(
+        &self,
+        affinity: &Affinity<'_>,
+        deadline: Instant,
+    ) -> Option<(usize, Arc<Conn>)> {
         loop {
-            if let Some(c) = self.pick() {
+            if let Some(c) = self.pick_for(affinity) {
                 return Some(c);
             }
             if Instant::now() + WAIT_STEP > deadline {
@@ -270,14 +297,20 @@ impl Pool {
     async fn connect(&self, slot: usize) -> Option<(crate::io::Io, Vec<u8>)> {
         let i = self.slots[slot].endpoint;
         let ep = &self.config.endpoints[i];
-        let io = self.upstream.open(i, ep).await.ok()?;
+        let Ok(io) = self.upstream.open(i, ep).await else {
+            self.upstream.report(i, Outcome::ConnectFailed);
+            return None;
+        };
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
         let request = self.request(ep, &key, self.slots[slot].index);
         let offered = [SUBPROTOCOL.to_string()];
         let handshake =
             upstream::handshake(io, (ep, ""), request.as_bytes(), &key, (&offered, &[]));
         match timeout(self.config.handshake_timeout, handshake).await {
-            Ok(Ok(c)) if c.protocol.as_deref() == Some(SUBPROTOCOL) => Some((c.io, c.leftover)),
+            Ok(Ok(c)) if c.protocol.as_deref() == Some(SUBPROTOCOL) => {
+                self.upstream.report(i, Outcome::Ok);
+                Some((c.io, c.leftover))
+            }
             Ok(Ok(_)) => {
                 tracing::warn!(upstream = %self.name, endpoint = %ep.url, "application did not select {SUBPROTOCOL}");
                 None

@@ -7,10 +7,13 @@
 //! `readiness.probe_interval`, bounded by the upstream's connect timeout;
 //! no WebSocket handshake, so the application sees no session. Mux
 //! upstreams need no probe: their pooled connections are the evidence
-//! (`Gateway::is_ready`). Endpoint health proper comes with HTTP proxying.
+//! (`Gateway::is_ready`). An upstream with active health checks
+//! (`[upstreams.health] path`) is ready when one endpoint passed its last
+//! check, instead of the TCP probe.
 
-use super::Gateway;
+use super::{Gateway, State};
 use crate::config::{RouteMode, UpstreamConfig};
+use crate::upstream::Upstream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -25,8 +28,13 @@ pub(super) async fn probe_upstreams(gw: Arc<Gateway>, stop: CancellationToken) {
         let readiness = state.config.readiness.clone();
         if readiness.require_upstream {
             let mut all = true;
-            for u in passthrough_upstreams(&state.config.routes) {
-                let up = reachable(&u).await;
+            for (u, runtime) in passthrough_upstreams(&state) {
+                // Active health checks are the better evidence where they
+                // are configured; else a TCP connect.
+                let up = match runtime.any_checked_up() {
+                    Some(checked) => checked,
+                    None => reachable(&u).await,
+                };
                 gw.metrics
                     .upstream_reachable
                     .with_label_values(&[&u.name])
@@ -48,12 +56,19 @@ pub(super) async fn probe_upstreams(gw: Arc<Gateway>, stop: CancellationToken) {
     }
 }
 
-/// The upstreams of passthrough routes, each once.
-fn passthrough_upstreams(routes: &[Arc<crate::config::RouteConfig>]) -> Vec<Arc<UpstreamConfig>> {
-    let mut out: Vec<Arc<UpstreamConfig>> = Vec::new();
-    for r in routes.iter().filter(|r| r.mode == RouteMode::Passthrough) {
-        if !out.iter().any(|u| u.name == r.upstream.name) {
-            out.push(Arc::clone(&r.upstream));
+/// The upstreams of passthrough routes, each once, with their run-time
+/// state (health verdicts).
+fn passthrough_upstreams(state: &State) -> Vec<(Arc<UpstreamConfig>, Arc<Upstream>)> {
+    let mut out: Vec<(Arc<UpstreamConfig>, Arc<Upstream>)> = Vec::new();
+    for r in state
+        .config
+        .routes
+        .iter()
+        .filter(|r| r.mode == RouteMode::Passthrough)
+    {
+        if !out.iter().any(|(u, _)| u.name == r.upstream.name) {
+            let runtime = Arc::clone(&state.runtime[&r.name].upstream);
+            out.push((Arc::clone(&r.upstream), runtime));
         }
     }
     out

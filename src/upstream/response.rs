@@ -80,6 +80,7 @@ pub(crate) async fn handshake(
         deflate,
         headers,
         endpoint: 0,
+        active: None,
     })
 }
 

@@ -10,8 +10,6 @@ import assert from 'node:assert/strict';
 import { startHarness } from './harness.mjs';
 import { call, connect, shoutsArrived, startSocketIoApps } from './socketio.mjs';
 
-/** Reason the affinity case is `todo` until the balance branch's keys are in. */
-const AFFINITY_TODO = 'needs [upstreams.affinity_cookie] (balance branch, issue #15), not merged into this branch yet';
 const CLIENTS = 8;
 
 function config(apps, upstreamExtra = '') {
@@ -59,7 +57,7 @@ describe('socket.io 4, two instances behind one route', () => {
 
   for (const transports of [undefined, ['polling']]) {
     const name = transports ? "transports: ['polling']" : 'default transports (upgrade)';
-    test(`with the affinity cookie, ${name}: every session on one instance, echoes and per-instance broadcasts arrive`, { todo: AFFINITY_TODO }, async () => {
+    test(`with the affinity cookie, ${name}: every session on one instance, echoes and per-instance broadcasts arrive`, async () => {
       apps = await startSocketIoApps(2, 'aff');
       harness = await startHarness({ config: config(apps, '[upstreams.affinity_cookie]\nname = "tg_affinity"\n') });
       const base = `http://${harness.gateway}`;

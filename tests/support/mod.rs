@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod mux_app;
+pub mod named_app;
 pub mod process;
 pub mod tls;
 pub mod upstream;

@@ -50,6 +50,7 @@ pub(super) fn upstreams(p: &mut Problems, raw: &[RawUpstream]) -> Vec<Arc<Upstre
             }
         }
         let mux_secret = mux_secret(p, &key, u);
+        let balance = super::balance::balance(p, &key, u);
         out.push(Arc::new(UpstreamConfig {
             name: u.name.clone(),
             endpoints,
@@ -77,6 +78,7 @@ pub(super) fn upstreams(p: &mut Problems, raw: &[RawUpstream]) -> Vec<Arc<Upstre
                 }
             },
             mux_secret,
+            balance,
         }));
     }
     out

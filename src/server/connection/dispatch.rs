@@ -15,7 +15,7 @@ use crate::mux::session::MuxSession;
 use crate::mux::stored::StoredOpen;
 use crate::mux::MuxRoute;
 use crate::relay::Session;
-use crate::upstream::{switching_protocols, Connected, UpstreamRequest};
+use crate::upstream::{switching_protocols, Affinity, Connected, UpstreamRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use tidegate_mux::{Close, Frame};
@@ -45,9 +45,18 @@ pub(super) async fn connect(cx: &Ctx, a: &Admitted) -> Result<Target, Refused> {
         cx.client,
         a.identity.as_ref(),
     );
+    // The path as the upstream gets it (normalised, after `strip_prefix`),
+    // as the HTTP proxy hashes it: a polling request and its upgrade agree.
+    let path = request.path.clone();
+    let affinity = Affinity {
+        client: cx.client.addr.ip(),
+        path: &path,
+        query: a.head.query(),
+        headers: &a.head,
+    };
     let connected = match &rt.mux {
-        Some(mux) => open_mux(cx, mux, request, a).await,
-        None => connect_passthrough(rt, &request, &a.upgrade).await,
+        Some(mux) => open_mux(cx, mux, request, a, &affinity).await,
+        None => connect_passthrough(rt, &request, &a.upgrade, &affinity).await,
     };
     connected.map_err(|r| Refused::on(&a.upgrade.route, r))
 }
@@ -57,12 +66,18 @@ async fn connect_passthrough(
     rt: &RouteRuntime,
     request: &UpstreamRequest,
     upgrade: &Upgrade,
+    affinity: &Affinity<'_>,
 ) -> Result<Target, Rejection> {
     let upstream = &rt.upstream;
     let build = |ep: &_| request.to_http(upgrade, &upstream.config, ep);
-    let key = &upgrade.key;
-    let offered = (&upgrade.protocols[..], &request.deflate_offers[..]);
-    match upstream.connect(key, offered, &request.path, build).await {
+    let offer = (
+        upgrade.key.as_str(),
+        (&upgrade.protocols[..], &request.deflate_offers[..]),
+    );
+    match upstream
+        .connect(affinity, offer, &request.path, build)
+        .await
+    {
         Ok(c) => Ok(Target::Passthrough(c)),
         Err(e) => {
             tracing::info!(route = %rt.config.name, error = %e, "upstream handshake failed");
@@ -77,20 +92,27 @@ async fn open_mux(
     mux: &Arc<MuxRoute>,
     request: UpstreamRequest,
     a: &Admitted,
+    affinity: &Affinity<'_>,
 ) -> Result<Target, Rejection> {
     let open = request.into_open(&a.upgrade, cx.client, a.identity.as_ref());
     let body = Frame::open(1, false, &open).body;
     let stored = StoredOpen::new(&open);
     drop(open);
     let deadline = Instant::now() + mux.open_timeout;
-    let opening = crate::mux::open::open(&mux.pool, &body, &a.upgrade.protocols, deadline);
+    let opening =
+        crate::mux::open::open(&mux.pool, (&body, &a.upgrade.protocols), affinity, deadline);
     // Boxed: only mux routes take this branch.
     match Box::pin(opening).await {
-        Ok(opened) => Ok(Target::Mux {
-            route: Arc::clone(mux),
-            opened,
-            stored,
-        }),
+        Ok(mut opened) => {
+            if let Some(cookie) = mux.pool.upstream.affinity_cookie(affinity, opened.endpoint) {
+                opened.accept.headers.push(("Set-Cookie".into(), cookie));
+            }
+            Ok(Target::Mux {
+                route: Arc::clone(mux),
+                opened,
+                stored,
+            })
+        }
         Err(rejection) => {
             let m = &mux.mux_metrics;
             match &rejection {
@@ -167,8 +189,21 @@ pub(super) async fn switch(
             )
             .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
             .log_access(access);
-            // Spawned as is: the relay task is exactly the `Running` future.
-            spawn_holding(shutdown, session.run(shutdown.signal(), permit), slot);
+            let run = session.run(shutdown.signal(), permit);
+            match up.active {
+                // Spawned as is: the relay task is exactly the `Running` future.
+                None => spawn_holding(shutdown, run, slot),
+                // `least_connections`: the session counts on its endpoint
+                // until it ends.
+                Some(active) => spawn_holding(
+                    shutdown,
+                    async move {
+                        let _ = run.await;
+                        drop(active);
+                    },
+                    slot,
+                ),
+            }
         }
         Target::Mux {
             route,
