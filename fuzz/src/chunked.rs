@@ -23,7 +23,10 @@ fn decode(input: &[u8], step: usize) -> Result<(Vec<u8>, Option<Vec<u8>>), Chunk
     let mut fed = 0;
     loop {
         let progress = decoder.decode(&pending)?;
-        assert!(progress.consumed <= pending.len(), "consumed past the input");
+        assert!(
+            progress.consumed <= pending.len(),
+            "consumed past the input"
+        );
         if let Some(range) = progress.data.clone() {
             assert!(range.start <= range.end && range.end <= progress.consumed);
             body.extend_from_slice(&pending[range]);

@@ -74,7 +74,7 @@ fn check_switch(head: tidegate::upstream::Head, offered: &[String]) {
         assert!(!is_handshake_or_hop_header(name), "{name:?} passed on");
     }
     let accept = accept_key(KEY);
-    let out = switching_protocols(&accept, sw.protocol.as_deref(), &sw.headers);
+    let out = switching_protocols(&accept, (sw.protocol.as_deref(), None), &sw.headers);
     let expected = 3 + usize::from(sw.protocol.is_some()) + sw.headers.len();
     let mut hs = vec![httparse::EMPTY_HEADER; expected + 1];
     let mut resp = httparse::Response::new(&mut hs);
