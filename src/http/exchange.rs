@@ -12,6 +12,7 @@ use super::body::{client_side, expects_continue, ClientBody, ClientEvent, Client
 use super::pool::Conn;
 use super::response::{self, Delimit};
 use super::{HttpError, HttpRoute};
+use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
 use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
 use bytes::BytesMut;
@@ -20,6 +21,7 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 use std::future::Future;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -30,7 +32,7 @@ pub struct Exchange<'a> {
     pub request: UpstreamRequest,
     /// The client's Host (sent upstream with `preserve_host`).
     pub host: &'a str,
-    pub upstream: &'a Upstream,
+    pub upstream: &'a Arc<Upstream>,
     pub route: &'a HttpRoute,
     pub client: ClientInfo,
     /// The gateway wants the client connection closed after this request
@@ -88,6 +90,10 @@ impl Exchange<'_> {
                 Err(e) => return Ended::Refused(e, report),
             };
             report.endpoint = Some(conn.endpoint);
+            // `least_connections` counts a request while it is in flight,
+            // as it counts a WebSocket session.
+            let least = self.upstream.config.balance.policy == Policy::LeastConnections;
+            let _active = least.then(|| self.upstream.track(conn.endpoint));
             let request = match self.build(&conn, framing) {
                 Ok(r) => r,
                 Err(e) => {

@@ -83,7 +83,7 @@ COMPRESSING = {"server-deflate", "server-edge", "deflate-direct", "upstream", "c
 # same way on its baseline is the endpoint's verdict, not the gateway's.
 BASELINE_OF = {"upstream": "client-direct", "server-deflate": "deflate-direct", "server-edge": "deflate-direct"}
 # Third-party baselines: their findings are reported, never fail the run.
-NOT_GATING = {"client-direct"}
+NOT_GATING = {"client-direct", "deflate-direct"}
 # The quick selection skips the 9.* bulk-throughput cases (large messages and
 # many small frames), keeping one case of each 9.x group so the paths stay covered.
 QUICK_EXCLUDE = ["9.*"]
@@ -99,8 +99,12 @@ def kosoku_bin() -> str:
 # machine (the Python runner compresses 1000 messages of up to 128 KiB per
 # case), so a test run takes these by default (small and mid-size messages
 # with every parameter set); --compression full runs all of them.
-COMPRESSION_SUBSET = ["12.1.*", "12.2.*"] + [f"13.{g}.{c}" for g in range(1, 8) for c in range(1, 10)]
-COMPRESSION_SUBSET_TEXT = "12.1.*, 12.2.*, 13.1.1–9 … 13.7.1–9"
+# The subset is one case of each 12.x payload group and each 13.x parameter
+# set (smallest messages): every negotiation path through the gateway, in
+# about 20 s a side instead of 3–4 minutes (the 99-case selection used
+# first made the test command's conformance step exceed its 20 minutes).
+COMPRESSION_SUBSET = [f"12.{g}.1" for g in range(1, 6)] + [f"13.{g}.1" for g in range(1, 8)]
+COMPRESSION_SUBSET_TEXT = "12.1.1 … 12.5.1, 13.1.1 … 13.7.1"
 
 
 def selection_args(full: bool, compression_full: bool = True) -> list[str]:
