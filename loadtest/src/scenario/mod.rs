@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod echo;
+mod hold;
 pub mod http_get;
 pub mod idle;
 pub mod rate;
