@@ -9,7 +9,6 @@
 //! errors closed with 1002 (text payloads are not UTF-8 checked: frames are
 //! echoed before the message is complete).
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,11 +17,11 @@ use anyhow::Context as _;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::frame::{self, Header, OP_CLOSE, OP_PING, OP_PONG};
 use crate::handshake;
+use crate::listen;
 
 /// Read buffer per connection.
 const READ_BUF: usize = 16 * 1024;
@@ -52,26 +51,10 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
 /// Binds `listen`, announces the address on stdout, and serves until the
 /// process is stopped; with `tls`, every connection is `wss://`.
 pub async fn serve(listen: SocketAddr, tls: Option<TlsAcceptor>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    let addr = listener.local_addr()?;
-    // Scripts wait for this exact line to learn the port.
-    let mut out = std::io::stdout().lock();
     let suffix = if tls.is_some() { " tls=true" } else { "" };
-    writeln!(out, "echo-server listening addr={addr}{suffix}")?;
-    out.flush()?;
-    drop(out);
+    let listener = listen::bind_and_announce(listen, "echo-server", suffix).await?;
     loop {
-        let (sock, _) = match listener.accept().await {
-            Ok(a) => a,
-            // EMFILE and friends: back off instead of spinning.
-            Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = sock.set_nodelay(true);
+        let sock = listen::accept(&listener).await;
         let tls = tls.clone();
         tokio::spawn(async move {
             let _ = match tls {

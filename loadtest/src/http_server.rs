@@ -14,9 +14,10 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use anyhow::Context as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+use crate::listen;
 
 /// Read buffer per connection; also the largest request head accepted.
 const READ_BUF: usize = 16 * 1024;
@@ -34,25 +35,9 @@ static FILL: [u8; 16 * 1024] = [b'x'; 16 * 1024];
 /// Binds `listen`, announces the address on stdout, and serves until the
 /// process is stopped.
 pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    let addr = listener.local_addr()?;
-    // Scripts wait for this exact line to learn the port.
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "http-server listening addr={addr}")?;
-    out.flush()?;
-    drop(out);
+    let listener = listen::bind_and_announce(listen, "http-server", "").await?;
     loop {
-        let (sock, _) = match listener.accept().await {
-            Ok(a) => a,
-            // EMFILE and friends: back off instead of spinning.
-            Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = sock.set_nodelay(true);
+        let sock = listen::accept(&listener).await;
         tokio::spawn(async move {
             let _ = connection(sock).await;
         });
@@ -231,6 +216,7 @@ async fn hold(mut s: TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
 
     #[test]
     fn routes() {

@@ -17,6 +17,7 @@ mod frame;
 mod handshake;
 mod http1;
 mod http_server;
+mod listen;
 mod monitor;
 mod pacer;
 mod plot;

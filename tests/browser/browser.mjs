@@ -4,7 +4,8 @@ import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO } from '../node/harness.mjs';
+import { after, before } from 'node:test';
+import { REPO, startHarness } from '../node/harness.mjs';
 
 // playwright-core is installed in tests/node (one package.json for all JS tests).
 export const requireFromNode = createRequire(join(REPO, 'tests', 'node', 'package.json'));
@@ -33,4 +34,41 @@ export async function launchChromium() {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Listens on an ephemeral loopback port.
+ * @param {import('node:http').Server} http
+ * @returns {Promise<{port: number, stop: () => Promise<void>}>} stop ends open connections too
+ */
+export async function listenLocal(http) {
+  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
+  return {
+    port: http.address().port,
+    stop: () => new Promise((resolve) => { http.closeAllConnections(); http.close(resolve); }),
+  };
+}
+
+/**
+ * Hooks of the enclosing suite: start the application with `startApp()` and,
+ * for `via === 'gateway'`, a `tidegate proxy` in front of it. The returned
+ * object's `app`, `harness` (gateway only) and `origin` (where the page is
+ * loaded from) are set once the `before` hook has run.
+ */
+export function appVia(via, startApp) {
+  const s = { app: undefined, harness: undefined, origin: undefined };
+  before(async () => {
+    s.app = await startApp();
+    if (via === 'gateway') {
+      s.harness = await startHarness({ upstreamUrl: `ws://127.0.0.1:${s.app.port}` });
+      s.origin = `http://${s.harness.gateway}`;
+    } else {
+      s.origin = `http://127.0.0.1:${s.app.port}`;
+    }
+  });
+  after(async () => {
+    await s.harness?.stop();
+    await s.app?.stop();
+  });
+  return s;
 }

@@ -9,8 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { HTTP_PROXY_TODO, startHarness } from '../node/harness.mjs';
-import { launchChromium, requireFromNode } from './browser.mjs';
+import { HTTP_PROXY_TODO } from '../node/harness.mjs';
+import { appVia, launchChromium, listenLocal, requireFromNode } from './browser.mjs';
 
 const sockjs = requireFromNode('sockjs');
 const BUNDLE = readFileSync(requireFromNode.resolve('sockjs-client/dist/sockjs.min.js'));
@@ -62,12 +62,7 @@ async function startApp() {
     }
   });
   echo.installHandlers(http);
-  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
-  return {
-    port: http.address().port,
-    opened,
-    stop: () => new Promise((resolve) => { http.closeAllConnections(); http.close(resolve); }),
-  };
+  return { ...(await listenLocal(http)), opened };
 }
 
 let browser;
@@ -77,35 +72,20 @@ after(async () => { await browser?.close(); });
 for (const via of ['direct', 'gateway']) {
   describe(`sockjs in chromium ${via}`, () => {
     const todo = via === 'gateway' ? HTTP_PROXY_TODO : undefined;
-    let app;
-    let harness;
-    let origin;
-    before(async () => {
-      app = await startApp();
-      if (via === 'gateway') {
-        harness = await startHarness({ upstreamUrl: `ws://127.0.0.1:${app.port}` });
-        origin = `http://${harness.gateway}`;
-      } else {
-        origin = `http://127.0.0.1:${app.port}`;
-      }
-    });
-    after(async () => {
-      await harness?.stop();
-      await app?.stop();
-    });
+    const s = appVia(via, startApp);
 
     for (const transport of TRANSPORTS) {
       test(`${transport}: messages both ways`, { todo }, async () => {
         const page = await browser.context.newPage();
         try {
-          await page.goto(`${origin}/`, { timeout: 30_000 });
+          await page.goto(`${s.origin}/`, { timeout: 30_000 });
           const r = await page.evaluate(([t, m]) => window.runSockJs(t, m), [transport, MESSAGES]);
-          assert.ok(!r.timeout, `timed out: ${JSON.stringify(r).slice(0, 500)}\n${harness?.stderr() ?? ''}`);
+          assert.ok(!r.timeout, `timed out: ${JSON.stringify(r).slice(0, 500)}\n${s.harness?.stderr() ?? ''}`);
           assert.equal(r.transport, transport, 'the client ran on the forced transport');
           assert.deepEqual(r.received, ['welcome', ...MESSAGES]);
           assert.deepEqual(r.events, ['open', 'close']);
           assert.equal(r.code, 1000);
-          assert.equal(app.opened.at(-1), transport, 'the server saw the same transport');
+          assert.equal(s.app.opened.at(-1), transport, 'the server saw the same transport');
         } finally {
           await page.close();
         }

@@ -14,8 +14,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { HTTP_PROXY_TODO, startHarness } from '../node/harness.mjs';
-import { launchChromium } from './browser.mjs';
+import { HTTP_PROXY_TODO } from '../node/harness.mjs';
+import { appVia, launchChromium, listenLocal } from './browser.mjs';
 
 const STEP_TIMEOUT = 30_000;
 
@@ -75,12 +75,7 @@ async function startApp() {
       res.write('id: 3\ndata: three\n\n');
     }
   });
-  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
-  return {
-    port: http.address().port,
-    state,
-    stop: () => new Promise((resolve) => { http.closeAllConnections(); http.close(resolve); }),
-  };
+  return { ...(await listenLocal(http)), state };
 }
 
 let browser;
@@ -90,22 +85,7 @@ after(async () => { await browser?.close(); });
 for (const via of ['direct', 'gateway']) {
   describe(`sse in chromium ${via}`, () => {
     const todo = via === 'gateway' ? HTTP_PROXY_TODO : undefined;
-    let app;
-    let harness;
-    let origin;
-    before(async () => {
-      app = await startApp();
-      if (via === 'gateway') {
-        harness = await startHarness({ upstreamUrl: `ws://127.0.0.1:${app.port}` });
-        origin = `http://${harness.gateway}`;
-      } else {
-        origin = `http://127.0.0.1:${app.port}`;
-      }
-    });
-    after(async () => {
-      await harness?.stop();
-      await app?.stop();
-    });
+    const s = appVia(via, startApp);
 
     test('event 1 arrives while event 2 is held; the reconnect carries Last-Event-ID', { todo }, async (t) => {
       const page = await browser.context.newPage();
@@ -114,18 +94,18 @@ for (const via of ['direct', 'gateway']) {
       await page.exposeFunction('tgEvent', (e) => {
         if (e.error) return; // the reconnect after the stream ends fires onerror: expected
         events.push(e);
-        if (e.id === '1') app.state.ack1.resolve();
+        if (e.id === '1') s.app.state.ack1.resolve();
         if (e.id === '3') got3.resolve();
       });
       try {
-        await page.goto(`${origin}/`, { timeout: STEP_TIMEOUT });
+        await page.goto(`${s.origin}/`, { timeout: STEP_TIMEOUT });
         await page.evaluate(() => window.startSse());
-        await step(app.state.ack1.promise, 'page reports event 1');
-        const latency = events[0].t - app.state.wrote1;
+        await step(s.app.state.ack1.promise, 'page reports event 1');
+        const latency = events[0].t - s.app.state.wrote1;
         t.diagnostic(`sse ${via}: first event write-to-receive ${latency.toFixed(2)} ms`);
         await step(got3.promise, 'event 3 after the reconnect');
         assert.deepEqual(events.map((e) => [e.id, e.data]), [['1', 'one'], ['2', 'two'], ['3', 'three']]);
-        assert.deepEqual(app.state.requests, [null, '2'], 'Last-Event-ID of each stream request');
+        assert.deepEqual(s.app.state.requests, [null, '2'], 'Last-Event-ID of each stream request');
       } finally {
         await page.close();
       }

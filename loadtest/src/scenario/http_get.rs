@@ -5,7 +5,7 @@
 //! large on the bundled `http-server`). With `--pid`, the proxy's CPU time
 //! per request is reported, as for the WebSocket scenarios.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,8 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use super::Ctx;
-use crate::conn::{ConnError, Stream};
+use super::{open_many, Ctx};
+use crate::conn::Stream;
 use crate::http1::{self, HttpError, ResponseReader};
 use crate::monitor::{Monitor, MonitorOptions};
 use crate::params;
@@ -118,30 +118,10 @@ pub async fn run(ctx: &Ctx, p: &HttpGetParams) -> anyhow::Result<RunResult> {
 /// time. Fails on the first error: a throughput run with a connection
 /// missing is meaningless.
 async fn open_all(ctx: &Ctx, count: usize, shared: &Arc<Shared>) -> anyhow::Result<Vec<Stream>> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut set = JoinSet::new();
-    for _ in 0..OPEN_CONCURRENCY.min(count.max(1)) {
-        let (connector, next, shared) = (ctx.connector.clone(), next.clone(), shared.clone());
-        set.spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return Ok::<_, ConnError>(mine);
-                }
-                mine.push(connector.open(i).await?);
-                shared.open.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-    }
-    let mut all = Vec::with_capacity(count);
-    while let Some(r) = set.join_next().await {
-        match r? {
-            Ok(mut c) => all.append(&mut c),
-            Err(e) => anyhow::bail!("connecting to {}: {e}", ctx.connector.target),
-        }
-    }
-    Ok(all)
+    open_many(ctx, count, OPEN_CONCURRENCY, shared, |c, i| async move {
+        c.open(i).await
+    })
+    .await
 }
 
 /// One connection's request loop until `deadline`; returns the body bytes

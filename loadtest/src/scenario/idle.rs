@@ -6,26 +6,17 @@
 //! process's RSS before the ramp and after it gives memory per connection.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
+use super::hold::{ramp_and_hold, HoldPlan};
 use super::{close_gracefully, mask_key, ConnRunError, Ctx};
 use crate::conn::Connected;
-use crate::monitor::{Monitor, MonitorOptions};
 use crate::params;
-use crate::procfs;
 use crate::reader::{Batch, FrameReader};
 use crate::result::RunResult;
-use crate::stats::Shared;
-
-/// Settle time between the end of the ramp and the "after" RSS reading, so
-/// the server has finished setting the last connections up.
-const SETTLE: Duration = Duration::from_secs(1);
 /// Read buffer of a held connection: it only ever sees pings and a close.
 const IDLE_READ_BUF: usize = 512;
 
@@ -45,78 +36,22 @@ pub struct IdleParams {
 
 /// Runs `idle` against `ctx`'s target.
 pub async fn run(ctx: &Ctx, p: &IdleParams) -> anyhow::Result<RunResult> {
-    let shared = Shared::new();
-    let rss_before: Vec<(u32, u64)> = p
-        .pids
-        .iter()
-        .map(|&pid| Ok((pid, procfs::rss_bytes(pid)?)))
-        .collect::<anyhow::Result<_>>()?;
-    let (release_tx, release_rx) = watch::channel(false);
-    let start = Instant::now();
-    let ramp_deadline = start + p.ramp_timeout;
-    let monitor = Monitor::spawn(
-        shared.clone(),
-        start,
-        MonitorOptions {
-            show: ctx.progress,
-            unit: "connects/s",
-            pid: ctx.pid,
-            watch: Vec::new(),
-        },
-    );
-    let next = Arc::new(AtomicUsize::new(0));
-    let holders = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-    let mut ramp = JoinSet::new();
-    for _ in 0..p.concurrency.clamp(1, p.connections.max(1)) {
-        let (ctx, shared, next, holders) =
-            (ctx.clone(), shared.clone(), next.clone(), holders.clone());
-        let (release_rx, total) = (release_rx.clone(), p.connections);
-        ramp.spawn(async move {
-            let mut rec = shared.recorder(start);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total || Instant::now() >= ramp_deadline {
-                    break;
-                }
-                let t0 = Instant::now();
-                match ctx.connector.connect(i).await {
-                    Ok(c) => {
-                        let now = Instant::now();
-                        rec.record(t0, now);
-                        rec.tick(now);
-                        shared.open.fetch_add(1, Ordering::Relaxed);
-                        let (shared, release) = (shared.clone(), release_rx.clone());
-                        holders.lock().await.spawn(async move {
-                            if let Err(e) = hold(c, release).await {
-                                shared.error(e.label(), &e);
-                            }
-                            shared.open.fetch_sub(1, Ordering::Relaxed);
-                        });
-                    }
-                    Err(e) => shared.error(e.label(), &e),
-                }
-            }
-        });
-    }
-    while ramp.join_next().await.is_some() {}
-    let window = monitor.finish().await;
-    let connected = shared.completed.load(Ordering::Relaxed);
-    tokio::time::sleep(SETTLE).await;
-    let mut rss = Vec::new();
-    for (pid, before) in rss_before {
-        let after = procfs::rss_bytes(pid)?;
-        rss.push(serde_json::json!({
-            "pid": pid,
-            "before_bytes": before,
-            "after_bytes": after,
-            "bytes_per_connection": (after as f64 - before as f64) / connected.max(1) as f64,
-        }));
-    }
-    tokio::time::sleep(p.hold).await;
-    let still_open = shared.open.load(Ordering::Relaxed);
-    let _ = release_tx.send(true);
-    let mut holders = holders.lock().await;
-    while holders.join_next().await.is_some() {}
+    let plan = HoldPlan {
+        total: p.connections,
+        concurrency: p.concurrency,
+        hold: p.hold,
+        ramp_timeout: p.ramp_timeout,
+        pids: &p.pids,
+        unit: "connects/s",
+        per_key: "bytes_per_connection",
+    };
+    let out = ramp_and_hold(
+        ctx,
+        &plan,
+        |ctx: Ctx, i| async move { ctx.connector.connect(i).await },
+        hold,
+    )
+    .await?;
     let mut result = RunResult::new(
         "idle",
         ctx.connector.target.to_string(),
@@ -127,17 +62,17 @@ pub async fn run(ctx: &Ctx, p: &IdleParams) -> anyhow::Result<RunResult> {
             "source_ips" => p.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         },
         p.connections as u64,
-        "connects/s",
-        connected,
-        window,
-        shared.total(),
-        &shared,
+        plan.unit,
+        out.opened,
+        out.window,
+        out.shared.total(),
+        &out.shared,
     );
-    result.extra.insert("connected".into(), connected.into());
+    result.extra.insert("connected".into(), out.opened.into());
     result
         .extra
-        .insert("open_at_end_of_hold".into(), still_open.into());
-    result.extra.insert("rss".into(), rss.into());
+        .insert("open_at_end_of_hold".into(), out.still_open.into());
+    result.extra.insert("rss".into(), out.rss.into());
     Ok(result)
 }
 

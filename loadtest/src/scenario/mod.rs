@@ -4,11 +4,13 @@
 
 pub mod connect;
 pub mod echo;
+mod hold;
 pub mod http_get;
 pub mod idle;
 pub mod rate;
 pub mod sse_idle;
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -77,10 +79,32 @@ pub async fn connect_all(
     concurrency: usize,
     shared: &Arc<Shared>,
 ) -> anyhow::Result<Vec<Connected>> {
+    open_many(ctx, count, concurrency, shared, |c, i| async move {
+        c.connect(i).await
+    })
+    .await
+}
+
+/// Opens `count` connections with `open(connector, index)`, at most
+/// `concurrency` at a time, counting each success in `shared.open`; fails
+/// on the first error.
+pub async fn open_many<T, O, F>(
+    ctx: &Ctx,
+    count: usize,
+    concurrency: usize,
+    shared: &Arc<Shared>,
+    open: O,
+) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    O: Fn(Connector, usize) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<T, ConnError>> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let mut set = JoinSet::new();
     for _ in 0..concurrency.clamp(1, count.max(1)) {
         let (connector, next, shared) = (ctx.connector.clone(), next.clone(), shared.clone());
+        let open = open.clone();
         set.spawn(async move {
             let mut mine = Vec::new();
             loop {
@@ -88,7 +112,7 @@ pub async fn connect_all(
                 if i >= count {
                     return Ok::<_, ConnError>(mine);
                 }
-                mine.push(connector.connect(i).await?);
+                mine.push(open(connector.clone(), i).await?);
                 shared.open.fetch_add(1, Ordering::Relaxed);
             }
         });

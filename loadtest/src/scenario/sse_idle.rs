@@ -7,25 +7,19 @@
 //! ramp and after it gives memory per stream, as `idle` does for WebSocket.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
+use super::hold::{ramp_and_hold, HoldPlan, Labelled};
 use super::Ctx;
-use crate::conn::Stream;
+use crate::conn::{ConnError, Stream};
 use crate::http1::{self, HttpError, ResponseReader};
-use crate::monitor::{Monitor, MonitorOptions};
 use crate::params;
-use crate::procfs;
 use crate::result::RunResult;
-use crate::stats::Shared;
-
-/// Settle time between the end of the ramp and the "after" RSS reading.
-const SETTLE: Duration = Duration::from_secs(1);
 /// Body bytes that make "the first event arrived": any byte of the body
 /// (the bundled server's first event is one chunk).
 const FIRST_EVENT_BYTES: u64 = 1;
@@ -46,88 +40,44 @@ pub struct SseIdleParams {
     pub ramp_timeout: Duration,
 }
 
+/// Why a stream could not be opened: the connection, or the subscription.
+#[derive(Debug, Error)]
+enum OpenError {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+impl Labelled for OpenError {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Conn(e) => e.label(),
+            Self::Http(e) => e.label(),
+        }
+    }
+}
+
 /// Runs `sse-idle` against `ctx`'s target.
 pub async fn run(ctx: &Ctx, p: &SseIdleParams) -> anyhow::Result<RunResult> {
-    let shared = Shared::new();
-    let rss_before: Vec<(u32, u64)> = p
-        .pids
-        .iter()
-        .map(|&pid| Ok((pid, procfs::rss_bytes(pid)?)))
-        .collect::<anyhow::Result<_>>()?;
-    let (release_tx, release_rx) = watch::channel(false);
-    let start = Instant::now();
-    let ramp_deadline = start + p.ramp_timeout;
-    let monitor = Monitor::spawn(
-        shared.clone(),
-        start,
-        MonitorOptions {
-            show: ctx.progress,
-            unit: "streams/s",
-            pid: ctx.pid,
-            watch: Vec::new(),
-        },
-    );
+    let plan = HoldPlan {
+        total: p.streams,
+        concurrency: p.concurrency,
+        hold: p.hold,
+        ramp_timeout: p.ramp_timeout,
+        pids: &p.pids,
+        unit: "streams/s",
+        per_key: "bytes_per_stream",
+    };
     let request: Arc<[u8]> = http1::get_request(&ctx.connector.target).into();
-    let next = Arc::new(AtomicUsize::new(0));
-    let holders = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-    let mut ramp = JoinSet::new();
-    for _ in 0..p.concurrency.clamp(1, p.streams.max(1)) {
-        let (ctx, shared, next, holders) =
-            (ctx.clone(), shared.clone(), next.clone(), holders.clone());
-        let (release_rx, total, request) = (release_rx.clone(), p.streams, request.clone());
-        ramp.spawn(async move {
-            let mut rec = shared.recorder(start);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total || Instant::now() >= ramp_deadline {
-                    break;
-                }
-                let t0 = Instant::now();
-                let opened = match ctx.connector.open(i).await {
-                    Ok(s) => subscribe(s, &request).await,
-                    Err(e) => {
-                        shared.error(e.label(), &e);
-                        continue;
-                    }
-                };
-                match opened {
-                    Ok(s) => {
-                        let now = Instant::now();
-                        rec.record(t0, now);
-                        rec.tick(now);
-                        shared.open.fetch_add(1, Ordering::Relaxed);
-                        let (shared, release) = (shared.clone(), release_rx.clone());
-                        holders.lock().await.spawn(async move {
-                            if let Err(e) = hold(s, release).await {
-                                shared.error(e.label(), &e);
-                            }
-                            shared.open.fetch_sub(1, Ordering::Relaxed);
-                        });
-                    }
-                    Err(e) => shared.error(e.label(), &e),
-                }
-            }
-        });
-    }
-    while ramp.join_next().await.is_some() {}
-    let window = monitor.finish().await;
-    let opened = shared.completed.load(Ordering::Relaxed);
-    tokio::time::sleep(SETTLE).await;
-    let mut rss = Vec::new();
-    for (pid, before) in rss_before {
-        let after = procfs::rss_bytes(pid)?;
-        rss.push(serde_json::json!({
-            "pid": pid,
-            "before_bytes": before,
-            "after_bytes": after,
-            "bytes_per_stream": (after as f64 - before as f64) / opened.max(1) as f64,
-        }));
-    }
-    tokio::time::sleep(p.hold).await;
-    let still_open = shared.open.load(Ordering::Relaxed);
-    let _ = release_tx.send(true);
-    let mut holders = holders.lock().await;
-    while holders.join_next().await.is_some() {}
+    let open = move |ctx: Ctx, i| {
+        let request = request.clone();
+        async move {
+            let s = ctx.connector.open(i).await?;
+            Ok::<_, OpenError>(subscribe(s, &request).await?)
+        }
+    };
+    let out = ramp_and_hold(ctx, &plan, open, hold).await?;
     let mut result = RunResult::new(
         "sse-idle",
         ctx.connector.target.to_string(),
@@ -138,17 +88,17 @@ pub async fn run(ctx: &Ctx, p: &SseIdleParams) -> anyhow::Result<RunResult> {
             "source_ips" => p.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         },
         p.streams as u64,
-        "streams/s",
-        opened,
-        window,
-        shared.total(),
-        &shared,
+        plan.unit,
+        out.opened,
+        out.window,
+        out.shared.total(),
+        &out.shared,
     );
-    result.extra.insert("opened".into(), opened.into());
+    result.extra.insert("opened".into(), out.opened.into());
     result
         .extra
-        .insert("open_at_end_of_hold".into(), still_open.into());
-    result.extra.insert("rss".into(), rss.into());
+        .insert("open_at_end_of_hold".into(), out.still_open.into());
+    result.extra.insert("rss".into(), out.rss.into());
     Ok(result)
 }
 

@@ -33,15 +33,20 @@ WAIT = 30.0
 """Bound of every wait here; generous, never what a test checks."""
 
 
-def mux_config(endpoints: list[str], pool_size: int = 1) -> str:
+def mux_config(
+    endpoints: list[str], pool_size: int = 1, resume_grace: str | None = None
+) -> str:
+    """One mux route to ``endpoints``; ``resume_grace`` is left at the
+    gateway's default unless given."""
     eps = ", ".join(f'"ws://{e}"' for e in endpoints)
+    grace = f'resume_grace = "{resume_grace}"\n' if resume_grace else ""
     return f"""
 [admin]
 listen = "127.0.0.1:0"
 
 [mux]
 reconnect_max = "500ms"
-
+{grace}
 [[listeners]]
 name = "main"
 listen = "127.0.0.1:0"

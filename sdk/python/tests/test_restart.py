@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from mux_apps import ExampleApp, start_echo
 from mux_peer import run
-from test_gateway import Gateway, Stack, metric, wait_ready
+from test_gateway import Gateway, Stack, metric, mux_config, wait_ready
 
 WAIT = 30.0
 """Bound of every wait here; generous, never what a test checks."""
@@ -36,41 +36,16 @@ SEND_EVERY = 0.01
 echoes: messages are in flight at every moment of the restart."""
 
 
-def config(endpoints: list[str], pool_size: int, resume_grace: str = "30s") -> str:
-    eps = ", ".join(f'"ws://{e}"' for e in endpoints)
-    return f"""
-[admin]
-listen = "127.0.0.1:0"
-
-[mux]
-reconnect_max = "500ms"
-resume_grace = "{resume_grace}"
-
-[[listeners]]
-name = "main"
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "app"
-endpoints = [{eps}]
-pool_size = {pool_size}
-
-[[routes]]
-name = "app"
-path = "/"
-upstream = "app"
-mode = "mux"
-"""
-
-
 @pytest.fixture
 def stack():
     with Stack() as s:
         yield s
 
 
-def start_gateway(stack: Stack, endpoints: list[str], pool_size: int, **kw: str) -> Gateway:
-    gw = stack.run_config(config(endpoints, pool_size, **kw), admin=True)
+def start_gateway(
+    stack: Stack, endpoints: list[str], pool_size: int, resume_grace: str = "30s"
+) -> Gateway:
+    gw = stack.run_config(mux_config(endpoints, pool_size, resume_grace), admin=True)
     wait_ready(gw)
     wait_until(lambda: metric(gw, "tidegate_mux_connections_up") >= len(endpoints) * pool_size, "every slot up")
     return gw
