@@ -128,117 +128,134 @@ async fn open_mux(
 /// Send the client its 101 and hand both sides to a session task.
 pub(super) async fn switch(
     cx: &Ctx,
-    mut io: Io,
+    io: Io,
     a: Admitted,
     target: Target,
-    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
+    held: (OwnedSemaphorePermit, ConnectionSlot),
 ) {
-    let rt = cx.runtime(&a.upgrade);
-    let accept = accept_key(&a.upgrade.key);
-    let limit = cx.state.config.limits.handshake_timeout;
-    let shutdown = &cx.gw.shutdown;
     match target {
-        Target::Passthrough(up) => {
-            let edge = edge_deflate(cx, rt, &a);
-            let deflate = up.deflate.as_ref().or(edge.as_ref().map(|(p, _)| p));
-            let response =
-                switching_protocols(&accept, (up.protocol.as_deref(), deflate), &up.headers);
-            if !send_101(&mut io, &response, limit).await {
-                return;
-            }
-            upgraded(cx, rt);
-            if let (Some((params, reservation)), crate::config::DeflateMode::Edge(config)) =
-                (edge, &rt.config.deflate)
-            {
-                // Edge compression: its own frame-decoding relay.
-                let session = crate::deflate::session::EdgeSession {
-                    params,
-                    config: Arc::clone(config),
-                    settings: Arc::clone(&rt.settings),
-                    metrics: Arc::clone(&rt.metrics),
-                    reservation,
-                };
-                let draining = shutdown.draining().clone();
-                let run = session.run((io, up.io), (a.from_client, up.leftover), draining);
-                spawn_holding(
-                    shutdown,
-                    async move {
-                        run.await;
-                        drop(permit);
-                    },
-                    slot,
-                );
-                return;
-            }
-            let access = access::Record::start(
-                rt.config.access_sample,
-                cx.client.addr,
-                subject(&a),
-                &rt.upstream.config.endpoints[up.endpoint].url,
-            );
-            if up.deflate.is_some() {
-                rt.metrics.deflate_passthrough.inc();
-            }
-            let session = Session::new(
-                (io, up.io),
-                &a.from_client,
-                &up.leftover,
-                up.deflate.is_some(),
-                Arc::clone(&rt.settings),
-                Arc::clone(&rt.metrics),
-            )
-            .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
-            .log_access(access);
-            let run = session.run(shutdown.signal(), permit);
-            match up.active {
-                // Spawned as is: the relay task is exactly the `Running` future.
-                None => spawn_holding(shutdown, run, slot),
-                // `least_connections`: the session counts on its endpoint
-                // until it ends.
-                Some(active) => spawn_holding(
-                    shutdown,
-                    async move {
-                        let _ = run.await;
-                        drop(active);
-                    },
-                    slot,
-                ),
-            }
-        }
+        Target::Passthrough(up) => switch_passthrough(cx, io, a, up, held).await,
         Target::Mux {
             route,
             opened,
             stored,
-        } => {
-            let accepted = &opened.accept;
-            let response = switching_protocols(
-                &accept,
-                (accepted.protocol.as_deref(), None),
-                &accepted.headers,
-            );
-            if !send_101(&mut io, &response, limit).await {
-                let gone = Close::new(1006, "client gone before the 101");
-                opened
-                    .conn
-                    .send(Out::frame(&Frame::close(opened.id, &gone)));
-                opened.conn.forget(opened.id);
-                return;
-            }
-            route.mux_metrics.opened.inc();
-            upgraded(cx, rt);
-            let draining = shutdown.draining().clone();
-            let access = access::Record::start(
-                rt.config.access_sample,
-                cx.client.addr,
-                subject(&a),
-                &opened.conn.endpoint,
-            );
-            let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining)
-                .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
-                .log_access(access);
-            spawn_holding(shutdown, session.run(permit), slot);
-        }
+        } => switch_mux(cx, io, a, (route, opened, stored), held).await,
     }
+}
+
+/// Passthrough: the 101 with the upstream's choices, then the zero-copy
+/// relay, or the frame-decoding relay of edge compression.
+async fn switch_passthrough(
+    cx: &Ctx,
+    mut io: Io,
+    a: Admitted,
+    up: Connected,
+    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
+) {
+    let rt = cx.runtime(&a.upgrade);
+    let accept = accept_key(&a.upgrade.key);
+    let shutdown = &cx.gw.shutdown;
+    let edge = edge_deflate(cx, rt, &a);
+    let deflate = up.deflate.as_ref().or(edge.as_ref().map(|(p, _)| p));
+    let response = switching_protocols(&accept, (up.protocol.as_deref(), deflate), &up.headers);
+    if !send_101(&mut io, &response, cx.state.config.limits.handshake_timeout).await {
+        return;
+    }
+    upgraded(cx, rt);
+    if let (Some((params, reservation)), crate::config::DeflateMode::Edge(config)) =
+        (edge, &rt.config.deflate)
+    {
+        // Edge compression: its own frame-decoding relay.
+        let session = crate::deflate::session::EdgeSession {
+            params,
+            config: Arc::clone(config),
+            settings: Arc::clone(&rt.settings),
+            metrics: Arc::clone(&rt.metrics),
+            reservation,
+        };
+        let draining = shutdown.draining().clone();
+        let run = session.run((io, up.io), (a.from_client, up.leftover), draining);
+        let task = async move {
+            run.await;
+            drop(permit);
+        };
+        return spawn_holding(shutdown, task, slot);
+    }
+    let access = access::Record::start(
+        rt.config.access_sample,
+        cx.client.addr,
+        subject(&a),
+        &rt.upstream.config.endpoints[up.endpoint].url,
+    );
+    if up.deflate.is_some() {
+        rt.metrics.deflate_passthrough.inc();
+    }
+    let session = Session::new(
+        (io, up.io),
+        &a.from_client,
+        &up.leftover,
+        up.deflate.is_some(),
+        Arc::clone(&rt.settings),
+        Arc::clone(&rt.metrics),
+    )
+    .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
+    .log_access(access);
+    let run = session.run(shutdown.signal(), permit);
+    match up.active {
+        // Spawned as is: the relay task is exactly the `Running` future.
+        None => spawn_holding(shutdown, run, slot),
+        // `least_connections`: the session counts on its endpoint until it
+        // ends.
+        Some(active) => spawn_holding(
+            shutdown,
+            async move {
+                let _ = run.await;
+                drop(active);
+            },
+            slot,
+        ),
+    }
+}
+
+/// Mux: the 101 with the application's ACCEPT, then the session task; a
+/// client gone before its 101 is closed on the mux connection.
+async fn switch_mux(
+    cx: &Ctx,
+    mut io: Io,
+    a: Admitted,
+    (route, opened, stored): (Arc<MuxRoute>, Opened, StoredOpen),
+    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
+) {
+    let rt = cx.runtime(&a.upgrade);
+    let accept = accept_key(&a.upgrade.key);
+    let shutdown = &cx.gw.shutdown;
+    let accepted = &opened.accept;
+    let response = switching_protocols(
+        &accept,
+        (accepted.protocol.as_deref(), None),
+        &accepted.headers,
+    );
+    if !send_101(&mut io, &response, cx.state.config.limits.handshake_timeout).await {
+        let gone = Close::new(1006, "client gone before the 101");
+        opened
+            .conn
+            .send(Out::frame(&Frame::close(opened.id, &gone)));
+        opened.conn.forget(opened.id);
+        return;
+    }
+    route.mux_metrics.opened.inc();
+    upgraded(cx, rt);
+    let draining = shutdown.draining().clone();
+    let access = access::Record::start(
+        rt.config.access_sample,
+        cx.client.addr,
+        subject(&a),
+        &opened.conn.endpoint,
+    );
+    let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining)
+        .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
+        .log_access(access);
+    spawn_holding(shutdown, session.run(permit), slot);
 }
 
 /// Edge permessage-deflate: the gateway's answer to the client's offer
