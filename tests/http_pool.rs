@@ -151,7 +151,7 @@ async fn gateway(endpoint: String, edit: impl FnOnce(&mut RawConfig)) -> (Gatewa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_pooled_connections_are_closed_without_a_request_to_notice() {
     let mut up = Scripted::start(None, false).await;
-    let (gw, _f) = gateway(format!("http://{}", up.addr), |raw| {
+    let (gw, _f) = gateway(ws_url(up.addr), |raw| {
         raw.http.pool_idle_timeout = "300ms".into();
     })
     .await;
@@ -173,7 +173,7 @@ async fn idle_pooled_connections_are_closed_without_a_request_to_notice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_connection_closed_under_a_request_is_retried_only_when_safe() {
     let mut up = Scripted::start(None, true).await;
-    let (gw, _f) = gateway(format!("http://{}", up.addr), |_| {}).await;
+    let (gw, _f) = gateway(ws_url(up.addr), |_| {}).await;
     let mut c = RawHttp::connect(gw.addr).await;
     c.send(b"GET /a HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
     assert_eq!(c.response(false).await.body_text(), "c1r1");
@@ -259,7 +259,7 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_first_requests_count_as_http_requests() {
     let mut up = Scripted::start(None, false).await;
-    let (gw, _f) = gateway(format!("http://{}", up.addr), |raw| {
+    let (gw, _f) = gateway(ws_url(up.addr), |raw| {
         raw.routes[0].origins = vec!["https://app.test".into()];
         raw.limits.max_header_bytes = 1024;
     })
