@@ -135,3 +135,32 @@ pub async fn accept_until(
         }
     }
 }
+
+/// Read at most `room` bytes into `buf` through the worker thread's
+/// scratch buffer (the relay's): a connection waiting for its next
+/// request holds no read buffer of its own, yet a whole request head
+/// arrives in one system call (reading into an empty `BytesMut` would
+/// take 64 bytes, then the rest in a second call). `Ok(0)`: EOF.
+pub async fn read_via_scratch<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut bytes::BytesMut,
+    room: usize,
+) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        crate::relay::SCRATCH_BUF.with(|cell| {
+            // Borrowed within this one poll only, never across an await.
+            let mut scratch = cell.borrow_mut();
+            let len = room.min(scratch.len());
+            let mut rb = ReadBuf::new(&mut scratch[..len]);
+            match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(rb.filled());
+                    Poll::Ready(Ok(rb.filled().len()))
+                }
+            }
+        })
+    })
+    .await
+}

@@ -47,7 +47,7 @@ const ROUNDS_PER_POLL: usize = 32;
 thread_local! {
     /// Shared by every session on this worker thread; only borrowed inside
     /// one synchronous poll, never across an await.
-    static SCRATCH_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; scan::MAX_STASH + SCRATCH]);
+    pub(crate) static SCRATCH_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; scan::MAX_STASH + SCRATCH]);
 }
 
 /// Per-route relay settings, shared by the route's sessions.

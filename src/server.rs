@@ -55,15 +55,35 @@ pub struct State {
     pub routes: RouteTable,
     /// Per route name: what its sessions need at run time.
     pub runtime: HashMap<String, RouteRuntime>,
+    /// HTTP metrics of requests refused before a route matched (`-`).
+    pub unrouted_http: crate::metrics::HttpMetrics,
 }
 
 impl State {
     /// `pools`: the mux pools, created once at start-up (reloads keep them).
-    pub fn new(config: Config, metrics: &Metrics, pools: &HashMap<String, Arc<Pool>>) -> State {
+    /// `previous`: the state a reload replaces (endpoint health carries
+    /// over from it).
+    pub fn new(
+        config: Config,
+        metrics: &Metrics,
+        pools: &HashMap<String, Arc<Pool>>,
+        previous: Option<&State>,
+    ) -> State {
+        let before = |name: &str| {
+            previous?
+                .runtime
+                .values()
+                .find(|rt| rt.upstream.config.name == name)
+                .map(|rt| Arc::clone(&rt.upstream))
+        };
         let upstreams: HashMap<String, Arc<Upstream>> = config
             .upstreams
             .iter()
-            .map(|u| (u.name.clone(), Upstream::start(Arc::clone(u), metrics)))
+            .map(|u| {
+                let old = before(&u.name);
+                let up = Upstream::start(Arc::clone(u), metrics, old.as_deref());
+                (u.name.clone(), up)
+            })
             .collect();
         let http_pools = http_pools(&config);
         let runtime = config
@@ -114,6 +134,7 @@ impl State {
         State {
             routes: RouteTable::new(config.routes.clone()).with_path_policy(config.paths),
             runtime,
+            unrouted_http: metrics.http.route("-"),
             config,
         }
     }
@@ -132,7 +153,9 @@ fn http_pools(config: &Config) -> HashMap<String, Arc<crate::http::pool::Pool>> 
                 h.max_idle_per_endpoint,
                 h.pool_idle_timeout,
             );
-            (u.name.clone(), Arc::new(pool))
+            let pool = Arc::new(pool);
+            pool.start_reaper();
+            (u.name.clone(), pool)
         })
         .collect()
 }
@@ -173,7 +196,7 @@ impl Gateway {
             deflate_budget: crate::deflate::Budget::new(config.limits.deflate_memory),
             permits: Arc::new(Semaphore::new(cap)),
             client_limits: limits::ClientLimits::new(&config.limits),
-            state: ArcSwap::from_pointee(State::new(config, &metrics, &pools)),
+            state: ArcSwap::from_pointee(State::new(config, &metrics, &pools, None)),
             pools,
             metrics,
             shutdown: Shutdown::new(),
@@ -205,7 +228,7 @@ fn mux_pools(config: &Config, metrics: &Arc<Metrics>) -> HashMap<String, Arc<Poo
     let mut pools = HashMap::new();
     for r in config.routes.iter().filter(|r| r.mode == RouteMode::Mux) {
         pools.entry(r.upstream.name.clone()).or_insert_with(|| {
-            let upstream = Upstream::start(Arc::clone(&r.upstream), metrics);
+            let upstream = Upstream::start(Arc::clone(&r.upstream), metrics, None);
             Pool::new(
                 upstream,
                 Arc::clone(&settings),

@@ -121,9 +121,23 @@ pub struct Upstream {
 impl Upstream {
     /// Build an upstream and start its health checker and DNS
     /// re-resolution (when configured; they end when it is dropped).
+    /// `previous`: the upstream of the same name before a reload, whose
+    /// health verdicts carry over to the endpoints it shares (same URL).
     /// Must run inside a tokio runtime when either is configured.
-    pub fn start(config: Arc<UpstreamConfig>, metrics: &Metrics) -> Arc<Upstream> {
+    pub fn start(
+        config: Arc<UpstreamConfig>,
+        metrics: &Metrics,
+        previous: Option<&Upstream>,
+    ) -> Arc<Upstream> {
         let up = Arc::new(Upstream::new(config, metrics));
+        if let Some(old) = previous {
+            for (i, ep) in up.config.endpoints.iter().enumerate() {
+                let same = old.config.endpoints.iter().position(|o| o.url == ep.url);
+                if let Some(j) = same {
+                    up.state[i].carry(&old.state[j]);
+                }
+            }
+        }
         let b = &up.config.balance;
         if let Some(check) = &b.health {
             tokio::spawn(health::run_checks(Arc::downgrade(&up), check.clone()));

@@ -16,6 +16,7 @@ mod deflate;
 mod handshake;
 mod help;
 mod http;
+mod http_pool;
 mod keepalive;
 mod metrics;
 mod mux;

@@ -56,6 +56,20 @@ fn good_config_is_typed() {
 }
 
 #[test]
+fn http_and_https_endpoints_are_ws_and_wss() {
+    let toml = GOOD.replace(
+        r#"["ws://127.0.0.1:3000", "ws://localhost:3001/base/"]"#,
+        r#"["http://127.0.0.1:3000", "https://localhost/base/"]"#,
+    );
+    let c = load(&toml, &[]).unwrap();
+    let eps = &c.routes[0].upstream.endpoints;
+    assert_eq!((eps[0].secure, eps[0].port), (false, 3000));
+    assert_eq!((eps[1].secure, eps[1].port), (true, 443));
+    assert_eq!(eps[1].base_path, "/base");
+    assert!(c.routes[0].upstream.tls.is_some(), "https:// needs TLS");
+}
+
+#[test]
 fn every_problem_is_reported_with_its_key() {
     let bad = r#"
 [admin]
@@ -81,7 +95,7 @@ endpoints = []
 
 [[upstreams]]
 name = "other"
-endpoints = ["http://127.0.0.1:1"]
+endpoints = ["ftp://127.0.0.1:1"]
 
 [[routes]]
 path = "/a"

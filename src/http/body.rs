@@ -13,6 +13,7 @@
 use super::chunked::{ChunkError, Decoder};
 use super::HttpError;
 use crate::handshake::{has_token, RequestHead};
+use crate::io::read_via_scratch;
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -203,28 +204,23 @@ pub async fn client_side<R: AsyncRead + Unpin>(
     watch(reader, buf, limits.max_head).await
 }
 
-/// Bytes read per call while watching a client whose body is done: what
-/// arrives then is rare (a pipelined request, or EOF), and this buffer
-/// lives in every held long-poll and event stream, so it is kept small.
-const WATCH_READ: usize = 512;
-
 /// Read until EOF, keeping what arrives (a pipelined request) up to `max`.
+/// Reads go through the worker's scratch buffer: this future lives in
+/// every held long-poll and event stream, so it holds no buffer itself.
 async fn watch<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     max: usize,
 ) -> ClientEvent {
-    let mut scratch = [0u8; WATCH_READ];
     loop {
         if buf.len() >= max {
             // Enough of the next request is here; it is read once this
             // exchange is over.
             return std::future::pending().await;
         }
-        let room = WATCH_READ.min(max - buf.len());
-        match reader.read(&mut scratch[..room]).await {
+        match read_via_scratch(reader, buf, max - buf.len()).await {
             Ok(0) | Err(_) => return ClientEvent::Gone,
-            Ok(n) => buf.extend_from_slice(&scratch[..n]),
+            Ok(_) => {}
         }
     }
 }

@@ -158,9 +158,19 @@ impl Exchange<'_> {
                     return Ended::Gone(report);
                 }
                 Side::Upstream(Err(e)) => {
-                    let retry = conn.reused && e.retryable() && !framing.has_body() && attempt == 0;
+                    // Safe to send again: the upstream closed a pooled
+                    // connection before answering (its keep-alive ran out
+                    // as the request went), nothing reached the client,
+                    // and sending it twice cannot do anything once would
+                    // not (idempotent method, no body).
+                    let retry = conn.reused
+                        && e.retryable()
+                        && attempt == 0
+                        && state.out.status == 0
+                        && !framing.has_body()
+                        && is_idempotent(&self.head.method);
                     conn.discard();
-                    if retry && !state.out.head_sent {
+                    if retry {
                         continue;
                     }
                     self.upstream
@@ -283,17 +293,17 @@ impl Exchange<'_> {
         let delimit = Delimit::choose(head_request, status, length, self.head.version);
         let close = self.close || wants_close(self.head) || delimit == Delimit::Close;
         let head = response::head(status, response.headers(), delimit, close);
-        writer
-            .write_all(&head)
-            .await
-            .map_err(|_| HttpError::ClientGone)?;
-        writer.flush().await.map_err(|_| HttpError::ClientGone)?;
-        out.head_sent = true;
-        let _streaming = Streaming::enter(&self.route.metrics.streams);
         // Only an event stream may be ended early: its end is a reconnect,
         // where any other body cut short would look complete.
         let endable = delimit == Delimit::Chunked && is_event_stream(response.headers());
         let mut body = response.into_body();
+        let sent = response::write_head(writer, head, delimit, &mut body).await?;
+        out.head_sent = true;
+        out.bytes = sent.bytes;
+        if sent.ended {
+            return Ok(close);
+        }
+        let _streaming = Streaming::enter(&self.route.metrics.streams);
         loop {
             let next = async {
                 match settings.idle_timeout {
@@ -351,6 +361,14 @@ enum Side {
 /// offered to 1.0 clients).
 fn wants_close(head: &RequestHead) -> bool {
     head.version == 0 || crate::handshake::has_token(head, "connection", "close")
+}
+
+/// RFC 9110 §9.2.2: a request that may be sent twice.
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
 }
 
 /// `Content-Type: text/event-stream` (Server-Sent Events).

@@ -1,6 +1,8 @@
 //! Keep-alive connections to the endpoints of one upstream: a bounded
 //! stack of idle HTTP/1.1 client connections per endpoint, newest first,
-//! each dropped after `pool_idle_timeout` unused. Connections are opened
+//! each dropped after `pool_idle_timeout` unused — by a reaper task
+//! ([`Pool::start_reaper`]) even when no request comes to look, so an idle
+//! gateway does not hold sockets the upstream is waiting to see closed. Connections are opened
 //! with [`Upstream::open`], so a failed connect is counted (and reported
 //! for passive health) exactly like a WebSocket one.
 //!
@@ -13,7 +15,7 @@ use super::body::ClientBody;
 use crate::upstream::{ConnectError, Upstream};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -57,6 +59,35 @@ impl Pool {
             max_idle,
             idle_timeout,
         }
+    }
+
+    /// Close idle connections past the idle timeout (or closed by the
+    /// upstream) every half timeout, while the pool exists. Needs a tokio
+    /// runtime; without one (a pool built in a synchronous test) idle
+    /// connections are still expired on checkout and return.
+    pub fn start_reaper(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let every = (self.idle_timeout / 2).max(REAP_MIN);
+        rt.spawn(reap(Arc::downgrade(self), every));
+    }
+
+    /// Discard the idle connections that expired or closed.
+    fn reap_once(&self) {
+        let now = Instant::now();
+        for slot in &self.idle {
+            let mut idle = slot.lock().unwrap_or_else(|e| e.into_inner());
+            let (keep, expired): (Vec<Idle>, Vec<Idle>) =
+                idle.drain(..).partition(|c| self.alive(c, now));
+            *idle = keep;
+            drop(idle);
+            expired.into_iter().for_each(|c| c.conn.discard());
+        }
+    }
+
+    fn alive(&self, c: &Idle, now: Instant) -> bool {
+        now.duration_since(c.since) < self.idle_timeout && !c.conn.sender.is_closed()
     }
 
     /// An idle connection to endpoint `i` that can take a request now, or
@@ -106,9 +137,8 @@ impl Pool {
         let mut idle = slot.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         // Expired ones go first, then the oldest if the stack is full.
-        let (keep, expired): (Vec<Idle>, Vec<Idle>) = idle.drain(..).partition(|c| {
-            now.duration_since(c.since) < self.idle_timeout && !c.conn.sender.is_closed()
-        });
+        let (keep, expired): (Vec<Idle>, Vec<Idle>) =
+            idle.drain(..).partition(|c| self.alive(c, now));
         *idle = keep;
         expired.into_iter().for_each(|c| c.conn.discard());
         if self.max_idle == 0 {
@@ -122,12 +152,28 @@ impl Pool {
 
     fn pop(&self, i: usize) -> Option<Conn> {
         let mut idle = self.idle.get(i)?.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         while let Some(c) = idle.pop() {
-            if c.since.elapsed() < self.idle_timeout && !c.conn.sender.is_closed() {
+            if self.alive(&c, now) {
                 return Some(c.conn);
             }
             c.conn.discard();
         }
         None
+    }
+}
+
+/// Shortest period of the reaper (a tiny idle timeout in a test must not
+/// make it spin).
+const REAP_MIN: Duration = Duration::from_millis(50);
+
+/// The reaper: ends with its pool (a reload builds new pools).
+async fn reap(pool: Weak<Pool>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.reap_once();
     }
 }

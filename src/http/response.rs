@@ -4,13 +4,26 @@
 //! framing, then the body written chunk by chunk as it arrives — an SSE
 //! event or a chunk of a streamed response leaves as soon as the upstream
 //! wrote it. Trailers are dropped (docs/configuration.md, "HTTP").
+//!
+//! The head leaves together with whatever of the body is already in
+//! ([`write_head`]): a small response is one write to the client, as
+//! behind nginx, not a head and a body in two system calls.
 
+use super::HttpError;
 use crate::upstream::is_handshake_or_hop_header;
 use bytes::{Buf, Bytes};
+use hyper::body::{Body, Incoming};
 use hyper::header::HeaderMap;
 use hyper::StatusCode;
 use std::fmt::Write;
+use std::pin::Pin;
+use std::task::Poll;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Body pieces up to this size that are in when the head is ready are
+/// copied behind it; a larger one goes from its own buffer in the same
+/// vectored write (a copy would cost more than the call it saves).
+const COPY_BEHIND_HEAD: usize = 4096;
 
 /// How the body is delimited towards the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +96,98 @@ pub fn head(status: StatusCode, headers: &HeaderMap, delimit: Delimit, close: bo
     out
 }
 
+/// What [`write_head`] sent of the body.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sent {
+    pub bytes: u64,
+    /// The whole body (and its last chunk) went with the head.
+    pub ended: bool,
+}
+
+/// Write the head followed by the body pieces hyper already holds, without
+/// waiting for more (an event stream's head must not wait for its first
+/// event): pieces up to [`COPY_BEHIND_HEAD`] are appended to the head, a
+/// larger one rides in the same vectored write. An upstream error here is
+/// still an error before anything reached the client.
+pub async fn write_head<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut head: Vec<u8>,
+    delimit: Delimit,
+    body: &mut Incoming,
+) -> Result<Sent, HttpError> {
+    let mut sent = Sent::default();
+    let mut large = None;
+    loop {
+        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx)));
+        let frame = match polled.await {
+            Poll::Pending => break,
+            Poll::Ready(None) => {
+                sent.ended = true;
+                if delimit == Delimit::Chunked {
+                    head.extend_from_slice(b"0\r\n\r\n");
+                }
+                break;
+            }
+            Poll::Ready(Some(frame)) => frame.map_err(|e| HttpError::upstream(&e))?,
+        };
+        // Trailers are dropped.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        sent.bytes += data.len() as u64;
+        if data.is_empty() {
+            continue;
+        }
+        if data.len() > COPY_BEHIND_HEAD {
+            large = Some(data);
+            break;
+        }
+        frame_into(&mut head, delimit, &data);
+    }
+    let large = large.unwrap_or_default();
+    let mut size = SizeLine::default();
+    let tail: &[u8] = match (delimit, large.is_empty()) {
+        (Delimit::Chunked, false) => {
+            head.extend_from_slice(size.of(large.len()));
+            b"\r\n"
+        }
+        _ => b"",
+    };
+    let mut all = Bytes::from(head).chain(large).chain(tail);
+    w.write_all_buf(&mut all)
+        .await
+        .map_err(|_| HttpError::ClientGone)?;
+    w.flush().await.map_err(|_| HttpError::ClientGone)?;
+    Ok(sent)
+}
+
+/// Append one small piece of the body in the client's framing.
+fn frame_into(out: &mut Vec<u8>, delimit: Delimit, data: &[u8]) {
+    if delimit == Delimit::Chunked {
+        out.extend_from_slice(SizeLine::default().of(data.len()));
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// A chunk-size line (`{len:x}\r\n`) built on the stack.
+#[derive(Default)]
+struct SizeLine([u8; 18]);
+
+impl SizeLine {
+    fn of(&mut self, len: usize) -> &[u8] {
+        let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (i, b) in self.0[..digits].iter_mut().enumerate() {
+            let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
+            *b = b"0123456789abcdef"[nibble];
+        }
+        self.0[digits..digits + 2].copy_from_slice(b"\r\n");
+        &self.0[..digits + 2]
+    }
+}
+
 /// Write one piece of the body in the client's framing and flush it (so a
 /// TLS client gets it now, not when a record fills).
 pub async fn write_data<W: AsyncWrite + Unpin>(
@@ -94,8 +199,8 @@ pub async fn write_data<W: AsyncWrite + Unpin>(
         return Ok(());
     }
     if delimit == Delimit::Chunked {
-        let size = Bytes::from(format!("{:x}\r\n", data.len()));
-        let mut all = size.chain(data).chain(&b"\r\n"[..]);
+        let mut size = SizeLine::default();
+        let mut all = size.of(data.len()).chain(data).chain(&b"\r\n"[..]);
         w.write_all_buf(&mut all).await?;
     } else {
         let mut data = data;
@@ -134,6 +239,19 @@ mod tests {
             text,
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn chunk_size_lines_are_lower_hex() {
+        let mut s = SizeLine::default();
+        assert_eq!(s.of(0), b"0\r\n");
+        assert_eq!(s.of(13), b"d\r\n");
+        assert_eq!(s.of(0x10000), b"10000\r\n");
+        assert_eq!(s.of(usize::MAX), b"ffffffffffffffff\r\n");
+        let mut out = Vec::new();
+        frame_into(&mut out, Delimit::Chunked, b"hello");
+        frame_into(&mut out, Delimit::Length(2), b"hi");
+        assert_eq!(out, b"5\r\nhello\r\nhi");
     }
 
     #[test]

@@ -197,19 +197,29 @@ impl Pool {
     }
 
     /// A connection for a session resuming since `since`: the least
-    /// loaded, but while some slots are reconnecting (no connection at
+    /// loaded on a healthy endpoint, but while some slots are reconnecting (no connection at
     /// all; a draining one is going away, not coming) and for at most
     /// `RESUME_SPREAD`, only one below its fair share of every session
     /// placed or waiting — the rest wait a moment for the other slots.
     pub fn pick_for_resume(&self, since: Instant) -> Option<Arc<Conn>> {
         let mut up: Vec<Arc<Conn>> = Vec::new();
+        let mut unhealthy: Vec<Arc<Conn>> = Vec::new();
         let mut coming = 0;
         for slot in 0..self.slots.len() {
+            // Health as for new sessions: an endpoint that failed its
+            // checks or was ejected takes no resumed sessions either.
+            let healthy = self.upstream.state[self.slots[slot].endpoint].usable();
             match self.current(slot) {
-                Some(c) if c.usable() => up.push(c),
+                Some(c) if c.usable() && healthy => up.push(c),
+                Some(c) if c.usable() => unhealthy.push(c),
                 Some(_) => {}
                 None => coming += 1,
             }
+        }
+        if up.is_empty() {
+            // Fail open, as `candidates` does: a session resumed on an
+            // endpoint of doubtful health beats a session closed.
+            up = unhealthy;
         }
         let best = up.iter().min_by_key(|c| c.session_count())?;
         if coming == 0 || since.elapsed() >= RESUME_SPREAD {

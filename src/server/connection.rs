@@ -74,6 +74,10 @@ enum Admission {
 enum Halt {
     /// Refused: answered and counted by [`refuse`].
     Refused(Refused),
+    /// Refused, and not a WebSocket upgrade (a plain request, or a head
+    /// that never parsed): counted as an HTTP request where the route
+    /// carries HTTP (`http::refuse_first`).
+    RefusedHttp(Refused),
     /// Nothing to answer: the client went away or sent nothing usable at
     /// the transport level.
     Gone,
@@ -130,6 +134,7 @@ pub async fn handle(
         }
         Err(Halt::Gone) => return,
         Err(Halt::Refused(r)) => return refuse(&cx, &mut io, r).await,
+        Err(Halt::RefusedHttp(r)) => return http::refuse_first(&cx, &mut io, r).await,
     };
     let target = match dispatch::connect(&cx, &admitted).await {
         Ok(t) => t,
@@ -168,7 +173,13 @@ async fn accept_tls(
 /// Phases read head → route → classify → policy.
 async fn admit(cx: &Ctx, io: &mut Io, deadline: Instant) -> Result<Admission, Halt> {
     let (head, from_client) = read_request_head(cx, io, deadline).await?;
-    Ok(admit_head(cx, head, from_client).await?)
+    let plain = !handshake::has_token(&head, "upgrade", "websocket");
+    admit_head(cx, head, from_client)
+        .await
+        .map_err(|r| match plain {
+            true => Halt::RefusedHttp(r),
+            false => Halt::Refused(r),
+        })
 }
 
 /// Phases route → classify → policy for a head that has been read (the
@@ -217,7 +228,7 @@ async fn read_request_head(
     deadline: Instant,
 ) -> Result<(RequestHead, Vec<u8>), Halt> {
     let limit = cx.state.config.limits.max_header_bytes;
-    let refused = |r| Halt::Refused(Refused::unrouted(r));
+    let refused = |r| Halt::RefusedHttp(Refused::unrouted(r));
     match timeout_at(deadline, read_head(io, limit)).await {
         Ok(Ok(x)) => Ok(x),
         Ok(Err(HeadError::TooLarge)) => Err(refused(Rejection::HeaderTooLarge)),

@@ -57,8 +57,8 @@ impl Gateway {
         };
         let (old, new) = (policies(&current.config), policies(&next));
         crate::auth::keep_jwks_caches(old.iter().map(|p| &**p), new.iter().map(|p| &**p));
-        self.state
-            .store(Arc::new(State::new(next, &self.metrics, &self.pools)));
+        let state = State::new(next, &self.metrics, &self.pools, Some(&current));
+        self.state.store(Arc::new(state));
         Ok(())
     }
 }

@@ -123,6 +123,22 @@ impl EndpointState {
         tracing::warn!(%endpoint, failures, ?back_off, "endpoint ejected");
     }
 
+    /// Take over the verdicts of the same endpoint under the previous
+    /// configuration (a reload): an endpoint found down stays down until
+    /// its checks pass `healthy_threshold` times, an ejected one serves
+    /// out its back-off, instead of both starting afresh as healthy.
+    pub fn carry(&self, old: &EndpointState) {
+        let copy =
+            |a: &AtomicU32, b: &AtomicU32| a.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.checked
+            .store(old.checked.load(Ordering::Relaxed), Ordering::Relaxed);
+        copy(&self.failures, &old.failures);
+        copy(&self.ejections, &old.ejections);
+        self.ejected_until
+            .store(old.ejected_until.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.refresh_gauge();
+    }
+
     fn set_checked(&self, up: bool, endpoint: &str) {
         let new = if up { UP } else { DOWN };
         if self.checked.swap(new, Ordering::Relaxed) != new {
@@ -267,6 +283,23 @@ mod tests {
         assert!(!s.usable(), "one failure on probation ejects again");
         assert_eq!(back_off(&passive, 1), Duration::from_millis(100));
         assert_eq!(back_off(&passive, 30), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn verdicts_carry_over_to_a_new_state() {
+        let passive = Passive {
+            eject_after: 1,
+            eject_for: Duration::from_secs(60),
+            eject_max: Duration::from_secs(60),
+        };
+        let (old, new) = (state(), state());
+        old.failed(&passive, "e");
+        new.carry(&old);
+        assert!(!new.usable(), "still ejected");
+        let (old, new) = (state(), state());
+        old.set_checked(false, "e");
+        new.carry(&old);
+        assert!(!new.usable() && !new.checked_up(), "still checked down");
     }
 
     #[test]

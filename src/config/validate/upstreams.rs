@@ -148,11 +148,17 @@ fn endpoint(p: &mut Problems, key: &str, text: &str) -> Option<EndpointConfig> {
             return None;
         }
     };
+    // http:// and https:// name the same connections as ws:// and wss://
+    // (a WebSocket handshake is an HTTP request): an upstream that serves
+    // plain HTTP routes is written the way its operators know it.
     let secure = match url.scheme() {
-        "ws" => false,
-        "wss" => true,
+        "ws" | "http" => false,
+        "wss" | "https" => true,
         other => {
-            p.push(key, format!("scheme {other:?} is not ws or wss"));
+            p.push(
+                key,
+                format!("scheme {other:?} is not ws, wss, http or https"),
+            );
             return None;
         }
     };

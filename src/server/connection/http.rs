@@ -14,10 +14,10 @@ use crate::access;
 use crate::auth::Identity;
 use crate::handshake::{Rejection, RequestHead, Upgrade};
 use crate::http::exchange::{Ended, Exchange, Report};
-use crate::io::Io;
+use crate::io::{read_via_scratch, Io};
 use crate::upstream::UpstreamRequest;
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::{timeout, timeout_at, Instant};
 
 /// An admitted plain HTTP request.
@@ -60,7 +60,7 @@ pub(super) async fn serve(cx: &Ctx, io: Io, first: Request) -> Option<(Io, Admit
                 return Some((reader.unsplit(writer), a));
             }
             Next::Refused(r) => {
-                count_refusal(cx, &r);
+                count_refusal(cx, &r, 0.0);
                 refuse_as(cx, &mut writer, r, Counted::HttpRequest).await;
                 return None;
             }
@@ -123,17 +123,37 @@ async fn one(
     keep
 }
 
-/// A later request refused before its exchange, in the HTTP metrics of
-/// its route (when one matched and carries HTTP).
-fn count_refusal(cx: &Ctx, r: &Refused) {
-    let http = r
-        .route
-        .as_ref()
-        .and_then(|route| cx.state.runtime.get(&route.name))
-        .and_then(|rt| rt.http.as_ref());
-    if let Some(http) = http {
-        http.metrics.request(r.rejection.status(), 0.0);
+/// A request refused before its exchange, in the HTTP metrics: those of
+/// its route when it carries HTTP, route `-` when none matched (a head
+/// that did not parse, was too large or too slow). False when not
+/// counted (a route without HTTP: the refusal is a connection's).
+fn count_refusal(cx: &Ctx, r: &Refused, seconds: f64) -> bool {
+    let metrics = match &r.route {
+        None => Some(&cx.state.unrouted_http),
+        Some(route) => cx
+            .state
+            .runtime
+            .get(&route.name)
+            .and_then(|rt| rt.http.as_ref())
+            .map(|http| &http.metrics),
+    };
+    if let Some(m) = metrics {
+        m.request(r.rejection.status(), seconds);
     }
+    metrics.is_some()
+}
+
+/// Refuse the first request of a connection, one that is not a WebSocket
+/// upgrade: an HTTP request refused (`tidegate_http_requests_total`) as
+/// a later one on the connection would be, or a connection refused on a
+/// route that carries no HTTP.
+pub(super) async fn refuse_first(cx: &Ctx, io: &mut Io, r: Refused) {
+    let seconds = cx.accepted.elapsed().as_secs_f64();
+    let counted = match count_refusal(cx, &r, seconds) {
+        true => Counted::HttpRequest,
+        false => Counted::Connection,
+    };
+    refuse_as(cx, io, r, counted).await
 }
 
 /// The access-log line of one request.
@@ -164,10 +184,14 @@ fn log_access(cx: &Ctx, request: &Request, report: &Report, elapsed: std::time::
 /// head with the same reader and limits as the first, and admit it.
 async fn next(cx: &Ctx, reader: &mut ReadHalf<Io>, buf: &mut BytesMut) -> Next {
     let config = &cx.state.config;
+    let max = config.limits.max_header_bytes;
     if buf.is_empty() {
         // An idle keep-alive connection holds no read buffer.
         *buf = BytesMut::new();
-        let idle = timeout(config.http.keepalive_timeout, reader.read_buf(buf));
+        let idle = timeout(
+            config.http.keepalive_timeout,
+            read_via_scratch(reader, buf, max),
+        );
         tokio::select! {
             // Drain closes idle keep-alive connections at once.
             _ = cx.gw.shutdown.draining().cancelled() => return Next::Gone,
@@ -179,7 +203,6 @@ async fn next(cx: &Ctx, reader: &mut ReadHalf<Io>, buf: &mut BytesMut) -> Next {
         }
     }
     let deadline = Instant::now() + config.limits.handshake_timeout;
-    let max = config.limits.max_header_bytes;
     let head = match timeout_at(deadline, read_head(reader, buf, max)).await {
         Ok(Ok(head)) => head,
         Ok(Err(Some(r))) => return Next::Refused(Refused::unrouted(r)),
@@ -216,8 +239,7 @@ async fn read_head<R: AsyncRead + Unpin>(
             }
             Err(_) => return Err(Some(Rejection::Malformed)),
         }
-        buf.reserve(4096);
-        match reader.read_buf(buf).await {
+        match read_via_scratch(reader, buf, max - buf.len()).await {
             Ok(0) | Err(_) => return Err(None),
             Ok(_) => {}
         }
