@@ -24,4 +24,5 @@ mod mux_trust;
 mod ops;
 mod relay;
 mod reload;
+mod runtime;
 mod tls;
