@@ -24,6 +24,17 @@
 # holds two descriptors in the proxy, and the hard open-file limit here is
 # 20,000, which cannot be raised without CAP_SYS_RESOURCE.
 #
+# All cores (issue #20): ALL_CORES=1 runs every process unpinned on every
+# core (taskset -c 0-(nproc-1)) — generator, echo upstream and proxies
+# sharing them — with as many workers per proxy as cores: nginx
+# worker_processes N (under a master, charged with its workers), HAProxy
+# nbthread N, tidegate with its default worker count. A second gateway,
+# `tidegate-ws`, runs the same binary with `--layout work_stealing` (one
+# tokio multi-thread runtime) next to the default `thread_per_core`.
+# (Pinned, both layouts are the same single thread, so only one runs.)
+# ONLY_RUNTIME=1: just the scenarios of issue #20's targets (64 B closed
+# loop, 16 in flight, connect churn).
+#
 # Environment: ROUNDS (default 3), DURATION (default 5s), SKIP_IDLE=1,
 # IMG, ONLY_HEADLINE=1 (just the plotted scenarios), SKIP_HTTP=1,
 # ONLY_HTTP=1 (just the HTTP scenarios), SSE_STREAMS (default 9900),
@@ -40,6 +51,21 @@ ONLY_HEADLINE=${ONLY_HEADLINE:-0}
 ONLY_HTTP=${ONLY_HTTP:-0}
 SKIP_HTTP=${SKIP_HTTP:-0}
 SSE_STREAMS=${SSE_STREAMS:-9900}
+ALL_CORES=${ALL_CORES:-0}
+ONLY_RUNTIME=${ONLY_RUNTIME:-0}
+if [ "$ALL_CORES" = 1 ]; then
+    PROXY_CORES=0-$(($(nproc) - 1))
+    GEN_CORES=$PROXY_CORES
+    export PEER_WORKERS=$(nproc)
+    TG_WORKERS=()      # the default: one per core
+    PINNING="every process unpinned on cores $PROXY_CORES; nginx worker_processes $PEER_WORKERS, HAProxy nbthread $PEER_WORKERS, tidegate default workers (thread_per_core; tidegate-ws: work_stealing)"
+else
+    PROXY_CORES=0
+    GEN_CORES=1
+    TG_WORKERS=(--workers 1)
+    PINNING="proxies on core 0 (one worker/thread each); generator and echo upstream on core 1"
+fi
+export PEER_CORE=$PROXY_CORES ECHO_CORE=$GEN_CORES
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --bin tidegate >&2
 cargo build --release -p tidegate-loadtest >&2
@@ -56,6 +82,7 @@ HTTP_UP=127.0.0.1:$((PB + 1))
 NGINX_HTTP_ADDR=127.0.0.1:$((PB + 83))
 HAPROXY_HTTP_ADDR=127.0.0.1:$((PB + 84))
 TG_HTTP_ADDR=127.0.0.1:$((PB + 85))
+TG_WS_ADDR=127.0.0.1:$((PB + 86))
 export PEERS_RUN_DIR=${PEERS_RUN_DIR:-${TMPDIR:-/tmp}/tidegate-peers}
 RUN=$(mktemp -d)
 PIDS=()
@@ -75,13 +102,20 @@ wait_line() { # FILE PATTERN
 bash loadtest/peers/peers.sh start --upstream "$UP" --echo-server --http-upstream "$HTTP_UP" --http-server \
     --nginx-listen "$NGINX_ADDR" --haproxy-listen "$HAPROXY_ADDR" \
     --nginx-http-listen "$NGINX_HTTP_ADDR" --haproxy-http-listen "$HAPROXY_HTTP_ADDR" >&2
-taskset -c 0 "$TG" proxy --listen "$TG_ADDR" --upstream "ws://$UP" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
+taskset -c "$PROXY_CORES" "$TG" proxy --listen "$TG_ADDR" --upstream "ws://$UP" "${TG_WORKERS[@]}" >"$RUN/tg.out" 2>"$RUN/tg.err" &
 PIDS+=($!)
 TG_PID=$!
 wait_line "$RUN/tg.out" "tidegate listening"
+if [ "$ALL_CORES" = 1 ]; then
+    taskset -c "$PROXY_CORES" "$TG" proxy --listen "$TG_WS_ADDR" --upstream "ws://$UP" --layout work_stealing \
+        >"$RUN/tg-ws.out" 2>"$RUN/tg-ws.err" &
+    PIDS+=($!)
+    TG_WS_PID=$!
+    wait_line "$RUN/tg-ws.out" "tidegate listening"
+fi
 # The HTTP gateway: the same one-liner in front of the HTTP upstream (a
 # route carries HTTP and WebSocket alike; the ws:// URL names the endpoint).
-taskset -c 0 "$TG" proxy --listen "$TG_HTTP_ADDR" --upstream "ws://$HTTP_UP" --workers 1 >"$RUN/tg-http.out" 2>"$RUN/tg-http.err" &
+taskset -c "$PROXY_CORES" "$TG" proxy --listen "$TG_HTTP_ADDR" --upstream "ws://$HTTP_UP" "${TG_WORKERS[@]}" >"$RUN/tg-http.out" 2>"$RUN/tg-http.err" &
 PIDS+=($!)
 TG_HTTP_PID=$!
 wait_line "$RUN/tg-http.out" "tidegate listening"
@@ -92,6 +126,9 @@ TARGETS=(--target "direct=ws://$UP/"
          --target "tidegate=ws://$TG_ADDR/@$TG_PID"
          --target "nginx=ws://$NGINX_ADDR/@$NGINX_PID"
          --target "haproxy=ws://$HAPROXY_ADDR/@$HAPROXY_PID")
+if [ "$ALL_CORES" = 1 ]; then
+    TARGETS+=(--target "tidegate-ws=ws://$TG_WS_ADDR/@$TG_WS_PID")
+fi
 
 run_compare() { # PLOT TITLE ARGS...  (PLOT: a directory name under IMG, or - for none)
     local plot=$1 title=$2; shift 2
@@ -101,13 +138,18 @@ run_compare() { # PLOT TITLE ARGS...  (PLOT: a directory name under IMG, or - fo
     elif [ "$ONLY_HEADLINE" = 1 ]; then
         return 0
     fi
+    if [ "$ONLY_RUNTIME" = 1 ]; then
+        case $title in "50 connections, closed loop, 64 B"|"50 connections, 16 in flight"*|"connection churn"*) ;; *) return 0 ;; esac
+        report=()
+    fi
     [ "$ONLY_HTTP" = 1 ] && [ "${HTTP_STEP:-0}" != 1 ] && return 0
     echo "bench.sh: $title" >&2
     {
         echo "### $title"
         echo
         echo '```'
-        taskset -c 1 "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" "${report[@]}" "${TARGETS[@]}" "$@" \
+        echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+        taskset -c "$GEN_CORES" "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" "${report[@]}" "${TARGETS[@]}" "$@" \
             | grep -v '^report written to '
         echo '```'
         echo
@@ -120,7 +162,7 @@ mkdir -p "$(dirname "$OUT")" "$IMG"
     echo
     echo "Command: \`bash loadtest/bench.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION)."
     echo "Machine: $(nproc) cores, $(uname -r); load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "Pinning: proxies on core 0 (one worker/thread each); generator and echo upstream on core 1."
+    echo "Pinning: $PINNING (ALL_CORES=$ALL_CORES)."
     echo "Versions: $("$TG" version); $(nginx -v 2>&1); $(haproxy -v 2>&1 | head -1)."
     echo "Plots: $IMG/ (ONLY_HEADLINE=$ONLY_HEADLINE)."
     echo
@@ -134,14 +176,14 @@ run_compare open-loop "1,000 connections x 10 msg/s x 128 B (open loop)" rate -c
 # compare connects/s on; this storm runs ~2 s per target and round.
 run_compare - "connection churn: 30,000 x (connect, upgrade, close), 64 at a time" connect --total 30000 --concurrency 64 --duration "$DURATION"
 
-if [ "${SKIP_IDLE:-0}" != 1 ] && [ "$ONLY_HTTP" != 1 ]; then
+if [ "${SKIP_IDLE:-0}" != 1 ] && [ "$ONLY_HTTP" != 1 ] && [ "$ONLY_RUNTIME" != 1 ]; then
     echo "### 9,900 idle connections (RSS per connection, connects/s during the ramp)" >>"$OUT.tmp"
     echo >>"$OUT.tmp"
     BARS=()
     for t in "tidegate ws://$TG_ADDR/ $TG_PID" "nginx ws://$NGINX_ADDR/ $NGINX_PID" "haproxy ws://$HAPROXY_ADDR/ $HAPROXY_PID"; do
         set -- $t
         echo "bench.sh: idle $1" >&2
-        taskset -c 1 "$LT" --workers 1 idle --quiet --url "$2" -c 9900 --hold 3s --source-ip-count 4 --pid "$3" >"$RUN/idle-$1.txt"
+        taskset -c "$GEN_CORES" "$LT" --workers 1 idle --quiet --url "$2" -c 9900 --hold 3s --source-ip-count 4 --pid "$3" >"$RUN/idle-$1.txt"
         { echo "$1:"; echo '```'; cat "$RUN/idle-$1.txt"; echo '```'; } >>"$OUT.tmp"
         # The harness prints the RSS figures as JSON on its `rss:` line.
         per_conn=$(grep -o '"bytes_per_connection":[0-9.e+-]*' "$RUN/idle-$1.txt" | head -1 | cut -d: -f2)
@@ -151,7 +193,7 @@ if [ "${SKIP_IDLE:-0}" != 1 ] && [ "$ONLY_HTTP" != 1 ]; then
     "$LT" bars --out "$IMG/idle-rss.svg" --unit "bytes per connection" \
         --title "9,900 idle connections: proxy RSS per connection" "${BARS[@]}"
 fi
-if [ "$SKIP_HTTP" != 1 ]; then
+if [ "$SKIP_HTTP" != 1 ] && [ "$ONLY_RUNTIME" != 1 ]; then
     echo "## HTTP proxying (issue #15)" >>"$OUT.tmp"
     echo >>"$OUT.tmp"
     http_targets() { # PATH
@@ -172,7 +214,7 @@ if [ "$SKIP_HTTP" != 1 ]; then
     for t in "tidegate $TG_HTTP_ADDR $TG_HTTP_PID" "nginx $NGINX_HTTP_ADDR $NGINX_PID" "haproxy $HAPROXY_HTTP_ADDR $HAPROXY_PID"; do
         set -- $t
         echo "bench.sh: sse-idle $1" >&2
-        taskset -c 1 "$LT" --workers 1 sse-idle --quiet --url "http://$2/sse" -c "$SSE_STREAMS" --hold 3s \
+        taskset -c "$GEN_CORES" "$LT" --workers 1 sse-idle --quiet --url "http://$2/sse" -c "$SSE_STREAMS" --hold 3s \
             --source-ip-count 4 --pid "$3" >"$RUN/sse-$1.txt"
         { echo "$1:"; echo '```'; cat "$RUN/sse-$1.txt"; echo '```'; } >>"$OUT.tmp"
         per_stream=$(grep -o '"bytes_per_stream":[0-9.e+-]*' "$RUN/sse-$1.txt" | head -1 | cut -d: -f2)

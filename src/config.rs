@@ -9,6 +9,7 @@
 pub mod balance;
 mod ops;
 pub mod raw;
+mod runtime;
 pub(crate) mod validate;
 pub(crate) use validate as validate_problems;
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use ops::{LogConfig, LogFormat, Readiness, ReloadConfig};
 pub use raw::RawConfig;
+pub use runtime::{Layout, RuntimeConfig};
 
 /// Exit code for a bad configuration (sysexits EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
@@ -94,6 +96,8 @@ pub struct Config {
     pub readiness: Readiness,
     /// Plain HTTP: client keep-alive and the upstream pools (`[http]`).
     pub http: HttpConfig,
+    /// Worker threads and their layout (`[runtime]`).
+    pub runtime: RuntimeConfig,
 }
 
 /// `[http]` settings that are not per route.

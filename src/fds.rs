@@ -68,7 +68,11 @@ impl Demand {
             } else {
                 1
             },
-            reserve: BASE_RESERVE + config.listeners.len() as u64 + pool_conns + auth,
+            reserve: BASE_RESERVE
+                + config.listeners.len() as u64
+                + config.runtime.extra_descriptors(config.listeners.len())
+                + pool_conns
+                + auth,
         }
     }
 

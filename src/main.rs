@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tidegate::config::raw::{RawCertificate, RawListener, RawRoute, RawTls, RawUpstream};
-use tidegate::config::{Config, ConfigError, LogFormat, RawConfig, EXIT_CONFIG};
+use tidegate::config::{
+    Config, ConfigError, Layout, LogFormat, RawConfig, RuntimeConfig, EXIT_CONFIG,
+};
 use tidegate::server::{self, Running};
 
 #[path = "main/oneliners.rs"]
@@ -116,10 +118,39 @@ The mapping is printed at start.";
 
 #[derive(Args, Clone, Copy)]
 struct RuntimeArgs {
-    /// Runtime worker threads (default: available cores). With 1 the
-    /// whole gateway runs on the main thread, with no thread of its own.
+    /// Worker threads (default: `runtime.workers`, else one per available
+    /// core). With 1 the whole gateway runs on the main thread, with no
+    /// thread of its own.
     #[arg(long)]
     workers: Option<usize>,
+    /// `thread_per_core` (default: one single-threaded runtime per worker,
+    /// each accepting on its own SO_REUSEPORT socket) or `work_stealing`
+    /// (one multi-thread runtime); overrides `runtime.layout`.
+    #[arg(long, value_name = "LAYOUT")]
+    layout: Option<LayoutArg>,
+}
+
+/// The names of `runtime.layout`, as written in the configuration.
+#[derive(clap::ValueEnum, Clone, Copy)]
+#[value(rename_all = "snake_case")]
+enum LayoutArg {
+    ThreadPerCore,
+    WorkStealing,
+}
+
+impl RuntimeArgs {
+    /// The flags over the configuration (`--workers 0`: one per core).
+    fn apply(self, mut runtime: RuntimeConfig) -> RuntimeConfig {
+        if let Some(n) = self.workers {
+            runtime.workers = (n > 0).then_some(n);
+        }
+        match self.layout {
+            Some(LayoutArg::ThreadPerCore) => runtime.layout = Layout::ThreadPerCore,
+            Some(LayoutArg::WorkStealing) => runtime.layout = Layout::WorkStealing,
+            None => {}
+        }
+        runtime
+    }
 }
 
 /// Per-connection state is many small objects. With transparent huge pages
@@ -267,22 +298,32 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// `echo`: one runtime, multi-threaded unless `--workers 1` (it has no
+/// per-worker listeners; `--layout thread_per_core` gives one thread).
 fn block_on<F: std::future::Future<Output = ExitCode>>(args: RuntimeArgs, f: F) -> ExitCode {
+    let echo = RuntimeConfig {
+        layout: Layout::WorkStealing,
+        workers: None,
+    };
+    run_on(args.apply(echo), f)
+}
+
+/// Run `f` on the main thread's runtime. One worker, or thread-per-core
+/// (whose other workers `server::start` puts on threads of their own): a
+/// current-thread runtime. Besides skipping the work-stealing scheduler, a
+/// process that never starts a second thread keeps glibc's single-thread
+/// fast path for recv/send (no cancellation bookkeeping around each system
+/// call: ~1.2 % of the CPU at 64 B messages, docs/performance.md).
+fn run_on<F: std::future::Future<Output = ExitCode>>(runtime: RuntimeConfig, f: F) -> ExitCode {
     // Two descriptors per proxied client: use all the process may have.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    // One worker: everything runs on the main thread. Besides skipping the
-    // work-stealing scheduler, a process that never starts a second thread
-    // keeps glibc's single-thread fast path for recv/send (no cancellation
-    // bookkeeping around each system call: ~1.2 % of the CPU at 64 B
-    // messages, docs/performance.md).
-    let mut builder = match args.workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) if n > 1 => {
+    let mut builder = match (runtime.layout, runtime.workers()) {
+        (_, 1) | (Layout::ThreadPerCore, _) => tokio::runtime::Builder::new_current_thread(),
+        (Layout::WorkStealing, n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(n);
             b
         }
-        _ => tokio::runtime::Builder::new_multi_thread(),
     };
     match builder.enable_all().build() {
         Ok(rt) => rt.block_on(f),
@@ -293,8 +334,9 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(args: RuntimeArgs, f: F) 
     }
 }
 
-fn serve(config: Config, args: RuntimeArgs) -> ExitCode {
-    block_on(args, async move {
+fn serve(mut config: Config, args: RuntimeArgs) -> ExitCode {
+    config.runtime = args.apply(config.runtime);
+    run_on(config.runtime, async move {
         // Handlers first: a signal that arrives as soon as the listening
         // line is printed must drain, not kill.
         let signals = match Signals::new() {

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub ping_timeouts: IntCounterVec,
     pub session_duration: HistogramVec,
     pub listener_refused: IntCounterVec,
+    /// Connections accepted per worker (`worker`: 0..workers, bounded by
+    /// `runtime.workers`).
+    pub worker_accepted: IntCounterVec,
     /// The connection cap in force: `limits.max_connections`, lowered at
     /// start to what the open-file limit fits (`crate::fds`).
     pub connection_limit: IntGauge,
@@ -148,6 +151,7 @@ impl Metrics {
             ping_timeouts: r.counters(&families::PING_TIMEOUTS),
             session_duration: r.histograms(&families::SESSION_DURATION, SESSION_BUCKETS),
             listener_refused: r.counters(&families::LISTENER_REFUSED),
+            worker_accepted: r.counters(&families::WORKER_ACCEPTED),
             connection_limit: r.gauge(&families::CONNECTION_LIMIT),
             admin_refused: r.counters(&families::ADMIN_REFUSED),
             tls_handshake_failures: r.counters(&families::TLS_HANDSHAKE_FAILURES),

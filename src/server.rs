@@ -11,8 +11,10 @@ mod limits;
 mod listener;
 mod probe;
 mod reload;
+mod workers;
 
 pub use reload::ReloadError;
+pub use workers::{BindError, StartError};
 
 use crate::config::{Config, RouteConfig, RouteMode};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -251,17 +253,6 @@ pub struct Bound {
     pub tls: bool,
 }
 
-/// Binding failed: the address is in use, not local, not permitted…
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} ({key}): {source}")]
-pub struct BindError {
-    /// The configuration key of the address, e.g. `listeners[0].listen`.
-    pub key: String,
-    pub addr: SocketAddr,
-    #[source]
-    pub source: std::io::Error,
-}
-
 /// A started gateway.
 pub struct Running {
     /// Every client listener, in configuration order.
@@ -271,31 +262,15 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
 }
 
-/// Bind everything and start serving. Must run inside a tokio runtime.
-pub async fn start(config: Config) -> Result<Running, BindError> {
+/// Bind everything and start serving. Must run inside a tokio runtime;
+/// with `runtime.layout = "thread_per_core"` and more than one worker,
+/// that runtime serves worker 0 and the other workers get threads of their
+/// own (`workers.rs`).
+pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Metrics::new();
     let gateway = Gateway::new(config, metrics);
     let state = gateway.state();
-    let mut bound = Vec::new();
-    let mut sockets = Vec::new();
-    for (i, l) in state.config.listeners.iter().enumerate() {
-        let socket = listener::bind(l.addr).map_err(|source| BindError {
-            key: format!("listeners[{i}].listen"),
-            addr: l.addr,
-            source,
-        })?;
-        let addr = socket.local_addr().map_err(|source| BindError {
-            key: format!("listeners[{i}].listen"),
-            addr: l.addr,
-            source,
-        })?;
-        bound.push(Bound {
-            name: l.name.clone(),
-            addr,
-            tls: l.tls.is_some(),
-        });
-        sockets.push((i, l.name.clone(), socket));
-    }
+    let sockets = workers::bind(&state.config, state.config.runtime.socket_sets())?;
     let admin = match state.config.admin {
         Some(addr) => Some(
             crate::admin::serve(
@@ -312,9 +287,8 @@ pub async fn start(config: Config) -> Result<Running, BindError> {
         ),
         None => None,
     };
-    for (i, name, socket) in sockets {
-        tokio::spawn(listener::accept_loop(Arc::clone(&gateway), i, name, socket));
-    }
+    let bound = sockets.listeners.clone();
+    sockets.serve(&gateway)?;
     for pool in gateway.pools.values() {
         pool.start(gateway.shutdown.stopped().clone());
     }

@@ -25,4 +25,5 @@ mod mux_trust;
 mod ops;
 mod relay;
 mod reload;
+mod runtime;
 mod tls;

@@ -13,7 +13,11 @@
 #   --nginx-http-listen ADDR   [NGINX_HTTP_LISTEN]   default 127.0.0.1:18083
 #   --haproxy-http-listen ADDR [HAPROXY_HTTP_LISTEN] default 127.0.0.1:18084
 #   --http-upstream ADDR   [HTTP_UPSTREAM]   default 127.0.0.1:18001
-#   --core N               [PEER_CORE]       default 0 (taskset -c N)
+#   --core N               [PEER_CORE]       default 0 (taskset -c N; a list
+#                                            such as 0,1 unpins)
+#   --workers N            [PEER_WORKERS]    default 1: nginx worker_processes
+#                                            (a master above them when > 1),
+#                                            HAProxy nbthread
 #   --run-dir DIR          [PEERS_RUN_DIR]   default ${TMPDIR:-/tmp}/tidegate-peers
 #   --only nginx|haproxy   start/stop just one of them
 #   --echo-server          also start the bundled echo server on --upstream,
@@ -36,6 +40,7 @@ NGINX_HTTP_LISTEN=${NGINX_HTTP_LISTEN:-127.0.0.1:18083}
 HAPROXY_HTTP_LISTEN=${HAPROXY_HTTP_LISTEN:-127.0.0.1:18084}
 HTTP_UPSTREAM=${HTTP_UPSTREAM:-127.0.0.1:18001}
 PEER_CORE=${PEER_CORE:-0}
+PEER_WORKERS=${PEER_WORKERS:-1}
 ECHO_CORE=${ECHO_CORE:-1}
 RUN_DIR=${PEERS_RUN_DIR:-${TMPDIR:-/tmp}/tidegate-peers}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/tidegate-loadtest}
@@ -45,7 +50,7 @@ WITH_HTTP=0
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
 
-usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 [ $# -ge 1 ] || usage 64
 CMD=$1; shift
@@ -59,6 +64,7 @@ while [ $# -gt 0 ]; do
         --http-upstream) HTTP_UPSTREAM=$2; shift 2 ;;
         --http-server) WITH_HTTP=1; shift ;;
         --core) PEER_CORE=$2; shift 2 ;;
+        --workers) PEER_WORKERS=$2; shift 2 ;;
         --run-dir) RUN_DIR=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --echo-server) WITH_ECHO=1; shift ;;
@@ -106,7 +112,9 @@ ensure_installed() {
 }
 
 render() { # template listen http-listen output
-    sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|$UPSTREAM|g" \
+    local master=off
+    [ "$PEER_WORKERS" -gt 1 ] && master=on
+    sed -e "s|@WORKERS@|$PEER_WORKERS|g" -e "s|@MASTER@|$master|g" -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|$UPSTREAM|g" \
         -e "s|@HTTP_LISTEN@|$3|g" -e "s|@HTTP_UPSTREAM@|$HTTP_UPSTREAM|g" "$1" > "$4"
 }
 

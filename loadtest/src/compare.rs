@@ -25,6 +25,9 @@ pub struct Row {
     pub median_rate: f64,
     /// Median of the per-round p99 latencies, in microseconds.
     pub median_p99_us: f64,
+    /// Median of the per-round maximum latencies, in microseconds (a
+    /// stall that happens in every round shows; one outlier does not).
+    pub median_max_us: f64,
     /// `median_rate` over the first target's.
     pub ratio: Option<f64>,
     /// Target CPU per unit over all rounds, in microseconds.
@@ -96,6 +99,7 @@ pub async fn run(
 pub fn summarize(t: &NamedTarget, runs: Vec<RunResult>) -> Row {
     let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
     let p99s: Vec<f64> = runs.iter().map(|r| r.latency.p99_us).collect();
+    let maxes: Vec<f64> = runs.iter().map(|r| r.latency.max_us).collect();
     let gen: Vec<f64> = runs.iter().filter_map(|r| r.generator_cpu_pct).collect();
     let units: u64 = runs.iter().map(|r| r.completed).sum();
     let cpu: Option<f64> = runs.iter().map(|r| r.target_cpu_secs).sum();
@@ -109,6 +113,7 @@ pub fn summarize(t: &NamedTarget, runs: Vec<RunResult>) -> Row {
         pid: t.pid,
         median_rate: median(&rates).unwrap_or(0.0),
         median_p99_us: median(&p99s).unwrap_or(0.0),
+        median_max_us: median(&maxes).unwrap_or(0.0),
         ratio: None,
         cpu_us_per_unit: cpu.filter(|_| units > 0).map(|c| c * 1e6 / units as f64),
         generator_cpu_pct: median(&gen),

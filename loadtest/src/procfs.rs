@@ -35,12 +35,41 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU seconds (user + system) that process `pid` has used so far.
+/// CPU seconds (user + system) that process `pid` and its live children
+/// have used so far. The children count so that a proxy with worker
+/// processes — nginx with `master_process on` and `worker_processes 2` in
+/// bench.sh's all-cores setup — is charged for its workers; a
+/// single-process proxy has none.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let mut ticks = stat_ticks(pid)?;
+    for child in children(pid) {
+        // A child that exited in between has nothing left to read.
+        ticks += stat_ticks(child).unwrap_or(0);
+    }
+    Ok(ticks as f64 / clock_ticks() as f64)
+}
+
+fn stat_ticks(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let ticks = parse_stat_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))?;
-    Ok(ticks as f64 / clock_ticks() as f64)
+    parse_stat_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))
+}
+
+/// Direct children of `pid`, from `/proc/PID/task/*/children` (each
+/// thread lists the children it forked).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// CPU seconds this process has used so far.

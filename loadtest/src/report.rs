@@ -101,18 +101,19 @@ pub fn compare_table(c: &Comparison) -> String {
     };
     let _ = writeln!(
         s,
-        "| target | {} | p99 µs | ratio | target CPU µs/{per} | generator CPU µs/{per} | generator CPU % | errors |",
+        "| target | {} | p99 µs | max µs | ratio | target CPU µs/{per} | generator CPU µs/{per} | generator CPU % | errors |",
         c.unit
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &c.rows {
         let errors: u64 = r.runs.iter().flat_map(|x| x.errors.values()).sum();
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.1} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} | {} |",
             r.name,
             r.median_rate,
             r.median_p99_us,
+            r.median_max_us,
             opt(r.ratio, 3),
             opt(r.cpu_us_per_unit, 2),
             opt(r.generator_cpu_us_per_unit, 2),

@@ -46,6 +46,28 @@ pub struct RawConfig {
     /// Plain HTTP proxying: defaults for every route and the upstream
     /// keep-alive pools (`[http]`).
     pub http: RawHttp,
+    /// Threads and how connections are spread over them (`[runtime]`).
+    pub runtime: RawRuntime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRuntime {
+    /// `thread_per_core`: each worker is a single-threaded runtime on its
+    /// own thread with its own `SO_REUSEPORT` listening sockets (no task
+    /// migration); `work_stealing`: one tokio multi-thread runtime.
+    pub layout: String,
+    /// Worker threads; 0: one per available core. `--workers` overrides.
+    pub workers: u64,
+}
+
+impl Default for RawRuntime {
+    fn default() -> Self {
+        Self {
+            layout: "thread_per_core".into(),
+            workers: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -93,6 +93,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let ops = super::ops::ops(&mut p, &raw);
     let mux = mux(&mut p, &raw.mux);
     mux_upstreams(&mut p, &routes);
+    let runtime = super::runtime::runtime(&mut p, &raw.runtime);
 
     if p.0.is_empty() {
         Ok(Config {
@@ -112,6 +113,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             reload: ops.reload,
             readiness: ops.readiness,
             http,
+            runtime,
         })
     } else {
         Err(ConfigError { problems: p.0 })

@@ -2,8 +2,12 @@ use super::*;
 use crate::config::RawConfig;
 
 fn config(routes: &str) -> Config {
+    // One worker: the reserve does not depend on this machine's cores.
     let text = format!(
         r#"
+[runtime]
+workers = 1
+
 [[listeners]]
 name = "a"
 listen = "127.0.0.1:0"

@@ -87,6 +87,12 @@ pub(crate) const LISTENER_REFUSED: Family = Family {
     labels: &["listener", "reason"],
 };
 
+pub(crate) const WORKER_ACCEPTED: Family = Family {
+    name: "tidegate_worker_accepted_total",
+    help: "Client connections accepted, by worker thread (runtime.layout thread_per_core: the worker whose SO_REUSEPORT socket the kernel chose; work_stealing: all on worker 0).",
+    labels: &["worker"],
+};
+
 pub(crate) const CONNECTION_LIMIT: Family = Family {
     name: "tidegate_connection_limit",
     help: "Client connections held at once: limits.max_connections, lowered to what RLIMIT_NOFILE fits.",

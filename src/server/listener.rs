@@ -17,13 +17,20 @@ const BACKLOG: u32 = 4096;
 const OVER_CAPACITY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n";
 
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// `reuseport`: one of several sockets on the same address, one per
+/// thread-per-core worker; the kernel spreads new connections over them.
+/// Off otherwise, so a second gateway started by mistake on the same port
+/// fails to bind instead of silently taking half of the clients.
+pub fn bind(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if reuseport {
+        socket.set_reuseport(true)?;
+    }
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
@@ -31,10 +38,20 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// `index`: this listener's place in `config.listeners` (its TLS settings
 /// are read from the current configuration at each accept, so a reload or
-/// a rotated certificate applies to the next handshake).
-pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener: TcpListener) {
+/// a rotated certificate applies to the next handshake). `worker`: the
+/// thread-per-core worker that owns this socket (0 with one runtime).
+pub async fn accept_loop(
+    gw: Arc<Gateway>,
+    (index, worker): (usize, usize),
+    name: String,
+    listener: TcpListener,
+) {
     let config_name = name;
     let name: Arc<str> = Arc::from(config_name.as_str());
+    let accepted = gw
+        .metrics
+        .worker_accepted
+        .with_label_values(&[&worker.to_string()]);
     let over_cap = gw
         .metrics
         .listener_refused
@@ -65,6 +82,7 @@ pub async fn accept_loop(gw: Arc<Gateway>, index: usize, name: String, listener:
         else {
             return;
         };
+        accepted.inc();
         let acceptor = gw
             .state()
             .config

@@ -95,6 +95,12 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
             message: "changes only with a restart".into(),
         });
     }
+    if old.runtime != new.runtime {
+        problems.push(Problem {
+            key: "runtime".into(),
+            message: "changes only with a restart".into(),
+        });
+    }
     if old.limits.max_connections != new.limits.max_connections {
         problems.push(Problem {
             key: "limits.max_connections".into(),
