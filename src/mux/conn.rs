@@ -235,7 +235,11 @@ impl Conn {
     fn queue_pong(&self, mux: bool, payload: Bytes) {
         let was_empty = {
             let mut st = self.out.lock();
-            let slot = if mux { &mut st.pongs.mux } else { &mut st.pongs.ws };
+            let slot = if mux {
+                &mut st.pongs.mux
+            } else {
+                &mut st.pongs.ws
+            };
             slot.replace(payload).is_none()
         };
         if was_empty {

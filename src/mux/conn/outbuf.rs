@@ -209,7 +209,11 @@ impl OutBuf {
             if st.ended {
                 return Poll::Ready(());
             }
-            if !st.conn_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if !st
+                .conn_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
                 st.conn_waker = Some(cx.waker().clone());
             }
             if st.parked {

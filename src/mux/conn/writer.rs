@@ -116,7 +116,11 @@ impl Writer {
                 Out::Pong | Out::MuxPong => {
                     let mux = matches!(front.out, Out::MuxPong);
                     st.entries.pop_front();
-                    let slot = if mux { &mut st.pongs.mux } else { &mut st.pongs.ws };
+                    let slot = if mux {
+                        &mut st.pongs.mux
+                    } else {
+                        &mut st.pongs.ws
+                    };
                     // Nothing if an earlier marker already took it.
                     if let Some(p) = slot.take() {
                         self.pong(mux, p);
@@ -179,7 +183,12 @@ impl Writer {
         }
         let f = Frame::pong(payload);
         let header = f.header();
-        let h = encode_header(true, Opcode::Binary, HEADER_LEN + f.body.len(), Some(ZERO_KEY));
+        let h = encode_header(
+            true,
+            Opcode::Binary,
+            HEADER_LEN + f.body.len(),
+            Some(ZERO_KEY),
+        );
         self.pieces.push_back(Piece::Ws(h));
         self.pieces.push_back(Piece::Mux {
             header,
@@ -211,7 +220,9 @@ impl Writer {
             }
             let written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
                 Poll::Ready(Ok(w)) => w,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             };

@@ -23,11 +23,7 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub(crate) fn new(
-        open: OpenBody,
-        resumed: bool,
-        shared: Arc<SessionShared>,
-    ) -> Incoming {
+    pub(crate) fn new(open: OpenBody, resumed: bool, shared: Arc<SessionShared>) -> Incoming {
         Incoming {
             open,
             resumed,

@@ -85,7 +85,9 @@ async fn buffer_with(limit: usize, sndbuf: Option<u32>) -> (OutBuf, TcpStream, A
     let out = OutBuf::new(Writer::new(wr, false, 64 * 1024), limit);
     let conn = Arc::new(Counter::default());
     let waker = Waker::from(Arc::clone(&conn));
-    assert!(out.poll_drive(&mut Context::from_waker(&waker)).is_pending());
+    assert!(out
+        .poll_drive(&mut Context::from_waker(&waker))
+        .is_pending());
     (out, app, conn)
 }
 
