@@ -18,6 +18,10 @@ import sys
 TARGET_CPU = 0.75
 TARGET_RSS = 0.25
 TARGET_IDLE_KB = 1.5
+# Issue #20 item 3, mux ÷ passthrough at 5,000 clients × 10 msg/s.
+TARGET20_TOTAL = 0.7
+TARGET20_GATEWAY = 0.8
+TARGET20_RUST_RSS = 0.35
 # A run whose generator fell behind its schedule by half a message interval
 # (p99) sent catch-up bursts: the proxy then sees several messages of one
 # client per read, and its CPU per message is not the figure of the offered
@@ -99,7 +103,7 @@ def main(d):
         print("| app | mode | msgs/s (offered) | p99 ms | send lag p99 ms | unanswered · errors | gateway CPU µs/msg (each round) | gateway sockets | app sockets (at start) | app RSS MB (at start) | app RSS MB per 1k clients | app CPU % of a core per 1k clients | app CPU µs/msg | generator CPU % |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for app in apps:
-            for mode in ("pass", "mux"):
+            for mode in ("pass", "muxold", "mux"):
                 runs = [load(p) for p in sorted(glob.glob(os.path.join(d, f"{app}.{mode}.rate{rate}.*.json")))]
                 if not runs:
                     continue
@@ -148,6 +152,51 @@ def main(d):
             kb = r["extra"]["rss"][0]["bytes_per_connection"] / 1024
             ok = "**met**" if kb <= TARGET_IDLE_KB else f"**missed** by {kb / TARGET_IDLE_KB - 1:.0%}"
             print(f"- {app}: gateway RSS per idle mux client = {kb:.2f} KB: {ok} (target ≤ {TARGET_IDLE_KB} KB)")
+
+
+    print_issue20(apps, rates, figs)
+
+
+def total_cpu(f):
+    """Gateway plus application CPU per message (µs)."""
+    if f["gw_cpu"] is None or f["app_cpu"] is None:
+        return None
+    return f["gw_cpu"] + f["app_cpu"]
+
+
+def print_issue20(apps, rates, figs):
+    """Issue #20 item 3: total (gateway + app) and gateway CPU per message
+    and application RSS, mux ÷ passthrough, for each mux flavour measured
+    (`muxold`: the old binaries in the same run, when given)."""
+    print("\n## Against the targets of issue #20 (item 3)\n")
+    print("| app, rate | mode | total CPU µs/msg (gateway + app) | ÷ pass | gateway µs/msg | ÷ pass | app RSS MB | ÷ pass | not at the offered load |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for app in apps:
+        for rate in rates:
+            p = figs.get((app, "pass", rate))
+            if not p:
+                continue
+            for mode in ("pass", "muxold", "mux"):
+                f = figs.get((app, mode, rate))
+                if not f:
+                    continue
+                t, tp = total_cpu(f), total_cpu(p)
+                ratio = lambda a, b: fmt(a / b if a is not None and b else None, 2, "×")
+                print(
+                    f"| {app}, {rate}/s | {mode} | {fmt(t, 2)} | {ratio(t, tp)} | {fmt(f['gw_cpu'], 2)} | {ratio(f['gw_cpu'], p['gw_cpu'])} "
+                    f"| {fmt(f['app_rss_mb'])} | {ratio(f['app_rss_mb'], p['app_rss_mb'])} | {f['overload'] or ''} |"
+                )
+    print()
+    for app in apps:
+        for rate in rates:
+            p, m = figs.get((app, "pass", rate)), figs.get((app, "mux", rate))
+            if not (p and m):
+                continue
+            t, tp = total_cpu(m), total_cpu(p)
+            print(f"- {app}, {rate} msg/s: total CPU per message mux/pass: {verdict(t / tp if t is not None and tp else None, TARGET20_TOTAL)}")
+            print(f"- {app}, {rate} msg/s: gateway CPU per message mux/pass: {verdict(m['gw_cpu'] / p['gw_cpu'] if p['gw_cpu'] else None, TARGET20_GATEWAY)}")
+            if app == "rust":
+                print(f"- {app}, {rate} msg/s: application RSS mux/pass: {verdict(m['app_rss_mb'] / p['app_rss_mb'], TARGET20_RUST_RSS)}")
 
 
 if __name__ == "__main__":

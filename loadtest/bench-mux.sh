@@ -24,10 +24,19 @@
 #     started gateway (RSS per client; allocator state of earlier runs
 #     would hide the growth).
 #
+#  3. Old against new in the same run (issue #20): with OLD_TG=BINARY a
+#     second gateway (that binary, also on core 0, route /muxold only)
+#     serves mode `muxold` from an old mux application — OLD_ECHO=BINARY
+#     (the Rust SDK `echo` example of the old tree) and OLD_PYSDK=DIR (the
+#     old tree's sdk/python, put first on PYTHONPATH) — in alternation
+#     with `pass` and `mux` in every round. The new Python SDK is this
+#     tree's sdk/python (on PYTHONPATH), whatever the venv has installed.
+#
 # Environment: ROUNDS (3), DURATION (5s), CLIENTS (5000), RATES ("1 2 10"),
 # IDLE_CLIENTS (9000), APPS ("rust python"), SKIP_IDLE=1, RAW=DIR (keep the
 # JSON of every run there; `python3 loadtest/bench-mux-report.py DIR`
-# prints the tables again).
+# prints the tables again), PY (the Python with websockets; default
+# .venv/bin/python), OLD_TG, OLD_ECHO, OLD_PYSDK (see 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,7 +52,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --bin tidegate >&2
 cargo build --release -p tidegate-loadtest >&2
 cargo build --release -p tidegate-mux --examples >&2
-PY=$PWD/.venv/bin/python
+PY=${PY:-$PWD/.venv/bin/python}
+OLD_TG=${OLD_TG:-}
 if [[ " $APPS " == *" python "* ]] && ! "$PY" -c 'import websockets, tidegate_mux' 2>/dev/null; then
     echo "bench-mux.sh: the Python apps need .venv with websockets and the tidegate_mux SDK;" >&2
     echo "  bash scripts/test.sh creates it (or run with APPS=rust)" >&2
@@ -67,6 +77,12 @@ cp "$CARGO_TARGET_DIR/release/tidegate" "$CARGO_TARGET_DIR/release/tidegate-load
 TG=$RUN/bin/tidegate
 LT=$RUN/bin/tidegate-loadtest
 MUX_ECHO=$RUN/bin/echo
+if [ -n "$OLD_TG" ]; then
+    mkdir "$RUN/old"
+    cp "$OLD_TG" "$RUN/old/tidegate"
+    cp "${OLD_ECHO:?OLD_TG needs OLD_ECHO}" "$RUN/old/echo"
+    OLD_PYSDK=${OLD_PYSDK:?OLD_TG needs OLD_PYSDK}
+fi
 
 wait_addr() { # FILE → prints IP:PORT from "addr=IP:PORT"
     for _ in $(seq 150); do
@@ -84,7 +100,7 @@ stop() { # PID: stop one process this script started, and reap it
 
 start_app() { # NAME CMD... → sets APP_PID, APP_ADDR
     local name=$1; shift
-    taskset -c 1 "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    taskset -c 1 env PYTHONPATH="${APP_PYTHONPATH:-}" "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
     APP_PID=$!
     PIDS+=("$APP_PID")
     APP_ADDR=$(wait_addr "$RUN/$name.out")
@@ -125,13 +141,41 @@ EOF
     echo "bench-mux.sh: the mux pool to $MUX_ADDR did not come up" >&2; cat "$RUN/tg.err" >&2; exit 1
 }
 
+start_old_gateway() { # → sets OLD_TG_PID, OLD_GW (route /muxold to the old mux app)
+    cat >"$RUN/old.toml" <<EOF
+[admin]
+listen = ""
+[limits]
+max_connections = 12000
+[[listeners]]
+name = "bench"
+listen = "127.0.0.1:0"
+[[routes]]
+name = "muxold"
+path = "/muxold"
+upstream = "mux"
+mode = "mux"
+[[upstreams]]
+name = "mux"
+endpoints = ["ws://$OLD_MUX_ADDR"]
+pool_size = $POOL
+EOF
+    taskset -c 0 "$RUN/old/tidegate" run --config "$RUN/old.toml" --workers 1 >"$RUN/oldtg.out" 2>"$RUN/oldtg.err" &
+    OLD_TG_PID=$!
+    PIDS+=("$OLD_TG_PID")
+    OLD_GW=$(wait_addr "$RUN/oldtg.out")
+    for _ in $(seq 100); do [ "$(sockets "$OLD_MUX_PID")" -gt "$POOL" ] && return 0; sleep 0.1; done
+    echo "bench-mux.sh: the old mux pool did not come up" >&2; cat "$RUN/oldtg.err" >&2; exit 1
+}
+
 rate_run() { # APP MODE RATE ROUND
-    local app_pid=$PASS_PID
+    local app_pid=$PASS_PID gw=$GW gw_pid=$TG_PID
     [ "$2" = mux ] && app_pid=$MUX_PID
+    [ "$2" = muxold ] && app_pid=$OLD_MUX_PID gw=$OLD_GW gw_pid=$OLD_TG_PID
     echo "bench-mux.sh: $1 $2 rate $3/s round $4" >&2
-    taskset -c 1 "$LT" --workers 1 --quiet --json rate --url "ws://$GW/$2" -c "$CLIENTS" \
+    taskset -c 1 "$LT" --workers 1 --quiet --json rate --url "ws://$gw/$2" -c "$CLIENTS" \
         --rate "$3" --size 128 --duration "$DURATION" --source-ip-count 4 \
-        --pid "$TG_PID" --pid "$app_pid" >"$RUN/res/$1.$2.rate$3.$4.json"
+        --pid "$gw_pid" --pid "$app_pid" >"$RUN/res/$1.$2.rate$3.$4.json"
     sleep 1
 }
 
@@ -154,24 +198,38 @@ for app in $APPS; do
             start_app rust-pass "$TG" echo --listen 127.0.0.1:0 --workers 1
             PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
             start_app rust-mux "$MUX_ECHO" --listen 127.0.0.1:0
-            MUX_PID=$APP_PID MUX_ADDR=$APP_ADDR ;;
+            MUX_PID=$APP_PID MUX_ADDR=$APP_ADDR
+            if [ -n "$OLD_TG" ]; then
+                start_app rust-muxold "$RUN/old/echo" --listen 127.0.0.1:0
+                OLD_MUX_PID=$APP_PID OLD_MUX_ADDR=$APP_ADDR
+            fi ;;
         python)
             start_app py-pass "$PY" loadtest/apps/ws_echo.py --listen 127.0.0.1:0
             PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
-            start_app py-mux "$PY" -m tidegate_mux.examples.echo --listen 127.0.0.1:0
-            MUX_PID=$APP_PID MUX_ADDR=$APP_ADDR ;;
+            APP_PYTHONPATH=$PWD/sdk/python start_app py-mux "$PY" -m tidegate_mux.examples.echo --listen 127.0.0.1:0
+            MUX_PID=$APP_PID MUX_ADDR=$APP_ADDR
+            if [ -n "$OLD_TG" ]; then
+                APP_PYTHONPATH=$OLD_PYSDK start_app py-muxold "$PY" -m tidegate_mux.examples.echo --listen 127.0.0.1:0
+                OLD_MUX_PID=$APP_PID OLD_MUX_ADDR=$APP_ADDR
+            fi ;;
         *) echo "bench-mux.sh: unknown app $app" >&2; exit 64 ;;
     esac
     echo "$app pass $(rss_kb "$PASS_PID") $(sockets "$PASS_PID")" >>"$RUN/res/baseline.txt"
     echo "$app mux $(rss_kb "$MUX_PID") $(sockets "$MUX_PID")" >>"$RUN/res/baseline.txt"
+    if [ -n "$OLD_TG" ]; then
+        echo "$app muxold $(rss_kb "$OLD_MUX_PID") $(sockets "$OLD_MUX_PID")" >>"$RUN/res/baseline.txt"
+    fi
     start_gateway "$app"
+    if [ -n "$OLD_TG" ]; then start_old_gateway; fi
     for rate in $RATES; do
         for r in $(seq "$ROUNDS"); do
             rate_run "$app" pass "$rate" "$r"
+            if [ -n "$OLD_TG" ]; then rate_run "$app" muxold "$rate" "$r"; fi
             rate_run "$app" mux "$rate" "$r"
         done
     done
     stop "$TG_PID"
+    if [ -n "$OLD_TG" ]; then stop "$OLD_TG_PID"; stop "$OLD_MUX_PID"; fi
     if [ "${SKIP_IDLE:-0}" != 1 ]; then
         idle_run "$app" pass
         idle_run "$app" mux
@@ -184,7 +242,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 {
     echo "# tidegate mux vs passthrough — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Command: \`bash loadtest/bench-mux.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CLIENTS=$CLIENTS RATES=\"$RATES\" IDLE_CLIENTS=$IDLE_CLIENTS)."
+    echo "Command: \`bash loadtest/bench-mux.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CLIENTS=$CLIENTS RATES=\"$RATES\" IDLE_CLIENTS=$IDLE_CLIENTS${OLD_TG:+ OLD_TG=$OLD_TG OLD_ECHO=$OLD_ECHO OLD_PYSDK=$OLD_PYSDK})."
     echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
     echo "Pinning: tidegate run --workers 1 on core 0; generator and both applications on core 1. Mux pool_size $POOL."
     echo "Versions: $("$TG" version); $("$PY" -c 'import sys, websockets; print("Python", sys.version.split()[0], "websockets", websockets.__version__)')."

@@ -1,16 +1,21 @@
 //! One mux connection to the application: the sessions it carries, a
 //! reader that dispatches the application's frames to session inboxes, and
-//! a writer that batches every session's frames into as few WebSocket
-//! messages and system calls as it can.
+//! a write buffer that sessions append to and flush themselves, batching
+//! every session's frames into as few WebSocket messages and system calls
+//! as it can (`outbuf`, `writer`).
 //!
 //! The reader never waits on a session (inboxes only append), so one slow
-//! client cannot stall the connection; the writer's queue is bounded in
-//! bytes by `budget`, which sessions acquire before they queue a client
-//! frame — a full queue stops sessions from reading their clients.
+//! client cannot stall the connection; the write buffer is bounded in
+//! bytes (`mux.connection_queue_bytes`) — a full buffer stops sessions
+//! from reading their clients. One task per connection: the reader's,
+//! which also finishes writes that would block.
 
 mod dispatch;
 mod drain;
+mod outbuf;
 mod writer;
+
+pub use outbuf::Full;
 
 use super::inbox::{Event, Inbox};
 use super::metrics::ConnMetrics;
@@ -21,13 +26,14 @@ use crate::io::Io;
 use bytes::Bytes;
 use dispatch::Goaway;
 use drain::Drain;
+use outbuf::{Flushed, OutBuf};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Context;
 use tidegate_mux::codec::{CodecError, Frame, FrameType, HEADER_LEN};
 use tokio::io::ReadHalf;
-use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout, Instant};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -39,17 +45,16 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// batches.
 const MESSAGE_HEADROOM: usize = 64 * 1024;
 
-/// What the writer sends.
+/// What the write buffer holds.
 pub enum Out {
-    /// A mux frame; the permit (client payload bytes) is returned once the
-    /// frame is written.
+    /// A mux frame.
     Frame {
         header: [u8; HEADER_LEN],
         body: Bytes,
-        permit: Option<OwnedSemaphorePermit>,
     },
     /// Answer the application's latest WebSocket ping (the payload is in
-    /// `Conn::pongs`; nothing is written if an earlier marker took it).
+    /// the buffer's pong slots; nothing is written if an earlier marker
+    /// took it).
     Pong,
     /// Answer the application's latest mux PING, likewise.
     MuxPong,
@@ -62,19 +67,8 @@ impl Out {
         Out::Frame {
             header: frame.header(),
             body: frame.body.clone(),
-            permit: None,
         }
     }
-}
-
-/// Answers to the application's pings not yet written. Only the latest
-/// ping of each kind is answered (RFC 6455 §5.5.3 allows it for WebSocket
-/// pings; a mux PING only proves liveness), so an application that floods
-/// pings without reading costs these two slots, not a queue of pongs.
-#[derive(Default)]
-struct Pongs {
-    ws: Option<Bytes>,
-    mux: Option<Bytes>,
 }
 
 #[derive(Default)]
@@ -107,14 +101,10 @@ pub struct Conn {
     pool: Weak<Pool>,
     /// Tells the reader that every session has moved (start the linger).
     all_moved: Notify,
-    /// Unbounded as a channel, bounded by what may enter it: client
-    /// MESSAGEs hold `budget`, pongs are coalesced in `pongs`, the rest
-    /// is a few control frames per session or per ping interval.
-    out: UnboundedSender<Out>,
-    pongs: Mutex<Pongs>,
-    /// Client → app bytes queued here (`mux.connection_queue_bytes`),
-    /// each frame charged its body plus `QUEUED_FRAME_COST`.
-    pub budget: Arc<Semaphore>,
+    /// The write buffer: client MESSAGEs bounded by
+    /// `mux.connection_queue_bytes`, pongs coalesced in two slots, the
+    /// rest a few control frames per session or per ping interval.
+    out: OutBuf,
     pub settings: Arc<MuxConfig>,
     pub metrics: ConnMetrics,
     /// The endpoint URL this connection goes to (access log).
@@ -122,13 +112,20 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A connection over `io` (upgraded); returns the read half for
+    /// [`Conn::run`].
     pub fn new(
         settings: Arc<MuxConfig>,
         metrics: ConnMetrics,
         endpoint: &str,
         pool: Weak<Pool>,
-    ) -> (Arc<Conn>, UnboundedReceiver<Out>) {
-        let (out, rx) = mpsc::unbounded_channel();
+        io: Io,
+    ) -> (Arc<Conn>, ReadHalf<Io>) {
+        let tls = io.buffers_writes();
+        let (rd, wr) = tokio::io::split(io);
+        let mut writer = writer::Writer::new(wr, tls, settings.batch_bytes);
+        writer.observe_batches(metrics.batch_frames.clone());
+        let out = OutBuf::new(writer, settings.connection_queue_bytes);
         let conn = Arc::new(Conn {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             table: Mutex::new(Table::default()),
@@ -137,13 +134,11 @@ impl Conn {
             pool,
             all_moved: Notify::new(),
             out,
-            pongs: Mutex::new(Pongs::default()),
-            budget: Arc::new(Semaphore::new(settings.connection_queue_bytes)),
             settings,
             metrics,
             endpoint: Box::from(endpoint),
         });
-        (conn, rx)
+        (conn, rd)
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -206,10 +201,32 @@ impl Conn {
         }
     }
 
-    /// Queue a frame for the application (dropped if the connection is
-    /// gone: the session learns that from its inbox).
+    /// Queue a control frame for the application (never refused; dropped
+    /// if the connection is gone: the session learns that from its inbox).
     pub fn send(&self, out: Out) {
-        let _ = self.out.send(out);
+        self.out.push_control(out);
+    }
+
+    /// Queue a client MESSAGE charged `cost` bytes of
+    /// `mux.connection_queue_bytes`. `Ok(true)`: the caller became the
+    /// buffer's flusher and calls [`Conn::flush`] at the end of its poll
+    /// round. `Err(Full)`: no room; `cx` is woken when there is
+    /// (`waiting`: the caller's registration mark, 0 when not waiting).
+    pub fn queue(
+        &self,
+        frame: Frame,
+        cost: usize,
+        cx: &Context<'_>,
+        waiting: &mut u32,
+    ) -> Result<bool, Full> {
+        self.out.push_data(frame, cost, cx, waiting)
+    }
+
+    /// Write what is queued, as the flusher (after `queue` said so).
+    pub fn flush(&self) {
+        if self.out.flush() == Flushed::Ended {
+            tracing::debug!(conn = self.id, "mux writer ended during a session's flush");
+        }
     }
 
     /// Answer a ping of the application (`mux`: a mux PING, else a
@@ -217,8 +234,12 @@ impl Conn {
     /// marker for the writer only when there was none.
     fn queue_pong(&self, mux: bool, payload: Bytes) {
         let was_empty = {
-            let mut p = self.pongs.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = if mux { &mut p.mux } else { &mut p.ws };
+            let mut st = self.out.lock();
+            let slot = if mux {
+                &mut st.pongs.mux
+            } else {
+                &mut st.pongs.ws
+            };
             slot.replace(payload).is_none()
         };
         if was_empty {
@@ -226,31 +247,22 @@ impl Conn {
         }
     }
 
-    /// For the writer: the pong to write for a marker, if still due.
-    fn take_pong(&self, mux: bool) -> Option<Bytes> {
-        let mut p = self.pongs.lock().unwrap_or_else(|e| e.into_inner());
-        if mux {
-            p.mux.take()
-        } else {
-            p.ws.take()
-        }
-    }
-
     /// Run the connection until it ends, then tell its sessions.
-    pub async fn run(self: &Arc<Self>, io: Io, leftover: &[u8], rx: UnboundedReceiver<Out>) {
-        let (rd, wr) = tokio::io::split(io);
+    pub async fn run(self: &Arc<Self>, rd: ReadHalf<Io>, leftover: &[u8]) {
         let read = self.read_loop(rd, leftover);
         tokio::pin!(read);
         let ended = tokio::select! {
             // Reader: the application's frames, pings, liveness.
             r = &mut read => r,
-            // Writer: ends after a Close or when the socket fails. What
-            // the application sent before it saw our Close still reaches
-            // its sessions: read on until its Close, briefly.
-            () = writer::write_loop(wr, rx, self) => {
+            // Writer: writes that would block finish here; ends after a
+            // Close or when the socket fails. What the application sent
+            // before it saw our Close still reaches its sessions: read on
+            // until its Close, briefly.
+            () = std::future::poll_fn(|cx| self.out.poll_drive(cx)) => {
                 timeout(CLOSE_WAIT, &mut read).await.unwrap_or_else(|_| "closed".into())
             }
         };
+        self.out.end();
         tracing::info!(conn = self.id, reason = %ended, "mux connection ended");
         let sessions = {
             let mut t = self.table();

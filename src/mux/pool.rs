@@ -270,7 +270,7 @@ impl Pool {
                     );
                     let url = &self.config.endpoints[ep_index].url;
                     let pool = Arc::downgrade(&self);
-                    let (conn, rx) = Conn::new(Arc::clone(s), conn_metrics, url, pool);
+                    let (conn, rd) = Conn::new(Arc::clone(s), conn_metrics, url, pool, io);
                     tracing::info!(upstream = %self.name, slot, conn = conn.id, "mux connection up");
                     self.set(slot, Some(Arc::clone(&conn)));
                     self.endpoint_up[ep_index].notify_waiters();
@@ -278,7 +278,7 @@ impl Pool {
                         // Stop: the process is exiting; sessions were
                         // drained before this fires.
                         _ = stop.cancelled() => {}
-                        () = conn.run(io, &leftover, rx) => {}
+                        () = conn.run(rd, &leftover) => {}
                     }
                     self.set(slot, None);
                     m.up.dec();

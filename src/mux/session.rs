@@ -37,7 +37,7 @@ use tidegate_mux::codec::Frame;
 use tokio::io::AsyncWrite;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, PollSemaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Bytes read from a client per system call at most.
 const READ_CHUNK: usize = 64 * 1024;
@@ -137,9 +137,9 @@ pub struct MuxSession {
     route: Arc<MuxRoute>,
     /// Where client frames go; `None` while resuming.
     conn: Option<Arc<Conn>>,
-    /// Waits for budget of `conn`'s write queue; boxed and made only when
-    /// the queue was once full (an idle session never has one).
-    budget: Option<Box<PollSemaphore>>,
+    /// Registered for room in `conn`'s write buffer at this mark (0: not
+    /// waiting); see `Conn::queue`.
+    space_wait: u32,
     /// The OPEN, sent again on resume.
     open: StoredOpen,
     reader: ClientReader,
@@ -195,7 +195,7 @@ impl MuxSession {
             inbox: opened.inbox,
             route,
             conn: Some(opened.conn),
-            budget: None,
+            space_wait: 0,
             open,
             reader: ClientReader::default(),
             q: None,

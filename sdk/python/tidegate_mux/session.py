@@ -121,12 +121,15 @@ class Session:
         self._conns: set[MuxConnection] = set()
         """Every connection whose session map holds us (the current one, and
         an old one still delivering after a GOAWAY), to be removed on close."""
-        self._attached = asyncio.Event()
-        self._done = asyncio.Event()
-        self._readable = asyncio.Event()
-        """Set when the inbox gets a message or the session closes."""
-        self._inbox: deque[tuple[str | bytes, int]] = deque()
-        """Complete messages not yet read, with their size in bytes."""
+        self._waiters: list[asyncio.Future[None]] | None = None
+        """Callers of ``recv`` / ``send`` waiting for something to change
+        (a message, an attach, the close); each has its own future, made
+        only while it waits. Three ``asyncio.Event``s per session cost
+        about 2 KB (each holds a deque of waiters); this costs nothing
+        while no one waits (issue #20: small per-session state)."""
+        self._inbox: deque[tuple[str | bytes, int]] | None = None
+        """Complete messages not yet read, with their size in bytes; made
+        at the first message, dropped again when emptied."""
         self._inbox_bytes = 0
         self._partial: bytearray | None = None
         """Fragments of the message being assembled."""
@@ -155,14 +158,16 @@ class Session:
     async def recv(self) -> str | bytes:
         """The next whole message; raises ``SessionClosed`` when finished."""
         while True:
-            if self._inbox:
-                msg, size = self._inbox.popleft()
+            inbox = self._inbox
+            if inbox:
+                msg, size = inbox.popleft()
                 self._inbox_bytes -= size
+                if not inbox:
+                    self._inbox = None
                 return msg
             if self._closed is not None:
                 raise self._closed
-            self._readable.clear()
-            await self._readable.wait()
+            await self._wait()
 
     def __aiter__(self) -> Session:
         return self
@@ -233,14 +238,17 @@ class Session:
                 raise self._closed
             conn = self._conn
             if conn is None:
-                await _first(self._attached, self._done)
+                await self._wait()
                 continue
             try:
                 await conn.writer.put(frames)
                 return
             except ConnectionGone:
-                # Lost with the connection; wait for the resume.
-                await _first(self._attached, self._done)
+                # Lost with the connection; wait for the resume (the
+                # reader may not have detached us yet: then wait until it
+                # has, or until the close).
+                while self._conn is conn and self._closed is None:
+                    await self._wait()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the session; the client gets the same code and reason. A
@@ -305,9 +313,11 @@ class Session:
                 return self._fail(1007, "invalid UTF-8")
         else:
             msg = data
+        if self._inbox is None:
+            self._inbox = deque()
         self._inbox.append((msg, len(data)))
         self._inbox_bytes += len(data)
-        self._readable.set()
+        self._wake()
 
     def _on_close(self, close: Close) -> None:
         """CLOSE from the gateway: the client closed or went away."""
@@ -318,7 +328,7 @@ class Session:
         self._conn = conn
         self._conns.add(conn)
         conn.sessions[self.id[1]] = self
-        self._attached.set()
+        self._wake()
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
@@ -339,7 +349,7 @@ class Session:
         if self._conn is not conn:
             return
         self._conn = None
-        self._attached.clear()
+        self._wake()
         if server_closing:
             self._mark_closed(SessionClosed(1001, "server closed", by_app=True))
             self._forget()
@@ -356,6 +366,23 @@ class Session:
 
     # ------------------------------------------------------------ internal
 
+    async def _wait(self) -> None:
+        """Until the next ``_wake`` (callers re-check their condition)."""
+        fut = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = [fut]
+        else:
+            self._waiters.append(fut)
+        await fut
+
+    def _wake(self) -> None:
+        """Something changed: a message, an attach or detach, the close."""
+        waiters, self._waiters = self._waiters, None
+        if waiters:
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
     def _fail(self, code: int, reason: str) -> None:
         """The SDK closes the session on the application's behalf."""
         conn = self._conn
@@ -370,10 +397,9 @@ class Session:
         self._closed = closed
         self._partial = None
         if drop_inbox:
-            self._inbox.clear()
+            self._inbox = None
             self._inbox_bytes = 0
-        self._done.set()
-        self._readable.set()
+        self._wake()
 
     def _forget(self) -> None:
         """Drop every reference the connections and the table hold, so
@@ -402,12 +428,3 @@ class Session:
             out.append(Frame.message(sid, kind if start == 0 else KIND_CONTINUATION, last, chunk))
         return out
 
-
-async def _first(*events: asyncio.Event) -> None:
-    """Wait until any of ``events`` is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

@@ -1,259 +1,253 @@
-//! The batching writer of a mux connection: whatever frames of any
-//! sessions are queued go out as one WebSocket message (up to
-//! `mux.batch_bytes`) in one vectored write — header, then each frame's
-//! header and payload slice, none of them copied. Pongs are taken from
-//! the connection's coalescing slots when their marker comes up.
+//! The socket side of a mux connection's write buffer: a batch taken from
+//! the buffer is laid out as WebSocket messages — consecutive mux frames
+//! packed into one binary message of up to `mux.batch_bytes`, pongs and
+//! the Close as their own frames — and written with vectored writes from
+//! a stack array of slices: headers and payloads are never copied, and
+//! nothing is allocated per frame (the batch's deque keeps its capacity).
 //!
-//! While a write waits for the application to read, the writer keeps
-//! taking what sessions queue into `waiting`, small payloads copied
-//! ([`crate::mux::detach`]): a frame left in the channel would keep the
-//! client read arena it is a slice of alive. Only the frames of the batch
-//! being written (≤ `MAX_BATCH_FRAMES`) stay slices.
+//! Only the flush owner touches a `Writer` (see [`super::outbuf`]), so it
+//! is polled from whichever task owns the flush; partial writes resume at
+//! `offset`.
 
-use super::{Conn, Out};
-use crate::frame::{encode_header, Opcode};
+use super::outbuf::{Entry, State};
+use super::Out;
+use crate::frame::{encode_header, HeaderBytes, Opcode};
 use crate::io::Io;
-use crate::mux::detach;
 use crate::mux::wire::{self, ZERO_KEY};
+use bytes::Bytes;
+use prometheus::Histogram;
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use tidegate_mux::codec::{Frame, HEADER_LEN};
-use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::io::{AsyncWrite, WriteHalf};
 
-/// Frames per write at most (each is two iovecs).
-const MAX_BATCH_FRAMES: usize = 256;
+/// Mux frames taken per batch at most (each is up to two slices).
+pub(super) const MAX_BATCH_FRAMES: usize = 256;
 
-/// A batch smaller than this waits one scheduler round for more frames.
-const COALESCE_BELOW: usize = 16;
+/// Slices per vectored write: a full batch with its message headers
+/// (Linux allows 1024 per call).
+const MAX_SLICES: usize = 3 * MAX_BATCH_FRAMES;
 
-/// Batch whatever is queued into WebSocket messages of up to
-/// `mux.batch_bytes`, each written as one vectored write.
-pub(super) async fn write_loop(mut wr: WriteHalf<Io>, mut rx: UnboundedReceiver<Out>, conn: &Conn) {
-    let batch_bytes = conn.settings.batch_bytes;
-    let mut batch: Vec<Out> = Vec::with_capacity(MAX_BATCH_FRAMES);
-    // Taken from the channel while a write was blocked; they go first.
-    let mut waiting: VecDeque<Out> = VecDeque::new();
-    loop {
-        if !waiting.is_empty() {
-            let n = waiting.len().min(MAX_BATCH_FRAMES);
-            batch.extend(waiting.drain(..n));
-        } else if rx.recv_many(&mut batch, MAX_BATCH_FRAMES).await == 0 {
-            return;
+/// One part of a batch, in write order.
+enum Piece {
+    /// A WebSocket frame header (a binary message of mux frames, a pong,
+    /// the Close).
+    Ws(HeaderBytes),
+    /// A mux frame and the budget it releases once written.
+    Mux {
+        header: [u8; HEADER_LEN],
+        body: Bytes,
+        charge: usize,
+    },
+    /// The payload of a WebSocket control frame.
+    Payload(Bytes),
+}
+
+impl Piece {
+    fn parts(&self) -> [&[u8]; 2] {
+        match self {
+            Piece::Ws(h) => [h.as_slice(), &[]],
+            Piece::Mux { header, body, .. } => [header, body],
+            Piece::Payload(p) => [p, &[]],
         }
-        if batch.len() < COALESCE_BELOW {
-            // Few frames ready: let the sessions that were woken with them
-            // run first, so frames that arrive in separate wake-ups still
-            // leave in one write (one system call instead of one per
-            // client frame, at the cost of one scheduler round).
-            tokio::task::yield_now().await;
-            while batch.len() < MAX_BATCH_FRAMES {
-                match rx.try_recv() {
-                    Ok(out) => batch.push(out),
-                    Err(_) => break,
-                }
-            }
+    }
+
+    fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+}
+
+pub(super) struct Writer {
+    io: WriteHalf<Io>,
+    /// TLS: rustls buffers written bytes until flushed.
+    tls: bool,
+    /// Written since the last flush (TLS only matters).
+    dirty: bool,
+    /// The batch being written; `offset` bytes of its front are out.
+    pieces: VecDeque<Piece>,
+    offset: usize,
+    /// Budget of the pieces written since the owner last looked.
+    pub(super) released: usize,
+    /// The batch ends with the Close: the writer is done after it.
+    pub(super) closing: bool,
+    /// `mux.batch_bytes`: the largest message packed from several frames.
+    batch_bytes: usize,
+    batch_frames: Option<Histogram>,
+    /// Wakers to run after a flush, kept for its capacity.
+    pub(super) to_wake: Vec<Waker>,
+}
+
+impl Writer {
+    pub(super) fn new(io: WriteHalf<Io>, tls: bool, batch_bytes: usize) -> Writer {
+        Writer {
+            io,
+            tls,
+            dirty: false,
+            pieces: VecDeque::new(),
+            offset: 0,
+            released: 0,
+            closing: false,
+            batch_bytes,
+            batch_frames: None,
+            to_wake: Vec::new(),
         }
-        let mut i = 0;
-        while i < batch.len() {
-            let ok = match &batch[i] {
+    }
+
+    pub(super) fn observe_batches(&mut self, h: Histogram) {
+        self.batch_frames = Some(h);
+    }
+
+    pub(super) fn needs_flush(&self) -> bool {
+        self.tls && self.dirty
+    }
+
+    /// Take up to `MAX_BATCH_FRAMES` entries off the buffer and lay them
+    /// out as WebSocket frames. A Close ends the batch and the writer.
+    pub(super) fn take_batch(&mut self, st: &mut State) {
+        let mut frames = 0;
+        while frames < MAX_BATCH_FRAMES && !self.closing {
+            let Some(front) = st.entries.front() else {
+                break;
+            };
+            match &front.out {
+                Out::Frame { .. } => frames += self.take_message(st, MAX_BATCH_FRAMES - frames),
                 Out::Pong | Out::MuxPong => {
-                    let mux = matches!(batch[i], Out::MuxPong);
-                    i += 1;
-                    write_pong(&mut wr, conn, mux, &mut rx, &mut waiting).await
+                    let mux = matches!(front.out, Out::MuxPong);
+                    st.entries.pop_front();
+                    let slot = if mux {
+                        &mut st.pongs.mux
+                    } else {
+                        &mut st.pongs.ws
+                    };
+                    // Nothing if an earlier marker already took it.
+                    if let Some(p) = slot.take() {
+                        self.pong(mux, p);
+                    }
                 }
                 Out::Close(code, reason) => {
                     let p = wire::close_payload(*code, reason);
                     let h = encode_header(true, Opcode::Close, p.len(), Some(ZERO_KEY));
-                    let _ = write_all(&mut wr, &mut [IoSlice::new(h.as_slice()), IoSlice::new(&p)])
-                        .await;
-                    let _ = wr.flush().await;
-                    return;
+                    self.pieces.push_back(Piece::Ws(h));
+                    self.pieces.push_back(Piece::Payload(p));
+                    // Nothing may follow the Close.
+                    self.closing = true;
+                    st.ended = true;
                 }
-                Out::Frame { .. } => {
-                    let (end, total) = frames_that_fit(&batch, i, batch_bytes);
-                    let h = encode_header(true, Opcode::Binary, total, Some(ZERO_KEY));
-                    let mut slices = Vec::with_capacity(1 + 2 * (end - i));
-                    slices.push(IoSlice::new(h.as_slice()));
-                    for out in &batch[i..end] {
-                        if let Out::Frame { header, body, .. } = out {
-                            slices.push(IoSlice::new(header));
-                            if !body.is_empty() {
-                                slices.push(IoSlice::new(body));
-                            }
-                        }
-                    }
-                    conn.metrics.batch_frames.observe((end - i) as f64);
-                    i = end;
-                    write_taking(&mut wr, &mut slices, &mut rx, &mut waiting).await
-                }
-            };
-            if !ok {
-                return;
             }
         }
-        if wr.flush().await.is_err() {
+    }
+
+    /// Consecutive frames at the front as one binary message: at least
+    /// one, more while the message stays within `batch_bytes`. Returns
+    /// how many.
+    fn take_message(&mut self, st: &mut State, max: usize) -> usize {
+        let mut total = 0;
+        let mut n = 0;
+        for e in st.entries.iter().take(max) {
+            let Out::Frame { body, .. } = &e.out else {
+                break;
+            };
+            let len = HEADER_LEN + body.len();
+            if n > 0 && total + len > self.batch_bytes {
+                break;
+            }
+            total += len;
+            n += 1;
+        }
+        let h = encode_header(true, Opcode::Binary, total, Some(ZERO_KEY));
+        self.pieces.push_back(Piece::Ws(h));
+        for Entry { out, charge } in st.entries.drain(..n) {
+            if let Out::Frame { header, body } = out {
+                self.pieces.push_back(Piece::Mux {
+                    header,
+                    body,
+                    charge,
+                });
+            }
+        }
+        if let Some(h) = &self.batch_frames {
+            h.observe(n as f64);
+        }
+        n
+    }
+
+    /// A pong: a WebSocket pong, or a mux PONG alone in a binary message.
+    fn pong(&mut self, mux: bool, payload: Bytes) {
+        if !mux {
+            let h = encode_header(true, Opcode::Pong, payload.len(), Some(ZERO_KEY));
+            self.pieces.push_back(Piece::Ws(h));
+            self.pieces.push_back(Piece::Payload(payload));
             return;
         }
-        // Drops the permits: the bytes are out, sessions may queue more.
-        batch.clear();
-    }
-}
-
-/// Write the pong waiting in the connection's slot (`mux`: a mux PONG in
-/// a binary message, else a WebSocket pong); nothing if an earlier marker
-/// already took it. False if the write failed.
-async fn write_pong(
-    wr: &mut WriteHalf<Io>,
-    conn: &Conn,
-    mux: bool,
-    rx: &mut UnboundedReceiver<Out>,
-    waiting: &mut VecDeque<Out>,
-) -> bool {
-    let Some(p) = conn.take_pong(mux) else {
-        return true;
-    };
-    if !mux {
-        let h = encode_header(true, Opcode::Pong, p.len(), Some(ZERO_KEY));
-        let mut s = [IoSlice::new(h.as_slice()), IoSlice::new(&p)];
-        return write_taking(wr, &mut s, rx, waiting).await;
-    }
-    let f = Frame::pong(p);
-    let fh = f.header();
-    let len = fh.len() + f.body.len();
-    let h = encode_header(true, Opcode::Binary, len, Some(ZERO_KEY));
-    let mut s = [
-        IoSlice::new(h.as_slice()),
-        IoSlice::new(&fh),
-        IoSlice::new(&f.body),
-    ];
-    write_taking(wr, &mut s, rx, waiting).await
-}
-
-/// Frames from `start` that go into one message: `(end, payload bytes)`.
-/// At least one; further ones while the total stays within `limit`.
-fn frames_that_fit(batch: &[Out], start: usize, limit: usize) -> (usize, usize) {
-    let mut total = 0;
-    let mut end = start;
-    for out in &batch[start..] {
-        let Out::Frame { body, .. } = out else {
-            break;
-        };
-        let n = HEADER_LEN + body.len();
-        if end > start && total + n > limit {
-            break;
-        }
-        total += n;
-        end += 1;
-    }
-    (end, total)
-}
-
-async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, mut slices: &mut [IoSlice<'_>]) -> bool {
-    while !slices.is_empty() {
-        match wr.write_vectored(slices).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-        }
-    }
-    true
-}
-
-/// [`write_all`], and while it waits for the application to read, move
-/// what sessions queue meanwhile out of the channel into `waiting`, small
-/// payloads copied. A write that completes at once never takes anything.
-async fn write_taking<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    slices: &mut [IoSlice<'_>],
-    rx: &mut UnboundedReceiver<Out>,
-    waiting: &mut VecDeque<Out>,
-) -> bool {
-    let write = write_all(wr, slices);
-    tokio::pin!(write);
-    loop {
-        tokio::select! {
-            biased;
-            // The write finished (or failed): the normal way out.
-            ok = &mut write => return ok,
-            // Polled only while the write is pending. A closed channel
-            // disables this arm; the write still ends the loop.
-            Some(out) = rx.recv() => waiting.push_back(match out {
-                Out::Frame { header, body, permit } => Out::Frame {
-                    header,
-                    body: detach(body),
-                    permit,
-                },
-                other => other,
-            }),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-    use tokio::io::AsyncReadExt;
-    use tokio::sync::mpsc;
-
-    /// Two frames cut from one 256 KiB read buffer: 10 bytes and
-    /// `COPY_QUEUED_BELOW` bytes.
-    fn queued(tx: &mpsc::UnboundedSender<Out>, buffer: &Bytes) {
-        for end in [10, crate::mux::COPY_QUEUED_BELOW] {
-            let out = Out::Frame {
-                header: [0; HEADER_LEN],
-                body: buffer.slice(0..end),
-                permit: None,
-            };
-            assert!(tx.send(out).is_ok(), "the receiver is alive");
-        }
-    }
-
-    fn body_start(out: &Out) -> *const u8 {
-        match out {
-            Out::Frame { body, .. } => body.as_ptr(),
-            _ => unreachable!("only frames were queued"),
-        }
-    }
-
-    /// While the application does not read, what sessions queue leaves
-    /// the channel: the small payload in its own allocation (the read
-    /// buffer is no longer held by it), the large one as it was.
-    #[tokio::test]
-    async fn a_blocked_write_takes_queued_frames_and_copies_small_ones() {
-        let (mut app, mut gw) = tokio::io::duplex(64);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let buffer = Bytes::from(vec![1u8; 256 * 1024]);
-        queued(&tx, &buffer);
-        let reader = tokio::spawn(async move {
-            // Not reading for a while is what blocks the write.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let mut got = vec![0u8; 4096];
-            app.read_exact(&mut got).await.map(|_| got.len())
+        let f = Frame::pong(payload);
+        let header = f.header();
+        let h = encode_header(
+            true,
+            Opcode::Binary,
+            HEADER_LEN + f.body.len(),
+            Some(ZERO_KEY),
+        );
+        self.pieces.push_back(Piece::Ws(h));
+        self.pieces.push_back(Piece::Mux {
+            header,
+            body: f.body,
+            charge: 0,
         });
-        let data = vec![0u8; 4096];
-        let mut waiting = VecDeque::new();
-        let ok = write_taking(&mut gw, &mut [IoSlice::new(&data)], &mut rx, &mut waiting).await;
-        assert!(ok);
-        assert_eq!(reader.await.ok().and_then(Result::ok), Some(4096));
-        assert_eq!(waiting.len(), 2, "both frames taken while blocked");
-        assert_ne!(body_start(&waiting[0]), buffer.as_ptr(), "small: copied");
-        assert_eq!(body_start(&waiting[1]), buffer.as_ptr(), "large: as it was");
     }
 
-    /// A write that completes at once takes nothing: the fast path copies
-    /// no payload.
-    #[tokio::test]
-    async fn a_write_that_completes_takes_nothing() {
-        let (_app, mut gw) = tokio::io::duplex(64 * 1024);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let buffer = Bytes::from(vec![1u8; 256 * 1024]);
-        queued(&tx, &buffer);
-        let mut waiting = VecDeque::new();
-        let data = [0u8; 100];
-        let ok = write_taking(&mut gw, &mut [IoSlice::new(&data)], &mut rx, &mut waiting).await;
-        assert!(ok);
-        assert!(waiting.is_empty());
-        assert_eq!(rx.len(), 2);
+    /// Write the batch until it is out (`Ready(Ok)`, also when there is
+    /// none) or the socket would block.
+    pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.pieces.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut n = 0;
+            let mut skip = self.offset;
+            'fill: for piece in &self.pieces {
+                for part in piece.parts() {
+                    if skip >= part.len() {
+                        skip -= part.len();
+                        continue;
+                    }
+                    slices[n] = IoSlice::new(&part[skip..]);
+                    skip = 0;
+                    n += 1;
+                    if n == MAX_SLICES {
+                        break 'fill;
+                    }
+                }
+            }
+            let written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(w)) => w,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            };
+            self.dirty = true;
+            self.offset += written;
+            while let Some(front) = self.pieces.front() {
+                let len = front.len();
+                if self.offset < len {
+                    break;
+                }
+                self.offset -= len;
+                if let Some(Piece::Mux { charge, .. }) = self.pieces.pop_front() {
+                    self.released += charge;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// TLS: push rustls's buffered bytes to the socket.
+    pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            self.dirty = false;
+        }
+        r
     }
 }

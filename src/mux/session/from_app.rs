@@ -82,7 +82,7 @@ impl MuxSession {
                         old.moved_away(self.id);
                     }
                     tracing::debug!(session = self.id, conn = conn.id, "session resumed");
-                    self.budget = None;
+                    self.space_wait = 0;
                     self.conn = Some(conn);
                 }
             }
@@ -133,7 +133,7 @@ impl MuxSession {
         r.waiting.get_or_insert_with(|| self.route.pool.waiting());
         if current {
             let old = self.conn.take().expect("current checked above");
-            self.budget = None;
+            self.space_wait = 0;
             if goaway {
                 r.leaving = Some(old);
             }

@@ -1,14 +1,12 @@
-//! Client → application: frames held until the connection's write queue
-//! has room (its byte budget) or, while resuming, until a connection takes
+//! Client → application: frames held until the connection's write buffer
+//! has room (its byte bound) or, while resuming, until a connection takes
 //! the session; and the session's CLOSE to the application.
 
 use super::{MuxSession, Queues, ToApp};
-use crate::mux::conn::Out;
+use crate::mux::conn::{Full, Out};
 use crate::mux::{detach, QUEUED_FRAME_COST};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Context;
 use tidegate_mux::codec::{Close, Frame, FrameType};
-use tokio_util::sync::PollSemaphore;
 
 impl MuxSession {
     pub(super) fn queues(&mut self) -> &mut Queues {
@@ -99,51 +97,42 @@ impl MuxSession {
         progress
     }
 
+    /// Append held frames to the connection's write buffer while it has
+    /// room; when this session became the buffer's flusher, write
+    /// everything queued (its frames and other sessions') once, after the
+    /// whole round rather than per frame.
     fn hand_on_held(&mut self, cx: &mut Context<'_>) -> bool {
         let (Some(conn), Some(q)) = (self.conn.as_ref(), self.q.as_mut()) else {
             return false;
         };
         let mut progress = false;
+        let mut flusher = false;
         while let Some(front) = q.held.front() {
             let n = front.cost();
-            // Every MESSAGE takes budget, an empty one too (a client
-            // sending millions of them to a slow application would
-            // otherwise grow the writer's queue without limit); a CLOSE
-            // is one per session and must never wait behind it.
-            let permit = if front.frame.kind != FrameType::Message {
-                None
+            // Every MESSAGE is charged, an empty one too (a client sending
+            // millions of them to a slow application would otherwise grow
+            // the buffer without limit); a CLOSE is one per session and
+            // must never wait behind it.
+            let cost = if front.frame.kind == FrameType::Message {
+                n
             } else {
-                let want = n.min(conn.settings.connection_queue_bytes) as u32;
-                // Fast path without a waiter; the boxed waiter only when the
-                // queue is full (backpressure).
-                let quick = if self.budget.is_none() {
-                    Arc::clone(&conn.budget).try_acquire_many_owned(want).ok()
-                } else {
-                    None
-                };
-                match quick {
-                    Some(p) => Some(p),
-                    None => {
-                        let budget = self.budget.get_or_insert_with(|| {
-                            Box::new(PollSemaphore::new(Arc::clone(&conn.budget)))
-                        });
-                        match budget.poll_acquire_many(cx, want) {
-                            Poll::Ready(Some(p)) => Some(p),
-                            // The semaphore is never closed; pending is
-                            // the backpressure.
-                            Poll::Ready(None) | Poll::Pending => break,
-                        }
-                    }
-                }
+                0
             };
-            let t = q.held.pop_front().expect("front exists");
+            let frame = q.held.pop_front().expect("front exists").frame;
+            match conn.queue(frame, cost, cx, &mut self.space_wait) {
+                Ok(owner) => flusher |= owner,
+                Err(Full(frame)) => {
+                    // No room: the backpressure; woken when a write frees
+                    // some.
+                    q.held.push_front(ToApp { frame });
+                    break;
+                }
+            }
             q.held_bytes -= n;
-            conn.send(Out::Frame {
-                header: t.frame.header(),
-                body: t.frame.body,
-                permit,
-            });
             progress = true;
+        }
+        if flusher {
+            conn.flush();
         }
         progress
     }

@@ -214,7 +214,7 @@ impl Reader {
             self.prune_at = (self.sessions.len() * 2).max(MIN_PRUNE);
         }
         let cfg = &self.server.config;
-        let (shared, events) = SessionShared::new(
+        let shared = SessionShared::new(
             id,
             self.conn,
             self.outbox.clone(),
@@ -228,7 +228,7 @@ impl Reader {
                 partial: None,
             },
         );
-        let incoming = Incoming::new(open, frame.resumed(), shared, events);
+        let incoming = Incoming::new(open, frame.resumed(), shared);
         // Full or no application: the Incoming comes back and is dropped,
         // which answers REJECT 503.
         if let Err(e) = self.server.incoming.try_send(incoming) {

@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use super::session::{Event, Session, SessionId, SessionShared};
+use super::session::{Session, SessionId, SessionShared};
 use crate::codec::{AcceptBody, OpenBody, RejectBody};
 
 /// An OPEN from the gateway.
@@ -21,38 +19,33 @@ pub struct Incoming {
     /// The session's key, stable across resumes.
     pub id: SessionId,
     /// The session's state and inbound queue until answered.
-    pending: Option<(Arc<SessionShared>, mpsc::Receiver<Event>)>,
+    pending: Option<Arc<SessionShared>>,
 }
 
 impl Incoming {
-    pub(crate) fn new(
-        open: OpenBody,
-        resumed: bool,
-        shared: Arc<SessionShared>,
-        events: mpsc::Receiver<Event>,
-    ) -> Incoming {
+    pub(crate) fn new(open: OpenBody, resumed: bool, shared: Arc<SessionShared>) -> Incoming {
         Incoming {
             open,
             resumed,
             id: shared.id.clone(),
-            pending: Some((shared, events)),
+            pending: Some(shared),
         }
     }
 
     /// Accept: the gateway answers the client 101 with `body.protocol`
     /// (which must be one of `open.protocols`) and `body.headers`.
     pub fn accept(mut self, body: AcceptBody) -> Session {
-        let (shared, events) = self
+        let shared = self
             .pending
             .take()
             .expect("pending is only taken by accept, reject or drop, which consume self");
         shared.accept(&body);
-        Session::new(shared, events, std::mem::take(&mut self.open))
+        Session::new(shared, std::mem::take(&mut self.open))
     }
 
     /// Reject: the client gets `body.status` (400–599), headers and body.
     pub fn reject(mut self, body: RejectBody) {
-        if let Some((shared, _)) = self.pending.take() {
+        if let Some(shared) = self.pending.take() {
             shared.reject(&body);
         }
     }
@@ -60,7 +53,7 @@ impl Incoming {
 
 impl Drop for Incoming {
     fn drop(&mut self) {
-        if let Some((shared, _)) = self.pending.take() {
+        if let Some(shared) = self.pending.take() {
             shared.reject(&RejectBody {
                 status: 503,
                 headers: Vec::new(),

@@ -18,7 +18,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::codec::{self, Close, OpenBody, KIND_BINARY, KIND_TEXT};
 pub(crate) use state::{Delivery, SessionShared};
@@ -141,10 +140,9 @@ fn now_or_full<F: std::future::Future<Output = Result<(), SendError>>>(
 
 /// An accepted session.
 pub struct Session {
-    /// Sending side (also handed out by [`Session::sender`]).
+    /// Sending side (also handed out by [`Session::sender`]); its shared
+    /// state holds the inbound queue too.
     sender: SessionSender,
-    /// The inbound queue.
-    events: mpsc::Receiver<Event>,
     /// The OPEN this session was accepted from.
     open: OpenBody,
     /// The final `Closed` was returned; `recv` now returns `None`.
@@ -152,14 +150,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(
-        shared: Arc<SessionShared>,
-        events: mpsc::Receiver<Event>,
-        open: OpenBody,
-    ) -> Session {
+    pub(crate) fn new(shared: Arc<SessionShared>, open: OpenBody) -> Session {
         Session {
             sender: SessionSender { shared },
-            events,
             open,
             done: false,
         }
@@ -184,16 +177,9 @@ impl Session {
         if self.done {
             return None;
         }
-        match self.events.recv().await {
-            Some(event) => {
-                let len = match &event {
-                    Event::Text(t) => t.len(),
-                    Event::Binary(b) => b.len(),
-                    Event::Closed(_) => 0,
-                };
-                self.sender.shared.consumed(len);
-                Some(event)
-            }
+        let shared = &self.sender.shared;
+        match std::future::poll_fn(|cx| shared.poll_recv(cx)).await {
+            Some(event) => Some(event),
             None => {
                 self.done = true;
                 self.sender.shared.take_close().map(Event::Closed)

@@ -4,17 +4,29 @@
 //! inbound queue and its final close. Every transition of
 //! docs/mux-protocol.md §5–§6 as the application side sees it is one
 //! method here, taken under one lock.
+//!
+//! The inbound queue is an inbox under that same lock — a deque (empty,
+//! it owns no allocation) and the reader's waker — rather than a channel:
+//! a bounded tokio channel allocates its shared state and a block of 32
+//! slots per session up front, which dominated the memory of an idle
+//! session (issue #20).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::super::outbox::{Outbox, PushError};
 use super::super::table;
 use super::{Event, SendError, SessionId};
 use crate::codec::{self, AcceptBody, Close, Frame, KIND_CONTINUATION};
+
+/// Inbox slots kept once emptied (a few messages in flight is the usual
+/// state of a busy session; more is a burst whose memory is given back).
+const IDLE_INBOX: usize = 4;
 
 /// Largest MESSAGE frame the SDK sends; longer messages are fragmented so
 /// no frame approaches the gateway's `mux.max_frame_bytes`.
@@ -38,11 +50,23 @@ pub(crate) enum Link {
 struct State {
     /// Where frames for this session go now.
     link: Link,
-    /// Sending side of the inbound queue; dropped when the session
-    /// finishes, so `recv` sees the queue end after the last message.
-    events: Option<mpsc::Sender<Event>>,
+    /// Inbound messages not yet taken by `recv`.
+    inbox: VecDeque<Event>,
+    /// Cleared when the session finishes, so `recv` sees the queue end
+    /// after the last message.
+    inbox_open: bool,
+    /// The task waiting in `recv`.
+    waker: Option<Waker>,
     /// The final event, handed out once the queue has been drained.
     close: Option<Close>,
+}
+
+impl State {
+    /// No more inbound messages; wake the reader to see the end.
+    fn close_inbox(&mut self) -> Option<Waker> {
+        self.inbox_open = false;
+        self.waker.take()
+    }
 }
 
 /// State shared by the application's handles, the reader and the table.
@@ -60,6 +84,8 @@ pub(crate) struct SessionShared {
     queued_bytes: AtomicUsize,
     /// Bound on `queued_bytes` (one message always fits when empty).
     max_queued_bytes: usize,
+    /// Bound on the number of unread messages.
+    max_queued_messages: usize,
 }
 
 /// What happened to an inbound message.
@@ -78,8 +104,7 @@ impl SessionShared {
         outbox: Arc<Outbox>,
         queue_messages: usize,
         queue_bytes: usize,
-    ) -> (Arc<SessionShared>, mpsc::Receiver<Event>) {
-        let (tx, rx) = mpsc::channel(queue_messages.max(1));
+    ) -> Arc<SessionShared> {
         let shared = SessionShared {
             id,
             state: Mutex::new(State {
@@ -88,15 +113,18 @@ impl SessionShared {
                     outbox,
                     accepted: false,
                 },
-                events: Some(tx),
+                inbox: VecDeque::new(),
+                inbox_open: true,
+                waker: None,
                 close: None,
             }),
             finished: AtomicBool::new(false),
             relinked: Notify::new(),
             queued_bytes: AtomicUsize::new(0),
             max_queued_bytes: queue_bytes,
+            max_queued_messages: queue_messages.max(1),
         };
-        (Arc::new(shared), rx)
+        Arc::new(shared)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -113,7 +141,9 @@ impl SessionShared {
         }
         st.link = Link::Finished;
         st.close = Some(app_sees);
-        st.events = None;
+        if let Some(w) = st.close_inbox() {
+            w.wake();
+        }
     }
 
     fn finished_now(self: &Arc<Self>) {
@@ -171,19 +201,19 @@ impl SessionShared {
             } if *c == conn => outbox.clone(),
             _ => return Delivery::Gone,
         };
-        let Some(tx) = &st.events else {
+        if !st.inbox_open {
             return Delivery::Gone;
-        };
+        }
         let queued = self.queued_bytes.load(Ordering::Acquire);
         let fits = queued == 0 || queued + len <= self.max_queued_bytes;
-        if fits {
+        if fits && st.inbox.len() < self.max_queued_messages {
             self.queued_bytes.fetch_add(len, Ordering::AcqRel);
-            match tx.try_send(event) {
-                Ok(()) => return Delivery::Queued,
-                Err(_) => {
-                    self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                }
+            st.inbox.push_back(event);
+            if let Some(w) = st.waker.take() {
+                drop(st);
+                w.wake();
             }
+            return Delivery::Queued;
         }
         let close = Close::new(1008, "slow consumer");
         self.finish(&mut st, close.clone(), Some((&outbox, close)));
@@ -232,8 +262,11 @@ impl SessionShared {
                 *pending = Some(close.clone());
                 self.finished.store(true, Ordering::Release);
                 st.close = Some(close);
-                st.events = None;
+                let reader = st.close_inbox();
                 drop(st);
+                if let Some(w) = reader {
+                    w.wake();
+                }
                 self.relinked.notify_waiters();
                 return Ok(());
             }
@@ -320,9 +353,31 @@ impl SessionShared {
         self.finished.load(Ordering::Acquire)
     }
 
-    /// The application took `len` bytes of messages off the queue.
-    pub(super) fn consumed(&self, len: usize) {
-        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+    /// The next inbound message: `Ready(Some)`, `Ready(None)` once the
+    /// queue ended (then the final close follows, from `take_close`), or
+    /// `Pending` with the caller's waker kept.
+    pub(super) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let mut st = self.lock();
+        if let Some(event) = st.inbox.pop_front() {
+            let len = match &event {
+                Event::Text(t) => t.len(),
+                Event::Binary(b) => b.len(),
+                Event::Closed(_) => 0,
+            };
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            if st.inbox.is_empty() && st.inbox.capacity() > IDLE_INBOX {
+                // A burst grew it; an idle session keeps no queue memory.
+                st.inbox = VecDeque::new();
+            }
+            return Poll::Ready(Some(event));
+        }
+        if !st.inbox_open {
+            return Poll::Ready(None);
+        }
+        if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// The final event, once (after the inbound queue ended).
