@@ -17,7 +17,9 @@
 #              baseline of issue #17's gateway CPU target.
 # Per round, in alternation: `tidegate-loadtest fanout` with SUBSCRIBERS
 # subscribers on /fanout, /sessions and /pass (RATE broadcasts/s × SIZE B
-# each, so SUBSCRIBERS × RATE deliveries/s), watching the gateway and that
+# each, so SUBSCRIBERS × RATE deliveries/s; an application broadcasts only
+# while all SUBSCRIBERS are connected, so the ramp is not measured under
+# load), watching the gateway and that
 # route's application (--pid GW --pid APP); then `compare echo` (64 B,
 # ECHO_CLIENTS clients) on /echo with the gateway's pid. Loopback only.
 #
@@ -77,11 +79,11 @@ start_app() { # NAME CMD... → sets APP_PID, APP_ADDR
     PIDS+=("$APP_PID")
     APP_ADDR=$(wait_addr "$RUN/$name.out")
 }
-start_app publish "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode publish --rate "$RATE" --size "$SIZE"
+start_app publish "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode publish --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
 PUB_PID=$APP_PID PUB_ADDR=$APP_ADDR
-start_app sessions "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode sessions --rate "$RATE" --size "$SIZE"
+start_app sessions "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode sessions --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
 SES_PID=$APP_PID SES_ADDR=$APP_ADDR
-start_app pass "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode passthrough --rate "$RATE" --size "$SIZE"
+start_app pass "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode passthrough --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
 PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
 start_app echo "$GWBIN" echo --listen 127.0.0.1:0 --workers 1
 ECHO_ADDR=$APP_ADDR

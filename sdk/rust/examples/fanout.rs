@@ -18,7 +18,9 @@
 //! Each payload starts with a stamp the load generator reads (`tidegate-
 //! loadtest fanout`): the broadcast's sequence number and its send time in
 //! nanoseconds since the UNIX epoch, both u64 big-endian; zero padding to
-//! SIZE. Broadcasts run only while someone is connected. Prints
+//! SIZE. Broadcasts run only while at least `--min-subscribers` (default
+//! 1) are connected, so a benchmark's ramp of thousands of connections is
+//! not measured under a growing broadcast load. Prints
 //! `tidegate-mux fanout listening addr=IP:PORT`; runs until killed.
 
 use std::io::Write;
@@ -55,6 +57,8 @@ struct Args {
     mode: Mode,
     rate: f64,
     size: usize,
+    /// Broadcast only while at least this many clients are connected.
+    min_subscribers: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -63,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         mode: Mode::Publish,
         rate: 20.0,
         size: 128,
+        min_subscribers: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -79,6 +84,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--rate" => a.rate = value.parse().map_err(|_| "bad --rate")?,
             "--size" => a.size = value.parse().map_err(|_| "bad --size")?,
+            "--min-subscribers" => {
+                a.min_subscribers = value.parse().map_err(|_| "bad --min-subscribers")?
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -95,7 +103,7 @@ async fn main() -> std::process::ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("fanout: {e}\nusage: fanout [--listen ADDR] [--mode publish|sessions|passthrough] [--rate N] [--size BYTES]");
+            eprintln!("fanout: {e}\nusage: fanout [--listen ADDR] [--mode publish|sessions|passthrough] [--rate N] [--size BYTES] [--min-subscribers N]");
             return std::process::ExitCode::from(64);
         }
     };
@@ -129,7 +137,8 @@ fn payload(seq: u64, size: usize) -> Bytes {
     b.freeze()
 }
 
-/// Calls `send(payload)` RATE times a second while `active()`.
+/// Calls `send(payload)` RATE times a second while `active()` (enough
+/// subscribers).
 async fn broadcast_loop(
     args: &Args,
     active: impl Fn() -> bool,
@@ -183,7 +192,7 @@ async fn mux(args: &Args) -> std::io::Result<()> {
     };
     let r = broadcast_loop(
         args,
-        || !lock(&room).is_empty(),
+        || lock(&room).len() >= args.min_subscribers.max(1),
         |p| {
             lock(&room).broadcast_binary(p, None);
         },
@@ -224,7 +233,7 @@ async fn passthrough(args: &Args) -> std::io::Result<()> {
     };
     let r = broadcast_loop(
         args,
-        || tx.receiver_count() > 0,
+        || tx.receiver_count() >= args.min_subscribers.max(1),
         |p| {
             let _ = tx.send(p);
         },
