@@ -289,13 +289,18 @@ class Session:
 
     def _channel_op(self, channel: str, subscribe: bool) -> None:
         conn = self._conn
-        if conn is None:
-            if self._channel_ops is None:
-                self._channel_ops = {}
-            self._channel_ops[channel] = subscribe
-        elif conn.fanout:
+        if conn is not None and conn.fanout:
             sid = self.id[1]
-            conn.writer.put_nowait(Frame.subscribe(sid, channel) if subscribe else Frame.unsubscribe(sid, channel))
+            frame = Frame.subscribe(sid, channel) if subscribe else Frame.unsubscribe(sid, channel)
+            if conn.writer.put_nowait(frame):
+                return
+            # The connection is gone and its reader has not detached us
+            # yet: the change goes out after the resume instead.
+        elif conn is not None:
+            return  # no fanout: the subscription is the application's own
+        if self._channel_ops is None:
+            self._channel_ops = {}
+        self._channel_ops[channel] = subscribe
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the session; the client gets the same code and reason. A

@@ -18,9 +18,9 @@
 //! Each payload starts with a stamp the load generator reads (`tidegate-
 //! loadtest fanout`): the broadcast's sequence number and its send time in
 //! nanoseconds since the UNIX epoch, both u64 big-endian; zero padding to
-//! SIZE. Broadcasts run only while at least `--min-subscribers` (default
-//! 1) are connected, so a benchmark's ramp of thousands of connections is
-//! not measured under a growing broadcast load. Prints
+//! SIZE. Broadcasts run only while at least `--min-subscribers` clients
+//! (default: one) are connected, so a benchmark's ramp of thousands of
+//! connections is not measured under a growing broadcast load. Prints
 //! `tidegate-mux fanout listening addr=IP:PORT`; runs until killed.
 
 use std::io::Write;

@@ -359,7 +359,11 @@ impl SessionShared {
             match &st.link {
                 Link::Attached { outbox, .. } => {
                     let outbox = outbox.clone();
-                    push_channel_op(&outbox, self.id.id, channel, subscribe);
+                    if !push_channel_op(&outbox, self.id.id, channel, subscribe) {
+                        // The connection ended and its reader has not
+                        // detached us yet: send it after the resume.
+                        st.channel_ops.push((channel.to_string(), subscribe));
+                    }
                 }
                 Link::Detached { .. } => st.channel_ops.push((channel.to_string(), subscribe)),
                 Link::Finished => {}
@@ -446,14 +450,14 @@ impl SessionShared {
 
 /// SUBSCRIBE or UNSUBSCRIBE on a connection that negotiated `fanout`;
 /// elsewhere subscriptions are the application's own (per-session sends).
-fn push_channel_op(outbox: &Outbox, session: u32, channel: &str, subscribe: bool) {
-    if outbox.fanout {
-        outbox.push_control(if subscribe {
+/// False when the connection has ended.
+fn push_channel_op(outbox: &Outbox, session: u32, channel: &str, subscribe: bool) -> bool {
+    !outbox.fanout
+        || outbox.push_control(if subscribe {
             Frame::subscribe(session, channel)
         } else {
             Frame::unsubscribe(session, channel)
-        });
-    }
+        })
 }
 
 /// One message as MESSAGE frames of at most `MAX_FRAGMENT` bytes.
