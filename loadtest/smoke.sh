@@ -8,6 +8,9 @@
 # tidegate-loadtest http-get (1 s, 8 connections, small and 64 KiB) and
 # sse-idle (50 streams), each first straight at the upstream, then through
 # the gateway.
+# Then fan-out (issue #17): the Rust SDK's fanout example publishing to
+# 100 subscribers through a mux route for 2 s (loadtest/bench-fanout.sh is
+# the full run).
 # Fails unless the harness prints valid JSON with messages completed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +68,41 @@ assert x["opened"] == 50 and x["open_at_end_of_hold"] == 50 and not r["errors"],
 print(f"smoke: 50 SSE streams held {sys.argv[2]}")
 PY
 done
+
+# Fan-out: publisher → tidegate run (mux route) → 100 subscribers.
+"$BIN/examples/fanout" --listen 127.0.0.1:0 --mode publish --rate 20 --size 128 >"$RUN/fanout-app" 2>&1 &
+FAN_PID=$!
+PIDS+=("$FAN_PID")
+FAN=$(wait_addr "$RUN/fanout-app")
+cat >"$RUN/fanout.toml" <<EOF
+[admin]
+listen = ""
+[[listeners]]
+name = "smoke"
+listen = "127.0.0.1:0"
+[[routes]]
+name = "fanout"
+upstream = "app"
+mode = "mux"
+[[upstreams]]
+name = "app"
+endpoints = ["ws://$FAN"]
+pool_size = 1
+EOF
+"$BIN/tidegate" run --config "$RUN/fanout.toml" --workers 1 >"$RUN/gw-fanout" 2>&1 &
+FAN_GW_PID=$!
+PIDS+=("$FAN_GW_PID")
+FAN_GW=$(wait_addr "$RUN/gw-fanout")
+"$BIN/tidegate-loadtest" fanout --quiet --json --url "ws://$FAN_GW/" -c 100 --warmup 0.5s --duration 2s \
+    --pid "$FAN_GW_PID" --pid "$FAN_PID" >"$RUN/fanout.json"
+python3 - "$RUN/fanout.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+x = r["extra"]
+assert r["completed"] > 0 and x["publishes"] > 0 and not r["errors"], f"fanout run failed: {r}"
+print(f"smoke: fanout {x['publishes']} publishes x 100 subscribers, {r['completed']} deliveries in 2 s, "
+      f"{x['missing_deliveries']} missing, last delivery p99 {x['last_delivery']['p99_us']:.0f} µs")
+PY
 
 PY=.venv/bin/python
 if ! "$PY" -c 'import tidegate_mux' 2>/dev/null; then

@@ -105,6 +105,23 @@ pub enum Command {
         #[command(flatten)]
         p: SseIdleArgs,
     },
+    /// Broadcast: S subscribers that only read while the application publishes
+    ///
+    /// The application behind the target stamps each payload (the SDK's
+    /// `fanout` example); reports deliveries/s, publish-to-delivery and
+    /// publish-to-last-delivery latency, and CPU per delivery.
+    Fanout {
+        /// Target URL (ws:// or wss://, loopback only).
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        p: FanoutArgs,
+        /// Process to observe (repeatable): the first (the gateway) is
+        /// charged CPU per delivery; every one is reported under
+        /// `processes` (the application second).
+        #[arg(long)]
+        pid: Vec<u32>,
+    },
     /// Run one scenario against several targets in alternation.
     Compare(CompareArgs),
     /// Draw a bar chart SVG from NAME=VALUE pairs (bench.sh's idle memory).
@@ -224,6 +241,21 @@ pub struct RateArgs {
     #[command(flatten)]
     pub kind: FrameKind,
     /// Warm-up before measuring (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Measured time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FanoutArgs {
+    /// Subscribers (connections that only read).
+    #[arg(long, short = 'c', default_value_t = 100)]
+    pub subscribers: usize,
+    /// Warm-up after the last subscriber connected (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// Measured time.
@@ -505,6 +537,32 @@ mod tests {
         };
         assert_eq!(pid, vec![10, 11]);
         assert_eq!(p.sources.addrs().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn fanout_command_line() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "fanout",
+            "--url",
+            "ws://127.0.0.1:8080/fanout",
+            "-c",
+            "5000",
+            "--duration",
+            "5s",
+            "--source-ip-count",
+            "4",
+            "--pid",
+            "10",
+            "--pid",
+            "11",
+        ])
+        .unwrap();
+        let Command::Fanout { p, pid, .. } = cli.command else {
+            panic!("not fanout")
+        };
+        assert_eq!((p.subscribers, p.duration), (5000, Duration::from_secs(5)));
+        assert_eq!((pid, p.sources.addrs().unwrap().len()), (vec![10, 11], 4));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! it and comparing it with nginx and HAProxy on loopback.
 //!
 //! Scenarios: `echo` (closed loop), `rate` (open loop, no coordinated
-//! omission), `connect` (connection storm), `idle` (held connections and
+//! omission), `fanout` (subscribers of a broadcast, issue #17), `connect` (connection storm), `idle` (held connections and
 //! memory per connection), `http-get` (HTTP/1.1 closed loop on keep-alive
 //! connections), `sse-idle` (held Server-Sent Events streams and memory per
 //! stream), `compare` (several targets in alternation), and the shared
@@ -40,8 +40,8 @@ use cli::{Cli, Command, CompareScenario, ConnectArgs, EchoArgs, HttpGetArgs, OnO
 use conn::Connector;
 use report::Outcome;
 use scenario::{
-    connect::ConnectParams, echo::EchoParams, http_get::HttpGetParams, idle::IdleParams,
-    rate::RateParams, sse_idle::SseIdleParams, Ctx, Spec,
+    connect::ConnectParams, echo::EchoParams, fanout::FanoutParams, http_get::HttpGetParams,
+    idle::IdleParams, rate::RateParams, sse_idle::SseIdleParams, Ctx, Spec,
 };
 use target::Target;
 use tls::TlsOptions;
@@ -130,6 +130,17 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
                 ..rate_params(p)
             };
             single(Spec::Rate(params).run(&ctx).await?)
+        }
+        Command::Fanout { url, p, pid } => {
+            procfs::check_fd_budget(p.subscribers as u64, fd_limit)?;
+            let ctx = ctx_for(url.parse()?, true, p.sources.addrs()?, pid.first().copied())?;
+            let params = FanoutParams {
+                subscribers: p.subscribers.max(1),
+                warmup: p.warmup,
+                duration: p.duration,
+                watch: pid.clone(),
+            };
+            single(Spec::Fanout(params).run(&ctx).await?)
         }
         Command::Connect { url, p } => {
             let ctx = ctx_for(

@@ -48,6 +48,7 @@ pub fn single_text(r: &RunResult) -> String {
         "msgs/s" => ("round trips", "message"),
         "reqs/s" => ("requests", "request"),
         "streams/s" => ("streams", "stream"),
+        "deliveries/s" => ("deliveries", "delivery"),
         _ => ("connections", "connection"),
     };
     let _ = writeln!(s, "{} {}  ({})", r.scenario, r.target, params.join(" "));

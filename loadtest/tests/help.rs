@@ -36,6 +36,10 @@ fn every_help_page_has_the_right_title() {
                 "Hold C idle connections; report ramp connects/s and server RSS per connection",
             ),
             (
+                "fanout",
+                "Broadcast: S subscribers that only read while the application publishes",
+            ),
+            (
                 "compare",
                 "Run one scenario against several targets in alternation",
             ),

@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod echo;
+pub mod fanout;
 mod hold;
 pub mod http_get;
 pub mod idle;
@@ -170,6 +171,7 @@ pub enum Spec {
     Idle(idle::IdleParams),
     HttpGet(http_get::HttpGetParams),
     SseIdle(sse_idle::SseIdleParams),
+    Fanout(fanout::FanoutParams),
 }
 
 impl Spec {
@@ -182,6 +184,7 @@ impl Spec {
             Spec::Idle(p) => idle::run(ctx, p).await,
             Spec::HttpGet(p) => http_get::run(ctx, p).await,
             Spec::SseIdle(p) => sse_idle::run(ctx, p).await,
+            Spec::Fanout(p) => fanout::run(ctx, p).await,
         }
     }
 }

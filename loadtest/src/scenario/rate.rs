@@ -146,7 +146,10 @@ pub async fn run(ctx: &Ctx, p: &RateParams) -> anyhow::Result<RunResult> {
 
 /// The watched processes' samples with their CPU per message and in percent
 /// of one core over the window, as JSON for `extra.processes`.
-fn process_figures(window: &crate::monitor::Window, completed: u64) -> Vec<serde_json::Value> {
+pub(super) fn process_figures(
+    window: &crate::monitor::Window,
+    completed: u64,
+) -> Vec<serde_json::Value> {
     let secs = window.wall.as_secs_f64();
     window
         .processes

@@ -37,25 +37,34 @@ def new_instance() -> str:
 
 
 class GatewayPeer:
-    def __init__(self, ws: ClientConnection, instance: str) -> None:
+    def __init__(self, ws: ClientConnection, instance: str, fanout: bool = False) -> None:
         self.ws = ws
         self.instance = instance
+        self.fanout = fanout
+        """The app answered the offer of extension ``fanout`` (§10)."""
         self._frames: deque[Frame] = deque()
         self.messages = 0
         """WebSocket messages received (to see batching)."""
 
     @classmethod
-    async def connect(cls, port: int, instance: str | None = None, slot: int = 0, host: str = "127.0.0.1") -> GatewayPeer:
+    async def connect(
+        cls, port: int, instance: str | None = None, slot: int = 0, host: str = "127.0.0.1", offer_fanout: bool = False
+    ) -> GatewayPeer:
+        """``offer_fanout``: offer extension ``fanout`` as the gateway does."""
         instance = instance or new_instance()
+        headers = {"X-Tidegate-Instance": instance, "X-Tidegate-Slot": str(slot)}
+        if offer_fanout:
+            headers["X-Tidegate-Mux-Extensions"] = "future-thing, fanout"
         ws = await connect(
             f"ws://{host}:{port}/",
             subprotocols=[SUBPROTOCOL],
-            additional_headers={"X-Tidegate-Instance": instance, "X-Tidegate-Slot": str(slot)},
+            additional_headers=headers,
             compression=None,
             open_timeout=TIMEOUT,
         )
         assert ws.subprotocol == SUBPROTOCOL
-        return cls(ws, instance)
+        answer = ws.response.headers.get("X-Tidegate-Mux-Extensions", "") if ws.response else ""
+        return cls(ws, instance, fanout="fanout" in [t.strip() for t in answer.split(",")])
 
     async def send(self, *frames: Frame) -> None:
         """All ``frames`` in one binary WebSocket message (a batch)."""
@@ -65,7 +74,7 @@ class GatewayPeer:
         """The frames of the next WebSocket message."""
         msg = await asyncio.wait_for(self.ws.recv(), TIMEOUT)
         self.messages += 1
-        return decode_all(msg)
+        return decode_all(msg, fanout=self.fanout)
 
     async def next(self) -> Frame:
         while not self._frames:

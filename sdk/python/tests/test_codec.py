@@ -19,6 +19,7 @@ from tidegate_mux.codec import (
     encode_batch,
     pack_header,
     unpack_header,
+    valid_channel,
 )
 from tidegate_mux.errors import BadClose, BadJson, CodecError
 
@@ -87,7 +88,7 @@ ERROR_CASES = [
     (b"", "truncated"),
     (bytes([4, 3, 0, 0]), "truncated"),
     (bytes([4, 3, 0, 0, 0, 1, 0, 0, 0, 5]) + b"x", "truncated"),
-    (bytes([9, 0, 0, 0, 0, 1, 0, 0, 0, 0]), "unknown_type"),
+    (bytes([0x0C, 0, 0, 0, 0, 1, 0, 0, 0, 0]), "unknown_type"),
     (bytes([4, 0x06, 0, 0, 0, 1, 0, 0, 0, 0]), "bad_flags"),
     (bytes([4, 0x08, 0, 0, 0, 1, 0, 0, 0, 0]), "bad_flags"),
     (bytes([2, 1, 0, 0, 0, 1, 0, 0, 0, 0]), "bad_flags"),
@@ -95,14 +96,31 @@ ERROR_CASES = [
     (bytes([6, 0, 0, 0, 0, 1, 0, 0, 0, 0]), "bad_session"),
     (bytes([6, 0, 0, 0, 0, 0, 0, 0, 0, 126]), "too_big"),
     (bytes([4, 3, 0, 0, 0, 1, 0, 0x20, 0, 0]), "too_big"),
+    # Extension fanout (§10): SUBSCRIBE needs a session and no flags;
+    # PUBLISH is one whole text or binary message (no FIN bit, a kind).
+    (bytes([9, 0, 0, 0, 0, 0, 0, 0, 0, 1]) + b"a", "bad_session"),
+    (bytes([0x0A, 1, 0, 0, 0, 1, 0, 0, 0, 1]) + b"a", "bad_flags"),
+    (bytes([0x0B, 0x03, 0, 0, 0, 0, 0, 0, 0, 0]), "bad_flags"),
+    (bytes([0x0B, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]), "bad_flags"),
+    (bytes([0x0B, 0x06, 0, 0, 0, 0, 0, 0, 0, 0]), "bad_flags"),
+    (bytes([0x0B, 0x02, 0, 0, 0, 0, 0, 0x20, 0, 0]), "too_big"),
 ]
 
 
 @pytest.mark.parametrize(("data", "label"), ERROR_CASES, ids=[f"{l}-{i}" for i, (_, l) in enumerate(ERROR_CASES)])
 def test_errors_are_labelled(data, label):
     with pytest.raises(CodecError) as e:
-        decode_all(data, MAX)
+        decode_all(data, MAX, fanout=True)
     assert e.value.label == label
+
+
+@pytest.mark.parametrize("raw", [0x09, 0x0A, 0x0B])
+def test_fanout_types_are_unknown_without_the_extension(raw):
+    frame = Frame.publish("c", KIND_TEXT, b"x") if raw == 0x0B else Frame(FrameType(raw), 0, 1, b"c")
+    with pytest.raises(CodecError) as e:
+        decode_all(frame.encode(), MAX)
+    assert e.value.label == "unknown_type"
+    assert decode_all(frame.encode(), MAX, fanout=True) == [frame]
 
 
 def test_text_message_is_an_error():
@@ -164,3 +182,44 @@ def test_reject_and_goaway_bodies():
     assert Frame.goaway("deploy").body == b'{"reason":"deploy"}'
     assert GoawayBody.from_json(b"") == GoawayBody("")
     assert AcceptBody().to_json() == b"{}"
+
+
+def test_fanout_frames_round_trip():
+    frames = [
+        Frame.subscribe(7, "room.5"),
+        Frame.unsubscribe(7, "user:42@eu/x_y-z"),
+        Frame.publish("room.5", KIND_TEXT, "hé".encode()),
+        Frame.publish("feed", KIND_BINARY, b"\x00\x01", except_session=7),
+    ]
+    wire = encode_batch(frames)
+    # SUBSCRIBE: type 9, flags 0, session 7, body = the name.
+    assert wire[:16] == bytes([9, 0, 0, 0, 0, 7, 0, 0, 0, 6]) + b"room.5"
+    # PUBLISH: flags = kind, session = except, body = u16 name length + name + payload.
+    pub = frames[3].encode()
+    assert pub == bytes([0x0B, 0x04, 0, 0, 0, 7, 0, 0, 0, 8, 0, 4]) + b"feed" + b"\x00\x01"
+    got = decode_all(wire, MAX, fanout=True)
+    assert got == frames
+    assert [f.type for f in got] == [FrameType.SUBSCRIBE, FrameType.UNSUBSCRIBE, FrameType.PUBLISH, FrameType.PUBLISH]
+    assert got[2].published() == ("room.5", "hé".encode())
+    assert got[3].published() == ("feed", b"\x00\x01")
+    assert not any(t.from_gateway for t in (FrameType.SUBSCRIBE, FrameType.UNSUBSCRIBE, FrameType.PUBLISH))
+
+
+@pytest.mark.parametrize("name", ["", "a" * 129, "room 5", "é", "a,b", "a\n", "#x"])
+def test_invalid_channel_names_are_refused_before_the_wire(name):
+    assert not valid_channel(name)
+    with pytest.raises(ValueError):
+        Frame.subscribe(1, name)
+    with pytest.raises(ValueError):
+        Frame.publish(name, KIND_TEXT, b"x")
+
+
+def test_channel_names_at_the_limits():
+    assert valid_channel("a" * 128)
+    assert valid_channel("AZaz09._-:@/")
+    with pytest.raises(ValueError):
+        Frame.publish("a", KIND_CONTINUATION, b"x")
+    for body in (b"\x00\x05abc", b"\x00"):
+        with pytest.raises(CodecError) as e:
+            Frame(FrameType.PUBLISH, KIND_TEXT, 0, body).published()
+        assert e.value.label == "bad_publish"

@@ -66,3 +66,25 @@ def test_chat_broadcasts_within_a_room():
             await gw.aclose()
 
     run(main())
+
+
+def test_chat_rooms_are_fanout_channels_when_offered():
+    async def main():
+        with ExampleApp("chat") as app:
+            gw = await GatewayPeer.connect(app.port, offer_fanout=True)
+            assert gw.fanout
+            opens = ((1, "/a", "nick=ada"), (2, "/a", "nick=bo"))
+            await gw.send(*(Frame.open(i, False, OpenBody(path=p, query=q)) for i, p, q in opens))
+            subs = {(f.session, f.body) for f in [await gw.expect(FrameType.SUBSCRIBE) for _ in range(2)]}
+            assert subs == {(1, b"a"), (2, b"a")}, "join = SUBSCRIBE to the room's channel"
+            joined = {(f.session, f.published()) for f in [await gw.expect(FrameType.PUBLISH) for _ in range(2)]}
+            # The channel is the gateway's (other app instances may have
+            # members), so each notice is published, except to the joiner.
+            assert joined == {(1, ("a", b"* ada joined")), (2, ("a", b"* bo joined"))}
+            await gw.text(1, "to room a")
+            said = await gw.expect(FrameType.PUBLISH)
+            assert (said.session, said.published()) == (0, ("a", b"ada: to room a"))
+            assert not [f for f in gw._frames if f.type is FrameType.MESSAGE], "no per-session copies"
+            await gw.aclose()
+
+    run(main())

@@ -12,11 +12,14 @@ long-lived WebSocket connections to the application
     server = MuxServer("0.0.0.0", 9000, handler)
     await run_until_signal(server)   # SIGTERM: GOAWAY, drain, exit
 
-``codec`` is the wire format on its own (no I/O).
+``codec`` is the wire format on its own (no I/O). With the gateway's
+extension ``fanout`` (§10), ``session.subscribe(channel)`` and
+``server.publish(channel, msg)`` hand broadcasts to the gateway, and
+``Room`` uses them by itself.
 """
 
 from .bodies import AcceptBody, GoawayBody, OpenBody, RejectBody
-from .codec import SUBPROTOCOL, Close, Frame, FrameType
+from .codec import SUBPROTOCOL, Close, Frame, FrameType, valid_channel
 from .errors import CodecError, MuxError, SessionClosed
 from .incoming import AlreadyAnswered, Incoming
 from .limits import Limits
@@ -50,4 +53,5 @@ __all__ = [
     "SessionClosed",
     "SessionTable",
     "run_until_signal",
+    "valid_channel",
 ]

@@ -11,6 +11,7 @@ what is a protocol error and why.
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from .bodies import GoawayBody, json_object
 from .errors import (
     BadClose,
     BadFlags,
+    BadPublish,
     BadSession,
     CodecError,
     TextMessage,
@@ -64,6 +66,12 @@ class FrameType(enum.IntEnum):
     PING = 0x06
     PONG = 0x07
     GOAWAY = 0x08
+    SUBSCRIBE = 0x09
+    """Extension ``fanout`` (§10): subscribe a session to a channel."""
+    UNSUBSCRIBE = 0x0A
+    """Extension ``fanout``: end a session's subscription."""
+    PUBLISH = 0x0B
+    """Extension ``fanout``: one message to every subscriber of a channel."""
 
     @property
     def is_connection_level(self) -> bool:
@@ -71,9 +79,19 @@ class FrameType(enum.IntEnum):
         return self in (FrameType.PING, FrameType.PONG, FrameType.GOAWAY)
 
     @property
+    def any_session(self) -> bool:
+        """PUBLISH names an "except" session, which may be 0 (nobody)."""
+        return self is FrameType.PUBLISH
+
+    @property
+    def is_fanout(self) -> bool:
+        """Sent only on a connection that negotiated ``fanout``."""
+        return self in (FrameType.SUBSCRIBE, FrameType.UNSUBSCRIBE, FrameType.PUBLISH)
+
+    @property
     def from_gateway(self) -> bool:
         """May the gateway send this type?"""
-        return self not in (FrameType.ACCEPT, FrameType.REJECT, FrameType.GOAWAY)
+        return self not in (FrameType.ACCEPT, FrameType.REJECT, FrameType.GOAWAY) and not self.is_fanout
 
     @property
     def from_app(self) -> bool:
@@ -86,6 +104,8 @@ class FrameType(enum.IntEnum):
             return FLAG_RESUMED
         if self is FrameType.MESSAGE:
             return FLAG_FIN | KIND_MASK
+        if self is FrameType.PUBLISH:
+            return KIND_MASK
         return 0
 
 
@@ -115,7 +135,10 @@ def check_header(kind: FrameType, flags: int, session: int, length: int, max_bod
         kind is FrameType.MESSAGE and flags & KIND_MASK == KIND_MASK
     ):
         raise BadFlags(kind, flags)
-    if kind.is_connection_level != (session == 0):
+    if kind is FrameType.PUBLISH and flags not in (KIND_TEXT, KIND_BINARY):
+        # A published message is one whole text or binary message.
+        raise BadFlags(kind, flags)
+    if not kind.any_session and kind.is_connection_level != (session == 0):
         raise BadSession(kind, session)
     if kind in (FrameType.PING, FrameType.PONG, FrameType.CLOSE):
         limit = MAX_CONTROL_BODY
@@ -172,6 +195,24 @@ class Frame:
         body = GoawayBody(reason).to_json() if reason else b""
         return cls(FrameType.GOAWAY, 0, 0, body)
 
+    @classmethod
+    def subscribe(cls, session: int, channel: str) -> Frame:
+        """SUBSCRIBE ``session`` to ``channel`` (extension ``fanout``)."""
+        return cls(FrameType.SUBSCRIBE, 0, session, channel_bytes(channel))
+
+    @classmethod
+    def unsubscribe(cls, session: int, channel: str) -> Frame:
+        return cls(FrameType.UNSUBSCRIBE, 0, session, channel_bytes(channel))
+
+    @classmethod
+    def publish(cls, channel: str, kind: int, payload: bytes, except_session: int = 0) -> Frame:
+        """PUBLISH ``payload`` (``KIND_TEXT`` or ``KIND_BINARY``) to every
+        subscriber of ``channel`` but ``except_session`` (0: everyone)."""
+        if kind not in (KIND_TEXT, KIND_BINARY):
+            raise ValueError("a published message is text or binary")
+        name = channel_bytes(channel)
+        return cls(FrameType.PUBLISH, kind, except_session, struct.pack(">H", len(name)) + name + bytes(payload))
+
     # -- wire ------------------------------------------------------------
 
     def header(self) -> bytes:
@@ -198,20 +239,34 @@ class Frame:
         """OPEN: the RESUMED flag."""
         return self.type is FrameType.OPEN and bool(self.flags & FLAG_RESUMED)
 
+    def published(self) -> tuple[str, bytes]:
+        """PUBLISH: ``(channel, payload)``; raises ``BadPublish`` when the
+        body is shorter than its channel length says."""
+        if len(self.body) < 2:
+            raise BadPublish("body shorter than its length field")
+        (n,) = struct.unpack_from(">H", self.body)
+        if len(self.body) < 2 + n:
+            raise BadPublish("channel runs past the body")
+        return bytes(self.body[2 : 2 + n]).decode("utf-8", "replace"), bytes(self.body[2 + n :])
+
     def json(self) -> dict:
         """The body as a JSON object (empty body reads as ``{}``); raises
         ``BadJson``."""
         return json_object(self.type, self.body)
 
 
-def decode(msg: bytes | bytearray | memoryview | str, max_body: int = DEFAULT_MAX_BODY) -> Iterator[Frame]:
+def decode(
+    msg: bytes | bytearray | memoryview | str, max_body: int = DEFAULT_MAX_BODY, fanout: bool = False
+) -> Iterator[Frame]:
     """Frames of one WebSocket message, in order.
 
     A generator: frames before a malformed one are yielded, then the
     ``CodecError`` is raised (the connection is then closed, so nothing after
     it matters). A ``str`` (a text WebSocket message) raises ``TextMessage``;
     an empty message raises ``Truncated``. ``max_body`` limits OPEN / ACCEPT /
-    REJECT / MESSAGE / GOAWAY bodies.
+    REJECT / MESSAGE / GOAWAY bodies. ``fanout``: the connection negotiated
+    that extension (§10); without it SUBSCRIBE, UNSUBSCRIBE and PUBLISH are
+    ``unknown_type`` like any type v1 does not define.
     """
     if isinstance(msg, str):
         raise TextMessage()
@@ -222,7 +277,7 @@ def decode(msg: bytes | bytearray | memoryview | str, max_body: int = DEFAULT_MA
     while pos < len(view):
         raw_type, flags, session, length = unpack_header(view, pos)
         kind = _TYPES.get(raw_type)
-        if kind is None:
+        if kind is None or (kind.is_fanout and not fanout):
             raise UnknownType(raw_type)
         check_header(kind, flags, session, length, max_body)
         start = pos + HEADER_LEN
@@ -233,14 +288,35 @@ def decode(msg: bytes | bytearray | memoryview | str, max_body: int = DEFAULT_MA
         pos = end
 
 
-def decode_all(msg: bytes | bytearray | memoryview | str, max_body: int = DEFAULT_MAX_BODY) -> list[Frame]:
+def decode_all(
+    msg: bytes | bytearray | memoryview | str, max_body: int = DEFAULT_MAX_BODY, fanout: bool = False
+) -> list[Frame]:
     """All frames of one message, or the first ``CodecError``."""
-    return list(decode(msg, max_body))
+    return list(decode(msg, max_body, fanout))
 
 
 def encode_batch(frames: Iterable[Frame]) -> bytes:
     """Frames back to back: the payload of one binary WebSocket message."""
     return b"".join(f.encode() for f in frames)
+
+
+MAX_CHANNEL = 128
+"""Longest channel name in bytes (§10)."""
+
+_CHANNEL = re.compile(r"[A-Za-z0-9._\-:@/]{1,%d}" % MAX_CHANNEL)
+
+
+def valid_channel(name: str) -> bool:
+    """1–128 bytes of ``A–Z a–z 0–9 . _ - : @ /`` (§10). The gateway drops
+    a SUBSCRIBE or PUBLISH with any other name, so the SDK checks first."""
+    return _CHANNEL.fullmatch(name) is not None
+
+
+def channel_bytes(name: str) -> bytes:
+    """``name`` as it goes on the wire; ``ValueError`` for an invalid one."""
+    if not valid_channel(name):
+        raise ValueError(f"invalid channel name {name!r}: 1-128 of A-Z a-z 0-9 . _ - : @ /")
+    return name.encode("ascii")
 
 
 def valid_code(code: int) -> bool:

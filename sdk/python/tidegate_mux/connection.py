@@ -30,13 +30,16 @@ log = logging.getLogger(__name__)
 
 
 class MuxConnection:
-    def __init__(self, server: MuxServer, ws: ServerConnection, instance: str, slot: str) -> None:
+    def __init__(self, server: MuxServer, ws: ServerConnection, instance: str, slot: str, fanout: bool = False) -> None:
         self.server = server
         self.ws = ws
         self.instance = instance
         """The gateway process (``X-Tidegate-Instance``); scopes session ids."""
         self.slot = slot
         """Which of the gateway's K connections to this endpoint (for logs)."""
+        self.fanout = fanout
+        """Both sides named extension ``fanout`` in the upgrade: SUBSCRIBE,
+        UNSUBSCRIBE and PUBLISH may be sent here (§10)."""
         self.writer = FrameWriter(ws, server.limits)
         self.sessions: dict[int, Session] = {}
         """Sessions whose frames may arrive here, by id."""
@@ -44,11 +47,13 @@ class MuxConnection:
         """OPENs not answered yet, by id."""
 
     def __repr__(self) -> str:
-        return f"<MuxConnection instance={self.instance} slot={self.slot} {self.ws.remote_address}>"
+        fanout = " fanout" if self.fanout else ""
+        return f"<MuxConnection instance={self.instance} slot={self.slot}{fanout} {self.ws.remote_address}>"
 
     async def run(self) -> None:
         """Serve the connection until it ends (the websockets handler)."""
         self.writer.start()
+        self.server.table.add_connection(self)
         if self.server.goaway_reason is not None:
             # Draining already: no new sessions should come to this process.
             self.writer.put_nowait(Frame.goaway(self.server.goaway_reason))
@@ -67,7 +72,7 @@ class MuxConnection:
                 log.debug("%r closed: %s", self, e)
                 return
             try:
-                for frame in decode(msg, max_body):
+                for frame in decode(msg, max_body, self.fanout):
                     self._dispatch(frame)
             except CodecError as e:
                 log.warning("%r: protocol error %s: %s; closing 1002", self, e.label, e)
@@ -118,6 +123,7 @@ class MuxConnection:
         self.server._offer(inc)
 
     def _teardown(self) -> None:
+        self.server.table.remove_connection(self)
         closing = self.server.closing
         for s in list(self.sessions.values()):
             s._detach(self, closing)

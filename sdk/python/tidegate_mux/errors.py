@@ -94,6 +94,15 @@ class BadClose(CodecError):
         super().__init__(f"bad CLOSE body: {why}")
 
 
+class BadPublish(CodecError):
+    """A PUBLISH body shorter than its channel length says (§10)."""
+
+    label = "bad_publish"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"bad PUBLISH body: {why}")
+
+
 class SessionClosed(MuxError):
     """The session is finished: raised by ``Session.recv`` / ``Session.send``
     once it is closed, whoever closed it.

@@ -22,10 +22,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from .codec import HEADER_LEN, SUBPROTOCOL, Frame
+from .fanout import EXTENSIONS_HEADER, FANOUT, offered, publish_connections
 from .connection import MuxConnection
 from .errors import MuxError
 from .incoming import Incoming
 from .limits import Limits
+from .room import Delivery, publish_nowait
+from .session import Session
 from .table import PROCESS_TABLE, SessionTable
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class MuxServer:
         ssl: ssl_module.SSLContext | None = None,
         gateway_secret: str | None = None,
         reuse_port: bool = False,
+        fanout: bool = True,
     ) -> None:
         """``handler(incoming)`` runs in its own task per OPEN; without one,
         call ``accept()``. ``resume_grace``: how long a session whose
@@ -61,7 +65,10 @@ class MuxServer:
         trusts any peer that reaches the port: loopback or private networks
         only). ``reuse_port``: bind with ``SO_REUSEPORT``, so a new
         instance can listen on the port while the old one still serves
-        (side-by-side restart; README "Restarting")."""
+        (side-by-side restart; README "Restarting"). ``fanout``: accept the
+        gateway's offer of extension ``fanout`` (§10), so ``Room`` and
+        ``publish`` hand broadcasts to the gateway; False keeps every
+        connection on plain v1 (per-session sends)."""
         self.host = host
         self._port = port
         self.handler = handler
@@ -72,6 +79,7 @@ class MuxServer:
         self._ssl = ssl
         self._gateway_secret = gateway_secret.encode() if gateway_secret else None
         self._reuse_port = reuse_port
+        self.fanout = fanout
         self._server: Server | None = None
         self._connections: set[MuxConnection] = set()
         self._no_connections = asyncio.Event()
@@ -94,6 +102,7 @@ class MuxServer:
             self._port,
             subprotocols=[SUBPROTOCOL],
             process_request=self._check_request,
+            process_response=self._answer_extensions,
             # Payloads are the clients' own; the gateway does not negotiate
             # compression on the mux leg.
             compression=None,
@@ -128,6 +137,35 @@ class MuxServer:
             self._incoming.put_nowait(None)  # wake the next caller too
             raise ServerClosed("MuxServer closed")
         return inc
+
+    def publish_nowait(
+        self,
+        channel: str,
+        message: str | bytes | bytearray | memoryview,
+        exclude: Session | None = None,
+    ) -> Delivery:
+        """Send ``message`` to every session subscribed to ``channel``
+        (``Session.subscribe``; ``str`` text, bytes-like binary) but
+        ``exclude``; never waits. With extension ``fanout`` this is one
+        PUBLISH per gateway instance (``Delivery.published``) and the
+        gateway delivers; sessions whose gateway lacks it get per-session
+        sends, counted like ``Room.broadcast``. The table is this server's
+        (shared process-wide by default), so every connection of the
+        process may carry the PUBLISH."""
+        return publish_nowait(self.table, channel, message, exclude)
+
+    async def publish(
+        self,
+        channel: str,
+        message: str | bytes | bytearray | memoryview,
+        exclude: Session | None = None,
+    ) -> Delivery:
+        """``publish_nowait``, first waiting while a fan-out
+        connection's queue is over ``Limits.connection_queue_bytes``: the
+        backpressure a publisher should feel rather than lose messages."""
+        for conn in publish_connections(self.table).values():
+            await conn.writer.wait_room()
+        return self.publish_nowait(channel, message, exclude)
 
     def stop_listening(self) -> None:
         """Close the listening socket; open mux connections keep serving.
@@ -194,10 +232,19 @@ class MuxServer:
             return ws.respond(400, "X-Tidegate-Instance (16 hex digits) required\n")
         return None
 
+    def _wants_fanout(self, request: Request | None) -> bool:
+        return self.fanout and request is not None and offered(request.headers.get_all(EXTENSIONS_HEADER))
+
+    def _answer_extensions(self, ws: ServerConnection, request: Request, response: Response) -> Response | None:
+        """Name ``fanout`` in the 101 when the gateway offered it (§10)."""
+        if response.status_code == 101 and self._wants_fanout(request):
+            response.headers[EXTENSIONS_HEADER] = FANOUT
+        return None
+
     async def _handle(self, ws: ServerConnection) -> None:
         headers = ws.request.headers if ws.request is not None else {}
         instance = headers.get("X-Tidegate-Instance", "").lower()
-        conn = MuxConnection(self, ws, instance, headers.get("X-Tidegate-Slot", ""))
+        conn = MuxConnection(self, ws, instance, headers.get("X-Tidegate-Slot", ""), self._wants_fanout(ws.request))
         self._connections.add(conn)
         self._no_connections.clear()
         log.info("mux connection from %s instance=%s slot=%s", ws.remote_address, instance, conn.slot)

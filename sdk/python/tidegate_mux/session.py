@@ -37,7 +37,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .bodies import AcceptBody, OpenBody
-from .codec import KIND_BINARY, KIND_CONTINUATION, KIND_TEXT, Close, Frame, valid_code
+from .codec import KIND_BINARY, KIND_CONTINUATION, KIND_TEXT, Close, Frame, channel_bytes, valid_code
 from .errors import SessionClosed
 from .limits import Limits
 from .writer import ConnectionGone
@@ -147,6 +147,15 @@ class Session:
         self._backlog_bytes = 0
         self._backlog_task: asyncio.Task[None] | None = None
         """Sends the backlog in order; runs only while it is not empty."""
+        self._channels: set[str] = set()
+        """Channels ``subscribe`` added (extension ``fanout``); the gateway
+        keeps them across a resume, so they stay here too."""
+        self._channel_ops: dict[str, bool] | None = None
+        """Subscription changes made while detached (channel → subscribed),
+        sent on the connection the session is resumed on."""
+        self._fanout = False
+        """The session's connection (the last one, while detached)
+        negotiated ``fanout``."""
 
     # ------------------------------------------------------------- app API
 
@@ -250,6 +259,57 @@ class Session:
                 while self._conn is conn and self._closed is None:
                     await self._wait()
 
+    # ------------------------------------------------ fan-out (§10)
+
+    @property
+    def fanout(self) -> bool:
+        """The gateway carrying this session negotiated extension ``fanout``:
+        its subscriptions are the gateway's, and a PUBLISH reaches it."""
+        return self._fanout
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """The channels this session is subscribed to."""
+        return frozenset(self._channels)
+
+    def subscribe(self, channel: str) -> bool:
+        """Subscribe the session to ``channel`` at the gateway (one SUBSCRIBE,
+        queued without waiting like ``send_nowait``; again: no effect). While
+        the session is being resumed the change is sent after the resume.
+        True when the gateway carries the subscription (``fanout``
+        negotiated); False when it does not, and only per-session sends
+        (``Room``'s fallback) reach the session. ``ValueError`` for an
+        invalid name (1-128 of ``A-Z a-z 0-9 . _ - : @ /``)."""
+        channel_bytes(channel)
+        if self._closed is None and channel not in self._channels:
+            self._channels.add(channel)
+            self._channel_op(channel, True)
+        return self._fanout and self._closed is None
+
+    def unsubscribe(self, channel: str) -> None:
+        """End the subscription (one UNSUBSCRIBE; unknown: no effect). A
+        session's subscriptions end with it; no need to unsubscribe a
+        closing session."""
+        if channel in self._channels:
+            self._channels.discard(channel)
+            if self._closed is None:
+                self._channel_op(channel, False)
+
+    def _channel_op(self, channel: str, subscribe: bool) -> None:
+        conn = self._conn
+        if conn is not None and conn.fanout:
+            sid = self.id[1]
+            frame = Frame.subscribe(sid, channel) if subscribe else Frame.unsubscribe(sid, channel)
+            if conn.writer.put_nowait(frame):
+                return
+            # The connection is gone and its reader has not detached us
+            # yet: the change goes out after the resume instead.
+        elif conn is not None:
+            return  # no fanout: the subscription is the application's own
+        if self._channel_ops is None:
+            self._channel_ops = {}
+        self._channel_ops[channel] = subscribe
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the session; the client gets the same code and reason. A
         no-op when already closed. Messages ``send_nowait`` accepted go
@@ -326,6 +386,7 @@ class Session:
 
     def _attach(self, conn: MuxConnection) -> None:
         self._conn = conn
+        self._fanout = conn.fanout
         self._conns.add(conn)
         conn.sessions[self.id[1]] = self
         self._wake()
@@ -341,6 +402,12 @@ class Session:
         if self._close_on_resume is not None:
             conn.writer.put_nowait(Frame.close(self.id[1], self._close_on_resume))
             self._forget()
+            return
+        # The gateway kept the subscriptions; only what changed meanwhile
+        # goes out.
+        ops, self._channel_ops = self._channel_ops, None
+        for channel, subscribe in (ops or {}).items():
+            self._channel_op(channel, subscribe)
 
     def _detach(self, conn: MuxConnection, server_closing: bool) -> None:
         """``conn`` ended. If it was ours, wait for a resume (or finish at

@@ -73,13 +73,17 @@ class FrameWriter:
         self._wake.set()
         return True
 
+    async def wait_room(self) -> None:
+        """Until the queue is under its bound (or the connection is gone)."""
+        while not self._closed and self._queued >= self._limits.connection_queue_bytes:
+            await self._room.wait()
+
     async def put(self, frames: list[Frame]) -> None:
         """Queue application frames, waiting while the connection's queue is
         full (backpressure to the application; nothing is dropped). All
         frames are queued together, so one message's fragments stay in order
         and contiguous. Raises ``ConnectionGone``."""
-        while not self._closed and self._queued >= self._limits.connection_queue_bytes:
-            await self._room.wait()
+        await self.wait_room()
         if not self.put_nowait(*frames):
             raise ConnectionGone("mux connection closed")
 

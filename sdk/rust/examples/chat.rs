@@ -6,9 +6,12 @@
 //! cargo run -p tidegate-mux --example chat -- --listen 127.0.0.1:9001
 //! ```
 //!
-//! Built on [`Room`]: a broadcast never waits for one member (a member
-//! whose connection queue is full, or that is being resumed, misses that
-//! message; the room goes on). A session that arrives resumed after a
+//! Built on [`Room`]: when the gateway offers extension `fanout` a room is
+//! a gateway channel — joining is one SUBSCRIBE and a broadcast one
+//! PUBLISH that the gateway delivers to every member, encoded once.
+//! Otherwise a broadcast is a `try_send` per member that never waits for
+//! one of them (a member whose connection queue is full, or that is being
+//! resumed, misses that message; the room goes on). Same code either way. A session that arrives resumed after a
 //! restart of this process is rebuilt from its OPEN like a new one, without
 //! the "joined" notice. SIGTERM: GOAWAY and drain (`run_until_signal`).
 

@@ -28,6 +28,7 @@
 //! `http` (the upgrade handshake).
 
 mod conn;
+mod fanout;
 mod http;
 mod incoming;
 mod outbox;
@@ -47,6 +48,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
+pub use fanout::{Message, PublishError, Publisher};
 pub use incoming::Incoming;
 pub use room::{Delivery, Room};
 pub use runner::{run_until_signal, DRAIN_MAX};
@@ -93,6 +95,10 @@ pub struct Config {
     /// side-by-side restart of README "Restarting". Unix only; ignored
     /// elsewhere.
     pub reuse_port: bool,
+    /// Accept the gateway's offer of extension `fanout` (§10), so
+    /// [`Room`] and [`Publisher`] hand broadcasts to the gateway; `false`
+    /// keeps every connection on plain v1 (per-session sends).
+    pub fanout: bool,
 }
 
 impl Default for Config {
@@ -108,6 +114,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             gateway_secret: None,
             reuse_port: false,
+            fanout: true,
         }
     }
 }
@@ -136,12 +143,14 @@ impl ServerShared {
     }
 
     pub(crate) fn register(&self, conn: u64, outbox: Arc<Outbox>) {
+        fanout::register(conn, outbox.clone());
         let mut c = self.conns();
         c.insert(conn, outbox);
         self.count.send_replace(c.len());
     }
 
     pub(crate) fn unregister(&self, conn: u64) {
+        fanout::unregister(conn);
         let mut c = self.conns();
         c.remove(&conn);
         self.count.send_replace(c.len());
@@ -227,6 +236,24 @@ impl MuxServer {
             .iter()
             .filter(|o| o.push_control(Frame::goaway(reason)))
             .count()
+    }
+
+    /// Publishes to channels from any task (extension `fanout`; see
+    /// [`Publisher::publish`]).
+    pub fn publisher(&self) -> Publisher {
+        Publisher::default()
+    }
+
+    /// Send `msg` to every session subscribed to `channel` but `except`:
+    /// one PUBLISH per gateway instance, per-session sends where a
+    /// gateway lacks `fanout`. Never waits.
+    pub fn publish(
+        &self,
+        channel: &str,
+        msg: &Message,
+        except: Option<&SessionId>,
+    ) -> Result<Delivery, PublishError> {
+        self.publisher().publish(channel, msg, except)
     }
 
     /// Mux connections currently open.

@@ -4,8 +4,11 @@ broadcast to everyone in the room as ``nick: text``.
 
     python -m tidegate_mux.examples.chat --listen 127.0.0.1:0
 
-Shows the pull style (``MuxServer.accept()``), ``Room`` (a broadcast that
-never waits for one member: ``send_nowait`` underneath), the per-session
+Shows the pull style (``MuxServer.accept()``), ``Room`` (a room is a
+gateway fan-out channel when the gateway offers extension ``fanout``: join
+is one SUBSCRIBE, a broadcast one PUBLISH that the gateway delivers to
+every member; otherwise a broadcast that never waits for one member,
+``send_nowait`` underneath — the same code either way), the per-session
 ``data`` slot, the parsed query, reading the close code, and rebuilding a
 session's state when it arrives resumed after this process restarted.
 """

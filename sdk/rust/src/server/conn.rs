@@ -64,13 +64,18 @@ pub(crate) async fn run(
     conn: u64,
     instance: Arc<str>,
     peer: SocketAddr,
+    fanout: bool,
     ws: WebSocket<TokioIo<Upgraded>>,
 ) {
-    let span = tracing::info_span!("mux", %peer, conn, instance = %instance);
+    let span = tracing::info_span!("mux", %peer, conn, instance = %instance, fanout);
     async move {
         let config = server.config.clone();
         let (read, write) = ws.split(tokio::io::split);
-        let outbox = Arc::new(Outbox::new(config.connection_queue_bytes));
+        let outbox = Arc::new(Outbox::for_connection(
+            config.connection_queue_bytes,
+            instance.clone(),
+            fanout,
+        ));
         server.register(conn, outbox.clone());
         let writer = {
             let outbox = outbox.clone();
@@ -170,9 +175,19 @@ impl Reader {
                     self.outbox.push_control(Frame::pong(frame.body));
                 }
                 FrameType::Pong => {}
-                FrameType::Accept | FrameType::Reject | FrameType::Goaway => {
-                    return Err(CodecError::WrongDirection(frame.kind))
+                // Never from the gateway; without the extension not even
+                // a type (§10), as for any type v1 does not define.
+                FrameType::Subscribe | FrameType::Unsubscribe | FrameType::Publish
+                    if !self.outbox.fanout =>
+                {
+                    return Err(CodecError::UnknownType(frame.kind as u8))
                 }
+                FrameType::Accept
+                | FrameType::Reject
+                | FrameType::Goaway
+                | FrameType::Subscribe
+                | FrameType::Unsubscribe
+                | FrameType::Publish => return Err(CodecError::WrongDirection(frame.kind)),
             }
         }
         Ok(())

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::{conn, next_conn_id, ServerShared};
-use crate::codec::SUBPROTOCOL;
+use crate::codec::{has_extension, EXTENSIONS_HEADER, EXTENSION_FANOUT, SUBPROTOCOL};
 
 /// Header naming the gateway process (its session id space, §3).
 const INSTANCE_HEADER: &str = "x-tidegate-instance";
@@ -140,13 +140,22 @@ fn upgrade(
         // give this connection an id space of its own.
         None => format!("anonymous-{conn}").into(),
     };
+    // Extension `fanout` (§10): only when the gateway offered it and this
+    // server takes it; the 101 says so.
+    let fanout = shared.config.fanout
+        && req
+            .headers()
+            .get_all(EXTENSIONS_HEADER)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| has_extension(v, EXTENSION_FANOUT));
     let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(r) => r,
         Err(_) => return plain(StatusCode::BAD_REQUEST, "bad WebSocket upgrade request\n"),
     };
     tokio::spawn(async move {
         match fut.await {
-            Ok(ws) => conn::run(shared, conn, instance, peer, ws).await,
+            Ok(ws) => conn::run(shared, conn, instance, peer, fanout, ws).await,
             Err(e) => tracing::debug!(%peer, error = %e, "mux upgrade failed"),
         }
     });
@@ -155,6 +164,12 @@ fn upgrade(
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(SUBPROTOCOL),
     );
+    if fanout {
+        response.headers_mut().insert(
+            EXTENSIONS_HEADER,
+            HeaderValue::from_static(EXTENSION_FANOUT),
+        );
+    }
     response
 }
 

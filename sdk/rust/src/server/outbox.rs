@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::{Payload, WebSocketWrite};
@@ -36,6 +36,12 @@ pub(crate) struct Outbox {
     space: Notify,
     /// Bytes of application data queued before senders wait.
     limit: usize,
+    /// The gateway process at the other end (`X-Tidegate-Instance`): a
+    /// PUBLISH reaches that instance's subscribers only.
+    pub(crate) instance: Arc<str>,
+    /// Both sides named extension `fanout` in the upgrade (§10):
+    /// SUBSCRIBE, UNSUBSCRIBE and PUBLISH may go out here.
+    pub(crate) fanout: bool,
 }
 
 #[derive(Default)]
@@ -80,13 +86,28 @@ fn wire_len(frames: &[Frame]) -> usize {
 }
 
 impl Outbox {
+    #[cfg(test)]
     pub(crate) fn new(limit: usize) -> Outbox {
+        Outbox::for_connection(limit, "".into(), false)
+    }
+
+    /// The outbox of a connection from gateway `instance`, which
+    /// negotiated `fanout` or not.
+    pub(crate) fn for_connection(limit: usize, instance: Arc<str>, fanout: bool) -> Outbox {
         Outbox {
             state: Mutex::new(OutState::default()),
             wake_writer: Notify::new(),
             space: Notify::new(),
             limit,
+            instance,
+            fanout,
         }
+    }
+
+    /// Has the connection ended (nothing more is accepted)?
+    pub(crate) fn is_ended(&self) -> bool {
+        let st = self.lock();
+        st.ended || st.close.is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OutState> {

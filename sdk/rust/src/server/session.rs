@@ -64,6 +64,9 @@ pub enum SendError {
     Resuming,
     #[error("close code {0} may not be sent by an application")]
     BadCode(u16),
+    /// `subscribe` / `unsubscribe`: not 1-128 of `A-Z a-z 0-9 . _ - : @ /`.
+    #[error("invalid channel name")]
+    BadChannel,
 }
 
 /// Sends on a session; cheap to clone, usable from any task.
@@ -122,10 +125,41 @@ impl SessionSender {
     pub fn is_closed(&self) -> bool {
         self.shared.is_finished()
     }
+
+    /// Subscribe the session to `channel` at the gateway (extension
+    /// `fanout`, docs/mux-protocol.md §10): one SUBSCRIBE, queued without
+    /// waiting; again: no effect. While the session is being resumed the
+    /// change is sent after the resume. `Ok(true)` when the gateway
+    /// carries the subscription; `Ok(false)` when the connection did not
+    /// negotiate `fanout`, and only per-session sends ([`super::Room`]'s
+    /// fallback, [`super::Publisher`]'s) reach the session.
+    pub fn subscribe(&self, channel: &str) -> Result<bool, SendError> {
+        if !codec::valid_channel(channel.as_bytes()) {
+            return Err(SendError::BadChannel);
+        }
+        self.shared.subscribe(channel)
+    }
+
+    /// End a subscription (one UNSUBSCRIBE; unknown: no effect). A
+    /// session's subscriptions end with it.
+    pub fn unsubscribe(&self, channel: &str) -> Result<(), SendError> {
+        self.shared.unsubscribe(channel).map(drop)
+    }
+
+    /// The channels the session is subscribed to.
+    pub fn channels(&self) -> Vec<String> {
+        self.shared.channels()
+    }
+
+    /// Does the gateway carrying the session negotiate `fanout` (so its
+    /// subscriptions are the gateway's and a PUBLISH reaches it)?
+    pub fn is_fanout(&self) -> bool {
+        self.shared.is_fanout()
+    }
 }
 
 /// Run a send that was told not to wait: it completes on its first poll.
-fn now_or_full<F: std::future::Future<Output = Result<(), SendError>>>(
+pub(crate) fn now_or_full<F: std::future::Future<Output = Result<(), SendError>>>(
     fut: F,
 ) -> Result<(), SendError> {
     let mut fut = std::pin::pin!(fut);
@@ -197,6 +231,15 @@ impl Session {
 
     pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
         self.sender.close(code, reason)
+    }
+
+    /// See [`SessionSender::subscribe`].
+    pub fn subscribe(&self, channel: &str) -> Result<bool, SendError> {
+        self.sender.subscribe(channel)
+    }
+
+    pub fn unsubscribe(&self, channel: &str) -> Result<(), SendError> {
+        self.sender.unsubscribe(channel)
     }
 }
 

@@ -42,6 +42,11 @@ pub(crate) fn remove(session: &Arc<SessionShared>) {
     }
 }
 
+/// Every session the process holds (a copy of the list).
+pub(crate) fn all() -> Vec<Arc<SessionShared>> {
+    table().values().cloned().collect()
+}
+
 /// Sessions the process holds (open or waiting for a resume).
 pub fn len() -> usize {
     table().len()

@@ -59,6 +59,8 @@ pub struct Gateway {
     pending: VecDeque<Frame>,
     /// Payloads of WebSocket pongs received.
     pub ws_pongs: Vec<Vec<u8>>,
+    /// The application answered our offer of extension `fanout` (§10).
+    pub fanout: bool,
 }
 
 /// What ended a read when a mux frame was expected.
@@ -72,7 +74,14 @@ pub enum Ended {
 
 impl Gateway {
     pub async fn connect(addr: SocketAddr, instance: &str) -> Gateway {
-        connect_with(addr, instance, None)
+        connect_with(addr, instance, None, false)
+            .await
+            .unwrap_or_else(|status| panic!("upgrade refused with {status}"))
+    }
+
+    /// Connect offering extension `fanout`, as the gateway does.
+    pub async fn connect_fanout(addr: SocketAddr, instance: &str) -> Gateway {
+        connect_with(addr, instance, None, true)
             .await
             .unwrap_or_else(|status| panic!("upgrade refused with {status}"))
     }
@@ -85,13 +94,14 @@ pub async fn try_connect(
     instance: &str,
     secret: Option<&str>,
 ) -> Result<(), u16> {
-    connect_with(addr, instance, secret).await.map(drop)
+    connect_with(addr, instance, secret, false).await.map(drop)
 }
 
 async fn connect_with(
     addr: SocketAddr,
     instance: &str,
     secret: Option<&str>,
+    offer_fanout: bool,
 ) -> Result<Gateway, u16> {
     {
         let tcp = patiently("TCP connect", TcpStream::connect(addr))
@@ -114,6 +124,11 @@ async fn connect_with(
         let req = match secret {
             Some(s) => req.header("x-tidegate-mux-secret", s),
             None => req,
+        };
+        let req = if offer_fanout {
+            req.header("x-tidegate-mux-extensions", "future-thing, fanout")
+        } else {
+            req
         }
         .body(Empty::<Bytes>::new())
         .expect("valid request");
@@ -129,10 +144,16 @@ async fn connect_with(
         };
         let proto = resp.headers().get("sec-websocket-protocol");
         assert_eq!(proto.and_then(|v| v.to_str().ok()), Some(SUBPROTOCOL));
+        let fanout = resp
+            .headers()
+            .get("x-tidegate-mux-extensions")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| tidegate_mux::codec::has_extension(v, "fanout"));
         Ok(Gateway {
             ws: FragmentCollector::new(ws),
             pending: VecDeque::new(),
             ws_pongs: Vec::new(),
+            fanout,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! speaks `tidegate.mux.v1` (docs/mux-protocol.md).
 
 mod app;
+mod fanout;
 mod gateway;
 mod messages;
 mod resume;

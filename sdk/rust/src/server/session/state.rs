@@ -12,6 +12,7 @@
 //! session (issue #20).
 
 use std::collections::VecDeque;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -57,6 +58,15 @@ struct State {
     inbox_open: bool,
     /// The task waiting in `recv`.
     waker: Option<Waker>,
+    /// Channels the application subscribed the session to (extension
+    /// `fanout`); the gateway keeps them across a resume, so they stay.
+    channels: BTreeSet<String>,
+    /// Subscription changes made while detached (channel, subscribed), in
+    /// order, sent on the connection the session is resumed on.
+    channel_ops: Vec<(String, bool)>,
+    /// The session's connection (the last one, while detached)
+    /// negotiated `fanout`.
+    fanout: bool,
     /// The final event, handed out once the queue has been drained.
     close: Option<Close>,
 }
@@ -105,9 +115,13 @@ impl SessionShared {
         queue_messages: usize,
         queue_bytes: usize,
     ) -> Arc<SessionShared> {
+        let fanout = outbox.fanout;
         let shared = SessionShared {
             id,
             state: Mutex::new(State {
+                channels: BTreeSet::new(),
+                channel_ops: Vec::new(),
+                fanout,
                 link: Link::Attached {
                     conn,
                     outbox,
@@ -331,6 +345,12 @@ impl SessionShared {
             Link::Detached { close, .. } => close.take(),
         };
         outbox.push_control(Frame::accept(self.id.id, &AcceptBody::default()));
+        st.fanout = outbox.fanout;
+        // The gateway kept the subscriptions; only what changed while the
+        // session was between connections goes out.
+        for (channel, subscribe) in std::mem::take(&mut st.channel_ops) {
+            push_channel_op(outbox, self.id.id, &channel, subscribe);
+        }
         if let Some(close) = pending_close {
             outbox.push_control(Frame::close(self.id.id, &close));
             st.link = Link::Finished;
@@ -348,8 +368,60 @@ impl SessionShared {
         true
     }
 
+    /// Subscribe to `channel` (already checked); `Ok(true)` when the
+    /// gateway carries the subscription. See `SessionSender::subscribe`.
+    pub(crate) fn subscribe(&self, channel: &str) -> Result<bool, SendError> {
+        self.channel_op(channel, true)
+    }
+
+    pub(crate) fn unsubscribe(&self, channel: &str) -> Result<bool, SendError> {
+        self.channel_op(channel, false)
+    }
+
+    fn channel_op(&self, channel: &str, subscribe: bool) -> Result<bool, SendError> {
+        let mut st = self.lock();
+        if self.is_finished() {
+            return Err(SendError::Closed);
+        }
+        let changed = if subscribe {
+            st.channels.insert(channel.to_string())
+        } else {
+            st.channels.remove(channel)
+        };
+        if changed {
+            match &st.link {
+                Link::Attached { outbox, .. } => {
+                    let outbox = outbox.clone();
+                    if !push_channel_op(&outbox, self.id.id, channel, subscribe) {
+                        // The connection ended and its reader has not
+                        // detached us yet: send it after the resume.
+                        st.channel_ops.push((channel.to_string(), subscribe));
+                    }
+                }
+                Link::Detached { .. } => st.channel_ops.push((channel.to_string(), subscribe)),
+                Link::Finished => {}
+            }
+        }
+        Ok(st.fanout)
+    }
+
+    /// Is the session subscribed to `channel`?
+    pub(crate) fn has_channel(&self, channel: &str) -> bool {
+        self.lock().channels.contains(channel)
+    }
+
+    /// The channels the session is subscribed to.
+    pub(crate) fn channels(&self) -> Vec<String> {
+        self.lock().channels.iter().cloned().collect()
+    }
+
+    /// Does the session's gateway carry its subscriptions (`fanout`)?
+    pub(crate) fn is_fanout(&self) -> bool {
+        self.lock().fanout
+    }
+
     /// Has the session finished (either side closed, or lost)?
-    pub(super) fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
     }
 
@@ -412,7 +484,7 @@ impl SessionShared {
         }
     }
 
-    pub(super) async fn send(&self, kind: u8, payload: Bytes, wait: bool) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, kind: u8, payload: Bytes, wait: bool) -> Result<(), SendError> {
         let mut frames = fragments(self.id.id, kind, payload);
         let mut dead = None;
         loop {
@@ -429,6 +501,18 @@ impl SessionShared {
             }
         }
     }
+}
+
+/// SUBSCRIBE or UNSUBSCRIBE on a connection that negotiated `fanout`;
+/// elsewhere subscriptions are the application's own (per-session sends).
+/// False when the connection has ended.
+fn push_channel_op(outbox: &Outbox, session: u32, channel: &str, subscribe: bool) -> bool {
+    !outbox.fanout
+        || outbox.push_control(if subscribe {
+            Frame::subscribe(session, channel)
+        } else {
+            Frame::unsubscribe(session, channel)
+        })
 }
 
 /// One message as MESSAGE frames of at most `MAX_FRAGMENT` bytes.

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Fan-out at the edge vs sending per session (issue #17); the figures of
+# the "Fan-out" section of docs/performance.md:
+#
+#   TG=/path/to/tidegate bash loadtest/bench-fanout.sh [OUT.md]
+#                                  (default OUT: loadtest/results/fanout.md)
+#
+# One `tidegate run --workers 1` (core 0) with four routes, each to its own
+# application (core 1, with the generator):
+#   /fanout    mux → the SDK `fanout` example, --mode publish: one PUBLISH
+#              per broadcast (extension fanout), the gateway delivers;
+#   /sessions  mux → the same example, --mode sessions: the same Room with
+#              fanout declined, one MESSAGE per session;
+#   /pass      passthrough → the example, --mode passthrough: one socket
+#              per client, one frame per socket;
+#   /echo      passthrough → `tidegate echo`: closed-loop 64 B echo, the
+#              baseline of issue #17's gateway CPU target.
+# Per round, in alternation: `tidegate-loadtest fanout` with SUBSCRIBERS
+# subscribers on /fanout, /sessions and /pass (RATE broadcasts/s × SIZE B
+# each, so SUBSCRIBERS × RATE deliveries/s; an application broadcasts only
+# while all SUBSCRIBERS are connected, so the ramp is not measured under
+# load), watching the gateway and that
+# route's application (--pid GW --pid APP); then `compare echo` (64 B,
+# ECHO_CLIENTS clients) on /echo with the gateway's pid. Loopback only.
+#
+# Environment: TG (gateway binary; default: the workspace's release build),
+# ROUNDS (3), DURATION (10s), WARMUP (2s), SUBSCRIBERS (5000), RATE (20),
+# SIZE (128), ECHO_CLIENTS (50), RAW=DIR (keep every run's JSON there;
+# `python3 loadtest/bench-fanout-report.py DIR` prints the tables again).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${1:-loadtest/results/fanout.md}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+SUBSCRIBERS=${SUBSCRIBERS:-5000}
+RATE=${RATE:-20}
+SIZE=${SIZE:-128}
+ECHO_CLIENTS=${ECHO_CLIENTS:-50}
+POOL=2
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+if [ -z "${TG:-}" ]; then
+    cargo build --release --bin tidegate >&2
+    TG=$CARGO_TARGET_DIR/release/tidegate
+fi
+cargo build --release -p tidegate-loadtest >&2
+cargo build --release -p tidegate-mux --example fanout >&2
+# Passthrough holds two sockets per client in the gateway.
+ulimit -n "$(ulimit -Hn)"
+
+RUN=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+# Copies: a shared CARGO_TARGET_DIR may be rebuilt while this runs.
+mkdir "$RUN/bin"
+cp "$TG" "$RUN/bin/tidegate"
+cp "$CARGO_TARGET_DIR/release/tidegate-loadtest" "$CARGO_TARGET_DIR/release/examples/fanout" "$RUN/bin/"
+GWBIN=$RUN/bin/tidegate
+LT=$RUN/bin/tidegate-loadtest
+
+wait_addr() { # FILE → prints IP:PORT from "addr=IP:PORT"
+    for _ in $(seq 150); do
+        a=$(grep -o 'addr=[0-9.:]*' "$1" 2>/dev/null | head -1 | cut -d= -f2) && [ -n "$a" ] && { echo "$a"; return; }
+        sleep 0.1
+    done
+    echo "bench-fanout.sh: no address in $1" >&2; cat "$1" >&2; exit 1
+}
+sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
+
+start_app() { # NAME CMD... → sets APP_PID, APP_ADDR
+    local name=$1; shift
+    taskset -c 1 "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    APP_PID=$!
+    PIDS+=("$APP_PID")
+    APP_ADDR=$(wait_addr "$RUN/$name.out")
+}
+start_app publish "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode publish --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
+PUB_PID=$APP_PID PUB_ADDR=$APP_ADDR
+start_app sessions "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode sessions --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
+SES_PID=$APP_PID SES_ADDR=$APP_ADDR
+start_app pass "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode passthrough --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
+PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
+start_app echo "$GWBIN" echo --listen 127.0.0.1:0 --workers 1
+ECHO_ADDR=$APP_ADDR
+
+cat >"$RUN/gw.toml" <<EOF
+[admin]
+listen = ""
+[limits]
+max_connections = 12000
+[[listeners]]
+name = "bench"
+listen = "127.0.0.1:0"
+[[routes]]
+name = "fanout"
+path = "/fanout"
+upstream = "publish"
+mode = "mux"
+[[routes]]
+name = "sessions"
+path = "/sessions"
+upstream = "sessions"
+mode = "mux"
+[[routes]]
+name = "pass"
+path = "/pass"
+upstream = "pass"
+[[routes]]
+name = "echo"
+path = "/echo"
+upstream = "echo"
+[[upstreams]]
+name = "publish"
+endpoints = ["ws://$PUB_ADDR"]
+pool_size = $POOL
+[[upstreams]]
+name = "sessions"
+endpoints = ["ws://$SES_ADDR"]
+pool_size = $POOL
+[[upstreams]]
+name = "pass"
+endpoints = ["ws://$PASS_ADDR"]
+[[upstreams]]
+name = "echo"
+endpoints = ["ws://$ECHO_ADDR"]
+EOF
+taskset -c 0 "$GWBIN" run --config "$RUN/gw.toml" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
+TG_PID=$!
+PIDS+=("$TG_PID")
+GW=$(wait_addr "$RUN/tg.out")
+# Both mux pools are up when each application holds its listener + POOL sockets.
+for pid in "$PUB_PID" "$SES_PID"; do
+    for _ in $(seq 100); do [ "$(sockets "$pid")" -gt "$POOL" ] && break; sleep 0.1; done
+done
+
+fanout_run() { # MODE APP_PID ROUND
+    echo "bench-fanout.sh: $1 round $3" >&2
+    taskset -c 1 "$LT" --workers 1 --quiet --json fanout --url "ws://$GW/$1" -c "$SUBSCRIBERS" \
+        --warmup "$WARMUP" --duration "$DURATION" --source-ip-count 4 \
+        --pid "$TG_PID" --pid "$2" >"$RUN/res/$1.$3.json"
+    sleep 2 # closes settle, the application stops broadcasting
+}
+echo_run() { # ROUND
+    echo "bench-fanout.sh: echo round $1" >&2
+    taskset -c 1 "$LT" --workers 1 --json compare --quiet --rounds 1 \
+        --target "pass=ws://$GW/echo@$TG_PID" echo -c "$ECHO_CLIENTS" --size 64 \
+        --warmup 1s --duration "$DURATION" >"$RUN/res/echo.$1.json"
+    sleep 1
+}
+
+mkdir -p "$RUN/res" "$(dirname "$OUT")"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+for r in $(seq "$ROUNDS"); do
+    fanout_run fanout "$PUB_PID" "$r"
+    fanout_run sessions "$SES_PID" "$r"
+    fanout_run pass "$PASS_PID" "$r"
+    echo_run "$r"
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+{
+    echo "# tidegate fan-out — $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "Command: \`TG=$TG bash loadtest/bench-fanout.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS RATE=$RATE SIZE=$SIZE ECHO_CLIENTS=$ECHO_CLIENTS)."
+    echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
+    echo "Pinning: tidegate run --workers 1 on core 0; generator (one worker) and the applications on core 1. Mux pool_size $POOL."
+    echo "Gateway: $("$GWBIN" version)."
+    echo
+    python3 loadtest/bench-fanout-report.py "$RUN/res" "$SUBSCRIBERS" "$RATE"
+} >"$OUT"
+if [ -n "${RAW:-}" ]; then mkdir -p "$RAW" && cp "$RUN"/res/* "$RAW"/; fi
+echo "bench-fanout.sh: wrote $OUT" >&2
