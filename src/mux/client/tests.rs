@@ -38,7 +38,10 @@ fn joined(pieces: &[Piece]) -> Vec<(u8, Vec<u8>)> {
     let mut msgs = Vec::new();
     let mut cur: Option<(u8, Vec<u8>)> = None;
     for p in pieces {
-        if let Piece::Data { kind, fin, payload } = p {
+        if let Piece::Data {
+            kind, fin, payload, ..
+        } = p
+        {
             let c = cur.get_or_insert((*kind, Vec::new()));
             c.1.extend_from_slice(payload);
             if *fin {
