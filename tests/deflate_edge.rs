@@ -13,6 +13,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Edge compression in front of an echo of frames.
 async fn edge_config() -> RawConfig {
     let (up, _seen) = raw_upstream(Behaviour::EchoFrames).await;
+    edge_in_front_of(up)
+}
+
+fn edge_in_front_of(up: std::net::SocketAddr) -> RawConfig {
     let mut raw = raw_config(&[ws_url(up)]);
     raw.routes[0].permessage_deflate = Some("edge".into());
     raw
@@ -46,7 +50,9 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_pings_and_closes_a_client_that_stops_answering() {
     let _serial = serial().await;
-    let mut raw = edge_config().await;
+    // The crate's echo answers the gateway's pings (an echo of frames would
+    // bounce them, and the client's pongs, back to the client).
+    let mut raw = edge_in_front_of(start_echo().await);
     raw.keepalive.ping_interval = "1s".into();
     raw.keepalive.pong_timeout = "1s".into();
     let file = ConfigFile::new(&raw);

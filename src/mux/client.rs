@@ -174,6 +174,9 @@ impl ClientReader {
             };
             self.first_piece = false;
             let fin = frame_done && self.fin;
+            // Before the message's end resets it: its last piece is
+            // compressed too.
+            let compressed = self.message == Message::Compressed;
             if frame_done {
                 self.in_frame = false;
                 if self.fin {
@@ -187,7 +190,7 @@ impl ClientReader {
             out.push(Piece::Data {
                 kind,
                 fin,
-                compressed: self.message == Message::Compressed,
+                compressed,
                 payload: piece.freeze(),
             });
         }
