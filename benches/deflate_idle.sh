@@ -66,15 +66,15 @@ EOF
     taskset -c 0 "$TG" run --config "$cfg" --workers 1 >"$RUN/gw.out" 2>"$RUN/gw.err" &
     local pid=$!
     PIDS+=($pid)
-    wait_line "$RUN/gw.err" "tidegate listening"
+    wait_line "$RUN/gw.out" "tidegate listening"
     local addr
-    addr=$(grep -o 'addr=[0-9.:]*' "$RUN/gw.err" | head -1 | cut -d= -f2)
+    addr=$(grep "tidegate listening" "$RUN/gw.out" | grep -o "addr=[0-9.:]*" | head -1 | cut -d= -f2)
     local offer=()
     [ "$name" = off ] || offer=(--offer-deflate)
     taskset -c 1 "$LT" idle --url "ws://$addr/" --connections "$CONNS" --hold 1s \
         --source-ip-count 4 --pid "$pid" "${offer[@]}" >"$RUN/$name.out" 2>&1
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    grep -io 'rss[^0-9]*[0-9.]* *[kKMB]*[^ ]*' "$RUN/$name.out" | tail -1
+    grep -o '"bytes_per_connection":[0-9.]*' "$RUN/$name.out" | head -1 | cut -d: -f2
     cat "$RUN/$name.out" >>"$RUN/all.out"
 }
 
@@ -85,7 +85,7 @@ EOF
     echo "Machine: $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Pinning: gateway (one worker) on core 0; loadtest idle and echo upstream on core 1."
     echo
-    echo "| round | setting | idle report |"
+    echo "| round | setting | gateway RSS per idle connection (bytes) |"
     echo "|---|---|---|"
     for r in $(seq "$ROUNDS"); do
         for name in "${ORDER[@]}"; do
