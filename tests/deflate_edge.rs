@@ -60,11 +60,18 @@ async fn edge_pings_and_closes_a_client_that_stops_answering() {
     let (resp, ws) = upgrade(gw.addr, Some(OFFER)).await;
     assert_eq!(resp.status, 101, "{}", gw.log());
     let mut ws = ws.expect("upgraded");
-    // Answer two pings: the session stays up across them.
-    for _ in 0..2 {
+    // Answer two pings: the session stays up across them. (The upstream's
+    // pongs to the gateway's own pings are passed on to the client, as
+    // unsolicited pongs: skipped here.)
+    let mut answered = 0;
+    while answered < 2 {
         let (b0, payload) = within("a ping", read_raw(&mut ws)).await.expect("a frame");
+        if b0 == 0x8A {
+            continue;
+        }
         assert_eq!(b0, 0x89, "a ping from the gateway");
         write_raw(&mut ws, 0x8A, &payload, true).await;
+        answered += 1;
     }
     echo_once(&mut ws, "still here after two pings").await;
     // Then stop answering: the gateway pings once more and drops the
@@ -75,7 +82,10 @@ async fn edge_pings_and_closes_a_client_that_stops_answering() {
         ws.read_to_end(&mut rest),
     )
     .await;
-    assert!(rest.starts_with(&[0x89, 0x00]), "pinged first: {rest:02x?}");
+    assert!(
+        rest.windows(2).any(|w| w == [0x89, 0x00]),
+        "pinged before: {rest:02x?}"
+    );
     wait_metric(
         gw.admin,
         "tidegate_ping_timeouts_total",
