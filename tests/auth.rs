@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 
 const SECRET: &str = "an hmac secret of more than thirty-two bytes";
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -37,7 +37,7 @@ fn now() -> u64 {
 }
 
 /// Claims of a token that passes every check of [`jwt_policy`].
-fn good_claims() -> Value {
+pub(crate) fn good_claims() -> Value {
     json!({
         "sub": "alice",
         "iss": "https://issuer.test",
@@ -51,7 +51,7 @@ fn sign(header: Header, claims: &Value, key: &EncodingKey) -> String {
     jsonwebtoken::encode(&header, claims, key).expect("token signs")
 }
 
-fn hs(claims: &Value) -> String {
+pub(crate) fn hs(claims: &Value) -> String {
     sign(
         Header::new(Algorithm::HS256),
         claims,
@@ -95,7 +95,7 @@ fn rcgen_key(alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
 
 /// A JWT policy checking iss, aud and `scope` contains `ws:connect`,
 /// mapping `sub` → `X-Auth-Subject`.
-fn jwt_policy(name: &str, keys: Vec<RawJwtKey>, jwks: Option<RawJwks>) -> RawAuthPolicy {
+pub(crate) fn jwt_policy(name: &str, keys: Vec<RawJwtKey>, jwks: Option<RawJwks>) -> RawAuthPolicy {
     RawAuthPolicy {
         name: name.into(),
         sources: vec![
@@ -122,7 +122,7 @@ fn jwt_policy(name: &str, keys: Vec<RawJwtKey>, jwks: Option<RawJwks>) -> RawAut
     }
 }
 
-fn hs_key() -> RawJwtKey {
+pub(crate) fn hs_key() -> RawJwtKey {
     RawJwtKey {
         algorithm: "HS256".into(),
         secret: SECRET.into(),

@@ -14,11 +14,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-const OFFER: &str = "permessage-deflate; client_max_window_bits";
+pub(crate) const OFFER: &str = "permessage-deflate; client_max_window_bits";
 
 /// Write one frame with first byte `b0` (FIN, RSV, opcode as given),
 /// masked when `mask` (client to server).
-async fn write_raw<S: AsyncWrite + Unpin>(s: &mut S, b0: u8, payload: &[u8], mask: bool) {
+pub(crate) async fn write_raw<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    b0: u8,
+    payload: &[u8],
+    mask: bool,
+) {
     let mut out = vec![b0];
     let bit = if mask { 0x80 } else { 0 };
     match payload.len() {
@@ -47,7 +52,7 @@ async fn write_raw<S: AsyncWrite + Unpin>(s: &mut S, b0: u8, payload: &[u8], mas
 }
 
 /// Read one frame: (first byte, unmasked payload); `None` at EOF.
-async fn read_raw<S: AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
+pub(crate) async fn read_raw<S: AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).await.ok()?;
     let len = match h[1] & 0x7f {
@@ -141,7 +146,7 @@ async fn gateway(upstream: SocketAddr) -> (GatewayProc, ConfigFile) {
 }
 
 /// Upgrade with `offer` (if any): the response and, on 101, the stream.
-async fn upgrade(
+pub(crate) async fn upgrade(
     gw: SocketAddr,
     offer: Option<&str>,
 ) -> (HttpResponse, Option<BufReader<TcpStream>>) {
@@ -286,7 +291,7 @@ async fn edge_gateway(
 }
 
 /// Inflate a whole compressed message as a client would.
-fn inflate(inf: &mut tidegate::deflate::codec::Inflater, wire: &[u8]) -> Vec<u8> {
+pub(crate) fn inflate(inf: &mut tidegate::deflate::codec::Inflater, wire: &[u8]) -> Vec<u8> {
     use tidegate::deflate::codec::TAIL;
     let mut all = Vec::new();
     for input in [wire, &TAIL[..]] {

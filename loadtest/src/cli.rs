@@ -348,6 +348,9 @@ pub struct IdleArgs {
     pub pid_name: Vec<String>,
     #[command(flatten)]
     pub sources: SourceArgs,
+    /// Offer permessage-deflate (to measure edge compression's idle state).
+    #[arg(long)]
+    pub offer_deflate: bool,
 }
 
 #[derive(Debug, Args)]

@@ -62,9 +62,16 @@ pub fn accept_key(key: &str) -> String {
 
 /// The upgrade request for `target` with `key`.
 pub fn client_request(target: &Target, key: &str) -> String {
+    // What browsers offer; the client never sends a compressed frame (held
+    // connections only answer pings), so it needs no inflater.
+    let offer = if target.offer_deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
         target.path,
         target.host_header()
     )

@@ -158,7 +158,9 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
                 pids.extend(procfs::pids_by_name(name)?);
             }
             let sources = p.sources.addrs()?;
-            let ctx = ctx_for(url.parse()?, true, sources.clone(), pids.first().copied())?;
+            let mut target: Target = url.parse()?;
+            target.offer_deflate = p.offer_deflate;
+            let ctx = ctx_for(target, true, sources.clone(), pids.first().copied())?;
             let params = IdleParams {
                 connections: p.connections,
                 concurrency: p.concurrency,

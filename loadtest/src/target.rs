@@ -45,6 +45,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Path and query sent in the request line, starting with `/`.
     pub path: String,
+    /// Offer `permessage-deflate` in the upgrade (`idle --offer-deflate`):
+    /// held connections then measure a gateway's edge-compression state.
+    pub offer_deflate: bool,
 }
 
 impl Target {
@@ -104,6 +107,7 @@ impl FromStr for Target {
             host,
             addr: SocketAddr::new(ip, port),
             path,
+            offer_deflate: false,
         })
     }
 }

@@ -11,56 +11,43 @@
 //! no message is held whole. Control frames pass through re-framed.
 //!
 //! Kept apart from `relay` so sessions without edge compression keep the
-//! byte relay unchanged. Not (yet) here: the relay's keepalive pings,
-//! idle timeout and token expiry; drain and the close timeout are.
+//! byte relay unchanged. It has the relay's duties too (`duties`):
+//! keepalive pings with a pong deadline, the idle timeout, token expiry
+//! (1008), drain (1001), the close timeout, metrics and the access line.
+
+mod duties;
+mod frames;
+mod lazy;
 
 use super::codec::{Deflater, Inflater, TAIL};
 use super::edge::{EdgeConfig, Reservation, MIN_ZLIB_BITS};
 use super::params::{Params, WindowBits, MAX_WINDOW_BITS};
-use crate::frame::{
-    check_header, parse_close, parse_header, write_frame, Limits, Opcode, Violation, MAX_HEADER,
-    RSV1,
-};
+use crate::access::{Closer, Record};
+use crate::frame::{check_header, Limits, Violation, RSV1};
 use crate::io::Io;
 use crate::metrics::RouteMetrics;
 use crate::relay::Settings;
+use duties::{Activity, Duty, Stamp, CLIENT, UPSTREAM};
+use frames::{control, read_header, read_piece, send_close, Emitter, Out, Writer};
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, WriteHalf};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Input taken per step: bounds what one piece of a message holds.
 pub const CHUNK: usize = 16 * 1024;
 
-/// Read buffer per direction: headers and small frames in one read.
+/// Read buffer per direction while bytes arrive (none while idle):
+/// headers and small frames in one read.
 const READ_BUF: usize = 512;
-
-/// One side's write half, shared by the direction that sends to it and by
-/// the gateway's own Closes.
-type Writer = Arc<Mutex<Out>>;
-
-struct Out {
-    w: WriteHalf<Io>,
-    /// A Close went to this peer: nothing may follow it (RFC 6455 §5.5.1).
-    closed: bool,
-}
-
-impl Out {
-    /// Write one whole frame unless a Close went before it.
-    async fn frame(&mut self, bytes: &[u8], is_close: bool) -> Result<(), End> {
-        if self.closed {
-            return Ok(());
-        }
-        self.closed = is_close;
-        self.w.write_all(bytes).await.map_err(|_| End::Gone)?;
-        self.w.flush().await.map_err(|_| End::Gone)
-    }
-}
 
 /// Why one direction stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     /// A Close was forwarded.
     Closed,
     /// The peer's stream ended without a Close, or a write failed.
@@ -79,19 +66,26 @@ pub struct EdgeSession {
     pub metrics: Arc<RouteMetrics>,
     /// Held for the session's life: its share of `limits.deflate_memory`.
     pub reservation: Reservation,
+    /// When the client's credential expires (Close 1008), if it does.
+    pub expires_at: Option<Instant>,
+    /// The access-log record; `None` unless this session is logged.
+    pub access: Option<Box<Record>>,
 }
 
 impl EdgeSession {
-    /// Relay until both sides closed, one broke the protocol or left, or
-    /// the gateway drains.
+    /// Relay until both sides closed, one broke the protocol or left, a
+    /// timer ended it (keepalive, idle, token expiry), or the gateway
+    /// drains.
     pub async fn run(
-        self,
+        mut self,
         (client, upstream): (Io, Io),
         (from_client, from_upstream): (Vec<u8>, Vec<u8>),
         draining: CancellationToken,
     ) {
         self.metrics.active.inc();
         let started = tokio::time::Instant::now();
+        let access = self.access.take();
+        let activity = Activity::new();
         let (cr, cw) = tokio::io::split(client);
         let (ur, uw) = tokio::io::split(upstream);
         let out = |w| Arc::new(Mutex::new(Out { w, closed: false }));
@@ -108,34 +102,46 @@ impl EdgeSession {
                 .unwrap_or(MAX_WINDOW_BITS),
             !self.params.server_no_context_takeover,
         );
+        let read = |bytes, r, side| {
+            let r = Stamp::new(Cursor::new(bytes).chain(r), &activity, side);
+            lazy::LazyBuf::new(READ_BUF, r)
+        };
         let c2u = client_to_upstream(
-            BufReader::with_capacity(READ_BUF, Cursor::new(from_client).chain(cr)),
-            &uw,
+            read(from_client, cr, CLIENT),
+            (&uw, &activity),
             &mut inflater,
             &self,
         );
         let u2c = upstream_to_client(
-            BufReader::with_capacity(READ_BUF, Cursor::new(from_upstream).chain(ur)),
-            &cw,
+            read(from_upstream, ur, UPSTREAM),
+            (&cw, &activity),
             &mut deflater,
             &self,
         );
-        tokio::pin!(c2u, u2c);
+        let timers = duties::run(&self.settings, self.expires_at, &activity, [&cw, &uw]);
+        tokio::pin!(c2u, u2c, timers);
         let close_timeout = self.settings.close_timeout;
         let ended = tokio::select! {
             // Client side ended first: close the upstream accordingly.
-            e = &mut c2u => Some((true, e)),
+            e = &mut c2u => Ended::Direction(CLIENT, e),
             // Upstream side ended first.
-            e = &mut u2c => Some((false, e)),
+            e = &mut u2c => Ended::Direction(UPSTREAM, e),
+            // A timer: keepalive, idle timeout, token expiry.
+            d = &mut timers => Ended::Timer(d),
             // Drain: both sides hear 1001.
-            _ = draining.cancelled() => None,
+            _ = draining.cancelled() => Ended::Drain,
         };
+        let (closer, reason) = self.closer(ended);
         match ended {
-            Some((from_client, end)) => {
-                let (broke, other) = if from_client { (&cw, &uw) } else { (&uw, &cw) };
-                self.after_end(from_client, end, broke, other).await;
+            Ended::Direction(side, end) => {
+                let (broke, other) = if side == CLIENT {
+                    (&cw, &uw)
+                } else {
+                    (&uw, &cw)
+                };
+                Box::pin(self.after_end(side == CLIENT, end, broke, other)).await;
                 let rest = async {
-                    if from_client {
+                    if side == CLIENT {
                         (&mut u2c).await
                     } else {
                         (&mut c2u).await
@@ -143,9 +149,34 @@ impl EdgeSession {
                 };
                 let _ = tokio::time::timeout(close_timeout, rest).await;
             }
-            None => {
-                send_close(&cw, false, 1001, "going away").await;
-                send_close(&uw, true, 1001, "going away").await;
+            Ended::Timer(Duty::PingTimeout(side)) => {
+                // The silent peer hears nothing more; the other is told why.
+                let (other, code, why) = if side == CLIENT {
+                    self.metrics.ping_timeout_client.inc();
+                    (&uw, 1001, "client ping timeout")
+                } else {
+                    self.metrics.ping_timeout_upstream.inc();
+                    (&cw, 1014, "upstream ping timeout")
+                };
+                Box::pin(send_close(other, side == CLIENT, code, why)).await;
+                self.metrics.close("gateway", Some(code));
+                let rest = async {
+                    if side == CLIENT {
+                        (&mut u2c).await
+                    } else {
+                        (&mut c2u).await
+                    }
+                };
+                let _ = tokio::time::timeout(close_timeout, rest).await;
+            }
+            Ended::Timer(_) | Ended::Drain => {
+                let (client_code, upstream_code) = match ended {
+                    Ended::Timer(Duty::Expired) => (1008, 1001),
+                    _ => (1001, 1001),
+                };
+                Box::pin(send_close(&cw, false, client_code, reason)).await;
+                Box::pin(send_close(&uw, true, upstream_code, reason)).await;
+                self.metrics.close("gateway", Some(client_code));
                 let both = async { tokio::join!(&mut c2u, &mut u2c) };
                 let _ = tokio::time::timeout(close_timeout, both).await;
             }
@@ -153,10 +184,59 @@ impl EdgeSession {
         for w in [&cw, &uw] {
             let _ = w.lock().await.w.shutdown().await;
         }
-        self.metrics.active.dec();
-        self.metrics
-            .session
-            .observe(started.elapsed().as_secs_f64());
+        self.finish(started.elapsed(), &activity, access, (closer, reason));
+    }
+
+    /// Who ended the session and why, for the access log.
+    fn closer(&self, ended: Ended) -> (Closer, &'static str) {
+        match ended {
+            Ended::Direction(side, end) => {
+                let who = [Closer::Client, Closer::Upstream][side];
+                let why = match (end, side == CLIENT) {
+                    (End::Closed, true) => "client closed",
+                    (End::Closed, false) => "upstream closed",
+                    (End::Gone, true) => "client went away",
+                    (End::Gone, false) => "upstream went away",
+                    (_, true) => "client violation",
+                    (_, false) => "upstream violation",
+                };
+                (who, why)
+            }
+            Ended::Timer(Duty::Idle) => (Closer::Gateway, "idle timeout"),
+            Ended::Timer(Duty::Expired) => (Closer::Gateway, "token expired"),
+            Ended::Timer(Duty::PingTimeout(_)) => (Closer::Gateway, "ping timeout"),
+            Ended::Drain => (Closer::Gateway, "going away"),
+        }
+    }
+
+    /// Metrics and the access-log line of a session that ended.
+    fn finish(
+        &self,
+        took: Duration,
+        activity: &Activity,
+        access: Option<Box<Record>>,
+        (closer, reason): (Closer, &'static str),
+    ) {
+        let m = &self.metrics;
+        m.active.dec();
+        m.session.observe(took.as_secs_f64());
+        let codes = (activity.close_code(CLIENT), activity.close_code(UPSTREAM));
+        m.close("client", codes.0);
+        m.close("upstream", codes.1);
+        if let Some(mut a) = access {
+            let load = |v: &[AtomicU64; 2], side: usize| v[side].load(Ordering::Relaxed);
+            a.from_client(
+                load(&activity.messages, CLIENT),
+                load(&activity.bytes, CLIENT),
+            );
+            a.to_client(
+                load(&activity.messages, UPSTREAM),
+                load(&activity.bytes, UPSTREAM),
+            );
+            a.codes(codes.0, codes.1);
+            a.closed(closer, None, reason);
+            a.emit(&m.name, "edge", took);
+        }
     }
 
     /// One direction ended: tell the side(s) that still listen.
@@ -182,149 +262,20 @@ impl EdgeSession {
     }
 }
 
-/// A Close of the gateway's own; `masked` towards the upstream.
-async fn send_close(w: &Writer, masked: bool, code: u16, reason: &str) {
-    let mut out = Vec::with_capacity(MAX_HEADER + 2 + reason.len());
-    let mask = masked.then(rand::random::<[u8; 4]>);
-    write_frame(
-        &mut out,
-        true,
-        Opcode::Close,
-        &[&code.to_be_bytes(), reason.as_bytes()],
-        mask,
-    );
-    let _ = w.lock().await.frame(&out, true).await;
-}
-
-/// Writes one message as frames, one piece behind: a piece goes out when
-/// the next one exists (so the last can carry FIN), the first with the
-/// message's opcode (and RSV1 when compressed).
-struct Emitter<'a> {
-    w: &'a Writer,
-    masked: bool,
-    opcode: Opcode,
-    rsv1: bool,
-    started: bool,
-    held: Option<Vec<u8>>,
-    /// Bytes written as payload (for the metrics).
-    bytes: u64,
-}
-
-impl<'a> Emitter<'a> {
-    fn new(w: &'a Writer, masked: bool, opcode: Opcode, rsv1: bool) -> Self {
-        Emitter {
-            w,
-            masked,
-            opcode,
-            rsv1,
-            started: false,
-            held: None,
-            bytes: 0,
-        }
-    }
-
-    async fn push(&mut self, piece: Vec<u8>) -> Result<(), End> {
-        if piece.is_empty() {
-            return Ok(());
-        }
-        if let Some(prev) = self.held.replace(piece) {
-            self.write(false, &prev).await?;
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self) -> Result<u64, End> {
-        let last = self.held.take().unwrap_or_default();
-        self.write(true, &last).await?;
-        Ok(self.bytes)
-    }
-
-    async fn write(&mut self, fin: bool, payload: &[u8]) -> Result<(), End> {
-        let opcode = if self.started {
-            Opcode::Continuation
-        } else {
-            self.opcode
-        };
-        let mut out = Vec::with_capacity(MAX_HEADER + payload.len());
-        let mask = self.masked.then(rand::random::<[u8; 4]>);
-        write_frame(&mut out, fin, opcode, &[payload], mask);
-        if self.rsv1 && !self.started {
-            out[0] |= RSV1;
-        }
-        self.started = true;
-        self.bytes += payload.len() as u64;
-        self.w.lock().await.frame(&out, false).await
-    }
-}
-
-/// A frame header as read: the parsed header.
-async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<crate::frame::Header, End> {
-    let mut buf = [0u8; MAX_HEADER];
-    let mut have = 2;
-    r.read_exact(&mut buf[..2]).await.map_err(|_| End::Gone)?;
-    loop {
-        match parse_header(&buf[..have]) {
-            Some(Ok(h)) => return Ok(h),
-            Some(Err(v)) => return Err(End::Broke(v)),
-            None => {
-                let need = match buf[1] & 0x7f {
-                    126 => 4,
-                    127 => 10,
-                    _ => 2,
-                } + if buf[1] & 0x80 != 0 { 4 } else { 0 };
-                r.read_exact(&mut buf[have..need])
-                    .await
-                    .map_err(|_| End::Gone)?;
-                have = need;
-            }
-        }
-    }
-}
-
-/// Read `n` payload bytes (at most [`CHUNK`]), unmasked with `mask` from
-/// payload offset `at`.
-async fn read_piece<R: AsyncRead + Unpin>(
-    r: &mut R,
-    n: usize,
-    mask: Option<[u8; 4]>,
-    at: u64,
-) -> Result<Vec<u8>, End> {
-    let mut piece = vec![0u8; n];
-    r.read_exact(&mut piece).await.map_err(|_| End::Gone)?;
-    if let Some(key) = mask {
-        for (i, b) in piece.iter_mut().enumerate() {
-            *b ^= key[(at as usize + i) & 3];
-        }
-    }
-    Ok(piece)
-}
-
-/// A control frame: check a Close, pass it on re-framed. Returns true for
-/// a Close (the direction is done).
-async fn control<R: AsyncRead + Unpin>(
-    r: &mut R,
-    h: &crate::frame::Header,
-    op: Opcode,
-    dst: &Writer,
-    to_upstream: bool,
-) -> Result<bool, End> {
-    let mask = h.masked.then_some(h.mask);
-    let payload = read_piece(r, h.len as usize, mask, 0).await?;
-    if op == Opcode::Close {
-        parse_close(&payload).map_err(End::Broke)?;
-    }
-    let mut out = Vec::with_capacity(MAX_HEADER + payload.len());
-    let key = to_upstream.then(rand::random::<[u8; 4]>);
-    write_frame(&mut out, true, op, &[&payload], key);
-    dst.lock().await.frame(&out, op == Opcode::Close).await?;
-    Ok(op == Opcode::Close)
+/// What ended the session first.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    /// The direction reading this side stopped.
+    Direction(usize, End),
+    Timer(Duty),
+    Drain,
 }
 
 /// Client frames: unmask, inflate compressed messages within the limit,
 /// send upstream masked.
 async fn client_to_upstream<R: AsyncRead + Unpin>(
     mut r: R,
-    uw: &Writer,
+    uw: (&Writer, &Activity),
     inflater: &mut Inflater,
     s: &EdgeSession,
 ) -> End {
@@ -336,66 +287,84 @@ async fn client_to_upstream<R: AsyncRead + Unpin>(
 
 async fn client_frames<R: AsyncRead + Unpin>(
     r: &mut R,
-    uw: &Writer,
+    (uw, activity): (&Writer, &Activity),
     inflater: &mut Inflater,
     s: &EdgeSession,
 ) -> Result<(), End> {
-    let limits: Limits = s.settings.client_limits;
+    let dst = (uw, activity, CLIENT);
     loop {
+        // Idle sessions wait here. What handling a frame needs is boxed
+        // (made per frame, gone after it), so the session's future —
+        // allocated for its whole life — stays small.
         let h = read_header(r).await?;
         let op = check_header(&h, true, false, true).map_err(End::Broke)?;
-        if op.is_control() {
-            if control(r, &h, op, uw, true).await? {
-                return Ok(());
-            }
-            continue;
+        let closed = if op.is_control() {
+            Box::pin(control(r, &h, op, dst)).await?
+        } else {
+            Box::pin(client_message(r, h, op, dst, inflater, s)).await?
+        };
+        if closed {
+            return Ok(());
         }
-        // A new data message: its frames follow, controls may interleave.
-        let compressed = h.rsv & RSV1 != 0;
-        let mut out = Emitter::new(uw, true, op, false);
-        let (mut wire, mut plain) = (0u64, 0u64);
-        let mut h = h;
-        loop {
-            limits.check(h.len, wire).map_err(End::Broke)?;
-            let mut at = 0u64;
-            while at < h.len {
-                let n = (h.len - at).min(CHUNK as u64) as usize;
-                let piece = read_piece(r, n, Some(h.mask), at).await?;
-                at += n as u64;
-                if compressed {
-                    inflate_into(inflater, &piece, &mut out, &mut plain, limits.max_message)
-                        .await?;
-                } else {
-                    plain += n as u64;
-                    out.push(piece).await?;
-                }
-            }
-            wire += h.len;
-            if h.fin {
-                break;
-            }
-            // Next frame of this message, with controls in between.
-            h = loop {
-                let next = read_header(r).await?;
-                let op = check_header(&next, true, true, true).map_err(End::Broke)?;
-                if !op.is_control() {
-                    break next;
-                }
-                if control(r, &next, op, uw, true).await? {
-                    return Ok(());
-                }
-            };
-        }
-        if compressed {
-            inflate_into(inflater, &TAIL, &mut out, &mut plain, limits.max_message).await?;
-            inflater.end_message();
-            s.metrics.deflate_edge_bytes[0].inc_by(wire);
-            s.metrics.deflate_edge_bytes[1].inc_by(plain);
-        }
-        out.finish().await?;
-        s.metrics.messages_c2u.inc();
-        s.metrics.bytes_c2u.inc_by(plain);
     }
+}
+
+/// One client data message, from its first frame `h`: unmasked, inflated
+/// when compressed, sent upstream. Ok(true): a Close came in between.
+async fn client_message<R: AsyncRead + Unpin>(
+    r: &mut R,
+    mut h: crate::frame::Header,
+    op: crate::frame::Opcode,
+    dst: (&Writer, &Activity, usize),
+    inflater: &mut Inflater,
+    s: &EdgeSession,
+) -> Result<bool, End> {
+    let limits: Limits = s.settings.client_limits;
+    // Its frames follow, controls may interleave.
+    let compressed = h.rsv & RSV1 != 0;
+    let mut out = Emitter::new(dst, true, op, false);
+    let (mut wire, mut plain) = (0u64, 0u64);
+    loop {
+        limits.check(h.len, wire).map_err(End::Broke)?;
+        let mut at = 0u64;
+        while at < h.len {
+            let n = (h.len - at).min(CHUNK as u64) as usize;
+            let piece = read_piece(r, n, Some(h.mask), at).await?;
+            at += n as u64;
+            if compressed {
+                inflate_into(inflater, &piece, &mut out, &mut plain, limits.max_message).await?;
+            } else {
+                plain += n as u64;
+                out.push(piece).await?;
+            }
+        }
+        wire += h.len;
+        if h.fin {
+            break;
+        }
+        // Next frame of this message, with controls in between.
+        h = loop {
+            let next = read_header(r).await?;
+            let op = check_header(&next, true, true, true).map_err(End::Broke)?;
+            if !op.is_control() {
+                break next;
+            }
+            if control(r, &next, op, dst).await? {
+                return Ok(true);
+            }
+        };
+    }
+    if compressed {
+        inflate_into(inflater, &TAIL, &mut out, &mut plain, limits.max_message).await?;
+        inflater.end_message();
+        s.metrics.deflate_edge_bytes[0].inc_by(wire);
+        s.metrics.deflate_edge_bytes[1].inc_by(plain);
+    }
+    out.finish().await?;
+    s.metrics.messages_c2u.inc();
+    s.metrics.bytes_c2u.inc_by(plain);
+    dst.1.message(CLIENT, plain);
+    Ok(false)
 }
 
 /// Inflate `input` step by step, each step's output pushed as a piece;
@@ -431,7 +400,7 @@ async fn inflate_into(
 /// the client with RSV1 on its first frame.
 async fn upstream_to_client<R: AsyncRead + Unpin>(
     mut r: R,
-    cw: &Writer,
+    cw: (&Writer, &Activity),
     deflater: &mut Deflater,
     s: &EdgeSession,
 ) -> End {
@@ -443,65 +412,83 @@ async fn upstream_to_client<R: AsyncRead + Unpin>(
 
 async fn upstream_frames<R: AsyncRead + Unpin>(
     r: &mut R,
-    cw: &Writer,
+    (cw, activity): (&Writer, &Activity),
     deflater: &mut Deflater,
     s: &EdgeSession,
 ) -> Result<(), End> {
-    let limits: Limits = s.settings.upstream_limits;
+    let dst = (cw, activity, UPSTREAM);
     loop {
+        // As on the client side: only the header wait is inline.
         let h = read_header(r).await?;
         let op = check_header(&h, false, false, false).map_err(End::Broke)?;
-        if op.is_control() {
-            if control(r, &h, op, cw, false).await? {
-                return Ok(());
-            }
-            continue;
+        let closed = if op.is_control() {
+            Box::pin(control(r, &h, op, dst)).await?
+        } else {
+            Box::pin(upstream_message(r, h, op, dst, deflater, s)).await?
+        };
+        if closed {
+            return Ok(());
         }
-        let compress = !(h.fin && h.len < s.config.min_size);
-        let mut out = Emitter::new(cw, false, op, compress);
-        let mut plain = 0u64;
-        let mut h = h;
+    }
+}
+
+/// One upstream data message, from its first frame `h`: compressed unless
+/// small, sent to the client with RSV1 on its first frame. Ok(true): a
+/// Close came in between.
+async fn upstream_message<R: AsyncRead + Unpin>(
+    r: &mut R,
+    mut h: crate::frame::Header,
+    op: crate::frame::Opcode,
+    dst: (&Writer, &Activity, usize),
+    deflater: &mut Deflater,
+    s: &EdgeSession,
+) -> Result<bool, End> {
+    let limits: Limits = s.settings.upstream_limits;
+    let compress = !(h.fin && h.len < s.config.min_size);
+    let mut out = Emitter::new(dst, false, op, compress);
+    let mut plain = 0u64;
+    loop {
+        limits.check(h.len, plain).map_err(End::Broke)?;
+        let mut at = 0u64;
         loop {
-            limits.check(h.len, plain).map_err(End::Broke)?;
-            let mut at = 0u64;
-            loop {
-                let n = (h.len - at).min(CHUNK as u64) as usize;
-                let piece = read_piece(r, n, None, at).await?;
-                at += n as u64;
-                let last = h.fin && at == h.len;
-                out.push(if compress {
-                    deflater.piece(&piece, last)
-                } else {
-                    piece
-                })
-                .await?;
-                if at == h.len {
-                    break;
-                }
-            }
-            plain += h.len;
-            if h.fin {
+            let n = (h.len - at).min(CHUNK as u64) as usize;
+            let piece = read_piece(r, n, None, at).await?;
+            at += n as u64;
+            let last = h.fin && at == h.len;
+            out.push(if compress {
+                deflater.piece(&piece, last)
+            } else {
+                piece
+            })
+            .await?;
+            if at == h.len {
                 break;
             }
-            h = loop {
-                let next = read_header(r).await?;
-                let op = check_header(&next, false, true, false).map_err(End::Broke)?;
-                if !op.is_control() {
-                    break next;
-                }
-                if control(r, &next, op, cw, false).await? {
-                    return Ok(());
-                }
-            };
         }
-        let sent = out.finish().await?;
-        if compress {
-            s.metrics.deflate_edge_bytes[2].inc_by(plain);
-            s.metrics.deflate_edge_bytes[3].inc_by(sent);
+        plain += h.len;
+        if h.fin {
+            break;
         }
-        s.metrics.messages_u2c.inc();
-        s.metrics.bytes_u2c.inc_by(plain);
+        h = loop {
+            let next = read_header(r).await?;
+            let op = check_header(&next, false, true, false).map_err(End::Broke)?;
+            if !op.is_control() {
+                break next;
+            }
+            if control(r, &next, op, dst).await? {
+                return Ok(true);
+            }
+        };
     }
+    let sent = out.finish().await?;
+    if compress {
+        s.metrics.deflate_edge_bytes[2].inc_by(plain);
+        s.metrics.deflate_edge_bytes[3].inc_by(sent);
+    }
+    s.metrics.messages_u2c.inc();
+    s.metrics.bytes_u2c.inc_by(plain);
+    dst.1.message(UPSTREAM, plain);
+    Ok(false)
 }
 
 /// Edge compression's answer for a client: `Some((params, reservation))`
@@ -525,3 +512,6 @@ pub fn negotiate(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

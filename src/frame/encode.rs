@@ -17,6 +17,13 @@ impl HeaderBytes {
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
+
+    /// The same header with RSV1 set: the first frame of a message
+    /// compressed with permessage-deflate (RFC 7692 §6).
+    pub fn with_rsv1(mut self) -> HeaderBytes {
+        self.bytes[0] |= super::RSV1;
+        self
+    }
 }
 
 /// Header of a frame of `len` payload bytes, in the shortest length form.

@@ -40,6 +40,9 @@ pub enum Violation {
     /// Text message data that is not UTF-8 (§8.1); only the readers that
     /// look at payloads find it.
     BadUtf8,
+    /// A compressed message that is not valid deflate data (RFC 7692);
+    /// only edge compression, which inflates, finds it.
+    BadDeflateData,
 }
 
 impl Violation {
@@ -47,7 +50,7 @@ impl Violation {
     pub fn close_code(self) -> u16 {
         match self {
             Violation::TooBig => 1009,
-            Violation::BadCloseReason | Violation::BadUtf8 => 1007,
+            Violation::BadCloseReason | Violation::BadUtf8 | Violation::BadDeflateData => 1007,
             _ => 1002,
         }
     }
@@ -70,6 +73,7 @@ impl Violation {
             Violation::TooBig => "message too big",
             Violation::BadCloseReason => "invalid close reason",
             Violation::BadUtf8 => "invalid UTF-8",
+            Violation::BadDeflateData => "invalid compressed data",
         }
     }
 
@@ -91,6 +95,7 @@ impl Violation {
             Violation::TooBig => "too_big",
             Violation::BadCloseReason => "bad_close_reason",
             Violation::BadUtf8 => "bad_utf8",
+            Violation::BadDeflateData => "bad_deflate_data",
         }
     }
 }

@@ -5,9 +5,14 @@
 //! never buffers a frame to forward it. Text is checked as UTF-8 as it
 //! streams (1007 on the first bad byte sequence). The header and Close
 //! rules are [`crate::frame`]'s, the same the passthrough scanner applies.
+//!
+//! With edge permessage-deflate ([`ClientReader::allow_compressed`]) RSV1
+//! may mark a message's first frame; the pieces of such a message carry
+//! `compressed` and are checked as UTF-8 only once inflated (by the
+//! session's `compress` part), since the wire bytes are deflate data.
 
 use crate::frame::{
-    check_header, parse_close, parse_header, Limits, Opcode, Violation, MAX_HEADER,
+    check_header, parse_close, parse_header, Limits, Opcode, Violation, MAX_HEADER, RSV1,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use tidegate_mux::codec::{KIND_BINARY, KIND_CONTINUATION, KIND_TEXT};
@@ -20,6 +25,8 @@ pub enum Piece {
     Data {
         kind: u8,
         fin: bool,
+        /// The message is deflate data (RSV1 on its first frame).
+        compressed: bool,
         payload: Bytes,
     },
     Ping(Bytes),
@@ -31,7 +38,7 @@ pub enum Piece {
 /// Streaming UTF-8 check: the up to 3 bytes of a character cut by a read
 /// boundary are kept until the next piece.
 #[derive(Default)]
-struct Utf8 {
+pub(crate) struct Utf8 {
     tail: [u8; 4],
     len: u8,
 }
@@ -46,7 +53,8 @@ fn char_width(first: u8) -> usize {
 }
 
 impl Utf8 {
-    fn check(&mut self, mut data: &[u8]) -> bool {
+    /// Whether `data` continues valid UTF-8 (a character may still be cut).
+    pub(crate) fn check(&mut self, mut data: &[u8]) -> bool {
         if self.len > 0 {
             let need = char_width(self.tail[0]);
             while (self.len as usize) < need && !data.is_empty() {
@@ -73,6 +81,23 @@ impl Utf8 {
             Err(_) => false,
         }
     }
+
+    /// A character is cut at the end: the message ended mid-character.
+    pub(crate) fn incomplete(&self) -> bool {
+        self.len > 0
+    }
+}
+
+/// The kind of data message being read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Message {
+    #[default]
+    None,
+    Text,
+    Binary,
+    /// RSV1 on its first frame: deflate data, checked as UTF-8 (if text)
+    /// only once inflated.
+    Compressed,
 }
 
 /// Per-session parsing state; small, since every client holds one.
@@ -93,8 +118,11 @@ pub struct ClientReader {
     first_piece: bool,
     /// A control frame's payload being collected (at most 125 bytes).
     control: Vec<u8>,
-    in_message: bool,
-    message_text: bool,
+    /// The data message in progress, if any (one byte: the session future
+    /// that holds this reader has a size budget).
+    message: Message,
+    /// RSV1 may mark a message as compressed (edge permessage-deflate).
+    compression: bool,
     message_len: u64,
     utf8: Utf8,
     /// Complete data messages seen (for metrics).
@@ -102,6 +130,12 @@ pub struct ClientReader {
 }
 
 impl ClientReader {
+    /// Let RSV1 mark compressed messages (edge permessage-deflate was
+    /// negotiated with this client).
+    pub fn allow_compressed(&mut self, yes: bool) {
+        self.compression = yes;
+    }
+
     /// Parse `buf` (bytes just read), pushing what it holds onto `out`.
     pub fn feed(
         &mut self,
@@ -130,7 +164,7 @@ impl ClientReader {
                 }
                 continue;
             }
-            if self.message_text && !self.utf8.check(&piece) {
+            if self.message == Message::Text && !self.utf8.check(&piece) {
                 return Err(Violation::BadUtf8);
             }
             let kind = match (self.first_piece, self.opcode) {
@@ -140,19 +174,23 @@ impl ClientReader {
             };
             self.first_piece = false;
             let fin = frame_done && self.fin;
+            // Before the message's end resets it: its last piece is
+            // compressed too.
+            let compressed = self.message == Message::Compressed;
             if frame_done {
                 self.in_frame = false;
                 if self.fin {
-                    if self.message_text && self.utf8.len > 0 {
+                    if self.message == Message::Text && self.utf8.incomplete() {
                         return Err(Violation::BadUtf8);
                     }
-                    self.in_message = false;
+                    self.message = Message::None;
                     self.messages += 1;
                 }
             }
             out.push(Piece::Data {
                 kind,
                 fin,
+                compressed,
                 payload: piece.freeze(),
             });
         }
@@ -182,11 +220,15 @@ impl ClientReader {
         };
         buf.advance(h.header_len - have);
         self.hdr_len = 0;
-        let opcode = check_header(&h, true, self.in_message, false)?;
+        let in_message = self.message != Message::None;
+        let opcode = check_header(&h, true, in_message, self.compression)?;
         let (fin, len) = (h.fin, h.len);
         if matches!(opcode, Opcode::Text | Opcode::Binary) {
-            self.in_message = true;
-            self.message_text = opcode == Opcode::Text;
+            self.message = match opcode {
+                _ if h.rsv & RSV1 != 0 => Message::Compressed,
+                Opcode::Text => Message::Text,
+                _ => Message::Binary,
+            };
             self.message_len = 0;
             self.utf8 = Utf8::default();
         }

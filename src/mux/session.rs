@@ -14,8 +14,11 @@
 //! `close_timeout`) → done.
 
 mod client_io;
+mod compress;
 mod from_app;
 mod to_app;
+
+pub use compress::Edge;
 
 use super::client::ClientReader;
 use super::conn::Conn;
@@ -108,6 +111,9 @@ struct Queues {
     pong: Option<Bytes>,
     /// A pong is in `out` and not yet written.
     pong_in_out: bool,
+    /// Edge permessage-deflate state, when negotiated (kept here, in the
+    /// box such a session has anyway, so the session future stays small).
+    edge: Option<Box<Edge>>,
     /// The client stopped taking bytes with frames still in `out`: small
     /// payloads queued from then on are copied ([`crate::mux::detach`]),
     /// the ones already waiting were copied when it was set. Cleared when
@@ -182,14 +188,13 @@ pub struct MuxSession {
 impl MuxSession {
     pub fn new(
         client: Io,
-        from_client: &[u8],
         opened: super::open::Opened,
         open: StoredOpen,
         route: Arc<MuxRoute>,
         shutdown: CancellationToken,
     ) -> MuxSession {
         let now = Instant::now();
-        let mut s = MuxSession {
+        MuxSession {
             client,
             id: opened.id,
             inbox: opened.inbox,
@@ -214,11 +219,16 @@ impl MuxSession {
             draining: false,
             started: now,
             access: None,
-        };
-        if !from_client.is_empty() {
-            s.on_client_bytes(BytesMut::from(from_client), now);
         }
-        s
+    }
+
+    /// Bytes the client sent behind its handshake: handled first (after
+    /// [`MuxSession::compress`], which changes how they are read).
+    pub fn preload(mut self, from_client: &[u8]) -> MuxSession {
+        if !from_client.is_empty() {
+            self.on_client_bytes(BytesMut::from(from_client), Instant::now());
+        }
+        self
     }
 
     /// End the session with Close 1008 at `at` (the token's `exp` plus
@@ -330,6 +340,15 @@ impl MuxSession {
     /// Paused while held frames wait for budget on the connection, or —
     /// between connections — while the resume buffer is full.
     fn client_paused(&self) -> bool {
+        if self
+            .q
+            .as_ref()
+            .and_then(|q| q.edge.as_ref())
+            .is_some_and(|e| e.backlogged())
+        {
+            // Read pieces still wait to be inflated.
+            return true;
+        }
         if self.conn.is_some() {
             !self.held_empty()
         } else {
@@ -366,6 +385,7 @@ impl MuxSession {
             }
             let mut progress = self.on_events(now, cx);
             self.try_resume(now);
+            progress |= self.inflate_backlog(now);
             progress |= self.flush_held(cx);
             match self.flush_client(cx) {
                 Ok(p) => progress |= p,

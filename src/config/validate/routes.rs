@@ -184,8 +184,8 @@ fn route_settings(
 }
 
 /// `permessage_deflate`: end to end needs a byte relay, so mux routes
-/// cannot have it; edge compression is built for passthrough routes only
-/// so far (the mux session does not inflate).
+/// cannot have it; they can compress at the edge (the session inflates
+/// client messages and compresses the application's).
 fn deflate_mode(p: &mut Problems, key: &str, r: &RawRoute, mode: RouteMode) -> DeflateMode {
     let default = match mode {
         RouteMode::Passthrough => "passthrough",
@@ -195,11 +195,11 @@ fn deflate_mode(p: &mut Problems, key: &str, r: &RawRoute, mode: RouteMode) -> D
     match (r.permessage_deflate.as_deref().unwrap_or(default), mode) {
         ("off", _) => DeflateMode::Off,
         ("passthrough", RouteMode::Passthrough) => DeflateMode::Passthrough,
-        ("edge", RouteMode::Passthrough) => edge_deflate(p, &key, &r.deflate),
-        (m @ ("passthrough" | "edge"), RouteMode::Mux) => {
+        ("edge", _) => edge_deflate(p, &key, &r.deflate),
+        ("passthrough", RouteMode::Mux) => {
             p.push(
                 key,
-                format!("{m:?} is not available on mux routes (use \"off\")"),
+                "\"passthrough\" is not available on mux routes (use \"edge\" or \"off\")",
             );
             DeflateMode::Off
         }

@@ -38,7 +38,10 @@ fn joined(pieces: &[Piece]) -> Vec<(u8, Vec<u8>)> {
     let mut msgs = Vec::new();
     let mut cur: Option<(u8, Vec<u8>)> = None;
     for p in pieces {
-        if let Piece::Data { kind, fin, payload } = p {
+        if let Piece::Data {
+            kind, fin, payload, ..
+        } = p
+        {
             let c = cur.get_or_insert((*kind, Vec::new()));
             c.1.extend_from_slice(payload);
             if *fin {
@@ -118,4 +121,38 @@ fn utf8_split_inside_a_character_is_fine() {
     let (pieces, r) = run(&wire, wire.len());
     assert_eq!(r, Ok(()));
     assert_eq!(joined(&pieces)[0].1, "a€".as_bytes());
+}
+
+#[test]
+fn every_piece_of_a_compressed_message_says_so() {
+    // FIN + RSV1 + text, payload that is not UTF-8 (deflate data is not
+    // checked until inflated); then a plain text message.
+    let mut wire = frame(true, 0x40 | u8::from(Text), &[0xff, 0xfe, 0x00, 0x80]);
+    wire.extend(frame(true, Text, b"plain"));
+    for cut in 1..wire.len() {
+        let mut r = ClientReader::default();
+        r.allow_compressed(true);
+        let mut out = Vec::new();
+        for chunk in wire.chunks(cut) {
+            r.feed(BytesMut::from(chunk), LIMITS, &mut out)
+                .expect("compressed text is not checked as UTF-8");
+        }
+        let flags: Vec<bool> = out
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Data {
+                    compressed,
+                    payload,
+                    ..
+                } if !payload.is_empty() => Some(*compressed),
+                _ => None,
+            })
+            .collect();
+        let plain_at = flags.iter().position(|c| !c).expect("the plain message");
+        assert!(flags[..plain_at].iter().all(|c| *c), "cut {cut}: {flags:?}");
+        assert!(
+            flags[plain_at..].iter().all(|c| !*c),
+            "cut {cut}: {flags:?}"
+        );
+    }
 }

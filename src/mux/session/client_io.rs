@@ -4,7 +4,7 @@
 
 use super::{MuxSession, Queues, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
 use crate::access::Closer;
-use crate::frame::{encode_header, Opcode, Violation};
+use crate::frame::{encode_header, HeaderBytes, Opcode, Violation};
 use crate::mux::client::Piece;
 use crate::mux::wire;
 use crate::mux::{detach, QUEUED_FRAME_COST};
@@ -18,15 +18,19 @@ use tokio::time::Instant;
 
 impl MuxSession {
     pub(super) fn queue_client(&mut self, fin: bool, opcode: Opcode, payload: Bytes) {
+        let header = encode_header(fin, opcode, payload.len(), None);
+        self.queue_client_frame(header, payload);
+    }
+
+    /// Queue a frame whose header is made (edge compression sets RSV1).
+    pub(super) fn queue_client_frame(&mut self, header: HeaderBytes, payload: Bytes) {
         let stalled = self.q.as_ref().is_some_and(|q| q.out_stalled);
         let payload = if stalled { detach(payload) } else { payload };
-        let t = ToClient {
-            header: encode_header(fin, opcode, payload.len(), None),
-            payload,
-        };
+        let is_close = header.as_slice()[0] & 0x0F == u8::from(Opcode::Close);
+        let t = ToClient { header, payload };
         self.route.mux_metrics.queued_bytes.add(t.cost() as i64);
         let q = self.queues();
-        if opcode == Opcode::Close {
+        if is_close {
             // Nothing may follow the Close: a waiting pong goes first.
             if let Some(payload) = q.pong.take() {
                 let header = encode_header(true, Opcode::Pong, payload.len(), None);
@@ -195,7 +199,7 @@ impl MuxSession {
         let mut pieces = Vec::new();
         let result = self.reader.feed(chunk, self.route.limits, &mut pieces);
         for p in pieces {
-            self.on_piece(p, now);
+            self.on_client_piece(p, now);
         }
         let messages = std::mem::take(&mut self.reader.messages);
         if messages > 0 {
@@ -214,7 +218,9 @@ impl MuxSession {
             return;
         }
         match piece {
-            Piece::Data { kind, fin, payload } => {
+            Piece::Data {
+                kind, fin, payload, ..
+            } => {
                 if self.close_sent || self.app_done {
                     return; // closing: data is discarded
                 }

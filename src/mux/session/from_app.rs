@@ -55,7 +55,7 @@ impl MuxSession {
                 if let Some(a) = &mut self.access {
                     a.to_client(fin as u64, payload.len() as u64);
                 }
-                self.queue_client(fin, opcode, payload);
+                self.queue_app_message(fin, opcode, payload);
             }
             Event::Close(c) => {
                 self.app_done = true;

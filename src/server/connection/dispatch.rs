@@ -11,7 +11,7 @@ use crate::handshake::{accept_key, Refused, Rejection, Upgrade};
 use crate::io::Io;
 use crate::mux::conn::Out;
 use crate::mux::open::Opened;
-use crate::mux::session::MuxSession;
+use crate::mux::session::{Edge, MuxSession};
 use crate::mux::stored::StoredOpen;
 use crate::mux::MuxRoute;
 use crate::relay::Session;
@@ -172,12 +172,21 @@ async fn switch_passthrough(
             settings: Arc::clone(&rt.settings),
             metrics: Arc::clone(&rt.metrics),
             reservation,
+            expires_at: a.identity.as_ref().and_then(|i| i.deadline()),
+            access: access::Record::start(
+                rt.config.access_sample,
+                cx.client.addr,
+                subject(&a),
+                &rt.upstream.config.endpoints[up.endpoint].url,
+            ),
         };
         let draining = shutdown.draining().clone();
         let run = session.run((io, up.io), (a.from_client, up.leftover), draining);
+        // `least_connections`: counted on its endpoint until it ends.
+        let active = up.active;
         let task = async move {
             run.await;
-            drop(permit);
+            drop((permit, active));
         };
         return spawn_holding(shutdown, task, slot);
     }
@@ -230,9 +239,12 @@ async fn switch_mux(
     let accept = accept_key(&a.upgrade.key);
     let shutdown = &cx.gw.shutdown;
     let accepted = &opened.accept;
+    // The mux protocol carries plain messages: compression, when the
+    // route has it, ends here.
+    let edge = edge_deflate(cx, rt, &a);
     let response = switching_protocols(
         &accept,
-        (accepted.protocol.as_deref(), None),
+        (accepted.protocol.as_deref(), edge.as_ref().map(|(p, _)| p)),
         &accepted.headers,
     );
     if !send_101(&mut io, &response, cx.state.config.limits.handshake_timeout).await {
@@ -252,7 +264,15 @@ async fn switch_mux(
         subject(&a),
         &opened.conn.endpoint,
     );
-    let session = MuxSession::new(io, &a.from_client, opened, stored, route, draining)
+    let compress = match (edge, &rt.config.deflate) {
+        (Some((params, reservation)), crate::config::DeflateMode::Edge(config)) => {
+            Some(Box::new(Edge::new(&params, config, reservation)))
+        }
+        _ => None,
+    };
+    let session = MuxSession::new(io, opened, stored, route, draining)
+        .compress(compress)
+        .preload(&a.from_client)
         .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
         .log_access(access);
     spawn_holding(shutdown, session.run(permit), slot);
