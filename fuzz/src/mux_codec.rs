@@ -72,7 +72,10 @@ pub fn run(data: &[u8]) {
 }
 
 fn check_frame(frame: &Frame, max_body: u32) {
-    assert_eq!(frame.kind.is_connection_level(), frame.session == 0);
+    if frame.kind != FrameType::Publish {
+        // PUBLISH carries any session id: 0, or the "except" session.
+        assert_eq!(frame.kind.is_connection_level(), frame.session == 0);
+    }
     let limit = match frame.kind {
         FrameType::Ping | FrameType::Pong | FrameType::Close => MAX_CONTROL_BODY,
         _ => max_body as usize,
@@ -150,6 +153,26 @@ fn check_frame(frame: &Frame, max_body: u32) {
             assert_eq!(&again, frame, "MESSAGE flags did not survive the builder");
         }
         FrameType::Ping | FrameType::Pong => {}
+        FrameType::Subscribe | FrameType::Unsubscribe => {
+            if let Ok(name) = std::str::from_utf8(frame.channel()) {
+                let again = if frame.kind == FrameType::Subscribe {
+                    Frame::subscribe(session, name)
+                } else {
+                    Frame::unsubscribe(session, name)
+                };
+                assert_eq!(&roundtrip(again), frame);
+            }
+        }
+        FrameType::Publish => match frame.publish_body() {
+            Ok(p) => {
+                assert_eq!(p.except, (session != 0).then_some(session));
+                if let Some(name) = p.channel_str() {
+                    let again = Frame::publish(name, p.text, &p.payload, p.except);
+                    assert_eq!(&roundtrip(again), frame, "PUBLISH did not re-encode");
+                }
+            }
+            Err(e) => assert_eq!(e.label(), "bad_publish"),
+        },
     }
 }
 

@@ -43,6 +43,12 @@ pub enum FrameType {
     Ping = 0x06,
     Pong = 0x07,
     Goaway = 0x08,
+    /// Extension `fanout` (§10): subscribe a session to a channel.
+    Subscribe = 0x09,
+    /// Extension `fanout`: unsubscribe a session from a channel.
+    Unsubscribe = 0x0A,
+    /// Extension `fanout`: publish one message to a channel.
+    Publish = 0x0B,
 }
 
 impl FrameType {
@@ -56,6 +62,9 @@ impl FrameType {
             0x06 => FrameType::Ping,
             0x07 => FrameType::Pong,
             0x08 => FrameType::Goaway,
+            0x09 => FrameType::Subscribe,
+            0x0A => FrameType::Unsubscribe,
+            0x0B => FrameType::Publish,
             _ => return None,
         })
     }
@@ -65,12 +74,21 @@ impl FrameType {
         matches!(self, FrameType::Ping | FrameType::Pong | FrameType::Goaway)
     }
 
+    /// Does this type belong to the `fanout` extension (§10)? Such frames
+    /// are valid only on a connection that negotiated it.
+    pub fn is_fanout(self) -> bool {
+        matches!(
+            self,
+            FrameType::Subscribe | FrameType::Unsubscribe | FrameType::Publish
+        )
+    }
+
     /// May the gateway send this type?
     pub fn from_gateway(self) -> bool {
         !matches!(
             self,
             FrameType::Accept | FrameType::Reject | FrameType::Goaway
-        )
+        ) && !self.is_fanout()
     }
 
     /// May the application send this type?
@@ -82,7 +100,17 @@ impl FrameType {
         match self {
             FrameType::Open => FLAG_RESUMED,
             FrameType::Message => FLAG_FIN | KIND_MASK,
+            FrameType::Publish => KIND_MASK,
             _ => 0,
+        }
+    }
+
+    /// Which session ids the type may carry: connection-level types only 0,
+    /// PUBLISH any (0 = no "except" session), the others only non-zero.
+    fn session_allowed(self, session: u32) -> bool {
+        match self {
+            FrameType::Publish => true,
+            _ => self.is_connection_level() == (session == 0),
         }
     }
 }
@@ -108,6 +136,8 @@ pub enum CodecError {
     BadJson { kind: FrameType, why: String },
     #[error("bad CLOSE body: {0}")]
     BadClose(&'static str),
+    #[error("bad PUBLISH body: {0}")]
+    BadPublish(&'static str),
 }
 
 impl CodecError {
@@ -123,6 +153,7 @@ impl CodecError {
         "too_big",
         "bad_json",
         "bad_close",
+        "bad_publish",
     ];
 
     /// Bounded metric label.
@@ -137,6 +168,7 @@ impl CodecError {
             CodecError::TooBig { .. } => "too_big",
             CodecError::BadJson { .. } => "bad_json",
             CodecError::BadClose(_) => "bad_close",
+            CodecError::BadPublish(_) => "bad_publish",
         }
     }
 }
@@ -269,12 +301,15 @@ fn check(
     len: u32,
     max_body: u32,
 ) -> Result<(), CodecError> {
+    let kind_bits = flags & KIND_MASK;
     if flags & !kind.allowed_flags() != 0
-        || (kind == FrameType::Message && flags & KIND_MASK == KIND_MASK)
+        || (kind == FrameType::Message && kind_bits == KIND_MASK)
+        // A published message is one whole text or binary message.
+        || (kind == FrameType::Publish && kind_bits != KIND_TEXT && kind_bits != KIND_BINARY)
     {
         return Err(CodecError::BadFlags { kind, flags });
     }
-    if kind.is_connection_level() != (session == 0) {
+    if !kind.session_allowed(session) {
         return Err(CodecError::BadSession { kind, session });
     }
     let limit = match kind {
@@ -453,7 +488,12 @@ pub struct GoawayBody {
     pub reason: String,
 }
 
+mod fanout;
 mod query;
+
+pub use fanout::{
+    has_extension, valid_channel, Publish, EXTENSIONS_HEADER, EXTENSION_FANOUT, MAX_CHANNEL_LEN,
+};
 
 #[cfg(test)]
 mod tests;

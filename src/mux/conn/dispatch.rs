@@ -96,6 +96,10 @@ impl Conn {
                         }
                     }
                 }
+                FrameType::Subscribe | FrameType::Unsubscribe | FrameType::Publish => {
+                    // Extension `fanout` not negotiated: as any unknown type.
+                    return Err(CodecError::UnknownType(f.kind as u8));
+                }
                 FrameType::Open => unreachable!("refused by from_app above"),
             }
         }

@@ -170,9 +170,12 @@ impl Reader {
                     self.outbox.push_control(Frame::pong(frame.body));
                 }
                 FrameType::Pong => {}
-                FrameType::Accept | FrameType::Reject | FrameType::Goaway => {
-                    return Err(CodecError::WrongDirection(frame.kind))
-                }
+                FrameType::Accept
+                | FrameType::Reject
+                | FrameType::Goaway
+                | FrameType::Subscribe
+                | FrameType::Unsubscribe
+                | FrameType::Publish => return Err(CodecError::WrongDirection(frame.kind)),
             }
         }
         Ok(())
