@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod balance;
+pub mod fanout;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -46,6 +47,9 @@ pub struct RawConfig {
     /// Plain HTTP proxying: defaults for every route and the upstream
     /// keep-alive pools (`[http]`).
     pub http: RawHttp,
+    /// Fan-out: gateway-wide bounds and the HTTP publish API (`[fanout]`,
+    /// docs/fanout.md).
+    pub fanout: fanout::RawFanout,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -408,6 +412,8 @@ pub struct RawRoute {
     pub permessage_deflate: Option<String>,
     /// Edge compression levers (`permessage_deflate = "edge"`).
     pub deflate: RawDeflate,
+    /// Fan-out on this route: slow-subscriber policy, channel grants.
+    pub fanout: fanout::RawRouteFanout,
 }
 
 /// `routes[].deflate`: the RFC 7692 levers of edge compression.
@@ -460,6 +466,7 @@ impl Default for RawRoute {
             max_body_bytes: None,
             permessage_deflate: None,
             deflate: RawDeflate::default(),
+            fanout: fanout::RawRouteFanout::default(),
         }
     }
 }

@@ -92,6 +92,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let routes = routes(&mut p, &raw, &upstreams, &limits, &policies);
     let ops = super::ops::ops(&mut p, &raw);
     let mux = mux(&mut p, &raw.mux);
+    let fanout = super::fanout::global(&mut p, &raw.fanout);
     mux_upstreams(&mut p, &routes);
 
     if p.0.is_empty() {
@@ -112,6 +113,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             reload: ops.reload,
             readiness: ops.readiness,
             http,
+            fanout,
         })
     } else {
         Err(ConfigError { problems: p.0 })

@@ -119,6 +119,9 @@ pub struct Conn {
     pub metrics: ConnMetrics,
     /// The endpoint URL this connection goes to (access log).
     pub endpoint: Box<str>,
+    /// Fan-out: set when the application's 101 echoed the `fanout`
+    /// extension; only then are SUBSCRIBE / UNSUBSCRIBE / PUBLISH valid.
+    pub fanout: Option<Arc<crate::fanout::Hub>>,
 }
 
 impl Conn {
@@ -127,6 +130,7 @@ impl Conn {
         metrics: ConnMetrics,
         endpoint: &str,
         pool: Weak<Pool>,
+        fanout: Option<Arc<crate::fanout::Hub>>,
     ) -> (Arc<Conn>, UnboundedReceiver<Out>) {
         let (out, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
@@ -142,6 +146,7 @@ impl Conn {
             settings,
             metrics,
             endpoint: Box::from(endpoint),
+            fanout,
         });
         (conn, rx)
     }

@@ -15,6 +15,7 @@
 
 mod client_io;
 mod from_app;
+mod published;
 mod to_app;
 
 use super::client::ClientReader;
@@ -108,6 +109,10 @@ struct Queues {
     pong: Option<Bytes>,
     /// A pong is in `out` and not yet written.
     pong_in_out: bool,
+    /// Fan-out: where published frames for this client wait (set by
+    /// `Event::Subscribed`; here, not in the session, so the session
+    /// future of a client that never subscribes does not grow).
+    fanout: Option<Arc<crate::fanout::Subscriber>>,
     /// The client stopped taking bytes with frames still in `out`: small
     /// payloads queued from then on are copied ([`crate::mux::detach`]),
     /// the ones already waiting were copied when it was set. Cleared when
@@ -215,6 +220,10 @@ impl MuxSession {
             started: now,
             access: None,
         };
+        // Subscribed before its 101 (SUBSCRIBE right after ACCEPT).
+        if let Some(sub) = s.inbox.subscriber() {
+            s.queues().fanout = Some(sub);
+        }
         if !from_client.is_empty() {
             s.on_client_bytes(BytesMut::from(from_client), now);
         }
@@ -365,6 +374,7 @@ impl MuxSession {
                 }
             }
             let mut progress = self.on_events(now, cx);
+            progress |= self.take_published(now, cx);
             self.try_resume(now);
             progress |= self.flush_held(cx);
             match self.flush_client(cx) {
@@ -413,6 +423,12 @@ impl MuxSession {
 
     fn end(&mut self) {
         self.clear_held();
+        // Subscriptions belong to the session (they survived any resume);
+        // they end with it.
+        self.inbox.end_fanout();
+        if let Some(q) = self.q.as_mut() {
+            q.fanout = None;
+        }
         if let Some(c) = &self.conn {
             c.forget(self.id);
         }

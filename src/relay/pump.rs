@@ -3,6 +3,7 @@
 //! cannot take yet (backpressure), tally it, and finish both sockets once
 //! the close handshakes are done.
 
+use super::close::Inserted;
 use super::leg::{Leg, Side};
 use super::scan::Limits;
 use super::{close, Session, ROUNDS_PER_POLL, SCRATCH_BUF};
@@ -55,6 +56,17 @@ impl Session {
             progress = true;
             if code != 0 {
                 self.metrics.close("gateway", Some(code));
+            }
+        }
+        if let (Side::Upstream, Some(feed)) = (from, &self.feed) {
+            match close::insert_published(src, dst, feed, cx) {
+                Inserted::Nothing => {}
+                Inserted::Frames => progress = true,
+                Inserted::Overflowed => {
+                    feed.hub().metrics.slow_closes.inc();
+                    self.close_each(1008, 1001, "slow subscriber", now);
+                    return true;
+                }
             }
         }
         if dst.blocked() || src.rx_done || src.rx_stopped || *waiting {
