@@ -161,6 +161,17 @@ impl Subscriber {
         }
     }
 
+    /// Has the queue overflowed under the `close` policy? Registers `cx`
+    /// when not, so the overflow wakes a session whose client is not
+    /// taking bytes (it does not take frames then, but must close).
+    pub fn overflowed(&self, cx: &mut Context<'_>) -> bool {
+        let mut s = self.lock();
+        if !s.overflowed && !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.waker = Some(cx.waker().clone());
+        }
+        s.overflowed
+    }
+
     /// The registry (for its metrics).
     pub fn hub(&self) -> &Hub {
         &self.hub

@@ -49,6 +49,14 @@ impl Session {
             dst.last_rx = now;
         }
         if dst.blocked() {
+            // A subscriber whose client does not read still hears of its
+            // overflow (`close` policy).
+            if let (Side::Upstream, Some(feed)) = (from, &self.feed) {
+                if feed.overflowed(cx) {
+                    self.slow_subscriber(now);
+                    return true;
+                }
+            }
             // Backpressure: do not read what cannot be passed on.
             return progress;
         }
@@ -63,8 +71,7 @@ impl Session {
                 Inserted::Nothing => {}
                 Inserted::Frames => progress = true,
                 Inserted::Overflowed => {
-                    feed.hub().metrics.slow_closes.inc();
-                    self.close_each(1008, 1001, "slow subscriber", now);
+                    self.slow_subscriber(now);
                     return true;
                 }
             }
@@ -102,6 +109,16 @@ impl Session {
                 true
             }
         }
+    }
+
+    /// The `close` slow-subscriber policy: close once, and leave the
+    /// channels so nothing more is queued.
+    fn slow_subscriber(&mut self, now: Instant) {
+        if let Some(feed) = self.feed.take() {
+            feed.hub().metrics.slow_closes.inc();
+            feed.leave();
+        }
+        self.close_each(1008, 1001, "slow subscriber", now);
     }
 
     /// Bytes received before the relay started.

@@ -21,8 +21,11 @@ impl MuxSession {
             return false;
         }
         let room = self.route.session_queue_bytes / 2;
+        if self.out_bytes() >= room && !sub.overflowed(cx) {
+            return false;
+        }
         let mut moved = false;
-        while self.out_bytes() < room {
+        while self.out_bytes() < room || sub.overflowed(cx) {
             match sub.next(cx) {
                 Next::Frame(f) => {
                     let metrics = &sub.hub().metrics;
