@@ -335,10 +335,10 @@ fn announce(running: &Running) {
             l.name, l.addr, l.tls
         ));
     }
-    if let Some(a) = running.publish {
-        say(&format!("tidegate fanout-publish addr={a}"));
-    }
     if let Some(a) = running.admin {
         say(&format!("tidegate admin addr={a}"));
+    }
+    if let Some(a) = running.publish {
+        say(&format!("tidegate fanout-publish addr={a}"));
     }
 }
