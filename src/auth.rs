@@ -73,6 +73,12 @@ impl AuthPolicy {
         }
     }
 
+    /// Does a successful check yield claims (JWT, API key) that a route's
+    /// `fanout.channels_claim` can read? Forward auth yields headers only.
+    pub fn has_claims(&self) -> bool {
+        !matches!(self.method, Method::Forward(_))
+    }
+
     /// `method` label of `tidegate_auth_results_total`.
     pub fn method_label(&self) -> &'static str {
         match self.method {
@@ -103,6 +109,7 @@ impl AuthPolicy {
                     identity.expires = identity::expiry(&claims, grace);
                 }
                 identity.add_claims(&claims, &self.identity_headers);
+                identity.add_channels(&claims, &upgrade.route.fanout.channels_claim);
                 identity.subject = claims
                     .get("sub")
                     .and_then(|s| s.as_str())
@@ -116,6 +123,7 @@ impl AuthPolicy {
                 claims.insert("key_name".into(), Value::String(name.to_string()));
                 identity.subject = Some(name.to_string());
                 identity.add_claims(&claims, &self.identity_headers);
+                identity.add_channels(&claims, &upgrade.route.fanout.channels_claim);
             }
             Method::Forward(service) => {
                 match service.check(head, &upgrade.host, &upgrade.path).await? {

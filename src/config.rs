@@ -7,6 +7,7 @@
 //! its key path, and the binary exits 64 (EX_USAGE) on it.
 
 pub mod balance;
+pub mod fanout;
 mod ops;
 pub mod raw;
 mod runtime;
@@ -98,6 +99,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Worker threads and their layout (`[runtime]`).
     pub runtime: RuntimeConfig,
+    /// Fan-out bounds and the publish listener (`[fanout]`).
+    pub fanout: fanout::FanoutConfig,
 }
 
 /// `[http]` settings that are not per route.
@@ -252,6 +255,8 @@ pub struct RouteConfig {
     pub access_sample: f64,
     /// `None`: plain HTTP is refused on this route (426/405).
     pub http: Option<HttpRouteConfig>,
+    /// Slow-subscriber policy and channel grants (`routes[].fanout`).
+    pub fanout: fanout::RouteFanout,
 }
 
 #[derive(Clone)]

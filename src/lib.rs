@@ -27,6 +27,7 @@ pub mod auth;
 pub mod config;
 pub mod deflate;
 pub mod echo;
+pub mod fanout;
 pub mod fds;
 pub mod frame;
 pub mod handshake;

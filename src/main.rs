@@ -380,4 +380,7 @@ fn announce(running: &Running) {
     if let Some(a) = running.admin {
         say(&format!("tidegate admin addr={a}"));
     }
+    if let Some(a) = running.publish {
+        say(&format!("tidegate fanout-publish addr={a}"));
+    }
 }

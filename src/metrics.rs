@@ -80,6 +80,8 @@ pub struct Metrics {
     pub deflate_declined: IntCounterVec,
     /// Mux mode families (`tidegate_mux_*`).
     pub mux: crate::mux::metrics::MuxFamilies,
+    /// Fan-out families (`tidegate_fanout_*`), handed to the hub.
+    pub fanout: crate::fanout::metrics::FanoutMetrics,
     /// Plain HTTP families (`tidegate_http_*`).
     pub http: HttpFamilies,
     /// Endpoint health and balancing (`tidegate_upstream_endpoint_*`).
@@ -165,6 +167,7 @@ impl Metrics {
             deflate_bytes: r.counters(&families::DEFLATE_BYTES),
             deflate_declined: r.counters(&families::DEFLATE_DECLINED),
             mux: crate::mux::metrics::MuxFamilies::new(&r.0),
+            fanout: crate::fanout::metrics::FanoutMetrics::new(&r.0),
             http: HttpFamilies::new(&r),
             endpoint: EndpointFamilies {
                 healthy: r.gauges(&families::ENDPOINT_HEALTHY),

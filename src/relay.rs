@@ -101,6 +101,9 @@ pub struct Session {
     /// The access-log record; `None` unless this session is logged
     /// (`access::Record::start`), so unlogged sessions pay one word.
     access: Option<Box<crate::access::Record>>,
+    /// Fan-out: published frames for the client, inserted at frame
+    /// boundaries of the upstream's stream (`None`: not subscribed).
+    feed: Option<Arc<crate::fanout::Subscriber>>,
 }
 
 impl Session {
@@ -134,6 +137,7 @@ impl Session {
             client_shut: false,
             reason: "closed",
             access: None,
+            feed: None,
         };
         s.client.scanner.allow_compressed(compressed);
         s.upstream.scanner.allow_compressed(compressed);
@@ -151,6 +155,13 @@ impl Session {
     /// Keep an access-log record and write its line when the session ends.
     pub fn log_access(mut self, record: Option<Box<crate::access::Record>>) -> Session {
         self.access = record;
+        self
+    }
+
+    /// Deliver this subscriber's published frames to the client; it
+    /// leaves its channels when the session ends.
+    pub fn fanout(mut self, feed: Option<Arc<crate::fanout::Subscriber>>) -> Session {
+        self.feed = feed;
         self
     }
 
@@ -291,6 +302,9 @@ impl Future for Running {
         let this = self.project();
         let session = this.session;
         let outcome = std::task::ready!(session.poll(cx, this.sleep, this.drain));
+        if let Some(feed) = session.feed.take() {
+            feed.leave();
+        }
         let m = &session.metrics;
         m.active.dec();
         m.session.observe(session.started.elapsed().as_secs_f64());

@@ -46,6 +46,9 @@ pub struct RouteRuntime {
     pub mux: Option<Arc<MuxRoute>>,
     /// Routes that carry plain HTTP: settings, keep-alive pool, metrics.
     pub http: Option<Arc<crate::http::HttpRoute>>,
+    /// Fan-out policy and allow patterns of the route's sessions (a
+    /// session whose token grants channels gets its own copy).
+    pub fanout: Arc<crate::fanout::Access>,
 }
 
 /// Everything a configuration decides, swapped whole on reload. A
@@ -116,7 +119,14 @@ impl State {
                     ))),
                     _ => None,
                 };
+                let fanout = Arc::new(crate::fanout::Access::new(
+                    r.fanout.policy,
+                    config.mux.session_queue_bytes,
+                    Arc::clone(&r.fanout.allow),
+                    None,
+                ));
                 let rt = RouteRuntime {
+                    fanout,
                     config: Arc::clone(r),
                     metrics: route_metrics,
                     settings: Arc::new(settings),
@@ -187,15 +197,20 @@ pub struct Gateway {
     /// Compression memory of edge permessage-deflate sessions
     /// (`limits.deflate_memory`; fixed at start-up).
     pub deflate_budget: Arc<crate::deflate::Budget>,
+    /// Fan-out channels and subscriptions (`[fanout]` limits fixed at
+    /// start-up).
+    pub hub: Arc<crate::fanout::Hub>,
 }
 
 impl Gateway {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Gateway> {
-        let pools = mux_pools(&config, &metrics);
+        let hub = crate::fanout::Hub::new(config.fanout.limits, metrics.fanout.clone());
+        let pools = mux_pools(&config, &metrics, &hub);
         let cap = crate::fds::connection_cap(&config).connections;
         metrics.connection_limit.set(cap as i64);
         Arc::new(Gateway {
             deflate_budget: crate::deflate::Budget::new(config.limits.deflate_memory),
+            hub,
             permits: Arc::new(Semaphore::new(cap)),
             client_limits: limits::ClientLimits::new(&config.limits),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools, None)),
@@ -224,7 +239,11 @@ impl Gateway {
 }
 
 /// One pool per upstream that a mux route uses.
-fn mux_pools(config: &Config, metrics: &Arc<Metrics>) -> HashMap<String, Arc<Pool>> {
+fn mux_pools(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    hub: &Arc<crate::fanout::Hub>,
+) -> HashMap<String, Arc<Pool>> {
     let settings = Arc::new(config.mux.clone());
     let instance = crate::mux::instance_id();
     let mut pools = HashMap::new();
@@ -236,6 +255,7 @@ fn mux_pools(config: &Config, metrics: &Arc<Metrics>) -> HashMap<String, Arc<Poo
                 Arc::clone(&settings),
                 &instance,
                 Arc::clone(metrics),
+                Arc::clone(hub),
             )
         });
     }
@@ -259,6 +279,8 @@ pub struct Running {
     pub listeners: Vec<Bound>,
     /// The admin listener's bound address, if one is configured.
     pub admin: Option<SocketAddr>,
+    /// The fan-out publish listener's bound address, if configured.
+    pub publish: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
 }
 
@@ -287,6 +309,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ),
         None => None,
     };
+    let mut publish_addr = None;
+    if let Some(publish) = &state.config.fanout.publish {
+        let bound = crate::fanout::publish_api::serve(
+            publish,
+            Arc::clone(&gateway.hub),
+            gateway.shutdown.stopped().clone(),
+        )
+        .await
+        .map_err(|source| BindError {
+            key: "fanout.publish.listen".into(),
+            addr: publish.addr,
+            source,
+        })?;
+        publish_addr = Some(bound);
+    }
     let bound = sockets.listeners.clone();
     sockets.serve(&gateway)?;
     for pool in gateway.pools.values() {
@@ -304,6 +341,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         listeners: bound,
         admin,
+        publish: publish_addr,
         gateway,
     })
 }

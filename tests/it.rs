@@ -14,6 +14,7 @@ mod balance;
 mod cli;
 mod deflate;
 mod deflate_edge;
+mod fanout;
 mod handshake;
 mod help;
 mod http;

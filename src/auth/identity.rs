@@ -29,6 +29,9 @@ pub struct Identity {
     /// Who the client is, for the access log: the JWT `sub` claim or the
     /// API key's name (a forward-auth answer names nobody).
     pub subject: Option<String>,
+    /// Fan-out: the channels the token grants, read from the route's
+    /// `fanout.channels_claim` (`None`: the route names no such claim).
+    pub channels: Option<Vec<String>>,
 }
 
 impl Identity {
@@ -89,6 +92,29 @@ impl Identity {
             let value: String = value.chars().filter(|c| !c.is_control()).collect();
             self.headers.push((header.clone(), value));
         }
+    }
+
+    /// Fan-out grants: the claim `claim` as a list of channels — a JSON
+    /// array of strings, or one string of names separated by spaces or
+    /// commas. A route with a claim configured and a token without it
+    /// grants nothing (`Some(empty)`).
+    pub(crate) fn add_channels(&mut self, claims: &Map<String, Value>, claim: &Option<String>) {
+        let Some(claim) = claim else {
+            return;
+        };
+        let channels = match claims.get(claim) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(Value::String(s)) => s
+                .split([' ', ','])
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.channels = Some(channels);
     }
 
     /// Drop offered sub-protocols that carried the token.

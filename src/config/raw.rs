@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod balance;
+pub mod fanout;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,6 +49,9 @@ pub struct RawConfig {
     pub http: RawHttp,
     /// Threads and how connections are spread over them (`[runtime]`).
     pub runtime: RawRuntime,
+    /// Fan-out: gateway-wide bounds and the HTTP publish API (`[fanout]`,
+    /// docs/fanout.md).
+    pub fanout: fanout::RawFanout,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -430,6 +434,8 @@ pub struct RawRoute {
     pub permessage_deflate: Option<String>,
     /// Edge compression levers (`permessage_deflate = "edge"`).
     pub deflate: RawDeflate,
+    /// Fan-out on this route: slow-subscriber policy, channel grants.
+    pub fanout: fanout::RawRouteFanout,
 }
 
 /// `routes[].deflate`: the RFC 7692 levers of edge compression.
@@ -482,6 +488,7 @@ impl Default for RawRoute {
             max_body_bytes: None,
             permessage_deflate: None,
             deflate: RawDeflate::default(),
+            fanout: fanout::RawRouteFanout::default(),
         }
     }
 }

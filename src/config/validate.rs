@@ -92,6 +92,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let routes = routes(&mut p, &raw, &upstreams, &limits, &policies);
     let ops = super::ops::ops(&mut p, &raw);
     let mux = mux(&mut p, &raw.mux);
+    let fanout = super::fanout::global(&mut p, &raw.fanout);
     mux_upstreams(&mut p, &routes);
     let runtime = super::runtime::runtime(&mut p, &raw.runtime);
 
@@ -114,6 +115,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             readiness: ops.readiness,
             http,
             runtime,
+            fanout,
         })
     } else {
         Err(ConfigError { problems: p.0 })

@@ -109,6 +109,9 @@ pub struct Conn {
     pub metrics: ConnMetrics,
     /// The endpoint URL this connection goes to (access log).
     pub endpoint: Box<str>,
+    /// Fan-out: set when the application's 101 echoed the `fanout`
+    /// extension; only then are SUBSCRIBE / UNSUBSCRIBE / PUBLISH valid.
+    pub fanout: Option<Arc<crate::fanout::Hub>>,
 }
 
 impl Conn {
@@ -120,6 +123,7 @@ impl Conn {
         endpoint: &str,
         pool: Weak<Pool>,
         io: Io,
+        fanout: Option<Arc<crate::fanout::Hub>>,
     ) -> (Arc<Conn>, ReadHalf<Io>) {
         let tls = io.buffers_writes();
         let (rd, wr) = tokio::io::split(io);
@@ -137,6 +141,7 @@ impl Conn {
             settings,
             metrics,
             endpoint: Box::from(endpoint),
+            fanout,
         });
         (conn, rd)
     }

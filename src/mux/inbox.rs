@@ -11,6 +11,7 @@
 
 use super::conn::Conn;
 use super::QUEUED_FRAME_COST;
+use crate::fanout::{Access, Hub, Refusal, Subscriber};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +42,9 @@ pub enum Event {
     Broken,
     /// The gateway started draining: wake up and look at the token.
     Drain,
+    /// Fan-out: the session became a subscriber; its published frames
+    /// wait in this handle.
+    Subscribed(Arc<crate::fanout::Subscriber>),
 }
 
 impl Event {
@@ -69,14 +73,90 @@ struct Queue {
     /// buffer here ([`super::detach`]).
     stalled: bool,
     waker: Option<Waker>,
+    /// Fan-out: the session's subscriber, made at its first subscription
+    /// (from SUBSCRIBE, the ACCEPT header or the token's claim).
+    subscriber: Option<Arc<Subscriber>>,
+    /// The session is over: no subscriber may be made any more.
+    fanout_done: bool,
 }
 
 #[derive(Default)]
 pub struct Inbox {
     queue: Mutex<Queue>,
+    /// Fan-out policy and grants of the session's route (`None`: the
+    /// session cannot subscribe).
+    access: Option<Arc<Access>>,
 }
 
 impl Inbox {
+    pub fn new(access: Option<Arc<Access>>) -> Inbox {
+        Inbox {
+            queue: Mutex::default(),
+            access,
+        }
+    }
+
+    /// Subscribe session `id` to `channel` (made a subscriber first if it
+    /// is not one yet). Refusals are counted by the hub.
+    pub fn subscribe(&self, hub: &Arc<Hub>, id: u32, channel: &[u8]) -> Result<bool, Refusal> {
+        let sub = {
+            let mut q = self.lock();
+            if q.fanout_done {
+                return Err(Refusal::Closed);
+            }
+            match (&q.subscriber, &self.access) {
+                (Some(s), _) => Arc::clone(s),
+                (None, Some(access)) => {
+                    let s = hub.subscriber(Some(id), Arc::clone(access));
+                    q.subscriber = Some(Arc::clone(&s));
+                    q.events.push_back(Event::Subscribed(Arc::clone(&s)));
+                    if let Some(w) = q.waker.take() {
+                        w.wake();
+                    }
+                    s
+                }
+                (None, None) => {
+                    hub.count_refusal(Refusal::Unsupported);
+                    return Err(Refusal::Unsupported);
+                }
+            }
+        };
+        sub.subscribe(channel)
+    }
+
+    /// UNSUBSCRIBE; unknown subscriptions are ignored.
+    pub fn unsubscribe(&self, channel: &[u8]) {
+        let sub = self.lock().subscriber.clone();
+        if let Some(s) = sub {
+            s.unsubscribe(channel);
+        }
+    }
+
+    /// The channels the session's token grants, subscribed at its start.
+    pub fn subscribe_granted(&self, hub: &Arc<Hub>, id: u32) {
+        let granted = self.access.as_ref().map_or(&[][..], |a| a.granted());
+        for channel in granted {
+            let _ = self.subscribe(hub, id, channel.as_bytes());
+        }
+    }
+
+    /// The session's subscriber, if it has one yet.
+    pub fn subscriber(&self) -> Option<Arc<Subscriber>> {
+        self.lock().subscriber.clone()
+    }
+
+    /// The session is over: leave every channel, refuse new ones.
+    pub fn end_fanout(&self) {
+        let sub = {
+            let mut q = self.lock();
+            q.fanout_done = true;
+            q.subscriber.take()
+        };
+        if let Some(s) = sub {
+            s.leave();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding this lock would be a bug in the few lines
         // below; the queue is still consistent, so keep going.

@@ -29,19 +29,37 @@ pub struct Opened {
 /// Send OPEN and wait for the answer until `deadline`.
 /// The connection is chosen by the upstream's balancing policy on
 /// `affinity`.
+/// `access`: the session's fan-out policy and grants.
 pub async fn open(
     pool: &Pool,
     (body, offered): (&Bytes, &[String]),
     affinity: &Affinity<'_>,
     deadline: Instant,
+    access: Arc<crate::fanout::Access>,
 ) -> Result<Opened, Rejection> {
     let id = next_session_id();
-    let inbox = Arc::new(Inbox::default());
+    let inbox = Arc::new(Inbox::new(Some(access)));
+    let opened = open_on(pool, (body, offered), affinity, deadline, (id, &inbox)).await;
+    if opened.is_err() {
+        // The application may have subscribed the session before it
+        // refused it (or before the answer timed out).
+        inbox.end_fanout();
+    }
+    opened
+}
+
+async fn open_on(
+    pool: &Pool,
+    (body, offered): (&Bytes, &[String]),
+    affinity: &Affinity<'_>,
+    deadline: Instant,
+    (id, inbox): (u32, &Arc<Inbox>),
+) -> Result<Opened, Rejection> {
     loop {
         let Some((endpoint, conn)) = pool.pick_until(affinity, deadline).await else {
             return Err(Rejection::MuxUnavailable);
         };
-        if !conn.register(id, Arc::clone(&inbox)) {
+        if !conn.register(id, Arc::clone(inbox)) {
             continue;
         }
         conn.send(Out::frame(&Frame::new(
@@ -50,9 +68,14 @@ pub async fn open(
             id,
             body.clone(),
         )));
-        let answer = poll_fn(|cx| match inbox.pop(cx) {
-            Some(e) => Poll::Ready(e),
-            None => Poll::Pending,
+        let answer = poll_fn(|cx| loop {
+            match inbox.pop(cx) {
+                // SUBSCRIBE before ACCEPT: the session picks its
+                // subscriber up from the inbox when it starts.
+                Some(Event::Subscribed(_)) => continue,
+                Some(e) => return Poll::Ready(e),
+                None => return Poll::Pending,
+            }
         });
         let refuse = |conn: &Conn, code: u16, why: &str| {
             conn.send(Out::frame(&Frame::close(id, &Close::new(code, why))));
@@ -80,7 +103,7 @@ pub async fn open(
                 return Ok(Opened {
                     id,
                     conn,
-                    inbox,
+                    inbox: Arc::clone(inbox),
                     accept: body,
                     endpoint,
                 });

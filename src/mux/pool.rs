@@ -13,6 +13,7 @@ use base64::Engine;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tidegate_mux::codec::{has_extension, EXTENSIONS_HEADER, EXTENSION_FANOUT};
 use tidegate_mux::SUBPROTOCOL;
 use tokio::sync::Notify;
 use tokio::time::{sleep, timeout, Instant};
@@ -74,6 +75,8 @@ pub struct Pool {
     endpoint_up: Vec<Notify>,
     /// Resuming sessions that have no connection yet (see [`Waiting`]).
     waiting: AtomicUsize,
+    /// Fan-out registry, handed to connections that negotiated `fanout`.
+    hub: Arc<crate::fanout::Hub>,
 }
 
 /// A resuming session not yet offered to a connection; counted so the
@@ -92,6 +95,7 @@ impl Pool {
         settings: Arc<MuxConfig>,
         instance: &str,
         metrics: Arc<Metrics>,
+        hub: Arc<crate::fanout::Hub>,
     ) -> Arc<Pool> {
         let config = Arc::clone(&upstream.config);
         let slots = (0..config.endpoints.len())
@@ -118,6 +122,7 @@ impl Pool {
             instance: instance.to_string(),
             endpoint_metrics,
             metrics,
+            hub,
             endpoint_up,
             waiting: AtomicUsize::new(0),
         })
@@ -260,7 +265,7 @@ impl Pool {
                 c = self.connect(slot) => c,
             };
             match connected {
-                Some((io, leftover)) => {
+                Some((io, leftover, fanout)) => {
                     m.connect_ok.inc();
                     m.up.inc();
                     let conn_metrics = self.metrics.mux.conn(
@@ -270,7 +275,8 @@ impl Pool {
                     );
                     let url = &self.config.endpoints[ep_index].url;
                     let pool = Arc::downgrade(&self);
-                    let (conn, rd) = Conn::new(Arc::clone(s), conn_metrics, url, pool, io);
+                    let hub = fanout.then(|| Arc::clone(&self.hub));
+                    let (conn, rd) = Conn::new(Arc::clone(s), conn_metrics, url, pool, io, hub);
                     tracing::info!(upstream = %self.name, slot, conn = conn.id, "mux connection up");
                     self.set(slot, Some(Arc::clone(&conn)));
                     self.endpoint_up[ep_index].notify_waiters();
@@ -303,8 +309,9 @@ impl Pool {
     }
 
     /// Connect one slot: TCP (+ TLS), then the upgrade with the mux
-    /// sub-protocol. Returns the socket and bytes read past the 101.
-    async fn connect(&self, slot: usize) -> Option<(crate::io::Io, Vec<u8>)> {
+    /// sub-protocol. Returns the socket, bytes read past the 101, and
+    /// whether the application echoed the `fanout` extension.
+    async fn connect(&self, slot: usize) -> Option<(crate::io::Io, Vec<u8>, bool)> {
         let i = self.slots[slot].endpoint;
         let ep = &self.config.endpoints[i];
         let Ok(io) = self.upstream.open(i, ep).await else {
@@ -319,7 +326,10 @@ impl Pool {
         match timeout(self.config.handshake_timeout, handshake).await {
             Ok(Ok(c)) if c.protocol.as_deref() == Some(SUBPROTOCOL) => {
                 self.upstream.report(i, Outcome::Ok);
-                Some((c.io, c.leftover))
+                let fanout = c.headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case(EXTENSIONS_HEADER) && has_extension(v, EXTENSION_FANOUT)
+                });
+                Some((c.io, c.leftover, fanout))
             }
             Ok(Ok(_)) => {
                 tracing::warn!(upstream = %self.name, endpoint = %ep.url, "application did not select {SUBPROTOCOL}");
@@ -346,7 +356,8 @@ impl Pool {
         let mut r = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\nX-Tidegate-Instance: {}\r\nX-Tidegate-Slot: {slot}\r\n",
+             Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\nX-Tidegate-Instance: {}\r\nX-Tidegate-Slot: {slot}\r\n\
+             X-Tidegate-Mux-Extensions: {EXTENSION_FANOUT}\r\n",
             ep.authority, self.instance
         );
         if let Some(secret) = &self.config.mux_secret {

@@ -16,6 +16,7 @@
 mod client_io;
 mod compress;
 mod from_app;
+mod published;
 mod to_app;
 
 pub use compress::Edge;
@@ -114,6 +115,10 @@ struct Queues {
     /// Edge permessage-deflate state, when negotiated (kept here, in the
     /// box such a session has anyway, so the session future stays small).
     edge: Option<Box<Edge>>,
+    /// Fan-out: where published frames for this client wait (set by
+    /// `Event::Subscribed`; here, not in the session, so the session
+    /// future of a client that never subscribes does not grow).
+    fanout: Option<Arc<crate::fanout::Subscriber>>,
     /// The client stopped taking bytes with frames still in `out`: small
     /// payloads queued from then on are copied ([`crate::mux::detach`]),
     /// the ones already waiting were copied when it was set. Cleared when
@@ -194,7 +199,7 @@ impl MuxSession {
         shutdown: CancellationToken,
     ) -> MuxSession {
         let now = Instant::now();
-        MuxSession {
+        let mut s = MuxSession {
             client,
             id: opened.id,
             inbox: opened.inbox,
@@ -219,7 +224,12 @@ impl MuxSession {
             draining: false,
             started: now,
             access: None,
+        };
+        // Subscribed before its 101 (SUBSCRIBE right after ACCEPT).
+        if let Some(sub) = s.inbox.subscriber() {
+            s.queues().fanout = Some(sub);
         }
+        s
     }
 
     /// Bytes the client sent behind its handshake: handled first (after
@@ -384,6 +394,7 @@ impl MuxSession {
                 }
             }
             let mut progress = self.on_events(now, cx);
+            progress |= self.take_published(now, cx);
             self.try_resume(now);
             progress |= self.inflate_backlog(now);
             progress |= self.flush_held(cx);
@@ -433,6 +444,12 @@ impl MuxSession {
 
     fn end(&mut self) {
         self.clear_held();
+        // Subscriptions belong to the session (they survived any resume);
+        // they end with it.
+        self.inbox.end_fanout();
+        if let Some(q) = self.q.as_mut() {
+            q.fanout = None;
+        }
         if let Some(c) = &self.conn {
             c.forget(self.id);
         }

@@ -159,6 +159,53 @@ pub(super) fn insert_own_frames(src: &mut Leg, dst: &mut Leg, cx: &mut Context<'
     wrote
 }
 
+/// What [`insert_published`] did.
+pub(super) enum Inserted {
+    Nothing,
+    Frames,
+    /// The subscriber's queue overflowed under the `close` policy.
+    Overflowed,
+}
+
+/// Write published fan-out frames to the client, as its own pings are:
+/// only at a frame boundary of the upstream's stream and never inside a
+/// fragmented message (they wait for its FIN frame), and only while the
+/// client takes bytes — otherwise they stay in the subscriber's bounded
+/// queue, where the route's slow-subscriber policy applies. A frame is
+/// written from its shared bytes; only what the socket does not take is
+/// copied into the leg's buffer.
+pub(super) fn insert_published(
+    src: &Leg,
+    dst: &mut Leg,
+    feed: &crate::fanout::Subscriber,
+    cx: &mut Context<'_>,
+) -> Inserted {
+    use crate::fanout::Next;
+    if dst.dead || dst.close_out || dst.close_wanted.is_some() {
+        return Inserted::Nothing;
+    }
+    if !src.scanner.at_boundary() || src.scanner.in_message() {
+        // The next upstream bytes wake the session again.
+        return Inserted::Nothing;
+    }
+    let mut wrote = Inserted::Nothing;
+    while !dst.blocked() {
+        match feed.next(cx) {
+            Next::Frame(f) => {
+                feed.hub()
+                    .metrics
+                    .latency
+                    .observe(f.published().elapsed().as_secs_f64());
+                dst.send(cx, f.wire());
+                wrote = Inserted::Frames;
+            }
+            Next::Empty => break,
+            Next::Overflowed => return Inserted::Overflowed,
+        }
+    }
+    wrote
+}
+
 /// Encode a control frame the gateway originates (payload: `parts`
 /// joined), masked with a fresh random key towards an upstream, where the
 /// gateway is the client (RFC 6455 §5.3).

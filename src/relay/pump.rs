@@ -3,6 +3,7 @@
 //! cannot take yet (backpressure), tally it, and finish both sockets once
 //! the close handshakes are done.
 
+use super::close::Inserted;
 use super::leg::{Leg, Side};
 use super::scan::Limits;
 use super::{close, Session, ROUNDS_PER_POLL, SCRATCH_BUF};
@@ -48,6 +49,14 @@ impl Session {
             dst.last_rx = now;
         }
         if dst.blocked() {
+            // A subscriber whose client does not read still hears of its
+            // overflow (`close` policy).
+            if let (Side::Upstream, Some(feed)) = (from, &self.feed) {
+                if feed.overflowed(cx) {
+                    self.slow_subscriber(now);
+                    return true;
+                }
+            }
             // Backpressure: do not read what cannot be passed on.
             return progress;
         }
@@ -55,6 +64,16 @@ impl Session {
             progress = true;
             if code != 0 {
                 self.metrics.close("gateway", Some(code));
+            }
+        }
+        if let (Side::Upstream, Some(feed)) = (from, &self.feed) {
+            match close::insert_published(src, dst, feed, cx) {
+                Inserted::Nothing => {}
+                Inserted::Frames => progress = true,
+                Inserted::Overflowed => {
+                    self.slow_subscriber(now);
+                    return true;
+                }
             }
         }
         if dst.blocked() || src.rx_done || src.rx_stopped || *waiting {
@@ -90,6 +109,16 @@ impl Session {
                 true
             }
         }
+    }
+
+    /// The `close` slow-subscriber policy: close once, and leave the
+    /// channels so nothing more is queued.
+    fn slow_subscriber(&mut self, now: Instant) {
+        if let Some(feed) = self.feed.take() {
+            feed.hub().metrics.slow_closes.inc();
+            feed.leave();
+        }
+        self.close_each(1008, 1001, "slow subscriber", now);
     }
 
     /// Bytes received before the relay started.

@@ -89,6 +89,14 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
             message: "mux upstreams (which upstreams are mux, their endpoints, pool_size and mux_secret) and [mux] change only with a restart".into(),
         });
     }
+    if old.raw.fanout != new.raw.fanout {
+        problems.push(Problem {
+            key: "fanout".into(),
+            message:
+                "[fanout] (limits, publish listener and its token) changes only with a restart"
+                    .into(),
+        });
+    }
     if old.log.format != new.log.format {
         problems.push(Problem {
             key: "log.format".into(),

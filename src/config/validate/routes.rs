@@ -87,6 +87,7 @@ pub(super) fn routes(
             .map_err(|e| p.push(format!("{key}.origins"), e))
             .ok();
         let settings = route_settings(p, &key, r, limits, policies);
+        let has_claims = settings.auth.as_ref().is_some_and(|a| a.has_claims());
         let (Some(host), Some(path), Some(upstream), Some(origins)) =
             (host, path, upstream, origins)
         else {
@@ -108,6 +109,7 @@ pub(super) fn routes(
             deflate: deflate_mode(p, &key, r, settings.mode),
             access_sample: super::ops::route_access_sample(p, &key, r, config),
             http: super::http::route(p, &key, r, &config.http),
+            fanout: crate::config::fanout::route(p, &key, &r.fanout, has_claims),
         }));
     }
     out

@@ -97,8 +97,11 @@ impl Conn {
                     }
                 }
                 FrameType::Subscribe | FrameType::Unsubscribe | FrameType::Publish => {
-                    // Extension `fanout` not negotiated: as any unknown type.
-                    return Err(CodecError::UnknownType(f.kind as u8));
+                    let Some(hub) = &self.fanout else {
+                        // Extension `fanout` not negotiated: as any unknown type.
+                        return Err(CodecError::UnknownType(f.kind as u8));
+                    };
+                    fanout_frame(hub, &f, inbox)?;
                 }
                 FrameType::Open => unreachable!("refused by from_app above"),
             }
@@ -117,6 +120,36 @@ impl Conn {
             _ => Goaway::Release,
         }
     }
+}
+
+/// Extension `fanout` (docs/mux-protocol.md §10). A refused subscription
+/// or publish (bad name, limit, not granted) is dropped and counted, not a
+/// connection error; a PUBLISH body that does not parse is one. Frames for
+/// an unknown session are ignored, as for MESSAGE.
+fn fanout_frame(
+    hub: &Arc<crate::fanout::Hub>,
+    f: &codec::Frame,
+    inbox: Option<&Arc<crate::mux::inbox::Inbox>>,
+) -> Result<(), CodecError> {
+    match f.kind {
+        FrameType::Subscribe => {
+            if let Some(inbox) = inbox {
+                let _ = inbox.subscribe(hub, f.session, f.channel());
+            }
+        }
+        FrameType::Unsubscribe => {
+            if let Some(inbox) = inbox {
+                inbox.unsubscribe(f.channel());
+            }
+        }
+        _ => {
+            let p = f.publish_body()?;
+            let except = p.except.map(u64::from);
+            let source = crate::fanout::Source::Mux;
+            let _ = hub.publish(&p.channel, p.text, &p.payload, except, source);
+        }
+    }
+    Ok(())
 }
 
 /// A MESSAGE payload as it goes into an inbox. An empty one shares

@@ -99,8 +99,11 @@ async fn open_mux(
     let stored = StoredOpen::new(&open);
     drop(open);
     let deadline = Instant::now() + mux.open_timeout;
-    let opening =
-        crate::mux::open::open(&mux.pool, (&body, &a.upgrade.protocols), affinity, deadline);
+    let rt = cx.runtime(&a.upgrade);
+    let claim = rt.config.fanout.channels_claim.is_some();
+    let access = crate::fanout::Access::for_session(&rt.fanout, claim, a.identity.as_ref());
+    let offered = (&body, &a.upgrade.protocols[..]);
+    let opening = crate::mux::open::open(&mux.pool, offered, affinity, deadline, access);
     // Boxed: only mux routes take this branch.
     match Box::pin(opening).await {
         Ok(mut opened) => {
@@ -149,13 +152,15 @@ async fn switch_passthrough(
     cx: &Ctx,
     mut io: Io,
     a: Admitted,
-    up: Connected,
+    mut up: Connected,
     (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
 ) {
     let rt = cx.runtime(&a.upgrade);
     let accept = accept_key(&a.upgrade.key);
     let shutdown = &cx.gw.shutdown;
     let edge = edge_deflate(cx, rt, &a);
+    // The upstream's subscriptions are for the gateway, never the client.
+    let channels = take_subscribe_header(&mut up.headers);
     let deflate = up.deflate.as_ref().or(edge.as_ref().map(|(p, _)| p));
     let response = switching_protocols(&accept, (up.protocol.as_deref(), deflate), &up.headers);
     if !send_101(&mut io, &response, cx.state.config.limits.handshake_timeout).await {
@@ -180,6 +185,11 @@ async fn switch_passthrough(
                 &rt.upstream.config.endpoints[up.endpoint].url,
             ),
         };
+        if !channels.is_empty() {
+            // The edge-compression relay writes its own frames; published
+            // frames are not inserted there (docs/fanout.md).
+            cx.gw.hub.count_refusal(crate::fanout::Refusal::Unsupported);
+        }
         let draining = shutdown.draining().clone();
         let run = session.run((io, up.io), (a.from_client, up.leftover), draining);
         // `least_connections`: counted on its endpoint until it ends.
@@ -208,7 +218,8 @@ async fn switch_passthrough(
         Arc::clone(&rt.metrics),
     )
     .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
-    .log_access(access);
+    .log_access(access)
+    .fanout(passthrough_subscriber(cx, rt, &a, &channels));
     let run = session.run(shutdown.signal(), permit);
     match up.active {
         // Spawned as is: the relay task is exactly the `Running` future.
@@ -238,6 +249,8 @@ async fn switch_mux(
     let rt = cx.runtime(&a.upgrade);
     let accept = accept_key(&a.upgrade.key);
     let shutdown = &cx.gw.shutdown;
+    let mut opened = opened;
+    let channels = take_subscribe_header(&mut opened.accept.headers);
     let accepted = &opened.accept;
     // The mux protocol carries plain messages: compression, when the
     // route has it, ends here.
@@ -253,9 +266,15 @@ async fn switch_mux(
             .conn
             .send(Out::frame(&Frame::close(opened.id, &gone)));
         opened.conn.forget(opened.id);
+        opened.inbox.end_fanout();
         return;
     }
     route.mux_metrics.opened.inc();
+    let hub = &cx.gw.hub;
+    opened.inbox.subscribe_granted(hub, opened.id);
+    for channel in &channels {
+        let _ = opened.inbox.subscribe(hub, opened.id, channel.as_bytes());
+    }
     upgraded(cx, rt);
     let draining = shutdown.draining().clone();
     let access = access::Record::start(
@@ -276,6 +295,45 @@ async fn switch_mux(
         .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
         .log_access(access);
     spawn_holding(shutdown, session.run(permit), slot);
+}
+
+/// Remove `X-Tidegate-Subscribe` from an upstream's 101 (or a mux
+/// ACCEPT) and return the channels it lists.
+fn take_subscribe_header(headers: &mut Vec<(String, String)>) -> Vec<String> {
+    let mut channels = Vec::new();
+    headers.retain(|(name, value)| {
+        if !name.eq_ignore_ascii_case(crate::fanout::SUBSCRIBE_HEADER) {
+            return true;
+        }
+        channels.extend(crate::fanout::header_channels(value).map(str::to_string));
+        false
+    });
+    channels
+}
+
+/// Passthrough fan-out: a subscriber for the session when the upstream's
+/// 101 or the token's claim subscribes it to anything.
+fn passthrough_subscriber(
+    cx: &Ctx,
+    rt: &RouteRuntime,
+    a: &Admitted,
+    channels: &[String],
+) -> Option<Arc<crate::fanout::Subscriber>> {
+    let claim = rt.config.fanout.channels_claim.is_some();
+    let access = crate::fanout::Access::for_session(&rt.fanout, claim, a.identity.as_ref());
+    if channels.is_empty() && access.granted().is_empty() {
+        return None;
+    }
+    let sub = cx.gw.hub.subscriber(None, access);
+    let granted: Vec<Box<str>> = sub.access.granted().to_vec();
+    for channel in granted
+        .iter()
+        .map(|c| c.as_bytes())
+        .chain(channels.iter().map(|c| c.as_bytes()))
+    {
+        let _ = sub.subscribe(channel);
+    }
+    Some(sub)
 }
 
 /// Edge permessage-deflate: the gateway's answer to the client's offer

@@ -1,0 +1,338 @@
+//! Fan-out at the edge (issue #17, docs/fanout.md): an application
+//! publishes a message to a channel once, and the gateway delivers it to
+//! every subscribed client session.
+//!
+//! - [`Hub`] (this file): the channel registry — channel → subscribers —
+//!   with the gateway-wide limits, publish and local delivery, and the
+//!   [`ChannelHook`] seam a backplane between instances plugs into.
+//! - `frame`: the published message encoded once as a shared WebSocket
+//!   frame; `subscriber`: one session's bounded queue and slow-subscriber
+//!   policy; `access`: allow patterns and the token's channel grants;
+//!   `publish_api`: the HTTP publish listener; `metrics`.
+//!
+//! Subscriptions come from the application over mux (SUBSCRIBE), from any
+//! upstream's 101 (`X-Tidegate-Subscribe`), or from the client's token
+//! (`channels_claim`); publishes from the application over mux (PUBLISH)
+//! or from back-end jobs over HTTP.
+
+pub mod access;
+pub mod frame;
+pub mod metrics;
+pub mod publish_api;
+pub mod subscriber;
+
+pub use access::{Access, Pattern};
+pub use frame::SharedFrame;
+pub use subscriber::{Delivery, Next, Subscriber};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tidegate_mux::codec::valid_channel;
+
+/// The 101 header through which any upstream subscribes its session; the
+/// gateway consumes it (the client never sees it).
+pub const SUBSCRIBE_HEADER: &str = "x-tidegate-subscribe";
+
+/// What happens to a subscriber whose queue is full (per route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowPolicy {
+    /// Drop the oldest waiting frames to make room, counting them.
+    #[default]
+    DropOldest,
+    /// Close the client with 1008.
+    Close,
+}
+
+/// Gateway-wide bounds (`[fanout]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Subscriptions one session may hold.
+    pub max_subscriptions_per_session: usize,
+    /// Channels with local subscribers, gateway-wide.
+    pub max_channels: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_subscriptions_per_session: 64,
+            max_channels: 100_000,
+        }
+    }
+}
+
+/// Why a subscription or a publish was refused. Never a connection error:
+/// it is dropped, logged at debug and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("invalid channel name")]
+    InvalidName,
+    #[error("channel not granted by the token or the route's allow patterns")]
+    NotGranted,
+    #[error("per-session subscription limit reached")]
+    SessionLimit,
+    #[error("gateway-wide channel limit reached")]
+    ChannelLimit,
+    #[error("fan-out is not available on this session")]
+    Unsupported,
+    #[error("the session has ended")]
+    Closed,
+    #[error("publish request without the right bearer token")]
+    Unauthorized,
+    #[error("publish request over a size limit")]
+    TooLarge,
+    #[error("malformed publish request")]
+    BadRequest,
+}
+
+impl Refusal {
+    pub const LABELS: &'static [&'static str] = &[
+        "invalid_name",
+        "not_granted",
+        "session_limit",
+        "channel_limit",
+        "unsupported",
+        "closed",
+        "unauthorized",
+        "too_large",
+        "bad_request",
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::InvalidName => "invalid_name",
+            Refusal::NotGranted => "not_granted",
+            Refusal::SessionLimit => "session_limit",
+            Refusal::ChannelLimit => "channel_limit",
+            Refusal::Unsupported => "unsupported",
+            Refusal::Closed => "closed",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::TooLarge => "too_large",
+            Refusal::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// Told when a channel gets its first local subscriber and when it loses
+/// its last — what a backplane needs to subscribe upstream only to the
+/// channels this instance serves. Called under the registry's write lock:
+/// it must not block (queue the change and act on it elsewhere).
+pub trait ChannelHook: Send + Sync {
+    fn first_local(&self, channel: &str);
+    fn last_local(&self, channel: &str);
+}
+
+/// Where a publish came from (metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Mux,
+    Http,
+}
+
+/// The channel registry of this gateway.
+pub struct Hub {
+    limits: Limits,
+    channels: RwLock<HashMap<Box<str>, Vec<Arc<Subscriber>>>>,
+    pub metrics: metrics::FanoutMetrics,
+    hook: OnceLock<Arc<dyn ChannelHook>>,
+}
+
+/// Keys of passthrough subscribers start above every mux session id.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1 << 32);
+
+impl Hub {
+    pub fn new(limits: Limits, metrics: metrics::FanoutMetrics) -> Arc<Hub> {
+        Arc::new(Hub {
+            limits,
+            channels: RwLock::default(),
+            metrics,
+            hook: OnceLock::new(),
+        })
+    }
+
+    /// Install the backplane's hook (once).
+    pub fn set_hook(&self, hook: Arc<dyn ChannelHook>) -> bool {
+        self.hook.set(hook).is_ok()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<Box<str>, Vec<Arc<Subscriber>>>> {
+        // Plain map and vector operations only under this lock.
+        self.channels.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Box<str>, Vec<Arc<Subscriber>>>> {
+        self.channels.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A subscriber handle for a session. `key`: the mux session id, or
+    /// `None` for a passthrough session (a fresh key above `u32::MAX`).
+    pub fn subscriber(self: &Arc<Self>, key: Option<u32>, access: Arc<Access>) -> Arc<Subscriber> {
+        let key = key.map_or_else(|| NEXT_KEY.fetch_add(1, Ordering::Relaxed), u64::from);
+        Arc::new(Subscriber::new(Arc::clone(self), key, access))
+    }
+
+    /// Subscribe `sub` to `channel`. `Ok(false)`: it already was. Refusals
+    /// are counted here.
+    pub fn subscribe(&self, sub: &Arc<Subscriber>, channel: &[u8]) -> Result<bool, Refusal> {
+        let r = self.try_subscribe(sub, channel);
+        if let Err(why) = r {
+            self.refused(why, "subscribe");
+        }
+        r
+    }
+
+    fn try_subscribe(&self, sub: &Arc<Subscriber>, channel: &[u8]) -> Result<bool, Refusal> {
+        let name = channel_name(channel)?;
+        if !sub.access.permits(name) {
+            return Err(Refusal::NotGranted);
+        }
+        let mut map = self.write();
+        let exists = map.contains_key(name);
+        if !exists && map.len() >= self.limits.max_channels {
+            return Err(Refusal::ChannelLimit);
+        }
+        if !sub.add_channel(name, self.limits.max_subscriptions_per_session)? {
+            return Ok(false);
+        }
+        map.entry(name.into()).or_default().push(Arc::clone(sub));
+        self.metrics.subscriptions.inc();
+        if !exists {
+            self.metrics.channels.set(map.len() as i64);
+            if let Some(h) = self.hook.get() {
+                h.first_local(name);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Unsubscribe; an unknown subscription is ignored.
+    pub fn unsubscribe(&self, sub: &Arc<Subscriber>, channel: &[u8]) {
+        let Ok(name) = channel_name(channel) else {
+            return;
+        };
+        let mut map = self.write();
+        if sub.remove_channel(name) {
+            self.remove(&mut map, sub, name);
+        }
+    }
+
+    /// The session ended: leave every channel.
+    pub fn leave(&self, sub: &Arc<Subscriber>) {
+        let channels = sub.take_channels();
+        if channels.is_empty() {
+            return;
+        }
+        let mut map = self.write();
+        for name in &channels {
+            self.remove(&mut map, sub, name);
+        }
+    }
+
+    fn remove(
+        &self,
+        map: &mut HashMap<Box<str>, Vec<Arc<Subscriber>>>,
+        sub: &Arc<Subscriber>,
+        name: &str,
+    ) {
+        let Some(subs) = map.get_mut(name) else {
+            return;
+        };
+        if let Some(i) = subs.iter().position(|s| Arc::ptr_eq(s, sub)) {
+            subs.swap_remove(i);
+            self.metrics.subscriptions.dec();
+        }
+        if subs.is_empty() {
+            map.remove(name);
+            self.metrics.channels.set(map.len() as i64);
+            if let Some(h) = self.hook.get() {
+                h.last_local(name);
+            }
+        }
+    }
+
+    /// Publish one whole message: encode it once and deliver it to every
+    /// local subscriber of `channel` but `except`. Returns the number of
+    /// subscribers it was queued to. A backplane would also forward it
+    /// here, and call [`Hub::deliver_local`] for what it receives.
+    pub fn publish(
+        &self,
+        channel: &[u8],
+        text: bool,
+        payload: &[u8],
+        except: Option<u64>,
+        source: Source,
+    ) -> Result<usize, Refusal> {
+        let name = match channel_name(channel) {
+            Ok(n) => n,
+            Err(why) => {
+                self.refused(why, "publish");
+                return Err(why);
+            }
+        };
+        match source {
+            Source::Mux => self.metrics.publishes_mux.inc(),
+            Source::Http => self.metrics.publishes_http.inc(),
+        }
+        if !self.read().contains_key(name) {
+            return Ok(0);
+        }
+        let frame = SharedFrame::encode(text, payload);
+        Ok(self.deliver_local(name, &frame, except))
+    }
+
+    /// Queue `frame` to every local subscriber of `channel` but `except`.
+    /// Under the read lock, so a subscription made after this started
+    /// does not get the frame, and frames of one publisher keep their
+    /// order on every subscriber.
+    pub fn deliver_local(&self, channel: &str, frame: &SharedFrame, except: Option<u64>) -> usize {
+        let map = self.read();
+        let Some(subs) = map.get(channel) else {
+            return 0;
+        };
+        let (mut reached, mut dropped) = (0, 0);
+        for sub in subs.iter().filter(|s| Some(s.key) != except) {
+            match sub.deliver(frame) {
+                Delivery::Queued => reached += 1,
+                Delivery::Dropped(n) => {
+                    reached += 1;
+                    dropped += n;
+                }
+                Delivery::Discarded => dropped += 1,
+                Delivery::Refused => {}
+            }
+        }
+        drop(map);
+        self.metrics.deliveries.inc_by(reached as u64);
+        if dropped > 0 {
+            self.metrics.drops.inc_by(dropped as u64);
+        }
+        reached
+    }
+
+    fn refused(&self, why: Refusal, what: &'static str) {
+        tracing::debug!(reason = why.label(), what, "fan-out request refused");
+        self.metrics.rejected(why);
+    }
+
+    /// Count a refusal made outside the hub (e.g. fan-out unsupported).
+    pub fn count_refusal(&self, why: Refusal) {
+        self.refused(why, "subscribe");
+    }
+}
+
+/// A channel name as text, if valid.
+fn channel_name(channel: &[u8]) -> Result<&str, Refusal> {
+    if !valid_channel(channel) {
+        return Err(Refusal::InvalidName);
+    }
+    std::str::from_utf8(channel).map_err(|_| Refusal::InvalidName)
+}
+
+/// The channels of an `X-Tidegate-Subscribe` value (comma-separated).
+pub fn header_channels(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|c| !c.is_empty())
+}
+
+#[cfg(test)]
+mod tests;
