@@ -13,6 +13,7 @@ mod auth_trust;
 mod balance;
 mod cli;
 mod deflate;
+mod fanout;
 mod handshake;
 mod help;
 mod http;

@@ -15,6 +15,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
 
+/// Queue slots a drained subscriber keeps (8 bytes each).
+const KEEP_SLOTS: usize = 16;
+
 /// What the session's side finds in its queue.
 pub enum Next {
     /// The oldest frame waiting.
@@ -141,8 +144,10 @@ impl Subscriber {
         match s.queue.pop_front() {
             Some(f) => {
                 s.bytes -= f.cost();
-                if s.queue.is_empty() {
-                    // An idle subscriber keeps no queue memory.
+                if s.queue.is_empty() && s.queue.capacity() > KEEP_SLOTS {
+                    // After a burst, give the memory back; a subscriber
+                    // that keeps up keeps its few slots, so a delivery to
+                    // it allocates nothing.
                     s.queue = VecDeque::new();
                 }
                 Next::Frame(f)

@@ -9,6 +9,7 @@
 //! asserts.
 
 pub mod client;
+pub mod fanout;
 pub mod gateway;
 pub mod http;
 pub mod metrics;

@@ -168,6 +168,8 @@ pub enum FromGateway {
 pub struct FakeConn {
     events: mpsc::UnboundedReceiver<FromGateway>,
     out: mpsc::UnboundedSender<(OpCode, Bytes)>,
+    /// The gateway's `X-Tidegate-Mux-Extensions` offer, if any.
+    pub offered: Option<String>,
 }
 
 impl FakeConn {
@@ -199,6 +201,27 @@ impl FakeConn {
     pub fn send_raw(&self, op: OpCode, payload: Bytes) {
         let _ = self.out.send((op, payload));
     }
+
+    /// A second handle that sends on this connection, for a task that
+    /// publishes while another reads.
+    pub fn sender(&self) -> FakeSender {
+        FakeSender(self.out.clone())
+    }
+}
+
+/// Sends mux frames on a [`FakeConn`]'s connection.
+#[derive(Clone)]
+pub struct FakeSender(mpsc::UnboundedSender<(OpCode, Bytes)>);
+
+impl FakeSender {
+    /// Send mux frames, batched into one WebSocket message.
+    pub fn send(&self, frames: &[codec::Frame]) {
+        let mut buf = BytesMut::new();
+        for f in frames {
+            f.encode_into(&mut buf);
+        }
+        let _ = self.0.send((OpCode::Binary, buf.freeze()));
+    }
 }
 
 /// A mux application written frame by frame: every connection the gateway
@@ -210,13 +233,19 @@ pub struct FakeApp {
 
 impl FakeApp {
     pub async fn start() -> FakeApp {
+        FakeApp::start_with(None).await
+    }
+
+    /// An application whose 101 answers with these mux extensions
+    /// (`X-Tidegate-Mux-Extensions`, e.g. `fanout`).
+    pub async fn start_with(extensions: Option<&'static str>) -> FakeApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, conns) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let tx = tx.clone();
-                tokio::spawn(fake_conn(tcp, tx));
+                tokio::spawn(fake_conn(tcp, tx, extensions));
             }
         });
         FakeApp { addr, conns }
@@ -230,15 +259,23 @@ impl FakeApp {
     }
 }
 
-async fn fake_conn(tcp: TcpStream, conns: mpsc::UnboundedSender<FakeConn>) {
+async fn fake_conn(
+    tcp: TcpStream,
+    conns: mpsc::UnboundedSender<FakeConn>,
+    extensions: Option<&'static str>,
+) {
     let mut reader = BufReader::new(tcp);
     let Some(req) = read_request(&mut reader).await else {
         return;
     };
     let key = req.header("sec-websocket-key").unwrap_or_default();
+    let offered = req.header("x-tidegate-mux-extensions").map(str::to_string);
+    let ext = extensions.map_or(String::new(), |e| {
+        format!("X-Tidegate-Mux-Extensions: {e}\r\n")
+    });
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {}\r\n\r\n",
+         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {}\r\n{ext}\r\n",
         accept_for(key),
         tidegate_mux::SUBPROTOCOL
     );
@@ -253,6 +290,7 @@ async fn fake_conn(tcp: TcpStream, conns: mpsc::UnboundedSender<FakeConn>) {
     let _ = conns.send(FakeConn {
         events,
         out: out.clone(),
+        offered,
     });
     loop {
         tokio::select! {
