@@ -65,7 +65,8 @@ as_root() {
 install_debian() {
   # prometheus: for promtool (tests/deploy/validate.py checks the alert rules).
   # dnsmasq-base: the real DNS server of the DNS re-resolution test (tests/balance.rs).
-  local pkgs=(socat chromium prometheus dnsmasq-base) missing=() p
+  # nats-server: the real NATS of the fan-out backplane tests (tests/nats.rs).
+  local pkgs=(socat chromium prometheus dnsmasq-base nats-server) missing=() p
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done

@@ -6,6 +6,7 @@
 //! every problem has been fixed: `ConfigError` carries all of them, each with
 //! its key path, and the binary exits 64 (EX_USAGE) on it.
 
+pub mod backplane;
 pub mod balance;
 pub mod fanout;
 mod ops;

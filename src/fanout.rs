@@ -16,6 +16,7 @@
 //! or from back-end jobs over HTTP.
 
 pub mod access;
+pub mod backplane;
 pub mod frame;
 pub mod metrics;
 pub mod publish_api;
@@ -121,6 +122,10 @@ impl Refusal {
 pub trait ChannelHook: Send + Sync {
     fn first_local(&self, channel: &str);
     fn last_local(&self, channel: &str);
+    /// A publish was accepted on this instance (before local delivery,
+    /// whether or not it has local subscribers), for a backplane to carry
+    /// to the other instances. Must not block.
+    fn published(&self, _channel: &str, _text: bool, _payload: &[u8]) {}
 }
 
 /// Where a publish came from (metrics).
@@ -273,6 +278,9 @@ impl Hub {
         match source {
             Source::Mux => self.metrics.publishes_mux.inc(),
             Source::Http => self.metrics.publishes_http.inc(),
+        }
+        if let Some(h) = self.hook.get() {
+            h.published(name, text, payload);
         }
         if !self.read().contains_key(name) {
             return Ok(0);

@@ -200,6 +200,8 @@ pub struct Gateway {
     /// Fan-out channels and subscriptions (`[fanout]` limits fixed at
     /// start-up).
     pub hub: Arc<crate::fanout::Hub>,
+    /// The NATS backplane, once started (`[fanout.backplane]`).
+    pub backplane: std::sync::OnceLock<Arc<crate::fanout::backplane::Backplane>>,
 }
 
 impl Gateway {
@@ -211,6 +213,7 @@ impl Gateway {
         Arc::new(Gateway {
             deflate_budget: crate::deflate::Budget::new(config.limits.deflate_memory),
             hub,
+            backplane: std::sync::OnceLock::new(),
             permits: Arc::new(Semaphore::new(cap)),
             client_limits: limits::ClientLimits::new(&config.limits),
             state: ArcSwap::from_pointee(State::new(config, &metrics, &pools, None)),
@@ -234,7 +237,20 @@ impl Gateway {
     pub fn is_ready(&self) -> bool {
         let upstreams = !self.state().config.readiness.require_upstream
             || self.upstreams_reachable.load(Ordering::SeqCst);
-        self.ready.load(Ordering::SeqCst) && upstreams && self.pools.values().all(|p| p.any_up())
+        self.ready.load(Ordering::SeqCst)
+            && upstreams
+            && self.pools.values().all(|p| p.any_up())
+            && self.backplane_ready()
+    }
+
+    /// `/readyz` and the backplane: ready unless `backplane.required` and
+    /// it is not connected (or could not even be set up).
+    fn backplane_ready(&self) -> bool {
+        match (self.backplane.get(), &self.state().config.fanout.backplane) {
+            (Some(b), _) => b.ready(),
+            (None, Some(c)) => !c.required,
+            (None, None) => true,
+        }
     }
 }
 
@@ -309,6 +325,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ),
         None => None,
     };
+    if let Some(c) = &state.config.fanout.backplane {
+        // Before the publish API and the listeners: no publish or
+        // subscription may miss the hook.
+        let stop = gateway.shutdown.stopped().clone();
+        if let Some(b) =
+            crate::fanout::backplane::attach(&gateway.hub, c, &gateway.metrics, stop).await
+        {
+            let _ = gateway.backplane.set(b);
+        }
+    }
     let mut publish_addr = None;
     if let Some(publish) = &state.config.fanout.publish {
         let bound = crate::fanout::publish_api::serve(

@@ -24,6 +24,7 @@ mod metrics;
 mod mux;
 mod mux_scale;
 mod mux_trust;
+mod nats;
 mod ops;
 mod relay;
 mod reload;

@@ -16,6 +16,8 @@ pub struct FanoutConfig {
     pub limits: Limits,
     /// `None`: no publish listener.
     pub publish: Option<Arc<PublishConfig>>,
+    /// `None`: fan-out stays within this instance.
+    pub backplane: Option<Arc<super::backplane::BackplaneConfig>>,
 }
 
 /// The HTTP publish listener.
@@ -69,6 +71,7 @@ pub(super) fn global(p: &mut Problems, r: &RawFanout) -> FanoutConfig {
     FanoutConfig {
         limits,
         publish: publish(p, r).map(Arc::new),
+        backplane: super::backplane::backplane(p, &r.backplane).map(Arc::new),
     }
 }
 

@@ -7,6 +7,7 @@
 //! reports every problem at once with its key path.
 
 pub mod auth;
+pub mod backplane;
 pub mod balance;
 pub mod fanout;
 

@@ -12,6 +12,9 @@ pub struct RawFanout {
     pub max_channels: u64,
     /// The HTTP publish API (`[fanout.publish]`), off unless `listen` is set.
     pub publish: RawPublish,
+    /// Fan-out across instances over NATS (`[fanout.backplane]`), off
+    /// unless `kind` is set.
+    pub backplane: super::backplane::RawBackplane,
 }
 
 impl Default for RawFanout {
@@ -20,6 +23,7 @@ impl Default for RawFanout {
             max_subscriptions_per_session: 64,
             max_channels: 100_000,
             publish: RawPublish::default(),
+            backplane: super::backplane::RawBackplane::default(),
         }
     }
 }
