@@ -11,8 +11,8 @@
 //! slots per session up front, which dominated the memory of an idle
 //! session (issue #20).
 
-use std::collections::VecDeque;
 use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
