@@ -134,6 +134,11 @@ if [ "${TG_TEST_SKIP_INSTALL:-0}" != 1 ]; then
   install_debian
   install_python
   install_node
+  # Every crate of Cargo.lock, those for other platforms too: the deploy
+  # step replays the Dockerfile's `cargo fetch` layer with `cargo metadata
+  # --offline`, which needs them (async-nats brings some a Linux build
+  # never downloads).
+  cargo fetch --locked
 fi
 
 log "lint: cargo fmt --check, cargo clippy --release --workspace --all-targets -D warnings"
