@@ -43,12 +43,18 @@ where
 {
     let wire = Deflater::new(6, 15, false).piece(text.as_bytes(), true);
     write_raw(ws, 0xC1, &wire, true).await;
-    let (b0, _) = within("echo", read_raw(ws)).await.expect("an echo");
+    // Pongs are skipped: the edge relay passes the upstream's answers to
+    // the gateway's own pings on to the client (unsolicited pongs).
+    let b0 = loop {
+        let (b0, _) = within("echo", read_raw(ws)).await.expect("an echo");
+        if b0 != 0x8A {
+            break b0;
+        }
+    };
     assert_eq!(b0 & 0x0f, 0x1, "a text frame back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails at daf351d: the session gets a Close before the client answered two pings (cause not found yet)"]
 async fn edge_pings_and_closes_a_client_that_stops_answering() {
     let _serial = serial().await;
     // The crate's echo answers the gateway's pings (an echo of frames would

@@ -163,8 +163,8 @@ reconnect_max = "200ms"
             .stderr(Stdio::null());
         let mut proc = Spawned::spawn(cmd);
         let addr = addr_field(&proc.line_starting("tidegate listening ").await);
-        let publish = addr_field(&proc.line_starting("tidegate fanout-publish ").await);
         let admin = addr_field(&proc.line_starting("tidegate admin ").await);
+        let publish = addr_field(&proc.line_starting("tidegate fanout-publish ").await);
         Instance {
             proc,
             addr,

@@ -162,7 +162,10 @@ pub async fn run(
             for side in [CLIENT, UPSTREAM] {
                 let rx = activity.rx[side].load(Ordering::Relaxed);
                 match ping_sent[side] {
-                    Some(sent) if rx > sent => ping_sent[side] = None,
+                    // `>=`: stamps are whole milliseconds, and on loopback
+                    // the pong often arrives within the millisecond of its
+                    // ping (`>` then took an answered ping for a timeout).
+                    Some(sent) if rx >= sent => ping_sent[side] = None,
                     Some(sent) if now_ms >= sent + pong_ms => {
                         if !activity.paused[side].load(Ordering::Relaxed) {
                             return Duty::PingTimeout(side);
