@@ -282,22 +282,26 @@ impl Hub {
         if let Some(h) = self.hook.get() {
             h.published(name, text, payload);
         }
-        if !self.read().contains_key(name) {
-            return Ok(0);
-        }
-        let frame = SharedFrame::encode(text, payload);
-        Ok(self.deliver_local(name, &frame, except))
+        Ok(self.deliver_local(name, text, payload, except))
     }
 
-    /// Queue `frame` to every local subscriber of `channel` but `except`.
-    /// Under the read lock, so a subscription made after this started
-    /// does not get the frame, and frames of one publisher keep their
-    /// order on every subscriber.
-    pub fn deliver_local(&self, channel: &str, frame: &SharedFrame, except: Option<u64>) -> usize {
+    /// Queue the message to every local subscriber of `channel` but
+    /// `except`, encoded once — and not at all when the channel has no
+    /// local subscriber. Under one read lock, so a subscription made after
+    /// this started does not get the frame, and frames of one publisher
+    /// keep their order on every subscriber.
+    pub fn deliver_local(
+        &self,
+        channel: &str,
+        text: bool,
+        payload: &[u8],
+        except: Option<u64>,
+    ) -> usize {
         let map = self.read();
         let Some(subs) = map.get(channel) else {
             return 0;
         };
+        let frame = &SharedFrame::encode(text, payload);
         let (mut reached, mut dropped) = (0, 0);
         for sub in subs.iter().filter(|s| Some(s.key) != except) {
             match sub.deliver(frame) {

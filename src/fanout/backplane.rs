@@ -25,7 +25,7 @@ pub mod metrics;
 pub mod subject;
 mod task;
 
-use super::{ChannelHook, Hub, SharedFrame};
+use super::{ChannelHook, Hub};
 use crate::config::backplane::BackplaneConfig;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -191,6 +191,6 @@ impl ChannelHook for Backplane {
 /// only on the instance that published).
 impl LocalDelivery for Hub {
     fn deliver(&self, channel: &str, text: bool, payload: &[u8]) -> usize {
-        self.deliver_local(channel, &SharedFrame::encode(text, payload), None)
+        self.deliver_local(channel, text, payload, None)
     }
 }
