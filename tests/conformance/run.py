@@ -147,6 +147,14 @@ def run_fuzzingclient(target: str, outdir: Path, full: bool, parallelism: int, l
 AGENT = "tidegate"
 
 
+SECONDS_FILE = "seconds.txt"
+"""How long a side took, kept beside its report for `--reuse`."""
+
+DRIVE_TIMEOUT = 3600
+"""Bound of the Node driver of the upstream sides (all 517 cases, the
+compression set included, take ~20 min on an idle 2-core machine)."""
+
+
 def run_upstream_side(stack: g.Stack, outdir: Path, full: bool, through_gateway: bool = True, compression_full: bool = True) -> float:
     t0 = time.monotonic()
     argv = [kosoku_bin(), "-m", "fuzzingserver", "127.0.0.1:0", "-o", str(outdir)] + selection_args(full, compression_full)
@@ -160,9 +168,9 @@ def run_upstream_side(stack: g.Stack, outdir: Path, full: bool, through_gateway:
     drive = [shutil.which("node") or "node", str(REPO / "tests" / "conformance" / "drive.mjs")]
     if through_gateway:
         gw = stack.proxy(f"ws://{m['addr']}")
-        subprocess.run(drive + [gw.url(), "--deflate"], check=True, timeout=1800)
+        subprocess.run(drive + [gw.url(), "--deflate"], check=True, timeout=DRIVE_TIMEOUT)
     else:
-        subprocess.run(drive + [f"ws://{m['addr']}/", "--deflate"], check=True, timeout=1800)
+        subprocess.run(drive + [f"ws://{m['addr']}/", "--deflate"], check=True, timeout=DRIVE_TIMEOUT)
     try:
         fz.popen.wait(120)
     except subprocess.TimeoutExpired:
@@ -414,6 +422,12 @@ def main() -> int:
     ap.add_argument("--sides", default=",".join(SIDES), help="comma list of: " + ", ".join(SIDES))
     ap.add_argument("--out", default=str(REPO / ".test-artifacts" / "conformance"), help="report directory")
     ap.add_argument("--parallelism", type=int, default=2, help="kosoku fuzzingclient parallelism")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep --out and take every side that already has a report there (e.g. sides run in parallel "
+        "by separate invocations, linked into one directory) instead of running it again",
+    )
     ap.add_argument("--lenient-close", action="store_true", help="do not fail on closing-handshake verdicts")
     ap.add_argument(
         "--compression",
@@ -428,9 +442,9 @@ def main() -> int:
         if s not in SIDES:
             ap.error(f"unknown side {s}")
     out = Path(args.out)
-    if out.exists():
+    if out.exists() and not args.reuse:
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, dict] = {}
     timings: dict[str, float] = {}
@@ -442,7 +456,9 @@ def main() -> int:
         for side in sides:
             outdir = out / side
             print(f"conformance: {side} ({SIDES[side]}) ...", flush=True)
-            if side == "server-ws":
+            if args.reuse and (outdir / "index.json").exists():
+                timings[side] = float((outdir / SECONDS_FILE).read_text())
+            elif side == "server-ws":
                 gw = stack.proxy(f"ws://{echo}")
                 timings[side] = run_fuzzingclient(f"ws://{gw.addr}", outdir, args.full, args.parallelism, out / f"{side}.log")
             elif side == "server-wss":
@@ -464,6 +480,7 @@ def main() -> int:
                 if side == "server-deflate":
                     upstream = stack.proxy(f"ws://{upstream}").addr
                 timings[side] = run_fuzzingclient(f"ws://{upstream}", outdir, args.full, args.parallelism, out / f"{side}.log", cfull)
+            (outdir / SECONDS_FILE).write_text(f"{timings[side]:.1f}")
             all_cases[side] = load(outdir)
             results[side] = summarize(all_cases[side])
             n = len(all_cases[side])
