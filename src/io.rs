@@ -16,16 +16,13 @@ pub enum Io {
     Tcp(TcpStream),
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    /// A relayed plain-TCP socket on the worker's io_uring
-    /// (`runtime.relay_io = "io_uring"`).
-    Uring(crate::relay::uring::Socket),
 }
 
 impl Io {
     /// TLS buffers writes inside rustls; they need a flush to reach the
     /// socket. Plain TCP writes go straight to the kernel.
     pub fn buffers_writes(&self) -> bool {
-        !matches!(self, Io::Tcp(_) | Io::Uring(_))
+        !matches!(self, Io::Tcp(_))
     }
 
     pub fn is_tls(&self) -> bool {
@@ -46,10 +43,6 @@ macro_rules! delegate {
             }
             Io::TlsClient($s) => {
                 let $s = Pin::new($s.as_mut());
-                $e
-            }
-            Io::Uring($s) => {
-                let $s = Pin::new($s);
                 $e
             }
         }
@@ -88,7 +81,6 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => s.is_write_vectored(),
             Io::TlsServer(s) => s.is_write_vectored(),
             Io::TlsClient(s) => s.is_write_vectored(),
-            Io::Uring(s) => s.is_write_vectored(),
         }
     }
 

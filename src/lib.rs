@@ -18,9 +18,7 @@
 // No unsafe code in the product. The unit tests may: their counting
 // allocator (src/mux/conn/outbuf/tests.rs) is the only `unsafe`, allowed
 // item by item.
-// `deny`, not `forbid`: the io_uring relay (`relay::uring`) is the one
-// module allowed unsafe code (shared ring memory, raw descriptors).
-#![cfg_attr(not(test), deny(unsafe_code))]
+#![cfg_attr(not(test), forbid(unsafe_code))]
 #![cfg_attr(test, deny(unsafe_code))]
 
 pub mod access;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tidegate::config::raw::{RawCertificate, RawListener, RawRoute, RawTls, RawUpstream};
 use tidegate::config::{
-    Config, ConfigError, Layout, LogFormat, RawConfig, RelayIo, RuntimeConfig, EXIT_CONFIG,
+    Config, ConfigError, Layout, LogFormat, RawConfig, RuntimeConfig, EXIT_CONFIG,
 };
 use tidegate::server::{self, Running};
 
@@ -128,18 +128,6 @@ struct RuntimeArgs {
     /// (one multi-thread runtime); overrides `runtime.layout`.
     #[arg(long, value_name = "LAYOUT")]
     layout: Option<LayoutArg>,
-    /// `epoll` (default) or `io_uring` (experimental; thread_per_core
-    /// only, epoll otherwise); overrides `runtime.relay_io`.
-    #[arg(long, value_name = "IO")]
-    relay_io: Option<RelayIoArg>,
-}
-
-/// The names of `runtime.relay_io`.
-#[derive(clap::ValueEnum, Clone, Copy)]
-#[value(rename_all = "snake_case")]
-enum RelayIoArg {
-    Epoll,
-    IoUring,
 }
 
 /// The names of `runtime.layout`, as written in the configuration.
@@ -159,11 +147,6 @@ impl RuntimeArgs {
         match self.layout {
             Some(LayoutArg::ThreadPerCore) => runtime.layout = Layout::ThreadPerCore,
             Some(LayoutArg::WorkStealing) => runtime.layout = Layout::WorkStealing,
-            None => {}
-        }
-        match self.relay_io {
-            Some(RelayIoArg::Epoll) => runtime.relay_io = RelayIo::Epoll,
-            Some(RelayIoArg::IoUring) => runtime.relay_io = RelayIo::IoUring,
             None => {}
         }
         runtime
@@ -321,7 +304,6 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(args: RuntimeArgs, f: F) 
     let echo = RuntimeConfig {
         layout: Layout::WorkStealing,
         workers: None,
-        ..RuntimeConfig::default()
     };
     run_on(args.apply(echo), f)
 }

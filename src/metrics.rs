@@ -55,8 +55,6 @@ pub struct Metrics {
     /// The connection cap in force: `limits.max_connections`, lowered at
     /// start to what the open-file limit fits (`crate::fds`).
     pub connection_limit: IntGauge,
-    /// `runtime.relay_io = "io_uring"`: workers that fell back to epoll.
-    pub relay_io_fallbacks: IntCounter,
     /// Admin requests refused by `admin::access` (`reason`: host, token,
     /// simple_request).
     pub admin_refused: IntCounterVec,
@@ -121,10 +119,6 @@ impl Registrar {
         self.add(IntGaugeVec::new(opts, f.labels).expect("metric definition is valid"))
     }
 
-    fn counter(&self, f: &Family) -> IntCounter {
-        self.add(IntCounter::new(f.name, f.help).expect("metric definition is valid"))
-    }
-
     fn gauge(&self, f: &Family) -> IntGauge {
         self.add(IntGauge::new(f.name, f.help).expect("metric definition is valid"))
     }
@@ -161,7 +155,6 @@ impl Metrics {
             listener_refused: r.counters(&families::LISTENER_REFUSED),
             worker_accepted: r.counters(&families::WORKER_ACCEPTED),
             connection_limit: r.gauge(&families::CONNECTION_LIMIT),
-            relay_io_fallbacks: r.counter(&families::RELAY_IO_FALLBACKS),
             admin_refused: r.counters(&families::ADMIN_REFUSED),
             tls_handshake_failures: r.counters(&families::TLS_HANDSHAKE_FAILURES),
             auth_results: r.counters(&families::AUTH_RESULTS),

@@ -18,7 +18,6 @@ pub mod leg;
 mod pump;
 pub mod scan;
 mod timers;
-pub mod uring;
 
 use crate::io::Io;
 use crate::metrics::RouteMetrics;

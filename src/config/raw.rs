@@ -64,8 +64,6 @@ pub struct RawRuntime {
     pub layout: String,
     /// Worker threads; 0: one per available core. `--workers` overrides.
     pub workers: u64,
-    /// `epoll` (tokio) or `io_uring` (experimental relay loop, issue 20).
-    pub relay_io: String,
 }
 
 impl Default for RawRuntime {
@@ -73,7 +71,6 @@ impl Default for RawRuntime {
         Self {
             layout: "thread_per_core".into(),
             workers: 0,
-            relay_io: "epoll".into(),
         }
     }
 }

@@ -33,24 +33,12 @@ pub enum Layout {
     WorkStealing,
 }
 
-/// `runtime.relay_io`: how established passthrough sessions do their I/O.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RelayIo {
-    /// tokio's readiness (epoll) and one read/write call per chunk.
-    #[default]
-    Epoll,
-    /// The worker's io_uring (`relay::uring`): plain-TCP sessions only;
-    /// an experiment, measured in docs/performance.md (issue #20).
-    IoUring,
-}
-
 /// `[runtime]`, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeConfig {
     pub layout: Layout,
     /// `None`: one per available core (resolved by [`RuntimeConfig::workers`]).
     pub workers: Option<usize>,
-    pub relay_io: RelayIo,
 }
 
 impl Default for RuntimeConfig {
@@ -58,7 +46,6 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             layout: Layout::ThreadPerCore,
             workers: None,
-            relay_io: RelayIo::Epoll,
         }
     }
 }
@@ -118,29 +105,7 @@ pub(super) fn runtime(p: &mut Problems, raw: &RawRuntime) -> RuntimeConfig {
             None
         }
     };
-    let relay_io = match raw.relay_io.as_str() {
-        "epoll" => RelayIo::Epoll,
-        "io_uring" if layout == Layout::ThreadPerCore => RelayIo::IoUring,
-        "io_uring" => {
-            p.push(
-                "runtime.relay_io",
-                "\"io_uring\" needs runtime.layout = \"thread_per_core\" (a ring belongs to one thread)".to_string(),
-            );
-            RelayIo::Epoll
-        }
-        other => {
-            p.push(
-                "runtime.relay_io",
-                format!("{other:?} is not a relay I/O: use \"epoll\" or \"io_uring\""),
-            );
-            RelayIo::Epoll
-        }
-    };
-    RuntimeConfig {
-        layout,
-        workers,
-        relay_io,
-    }
+    RuntimeConfig { layout, workers }
 }
 
 #[cfg(test)]
@@ -152,7 +117,6 @@ mod tests {
         let raw = RawRuntime {
             layout: layout.into(),
             workers,
-            ..RawRuntime::default()
         };
         let c = runtime(&mut p, &raw);
         (c, p.0.into_iter().map(|x| x.key).collect())
@@ -177,34 +141,5 @@ mod tests {
     fn reports_an_unknown_layout_and_too_many_workers_together() {
         let (_, problems) = check("fibers", MAX_WORKERS + 1);
         assert_eq!(problems, ["runtime.layout", "runtime.workers"]);
-    }
-
-    fn relay_io(layout: &str, relay_io: &str) -> (RelayIo, Vec<String>) {
-        let mut p = Problems::default();
-        let raw = RawRuntime {
-            layout: layout.into(),
-            relay_io: relay_io.into(),
-            ..RawRuntime::default()
-        };
-        let c = runtime(&mut p, &raw);
-        (c.relay_io, p.0.into_iter().map(|x| x.key).collect())
-    }
-
-    #[test]
-    fn relay_io_is_epoll_unless_io_uring_on_thread_per_core() {
-        assert_eq!(
-            relay_io("thread_per_core", "epoll"),
-            (RelayIo::Epoll, vec![])
-        );
-        assert_eq!(
-            relay_io("thread_per_core", "io_uring"),
-            (RelayIo::IoUring, vec![])
-        );
-        let key = vec!["runtime.relay_io".to_string()];
-        assert_eq!(
-            relay_io("work_stealing", "io_uring"),
-            (RelayIo::Epoll, key.clone())
-        );
-        assert_eq!(relay_io("thread_per_core", "uring"), (RelayIo::Epoll, key));
     }
 }

@@ -51,12 +51,6 @@ pub(crate) const UPSTREAM_CONNECT_FAILURES: Family = Family {
     labels: &["upstream", "endpoint", "reason"],
 };
 
-pub(crate) const RELAY_IO_FALLBACKS: Family = Family {
-    name: "tidegate_relay_io_fallbacks_total",
-    help: "Workers that could not set up io_uring for runtime.relay_io = \"io_uring\" and relay on epoll.",
-    labels: &[],
-};
-
 pub(crate) const MESSAGES: Family = Family {
     name: "tidegate_messages_total",
     help: "Complete WebSocket data messages relayed, by direction.",

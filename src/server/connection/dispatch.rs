@@ -209,12 +209,8 @@ async fn switch_passthrough(
     if up.deflate.is_some() {
         rt.metrics.deflate_passthrough.inc();
     }
-    let feed = passthrough_subscriber(cx, rt, &a, &channels);
-    let Some(legs) = relay_legs(cx, (io, up.io), feed.is_none()) else {
-        return;
-    };
     let session = Session::new(
-        legs,
+        (io, up.io),
         &a.from_client,
         &up.leftover,
         up.deflate.is_some(),
@@ -223,7 +219,7 @@ async fn switch_passthrough(
     )
     .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
     .log_access(access)
-    .fanout(feed);
+    .fanout(passthrough_subscriber(cx, rt, &a, &channels));
     let run = session.run(shutdown.signal(), permit);
     match up.active {
         // Spawned as is: the relay task is exactly the `Running` future.
@@ -357,25 +353,6 @@ fn edge_deflate(
 /// The authenticated subject, for the access log.
 fn subject(a: &Admitted) -> Option<&str> {
     a.identity.as_ref()?.subject.as_deref()
-}
-
-/// The relay's sockets: with `runtime.relay_io = "io_uring"`, plain TCP
-/// legs of a session without fan-out move to the worker's ring. `None`: a
-/// socket could not leave epoll (the session is dropped).
-fn relay_legs(cx: &Ctx, legs: (Io, Io), plain: bool) -> Option<(Io, Io)> {
-    let runtime = &cx.state.config.runtime;
-    let uring = runtime.relay_io == crate::config::RelayIo::IoUring
-        && runtime.layout == crate::config::Layout::ThreadPerCore;
-    if !(uring && plain) {
-        return Some(legs);
-    }
-    match crate::relay::uring::adopt(legs, &cx.gw.metrics.relay_io_fallbacks) {
-        Ok(legs) => Some(legs),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot hand the session to io_uring");
-            None
-        }
-    }
 }
 
 /// Spawn a session; a tracked per-address slot lives exactly as long.
