@@ -1,14 +1,18 @@
 //! Fan-out across gateway instances over a real `nats-server` (issue 18):
 //! three release binaries share one NATS; subscribers on each, publishes
-//! through each instance's HTTP publish API. Every subscriber receives
-//! every message exactly once and each publisher's messages in order; a
-//! NATS restart is survived (interest re-established, the gap counted);
-//! a stopped gateway does not stop the others. Without a backplane,
-//! fan-out stays local (tests/fanout.rs).
+//! through each instance's HTTP publish API and through a mux
+//! application's PUBLISH on one of them. Every subscriber receives every
+//! message exactly once and each publisher's messages in order; a NATS
+//! restart is survived (interest re-established, the gap counted); a
+//! stopped gateway does not stop the others. Without a backplane, fan-out
+//! stays local (tests/fanout.rs).
 //!
 //! Subscribers are passthrough clients that the upstream subscribes in its
-//! 101 (`X-Tidegate-Subscribe: room`), so the test depends on no SDK.
+//! 101 (`X-Tidegate-Subscribe: room`); the mux application is the tests'
+//! own frame-by-frame peer (`support::mux_app::FakeApp`, extension
+//! `fanout`), so the test depends on no SDK.
 
+use crate::support::mux_app::FakeApp;
 use crate::support::*;
 use fastwebsockets::{OpCode, Role, WebSocket};
 use std::collections::HashMap;
@@ -16,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+use tidegate_mux::codec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -123,7 +128,34 @@ struct Instance {
 
 impl Instance {
     async fn start(upstream: SocketAddr, nats: &str, required: bool) -> Instance {
+        Instance::start_with(upstream, nats, required, None).await
+    }
+
+    /// `app`: also a mux route `/app` to this application (one pool
+    /// connection), whose PUBLISH frames this instance accepts.
+    async fn start_with(
+        upstream: SocketAddr,
+        nats: &str,
+        required: bool,
+        app: Option<SocketAddr>,
+    ) -> Instance {
         let file = ConfigFile::with_text("");
+        let app_route = app.map_or_else(String::new, |app| {
+            format!(
+                r#"
+[[upstreams]]
+name = "app"
+endpoints = ["ws://{app}"]
+pool_size = 1
+
+[[routes]]
+name = "app"
+path = "/app"
+upstream = "app"
+mode = "mux"
+"#
+            )
+        });
         let token = file.dir().join("publish.token");
         std::fs::write(&token, TOKEN).expect("write token");
         file.write_text(&format!(
@@ -153,7 +185,7 @@ servers = ["{nats}"]
 required = {required}
 connect_timeout = "500ms"
 reconnect_max = "200ms"
-"#,
+{app_route}"#,
             token.display()
         ));
         let mut cmd = tidegate_command();
@@ -388,6 +420,81 @@ async fn three_instances_deliver_once_in_order_across_a_nats_restart() {
         c.until("phase c: 40 messages", from, has_count("c-", 40))
             .await;
         assert_exactly_once_in_order(&c.seen[from..], "c", &two, 20);
+    }
+}
+
+/// A mux application connected to instance A PUBLISHes (one frame per
+/// message, as an SDK does) while an HTTP client publishes through B at
+/// the same time: the two subscribers on each of A, B and C receive both
+/// publishers' messages, each exactly once and in its publisher's order.
+/// A's subscribers get the application's messages from A itself, B's and
+/// C's only through NATS — so the test fails if a mux PUBLISH is not
+/// forwarded to the backplane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mux_publish_on_one_instance_and_http_on_another_reach_every_instance() {
+    const COUNT: usize = 60;
+    let _turn = serial().await;
+    let nats = Nats::start().await;
+    let upstream = subscribing_upstream().await;
+    let mut app = FakeApp::start_with(Some("fanout")).await;
+    let mut gws = vec![Instance::start_with(upstream, &nats.url(), true, Some(app.addr)).await];
+    let conn = app.conn().await;
+    assert_eq!(
+        conn.offered.as_deref(),
+        Some("fanout"),
+        "instance A offers extension fanout to the application"
+    );
+    for _ in 0..2 {
+        gws.push(Instance::start(upstream, &nats.url(), true).await);
+    }
+    for gw in &gws {
+        wait_ready(gw.admin).await;
+    }
+    let mut clients = Vec::new();
+    for gw in &gws {
+        for _ in 0..2 {
+            clients.push(Client::connect(gw).await);
+        }
+    }
+    for gw in &gws {
+        wait_metric(gw.admin, "tidegate_fanout_backplane_subjects", &[], 1.0).await;
+    }
+
+    // Publisher 0: the application on A; publisher 1: HTTP through B. Both
+    // run at once, interleaving on every instance.
+    let mux = async {
+        for n in 0..COUNT {
+            let text = format!("x-0-{n}");
+            conn.send(&[codec::Frame::publish(CHANNEL, true, text.as_bytes(), None)]);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let http = async {
+        for n in 0..COUNT {
+            assert_eq!(gws[1].publish(&format!("x-1-{n}")).await, 200);
+        }
+    };
+    tokio::join!(mux, http);
+    for c in &mut clients {
+        c.until("both publishers' messages", 0, has_count("x-", 2 * COUNT))
+            .await;
+        assert_exactly_once_in_order(&c.seen, "x", &[0, 1], COUNT);
+    }
+    let a = &gws[0];
+    assert_eq!(
+        a.metric("tidegate_fanout_publishes_total", &[("source", "mux")])
+            .await,
+        COUNT as f64,
+        "A accepted the application's PUBLISH frames"
+    );
+    let out = [("direction", "out")];
+    let forwarded = "tidegate_fanout_backplane_messages_total";
+    for (gw, want, what) in [
+        (a, COUNT, "A forwarded each mux publish once"),
+        (&gws[1], COUNT, "B forwarded each HTTP publish once"),
+        (&gws[2], 0, "C published nothing"),
+    ] {
+        assert_eq!(gw.metric(forwarded, &out).await, want as f64, "{what}");
     }
 }
 

@@ -18,9 +18,11 @@
 //!   client re-sends every subscription, and the task counts them.
 //!
 //! `subject`: the channel ↔ subject and header rules; `connect`: client
-//! options; `task`: the subscribe/receive and publish loops; `metrics`.
+//! options; `interest`: pending changes and applying them; `task`: the
+//! subscribe/receive and publish loops; `metrics`.
 
 pub mod connect;
+mod interest;
 pub mod metrics;
 pub mod subject;
 mod task;
@@ -28,8 +30,7 @@ mod task;
 use super::{ChannelHook, Hub};
 use crate::config::backplane::BackplaneConfig;
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -55,10 +56,8 @@ pub struct Backplane {
     /// `backplane.required`: `/readyz` waits for the connection.
     required: bool,
     client: async_nats::Client,
-    /// Interest changes not yet applied: channel → wanted. Coalesced, so
-    /// it holds at most one entry per channel (bounded by
-    /// `fanout.max_channels`).
-    pending: Mutex<HashMap<Box<str>, bool>>,
+    /// Interest changes not yet applied, coalesced per channel.
+    pending: interest::Pending,
     /// Wakes the subscription task when `pending` changes.
     wake: Notify,
     /// The publish queue (`publish_queue` entries).
@@ -84,7 +83,7 @@ impl Backplane {
         let backplane = Arc::new(Backplane {
             required: config.required,
             client,
-            pending: Mutex::default(),
+            pending: interest::Pending::default(),
             wake: Notify::new(),
             outgoing,
             metrics,
@@ -114,10 +113,7 @@ impl Backplane {
     /// `channel` got its first local subscriber (`true`) or lost its last
     /// (`false`). Never blocks: called under the hub's registry lock.
     pub fn interest(&self, channel: &str, wanted: bool) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(channel.into(), wanted);
+        self.pending.set(channel, wanted);
         self.wake.notify_one();
     }
 
@@ -132,19 +128,6 @@ impl Backplane {
         };
         if self.outgoing.try_send(out).is_err() {
             self.metrics.dropped(metrics::Drop::QueueFull);
-        }
-    }
-
-    fn take_pending(&self) -> HashMap<Box<str>, bool> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Put back changes that could not be applied (NATS down), unless a
-    /// newer change for the same channel arrived meanwhile.
-    fn restore_pending(&self, changes: HashMap<Box<str>, bool>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for (channel, wanted) in changes {
-            pending.entry(channel).or_insert(wanted);
         }
     }
 }

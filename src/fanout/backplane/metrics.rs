@@ -47,8 +47,10 @@ pub struct BackplaneMetrics {
     pub disconnects: IntCounter,
     /// Subjects re-established after a reconnect.
     pub resubscribes: IntCounter,
-    /// Subscribe requests NATS did not confirm.
+    /// Batches of subscription changes NATS did not confirm.
     pub subscribe_failures: IntCounter,
+    /// Re-applications of changes a failed batch did not make.
+    pub subscribe_retries: IntCounter,
     drops: [IntCounter; 3],
     /// From the publish on one instance to its local delivery on another.
     pub latency: Histogram,
@@ -123,8 +125,13 @@ impl BackplaneMetrics {
             ),
             subscribe_failures: counter(
                 "tidegate_fanout_backplane_subscribe_failures_total",
-                "Subscriptions NATS did not confirm in time (retried on the next change or \
-                 reconnect).",
+                "Batches of subscription changes NATS did not confirm within 5 s or refused \
+                 (the changes not made are retried).",
+            ),
+            subscribe_retries: counter(
+                "tidegate_fanout_backplane_subscribe_retries_total",
+                "Retries of subscription changes a failed or timed-out batch did not make \
+                 (1 s after it).",
             ),
             drops: [0, 1, 2].map(|i| drops.with_label_values(&[Drop::LABELS[i]])),
             latency,

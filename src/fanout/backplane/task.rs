@@ -2,27 +2,23 @@
 //!
 //! - `subscriptions`: owns every channel subscription (one stream per
 //!   subject in a `StreamMap`), applies the hub's interest changes while
-//!   connected, delivers what other instances publish to the local
+//!   connected (`interest::apply`, retried after a batch that did not
+//!   make them all), delivers what other instances publish to the local
 //!   subscribers, and watches the client's connection events.
 //! - `publisher`: drains the publish queue into NATS in queue order (one
 //!   task, one connection: per-publisher order holds end to end). It may
 //!   wait on the client; the hub never waits on it.
 
+use super::interest::{self, Applied, APPLY_TIMEOUT, RETRY_DELAY};
 use super::metrics::Drop;
 use super::{subject, Backplane, LocalDelivery, Outgoing};
 use async_nats::{Event, Message, Subscriber};
 use futures_util::StreamExt;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
-
-/// How long one batch of subscription changes may take to be confirmed by
-/// the server (SUBs then a PING/PONG flush) before it is given up and
-/// retried at the next change or reconnect.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub(super) struct Context {
@@ -80,25 +76,55 @@ pub(super) async fn subscriptions(
     // Whether the connection was ever up: the first `Connected` is not a
     // reconnect.
     let mut was_connected = false;
+    // When changes a batch did not make are applied again.
+    let mut retry_at: Option<Instant> = None;
     loop {
-        tokio::select! {
+        let retry = async move {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let applied = tokio::select! {
             // Stop: dropping the subscribers unsubscribes them.
             _ = ctx.stop.cancelled() => return,
             // The hub's interest changed.
             _ = bp.wake.notified() => apply(&ctx, &mut streams).await,
+            // A batch left changes unmade: re-apply them.
+            _ = retry => {
+                bp.metrics.subscribe_retries.inc();
+                apply(&ctx, &mut streams).await
+            }
             // A message from another instance, on one of our channels.
             Some((channel, msg)) = streams.next(), if !streams.is_empty() => {
                 receive(&ctx, local.as_ref(), &channel, msg);
+                continue;
             }
             // Connection events from the client.
             Some(event) = events.recv() => {
                 on_event(&ctx, &event, streams.len(), &mut was_connected);
-                if matches!(event, Event::Connected) {
-                    apply(&ctx, &mut streams).await;
+                if !matches!(event, Event::Connected) {
+                    continue;
                 }
+                apply(&ctx, &mut streams).await
             }
-        }
+        };
+        // Waiting (disconnected): `Connected` applies them, no timer.
+        retry_at = (applied == Applied::Retry).then(|| Instant::now() + RETRY_DELAY);
     }
+}
+
+async fn apply(ctx: &Context, streams: &mut StreamMap<Box<str>, Subscriber>) -> Applied {
+    let bp = &ctx.backplane;
+    interest::apply(
+        &bp.client,
+        &bp.pending,
+        &ctx.prefix,
+        streams,
+        &bp.metrics,
+        APPLY_TIMEOUT,
+    )
+    .await
 }
 
 fn receive(ctx: &Context, local: &dyn LocalDelivery, channel: &str, msg: Message) {
@@ -142,51 +168,5 @@ fn on_event(ctx: &Context, event: &Event, subjects: usize, was_connected: &mut b
         }
         Event::Closed => m.connected.set(0),
         other => tracing::warn!(event = %other, "fan-out backplane: NATS client event"),
-    }
-}
-
-/// Apply the pending interest changes: subscribe and unsubscribe, then
-/// flush so that the server has them before the gauge says so. While
-/// disconnected nothing is sent; the changes wait for `Connected`.
-async fn apply(ctx: &Context, streams: &mut StreamMap<Box<str>, Subscriber>) {
-    let bp = &ctx.backplane;
-    if !bp.connected() {
-        return;
-    }
-    let changes = bp.take_pending();
-    if changes.is_empty() {
-        return;
-    }
-    let mut failed = HashMap::new();
-    let work = async {
-        for (channel, wanted) in changes {
-            if !wanted {
-                // Dropping the subscriber sends the UNSUB.
-                streams.remove(&channel);
-                continue;
-            }
-            if streams.contains_key(&channel) {
-                continue;
-            }
-            let subject = subject::subject(&ctx.prefix, &channel);
-            match bp.client.subscribe(subject).await {
-                Ok(sub) => {
-                    streams.insert(channel, sub);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "fan-out backplane: subscribe failed");
-                    failed.insert(channel, true);
-                }
-            }
-        }
-        bp.client.flush().await.is_ok()
-    };
-    let confirmed = tokio::time::timeout(APPLY_TIMEOUT, work)
-        .await
-        .unwrap_or(false);
-    bp.metrics.subjects.set(streams.len() as i64);
-    if !confirmed || !failed.is_empty() {
-        bp.metrics.subscribe_failures.inc();
-        bp.restore_pending(failed);
     }
 }
