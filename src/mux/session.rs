@@ -72,7 +72,10 @@ impl ToClient {
     }
 
     fn is_pong(&self) -> bool {
-        self.header.as_slice()[0] & 0x0F == u8::from(Opcode::Pong)
+        self.header
+            .as_slice()
+            .first()
+            .is_some_and(|b| b & 0x0F == u8::from(Opcode::Pong))
     }
 }
 
@@ -227,6 +230,7 @@ impl MuxSession {
         };
         // Subscribed before its 101 (SUBSCRIBE right after ACCEPT).
         if let Some(sub) = s.inbox.subscriber() {
+            sub.attach(&s.client);
             s.queues().fanout = Some(sub);
         }
         s
@@ -377,8 +381,10 @@ impl MuxSession {
     }
 
     fn poll_session(&mut self, cx: &mut Context<'_>, mut sleep: Pin<&mut Sleep>) -> Poll<()> {
+        self.published_clear(false);
         for _ in 0..ROUNDS {
             let now = Instant::now();
+            self.take_published_rest();
             if !self.draining && self.shutdown.is_cancelled() {
                 self.draining = true;
                 let spread = self.route.drain_spread.as_millis() as u64;
@@ -435,6 +441,7 @@ impl MuxSession {
             }
             // Timer arm: ping, pong, drain, close or resume deadline.
             if sleep.as_mut().poll(cx).is_pending() {
+                self.published_clear(true);
                 return Poll::Pending;
             }
         }
