@@ -27,6 +27,12 @@
 # ROUNDS (3), DURATION (10s), WARMUP (2s), SUBSCRIBERS (5000), RATE (20),
 # SIZE (128), ECHO_CLIENTS (50), RAW=DIR (keep every run's JSON there;
 # `python3 loadtest/bench-fanout-report.py DIR` prints the tables again).
+#
+# A/B: with OLD_TG=/path/to/other/tidegate each round runs both gateways,
+# one after the other (the order alternates per round; the applications
+# stay up and the mux pools reconnect), each with MODES (default "fanout
+# sessions pass"; e.g. MODES=fanout) and the echo baseline; the report has
+# one table per gateway, from the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +65,8 @@ trap cleanup EXIT
 # Copies: a shared CARGO_TARGET_DIR may be rebuilt while this runs.
 mkdir "$RUN/bin"
 cp "$TG" "$RUN/bin/tidegate"
+if [ -n "${OLD_TG:-}" ]; then cp "$OLD_TG" "$RUN/bin/tidegate-old"; fi
+MODES=${MODES:-fanout sessions pass}
 cp "$CARGO_TARGET_DIR/release/tidegate-loadtest" "$CARGO_TARGET_DIR/release/examples/fanout" "$RUN/bin/"
 GWBIN=$RUN/bin/tidegate
 LT=$RUN/bin/tidegate-loadtest
@@ -129,38 +137,66 @@ endpoints = ["ws://$PASS_ADDR"]
 name = "echo"
 endpoints = ["ws://$ECHO_ADDR"]
 EOF
-taskset -c 0 "$GWBIN" run --config "$RUN/gw.toml" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
-TG_PID=$!
-PIDS+=("$TG_PID")
-GW=$(wait_addr "$RUN/tg.out")
-# Both mux pools are up when each application holds its listener + POOL sockets.
-for pid in "$PUB_PID" "$SES_PID"; do
-    for _ in $(seq 100); do [ "$(sockets "$pid")" -gt "$POOL" ] && break; sleep 0.1; done
-done
+start_gw() { # BINARY → sets TG_PID, GW
+    taskset -c 0 "$1" run --config "$RUN/gw.toml" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
+    TG_PID=$!
+    PIDS+=("$TG_PID")
+    GW=$(wait_addr "$RUN/tg.out")
+    # Both mux pools are up when each application holds its listener + POOL sockets.
+    for pid in "$PUB_PID" "$SES_PID"; do
+        for _ in $(seq 100); do [ "$(sockets "$pid")" -gt "$POOL" ] && break; sleep 0.1; done
+    done
+}
+stop_gw() {
+    kill "$TG_PID" 2>/dev/null || true
+    wait "$TG_PID" 2>/dev/null || true
+    # The applications notice the pool connections are gone.
+    for pid in "$PUB_PID" "$SES_PID"; do
+        for _ in $(seq 100); do [ "$(sockets "$pid")" -le 1 ] && break; sleep 0.1; done
+    done
+}
 
-fanout_run() { # MODE APP_PID ROUND
-    echo "bench-fanout.sh: $1 round $3" >&2
+fanout_run() { # MODE APP_PID ROUND DIR
+    echo "bench-fanout.sh: $1 round $3 ($(basename "$4"))" >&2
     taskset -c 1 "$LT" --workers 1 --quiet --json fanout --url "ws://$GW/$1" -c "$SUBSCRIBERS" \
         --warmup "$WARMUP" --duration "$DURATION" --source-ip-count 4 \
-        --pid "$TG_PID" --pid "$2" >"$RUN/res/$1.$3.json"
+        --pid "$TG_PID" --pid "$2" >"$4/$1.$3.json"
     sleep 2 # closes settle, the application stops broadcasting
 }
-echo_run() { # ROUND
-    echo "bench-fanout.sh: echo round $1" >&2
+echo_run() { # ROUND DIR
+    echo "bench-fanout.sh: echo round $1 ($(basename "$2"))" >&2
     taskset -c 1 "$LT" --workers 1 --json compare --quiet --rounds 1 \
         --target "pass=ws://$GW/echo@$TG_PID" echo -c "$ECHO_CLIENTS" --size 64 \
-        --warmup 1s --duration "$DURATION" >"$RUN/res/echo.$1.json"
+        --warmup 1s --duration "$DURATION" >"$2/echo.$1.json"
     sleep 1
+}
+app_pid() { # MODE
+    case $1 in fanout) echo "$PUB_PID" ;; sessions) echo "$SES_PID" ;; pass) echo "$PASS_PID" ;; esac
+}
+round() { # ROUND DIR
+    for m in $MODES; do fanout_run "$m" "$(app_pid "$m")" "$1" "$2"; done
+    echo_run "$1" "$2"
 }
 
 mkdir -p "$RUN/res" "$(dirname "$OUT")"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-for r in $(seq "$ROUNDS"); do
-    fanout_run fanout "$PUB_PID" "$r"
-    fanout_run sessions "$SES_PID" "$r"
-    fanout_run pass "$PASS_PID" "$r"
-    echo_run "$r"
-done
+if [ -z "${OLD_TG:-}" ]; then
+    start_gw "$GWBIN"
+    for r in $(seq "$ROUNDS"); do round "$r" "$RUN/res"; done
+else
+    mkdir -p "$RUN/res/new" "$RUN/res/old"
+    for r in $(seq "$ROUNDS"); do
+        order="new old"
+        [ $((r % 2)) -eq 0 ] && order="old new"
+        for which in $order; do
+            bin=$GWBIN
+            [ "$which" = old ] && bin=$RUN/bin/tidegate-old
+            start_gw "$bin"
+            round "$r" "$RUN/res/$which"
+            stop_gw
+        done
+    done
+fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
@@ -171,7 +207,17 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "Pinning: tidegate run --workers 1 on core 0; generator (one worker) and the applications on core 1. Mux pool_size $POOL."
     echo "Gateway: $("$GWBIN" version)."
     echo
-    python3 loadtest/bench-fanout-report.py "$RUN/res" "$SUBSCRIBERS" "$RATE"
+    if [ -z "${OLD_TG:-}" ]; then
+        python3 loadtest/bench-fanout-report.py "$RUN/res" "$SUBSCRIBERS" "$RATE"
+    else
+        echo "A/B in one run: new = \`$TG\`, old = \`$OLD_TG\` (order alternating per round; MODES=$MODES)."
+        for which in new old; do
+            echo
+            echo "## $which"
+            echo
+            python3 loadtest/bench-fanout-report.py "$RUN/res/$which" "$SUBSCRIBERS" "$RATE"
+        done
+    fi
 } >"$OUT"
-if [ -n "${RAW:-}" ]; then mkdir -p "$RAW" && cp "$RUN"/res/* "$RAW"/; fi
+if [ -n "${RAW:-}" ]; then mkdir -p "$RAW" && cp -r "$RUN"/res/* "$RAW"/; fi
 echo "bench-fanout.sh: wrote $OUT" >&2

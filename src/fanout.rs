@@ -302,9 +302,11 @@ impl Hub {
             return 0;
         };
         let frame = &SharedFrame::encode(text, payload);
-        let (mut reached, mut dropped) = (0, 0);
+        let here = std::thread::current().id();
+        let (mut reached, mut dropped, mut sent) = (0, 0, 0);
         for sub in subs.iter().filter(|s| Some(s.key) != except) {
-            match sub.deliver(frame) {
+            match sub.deliver(frame, here) {
+                Delivery::Sent => sent += 1,
                 Delivery::Queued => reached += 1,
                 Delivery::Dropped(n) => {
                     reached += 1;
@@ -315,6 +317,16 @@ impl Hub {
             }
         }
         drop(map);
+        // Counted once per publish, not per delivery. Frames written
+        // directly are handed to the clients' sockets by now: one latency
+        // observation stands for all of them (the last one's); queued
+        // frames are observed as their sessions write them.
+        if sent > 0 {
+            self.metrics
+                .latency
+                .observe(frame.published().elapsed().as_secs_f64());
+        }
+        reached += sent;
         self.metrics.deliveries.inc_by(reached as u64);
         if dropped > 0 {
             self.metrics.drops.inc_by(dropped as u64);

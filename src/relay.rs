@@ -161,8 +161,43 @@ impl Session {
     /// Deliver this subscriber's published frames to the client; it
     /// leaves its channels when the session ends.
     pub fn fanout(mut self, feed: Option<Arc<crate::fanout::Subscriber>>) -> Session {
+        if let Some(f) = &feed {
+            f.attach(&self.client.io);
+        }
         self.feed = feed;
         self
+    }
+
+    /// Tell the fan-out feed whether a publish may write to the client
+    /// directly (`idle`: the session is about to wait): only at a frame
+    /// boundary of the upstream's stream outside a message, with nothing
+    /// waiting for the client and no Close or ping of ours due.
+    fn feed_clear(&self, idle: bool) {
+        let Some(feed) = &self.feed else {
+            return;
+        };
+        let (c, up) = (&self.client, &self.upstream);
+        let clear = idle
+            && !self.finishing
+            && !c.dead
+            && !c.close_out
+            && c.close_wanted.is_none()
+            && !c.ping_wanted
+            && !c.blocked()
+            && up.pending_stop.is_none()
+            && up.scanner.at_boundary()
+            && !up.scanner.in_message();
+        feed.set_clear(clear);
+    }
+
+    /// The tail of a published frame a publish wrote only in part goes to
+    /// the client before anything else.
+    fn feed_rest(&mut self, cx: &mut Context<'_>) {
+        if let Some(feed) = &self.feed {
+            if let (Some(rest), _) = feed.take_rest() {
+                self.client.send(cx, &rest);
+            }
+        }
     }
 
     /// The session as a task: this future is all a relayed connection
@@ -208,6 +243,8 @@ impl Session {
         );
         let same_waker = waker == self.waker;
         self.waker = waker;
+        self.feed_clear(false);
+        self.feed_rest(cx);
         for _ in 0..TIMER_PASSES_PER_POLL {
             let now = Instant::now();
             // Drain: pick this session's moment within the spread window.
@@ -255,12 +292,14 @@ impl Session {
                 self.timer_polled = false;
             }
             if self.timer_polled && same_waker {
+                self.feed_clear(true);
                 return Poll::Pending;
             }
             // Timer arm: a deadline passed (ping due, pong late, idle, drain,
             // close handshake over time); loop to act on it.
             if sleep.as_mut().poll(cx).is_pending() {
                 self.timer_polled = true;
+                self.feed_clear(true);
                 return Poll::Pending;
             }
             if self.finishing && self.close_deadline.is_some_and(|d| d <= Instant::now()) {

@@ -6,14 +6,28 @@
 //! The same handle serves a mux session (which moves frames into its
 //! client queue between the application's messages) and a passthrough
 //! relay (which writes them at frame boundaries of the upstream's stream).
-//! The publisher only appends and wakes: publishing never waits on a
-//! subscriber, and a subscriber that does not read fills its own queue and
-//! then gets the policy.
+//! The publisher never waits on a subscriber: a subscriber that does not
+//! read fills its own queue and then gets the policy.
+//!
+//! Direct delivery: a delivery is meant to cost one send. When the
+//! session's task is idle with nothing on its way to the client (it says
+//! so with [`Subscriber::set_clear`]), its queue is empty, its client is
+//! plain TCP and the publish runs on the session's own worker thread, the
+//! publisher writes the shared frame to the client's socket itself — no
+//! queue entry, no wake-up, no poll of the session. Same thread means the
+//! session's task cannot be writing at that moment; everything else
+//! (another worker, TLS, a socket that is full, a session mid-message)
+//! takes the queue. The session's own writes check [`Subscriber::take_rest`]
+//! first: the tail of a frame the socket took only in part.
 
 use super::{Access, Hub, SharedFrame, SlowPolicy};
+use bytes::Bytes;
 use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
+use std::thread::ThreadId;
 
 /// Queue slots a drained subscriber keeps (8 bytes each).
 const KEEP_SLOTS: usize = 16;
@@ -32,6 +46,8 @@ pub enum Next {
 /// The result of offering a frame to one subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
+    /// Written to the client's socket by the publisher itself.
+    Sent,
     Queued,
     /// Queued, after dropping this many older frames (`drop_oldest`).
     Dropped(usize),
@@ -54,6 +70,22 @@ struct State {
     overflowed: bool,
     /// The session ended: no new subscriptions.
     left: bool,
+    /// The client's socket, for direct delivery (see the module header).
+    sink: Option<Sink>,
+    /// The part of a directly sent frame the socket did not take: it goes
+    /// to the client before anything else the session writes.
+    rest: Option<Bytes>,
+    /// Frames sent directly and not yet counted by the session (a
+    /// per-session tally, flushed into the route's counters by the session).
+    sent: u64,
+}
+
+/// The client's socket as the publisher writes to it: a duplicate of the
+/// session's descriptor (the same socket, already non-blocking), used only
+/// on `thread`, where the session's task lives.
+struct Sink {
+    socket: std::net::TcpStream,
+    thread: ThreadId,
 }
 
 pub struct Subscriber {
@@ -65,6 +97,11 @@ pub struct Subscriber {
     /// The registry, to leave every channel when the session ends.
     pub(super) hub: Arc<Hub>,
     state: Mutex<State>,
+    /// The session's task is idle with nothing on its way to the client
+    /// (not inside a message, nothing queued, not closing): a frame may go
+    /// to the socket directly. Set by the session when it goes idle,
+    /// cleared when it is polled and by anything handing it work.
+    clear: AtomicBool,
 }
 
 impl Subscriber {
@@ -74,6 +111,77 @@ impl Subscriber {
             access,
             hub,
             state: Mutex::default(),
+            clear: AtomicBool::new(false),
+        }
+    }
+
+    /// Let publishes on this thread write to `client` directly (plain TCP
+    /// only; a TLS session's bytes go through its rustls state). The
+    /// duplicate descriptor is given back when the session leaves. If it
+    /// cannot be made (descriptor limit), delivery goes through the queue.
+    pub fn attach(&self, client: &crate::io::Io) {
+        let crate::io::Io::Tcp(tcp) = client else {
+            return;
+        };
+        // On a work-stealing runtime a task moves between threads: the
+        // session could be writing on another thread while a publish
+        // writes here. Only a current-thread worker keeps them apart.
+        let current = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !current || self.lock().sink.is_some() {
+            return;
+        }
+        let Ok(fd) = std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned() else {
+            return;
+        };
+        let mut s = self.lock();
+        if !s.left {
+            s.sink = Some(Sink {
+                socket: std::net::TcpStream::from(fd),
+                thread: std::thread::current().id(),
+            });
+        }
+    }
+
+    /// The session's task says whether a frame may be written to its
+    /// client directly now (see `clear`).
+    pub fn set_clear(&self, clear: bool) {
+        self.clear.store(clear, Ordering::Relaxed);
+    }
+
+    /// The tail of a directly sent frame, which the session must write
+    /// before anything else; and the tally of frames sent directly since
+    /// the last call.
+    pub fn take_rest(&self) -> (Option<Bytes>, u64) {
+        let mut s = self.lock();
+        (s.rest.take(), std::mem::take(&mut s.sent))
+    }
+
+    /// Write `frame` to the client now, if the module header's conditions
+    /// hold: `Some(true)` all of it, `Some(false)` part (the rest is kept
+    /// for the session, which is woken), `None` nothing (queue it).
+    fn send_direct(&self, s: &mut State, frame: &SharedFrame, here: ThreadId) -> Option<bool> {
+        if !s.queue.is_empty() || s.rest.is_some() || !self.clear.load(Ordering::Relaxed) {
+            return None;
+        }
+        let sink = s.sink.as_ref().filter(|k| k.thread == here)?;
+        let wire = frame.wire();
+        match (&sink.socket).write(wire) {
+            Ok(n) if n == wire.len() => {
+                s.sent += 1;
+                Some(true)
+            }
+            Ok(n) if n > 0 => {
+                s.sent += 1;
+                s.rest = Some(wire.slice(n..));
+                self.clear.store(false, Ordering::Relaxed);
+                Some(false)
+            }
+            // Full (or failing: the session's own write will find out).
+            _ => {
+                self.clear.store(false, Ordering::Relaxed);
+                None
+            }
         }
     }
 
@@ -83,14 +191,28 @@ impl Subscriber {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queue a frame (the publisher's side) and wake the session. Never
-    /// blocks beyond this short lock; a full queue gets the policy.
-    pub fn deliver(&self, frame: &SharedFrame) -> Delivery {
+    /// Deliver a frame (the publisher's side, on thread `here`): written
+    /// directly when the session allows it, else queued and the session
+    /// woken. Never blocks beyond this short lock and a non-blocking send;
+    /// a full queue gets the policy.
+    pub fn deliver(&self, frame: &SharedFrame, here: ThreadId) -> Delivery {
         let cost = frame.cost();
         let (result, waker) = {
             let mut s = self.lock();
             if s.overflowed || s.left {
                 return Delivery::Refused;
+            }
+            match self.send_direct(&mut s, frame, here) {
+                Some(true) => return Delivery::Sent,
+                Some(false) => {
+                    let waker = s.waker.take();
+                    drop(s);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                    return Delivery::Sent;
+                }
+                None => {}
             }
             let mut dropped = 0;
             if cost > self.access.queue_bytes && self.access.policy == SlowPolicy::DropOldest {
@@ -229,6 +351,9 @@ impl Subscriber {
         s.left = true;
         s.queue = VecDeque::new();
         s.bytes = 0;
+        s.sink = None;
+        s.rest = None;
+        self.clear.store(false, Ordering::Relaxed);
         std::mem::take(&mut s.channels)
     }
 

@@ -159,3 +159,90 @@ fn header_values_split_on_commas() {
     let got: Vec<&str> = header_channels(" room5, user.42 ,,").collect();
     assert_eq!(got, vec!["room5", "user.42"]);
 }
+
+/// A client socket pair on loopback: the gateway's side as the session
+/// holds it, and the client's end to read from.
+async fn client_pair() -> (crate::io::Io, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (gateway_side, _) = listener.accept().await.expect("accept");
+    (crate::io::Io::Tcp(gateway_side), client)
+}
+
+async fn read_exactly(client: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0; n];
+    let read = client.read_exact(&mut buf);
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("frame within 10 s")
+        .expect("read");
+    buf
+}
+
+/// On a current-thread worker, an idle session's frame goes straight to
+/// its socket: nothing is queued, the delivery is counted; a session that
+/// is not idle (`clear` false) gets it through its queue.
+#[tokio::test(flavor = "current_thread")]
+async fn an_idle_subscriber_on_this_thread_is_written_directly() {
+    let h = hub(Limits::default());
+    let sub = h.subscriber(Some(1), access(SlowPolicy::DropOldest, 1 << 20));
+    sub.subscribe(b"room.1").unwrap();
+    let (io, mut client) = client_pair().await;
+    sub.attach(&io);
+    sub.set_clear(true);
+    assert_eq!(
+        h.publish(b"room.1", true, b"hello", None, Source::Mux),
+        Ok(1)
+    );
+    assert_eq!(read_exactly(&mut client, 7).await, b"\x81\x05hello");
+    assert!(drain(&sub).is_empty(), "written, not queued");
+    assert_eq!(sub.take_rest(), (None, 1), "one frame sent directly");
+    assert_eq!(h.metrics.deliveries.get(), 1);
+
+    sub.set_clear(false);
+    assert_eq!(
+        h.publish(b"room.1", true, b"queued", None, Source::Mux),
+        Ok(1)
+    );
+    assert_eq!(drain(&sub), vec![b"queued".to_vec()]);
+    // Gone: the duplicate descriptor is given back, nothing is written.
+    sub.set_clear(true);
+    sub.leave();
+    assert_eq!(
+        h.publish(b"room.1", true, b"late", None, Source::Mux),
+        Ok(0)
+    );
+    drop(io);
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    let eof = client.read_to_end(&mut rest);
+    tokio::time::timeout(std::time::Duration::from_secs(10), eof)
+        .await
+        .expect("EOF within 10 s: no descriptor kept the socket open")
+        .expect("EOF");
+    assert!(
+        rest.is_empty(),
+        "the socket closed with its session: {rest:?}"
+    );
+}
+
+/// On a work-stealing runtime the session's task may run on another
+/// thread while a publish writes: no direct writes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_direct_writes_on_a_work_stealing_runtime() {
+    let h = hub(Limits::default());
+    let sub = h.subscriber(Some(1), access(SlowPolicy::DropOldest, 1 << 20));
+    sub.subscribe(b"room.1").unwrap();
+    let (io, _client) = client_pair().await;
+    sub.attach(&io);
+    sub.set_clear(true);
+    assert_eq!(
+        h.publish(b"room.1", true, b"hello", None, Source::Mux),
+        Ok(1)
+    );
+    assert_eq!(drain(&sub), vec![b"hello".to_vec()]);
+}

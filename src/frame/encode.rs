@@ -14,6 +14,12 @@ pub struct HeaderBytes {
 }
 
 impl HeaderBytes {
+    /// No header: a queued tail of a frame already partly written.
+    pub const EMPTY: HeaderBytes = HeaderBytes {
+        bytes: [0; MAX_HEADER],
+        len: 0,
+    };
+
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }

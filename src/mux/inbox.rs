@@ -183,6 +183,10 @@ impl Inbox {
                 };
                 q.events.push_back(event);
             }
+            // Work for the session: a publish must not write past it.
+            if let Some(sub) = &q.subscriber {
+                sub.set_clear(false);
+            }
             q.waker.take()
         };
         if let Some(w) = waker {

@@ -86,49 +86,20 @@ async fn open_on(
                 refuse(&conn, 1001, "open timeout");
                 return Err(Rejection::UpstreamTimeout);
             }
-            Ok(Event::Accept { conn, mut body }) => {
-                if body.protocol.as_ref().is_some_and(|p| !offered.contains(p)) {
-                    refuse(&conn, 1002, "sub-protocol was not offered");
-                    return Err(Rejection::UpstreamBadResponse);
+            Ok(Event::Accept { conn, body }) => {
+                let answer = accepted(body, offered);
+                if let Err((code, why, _)) = &answer {
+                    refuse(&conn, *code, why);
                 }
-                // The application's headers go into the client's 101: no
-                // handshake or hop-by-hop header, nothing that is not a
-                // valid header line.
-                body.headers
-                    .retain(|(n, _)| !crate::upstream::is_handshake_or_hop_header(n));
-                if !field::headers_ok(&body.headers) {
-                    refuse(&conn, 1002, "ACCEPT header is not valid HTTP");
-                    return Err(Rejection::UpstreamInvalidHeader);
-                }
-                return Ok(Opened {
+                return answer.map_err(|(_, _, r)| r).map(|accept| Opened {
                     id,
                     conn,
                     inbox: Arc::clone(inbox),
-                    accept: body,
+                    accept,
                     endpoint,
                 });
             }
-            Ok(Event::Reject(r)) => {
-                if !(400..=599).contains(&r.status) || r.body.len() > MAX_RELAYED_BODY {
-                    return Err(Rejection::UpstreamBadResponse);
-                }
-                let content_type = r
-                    .headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-                    .map(|(_, v)| v.clone());
-                if content_type
-                    .as_deref()
-                    .is_some_and(|v| !field::is_field_value(v))
-                {
-                    return Err(Rejection::UpstreamInvalidHeader);
-                }
-                return Err(Rejection::UpstreamStatus {
-                    status: r.status,
-                    content_type,
-                    body: r.body.into_bytes(),
-                });
-            }
+            Ok(Event::Reject(r)) => return Err(rejected(r)),
             // The connection went away before answering: try another.
             Ok(Event::Lost { .. }) => {
                 conn.forget(id);
@@ -139,5 +110,50 @@ async fn open_on(
                 return Err(Rejection::UpstreamBadResponse);
             }
         }
+    }
+}
+
+/// Check an ACCEPT: the sub-protocol must be one the client offered, and
+/// the application's headers go into the client's 101 — no handshake or
+/// hop-by-hop header, nothing that is not a valid header line. `Err`: the
+/// CLOSE to send the application and the client's rejection.
+fn accepted(
+    mut body: AcceptBody,
+    offered: &[String],
+) -> Result<AcceptBody, (u16, &'static str, Rejection)> {
+    if body.protocol.as_ref().is_some_and(|p| !offered.contains(p)) {
+        let why = "sub-protocol was not offered";
+        return Err((1002, why, Rejection::UpstreamBadResponse));
+    }
+    body.headers
+        .retain(|(n, _)| !crate::upstream::is_handshake_or_hop_header(n));
+    if !field::headers_ok(&body.headers) {
+        let why = "ACCEPT header is not valid HTTP";
+        return Err((1002, why, Rejection::UpstreamInvalidHeader));
+    }
+    Ok(body)
+}
+
+/// A REJECT as the client's answer: its status (400–599) and body, and a
+/// Content-Type only if it is a valid header value.
+fn rejected(r: tidegate_mux::RejectBody) -> Rejection {
+    if !(400..=599).contains(&r.status) || r.body.len() > MAX_RELAYED_BODY {
+        return Rejection::UpstreamBadResponse;
+    }
+    let content_type = r
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.clone());
+    if content_type
+        .as_deref()
+        .is_some_and(|v| !field::is_field_value(v))
+    {
+        return Rejection::UpstreamInvalidHeader;
+    }
+    Rejection::UpstreamStatus {
+        status: r.status,
+        content_type,
+        body: r.body.into_bytes(),
     }
 }

@@ -17,9 +17,12 @@ mod client_io;
 mod compress;
 mod from_app;
 mod published;
+mod queues;
+mod timers;
 mod to_app;
 
 pub use compress::Edge;
+use queues::{Queues, ToApp, ToClient};
 
 use super::client::ClientReader;
 use super::conn::Conn;
@@ -27,17 +30,14 @@ use super::inbox::Inbox;
 use super::stored::StoredOpen;
 use super::MuxRoute;
 use crate::access::Closer;
-use crate::frame::{HeaderBytes, Opcode};
 use crate::io::Io;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tidegate_mux::codec::Frame;
 use tokio::io::AsyncWrite;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
@@ -56,74 +56,6 @@ thread_local! {
     /// Client reads land here; each read is split off as its own `Bytes`,
     /// so the slices handed to mux writers share this allocation.
     static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-
-/// A frame on its way to the client.
-struct ToClient {
-    header: HeaderBytes,
-    payload: Bytes,
-}
-
-impl ToClient {
-    /// Charged against `mux.session_queue_bytes`: the payload plus the
-    /// per-frame cost, so a flood of empty frames fills the queue too.
-    fn cost(&self) -> usize {
-        self.payload.len() + super::QUEUED_FRAME_COST
-    }
-
-    fn is_pong(&self) -> bool {
-        self.header.as_slice()[0] & 0x0F == u8::from(Opcode::Pong)
-    }
-}
-
-/// A frame on its way to the application, waiting for budget or for a
-/// connection.
-struct ToApp {
-    frame: Frame,
-}
-
-impl ToApp {
-    /// Charged against the connection's budget and the resume buffer:
-    /// body plus the per-frame cost, so empty messages are not free.
-    fn cost(&self) -> usize {
-        self.frame.body.len() + super::QUEUED_FRAME_COST
-    }
-}
-
-/// Frames in flight through a session.
-#[derive(Default)]
-struct Queues {
-    /// Client frames not yet queued on a connection.
-    held: VecDeque<ToApp>,
-    /// Cost of `held` (see `ToApp::cost`).
-    held_bytes: usize,
-    /// `held` could not be handed on (no budget, or no connection while
-    /// resuming): small payloads held from then on are copied, as the
-    /// ones already held were when it was set ([`crate::mux::detach`]).
-    held_stalled: bool,
-    /// Frames for the client; `written` bytes of the front one are out.
-    out: VecDeque<ToClient>,
-    /// Cost of `out` and `pong` (see `ToClient::cost`).
-    out_bytes: usize,
-    written: usize,
-    /// The answer to the client's latest ping, not yet in `out`. Only the
-    /// latest unanswered ping is answered (RFC 6455 §5.5.3), so a client
-    /// that pings without reading holds one pong here, not one per ping.
-    pong: Option<Bytes>,
-    /// A pong is in `out` and not yet written.
-    pong_in_out: bool,
-    /// Edge permessage-deflate state, when negotiated (kept here, in the
-    /// box such a session has anyway, so the session future stays small).
-    edge: Option<Box<Edge>>,
-    /// Fan-out: where published frames for this client wait (set by
-    /// `Event::Subscribed`; here, not in the session, so the session
-    /// future of a client that never subscribes does not grow).
-    fanout: Option<Arc<crate::fanout::Subscriber>>,
-    /// The client stopped taking bytes with frames still in `out`: small
-    /// payloads queued from then on are copied ([`crate::mux::detach`]),
-    /// the ones already waiting were copied when it was set. Cleared when
-    /// `out` empties, so a client that keeps up never pays for a copy.
-    out_stalled: bool,
 }
 
 /// A session between connections.
@@ -227,6 +159,7 @@ impl MuxSession {
         };
         // Subscribed before its 101 (SUBSCRIBE right after ACCEPT).
         if let Some(sub) = s.inbox.subscriber() {
+            sub.attach(&s.client);
             s.queues().fanout = Some(sub);
         }
         s
@@ -273,79 +206,6 @@ impl MuxSession {
         }
     }
 
-    // ----------------------------------------------------------------- timers
-
-    fn timers(&mut self, now: Instant) {
-        if let Some(at) = self.close_at {
-            if now >= at && !self.close_sent {
-                let (code, reason) = if self.expiring {
-                    (1008, "token expired")
-                } else {
-                    (1001, "gateway draining")
-                };
-                let why = if self.expiring {
-                    "token expired"
-                } else {
-                    "going away"
-                };
-                self.log_close(Closer::Gateway, None, why);
-                self.close_client(code, reason, now);
-                self.close_app(code, reason);
-            }
-        }
-        if let Some(interval) = self.route.ping_interval {
-            match self.ping_sent {
-                true if now >= self.last_rx + self.route.pong_timeout
-                    && !self.close_sent
-                    && self.client_paused()
-                    && self.out_empty() =>
-                {
-                    // The client takes our bytes (the ping left) but we
-                    // stopped reading it: its pong may be waiting in our
-                    // receive buffer. Wait a full pong timeout more.
-                    self.last_rx = now;
-                }
-                true if now >= self.last_rx + self.route.pong_timeout && !self.close_sent => {
-                    self.route.metrics.ping_timeout_client.inc();
-                    self.log_close(Closer::Gateway, None, "ping timeout");
-                    self.client_done = true;
-                    self.close_app(1006, "client ping timeout");
-                    self.close_client(1001, "ping timeout", now);
-                }
-                false if now >= self.last_rx + interval && !self.close_sent => {
-                    self.ping_sent = true;
-                    self.last_rx = now;
-                    self.queue_client(true, Opcode::Ping, Bytes::new());
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn next_deadline(&self) -> Instant {
-        let far = self.started + Duration::from_secs(365 * 24 * 3600);
-        let mut next = far;
-        let mut at = |d: Option<Instant>| {
-            if let Some(d) = d {
-                next = next.min(d);
-            }
-        };
-        at(self.deadline_close);
-        at(self.close_at.filter(|_| !self.close_sent));
-        if let Some(interval) = self.route.ping_interval {
-            at(Some(if self.ping_sent {
-                self.last_rx + self.route.pong_timeout
-            } else {
-                self.last_rx + interval
-            }));
-        }
-        if self.resume.is_some() {
-            // Look for a connection again soon.
-            at(Some(Instant::now() + Duration::from_millis(20)));
-        }
-        next
-    }
-
     /// Backpressure: the client is read only while its frames can move on.
     /// Paused while held frames wait for budget on the connection, or —
     /// between connections — while the resume buffer is full.
@@ -377,8 +237,10 @@ impl MuxSession {
     }
 
     fn poll_session(&mut self, cx: &mut Context<'_>, mut sleep: Pin<&mut Sleep>) -> Poll<()> {
+        self.published_clear(false);
         for _ in 0..ROUNDS {
             let now = Instant::now();
+            self.take_published_rest();
             if !self.draining && self.shutdown.is_cancelled() {
                 self.draining = true;
                 let spread = self.route.drain_spread.as_millis() as u64;
@@ -435,6 +297,7 @@ impl MuxSession {
             }
             // Timer arm: ping, pong, drain, close or resume deadline.
             if sleep.as_mut().poll(cx).is_pending() {
+                self.published_clear(true);
                 return Poll::Pending;
             }
         }

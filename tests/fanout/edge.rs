@@ -293,3 +293,57 @@ async fn slow_subscribers_get_the_route_policy() {
         drop(slow);
     }
 }
+
+/// The `close` policy on a passthrough route: a subscriber that does not
+/// read is closed with 1008 once its queue overflows, while a subscriber
+/// beside it that reads gets every message, in order.
+#[tokio::test]
+async fn a_slow_passthrough_subscriber_is_closed_by_policy() {
+    let _serial = serial().await;
+    let up = subscribing_upstreams("feed").await;
+    let mut raw = with_publish(raw_config(&[ws_url(up)]));
+    raw.mux.session_queue_bytes = 64 * 1024;
+    raw.routes[0].fanout.slow_subscriber = "close".into();
+    let file = ConfigFile::new(&raw);
+    let (gw, publish) = start_publishing(&file).await;
+    let (_, slow) = ws_try(gw.addr, "localhost", "/", &[]).await;
+    let mut slow = slow.expect("101");
+    let (_, reader) = ws_try(gw.addr, "localhost", "/", &[]).await;
+    let mut reader = reader.expect("101");
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 2.0).await;
+    // 400 × 32 KiB = 12.5 MiB: far beyond the 64 KiB queue and the socket
+    // buffers of the client that does not read.
+    let payload = vec![b'x'; 32 * 1024];
+    for i in 0..400u32 {
+        let mut p = payload.clone();
+        p[..4].copy_from_slice(&i.to_be_bytes());
+        let r = post(
+            publish,
+            "/publish/feed",
+            PUBLISH_TOKEN,
+            "application/octet-stream",
+            &p,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let (fin, op, got) = next_frame(&mut reader).await;
+        assert!(fin && op == OpCode::Binary);
+        assert_eq!(
+            got[..4],
+            i.to_be_bytes(),
+            "the reader gets every message, in order"
+        );
+    }
+    wait_metric(gw.admin, "tidegate_fanout_slow_closes_total", &[], 1.0).await;
+    let (code, reason) = within_for(
+        Duration::from_secs(30),
+        "slow client's close",
+        expect_close(&mut slow),
+    )
+    .await;
+    assert_eq!((code, reason.as_str()), (1008, "slow subscriber"));
+    // It left the channel; the reader is still subscribed.
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 1.0).await;
+    drop(reader);
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
+}

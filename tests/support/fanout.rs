@@ -118,3 +118,34 @@ pub async fn subscribing_upstream(
     });
     (addr, tx)
 }
+
+/// A passthrough upstream for any number of sessions: each 101 carries
+/// `X-Tidegate-Subscribe: {subscribe}`; then it only reads (answering
+/// pings and Closes) until the gateway ends the connection.
+pub async fn subscribing_upstreams(subscribe: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(tcp);
+                let Some(req) = read_request(&mut reader).await else {
+                    return;
+                };
+                let key = req.header("sec-websocket-key").unwrap_or_default();
+                let resp = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\
+                     X-Tidegate-Subscribe: {subscribe}\r\n\r\n",
+                    accept_for(key)
+                );
+                if reader.get_mut().write_all(resp.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut ws = WebSocket::after_handshake(reader, Role::Server);
+                while ws.read_frame().await.is_ok() {}
+            });
+        }
+    });
+    addr
+}

@@ -135,3 +135,49 @@ def test_chat_example_is_a_room_broadcast(stack, rust):
             assert metric(gw, "tidegate_fanout_publishes_total", source="mux") >= 2
 
         run(main())
+
+
+def test_broadcast_on_an_edge_compressed_route(stack):
+    """Edge permessage-deflate (the clients are ``websockets``, which
+    offer it): a published frame goes to each client uncompressed (RSV1
+    clear: an uncompressed message, RFC 7692 §6, which touches neither
+    side's compression context), between the gateway's compressed echoes
+    — and both decode, so neither context was disturbed."""
+    from test_gateway_deflate import deflate_gateway, extension_names, payload
+
+    clients_n, rounds = 5, 10
+
+    async def main():
+        app = BroadcastApp()
+        srv = MuxServer("127.0.0.1", 0, handler=app.handler, table=SessionTable())
+        await srv.start()
+        gw = await asyncio.to_thread(deflate_gateway, stack, f"127.0.0.1:{srv.port}")
+        clients = [await connect(gw.url(f"/c{i}"), max_size=None) for i in range(clients_n)]
+        for ws in clients:
+            assert extension_names(ws) == ["permessage-deflate"], ws.response.headers
+        await until("every subscription", lambda: metric(gw, "tidegate_fanout_subscriptions") == clients_n)
+        sender, others = clients[0], clients[1:]
+        for n in range(rounds):
+            await sender.send(f"!bcast message {n}")
+            for i, ws in enumerate(others):
+                await ws.send(payload(3000 + 100 * i + n).decode())
+        for i, ws in enumerate(others):
+            got = [await asyncio.wait_for(ws.recv(), WAIT) for _ in range(2 * rounds)]
+            broadcasts = [m for m in got if m.startswith("message ")]
+            echoes = [m for m in got if not m.startswith("message ")]
+            assert broadcasts == [f"message {n}" for n in range(rounds)], "all, in order"
+            assert echoes == [payload(3000 + 100 * i + n).decode() for n in range(rounds)]
+        await sender.send("marker")
+        assert await asyncio.wait_for(sender.recv(), WAIT) == "marker"
+        assert metric(gw, "tidegate_fanout_deliveries_total") >= rounds * (clients_n - 1)
+        assert metric(gw, "tidegate_fanout_rejected_total", reason="unsupported") == 0
+        # The echoes were compressed on the wire (the payloads repeat).
+        plain = metric(gw, "tidegate_deflate_bytes_total", direction="upstream_to_client", stage="plain")
+        wire = metric(gw, "tidegate_deflate_bytes_total", direction="upstream_to_client", stage="compressed")
+        assert 0 < wire < plain / 5, (wire, plain)
+        for ws in clients:
+            await ws.close()
+        await until("subscriptions freed", lambda: metric(gw, "tidegate_fanout_subscriptions") == 0)
+        await srv.close()
+
+    run(main())

@@ -97,7 +97,10 @@ impl MuxSession {
             Event::Lost { conn_id, goaway } => self.on_lost(conn_id, goaway, now),
             // The token is checked at the top of every poll.
             Event::Drain => {}
-            Event::Subscribed(sub) => self.queues().fanout = Some(sub),
+            Event::Subscribed(sub) => {
+                sub.attach(&self.client);
+                self.queues().fanout = Some(sub);
+            }
             Event::Broken => {
                 self.log_close(Closer::Upstream, None, "upstream violation");
                 self.close_client(1011, "application broke the mux protocol", now);

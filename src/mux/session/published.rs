@@ -7,10 +7,50 @@
 
 use super::{MuxSession, ToClient};
 use crate::fanout::Next;
+use crate::frame::HeaderBytes;
 use std::task::Context;
 use tokio::time::Instant;
 
 impl MuxSession {
+    /// Tell the subscriber whether a publish may write to the client
+    /// directly (`idle`: the session is about to wait). Only with nothing
+    /// on its way to the client, outside an application message, before
+    /// any Close.
+    pub(super) fn published_clear(&self, idle: bool) {
+        let Some(sub) = self.q.as_ref().and_then(|q| q.fanout.as_ref()) else {
+            return;
+        };
+        let clear = idle
+            && !self.app_in_message
+            && !self.close_sent
+            && !self.client_done
+            && self.out_empty();
+        sub.set_clear(clear);
+    }
+
+    /// Frames a publish wrote directly: count them, and queue first the
+    /// tail of one the socket took only in part (nothing else was queued
+    /// since: the session was idle and has not run).
+    pub(super) fn take_published_rest(&mut self) {
+        let Some(sub) = self.q.as_ref().and_then(|q| q.fanout.as_ref()) else {
+            return;
+        };
+        let (rest, sent) = sub.take_rest();
+        if sent > 0 {
+            self.route.metrics.messages_u2c.inc_by(sent);
+        }
+        if let Some(payload) = rest {
+            let t = ToClient {
+                header: HeaderBytes::EMPTY,
+                payload,
+            };
+            self.route.mux_metrics.queued_bytes.add(t.cost() as i64);
+            let q = self.queues();
+            q.out_bytes += t.cost();
+            q.out.push_front(t);
+        }
+    }
+
     /// Returns true if a frame moved.
     pub(super) fn take_published(&mut self, now: Instant, cx: &mut Context<'_>) -> bool {
         let Some(sub) = self.q.as_ref().and_then(|q| q.fanout.clone()) else {
