@@ -21,6 +21,7 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 use std::future::Future;
+use std::mem::take;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -75,125 +76,189 @@ impl Exchange<'_> {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let settings = &self.route.settings;
         let mut report = Report::default();
-        let framing = match Framing::of(self.head, settings.max_body_bytes)
-            .and_then(|f| expects_continue(self.head).map(|e| (f, e)))
-        {
+        let (framing, expect) = match self.framing() {
             Ok(x) => x,
             Err(e) => return Ended::Refused(e, report),
         };
-        let (framing, expect) = framing;
+        let mut io = ClientIo {
+            reader,
+            writer,
+            buf,
+        };
         for attempt in 0..2 {
-            let mut conn = match self.connect().await {
-                Ok(c) => c,
-                Err(e) => return Ended::Refused(e, report),
-            };
-            report.endpoint = Some(conn.endpoint);
-            // `least_connections` counts a request while it is in flight,
-            // as it counts a WebSocket session.
-            let least = self.upstream.config.balance.policy == Policy::LeastConnections;
-            let _active = least.then(|| self.upstream.track(conn.endpoint));
-            let request = match self.build(&conn, framing) {
-                Ok(r) => r,
-                Err(e) => {
-                    conn.discard();
-                    return Ended::Refused(e, report);
-                }
-            };
-            if expect && framing.has_body() && attempt == 0 {
-                // The gateway streams the body itself: it says Continue
-                // once an upstream connection is there to take it.
-                if writer
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .await
-                    .is_err()
-                {
-                    conn.discard();
-                    return Ended::Gone(report);
-                }
-            }
-            let (body, tx) = ClientBody::new(framing);
-            let response = conn.sender.send_request(request.map(|()| body));
-            let limits = ClientLimits {
-                max_body: settings.max_body_bytes,
-                idle: settings.idle_timeout,
-                max_head: settings.max_head_bytes,
-            };
-            let mut state = Progress::default();
-            let side = {
-                let client = client_side(
-                    reader,
-                    buf,
-                    framing,
-                    tx,
-                    limits,
-                    (&mut state.bytes_in, &mut state.body_done),
-                );
-                let upstream = self.respond(writer, response, &mut state.out, conn.endpoint);
-                tokio::pin!(client, upstream);
-                tokio::select! {
-                    // The response ended (sent, or failed).
-                    r = &mut upstream => Side::Upstream(r),
-                    // The client went away or its body was refused.
-                    e = &mut client => Side::Client(e),
-                }
-            };
-            report.bytes_in = state.bytes_in;
-            report.bytes_out = state.out.bytes;
-            report.status = state.out.status;
-            match side {
-                Side::Upstream(Ok(close)) => {
-                    self.upstream
-                        .report(conn.endpoint, outcome_of(report.status));
-                    report.keep_alive = state.body_done && !close;
-                    match state.body_done {
-                        true => self.route.pool.put(conn),
-                        false => conn.discard(),
-                    }
-                    return Ended::Answered(report);
-                }
-                Side::Upstream(Err(HttpError::ClientGone)) => {
-                    conn.discard();
-                    return Ended::Gone(report);
-                }
-                Side::Upstream(Err(e)) => {
-                    // Safe to send again: the upstream closed a pooled
-                    // connection before answering (its keep-alive ran out
-                    // as the request went), nothing reached the client,
-                    // and sending it twice cannot do anything once would
-                    // not (idempotent method, no body).
-                    let retry = conn.reused
-                        && e.retryable()
-                        && attempt == 0
-                        && state.out.status == 0
-                        && !framing.has_body()
-                        && is_idempotent(&self.head.method);
-                    conn.discard();
-                    if retry {
-                        continue;
-                    }
-                    self.upstream
-                        .report(report.endpoint.unwrap_or(0), Outcome::ServerError);
-                    return match state.out.head_sent {
-                        true => Ended::Answered(report),
-                        false => Ended::Refused(e, report),
-                    };
-                }
-                Side::Client(ClientEvent::Gone) => {
-                    conn.discard();
-                    return Ended::Gone(report);
-                }
-                Side::Client(ClientEvent::Refused(e)) => {
-                    conn.discard();
-                    return match state.out.head_sent {
-                        true => Ended::Answered(report),
-                        false => Ended::Refused(e, report),
-                    };
-                }
+            let step = self
+                .attempt(&mut io, framing, expect, attempt, &mut report)
+                .await;
+            match step {
+                Step::Ended(ended) => return ended,
+                Step::Retry => continue,
             }
         }
         Ended::Refused(HttpError::UpstreamUnreachable, report)
+    }
+
+    /// How the request body is delimited, and whether the client expects
+    /// `100 Continue` before sending it.
+    fn framing(&self) -> Result<(Framing, bool), HttpError> {
+        let framing = Framing::of(self.head, self.route.settings.max_body_bytes)?;
+        Ok((framing, expects_continue(self.head)?))
+    }
+
+    /// One try on one upstream connection: connect, send the request with
+    /// the body behind it, carry the response, then decide what the try
+    /// came to. `report` is kept up to date for the caller.
+    async fn attempt<R, W>(
+        &self,
+        io: &mut ClientIo<'_, R, W>,
+        framing: Framing,
+        expect: bool,
+        attempt: u32,
+        report: &mut Report,
+    ) -> Step
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut conn = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => return Step::Ended(Ended::Refused(e, take(report))),
+        };
+        report.endpoint = Some(conn.endpoint);
+        // `least_connections` counts a request while it is in flight,
+        // as it counts a WebSocket session.
+        let least = self.upstream.config.balance.policy == Policy::LeastConnections;
+        let _active = least.then(|| self.upstream.track(conn.endpoint));
+        let request = match self.build(&conn, framing) {
+            Ok(r) => r,
+            Err(e) => {
+                conn.discard();
+                return Step::Ended(Ended::Refused(e, take(report)));
+            }
+        };
+        if expect && framing.has_body() && attempt == 0 {
+            // The gateway streams the body itself: it says Continue
+            // once an upstream connection is there to take it.
+            if io
+                .writer
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                conn.discard();
+                return Step::Ended(Ended::Gone(take(report)));
+            }
+        }
+        let mut state = Progress::default();
+        let side = self
+            .carry(io, framing, request, &mut conn, &mut state)
+            .await;
+        report.bytes_in = state.bytes_in;
+        report.bytes_out = state.out.bytes;
+        report.status = state.out.status;
+        self.settle(side, conn, &state, framing, attempt, report)
+    }
+
+    /// Send the request on `conn` and run its two sides at once: the
+    /// client's body going up, the response coming down. Returns the side
+    /// that ended first.
+    async fn carry<R, W>(
+        &self,
+        io: &mut ClientIo<'_, R, W>,
+        framing: Framing,
+        request: Request<()>,
+        conn: &mut Conn,
+        state: &mut Progress,
+    ) -> Side
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let settings = &self.route.settings;
+        let (body, tx) = ClientBody::new(framing);
+        let response = conn.sender.send_request(request.map(|()| body));
+        let limits = ClientLimits {
+            max_body: settings.max_body_bytes,
+            idle: settings.idle_timeout,
+            max_head: settings.max_head_bytes,
+        };
+        let client = client_side(
+            &mut *io.reader,
+            &mut *io.buf,
+            framing,
+            tx,
+            limits,
+            (&mut state.bytes_in, &mut state.body_done),
+        );
+        let upstream = self.respond(&mut *io.writer, response, &mut state.out, conn.endpoint);
+        tokio::pin!(client, upstream);
+        tokio::select! {
+            // The response ended (sent, or failed).
+            r = &mut upstream => Side::Upstream(r),
+            // The client went away or its body was refused.
+            e = &mut client => Side::Client(e),
+        }
+    }
+
+    /// What a try came to, given the side that ended it: the connection
+    /// goes back to the pool or is closed, the endpoint's outcome is
+    /// reported, and a request that is safe to send again is retried.
+    fn settle(
+        &self,
+        side: Side,
+        conn: Conn,
+        state: &Progress,
+        framing: Framing,
+        attempt: u32,
+        report: &mut Report,
+    ) -> Step {
+        // Answered when the client already has a response head, else
+        // refused through the caller's refusal path.
+        let answered_or = |e: HttpError, report: &mut Report| match state.out.head_sent {
+            true => Ended::Answered(take(report)),
+            false => Ended::Refused(e, take(report)),
+        };
+        let ended = match side {
+            Side::Upstream(Ok(close)) => {
+                self.upstream
+                    .report(conn.endpoint, outcome_of(report.status));
+                report.keep_alive = state.body_done && !close;
+                match state.body_done {
+                    true => self.route.pool.put(conn),
+                    false => conn.discard(),
+                }
+                Ended::Answered(take(report))
+            }
+            Side::Upstream(Err(HttpError::ClientGone)) | Side::Client(ClientEvent::Gone) => {
+                conn.discard();
+                Ended::Gone(take(report))
+            }
+            Side::Upstream(Err(e)) => {
+                // Safe to send again: the upstream closed a pooled
+                // connection before answering (its keep-alive ran out
+                // as the request went), nothing reached the client,
+                // and sending it twice cannot do anything once would
+                // not (idempotent method, no body).
+                let retry = conn.reused
+                    && e.retryable()
+                    && attempt == 0
+                    && state.out.status == 0
+                    && !framing.has_body()
+                    && is_idempotent(&self.head.method);
+                conn.discard();
+                if retry {
+                    return Step::Retry;
+                }
+                self.upstream
+                    .report(report.endpoint.unwrap_or(0), Outcome::ServerError);
+                answered_or(e, report)
+            }
+            Side::Client(ClientEvent::Refused(e)) => {
+                conn.discard();
+                answered_or(e, report)
+            }
+        };
+        Step::Ended(ended)
     }
 
     /// What the balancer may key on: the path as sent upstream, as for
@@ -352,9 +417,25 @@ struct Out {
     bytes: u64,
 }
 
+/// The client connection's halves, and the bytes read past the request
+/// head (its body, or the next request), kept across a retry.
+struct ClientIo<'c, R, W> {
+    reader: &'c mut R,
+    writer: &'c mut W,
+    buf: &'c mut BytesMut,
+}
+
+/// The side of an exchange that ended first.
 enum Side {
     Upstream(Result<bool, HttpError>),
     Client(ClientEvent),
+}
+
+/// What one try came to.
+enum Step {
+    Ended(Ended),
+    /// The request goes again on a fresh connection.
+    Retry,
 }
 
 /// `Connection: close` from the client, or HTTP/1.0 (no keep-alive
