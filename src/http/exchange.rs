@@ -6,25 +6,24 @@
 //!
 //! Nothing is written to the client before the upstream's response head
 //! is in: until then every failure is an [`HttpError`] the caller answers
-//! through the connection's one refusal path.
+//! through the connection's one refusal path. The response side — head,
+//! then the body streamed back — is in `respond`.
+
+mod respond;
 
 use super::body::{client_side, expects_continue, ClientBody, ClientEvent, ClientLimits, Framing};
 use super::pool::Conn;
-use super::response::{self, Delimit};
 use super::{HttpError, HttpRoute};
 use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
 use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
 use bytes::BytesMut;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request, Response};
-use std::future::Future;
+use hyper::{Method, Request};
+use respond::Out;
 use std::mem::take;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::timeout;
 
 /// A request ready to go: what the route phase and the policy decided.
 pub struct Exchange<'a> {
@@ -321,84 +320,6 @@ impl Exchange<'_> {
         }
         builder.body(()).map_err(|_| HttpError::Malformed)
     }
-
-    /// Wait for the response head (bounded by the request timeout), write
-    /// it, then stream the body (bounded between chunks by the idle
-    /// timeout). `Ok(close)`: the whole response was written; `close` says
-    /// the client connection must not carry another request.
-    async fn respond<W: AsyncWrite + Unpin>(
-        &self,
-        writer: &mut W,
-        response: impl Future<Output = hyper::Result<Response<Incoming>>>,
-        out: &mut Out,
-        endpoint: usize,
-    ) -> Result<bool, HttpError> {
-        let settings = &self.route.settings;
-        let mut response = match timeout(settings.request_timeout, response).await {
-            Err(_) => return Err(HttpError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(HttpError::upstream(&e)),
-            Ok(Ok(r)) => r,
-        };
-        // The gateway's affinity cookie, so the client's next request (a
-        // Socket.IO poll, its upgrade) comes back to this endpoint.
-        let cookie = self.upstream.affinity_cookie(&self.affinity(), endpoint);
-        if let Some(value) = cookie.and_then(|c| hyper::header::HeaderValue::from_str(&c).ok()) {
-            response
-                .headers_mut()
-                .append(hyper::header::SET_COOKIE, value);
-        }
-        let status = response.status();
-        if status.is_informational() {
-            // hyper skips 1xx but a 101: no upgrade was asked for.
-            return Err(HttpError::UpstreamBadResponse);
-        }
-        out.status = status.as_u16();
-        let head_request = self.head.method == "HEAD";
-        let length = response.body().size_hint().exact();
-        let delimit = Delimit::choose(head_request, status, length, self.head.version);
-        let close = self.close || wants_close(self.head) || delimit == Delimit::Close;
-        let head = response::head(status, response.headers(), delimit, close);
-        // Only an event stream may be ended early: its end is a reconnect,
-        // where any other body cut short would look complete.
-        let endable = delimit == Delimit::Chunked && is_event_stream(response.headers());
-        let mut body = response.into_body();
-        let sent = response::write_head(writer, head, delimit, &mut body).await?;
-        out.head_sent = true;
-        out.bytes = sent.bytes;
-        if sent.ended {
-            return Ok(close);
-        }
-        let _streaming = Streaming::enter(&self.route.metrics.streams);
-        loop {
-            let next = async {
-                match settings.idle_timeout {
-                    Some(limit) => timeout(limit, body.frame())
-                        .await
-                        .map_err(|_| HttpError::UpstreamTimeout),
-                    None => Ok(body.frame().await),
-                }
-            };
-            let frame = tokio::select! {
-                // The next piece of the body, its end, or the idle limit.
-                f = next => f?,
-                // Draining: an event stream ends here, between events.
-                _ = self.draining.cancelled(), if endable => None,
-            };
-            let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| HttpError::upstream(&e))?;
-            // Trailers are dropped (the last chunk goes without them).
-            if let Ok(data) = frame.into_data() {
-                out.bytes += data.len() as u64;
-                response::write_data(writer, delimit, data)
-                    .await
-                    .map_err(|_| HttpError::ClientGone)?;
-            }
-        }
-        response::finish(writer, delimit)
-            .await
-            .map_err(|_| HttpError::ClientGone)?;
-        Ok(close)
-    }
 }
 
 /// What the two sides of an exchange wrote into while they ran.
@@ -407,14 +328,6 @@ struct Progress {
     bytes_in: u64,
     body_done: bool,
     out: Out,
-}
-
-/// The response side's progress.
-#[derive(Default)]
-struct Out {
-    status: u16,
-    head_sent: bool,
-    bytes: u64,
 }
 
 /// The client connection's halves, and the bytes read past the request
@@ -438,12 +351,6 @@ enum Step {
     Retry,
 }
 
-/// `Connection: close` from the client, or HTTP/1.0 (no keep-alive
-/// offered to 1.0 clients).
-fn wants_close(head: &RequestHead) -> bool {
-    head.version == 0 || crate::handshake::has_token(head, "connection", "close")
-}
-
 /// RFC 9110 §9.2.2: a request that may be sent twice.
 fn is_idempotent(method: &str) -> bool {
     matches!(
@@ -452,37 +359,9 @@ fn is_idempotent(method: &str) -> bool {
     )
 }
 
-/// `Content-Type: text/event-stream` (Server-Sent Events).
-fn is_event_stream(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
-}
-
 fn outcome_of(status: u16) -> Outcome {
     match status {
         500..=599 => Outcome::ServerError,
         _ => Outcome::Ok,
-    }
-}
-
-/// Keeps `tidegate_http_streams_in_flight` up while a response body streams.
-struct Streaming(prometheus::IntGauge);
-
-impl Streaming {
-    fn enter(gauge: &prometheus::IntGauge) -> Streaming {
-        gauge.inc();
-        Streaming(gauge.clone())
-    }
-}
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
