@@ -19,6 +19,36 @@ pub struct FrameKind {
     pub text: bool,
 }
 
+// The measured window of a closed- or open-loop run. (`//`, not `///`,
+// for the reason given at FrameKind.)
+#[derive(Debug, Args, Clone)]
+pub struct Window {
+    /// Warm-up before measuring (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Measured time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
+// Opening idle connections (or streams) and holding them: `idle` and
+// `sse-idle`. (`//` for the reason given at FrameKind.)
+#[derive(Debug, Args, Clone)]
+pub struct Ramp {
+    /// Connections (streams) being opened at once during the ramp.
+    #[arg(long, default_value_t = 128)]
+    pub concurrency: usize,
+    /// How long to hold them once all are open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// Give up the ramp after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ramp_timeout: Duration,
+    /// Process whose RSS per connection (stream) to report (repeatable).
+    #[arg(long)]
+    pub pid: Vec<u32>,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct EchoArgs {
     /// Concurrent connections.
@@ -32,12 +62,8 @@ pub struct EchoArgs {
     pub in_flight: u32,
     #[command(flatten)]
     pub kind: FrameKind,
-    /// Warm-up before measuring (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub warmup: Duration,
-    /// Measured time.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
+    #[command(flatten)]
+    pub window: Window,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -45,12 +71,8 @@ pub struct HttpGetArgs {
     /// Concurrent keep-alive connections.
     #[arg(long, short = 'c', default_value_t = 50)]
     pub connections: usize,
-    /// Warm-up before measuring (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub warmup: Duration,
-    /// Measured time.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
+    #[command(flatten)]
+    pub window: Window,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -58,18 +80,8 @@ pub struct SseIdleArgs {
     /// Streams to hold.
     #[arg(long, short = 'c', default_value_t = 1000)]
     pub streams: usize,
-    /// Streams being opened at once during the ramp.
-    #[arg(long, default_value_t = 128)]
-    pub concurrency: usize,
-    /// How long to hold them once all are open.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub hold: Duration,
-    /// Give up the ramp after this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub ramp_timeout: Duration,
-    /// Process whose RSS per stream to report (repeatable).
-    #[arg(long)]
-    pub pid: Vec<u32>,
+    #[command(flatten)]
+    pub ramp: Ramp,
     #[command(flatten)]
     pub sources: SourceArgs,
 }
@@ -87,12 +99,8 @@ pub struct RateArgs {
     pub size: usize,
     #[command(flatten)]
     pub kind: FrameKind,
-    /// Warm-up before measuring (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub warmup: Duration,
-    /// Measured time.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
+    #[command(flatten)]
+    pub window: Window,
     #[command(flatten)]
     pub sources: SourceArgs,
 }
@@ -178,18 +186,8 @@ pub struct IdleArgs {
     /// Connections to hold.
     #[arg(long, short = 'c', default_value_t = 1000)]
     pub connections: usize,
-    /// Connections in progress at once during the ramp.
-    #[arg(long, default_value_t = 128)]
-    pub concurrency: usize,
-    /// How long to hold them once all are open.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub hold: Duration,
-    /// Give up the ramp after this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub ramp_timeout: Duration,
-    /// Process whose RSS per connection to report (repeatable).
-    #[arg(long)]
-    pub pid: Vec<u32>,
+    #[command(flatten)]
+    pub ramp: Ramp,
     /// Like --pid, by process name (/proc/PID/comm; repeatable).
     #[arg(long)]
     pub pid_name: Vec<String>,
