@@ -16,24 +16,12 @@ cd "$(dirname "$0")/.."
 OUT=${1:-/dev/stdout}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-2000}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+. loadtest/lib.sh
 TG=${TG:-$CARGO_TARGET_DIR/release/tidegate}
 LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
-[ -x "$LT" ] || cargo build --release -p tidegate-loadtest >&2
+[ -x "$LT" ] || build -p tidegate-loadtest
 
 UP=127.0.0.1:18110
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-
-wait_line() { # FILE PATTERN
-    for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-    echo "deflate_idle.sh: timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
-}
 
 # NAME -> route lines (besides name/upstream); "off" runs without an offer.
 declare -A ROUTE=(
@@ -82,7 +70,7 @@ EOF
     echo "# edge permessage-deflate: RSS per idle client — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "Command: \`bash benches/deflate_idle.sh\` (ROUNDS=$ROUNDS CONNS=$CONNS); $("$TG" version)."
-    echo "Machine: $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Machine: $(nproc) cores; load average before: $(loadavg)."
     echo "Pinning: gateway (one worker) on core 0; loadtest idle and echo upstream on core 1."
     echo
     echo "| round | setting | gateway RSS per idle connection (bytes) |"
@@ -93,5 +81,5 @@ EOF
         done
     done
     echo
-    echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Load average after: $(loadavg)."
 } >"$OUT"

@@ -45,48 +45,23 @@ RATE=${RATE:-20}
 SIZE=${SIZE:-128}
 ECHO_CLIENTS=${ECHO_CLIENTS:-50}
 POOL=2
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+. loadtest/lib.sh
 if [ -z "${TG:-}" ]; then
-    cargo build --release --bin tidegate >&2
+    build --bin tidegate
     TG=$CARGO_TARGET_DIR/release/tidegate
 fi
-cargo build --release -p tidegate-loadtest >&2
-cargo build --release -p tidegate-mux --example fanout >&2
+build -p tidegate-loadtest
+build -p tidegate-mux --example fanout
 # Passthrough holds two sockets per client in the gateway.
 ulimit -n "$(ulimit -Hn)"
 
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-# Copies: a shared CARGO_TARGET_DIR may be rebuilt while this runs.
-mkdir "$RUN/bin"
+keep_copies "$CARGO_TARGET_DIR/release/tidegate-loadtest" "$CARGO_TARGET_DIR/release/examples/fanout"
 cp "$TG" "$RUN/bin/tidegate"
 if [ -n "${OLD_TG:-}" ]; then cp "$OLD_TG" "$RUN/bin/tidegate-old"; fi
 MODES=${MODES:-fanout sessions pass}
-cp "$CARGO_TARGET_DIR/release/tidegate-loadtest" "$CARGO_TARGET_DIR/release/examples/fanout" "$RUN/bin/"
 GWBIN=$RUN/bin/tidegate
 LT=$RUN/bin/tidegate-loadtest
 
-wait_addr() { # FILE → prints IP:PORT from "addr=IP:PORT"
-    for _ in $(seq 150); do
-        a=$(grep -o 'addr=[0-9.:]*' "$1" 2>/dev/null | head -1 | cut -d= -f2) && [ -n "$a" ] && { echo "$a"; return; }
-        sleep 0.1
-    done
-    echo "bench-fanout.sh: no address in $1" >&2; cat "$1" >&2; exit 1
-}
-sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
-
-start_app() { # NAME CMD... → sets APP_PID, APP_ADDR
-    local name=$1; shift
-    taskset -c 1 "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
-    APP_PID=$!
-    PIDS+=("$APP_PID")
-    APP_ADDR=$(wait_addr "$RUN/$name.out")
-}
 start_app publish "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode publish --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
 PUB_PID=$APP_PID PUB_ADDR=$APP_ADDR
 start_app sessions "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode sessions --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
@@ -96,14 +71,8 @@ PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
 start_app echo "$GWBIN" echo --listen 127.0.0.1:0 --workers 1
 ECHO_ADDR=$APP_ADDR
 
-cat >"$RUN/gw.toml" <<EOF
-[admin]
-listen = ""
-[limits]
-max_connections = 12000
-[[listeners]]
-name = "bench"
-listen = "127.0.0.1:0"
+config_head 12000 >"$RUN/gw.toml"
+cat >>"$RUN/gw.toml" <<EOF
 [[routes]]
 name = "fanout"
 path = "/fanout"
@@ -138,13 +107,11 @@ name = "echo"
 endpoints = ["ws://$ECHO_ADDR"]
 EOF
 start_gw() { # BINARY → sets TG_PID, GW
-    taskset -c 0 "$1" run --config "$RUN/gw.toml" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
-    TG_PID=$!
-    PIDS+=("$TG_PID")
-    GW=$(wait_addr "$RUN/tg.out")
+    start_gateway_run tg 0 "$1" "$RUN/gw.toml"
+    TG_PID=$GW_PID GW=$GW_ADDR
     # Both mux pools are up when each application holds its listener + POOL sockets.
     for pid in "$PUB_PID" "$SES_PID"; do
-        for _ in $(seq 100); do [ "$(sockets "$pid")" -gt "$POOL" ] && break; sleep 0.1; done
+        wait_pool "$pid" "$POOL" || true
     done
 }
 stop_gw() {
@@ -179,7 +146,7 @@ round() { # ROUND DIR
 }
 
 mkdir -p "$RUN/res" "$(dirname "$OUT")"
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_BEFORE=$(loadavg)
 if [ -z "${OLD_TG:-}" ]; then
     start_gw "$GWBIN"
     for r in $(seq "$ROUNDS"); do round "$r" "$RUN/res"; done
@@ -197,7 +164,7 @@ else
         done
     done
 fi
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_AFTER=$(loadavg)
 
 {
     echo "# tidegate fan-out — $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -17,38 +17,17 @@ B=${2:?usage: bench-mux-ab.sh BIN_A BIN_B [OUT.md]}
 OUT=${3:-/dev/stdout}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release -p tidegate-loadtest -p tidegate-mux --example echo >&2
-RUN=$(mktemp -d)
-# Copies: a shared CARGO_TARGET_DIR may be rebuilt while this runs.
-cp "$CARGO_TARGET_DIR/release/tidegate-loadtest" "$CARGO_TARGET_DIR/release/examples/echo" "$RUN/"
-LT=$RUN/tidegate-loadtest
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
+. loadtest/lib.sh
+build -p tidegate-loadtest -p tidegate-mux --example echo
+keep_copies "$CARGO_TARGET_DIR/release/tidegate-loadtest" "$CARGO_TARGET_DIR/release/examples/echo"
+LT=$RUN/bin/tidegate-loadtest
 
-wait_addr() { # FILE → prints IP:PORT from "addr=IP:PORT"
-    for _ in $(seq 150); do
-        a=$(grep -o 'addr=[0-9.:]*' "$1" 2>/dev/null | head -1 | cut -d= -f2) && [ -n "$a" ] && { echo "$a"; return; }
-        sleep 0.1
-    done
-    echo "bench-mux-ab.sh: no address in $1" >&2; cat "$1" >&2; exit 1
-}
-
-taskset -c 1 "$RUN/echo" --listen 127.0.0.1:0 >"$RUN/app.out" 2>"$RUN/app.err" &
-PIDS+=($!)
-APP=$(wait_addr "$RUN/app.out")
+start_app app "$RUN/bin/echo" --listen 127.0.0.1:0
+APP=$APP_ADDR
 
 start_gateway() { # NAME BIN → sets GW_PID, GW_ADDR
-    cat >"$RUN/$1.toml" <<CONF
-[admin]
-listen = ""
-[[listeners]]
-name = "bench"
-listen = "127.0.0.1:0"
+    config_head >"$RUN/$1.toml"
+    cat >>"$RUN/$1.toml" <<CONF
 [[routes]]
 name = "mux"
 path = "/"
@@ -59,10 +38,7 @@ name = "app"
 endpoints = ["ws://$APP"]
 pool_size = 1
 CONF
-    taskset -c 0 "$2" run --config "$RUN/$1.toml" --workers 1 >"$RUN/$1.out" 2>"$RUN/$1.err" &
-    GW_PID=$!
-    PIDS+=("$GW_PID")
-    GW_ADDR=$(wait_addr "$RUN/$1.out")
+    start_gateway_run "$1" 0 "$2" "$RUN/$1.toml"
 }
 start_gateway a "$A"
 A_PID=$GW_PID A_ADDR=$GW_ADDR
@@ -76,19 +52,14 @@ TARGETS=(--target "a=ws://$A_ADDR/@$A_PID" --target "b=ws://$B_ADDR/@$B_PID")
     echo
     echo "Command: \`bash loadtest/bench-mux-ab.sh $A $B\` (ROUNDS=$ROUNDS DURATION=$DURATION)."
     echo "A: $A ($("$A" version)); B: $B ($("$B" version))."
-    echo "Machine: $(nproc) cores; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Machine: $(nproc) cores; load average before the run: $(loadavg)."
     echo "Pinning: both gateways on core 0 (one worker each); generator and mux echo app on core 1."
     echo
     IFS=';' read -ra scenarios <<<"${SCENARIOS:-echo -c 50 --size 64;echo -c 50 --size 16384}"
     for scenario in "${scenarios[@]}"; do
-        echo "### $scenario"
-        echo
-        echo '```'
         # shellcheck disable=SC2086
-        taskset -c 1 "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" "${TARGETS[@]}" \
-            $scenario --duration "$DURATION"
-        echo '```'
-        echo
+        section "$scenario" taskset -c 1 "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" \
+            "${TARGETS[@]}" $scenario --duration "$DURATION"
     done
-    echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Load average after: $(loadavg)."
 } >"$OUT"

@@ -48,10 +48,10 @@ RATES=${RATES:-1 2 10}
 IDLE_CLIENTS=${IDLE_CLIENTS:-9000}
 APPS=${APPS:-rust python}
 POOL=2
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --bin tidegate >&2
-cargo build --release -p tidegate-loadtest >&2
-cargo build --release -p tidegate-mux --examples >&2
+. loadtest/lib.sh
+build --bin tidegate
+build -p tidegate-loadtest
+build -p tidegate-mux --examples
 PY=${PY:-$PWD/.venv/bin/python}
 OLD_TG=${OLD_TG:-}
 if [[ " $APPS " == *" python "* ]] && ! "$PY" -c 'import websockets, tidegate_mux' 2>/dev/null; then
@@ -62,18 +62,8 @@ fi
 # Passthrough holds two sockets per client in the gateway.
 ulimit -n "$(ulimit -Hn)"
 
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-# A copy of the binaries just built: a shared CARGO_TARGET_DIR may be
-# rebuilt from another checkout while the benchmark runs.
-mkdir "$RUN/bin"
-cp "$CARGO_TARGET_DIR/release/tidegate" "$CARGO_TARGET_DIR/release/tidegate-loadtest" \
-    "$CARGO_TARGET_DIR/release/examples/echo" "$RUN/bin/"
+keep_copies "$CARGO_TARGET_DIR/release/tidegate" "$CARGO_TARGET_DIR/release/tidegate-loadtest" \
+    "$CARGO_TARGET_DIR/release/examples/echo"
 TG=$RUN/bin/tidegate
 LT=$RUN/bin/tidegate-loadtest
 MUX_ECHO=$RUN/bin/echo
@@ -84,37 +74,16 @@ if [ -n "$OLD_TG" ]; then
     OLD_PYSDK=${OLD_PYSDK:?OLD_TG needs OLD_PYSDK}
 fi
 
-wait_addr() { # FILE → prints IP:PORT from "addr=IP:PORT"
-    for _ in $(seq 150); do
-        a=$(grep -o 'addr=[0-9.:]*' "$1" 2>/dev/null | head -1 | cut -d= -f2) && [ -n "$a" ] && { echo "$a"; return; }
-        sleep 0.1
-    done
-    echo "bench-mux.sh: no address in $1" >&2; cat "$1" >&2; exit 1
-}
-sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-stop() { # PID: stop one process this script started, and reap it
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-
-start_app() { # NAME CMD... → sets APP_PID, APP_ADDR
+# The Python SDK under test comes from APP_PYTHONPATH, never from the
+# environment.
+app() { # NAME CMD... → sets APP_PID, APP_ADDR
     local name=$1; shift
-    taskset -c 1 env PYTHONPATH="${APP_PYTHONPATH:-}" "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
-    APP_PID=$!
-    PIDS+=("$APP_PID")
-    APP_ADDR=$(wait_addr "$RUN/$name.out")
+    start_app "$name" env PYTHONPATH="${APP_PYTHONPATH:-}" "$@"
 }
 
 start_gateway() { # APP → sets TG_PID, GW
-    cat >"$RUN/$1.toml" <<EOF
-[admin]
-listen = ""
-[limits]
-max_connections = 12000
-[[listeners]]
-name = "bench"
-listen = "127.0.0.1:0"
+    config_head 12000 >"$RUN/$1.toml"
+    cat >>"$RUN/$1.toml" <<EOF
 [[routes]]
 name = "pass"
 path = "/pass"
@@ -132,24 +101,15 @@ name = "mux"
 endpoints = ["ws://$MUX_ADDR"]
 pool_size = $POOL
 EOF
-    taskset -c 0 "$TG" run --config "$RUN/$1.toml" --workers 1 >"$RUN/tg.out" 2>"$RUN/tg.err" &
-    TG_PID=$!
-    PIDS+=("$TG_PID")
-    GW=$(wait_addr "$RUN/tg.out")
-    # The mux pool is up when the application holds its listener + POOL sockets.
-    for _ in $(seq 100); do [ "$(sockets "$MUX_PID")" -gt "$POOL" ] && return 0; sleep 0.1; done
+    start_gateway_run tg 0 "$TG" "$RUN/$1.toml"
+    TG_PID=$GW_PID GW=$GW_ADDR
+    wait_pool "$MUX_PID" "$POOL" && return 0
     echo "bench-mux.sh: the mux pool to $MUX_ADDR did not come up" >&2; cat "$RUN/tg.err" >&2; exit 1
 }
 
 start_old_gateway() { # → sets OLD_TG_PID, OLD_GW (route /muxold to the old mux app)
-    cat >"$RUN/old.toml" <<EOF
-[admin]
-listen = ""
-[limits]
-max_connections = 12000
-[[listeners]]
-name = "bench"
-listen = "127.0.0.1:0"
+    config_head 12000 >"$RUN/old.toml"
+    cat >>"$RUN/old.toml" <<EOF
 [[routes]]
 name = "muxold"
 path = "/muxold"
@@ -160,11 +120,9 @@ name = "mux"
 endpoints = ["ws://$OLD_MUX_ADDR"]
 pool_size = $POOL
 EOF
-    taskset -c 0 "$RUN/old/tidegate" run --config "$RUN/old.toml" --workers 1 >"$RUN/oldtg.out" 2>"$RUN/oldtg.err" &
-    OLD_TG_PID=$!
-    PIDS+=("$OLD_TG_PID")
-    OLD_GW=$(wait_addr "$RUN/oldtg.out")
-    for _ in $(seq 100); do [ "$(sockets "$OLD_MUX_PID")" -gt "$POOL" ] && return 0; sleep 0.1; done
+    start_gateway_run oldtg 0 "$RUN/old/tidegate" "$RUN/old.toml"
+    OLD_TG_PID=$GW_PID OLD_GW=$GW_ADDR
+    wait_pool "$OLD_MUX_PID" "$POOL" && return 0
     echo "bench-mux.sh: the old mux pool did not come up" >&2; cat "$RUN/oldtg.err" >&2; exit 1
 }
 
@@ -191,25 +149,25 @@ idle_run() { # APP MODE
 }
 
 mkdir -p "$RUN/res" "$(dirname "$OUT")"
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_BEFORE=$(loadavg)
 for app in $APPS; do
     case $app in
         rust)
-            start_app rust-pass "$TG" echo --listen 127.0.0.1:0 --workers 1
+            app rust-pass "$TG" echo --listen 127.0.0.1:0 --workers 1
             PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
-            start_app rust-mux "$MUX_ECHO" --listen 127.0.0.1:0
+            app rust-mux "$MUX_ECHO" --listen 127.0.0.1:0
             MUX_PID=$APP_PID MUX_ADDR=$APP_ADDR
             if [ -n "$OLD_TG" ]; then
-                start_app rust-muxold "$RUN/old/echo" --listen 127.0.0.1:0
+                app rust-muxold "$RUN/old/echo" --listen 127.0.0.1:0
                 OLD_MUX_PID=$APP_PID OLD_MUX_ADDR=$APP_ADDR
             fi ;;
         python)
-            start_app py-pass "$PY" loadtest/apps/ws_echo.py --listen 127.0.0.1:0
+            app py-pass "$PY" loadtest/apps/ws_echo.py --listen 127.0.0.1:0
             PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
-            APP_PYTHONPATH=$PWD/sdk/python start_app py-mux "$PY" -m tidegate_mux.examples.echo --listen 127.0.0.1:0
+            APP_PYTHONPATH=$PWD/sdk/python app py-mux "$PY" -m tidegate_mux.examples.echo --listen 127.0.0.1:0
             MUX_PID=$APP_PID MUX_ADDR=$APP_ADDR
             if [ -n "$OLD_TG" ]; then
-                APP_PYTHONPATH=$OLD_PYSDK start_app py-muxold "$PY" -m tidegate_mux.examples.echo --listen 127.0.0.1:0
+                APP_PYTHONPATH=$OLD_PYSDK app py-muxold "$PY" -m tidegate_mux.examples.echo --listen 127.0.0.1:0
                 OLD_MUX_PID=$APP_PID OLD_MUX_ADDR=$APP_ADDR
             fi ;;
         *) echo "bench-mux.sh: unknown app $app" >&2; exit 64 ;;
@@ -237,7 +195,7 @@ for app in $APPS; do
     stop "$PASS_PID"
     stop "$MUX_PID"
 done
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_AFTER=$(loadavg)
 
 {
     echo "# tidegate mux vs passthrough — $(date -u +%Y-%m-%dT%H:%MZ)"

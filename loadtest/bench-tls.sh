@@ -11,18 +11,12 @@ cd "$(dirname "$0")/.."
 OUT=${1:-loadtest/results/tls.md}
 TOTAL=${TOTAL:-3000}
 ROUNDS=${ROUNDS:-3}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --bin tidegate >&2
-cargo build --release -p tidegate-loadtest >&2
+. loadtest/lib.sh
+build --bin tidegate
+build -p tidegate-loadtest
 TG=$CARGO_TARGET_DIR/release/tidegate
 LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
 command -v nginx >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
-
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$RUN"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
@@ -31,10 +25,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 taskset -c 1 "$LT" --workers 1 echo-server --listen 127.0.0.1:18100 >"$RUN/echo.out" 2>&1 &
 PIDS+=($!)
 wait_port 18100
-taskset -c 0 "$TG" proxy --listen 127.0.0.1:18443 --upstream ws://127.0.0.1:18100 \
-    --tls-cert "$RUN/cert.pem" --tls-key "$RUN/key.pem" --workers 1 >"$RUN/tg.out" 2>&1 &
-PIDS+=($!)
-TG_PID=$!
+start_proxy tg 0 "$TG" --listen 127.0.0.1:18443 --upstream ws://127.0.0.1:18100 \
+    --tls-cert "$RUN/cert.pem" --tls-key "$RUN/key.pem" --workers 1
+TG_PID=$PROXY_PID
 mkdir -p "$RUN/nginx"
 cat >"$RUN/nginx.conf" <<CONF
 master_process off;
@@ -68,14 +61,13 @@ CONF
 taskset -c 0 nginx -c "$RUN/nginx.conf" >"$RUN/nginx.out" 2>&1 &
 PIDS+=($!)
 NGINX_PID=$!
-wait_port 18443
 wait_port 18444
 
 {
     echo "# wss:// connection storm — tidegate vs nginx — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "Command: \`bash loadtest/bench-tls.sh\` (TOTAL=$TOTAL ROUNDS=$ROUNDS). TLS 1.3, ECDSA P-256 self-signed certificate."
-    echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg). Proxies on core 0 (1 worker), generator + echo on core 1."
+    echo "Load average before: $(loadavg). Proxies on core 0 (1 worker), generator + echo on core 1."
     echo "$("$TG" version); $(nginx -v 2>&1)."
     for res in off on; do
         echo

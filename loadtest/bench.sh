@@ -66,9 +66,9 @@ else
     PINNING="proxies on core 0 (one worker/thread each); generator and echo upstream on core 1"
 fi
 export PEER_CORE=$PROXY_CORES ECHO_CORE=$GEN_CORES
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --bin tidegate >&2
-cargo build --release -p tidegate-loadtest >&2
+. loadtest/lib.sh
+build --bin tidegate
+build -p tidegate-loadtest
 TG=$CARGO_TARGET_DIR/release/tidegate
 LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
 export LOADTEST_BIN=$LT
@@ -84,41 +84,23 @@ HAPROXY_HTTP_ADDR=127.0.0.1:$((PB + 84))
 TG_HTTP_ADDR=127.0.0.1:$((PB + 85))
 TG_WS_ADDR=127.0.0.1:$((PB + 86))
 export PEERS_RUN_DIR=${PEERS_RUN_DIR:-${TMPDIR:-/tmp}/tidegate-peers}
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    bash loadtest/peers/peers.sh stop >/dev/null 2>&1 || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-
-wait_line() { # FILE PATTERN
-    for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-    echo "bench.sh: timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
-}
+# shellcheck disable=SC2317  # called by lib.sh's exit trap
+bench_on_exit() { bash loadtest/peers/peers.sh stop >/dev/null 2>&1 || true; }
 
 # The shared upstream, and the peers in front of it.
 bash loadtest/peers/peers.sh start --upstream "$UP" --echo-server --http-upstream "$HTTP_UP" --http-server \
     --nginx-listen "$NGINX_ADDR" --haproxy-listen "$HAPROXY_ADDR" \
     --nginx-http-listen "$NGINX_HTTP_ADDR" --haproxy-http-listen "$HAPROXY_HTTP_ADDR" >&2
-taskset -c "$PROXY_CORES" "$TG" proxy --listen "$TG_ADDR" --upstream "ws://$UP" "${TG_WORKERS[@]}" >"$RUN/tg.out" 2>"$RUN/tg.err" &
-PIDS+=($!)
-TG_PID=$!
-wait_line "$RUN/tg.out" "tidegate listening"
+start_proxy tg "$PROXY_CORES" "$TG" --listen "$TG_ADDR" --upstream "ws://$UP" "${TG_WORKERS[@]}"
+TG_PID=$PROXY_PID
 if [ "$ALL_CORES" = 1 ]; then
-    taskset -c "$PROXY_CORES" "$TG" proxy --listen "$TG_WS_ADDR" --upstream "ws://$UP" --layout work_stealing \
-        >"$RUN/tg-ws.out" 2>"$RUN/tg-ws.err" &
-    PIDS+=($!)
-    TG_WS_PID=$!
-    wait_line "$RUN/tg-ws.out" "tidegate listening"
+    start_proxy tg-ws "$PROXY_CORES" "$TG" --listen "$TG_WS_ADDR" --upstream "ws://$UP" --layout work_stealing
+    TG_WS_PID=$PROXY_PID
 fi
 # The HTTP gateway: the same one-liner in front of the HTTP upstream (a
 # route carries HTTP and WebSocket alike; the ws:// URL names the endpoint).
-taskset -c "$PROXY_CORES" "$TG" proxy --listen "$TG_HTTP_ADDR" --upstream "ws://$HTTP_UP" "${TG_WORKERS[@]}" >"$RUN/tg-http.out" 2>"$RUN/tg-http.err" &
-PIDS+=($!)
-TG_HTTP_PID=$!
-wait_line "$RUN/tg-http.out" "tidegate listening"
+start_proxy tg-http "$PROXY_CORES" "$TG" --listen "$TG_HTTP_ADDR" --upstream "ws://$HTTP_UP" "${TG_WORKERS[@]}"
+TG_HTTP_PID=$PROXY_PID
 NGINX_PID=$(cat "$PEERS_RUN_DIR/nginx.started")
 HAPROXY_PID=$(cat "$PEERS_RUN_DIR/haproxy.started")
 
@@ -148,7 +130,7 @@ run_compare() { # PLOT TITLE ARGS...  (PLOT: a directory name under IMG, or - fo
         echo "### $title"
         echo
         echo '```'
-        echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "load average before: $(loadavg)"
         taskset -c "$GEN_CORES" "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" "${report[@]}" "${TARGETS[@]}" "$@" \
             | grep -v '^report written to '
         echo '```'
@@ -156,12 +138,32 @@ run_compare() { # PLOT TITLE ARGS...  (PLOT: a directory name under IMG, or - fo
     } >>"$OUT.tmp"
 }
 
+# held_rss SCENARIO COUNT FIELD "NAME URL PID"...: through each proxy in
+# turn, hold COUNT idle connections (`idle`) or streams (`sse-idle`); each
+# run's output goes into the report and its RSS per connection (FIELD of
+# the JSON the harness prints on its `rss:` line) into BARS.
+held_rss() {
+    local scenario=$1 count=$2 field=$3 t per
+    shift 3
+    BARS=()
+    for t in "$@"; do
+        set -- $t
+        echo "bench.sh: $scenario $1" >&2
+        taskset -c "$GEN_CORES" "$LT" --workers 1 "$scenario" --quiet --url "$2" -c "$count" --hold 3s \
+            --source-ip-count 4 --pid "$3" >"$RUN/$scenario-$1.txt"
+        { echo "$1:"; echo '```'; cat "$RUN/$scenario-$1.txt"; echo '```'; } >>"$OUT.tmp"
+        per=$(grep -o "\"$field\":[0-9.e+-]*" "$RUN/$scenario-$1.txt" | head -1 | cut -d: -f2)
+        BARS+=("$1=${per:-0}")
+        sleep 2
+    done
+}
+
 mkdir -p "$(dirname "$OUT")" "$IMG"
 {
     echo "# tidegate vs nginx vs HAProxy — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "Command: \`bash loadtest/bench.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION)."
-    echo "Machine: $(nproc) cores, $(uname -r); load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Machine: $(nproc) cores, $(uname -r); load average before the run: $(loadavg)."
     echo "Pinning: $PINNING (ALL_CORES=$ALL_CORES)."
     echo "Versions: $("$TG" version); $(nginx -v 2>&1); $(haproxy -v 2>&1 | head -1)."
     echo "Plots: $IMG/ (ONLY_HEADLINE=$ONLY_HEADLINE)."
@@ -179,17 +181,8 @@ run_compare - "connection churn: 30,000 x (connect, upgrade, close), 64 at a tim
 if [ "${SKIP_IDLE:-0}" != 1 ] && [ "$ONLY_HTTP" != 1 ] && [ "$ONLY_RUNTIME" != 1 ]; then
     echo "### 9,900 idle connections (RSS per connection, connects/s during the ramp)" >>"$OUT.tmp"
     echo >>"$OUT.tmp"
-    BARS=()
-    for t in "tidegate ws://$TG_ADDR/ $TG_PID" "nginx ws://$NGINX_ADDR/ $NGINX_PID" "haproxy ws://$HAPROXY_ADDR/ $HAPROXY_PID"; do
-        set -- $t
-        echo "bench.sh: idle $1" >&2
-        taskset -c "$GEN_CORES" "$LT" --workers 1 idle --quiet --url "$2" -c 9900 --hold 3s --source-ip-count 4 --pid "$3" >"$RUN/idle-$1.txt"
-        { echo "$1:"; echo '```'; cat "$RUN/idle-$1.txt"; echo '```'; } >>"$OUT.tmp"
-        # The harness prints the RSS figures as JSON on its `rss:` line.
-        per_conn=$(grep -o '"bytes_per_connection":[0-9.e+-]*' "$RUN/idle-$1.txt" | head -1 | cut -d: -f2)
-        BARS+=("$1=${per_conn:-0}")
-        sleep 2
-    done
+    held_rss idle 9900 bytes_per_connection "tidegate ws://$TG_ADDR/ $TG_PID" \
+        "nginx ws://$NGINX_ADDR/ $NGINX_PID" "haproxy ws://$HAPROXY_ADDR/ $HAPROXY_PID"
     "$LT" bars --out "$IMG/idle-rss.svg" --unit "bytes per connection" \
         --title "9,900 idle connections: proxy RSS per connection" "${BARS[@]}"
 fi
@@ -210,17 +203,8 @@ if [ "$SKIP_HTTP" != 1 ] && [ "$ONLY_RUNTIME" != 1 ]; then
     HTTP_STEP=0
     echo "### $SSE_STREAMS idle SSE streams (RSS per stream, streams/s during the ramp)" >>"$OUT.tmp"
     echo >>"$OUT.tmp"
-    BARS=()
-    for t in "tidegate $TG_HTTP_ADDR $TG_HTTP_PID" "nginx $NGINX_HTTP_ADDR $NGINX_PID" "haproxy $HAPROXY_HTTP_ADDR $HAPROXY_PID"; do
-        set -- $t
-        echo "bench.sh: sse-idle $1" >&2
-        taskset -c "$GEN_CORES" "$LT" --workers 1 sse-idle --quiet --url "http://$2/sse" -c "$SSE_STREAMS" --hold 3s \
-            --source-ip-count 4 --pid "$3" >"$RUN/sse-$1.txt"
-        { echo "$1:"; echo '```'; cat "$RUN/sse-$1.txt"; echo '```'; } >>"$OUT.tmp"
-        per_stream=$(grep -o '"bytes_per_stream":[0-9.e+-]*' "$RUN/sse-$1.txt" | head -1 | cut -d: -f2)
-        BARS+=("$1=${per_stream:-0}")
-        sleep 2
-    done
+    held_rss sse-idle "$SSE_STREAMS" bytes_per_stream "tidegate http://$TG_HTTP_ADDR/sse $TG_HTTP_PID" \
+        "nginx http://$NGINX_HTTP_ADDR/sse $NGINX_PID" "haproxy http://$HAPROXY_HTTP_ADDR/sse $HAPROXY_PID"
     "$LT" bars --out "$IMG/sse-idle-rss.svg" --unit "bytes per stream" \
         --title "$SSE_STREAMS idle SSE streams: proxy RSS per stream" "${BARS[@]}"
 fi

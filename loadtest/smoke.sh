@@ -14,18 +14,33 @@
 # Fails unless the harness prints valid JSON with messages completed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${CARGO_TARGET_DIR:-target}/release
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$RUN"; }
-trap cleanup EXIT
-wait_addr() { # FILE → prints IP:PORT from "addr=IP:PORT"
-    for _ in $(seq 100); do
-        a=$(grep -o 'addr=[0-9.:]*' "$1" 2>/dev/null | head -1 | cut -d= -f2) && [ -n "$a" ] && { echo "$a"; return; }
-        sleep 0.1
-    done
-    echo "smoke.sh: no address in $1" >&2; cat "$1" >&2; exit 1
+. loadtest/lib.sh
+BIN=$CARGO_TARGET_DIR/release
+
+# mux_gateway NAME APP_ADDR: `tidegate run` with one mux route to the
+# application (pool_size 1). Sets GW_PID and GW_ADDR.
+mux_gateway() {
+    cat >"$RUN/$1.toml" <<EOF
+[admin]
+listen = ""
+[[listeners]]
+name = "smoke"
+listen = "127.0.0.1:0"
+[[routes]]
+name = "$1"
+upstream = "app"
+mode = "mux"
+[[upstreams]]
+name = "app"
+endpoints = ["ws://$2"]
+pool_size = 1
+EOF
+    "$BIN/tidegate" run --config "$RUN/$1.toml" --workers 1 >"$RUN/gw-$1" 2>&1 &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    GW_ADDR=$(wait_addr "$RUN/gw-$1")
 }
+
 env "$BIN/tidegate" echo --listen 127.0.0.1:0 --workers 1 >"$RUN/echo" 2>&1 &
 PIDS+=($!)
 UP=$(wait_addr "$RUN/echo")
@@ -74,25 +89,8 @@ done
 FAN_PID=$!
 PIDS+=("$FAN_PID")
 FAN=$(wait_addr "$RUN/fanout-app")
-cat >"$RUN/fanout.toml" <<EOF
-[admin]
-listen = ""
-[[listeners]]
-name = "smoke"
-listen = "127.0.0.1:0"
-[[routes]]
-name = "fanout"
-upstream = "app"
-mode = "mux"
-[[upstreams]]
-name = "app"
-endpoints = ["ws://$FAN"]
-pool_size = 1
-EOF
-"$BIN/tidegate" run --config "$RUN/fanout.toml" --workers 1 >"$RUN/gw-fanout" 2>&1 &
-FAN_GW_PID=$!
-PIDS+=("$FAN_GW_PID")
-FAN_GW=$(wait_addr "$RUN/gw-fanout")
+mux_gateway fanout "$FAN"
+FAN_GW_PID=$GW_PID FAN_GW=$GW_ADDR
 "$BIN/tidegate-loadtest" fanout --quiet --json --url "ws://$FAN_GW/" -c 100 --warmup 0.5s --duration 2s \
     --pid "$FAN_GW_PID" --pid "$FAN_PID" >"$RUN/fanout.json"
 python3 - "$RUN/fanout.json" <<'PY'
@@ -115,26 +113,9 @@ PIDS+=("$APP_PID")
 APP=$(wait_addr "$RUN/app")
 # Sockets the app holds before the gateway connects: its listener and the
 # event loop's own socketpair.
-APP_SOCKETS=$(find "/proc/$APP_PID/fd" -lname 'socket:*' | wc -l)
-cat >"$RUN/mux.toml" <<EOF
-[admin]
-listen = ""
-[[listeners]]
-name = "smoke"
-listen = "127.0.0.1:0"
-[[routes]]
-name = "mux"
-upstream = "app"
-mode = "mux"
-[[upstreams]]
-name = "app"
-endpoints = ["ws://$APP"]
-pool_size = 1
-EOF
-"$BIN/tidegate" run --config "$RUN/mux.toml" --workers 1 >"$RUN/gw2" 2>&1 &
-GW_PID=$!
-PIDS+=("$GW_PID")
-GW=$(wait_addr "$RUN/gw2")
+APP_SOCKETS=$(sockets "$APP_PID")
+mux_gateway mux "$APP"
+GW=$GW_ADDR
 "$BIN/tidegate-loadtest" rate --quiet --json --url "ws://$GW/" -c 8 --rate 50 --warmup 0.5s --duration 1s \
     --pid "$GW_PID" --pid "$APP_PID" >"$RUN/mux.json"
 python3 - "$RUN/mux.json" "$APP_SOCKETS" <<'PY'

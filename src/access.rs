@@ -55,7 +55,12 @@ impl Record {
         if sample < 1.0 && rand::random::<f64>() >= sample {
             return None;
         }
-        Some(Box::new(Record {
+        Some(Box::new(Record::new(client, subject, endpoint)))
+    }
+
+    /// A record with nothing counted yet.
+    fn new(client: SocketAddr, subject: Option<&str>, endpoint: &str) -> Record {
+        Record {
             client,
             subject: subject.map(Box::from),
             endpoint: Box::from(endpoint),
@@ -67,7 +72,7 @@ impl Record {
             upstream_close: None,
             closed_by: None,
             reason: None,
-        }))
+        }
     }
 
     /// Add a tally flushed from the client side (messages, payload bytes).
@@ -193,19 +198,8 @@ mod tests {
     use super::*;
 
     fn record() -> Record {
-        Record {
-            client: "127.0.0.1:1".parse().expect("literal address"),
-            subject: None,
-            endpoint: Box::from("ws://a"),
-            messages_from_client: 0,
-            bytes_from_client: 0,
-            messages_to_client: 0,
-            bytes_to_client: 0,
-            client_close: None,
-            upstream_close: None,
-            closed_by: None,
-            reason: None,
-        }
+        let client = "127.0.0.1:1".parse().expect("literal address");
+        Record::new(client, None, "ws://a")
     }
 
     #[test]

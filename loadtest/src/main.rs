@@ -153,7 +153,7 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
         }
         Command::Idle { url, p } => {
             procfs::check_fd_budget(p.connections as u64, fd_limit)?;
-            let mut pids = p.pid.clone();
+            let mut pids = p.ramp.pid.clone();
             for name in &p.pid_name {
                 pids.extend(procfs::pids_by_name(name)?);
             }
@@ -163,11 +163,11 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
             let ctx = ctx_for(target, true, sources.clone(), pids.first().copied())?;
             let params = IdleParams {
                 connections: p.connections,
-                concurrency: p.concurrency,
-                hold: p.hold,
+                concurrency: p.ramp.concurrency,
+                hold: p.ramp.hold,
                 pids,
                 sources,
-                ramp_timeout: p.ramp_timeout,
+                ramp_timeout: p.ramp.ramp_timeout,
             };
             single(Spec::Idle(params).run(&ctx).await?)
         }
@@ -179,14 +179,19 @@ async fn run(cli: Cli, fd_limit: u64) -> Result<()> {
         Command::SseIdle { url, p } => {
             procfs::check_fd_budget(p.streams as u64, fd_limit)?;
             let sources = p.sources.addrs()?;
-            let ctx = ctx_for(url.parse()?, true, sources.clone(), p.pid.first().copied())?;
+            let ctx = ctx_for(
+                url.parse()?,
+                true,
+                sources.clone(),
+                p.ramp.pid.first().copied(),
+            )?;
             let params = SseIdleParams {
                 streams: p.streams,
-                concurrency: p.concurrency,
-                hold: p.hold,
-                pids: p.pid.clone(),
+                concurrency: p.ramp.concurrency,
+                hold: p.ramp.hold,
+                pids: p.ramp.pid.clone(),
                 sources,
-                ramp_timeout: p.ramp_timeout,
+                ramp_timeout: p.ramp.ramp_timeout,
             };
             single(Spec::SseIdle(params).run(&ctx).await?)
         }
@@ -235,8 +240,8 @@ fn echo_params(p: &EchoArgs) -> EchoParams {
         size: p.size,
         in_flight: p.in_flight as usize,
         text: p.kind.text,
-        warmup: p.warmup,
-        duration: p.duration,
+        warmup: p.window.warmup,
+        duration: p.window.duration,
     }
 }
 
@@ -246,8 +251,8 @@ fn rate_params(p: &RateArgs) -> RateParams {
         rate: p.rate,
         size: p.size,
         text: p.kind.text,
-        warmup: p.warmup,
-        duration: p.duration,
+        warmup: p.window.warmup,
+        duration: p.window.duration,
         watch: Vec::new(),
     }
 }
@@ -255,8 +260,8 @@ fn rate_params(p: &RateArgs) -> RateParams {
 fn http_get_params(p: &HttpGetArgs) -> HttpGetParams {
     HttpGetParams {
         connections: p.connections.max(1),
-        warmup: p.warmup,
-        duration: p.duration,
+        warmup: p.window.warmup,
+        duration: p.window.duration,
     }
 }
 

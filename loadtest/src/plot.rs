@@ -61,7 +61,21 @@ pub fn latency_curve(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)
         .x_label_formatter(&nines_label)
         .draw()
         .map_err(|e| anyhow!("plot: {e}"))?;
-    for (i, (name, xy)) in pts.into_iter().enumerate() {
+    lines(&mut chart, pts)?;
+    root.present().map_err(|e| anyhow!("plot: {e}"))?;
+    Ok(())
+}
+
+/// One line per named series, each in its own colour, and the legend.
+fn lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: impl IntoIterator<Item = (String, Vec<(f64, f64)>)>,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, xy)) in series.into_iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
             .draw_series(LineSeries::new(xy, color.stroke_width(2)))
@@ -77,7 +91,6 @@ pub fn latency_curve(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)
         .border_style(BLACK)
         .draw()
         .map_err(|e| anyhow!("plot: {e}"))?;
-    root.present().map_err(|e| anyhow!("plot: {e}"))?;
     Ok(())
 }
 
@@ -113,23 +126,11 @@ pub fn throughput(
         .y_desc(unit)
         .draw()
         .map_err(|e| anyhow!("plot: {e}"))?;
-    for (i, (name, v)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+    let pts = series.iter().map(|(name, v)| {
         let xy = v.iter().enumerate().map(|(s, &r)| (s as f64 + 1.0, r));
-        chart
-            .draw_series(LineSeries::new(xy, color.stroke_width(2)))
-            .map_err(|e| anyhow!("plot: {e}"))?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| anyhow!("plot: {e}"))?;
+        (name.clone(), xy.collect())
+    });
+    lines(&mut chart, pts)?;
     root.present().map_err(|e| anyhow!("plot: {e}"))?;
     Ok(())
 }

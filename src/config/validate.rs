@@ -30,59 +30,11 @@ impl Problems {
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut p = Problems::default();
 
-    let admin = if raw.admin.listen.trim().is_empty() {
-        None
-    } else {
-        addr(&mut p, "admin.listen", &raw.admin.listen)
-    };
-
+    let admin = admin_listen(&mut p, &raw.admin);
     let admin_access = admin_access(&mut p, &raw.admin);
-    let l = &raw.limits;
-    let limits = Limits {
-        max_connections: nonzero(&mut p, "limits.max_connections", l.max_connections) as usize,
-        max_handshakes: nonzero(&mut p, "limits.max_handshakes", l.max_handshakes) as usize,
-        max_handshakes_per_ip: nonzero(
-            &mut p,
-            "limits.max_handshakes_per_ip",
-            l.max_handshakes_per_ip,
-        ) as usize,
-        max_connections_per_ip: (l.max_connections_per_ip > 0)
-            .then_some(l.max_connections_per_ip as usize),
-        handshake_rate_per_ip: handshake_rate(&mut p, l),
-        max_header_bytes: nonzero(&mut p, "limits.max_header_bytes", l.max_header_bytes) as usize,
-        handshake_timeout: duration(
-            &mut p,
-            "limits.handshake_timeout",
-            &l.handshake_timeout,
-            false,
-        ),
-        max_frame_size: nonzero(&mut p, "limits.max_frame_size", l.max_frame_size),
-        max_message_size: nonzero(&mut p, "limits.max_message_size", l.max_message_size),
-        close_timeout: duration(&mut p, "limits.close_timeout", &l.close_timeout, false),
-        deflate_memory: l.deflate_memory,
-    };
-    if l.max_header_bytes > 0 && l.max_header_bytes < 256 {
-        p.push("limits.max_header_bytes", "must be at least 256");
-    }
-    let ping = duration(
-        &mut p,
-        "keepalive.ping_interval",
-        &raw.keepalive.ping_interval,
-        true,
-    );
-    let keepalive = Keepalive {
-        ping_interval: (!ping.is_zero()).then_some(ping),
-        pong_timeout: duration(
-            &mut p,
-            "keepalive.pong_timeout",
-            &raw.keepalive.pong_timeout,
-            false,
-        ),
-    };
-    let drain = Drain {
-        grace: duration(&mut p, "drain.grace", &raw.drain.grace, false),
-        spread: duration(&mut p, "drain.spread", &raw.drain.spread, true),
-    };
+    let limits = limits(&mut p, &raw.limits);
+    let keepalive = keepalive(&mut p, &raw.keepalive);
+    let drain = drain(&mut p, &raw.drain);
 
     let paths = paths(&mut p, &raw.paths);
     let listeners = listeners(&mut p, &raw);
@@ -119,6 +71,55 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         })
     } else {
         Err(ConfigError { problems: p.0 })
+    }
+}
+
+/// `admin.listen`; empty: no admin listener.
+fn admin_listen(p: &mut Problems, raw: &super::raw::RawAdmin) -> Option<SocketAddr> {
+    if raw.listen.trim().is_empty() {
+        None
+    } else {
+        addr(p, "admin.listen", &raw.listen)
+    }
+}
+
+/// `[limits]`: the process-wide caps and bounds.
+fn limits(p: &mut Problems, l: &super::raw::RawLimits) -> Limits {
+    let limits = Limits {
+        max_connections: nonzero(p, "limits.max_connections", l.max_connections) as usize,
+        max_handshakes: nonzero(p, "limits.max_handshakes", l.max_handshakes) as usize,
+        max_handshakes_per_ip: nonzero(p, "limits.max_handshakes_per_ip", l.max_handshakes_per_ip)
+            as usize,
+        max_connections_per_ip: (l.max_connections_per_ip > 0)
+            .then_some(l.max_connections_per_ip as usize),
+        handshake_rate_per_ip: handshake_rate(p, l),
+        max_header_bytes: nonzero(p, "limits.max_header_bytes", l.max_header_bytes) as usize,
+        handshake_timeout: duration(p, "limits.handshake_timeout", &l.handshake_timeout, false),
+        max_frame_size: nonzero(p, "limits.max_frame_size", l.max_frame_size),
+        max_message_size: nonzero(p, "limits.max_message_size", l.max_message_size),
+        close_timeout: duration(p, "limits.close_timeout", &l.close_timeout, false),
+        deflate_memory: l.deflate_memory,
+    };
+    if l.max_header_bytes > 0 && l.max_header_bytes < 256 {
+        p.push("limits.max_header_bytes", "must be at least 256");
+    }
+    limits
+}
+
+/// `[keepalive]`; a zero ping interval turns pings off.
+fn keepalive(p: &mut Problems, k: &super::raw::RawKeepalive) -> Keepalive {
+    let ping = duration(p, "keepalive.ping_interval", &k.ping_interval, true);
+    Keepalive {
+        ping_interval: (!ping.is_zero()).then_some(ping),
+        pong_timeout: duration(p, "keepalive.pong_timeout", &k.pong_timeout, false),
+    }
+}
+
+/// `[drain]`.
+fn drain(p: &mut Problems, d: &super::raw::RawDrain) -> Drain {
+    Drain {
+        grace: duration(p, "drain.grace", &d.grace, false),
+        spread: duration(p, "drain.spread", &d.spread, true),
     }
 }
 

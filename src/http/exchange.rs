@@ -6,24 +6,24 @@
 //!
 //! Nothing is written to the client before the upstream's response head
 //! is in: until then every failure is an [`HttpError`] the caller answers
-//! through the connection's one refusal path.
+//! through the connection's one refusal path. The response side — head,
+//! then the body streamed back — is in `respond`.
+
+mod respond;
 
 use super::body::{client_side, expects_continue, ClientBody, ClientEvent, ClientLimits, Framing};
 use super::pool::Conn;
-use super::response::{self, Delimit};
 use super::{HttpError, HttpRoute};
 use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
 use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
 use bytes::BytesMut;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request, Response};
-use std::future::Future;
+use hyper::{Method, Request};
+use respond::Out;
+use std::mem::take;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::timeout;
 
 /// A request ready to go: what the route phase and the policy decided.
 pub struct Exchange<'a> {
@@ -75,125 +75,189 @@ impl Exchange<'_> {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let settings = &self.route.settings;
         let mut report = Report::default();
-        let framing = match Framing::of(self.head, settings.max_body_bytes)
-            .and_then(|f| expects_continue(self.head).map(|e| (f, e)))
-        {
+        let (framing, expect) = match self.framing() {
             Ok(x) => x,
             Err(e) => return Ended::Refused(e, report),
         };
-        let (framing, expect) = framing;
+        let mut io = ClientIo {
+            reader,
+            writer,
+            buf,
+        };
         for attempt in 0..2 {
-            let mut conn = match self.connect().await {
-                Ok(c) => c,
-                Err(e) => return Ended::Refused(e, report),
-            };
-            report.endpoint = Some(conn.endpoint);
-            // `least_connections` counts a request while it is in flight,
-            // as it counts a WebSocket session.
-            let least = self.upstream.config.balance.policy == Policy::LeastConnections;
-            let _active = least.then(|| self.upstream.track(conn.endpoint));
-            let request = match self.build(&conn, framing) {
-                Ok(r) => r,
-                Err(e) => {
-                    conn.discard();
-                    return Ended::Refused(e, report);
-                }
-            };
-            if expect && framing.has_body() && attempt == 0 {
-                // The gateway streams the body itself: it says Continue
-                // once an upstream connection is there to take it.
-                if writer
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .await
-                    .is_err()
-                {
-                    conn.discard();
-                    return Ended::Gone(report);
-                }
-            }
-            let (body, tx) = ClientBody::new(framing);
-            let response = conn.sender.send_request(request.map(|()| body));
-            let limits = ClientLimits {
-                max_body: settings.max_body_bytes,
-                idle: settings.idle_timeout,
-                max_head: settings.max_head_bytes,
-            };
-            let mut state = Progress::default();
-            let side = {
-                let client = client_side(
-                    reader,
-                    buf,
-                    framing,
-                    tx,
-                    limits,
-                    (&mut state.bytes_in, &mut state.body_done),
-                );
-                let upstream = self.respond(writer, response, &mut state.out, conn.endpoint);
-                tokio::pin!(client, upstream);
-                tokio::select! {
-                    // The response ended (sent, or failed).
-                    r = &mut upstream => Side::Upstream(r),
-                    // The client went away or its body was refused.
-                    e = &mut client => Side::Client(e),
-                }
-            };
-            report.bytes_in = state.bytes_in;
-            report.bytes_out = state.out.bytes;
-            report.status = state.out.status;
-            match side {
-                Side::Upstream(Ok(close)) => {
-                    self.upstream
-                        .report(conn.endpoint, outcome_of(report.status));
-                    report.keep_alive = state.body_done && !close;
-                    match state.body_done {
-                        true => self.route.pool.put(conn),
-                        false => conn.discard(),
-                    }
-                    return Ended::Answered(report);
-                }
-                Side::Upstream(Err(HttpError::ClientGone)) => {
-                    conn.discard();
-                    return Ended::Gone(report);
-                }
-                Side::Upstream(Err(e)) => {
-                    // Safe to send again: the upstream closed a pooled
-                    // connection before answering (its keep-alive ran out
-                    // as the request went), nothing reached the client,
-                    // and sending it twice cannot do anything once would
-                    // not (idempotent method, no body).
-                    let retry = conn.reused
-                        && e.retryable()
-                        && attempt == 0
-                        && state.out.status == 0
-                        && !framing.has_body()
-                        && is_idempotent(&self.head.method);
-                    conn.discard();
-                    if retry {
-                        continue;
-                    }
-                    self.upstream
-                        .report(report.endpoint.unwrap_or(0), Outcome::ServerError);
-                    return match state.out.head_sent {
-                        true => Ended::Answered(report),
-                        false => Ended::Refused(e, report),
-                    };
-                }
-                Side::Client(ClientEvent::Gone) => {
-                    conn.discard();
-                    return Ended::Gone(report);
-                }
-                Side::Client(ClientEvent::Refused(e)) => {
-                    conn.discard();
-                    return match state.out.head_sent {
-                        true => Ended::Answered(report),
-                        false => Ended::Refused(e, report),
-                    };
-                }
+            let step = self
+                .attempt(&mut io, framing, expect, attempt, &mut report)
+                .await;
+            match step {
+                Step::Ended(ended) => return ended,
+                Step::Retry => continue,
             }
         }
         Ended::Refused(HttpError::UpstreamUnreachable, report)
+    }
+
+    /// How the request body is delimited, and whether the client expects
+    /// `100 Continue` before sending it.
+    fn framing(&self) -> Result<(Framing, bool), HttpError> {
+        let framing = Framing::of(self.head, self.route.settings.max_body_bytes)?;
+        Ok((framing, expects_continue(self.head)?))
+    }
+
+    /// One try on one upstream connection: connect, send the request with
+    /// the body behind it, carry the response, then decide what the try
+    /// came to. `report` is kept up to date for the caller.
+    async fn attempt<R, W>(
+        &self,
+        io: &mut ClientIo<'_, R, W>,
+        framing: Framing,
+        expect: bool,
+        attempt: u32,
+        report: &mut Report,
+    ) -> Step
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut conn = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => return Step::Ended(Ended::Refused(e, take(report))),
+        };
+        report.endpoint = Some(conn.endpoint);
+        // `least_connections` counts a request while it is in flight,
+        // as it counts a WebSocket session.
+        let least = self.upstream.config.balance.policy == Policy::LeastConnections;
+        let _active = least.then(|| self.upstream.track(conn.endpoint));
+        let request = match self.build(&conn, framing) {
+            Ok(r) => r,
+            Err(e) => {
+                conn.discard();
+                return Step::Ended(Ended::Refused(e, take(report)));
+            }
+        };
+        if expect && framing.has_body() && attempt == 0 {
+            // The gateway streams the body itself: it says Continue
+            // once an upstream connection is there to take it.
+            if io
+                .writer
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                conn.discard();
+                return Step::Ended(Ended::Gone(take(report)));
+            }
+        }
+        let mut state = Progress::default();
+        let side = self
+            .carry(io, framing, request, &mut conn, &mut state)
+            .await;
+        report.bytes_in = state.bytes_in;
+        report.bytes_out = state.out.bytes;
+        report.status = state.out.status;
+        self.settle(side, conn, &state, framing, attempt, report)
+    }
+
+    /// Send the request on `conn` and run its two sides at once: the
+    /// client's body going up, the response coming down. Returns the side
+    /// that ended first.
+    async fn carry<R, W>(
+        &self,
+        io: &mut ClientIo<'_, R, W>,
+        framing: Framing,
+        request: Request<()>,
+        conn: &mut Conn,
+        state: &mut Progress,
+    ) -> Side
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let settings = &self.route.settings;
+        let (body, tx) = ClientBody::new(framing);
+        let response = conn.sender.send_request(request.map(|()| body));
+        let limits = ClientLimits {
+            max_body: settings.max_body_bytes,
+            idle: settings.idle_timeout,
+            max_head: settings.max_head_bytes,
+        };
+        let client = client_side(
+            &mut *io.reader,
+            &mut *io.buf,
+            framing,
+            tx,
+            limits,
+            (&mut state.bytes_in, &mut state.body_done),
+        );
+        let upstream = self.respond(&mut *io.writer, response, &mut state.out, conn.endpoint);
+        tokio::pin!(client, upstream);
+        tokio::select! {
+            // The response ended (sent, or failed).
+            r = &mut upstream => Side::Upstream(r),
+            // The client went away or its body was refused.
+            e = &mut client => Side::Client(e),
+        }
+    }
+
+    /// What a try came to, given the side that ended it: the connection
+    /// goes back to the pool or is closed, the endpoint's outcome is
+    /// reported, and a request that is safe to send again is retried.
+    fn settle(
+        &self,
+        side: Side,
+        conn: Conn,
+        state: &Progress,
+        framing: Framing,
+        attempt: u32,
+        report: &mut Report,
+    ) -> Step {
+        // Answered when the client already has a response head, else
+        // refused through the caller's refusal path.
+        let answered_or = |e: HttpError, report: &mut Report| match state.out.head_sent {
+            true => Ended::Answered(take(report)),
+            false => Ended::Refused(e, take(report)),
+        };
+        let ended = match side {
+            Side::Upstream(Ok(close)) => {
+                self.upstream
+                    .report(conn.endpoint, outcome_of(report.status));
+                report.keep_alive = state.body_done && !close;
+                match state.body_done {
+                    true => self.route.pool.put(conn),
+                    false => conn.discard(),
+                }
+                Ended::Answered(take(report))
+            }
+            Side::Upstream(Err(HttpError::ClientGone)) | Side::Client(ClientEvent::Gone) => {
+                conn.discard();
+                Ended::Gone(take(report))
+            }
+            Side::Upstream(Err(e)) => {
+                // Safe to send again: the upstream closed a pooled
+                // connection before answering (its keep-alive ran out
+                // as the request went), nothing reached the client,
+                // and sending it twice cannot do anything once would
+                // not (idempotent method, no body).
+                let retry = conn.reused
+                    && e.retryable()
+                    && attempt == 0
+                    && state.out.status == 0
+                    && !framing.has_body()
+                    && is_idempotent(&self.head.method);
+                conn.discard();
+                if retry {
+                    return Step::Retry;
+                }
+                self.upstream
+                    .report(report.endpoint.unwrap_or(0), Outcome::ServerError);
+                answered_or(e, report)
+            }
+            Side::Client(ClientEvent::Refused(e)) => {
+                conn.discard();
+                answered_or(e, report)
+            }
+        };
+        Step::Ended(ended)
     }
 
     /// What the balancer may key on: the path as sent upstream, as for
@@ -256,84 +320,6 @@ impl Exchange<'_> {
         }
         builder.body(()).map_err(|_| HttpError::Malformed)
     }
-
-    /// Wait for the response head (bounded by the request timeout), write
-    /// it, then stream the body (bounded between chunks by the idle
-    /// timeout). `Ok(close)`: the whole response was written; `close` says
-    /// the client connection must not carry another request.
-    async fn respond<W: AsyncWrite + Unpin>(
-        &self,
-        writer: &mut W,
-        response: impl Future<Output = hyper::Result<Response<Incoming>>>,
-        out: &mut Out,
-        endpoint: usize,
-    ) -> Result<bool, HttpError> {
-        let settings = &self.route.settings;
-        let mut response = match timeout(settings.request_timeout, response).await {
-            Err(_) => return Err(HttpError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(HttpError::upstream(&e)),
-            Ok(Ok(r)) => r,
-        };
-        // The gateway's affinity cookie, so the client's next request (a
-        // Socket.IO poll, its upgrade) comes back to this endpoint.
-        let cookie = self.upstream.affinity_cookie(&self.affinity(), endpoint);
-        if let Some(value) = cookie.and_then(|c| hyper::header::HeaderValue::from_str(&c).ok()) {
-            response
-                .headers_mut()
-                .append(hyper::header::SET_COOKIE, value);
-        }
-        let status = response.status();
-        if status.is_informational() {
-            // hyper skips 1xx but a 101: no upgrade was asked for.
-            return Err(HttpError::UpstreamBadResponse);
-        }
-        out.status = status.as_u16();
-        let head_request = self.head.method == "HEAD";
-        let length = response.body().size_hint().exact();
-        let delimit = Delimit::choose(head_request, status, length, self.head.version);
-        let close = self.close || wants_close(self.head) || delimit == Delimit::Close;
-        let head = response::head(status, response.headers(), delimit, close);
-        // Only an event stream may be ended early: its end is a reconnect,
-        // where any other body cut short would look complete.
-        let endable = delimit == Delimit::Chunked && is_event_stream(response.headers());
-        let mut body = response.into_body();
-        let sent = response::write_head(writer, head, delimit, &mut body).await?;
-        out.head_sent = true;
-        out.bytes = sent.bytes;
-        if sent.ended {
-            return Ok(close);
-        }
-        let _streaming = Streaming::enter(&self.route.metrics.streams);
-        loop {
-            let next = async {
-                match settings.idle_timeout {
-                    Some(limit) => timeout(limit, body.frame())
-                        .await
-                        .map_err(|_| HttpError::UpstreamTimeout),
-                    None => Ok(body.frame().await),
-                }
-            };
-            let frame = tokio::select! {
-                // The next piece of the body, its end, or the idle limit.
-                f = next => f?,
-                // Draining: an event stream ends here, between events.
-                _ = self.draining.cancelled(), if endable => None,
-            };
-            let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| HttpError::upstream(&e))?;
-            // Trailers are dropped (the last chunk goes without them).
-            if let Ok(data) = frame.into_data() {
-                out.bytes += data.len() as u64;
-                response::write_data(writer, delimit, data)
-                    .await
-                    .map_err(|_| HttpError::ClientGone)?;
-            }
-        }
-        response::finish(writer, delimit)
-            .await
-            .map_err(|_| HttpError::ClientGone)?;
-        Ok(close)
-    }
 }
 
 /// What the two sides of an exchange wrote into while they ran.
@@ -344,23 +330,25 @@ struct Progress {
     out: Out,
 }
 
-/// The response side's progress.
-#[derive(Default)]
-struct Out {
-    status: u16,
-    head_sent: bool,
-    bytes: u64,
+/// The client connection's halves, and the bytes read past the request
+/// head (its body, or the next request), kept across a retry.
+struct ClientIo<'c, R, W> {
+    reader: &'c mut R,
+    writer: &'c mut W,
+    buf: &'c mut BytesMut,
 }
 
+/// The side of an exchange that ended first.
 enum Side {
     Upstream(Result<bool, HttpError>),
     Client(ClientEvent),
 }
 
-/// `Connection: close` from the client, or HTTP/1.0 (no keep-alive
-/// offered to 1.0 clients).
-fn wants_close(head: &RequestHead) -> bool {
-    head.version == 0 || crate::handshake::has_token(head, "connection", "close")
+/// What one try came to.
+enum Step {
+    Ended(Ended),
+    /// The request goes again on a fresh connection.
+    Retry,
 }
 
 /// RFC 9110 §9.2.2: a request that may be sent twice.
@@ -371,37 +359,9 @@ fn is_idempotent(method: &str) -> bool {
     )
 }
 
-/// `Content-Type: text/event-stream` (Server-Sent Events).
-fn is_event_stream(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
-}
-
 fn outcome_of(status: u16) -> Outcome {
     match status {
         500..=599 => Outcome::ServerError,
         _ => Outcome::Ok,
-    }
-}
-
-/// Keeps `tidegate_http_streams_in_flight` up while a response body streams.
-struct Streaming(prometheus::IntGauge);
-
-impl Streaming {
-    fn enter(gauge: &prometheus::IntGauge) -> Streaming {
-        gauge.inc();
-        Streaming(gauge.clone())
-    }
-}
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }

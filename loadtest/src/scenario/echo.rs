@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use super::{close_gracefully, connect_all, mask_key, ConnRunError, Ctx};
+use super::{close_gracefully, connect_all, mask_key, start_clock, ConnRunError, Ctx};
 use crate::conn::Connected;
 use crate::frame::{FrameBatch, OP_BINARY, OP_TEXT};
-use crate::monitor::{Monitor, MonitorOptions};
 use crate::params;
 use crate::reader::{Batch, FrameReader, READ_BUF};
 use crate::result::RunResult;
@@ -39,19 +38,9 @@ pub struct EchoParams {
 pub async fn run(ctx: &Ctx, p: &EchoParams) -> anyhow::Result<RunResult> {
     let shared = Shared::new();
     let conns = connect_all(ctx, p.connections, 64, &shared).await?;
-    let start = Instant::now();
-    let measure_from = start + p.warmup;
-    let deadline = measure_from + p.duration;
-    let monitor = Monitor::spawn(
-        shared.clone(),
-        measure_from,
-        MonitorOptions {
-            show: ctx.progress,
-            unit: "msgs/s",
-            pid: ctx.pid,
-            watch: Vec::new(),
-        },
-    );
+    let window = (p.warmup, p.duration);
+    let (t, monitor) = start_clock(ctx, &shared, window, "msgs/s", Vec::new());
+    let (measure_from, deadline) = (t.measure_from, t.deadline);
     let opcode = if p.text { OP_TEXT } else { OP_BINARY };
     let mut set = JoinSet::new();
     for c in conns {

@@ -13,10 +13,9 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use super::{open_many, Ctx};
+use super::{open_many, start_clock, Ctx};
 use crate::conn::Stream;
 use crate::http1::{self, HttpError, ResponseReader};
-use crate::monitor::{Monitor, MonitorOptions};
 use crate::params;
 use crate::result::RunResult;
 use crate::stats::{Recorder, Shared};
@@ -54,19 +53,9 @@ impl GetError {
 pub async fn run(ctx: &Ctx, p: &HttpGetParams) -> anyhow::Result<RunResult> {
     let shared = Shared::new();
     let conns = open_all(ctx, p.connections, &shared).await?;
-    let start = Instant::now();
-    let measure_from = start + p.warmup;
-    let deadline = measure_from + p.duration;
-    let monitor = Monitor::spawn(
-        shared.clone(),
-        measure_from,
-        MonitorOptions {
-            show: ctx.progress,
-            unit: "reqs/s",
-            pid: ctx.pid,
-            watch: Vec::new(),
-        },
-    );
+    let window = (p.warmup, p.duration);
+    let (t, monitor) = start_clock(ctx, &shared, window, "reqs/s", Vec::new());
+    let (measure_from, deadline) = (t.measure_from, t.deadline);
     let request: Arc<[u8]> = http1::get_request(&ctx.connector.target).into();
     let body_bytes = Arc::new(AtomicU64::new(0));
     let mut set = JoinSet::new();

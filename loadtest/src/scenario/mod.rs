@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::conn::{ConnError, Connected, Connector};
 use crate::frame;
+use crate::monitor::{Monitor, MonitorOptions};
 use crate::reader::{Batch, FrameReader, ReadError};
 use crate::stats::Shared;
 
@@ -39,6 +40,45 @@ pub struct Ctx {
     pub progress: bool,
     /// Process to charge CPU time to (compare, or `--pid`).
     pub pid: Option<u32>,
+}
+
+/// When a run's phases begin: its start, the end of the warm-up (the
+/// measured window opens) and the deadline.
+pub struct Timeline {
+    pub start: Instant,
+    pub measure_from: Instant,
+    pub deadline: Instant,
+}
+
+/// Starts a run's clock now, once its connections are open, and the
+/// progress monitor over its measured window: `unit` names the rate on the
+/// progress line, `watch` the processes sampled besides `ctx.pid`.
+pub fn start_clock(
+    ctx: &Ctx,
+    shared: &Arc<Shared>,
+    (warmup, duration): (Duration, Duration),
+    unit: &'static str,
+    watch: Vec<u32>,
+) -> (Timeline, Monitor) {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let monitor = Monitor::spawn(
+        shared.clone(),
+        measure_from,
+        MonitorOptions {
+            show: ctx.progress,
+            unit,
+            pid: ctx.pid,
+            watch,
+        },
+    );
+    let deadline = measure_from + duration;
+    let timeline = Timeline {
+        start,
+        measure_from,
+        deadline,
+    };
+    (timeline, monitor)
 }
 
 /// Why one connection stopped early.

@@ -21,10 +21,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use super::{close_gracefully, connect_all, mask_key, ConnRunError, Ctx};
+use super::{close_gracefully, connect_all, mask_key, start_clock, ConnRunError, Ctx};
 use crate::conn::Connected;
 use crate::frame::{FrameBatch, OP_BINARY, OP_TEXT};
-use crate::monitor::{Monitor, MonitorOptions};
 use crate::pacer::{Paced, Pacer};
 use crate::params;
 use crate::reader::{Batch, FrameReader, READ_BUF};
@@ -63,19 +62,9 @@ pub async fn run(ctx: &Ctx, p: &RateParams) -> anyhow::Result<RunResult> {
     let unanswered = Arc::new(Mutex::new(0u64));
     let conns = connect_all(ctx, p.connections, 64, &shared).await?;
     let interval = Duration::from_secs_f64(1.0 / p.rate);
-    let start = Instant::now();
-    let measure_from = start + p.warmup;
-    let deadline = measure_from + p.duration;
-    let monitor = Monitor::spawn(
-        shared.clone(),
-        measure_from,
-        MonitorOptions {
-            show: ctx.progress,
-            unit: "msgs/s",
-            pid: ctx.pid,
-            watch: p.watch.clone(),
-        },
-    );
+    let window = (p.warmup, p.duration);
+    let (t, monitor) = start_clock(ctx, &shared, window, "msgs/s", p.watch.clone());
+    let (start, measure_from, deadline) = (t.start, t.measure_from, t.deadline);
     let opcode = if p.text { OP_TEXT } else { OP_BINARY };
     let n = conns.len();
     let mut paced = Vec::with_capacity(n);

@@ -35,47 +35,15 @@ pub(super) fn routes(
     }
     let by_name: HashMap<&str, &Arc<UpstreamConfig>> =
         upstreams.iter().map(|u| (u.name.as_str(), u)).collect();
-    let mut names = HashSet::new();
-    let mut keys = HashSet::new();
+    let mut seen = Seen::default();
     let mut out = Vec::new();
-    let mut identity_headers: Vec<String> = policies
-        .values()
-        .flatten()
-        .flat_map(|p| p.reserved_headers.iter().map(|h| h.to_ascii_lowercase()))
-        .collect();
-    identity_headers.sort();
-    identity_headers.dedup();
-    let identity_headers: Arc<[String]> = identity_headers.into();
+    let identity_headers = identity_headers(policies);
     for (i, r) in raw.iter().enumerate() {
         let key = format!("routes[{i}]");
-        let name = if r.name.is_empty() {
-            format!("route{i}")
-        } else {
-            r.name.clone()
-        };
-        if !names.insert(name.clone()) {
-            p.push(
-                format!("{key}.name"),
-                format!("duplicate route name {name:?}"),
-            );
-        }
+        let name = route_name(p, &key, i, r, &mut seen);
         // Every check of a route runs and reports on its own; the route is
         // built only when none of those it cannot do without failed.
-        let host = route::HostMatch::parse(&r.host)
-            .map_err(|e| p.push(format!("{key}.host"), e))
-            .ok();
-        let path = route_path(p, &key, &r.path);
-        if let Some(path) = &path {
-            if !keys.insert((r.host.to_ascii_lowercase(), path.clone())) {
-                p.push(
-                    format!("{key}.path"),
-                    format!(
-                        "duplicate route: host {:?} path {:?} is already routed",
-                        r.host, path
-                    ),
-                );
-            }
-        }
+        let (host, path) = route_match(p, &key, r, &mut seen);
         let upstream = by_name.get(r.upstream.as_str()).map(|u| Arc::clone(u));
         if upstream.is_none() {
             p.push(
@@ -113,6 +81,74 @@ pub(super) fn routes(
         }));
     }
     out
+}
+
+/// What the routes before this one took, for the duplicate checks.
+#[derive(Default)]
+struct Seen {
+    names: HashSet<String>,
+    /// (lower-case host, path prefix).
+    matches: HashSet<(String, String)>,
+}
+
+/// The headers any auth policy sets from an identity, lower-case, sorted
+/// and once each: every route strips them from what the client sent.
+fn identity_headers(
+    policies: &HashMap<String, Option<Arc<crate::auth::AuthPolicy>>>,
+) -> Arc<[String]> {
+    let mut headers: Vec<String> = policies
+        .values()
+        .flatten()
+        .flat_map(|p| p.reserved_headers.iter().map(|h| h.to_ascii_lowercase()))
+        .collect();
+    headers.sort();
+    headers.dedup();
+    headers.into()
+}
+
+/// The route's name (`route{i}` when unnamed), which must be unique.
+fn route_name(p: &mut Problems, key: &str, i: usize, r: &RawRoute, seen: &mut Seen) -> String {
+    let name = if r.name.is_empty() {
+        format!("route{i}")
+    } else {
+        r.name.clone()
+    };
+    if !seen.names.insert(name.clone()) {
+        p.push(
+            format!("{key}.name"),
+            format!("duplicate route name {name:?}"),
+        );
+    }
+    name
+}
+
+/// The route's host and path prefix, each checked on its own; the pair
+/// must not be routed already.
+fn route_match(
+    p: &mut Problems,
+    key: &str,
+    r: &RawRoute,
+    seen: &mut Seen,
+) -> (Option<route::HostMatch>, Option<String>) {
+    let host = route::HostMatch::parse(&r.host)
+        .map_err(|e| p.push(format!("{key}.host"), e))
+        .ok();
+    let path = route_path(p, key, &r.path);
+    if let Some(path) = &path {
+        if !seen
+            .matches
+            .insert((r.host.to_ascii_lowercase(), path.clone()))
+        {
+            p.push(
+                format!("{key}.path"),
+                format!(
+                    "duplicate route: host {:?} path {:?} is already routed",
+                    r.host, path
+                ),
+            );
+        }
+    }
+    (host, path)
 }
 
 /// The parts of a route that have a usable value even when wrong (the

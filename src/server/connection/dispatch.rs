@@ -5,6 +5,8 @@
 //! still an HTTP response; [`switch`] sends the 101 and spawns the session
 //! as its own small task.
 
+mod subscribe;
+
 use super::{Admitted, ConnectionSlot, Ctx, RouteRuntime};
 use crate::access;
 use crate::handshake::{accept_key, Refused, Rejection, Upgrade};
@@ -18,6 +20,7 @@ use crate::relay::Session;
 use crate::upstream::{switching_protocols, Affinity, Connected, UpstreamRequest};
 use std::sync::Arc;
 use std::time::Duration;
+use subscribe::{passthrough_subscriber, take_subscribe_header};
 use tidegate_mux::{Close, Frame};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
@@ -153,20 +156,25 @@ async fn switch_passthrough(
     mut io: Io,
     a: Admitted,
     mut up: Connected,
-    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
+    held: (OwnedSemaphorePermit, ConnectionSlot),
 ) {
     let rt = cx.runtime(&a.upgrade);
-    let accept = accept_key(&a.upgrade.key);
-    let shutdown = &cx.gw.shutdown;
     let edge = edge_deflate(cx, rt, &a);
     // The upstream's subscriptions are for the gateway, never the client.
     let channels = take_subscribe_header(&mut up.headers);
     let deflate = up.deflate.as_ref().or(edge.as_ref().map(|(p, _)| p));
+    let accept = accept_key(&a.upgrade.key);
     let response = switching_protocols(&accept, (up.protocol.as_deref(), deflate), &up.headers);
     if !send_101(&mut io, &response, cx.state.config.limits.handshake_timeout).await {
         return;
     }
     upgraded(cx, rt);
+    let access = access::Record::start(
+        rt.config.access_sample,
+        cx.client.addr,
+        subject(&a),
+        &rt.upstream.config.endpoints[up.endpoint].url,
+    );
     if let (Some((params, reservation)), crate::config::DeflateMode::Edge(config)) =
         (edge, &rt.config.deflate)
     {
@@ -178,34 +186,50 @@ async fn switch_passthrough(
             metrics: Arc::clone(&rt.metrics),
             reservation,
             expires_at: a.identity.as_ref().and_then(|i| i.deadline()),
-            access: access::Record::start(
-                rt.config.access_sample,
-                cx.client.addr,
-                subject(&a),
-                &rt.upstream.config.endpoints[up.endpoint].url,
-            ),
+            access,
         };
         if !channels.is_empty() {
             // The edge-compression relay writes its own frames; published
             // frames are not inserted there (docs/fanout.md).
             cx.gw.hub.count_refusal(crate::fanout::Refusal::Unsupported);
         }
-        let draining = shutdown.draining().clone();
-        let run = session.run((io, up.io), (a.from_client, up.leftover), draining);
-        // `least_connections`: counted on its endpoint until it ends.
-        let active = up.active;
-        let task = async move {
-            run.await;
-            drop((permit, active));
-        };
-        return spawn_holding(shutdown, task, slot);
+        return spawn_edge_relay(cx, session, (io, up), a, held);
     }
-    let access = access::Record::start(
-        rt.config.access_sample,
-        cx.client.addr,
-        subject(&a),
-        &rt.upstream.config.endpoints[up.endpoint].url,
-    );
+    spawn_relay(cx, rt, (io, up), a, &channels, access, held);
+}
+
+/// Spawn the edge-compression relay of a passthrough session.
+fn spawn_edge_relay(
+    cx: &Ctx,
+    session: crate::deflate::session::EdgeSession,
+    (io, up): (Io, Connected),
+    a: Admitted,
+    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
+) {
+    let shutdown = &cx.gw.shutdown;
+    let draining = shutdown.draining().clone();
+    let run = session.run((io, up.io), (a.from_client, up.leftover), draining);
+    // `least_connections`: counted on its endpoint until it ends.
+    let active = up.active;
+    let task = async move {
+        run.await;
+        drop((permit, active));
+    };
+    spawn_holding(shutdown, task, slot);
+}
+
+/// Spawn the zero-copy relay of a passthrough session, with its fan-out
+/// subscriber when it has channels.
+fn spawn_relay(
+    cx: &Ctx,
+    rt: &RouteRuntime,
+    (io, up): (Io, Connected),
+    a: Admitted,
+    channels: &[String],
+    access: Option<Box<access::Record>>,
+    (permit, slot): (OwnedSemaphorePermit, ConnectionSlot),
+) {
+    let shutdown = &cx.gw.shutdown;
     if up.deflate.is_some() {
         rt.metrics.deflate_passthrough.inc();
     }
@@ -219,7 +243,7 @@ async fn switch_passthrough(
     )
     .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
     .log_access(access)
-    .fanout(passthrough_subscriber(cx, rt, &a, &channels));
+    .fanout(passthrough_subscriber(cx, rt, &a, channels));
     let run = session.run(shutdown.signal(), permit);
     match up.active {
         // Spawned as is: the relay task is exactly the `Running` future.
@@ -295,45 +319,6 @@ async fn switch_mux(
         .expire_at(a.identity.as_ref().and_then(|i| i.deadline()))
         .log_access(access);
     spawn_holding(shutdown, session.run(permit), slot);
-}
-
-/// Remove `X-Tidegate-Subscribe` from an upstream's 101 (or a mux
-/// ACCEPT) and return the channels it lists.
-fn take_subscribe_header(headers: &mut Vec<(String, String)>) -> Vec<String> {
-    let mut channels = Vec::new();
-    headers.retain(|(name, value)| {
-        if !name.eq_ignore_ascii_case(crate::fanout::SUBSCRIBE_HEADER) {
-            return true;
-        }
-        channels.extend(crate::fanout::header_channels(value).map(str::to_string));
-        false
-    });
-    channels
-}
-
-/// Passthrough fan-out: a subscriber for the session when the upstream's
-/// 101 or the token's claim subscribes it to anything.
-fn passthrough_subscriber(
-    cx: &Ctx,
-    rt: &RouteRuntime,
-    a: &Admitted,
-    channels: &[String],
-) -> Option<Arc<crate::fanout::Subscriber>> {
-    let claim = rt.config.fanout.channels_claim.is_some();
-    let access = crate::fanout::Access::for_session(&rt.fanout, claim, a.identity.as_ref());
-    if channels.is_empty() && access.granted().is_empty() {
-        return None;
-    }
-    let sub = cx.gw.hub.subscriber(None, access);
-    let granted: Vec<Box<str>> = sub.access.granted().to_vec();
-    for channel in granted
-        .iter()
-        .map(|c| c.as_bytes())
-        .chain(channels.iter().map(|c| c.as_bytes()))
-    {
-        let _ = sub.subscribe(channel);
-    }
-    Some(sub)
 }
 
 /// Edge permessage-deflate: the gateway's answer to the client's offer

@@ -10,28 +10,27 @@
 //! a bounded tokio channel allocates its shared state and a block of 32
 //! slots per session up front, which dominated the memory of an idle
 //! session (issue #20).
+//!
+//! The transitions are here; the subscriptions a session carries across a
+//! resume are in `channels`, the application's receive and send in
+//! `traffic`.
+
+mod channels;
+mod traffic;
 
 use std::collections::BTreeSet;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::super::outbox::{Outbox, PushError};
+use super::super::outbox::Outbox;
 use super::super::table;
 use super::{Event, SendError, SessionId};
-use crate::codec::{self, AcceptBody, Close, Frame, KIND_CONTINUATION};
-
-/// Inbox slots kept once emptied (a few messages in flight is the usual
-/// state of a busy session; more is a burst whose memory is given back).
-const IDLE_INBOX: usize = 4;
-
-/// Largest MESSAGE frame the SDK sends; longer messages are fragmented so
-/// no frame approaches the gateway's `mux.max_frame_bytes`.
-const MAX_FRAGMENT: usize = 1 << 20;
+use crate::codec::{self, AcceptBody, Close, Frame};
+use channels::push_channel_op;
 
 /// Where the session is.
 pub(crate) enum Link {
@@ -203,11 +202,7 @@ impl SessionShared {
     /// Queue an inbound message for the application (reader side; never
     /// waits).
     pub(crate) fn deliver(self: &Arc<Self>, conn: u64, event: Event) -> Delivery {
-        let len = match &event {
-            Event::Text(t) => t.len(),
-            Event::Binary(b) => b.len(),
-            Event::Closed(_) => 0,
-        };
+        let len = event_len(&event);
         let mut st = self.lock();
         let outbox = match &st.link {
             Link::Attached {
@@ -368,162 +363,17 @@ impl SessionShared {
         true
     }
 
-    /// Subscribe to `channel` (already checked); `Ok(true)` when the
-    /// gateway carries the subscription. See `SessionSender::subscribe`.
-    pub(crate) fn subscribe(&self, channel: &str) -> Result<bool, SendError> {
-        self.channel_op(channel, true)
-    }
-
-    pub(crate) fn unsubscribe(&self, channel: &str) -> Result<bool, SendError> {
-        self.channel_op(channel, false)
-    }
-
-    fn channel_op(&self, channel: &str, subscribe: bool) -> Result<bool, SendError> {
-        let mut st = self.lock();
-        if self.is_finished() {
-            return Err(SendError::Closed);
-        }
-        let changed = if subscribe {
-            st.channels.insert(channel.to_string())
-        } else {
-            st.channels.remove(channel)
-        };
-        if changed {
-            match &st.link {
-                Link::Attached { outbox, .. } => {
-                    let outbox = outbox.clone();
-                    if !push_channel_op(&outbox, self.id.id, channel, subscribe) {
-                        // The connection ended and its reader has not
-                        // detached us yet: send it after the resume.
-                        st.channel_ops.push((channel.to_string(), subscribe));
-                    }
-                }
-                Link::Detached { .. } => st.channel_ops.push((channel.to_string(), subscribe)),
-                Link::Finished => {}
-            }
-        }
-        Ok(st.fanout)
-    }
-
-    /// Is the session subscribed to `channel`?
-    pub(crate) fn has_channel(&self, channel: &str) -> bool {
-        self.lock().channels.contains(channel)
-    }
-
-    /// The channels the session is subscribed to.
-    pub(crate) fn channels(&self) -> Vec<String> {
-        self.lock().channels.iter().cloned().collect()
-    }
-
-    /// Does the session's gateway carry its subscriptions (`fanout`)?
-    pub(crate) fn is_fanout(&self) -> bool {
-        self.lock().fanout
-    }
-
     /// Has the session finished (either side closed, or lost)?
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
     }
-
-    /// The next inbound message: `Ready(Some)`, `Ready(None)` once the
-    /// queue ended (then the final close follows, from `take_close`), or
-    /// `Pending` with the caller's waker kept.
-    pub(super) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        let mut st = self.lock();
-        if let Some(event) = st.inbox.pop_front() {
-            let len = match &event {
-                Event::Text(t) => t.len(),
-                Event::Binary(b) => b.len(),
-                Event::Closed(_) => 0,
-            };
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            if st.inbox.is_empty() && st.inbox.capacity() > IDLE_INBOX {
-                // A burst grew it; an idle session keeps no queue memory.
-                st.inbox = VecDeque::new();
-            }
-            return Poll::Ready(Some(event));
-        }
-        if !st.inbox_open {
-            return Poll::Ready(None);
-        }
-        if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            st.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-
-    /// The final event, once (after the inbound queue ended).
-    pub(super) fn take_close(&self) -> Option<Close> {
-        self.lock().close.take()
-    }
-
-    /// The connection to send on, waiting while the session is resuming.
-    /// `dead`: a connection that already refused the frames (its reader
-    /// may not have detached the session yet), treated as resuming.
-    async fn outbox(
-        &self,
-        wait: bool,
-        dead: Option<&Arc<Outbox>>,
-    ) -> Result<Arc<Outbox>, SendError> {
-        loop {
-            let relinked = self.relinked.notified();
-            tokio::pin!(relinked);
-            relinked.as_mut().enable();
-            if self.finished.load(Ordering::Acquire) {
-                return Err(SendError::Closed);
-            }
-            match &self.lock().link {
-                Link::Attached { outbox, .. } if !dead.is_some_and(|d| Arc::ptr_eq(d, outbox)) => {
-                    return Ok(outbox.clone())
-                }
-                Link::Finished => return Err(SendError::Closed),
-                _ if !wait => return Err(SendError::Resuming),
-                _ => {}
-            }
-            relinked.await;
-        }
-    }
-
-    pub(crate) async fn send(&self, kind: u8, payload: Bytes, wait: bool) -> Result<(), SendError> {
-        let mut frames = fragments(self.id.id, kind, payload);
-        let mut dead = None;
-        loop {
-            let outbox = self.outbox(wait, dead.as_ref()).await?;
-            match outbox.push_data(frames, &self.finished, wait).await {
-                Ok(()) => return Ok(()),
-                Err(PushError::Finished) => return Err(SendError::Closed),
-                Err(PushError::Full) => return Err(SendError::Full),
-                // The connection went away under us: wait for the resume.
-                Err(PushError::Ended(back)) => {
-                    frames = back;
-                    dead = Some(outbox);
-                }
-            }
-        }
-    }
 }
 
-/// SUBSCRIBE or UNSUBSCRIBE on a connection that negotiated `fanout`;
-/// elsewhere subscriptions are the application's own (per-session sends).
-/// False when the connection has ended.
-fn push_channel_op(outbox: &Outbox, session: u32, channel: &str, subscribe: bool) -> bool {
-    !outbox.fanout
-        || outbox.push_control(if subscribe {
-            Frame::subscribe(session, channel)
-        } else {
-            Frame::unsubscribe(session, channel)
-        })
-}
-
-/// One message as MESSAGE frames of at most `MAX_FRAGMENT` bytes.
-fn fragments(id: u32, kind: u8, mut payload: Bytes) -> Vec<Frame> {
-    let mut frames = Vec::with_capacity(1 + payload.len() / MAX_FRAGMENT);
-    let mut k = kind;
-    while payload.len() > MAX_FRAGMENT {
-        let part = payload.split_to(MAX_FRAGMENT);
-        frames.push(Frame::message(id, k, false, part));
-        k = KIND_CONTINUATION;
+/// Bytes an inbound event counts against `max_queued_bytes`.
+fn event_len(event: &Event) -> usize {
+    match event {
+        Event::Text(t) => t.len(),
+        Event::Binary(b) => b.len(),
+        Event::Closed(_) => 0,
     }
-    frames.push(Frame::message(id, k, true, payload));
-    frames
 }
