@@ -17,6 +17,7 @@ mod client_io;
 mod compress;
 mod from_app;
 mod published;
+mod resume;
 mod to_app;
 
 pub use compress::Edge;
@@ -135,10 +136,11 @@ struct Resume {
     on: Option<Arc<Conn>>,
     /// Held while `on` is `None`: counts the session in the pool's share.
     waiting: Option<super::pool::Waiting>,
-    /// A connection being left after GOAWAY: it still delivers the
-    /// application's frames and is forgotten once the session is accepted
-    /// elsewhere.
-    leaving: Option<Arc<Conn>>,
+    /// Connections being left after GOAWAY (the one the session was on,
+    /// and any that got the resumed OPEN before their own GOAWAY): they
+    /// still deliver the application's frames until they close (see
+    /// `resume`).
+    leaving: Vec<Arc<Conn>>,
 }
 
 pub struct MuxSession {
@@ -454,9 +456,7 @@ impl MuxSession {
             c.forget(self.id);
         }
         if let Some(r) = self.resume.take() {
-            for c in [r.on, r.leaving].into_iter().flatten() {
-                c.forget(self.id);
-            }
+            r.forget(self.id);
         }
         self.route
             .mux_metrics
