@@ -18,6 +18,7 @@ mod compress;
 mod from_app;
 mod published;
 mod queues;
+mod resume;
 mod timers;
 mod to_app;
 
@@ -67,10 +68,11 @@ struct Resume {
     on: Option<Arc<Conn>>,
     /// Held while `on` is `None`: counts the session in the pool's share.
     waiting: Option<super::pool::Waiting>,
-    /// A connection being left after GOAWAY: it still delivers the
-    /// application's frames and is forgotten once the session is accepted
-    /// elsewhere.
-    leaving: Option<Arc<Conn>>,
+    /// Connections being left after GOAWAY (the one the session was on,
+    /// and any that got the resumed OPEN before their own GOAWAY): they
+    /// still deliver the application's frames until they close (see
+    /// `resume`).
+    leaving: Vec<Arc<Conn>>,
 }
 
 pub struct MuxSession {
@@ -317,9 +319,7 @@ impl MuxSession {
             c.forget(self.id);
         }
         if let Some(r) = self.resume.take() {
-            for c in [r.on, r.leaving].into_iter().flatten() {
-                c.forget(self.id);
-            }
+            r.forget(self.id);
         }
         self.route
             .mux_metrics

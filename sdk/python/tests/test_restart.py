@@ -107,11 +107,34 @@ async def traffic_through(gw: Gateway, restart) -> list[Client]:
         await asyncio.sleep(0.02)
     for c in clients:
         assert c.ws.close_code is None, f"client {c.i} was closed with {c.ws.close_code}"
-        assert c.got == c.sent, f"client {c.i}: every message echoed once, in order"
+        assert c.got == c.sent, f"client {c.i}: every message echoed once, in order: {echo_mismatch(c.sent, c.got)}"
         await c.ws.close()
     for t in tasks:
         await asyncio.wait_for(t, WAIT)
     return clients
+
+
+def echo_mismatch(sent: list[str], got: list[str]) -> str:
+    """What went wrong with a client's echoes, for the assertion message:
+    which messages were lost, duplicated or came out of order, the first
+    index where the echoes differ and the messages around it."""
+    seen: dict[str, int] = {}
+    for m in got:
+        seen[m] = seen.get(m, 0) + 1
+    lost = [m for m in sent if m not in seen]
+    dup = [m for m, n in seen.items() if n > 1]
+    sent_set = set(sent)
+    extra = [m for m in seen if m not in sent_set]
+    once = [m for m in got if seen[m] == 1 and m not in extra]
+    order = {m: i for i, m in enumerate(sent)}
+    reordered = [b for a, b in zip(once, once[1:]) if order[b] < order[a]]
+    first = next((i for i, (a, b) in enumerate(zip(sent, got)) if a != b), min(len(sent), len(got)))
+    lo, hi = max(0, first - 3), first + 4
+    return (
+        f"sent {len(sent)}, got {len(got)}; lost {lost[:10]}, duplicated {dup[:10]}, "
+        f"never sent {extra[:10]}, out of order {reordered[:10]}; first difference at index {first}: "
+        f"sent[{lo}:{hi}]={sent[lo:hi]} got[{lo}:{hi}]={got[lo:hi]}"
+    )
 
 
 def slot_sessions(gw: Gateway, endpoint: str, slots: int) -> list[float]:

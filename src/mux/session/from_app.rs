@@ -78,9 +78,7 @@ impl MuxSession {
                 if ours.is_some_and(|c| c.id == conn.id) {
                     let r = self.resume.take().expect("checked above");
                     self.route.mux_metrics.resumed.inc();
-                    if let Some(old) = r.leaving {
-                        old.moved_away(self.id);
-                    }
+                    r.accepted(self.id);
                     tracing::debug!(session = self.id, conn = conn.id, "session resumed");
                     self.space_wait = 0;
                     self.conn = Some(conn);
@@ -126,22 +124,17 @@ impl MuxSession {
                 goaway,
                 on: None,
                 waiting: None,
-                leaving: None,
+                leaving: Vec::new(),
             })
         });
-        r.goaway |= goaway;
-        if let Some(on) = r.on.take() {
-            // A draining connection closes once it has no sessions left.
-            on.forget(self.id);
-        }
-        r.waiting.get_or_insert_with(|| self.route.pool.waiting());
-        if current {
-            let old = self.conn.take().expect("current checked above");
+        let old = if current {
             self.space_wait = 0;
-            if goaway {
-                r.leaving = Some(old);
-            }
-        }
+            self.conn.take()
+        } else {
+            None
+        };
+        r.lost(self.id, conn_id, goaway, old);
+        r.waiting.get_or_insert_with(|| self.route.pool.waiting());
     }
 
     /// Resuming: offer the session to another connection, or give up at
@@ -169,9 +162,7 @@ impl MuxSession {
     pub(super) fn give_up(&mut self, goaway: bool, now: Instant) {
         self.route.mux_metrics.resume_failed.inc();
         if let Some(r) = self.resume.take() {
-            for c in [r.on, r.leaving].into_iter().flatten() {
-                c.forget(self.id);
-            }
+            r.forget(self.id);
         }
         self.app_done = true;
         self.clear_held();

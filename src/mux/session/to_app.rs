@@ -73,7 +73,7 @@ impl MuxSession {
         } else if let Some(c) = self
             .resume
             .as_ref()
-            .and_then(|r| r.leaving.as_ref().or(r.on.as_ref()))
+            .and_then(|r| r.leaving.last().or(r.on.as_ref()))
         {
             c.send(Out::frame(&frame));
         }
