@@ -19,6 +19,8 @@ mod pump;
 pub mod scan;
 mod timers;
 
+pub(crate) use timers::silence_excused;
+
 use crate::io::Io;
 use crate::metrics::RouteMetrics;
 use crate::shutdown::DrainSignal;

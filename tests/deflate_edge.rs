@@ -1,14 +1,20 @@
 //! The edge-compression relay's duties, through the release binary, as the
-//! zero-copy relay has them: keepalive pings with a pong deadline, the idle
-//! timeout, token expiry (1008) and the access-log line.
+//! zero-copy relay has them: keepalive pings with a pong deadline (the
+//! pongs answering the gateway's own pings stay at the gateway), the idle
+//! timeout, token expiry (1008) and the access-log line. The rule that
+//! judges a late pong is unit-tested in `deflate::session::duties`.
 
 use crate::auth::{good_claims, hs, hs_key, jwt_policy, now};
 use crate::deflate::{read_raw, upgrade, write_raw, OFFER};
 use crate::support::*;
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tidegate::config::raw::RawConfig;
 use tidegate::deflate::codec::Deflater;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// Edge compression in front of an echo of frames.
 async fn edge_config() -> RawConfig {
@@ -89,8 +95,9 @@ async fn edge_pings_and_closes_a_client_that_stops_answering() {
         ws.read_to_end(&mut rest),
     )
     .await;
+    // The gateway's pings carry its 8-byte payload.
     assert!(
-        rest.windows(2).any(|w| w == [0x89, 0x00]),
+        rest.windows(2).any(|w| w == [0x89, 0x08]),
         "pinged before: {rest:02x?}"
     );
     wait_metric(
@@ -193,4 +200,127 @@ async fn edge_session_ends_with_1008_when_the_token_expires() {
         1.0,
     )
     .await;
+}
+
+/// What the [`watching_upstream`] saw of the control frames.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    /// A ping (answered), with its payload.
+    Ping(Vec<u8>),
+    /// A pong, with its payload.
+    Pong(Vec<u8>),
+}
+
+/// An upstream that answers pings itself and reports every ping and pong
+/// it reads, and echoes data frames.
+async fn watching_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<Heard>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(watch(tcp, tx.clone()));
+        }
+    });
+    (addr, rx)
+}
+
+async fn watch(tcp: TcpStream, tx: mpsc::UnboundedSender<Heard>) {
+    let mut reader = BufReader::new(tcp);
+    let Some(seen) = read_request(&mut reader).await else {
+        return;
+    };
+    let accept = accept_for(seen.header("sec-websocket-key").unwrap_or_default());
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if reader.get_mut().write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut ws = WebSocket::after_handshake(reader, Role::Server);
+    ws.set_auto_pong(false);
+    while let Ok(frame) = ws.read_frame().await {
+        let payload = frame.payload.to_vec();
+        let reply = match frame.opcode {
+            OpCode::Close => return,
+            OpCode::Ping => {
+                let _ = tx.send(Heard::Ping(payload.clone()));
+                Frame::pong(Payload::Owned(payload))
+            }
+            OpCode::Pong => {
+                let _ = tx.send(Heard::Pong(payload));
+                continue;
+            }
+            _ => Frame::new(frame.fin, frame.opcode, None, Payload::Owned(payload)),
+        };
+        if ws.write_frame(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_keeps_the_pongs_to_its_own_pings_and_passes_the_others() {
+    let _serial = serial().await;
+    let (up, mut heard) = watching_upstream().await;
+    let mut raw = edge_in_front_of(up);
+    raw.keepalive.ping_interval = "1s".into();
+    raw.keepalive.pong_timeout = "1s".into();
+    let file = ConfigFile::new(&raw);
+    let gw = GatewayProc::start(&file).await;
+    let (resp, ws) = upgrade(gw.addr, Some(OFFER)).await;
+    assert_eq!(resp.status, 101, "{}", gw.log());
+    let mut ws = ws.expect("upgraded");
+    // Answer two of the gateway's pings; a pong here would be the
+    // upstream's answer to one of the gateway's pings, passed on.
+    let mut stray = Vec::new();
+    let mut answered = 0;
+    while answered < 2 {
+        let (b0, payload) = within("a ping", read_raw(&mut ws)).await.expect("a frame");
+        if b0 == 0x8A {
+            stray.push(payload);
+            continue;
+        }
+        assert_eq!(b0, 0x89, "a ping from the gateway");
+        write_raw(&mut ws, 0x8A, &payload, true).await;
+        answered += 1;
+    }
+    // The gateway pinged the upstream too (it was silent as long).
+    // The first thing it heard: a pong would be the client's answer to
+    // one of the gateway's pings, passed on.
+    let first = within("the upstream pinged", heard.recv()).await;
+    let gateway_ping = match first.expect("upstream alive") {
+        Heard::Ping(p) => p,
+        Heard::Pong(p) => panic!("a pong reached the upstream: {p:02x?}"),
+    };
+    // The client's own control frames pass both ways unchanged: its
+    // unsolicited pong reaches the upstream, the upstream's answer to its
+    // ping comes back. Whatever the upstream answered before comes first.
+    write_raw(&mut ws, 0x8A, b"a note", true).await;
+    write_raw(&mut ws, 0x89, b"are you there", true).await;
+    loop {
+        let (b0, payload) = within("my pong", read_raw(&mut ws)).await.expect("a frame");
+        match b0 {
+            0x89 => write_raw(&mut ws, 0x8A, &payload, true).await,
+            0x8A if payload == b"are you there" => break,
+            0x8A => stray.push(payload),
+            _ => panic!("only control frames: {b0:02x}"),
+        }
+    }
+    echo_once(&mut ws, "and data still flows").await;
+    assert!(
+        stray.is_empty(),
+        "pongs to the gateway's pings: {stray:02x?}"
+    );
+    // The upstream heard the client's pong and ping, none of the pongs
+    // that answered the gateway's pings.
+    let mut pongs = Vec::new();
+    while let Ok(h) = heard.try_recv() {
+        match h {
+            Heard::Pong(p) => pongs.push(p),
+            Heard::Ping(p) => assert!(p == gateway_ping || p == b"are you there", "{p:02x?}"),
+        }
+    }
+    assert_eq!(pongs, vec![b"a note".to_vec()]);
 }

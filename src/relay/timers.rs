@@ -113,23 +113,31 @@ impl Session {
 }
 
 /// True when a pinged leg's missing pong may be the gateway's own doing, so
-/// its pong deadline starts again instead of closing the session:
-///
-/// - the leg is *paused*: the gateway does not read it while the other leg
-///   holds bytes it has not taken, so a pong the peer sent may be waiting in
-///   our own receive buffer (a slow upstream must not get a fast uploader
-///   closed, nor a slow client a fast upstream);
-/// - the ping is still *unsent*: it waits for a frame boundary in the other
-///   side's stream, and that frame is still arriving (the other side sent
-///   bytes since `sent`), so the peer has not been asked yet.
-///
-/// Both only while the leg itself takes our bytes (nothing queued for it):
-/// a peer that neither reads what we send nor gets read is judged as
-/// before, so two stalled peers cannot hold a session open forever (nor can
-/// two that both stop in the middle of a frame). A slow reader that does
-/// read proves itself alive through `Leg::last_rx`.
+/// its pong deadline starts again instead of closing the session (the rule
+/// is [`silence_excused`]; here are the legs' facts for it).
 fn silence_is_ours(leg: &Leg, other: &Leg, sent: Instant) -> bool {
     let paused = other.blocked();
     let unsent = leg.ping_wanted && other.last_rx >= sent;
-    !leg.blocked() && (paused || unsent)
+    silence_excused(leg.blocked(), paused, unsent)
+}
+
+/// The keepalive rule of both relays (this one and the edge-compression
+/// relay): a peer that has not answered a ping in time is excused when
+///
+/// - it is *paused*: the gateway does not read it while the other side
+///   holds bytes it has not taken, so a pong the peer sent may be waiting in
+///   our own receive buffer (a slow upstream must not get a fast uploader
+///   closed, nor a slow client a fast upstream);
+/// - the ping is still *unsent*: it waits behind a frame in the other
+///   side's stream, and that frame is still on its way, so the peer has not
+///   been asked yet.
+///
+/// Both only while the peer itself takes our bytes (`blocked`: nothing
+/// waits for it): a peer that neither reads what we send nor gets read is
+/// judged as before, so two stalled peers cannot hold a session open
+/// forever (nor can two that both stop in the middle of a frame). A slow
+/// reader that does read proves itself alive through its last sign of life
+/// (bytes it took count as one).
+pub(crate) fn silence_excused(blocked: bool, paused: bool, unsent: bool) -> bool {
+    !blocked && (paused || unsent)
 }

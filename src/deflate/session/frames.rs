@@ -1,26 +1,43 @@
-//! Frames on an edge-compressed session: the shared write halves, the
-//! emitter that writes a message piece by piece, frame reading with
-//! unmasking, control frames passed on re-framed, and the gateway's own
-//! Close and Ping frames. Moved out of `session` so that file keeps the
-//! session's shape (who runs when, how it ends).
+//! Frames on an edge-compressed session: the shared write halves (which
+//! tell the timers whether a peer takes our bytes), the emitter that writes
+//! a message piece by piece, frame reading with unmasking, control frames
+//! passed on re-framed (but for the pongs answering the gateway's own
+//! pings), and the gateway's own Close and Ping frames.
 
-use super::duties::Activity;
+use super::duties::{Activity, CLIENT};
 use super::End;
-use crate::frame::{parse_close, parse_header, write_frame, Opcode, MAX_HEADER, RSV1};
+use crate::frame::{parse_header, write_frame, Header, Opcode, MAX_HEADER};
 use crate::io::Io;
-use std::sync::atomic::Ordering;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::Mutex;
 
 /// One side's write half, shared by the direction that sends to it and by
-/// the gateway's own Closes.
+/// the gateway's own Closes and pings.
 pub type Writer = Arc<Mutex<Out>>;
 
 pub struct Out {
-    pub w: WriteHalf<Io>,
+    w: WriteHalf<Io>,
     /// A Close went to this peer: nothing may follow it (RFC 6455 §5.5.1).
-    pub closed: bool,
+    closed: bool,
+    /// The peer this writes to, and where to report whether it takes our
+    /// bytes (keepalive judges it by that).
+    to: usize,
+    activity: Arc<Activity>,
+}
+
+/// The writer towards side `to`.
+pub fn writer(w: WriteHalf<Io>, to: usize, activity: &Arc<Activity>) -> Writer {
+    let activity = Arc::clone(activity);
+    Arc::new(Mutex::new(Out {
+        w,
+        closed: false,
+        to,
+        activity,
+    }))
 }
 
 impl Out {
@@ -30,8 +47,61 @@ impl Out {
             return Ok(());
         }
         self.closed = is_close;
-        self.w.write_all(bytes).await.map_err(|_| End::Gone)?;
-        self.w.flush().await.map_err(|_| End::Gone)
+        let (mut at, mut waited) = (0, false);
+        let r = std::future::poll_fn(|cx| self.poll_frame(cx, bytes, &mut at, &mut waited)).await;
+        self.activity.block(self.to, false);
+        r.map_err(|_| End::Gone)
+    }
+
+    /// `write_all` and `flush`, noting when the peer makes us wait and
+    /// when it takes bytes after a wait (the relay's sign of life of a
+    /// slow reader: its pong may be behind what it still has to read).
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+        at: &mut usize,
+        waited: &mut bool,
+    ) -> Poll<io::Result<()>> {
+        while *at < bytes.len() {
+            match Pin::new(&mut self.w).poll_write(cx, &bytes[*at..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    *at += n;
+                    self.moved(waited);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return self.wait(waited),
+            }
+        }
+        // TLS: the bytes sit in rustls until flushed.
+        match Pin::new(&mut self.w).poll_flush(cx) {
+            Poll::Pending => self.wait(waited),
+            Poll::Ready(r) => {
+                if r.is_ok() {
+                    self.moved(waited);
+                }
+                Poll::Ready(r)
+            }
+        }
+    }
+
+    /// The peer's socket is full: it does not take our bytes now.
+    fn wait(&self, waited: &mut bool) -> Poll<io::Result<()>> {
+        *waited = true;
+        self.activity.block(self.to, true);
+        Poll::Pending
+    }
+
+    /// Bytes moved; after a wait, that is the peer reading.
+    fn moved(&self, waited: &mut bool) {
+        if std::mem::take(waited) {
+            self.activity.took(self.to);
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.w.shutdown().await;
     }
 }
 
@@ -49,83 +119,33 @@ pub async fn send_close(w: &Writer, masked: bool, code: u16, reason: &str) {
     let _ = w.lock().await.frame(&out, true).await;
 }
 
-/// Writes one message as frames, one piece behind: a piece goes out when
-/// the next one exists (so the last can carry FIN), the first with the
-/// message's opcode (and RSV1 when compressed).
-pub struct Emitter<'a> {
-    w: &'a Writer,
-    /// The session's activity and the side this message comes from: the
-    /// direction is paused while it waits on a write.
-    activity: &'a Activity,
-    from: usize,
-    masked: bool,
-    opcode: Opcode,
-    rsv1: bool,
-    started: bool,
-    held: Option<Vec<u8>>,
-    /// Bytes written as payload (for the metrics).
-    bytes: u64,
+/// Where a direction's frames go: the other side's writer, the session's
+/// activity, and the side they come from.
+#[derive(Clone, Copy)]
+pub struct Way<'a> {
+    pub dst: &'a Writer,
+    pub activity: &'a Activity,
+    pub from: usize,
 }
 
-impl<'a> Emitter<'a> {
-    pub fn new(
-        (w, activity, from): (&'a Writer, &'a Activity, usize),
-        masked: bool,
-        opcode: Opcode,
-        rsv1: bool,
-    ) -> Self {
-        Emitter {
-            w,
-            activity,
-            from,
-            masked,
-            opcode,
-            rsv1,
-            started: false,
-            held: None,
-            bytes: 0,
-        }
-    }
-
-    pub async fn push(&mut self, piece: Vec<u8>) -> Result<(), End> {
-        if piece.is_empty() {
-            return Ok(());
-        }
-        if let Some(prev) = self.held.replace(piece) {
-            self.write(false, &prev).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn finish(mut self) -> Result<u64, End> {
-        let last = self.held.take().unwrap_or_default();
-        self.write(true, &last).await?;
-        Ok(self.bytes)
-    }
-
-    async fn write(&mut self, fin: bool, payload: &[u8]) -> Result<(), End> {
-        let opcode = if self.started {
-            Opcode::Continuation
-        } else {
-            self.opcode
-        };
-        let mut out = Vec::with_capacity(MAX_HEADER + payload.len());
-        let mask = self.masked.then(rand::random::<[u8; 4]>);
-        write_frame(&mut out, fin, opcode, &[payload], mask);
-        if self.rsv1 && !self.started {
-            out[0] |= RSV1;
-        }
-        self.started = true;
-        self.bytes += payload.len() as u64;
+impl Way<'_> {
+    /// Write one frame to the other side; meanwhile the gateway does not
+    /// read `from` (keepalive must know: its pong may wait unread).
+    pub async fn send(&self, frame: &[u8], is_close: bool) -> Result<(), End> {
         self.activity.pause(self.from, true);
-        let r = self.w.lock().await.frame(&out, false).await;
+        let r = self.dst.lock().await.frame(frame, is_close).await;
         self.activity.pause(self.from, false);
         r
+    }
+
+    /// Frames towards the upstream (from the client) are masked.
+    pub fn mask(&self) -> Option<[u8; 4]> {
+        (self.from == CLIENT).then(rand::random::<[u8; 4]>)
     }
 }
 
 /// A frame header as read: the parsed header.
-pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<crate::frame::Header, End> {
+pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Header, End> {
     let mut buf = [0u8; MAX_HEADER];
     let mut have = 2;
     r.read_exact(&mut buf[..2]).await.map_err(|_| End::Gone)?;
@@ -166,40 +186,15 @@ pub async fn read_piece<R: AsyncRead + Unpin>(
     Ok(piece)
 }
 
-/// A control frame: check a Close, pass it on re-framed. Returns true for
-/// a Close (the direction is done).
-pub async fn control<R: AsyncRead + Unpin>(
-    r: &mut R,
-    h: &crate::frame::Header,
-    op: Opcode,
-    (dst, activity, from): (&Writer, &Activity, usize),
-) -> Result<bool, End> {
-    let mask = h.masked.then_some(h.mask);
-    let payload = read_piece(r, h.len as usize, mask, 0).await?;
-    if op == Opcode::Close {
-        if let Some((code, _)) = parse_close(&payload).map_err(End::Broke)? {
-            activity.close[from].store(code.into(), Ordering::Relaxed);
-        }
-    }
+/// The gateway's keepalive ping, with the session's payload (its pong is
+/// known by it), masked towards the upstream.
+pub fn ping_frame(masked: bool, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAX_HEADER + payload.len());
-    // Frames towards the upstream (from the client) are masked.
-    let key = (from == super::duties::CLIENT).then(rand::random::<[u8; 4]>);
-    write_frame(&mut out, true, op, &[&payload], key);
-    activity.pause(from, true);
-    let r = dst.lock().await.frame(&out, op == Opcode::Close).await;
-    activity.pause(from, false);
-    r?;
-    Ok(op == Opcode::Close)
-}
-
-/// The gateway's keepalive ping (empty), masked towards the upstream.
-pub fn ping_frame(masked: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAX_HEADER);
     write_frame(
         &mut out,
         true,
         Opcode::Ping,
-        &[],
+        &[payload],
         masked.then(rand::random::<[u8; 4]>),
     );
     out

@@ -49,7 +49,9 @@ async fn the_edge_session_future_stays_small() {
     );
     let size = std::mem::size_of_val(&run);
     println!("edge session future: {size} bytes");
-    // 1,976 bytes measured (3,216 before the per-frame work was boxed);
+    // 1,832 bytes measured (1,976 before the directions shared one loop
+    // and the session's `Activity` moved behind an `Arc` the writers share;
+    // 3,216 before the per-frame work was boxed);
     // with the sockets and the tokio task this is ~3.2 KB of RSS per idle
     // client, against the 4 KB target (docs/performance.md).
     assert!(size <= 2048, "edge session future grew to {size} bytes");
