@@ -5,12 +5,16 @@
 // `hold`, the connections stay open (idle) after their messages until
 // stdin closes; "ready" is printed once all have finished.
 //
+// With PACE_MS=N in the environment, each connection waits N ms after each
+// echo (a paced rate, the same with and without compression).
+//
 //   node benches/deflate_client.mjs URL CONNECTIONS MESSAGES on|off [hold]
 import WebSocket from "../tests/node/node_modules/ws/index.js";
 
 const [url, c, m, deflate, hold] = process.argv.slice(2);
 const conns = Number(c);
 const perConn = Number(m);
+const paceMs = Number(process.env.PACE_MS || 0);
 
 // A 1 KiB JSON message of the kind a chat or ticker sends: fixed keys,
 // text of words drawn pseudo-randomly (so messages differ from each other).
@@ -46,6 +50,7 @@ async function one() {
     const got = new Promise((resolve) => ws.once("message", resolve));
     ws.send(message(i));
     await got;
+    if (paceMs > 0) await new Promise((resolve) => setTimeout(resolve, paceMs));
   }
   if (++done === conns && hold === "hold") console.log("ready");
   if (hold === "hold") {

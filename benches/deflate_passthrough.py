@@ -6,7 +6,12 @@ upstream (Node `ws` echo that accepts permessage-deflate when offered), same
 process's utime+stime from /proc/PID/stat over the run; the relay moves
 bytes either way, compressed or not.
 
-    .venv/bin/python benches/deflate_passthrough.py [--connections 8] [--messages 2500] [--rounds 3]
+    .venv/bin/python benches/deflate_passthrough.py [--connections 8] [--messages 2500] [--rounds 3] [--pace-ms N]
+
+With --pace-ms each connection waits N ms after each echo, so both modes
+run at the same message rate and get the same number of wake-ups per
+message (unpaced, the slower compressing endpoints leave fewer messages per
+read in the negotiated runs).
 """
 
 import argparse
@@ -41,6 +46,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--messages", type=int, default=2500, help="per connection")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pace-ms", type=int, default=0, help="wait after each echo, per connection")
     args = ap.parse_args()
     node = shutil.which("node") or "node"
     with g.Stack() as stack:
@@ -55,6 +61,7 @@ def main() -> int:
                     [node, str(REPO / "benches" / "deflate_client.mjs"), gw.url(),
                      str(args.connections), str(args.messages), mode],
                     check=True, capture_output=True, text=True, timeout=600,
+                    env={**os.environ, "PACE_MS": str(args.pace_ms)},
                 ).stdout
                 cpu = cpu_seconds(pid) - before
                 r = json.loads(out)
