@@ -8,22 +8,24 @@
 //! is in: until then every failure is an [`HttpError`] the caller answers
 //! through the connection's one refusal path.
 
-use super::body::{client_side, expects_continue, ClientBody, ClientEvent, ClientLimits, Framing};
+use super::body::{self, client_side, expects_continue, ClientEvent, ClientLimits, Framing};
 use super::pool::Conn;
 use super::response::{self, Delimit};
-use super::{HttpError, HttpRoute};
+use super::response_reader::{self, Asked, BodyReader, Step};
+use super::upstream_conn::{forward_body, send_head};
+use super::{request, HttpError, HttpRoute};
 use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
+use crate::io::read_via_scratch;
 use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
-use bytes::BytesMut;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request, Response};
-use std::future::Future;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
+
+/// Most bytes asked of the upstream socket per read of a body (the
+/// scratch buffer's size bounds it too).
+const BODY_READ: usize = 64 * 1024;
 
 /// A request ready to go: what the route phase and the policy decided.
 pub struct Exchange<'a> {
@@ -94,8 +96,8 @@ impl Exchange<'_> {
             // as it counts a WebSocket session.
             let least = self.upstream.config.balance.policy == Policy::LeastConnections;
             let _active = least.then(|| self.upstream.track(conn.endpoint));
-            let request = match self.build(&conn, framing) {
-                Ok(r) => r,
+            let head = match self.build(&conn, framing) {
+                Ok(h) => h,
                 Err(e) => {
                     conn.discard();
                     return Ended::Refused(e, report);
@@ -113,41 +115,19 @@ impl Exchange<'_> {
                     return Ended::Gone(report);
                 }
             }
-            let (body, tx) = ClientBody::new(framing);
-            let response = conn.sender.send_request(request.map(|()| body));
-            let limits = ClientLimits {
-                max_body: settings.max_body_bytes,
-                idle: settings.idle_timeout,
-                max_head: settings.max_head_bytes,
-            };
             let mut state = Progress::default();
-            let side = {
-                let client = client_side(
-                    reader,
-                    buf,
-                    framing,
-                    tx,
-                    limits,
-                    (&mut state.bytes_in, &mut state.body_done),
-                );
-                let upstream = self.respond(writer, response, &mut state.out, conn.endpoint);
-                tokio::pin!(client, upstream);
-                tokio::select! {
-                    // The response ended (sent, or failed).
-                    r = &mut upstream => Side::Upstream(r),
-                    // The client went away or its body was refused.
-                    e = &mut client => Side::Client(e),
-                }
-            };
+            let side = self
+                .send_and_relay(&mut conn, head, framing, (reader, writer, buf), &mut state)
+                .await;
             report.bytes_in = state.bytes_in;
             report.bytes_out = state.out.bytes;
             report.status = state.out.status;
             match side {
-                Side::Upstream(Ok(close)) => {
+                Side::Upstream(Ok(done)) => {
                     self.upstream
                         .report(conn.endpoint, outcome_of(report.status));
-                    report.keep_alive = state.body_done && !close;
-                    match state.body_done {
+                    report.keep_alive = state.body_done && !done.close;
+                    match state.body_done && done.reusable {
                         true => self.route.pool.put(conn),
                         false => conn.discard(),
                     }
@@ -218,122 +198,246 @@ impl Exchange<'_> {
         Err(HttpError::UpstreamUnreachable)
     }
 
-    /// The request head for the connection's endpoint, rebuilt from the
-    /// parsed one: method, the endpoint's base path + the route's path +
-    /// the query, Host, the end-to-end and forwarding headers, and the
-    /// body's length when it is known (else hyper sends it chunked).
-    fn build(&self, conn: &Conn, framing: Framing) -> Result<Request<()>, HttpError> {
+    /// The request head for the connection's endpoint (`request::head`).
+    fn build(&self, conn: &Conn, framing: Framing) -> Result<Vec<u8>, HttpError> {
         let upstream = &self.upstream.config;
-        let ep = &upstream.endpoints[conn.endpoint];
-        let method =
-            Method::from_bytes(self.head.method.as_bytes()).map_err(|_| HttpError::Malformed)?;
-        let mut uri = format!("{}{}", ep.base_path, self.request.path);
-        if !self.request.query.is_empty() {
-            uri.push('?');
-            uri.push_str(&self.request.query);
-        }
-        let host = match upstream.preserve_host {
-            true => self.host,
-            false => ep.authority.as_str(),
-        };
-        let mut builder = Request::builder().method(method).uri(uri);
-        let headers = builder.headers_mut().ok_or(HttpError::Malformed)?;
-        let mut add = |name: &str, value: &str| -> Result<(), HttpError> {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| HttpError::Malformed)?;
-            let value = HeaderValue::from_str(value).map_err(|_| HttpError::Malformed)?;
-            headers.append(name, value);
-            Ok(())
-        };
-        add("host", host)?;
-        for (name, value) in self.request.headers.iter().chain(&upstream.add_headers) {
-            // The gateway answers expectations itself.
-            if !name.eq_ignore_ascii_case("expect") {
-                add(name, value)?;
+        request::head(&request::Parts {
+            method: &self.head.method,
+            request: &self.request,
+            host: self.host,
+            upstream,
+            endpoint: &upstream.endpoints[conn.endpoint],
+            framing,
+        })
+    }
+
+    /// Send the request on `conn` and relay the response, while the
+    /// client side pumps the body and then watches for the client going
+    /// away. The body bytes read with the client's head leave with the
+    /// upstream head in one write; when that is the whole body (a small
+    /// POST) no channel and no split of the socket is needed.
+    async fn send_and_relay<R, W>(
+        &self,
+        conn: &mut Conn,
+        head: Vec<u8>,
+        framing: Framing,
+        (reader, writer, buf): (&mut R, &mut W, &mut BytesMut),
+        state: &mut Progress,
+    ) -> Side
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let settings = &self.route.settings;
+        let (first, rest) = first_body_bytes(framing, buf);
+        state.bytes_in += first.len() as u64;
+        let (tx, rx) = match rest {
+            Framing::Empty => (None, None),
+            _ => {
+                let (tx, rx) = body::channel();
+                (Some(tx), Some(rx))
             }
+        };
+        let limits = ClientLimits {
+            max_body: settings.max_body_bytes,
+            idle: settings.idle_timeout,
+            max_head: settings.max_head_bytes,
+        };
+        let client = client_side(
+            reader,
+            buf,
+            rest,
+            tx,
+            limits,
+            (&mut state.bytes_in, &mut state.body_done),
+        );
+        let endpoint = conn.endpoint;
+        let out = &mut state.out;
+        let upstream = async move {
+            if send_head(&mut conn.io, head, first).await.is_err() {
+                // Nothing of it was answered: as a connection the upstream
+                // closed under the request.
+                return Err(HttpError::Stale);
+            }
+            let Some(mut rx) = rx else {
+                return self.respond(&mut conn.io, writer, out, endpoint).await;
+            };
+            let (mut up_read, mut up_write) = tokio::io::split(&mut conn.io);
+            let forward = forward_body(&mut up_write, &mut rx, rest == Framing::Chunked);
+            let respond = self.respond(&mut up_read, writer, out, endpoint);
+            tokio::pin!(forward, respond);
+            let mut sent = None;
+            loop {
+                tokio::select! {
+                    // The response ended (sent, or failed).
+                    r = &mut respond => {
+                        // Reusable only once the whole body went up too.
+                        return r.map(|d| Done {
+                            reusable: d.reusable && sent == Some(true),
+                            ..d
+                        });
+                    }
+                    // The body went up whole, or the upstream stopped
+                    // taking it (an early answer may still come).
+                    f = &mut forward, if sent.is_none() => sent = Some(f.is_ok()),
+                }
+            }
+        };
+        tokio::pin!(client, upstream);
+        tokio::select! {
+            // The response ended (sent, or failed).
+            r = &mut upstream => Side::Upstream(r),
+            // The client went away or its body was refused.
+            e = &mut client => Side::Client(e),
         }
-        if let Framing::Length(n) = framing {
-            add("content-length", &n.to_string())?;
-        }
-        builder.body(()).map_err(|_| HttpError::Malformed)
     }
 
     /// Wait for the response head (bounded by the request timeout), write
-    /// it, then stream the body (bounded between chunks by the idle
-    /// timeout). `Ok(close)`: the whole response was written; `close` says
-    /// the client connection must not carry another request.
-    async fn respond<W: AsyncWrite + Unpin>(
+    /// it, then stream the body (bounded between reads by the idle
+    /// timeout).
+    async fn respond<R, W>(
         &self,
+        up: &mut R,
         writer: &mut W,
-        response: impl Future<Output = hyper::Result<Response<Incoming>>>,
         out: &mut Out,
         endpoint: usize,
-    ) -> Result<bool, HttpError> {
+    ) -> Result<Done, HttpError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         let settings = &self.route.settings;
-        let mut response = match timeout(settings.request_timeout, response).await {
-            Err(_) => return Err(HttpError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(HttpError::upstream(&e)),
-            Ok(Ok(r)) => r,
-        };
         // The gateway's affinity cookie, so the client's next request (a
         // Socket.IO poll, its upgrade) comes back to this endpoint.
         let cookie = self.upstream.affinity_cookie(&self.affinity(), endpoint);
-        if let Some(value) = cookie.and_then(|c| hyper::header::HeaderValue::from_str(&c).ok()) {
-            response
-                .headers_mut()
-                .append(hyper::header::SET_COOKIE, value);
-        }
-        let status = response.status();
-        if status.is_informational() {
-            // hyper skips 1xx but a 101: no upgrade was asked for.
-            return Err(HttpError::UpstreamBadResponse);
-        }
-        out.status = status.as_u16();
-        let head_request = self.head.method == "HEAD";
-        let length = response.body().size_hint().exact();
-        let delimit = Delimit::choose(head_request, status, length, self.head.version);
-        let close = self.close || wants_close(self.head) || delimit == Delimit::Close;
-        let head = response::head(status, response.headers(), delimit, close);
+        let asked = Asked {
+            head_request: self.head.method == "HEAD",
+            client_minor: self.head.version,
+            close: self.close || wants_close(self.head),
+            cookie: cookie.as_deref(),
+        };
+        // Bytes from the upstream: empty (no allocation) while it is quiet.
+        let mut buf = BytesMut::new();
+        let head = timeout(
+            settings.request_timeout,
+            response_reader::read_head(up, &mut buf, &asked),
+        )
+        .await
+        .map_err(|_| HttpError::UpstreamTimeout)??;
+        out.status = head.status;
         // Only an event stream may be ended early: its end is a reconnect,
         // where any other body cut short would look complete.
-        let endable = delimit == Delimit::Chunked && is_event_stream(response.headers());
-        let mut body = response.into_body();
-        let sent = response::write_head(writer, head, delimit, &mut body).await?;
+        let endable = head.delimit == Delimit::Chunked && head.event_stream;
+        let mut body = BodyReader::new(head.body);
+        let sent =
+            response::write_head(writer, head.client_head, head.delimit, &mut body, &mut buf)
+                .await?;
         out.head_sent = true;
         out.bytes = sent.bytes;
-        if sent.ended {
-            return Ok(close);
-        }
-        let _streaming = Streaming::enter(&self.route.metrics.streams);
-        loop {
-            let next = async {
-                match settings.idle_timeout {
-                    Some(limit) => timeout(limit, body.frame())
-                        .await
-                        .map_err(|_| HttpError::UpstreamTimeout),
-                    None => Ok(body.frame().await),
-                }
-            };
-            let frame = tokio::select! {
-                // The next piece of the body, its end, or the idle limit.
-                f = next => f?,
-                // Draining: an event stream ends here, between events.
-                _ = self.draining.cancelled(), if endable => None,
-            };
-            let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| HttpError::upstream(&e))?;
-            // Trailers are dropped (the last chunk goes without them).
-            if let Ok(data) = frame.into_data() {
-                out.bytes += data.len() as u64;
-                response::write_data(writer, delimit, data)
-                    .await
-                    .map_err(|_| HttpError::ClientGone)?;
+        if !sent.ended {
+            let _streaming = Streaming::enter(&self.route.metrics.streams);
+            let drained = self
+                .stream_body(
+                    up,
+                    writer,
+                    (&mut body, &mut buf),
+                    head.delimit,
+                    endable,
+                    out,
+                )
+                .await?;
+            response::finish(writer, head.delimit)
+                .await
+                .map_err(|_| HttpError::ClientGone)?;
+            if drained {
+                return Ok(Done {
+                    close: head.close,
+                    reusable: false,
+                });
             }
         }
-        response::finish(writer, delimit)
-            .await
-            .map_err(|_| HttpError::ClientGone)?;
-        Ok(close)
+        Ok(Done {
+            close: head.close,
+            // Nothing may follow the response on a connection to reuse.
+            reusable: head.reusable && body.is_done() && buf.is_empty(),
+        })
     }
+
+    /// Relay the rest of the body as it arrives. Between reads the buffer
+    /// is given back, so an idle event stream holds none: reads go
+    /// through the worker's scratch buffer. True: ended by the drain.
+    async fn stream_body<R, W>(
+        &self,
+        up: &mut R,
+        writer: &mut W,
+        (body, buf): (&mut BodyReader, &mut BytesMut),
+        delimit: Delimit,
+        endable: bool,
+        out: &mut Out,
+    ) -> Result<bool, HttpError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let idle = self.route.settings.idle_timeout;
+        loop {
+            match body.take(buf)? {
+                Step::Done => return Ok(false),
+                Step::Data(data) => {
+                    out.bytes += data.len() as u64;
+                    response::write_data(writer, delimit, data)
+                        .await
+                        .map_err(|_| HttpError::ClientGone)?;
+                    continue;
+                }
+                Step::More => {}
+            }
+            if buf.is_empty() {
+                *buf = BytesMut::new();
+            }
+            let read = async {
+                match idle {
+                    Some(limit) => timeout(limit, read_via_scratch(up, buf, BODY_READ))
+                        .await
+                        .map_err(|_| HttpError::UpstreamTimeout),
+                    None => Ok(read_via_scratch(up, buf, BODY_READ).await),
+                }
+            };
+            let n = tokio::select! {
+                // More of the body, its end, or the idle limit.
+                r = read => r?,
+                // Draining: an event stream ends here, between events.
+                _ = self.draining.cancelled(), if endable => return Ok(true),
+            };
+            if matches!(n, Ok(0) | Err(_)) {
+                body.at_eof()?;
+            }
+        }
+    }
+}
+
+/// The body bytes that leave with the request head: those of a
+/// fixed-length body already read with the client's head. The framing
+/// left for the client side's pump is what is still to come.
+fn first_body_bytes(framing: Framing, buf: &mut BytesMut) -> (Bytes, Framing) {
+    let Framing::Length(n) = framing else {
+        return (Bytes::new(), framing);
+    };
+    let take = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+    let left = n - take as u64;
+    let first = buf.split_to(take).freeze();
+    match left {
+        0 => (first, Framing::Empty),
+        _ => (first, Framing::Length(left)),
+    }
+}
+
+/// How the response side ended, when it ended well.
+struct Done {
+    /// The client connection must not carry another request.
+    close: bool,
+    /// The upstream connection may go back to the pool.
+    reusable: bool,
 }
 
 /// What the two sides of an exchange wrote into while they ran.
@@ -353,7 +457,7 @@ struct Out {
 }
 
 enum Side {
-    Upstream(Result<bool, HttpError>),
+    Upstream(Result<Done, HttpError>),
     Client(ClientEvent),
 }
 
@@ -369,18 +473,6 @@ fn is_idempotent(method: &str) -> bool {
         method,
         "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
     )
-}
-
-/// `Content-Type: text/event-stream` (Server-Sent Events).
-fn is_event_stream(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
 }
 
 fn outcome_of(status: u16) -> Outcome {
