@@ -8,7 +8,7 @@
 //! is in: until then every failure is an [`HttpError`] the caller answers
 //! through the connection's one refusal path.
 
-use super::body::{self, client_side, expects_continue, ClientEvent, ClientLimits, Framing};
+use super::body::{self, client_side, expects_continue, ClientEvent, ClientLimits, Framing, Piece};
 use super::pool::Conn;
 use super::response::{self, Delimit};
 use super::response_reader::{self, Asked, BodyReader, Step};
@@ -254,6 +254,22 @@ impl Exchange<'_> {
         let endpoint = conn.endpoint;
         let out = &mut state.out;
         let upstream = async move {
+            let mut rx = rx;
+            let chunked = rest == Framing::Chunked;
+            let first = match (first.is_empty(), rx.as_mut()) {
+                (true, Some(pieces)) => match first_piece(pieces, chunked).await {
+                    Some((bytes, ended)) => {
+                        if ended {
+                            rx = None;
+                        }
+                        bytes
+                    }
+                    // The client side reports why (a refused body is a
+                    // 400); the upstream never saw the request.
+                    None => return std::future::pending().await,
+                },
+                _ => first,
+            };
             if send_head(&mut conn.io, head, first).await.is_err() {
                 // Nothing of it was answered: as a connection the upstream
                 // closed under the request.
@@ -263,7 +279,7 @@ impl Exchange<'_> {
                 return self.respond(&mut conn.io, writer, out, endpoint).await;
             };
             let (mut up_read, mut up_write) = tokio::io::split(&mut conn.io);
-            let forward = forward_body(&mut up_write, &mut rx, rest == Framing::Chunked);
+            let forward = forward_body(&mut up_write, &mut rx, chunked);
             let respond = self.respond(&mut up_read, writer, out, endpoint);
             tokio::pin!(forward, respond);
             let mut sent = None;
@@ -429,6 +445,32 @@ fn first_body_bytes(framing: Framing, buf: &mut BytesMut) -> (Bytes, Framing) {
     match left {
         0 => (first, Framing::Empty),
         _ => (first, Framing::Length(left)),
+    }
+}
+
+/// The first piece of a streamed body, in the upstream framing, to leave
+/// with the request head — so a body refused before its first byte (bad
+/// chunk framing) never lets its head reach the application. True: that
+/// was the whole body. `None`: the body failed.
+async fn first_piece(
+    pieces: &mut tokio::sync::mpsc::Receiver<Piece>,
+    chunked: bool,
+) -> Option<(Bytes, bool)> {
+    let mut piece = pieces.recv().await?;
+    while matches!(&piece, Piece::Data(d) if d.is_empty()) {
+        piece = pieces.recv().await?;
+    }
+    match piece {
+        Piece::Data(data) if chunked => {
+            let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+            framed.extend_from_slice(&data);
+            framed.extend_from_slice(b"\r\n");
+            Some((Bytes::from(framed), false))
+        }
+        Piece::Data(data) => Some((data, false)),
+        Piece::End if chunked => Some((Bytes::from_static(b"0\r\n\r\n"), true)),
+        Piece::End => Some((Bytes::new(), true)),
+        Piece::Failed => None,
     }
 }
 

@@ -9,28 +9,42 @@ fn asked() -> Asked<'static> {
     }
 }
 
-/// Parse a complete head from `bytes` (in memory, as the socket would
-/// deliver it in pieces of `step` bytes): the head and what is left.
+/// A socket that delivers `data` at most `step` bytes per read.
+struct Pieces {
+    data: Vec<u8>,
+    at: usize,
+    step: usize,
+}
+
+impl AsyncRead for Pieces {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let end = (self.at + self.step.min(buf.remaining())).min(self.data.len());
+        buf.put_slice(&self.data[self.at..end]);
+        self.at = end;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Parse a head from `bytes`, delivered `step` bytes per read: the head
+/// and every byte after it (read into the buffer or not yet read).
 fn read(bytes: &[u8], step: usize, asked: &Asked<'_>) -> Result<(Head, Vec<u8>), HttpError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
-    rt.block_on(async {
-        let (mut tx, mut rx) = tokio::io::duplex(step.max(1));
-        let bytes = bytes.to_vec();
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            for piece in bytes.chunks(step) {
-                if tx.write_all(piece).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let mut buf = BytesMut::new();
-        let head = read_head(&mut rx, &mut buf, asked).await;
-        let _ = writer.await;
-        head.map(|h| (h, buf.to_vec()))
-    })
+    let mut socket = Pieces {
+        data: bytes.to_vec(),
+        at: 0,
+        step,
+    };
+    let mut buf = BytesMut::new();
+    let head = rt.block_on(read_head(&mut socket, &mut buf, asked))?;
+    let mut rest = buf.to_vec();
+    rest.extend_from_slice(&socket.data[socket.at..]);
+    Ok((head, rest))
 }
 
 #[test]
