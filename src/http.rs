@@ -4,11 +4,18 @@
 //! The gateway reads every request head itself (the strict reader of
 //! `handshake`, for the first request of a connection and every later
 //! one), so each request passes the same front door and the same
-//! smuggling checks; hyper is the client side only, over a bounded
-//! keep-alive pool per upstream endpoint. Bodies stream both ways, never
-//! buffered: [`body`] pumps the client's body (fixed length or strictly
-//! decoded chunks, [`chunked`]) into the upstream request, [`response`]
-//! writes the upstream's body to the client as each chunk arrives.
+//! smuggling checks. It is the upstream's HTTP/1.1 client itself too, with
+//! no hyper client in between: [`request`] rebuilds the head sent
+//! upstream, [`upstream_conn`] holds a connection as the bare socket
+//! (pooled by [`pool`], bounded, with an idle timeout) and writes the head
+//! with the first body bytes in one write, [`response_reader`] parses the
+//! response head strictly and takes the body out in its framing. Bodies
+//! stream both ways, never buffered: [`body`] pumps the client's body
+//! (fixed length or strictly decoded chunks, [`chunked`]) to the upstream,
+//! [`response`] writes the upstream's body to the client as each piece
+//! arrives. Every read of a waiting leg goes through the worker's scratch
+//! buffer, so an idle event stream or long-poll holds no read buffer and
+//! no task of its own (docs/performance.md, "HTTP proxying").
 //! [`exchange`] runs one request; the keep-alive loop lives in
 //! `server::connection::http`.
 
@@ -16,7 +23,10 @@ pub mod body;
 pub mod chunked;
 pub mod exchange;
 pub mod pool;
+pub mod request;
 pub mod response;
+pub mod response_reader;
+pub mod upstream_conn;
 
 use crate::config::HttpRouteConfig;
 use crate::handshake::Rejection;
@@ -58,15 +68,6 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    /// Classify a hyper client error.
-    pub fn upstream(e: &hyper::Error) -> HttpError {
-        if e.is_canceled() || e.is_incomplete_message() || e.is_closed() {
-            HttpError::Stale
-        } else {
-            HttpError::UpstreamBadResponse
-        }
-    }
-
     /// A request that failed this way on a reused connection never
     /// reached the application and may be sent again.
     pub fn retryable(&self) -> bool {

@@ -19,6 +19,7 @@ mod handshake;
 mod help;
 mod http;
 mod http_pool;
+mod http_upstream;
 mod keepalive;
 mod metrics;
 mod mux;

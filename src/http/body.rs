@@ -1,7 +1,7 @@
 //! The client's request body: how long it is (decided from the head, the
 //! smuggling checks of `handshake::framing` already passed), and the pump
 //! that reads it from the client socket, decodes it (fixed length or
-//! chunked) and hands it to the upstream request chunk by chunk through a
+//! chunked) and hands it to the upstream writer chunk by chunk through a
 //! one-slot channel — the upstream's pace is the client's pace, nothing is
 //! buffered beyond one read.
 //!
@@ -15,9 +15,6 @@ use super::HttpError;
 use crate::handshake::{has_token, RequestHead};
 use crate::io::read_via_scratch;
 use bytes::{Bytes, BytesMut};
-use hyper::body::{Body, Frame, SizeHint};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -84,69 +81,13 @@ pub enum Piece {
     Failed,
 }
 
-/// The upstream request's body: what the pump sends, in order. A channel
-/// that closes without [`Piece::End`] is an error, so a cancelled or
-/// failed client body is never forwarded as a complete shorter one.
-pub struct ClientBody {
-    rx: Option<mpsc::Receiver<Piece>>,
-    hint: SizeHint,
-}
-
-impl ClientBody {
-    /// A body fed by the returned sender (`None` for a request without one).
-    pub fn new(framing: Framing) -> (ClientBody, Option<mpsc::Sender<Piece>>) {
-        let hint = match framing {
-            Framing::Empty => SizeHint::with_exact(0),
-            Framing::Length(n) => SizeHint::with_exact(n),
-            Framing::Chunked => SizeHint::default(),
-        };
-        if framing == Framing::Empty {
-            return (ClientBody { rx: None, hint }, None);
-        }
-        // One slot: the pump reads the client again only once the upstream
-        // connection took the previous chunk.
-        let (tx, rx) = mpsc::channel(1);
-        (ClientBody { rx: Some(rx), hint }, Some(tx))
-    }
-}
-
-/// The body ended early or was refused; hyper aborts the upstream request.
-#[derive(Debug, thiserror::Error)]
-#[error("client request body failed")]
-pub struct BodyAborted;
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = BodyAborted;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
-        let Some(rx) = self.rx.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match rx.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Piece::Data(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
-            Poll::Ready(Some(Piece::End)) => {
-                self.rx = None;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Piece::Failed) | None) => {
-                self.rx = None;
-                Poll::Ready(Some(Err(BodyAborted)))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.rx.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.hint
-    }
+/// The channel between the client side's pump and the upstream writer
+/// (`upstream_conn::forward_body`). One slot: the pump reads the client
+/// again only once the upstream connection took the previous chunk. A
+/// channel that closes without [`Piece::End`] is an error, so a cancelled
+/// or failed client body is never forwarded as a complete shorter one.
+pub fn channel() -> (mpsc::Sender<Piece>, mpsc::Receiver<Piece>) {
+    mpsc::channel(1)
 }
 
 /// What the client side of an exchange ended with.

@@ -6,24 +6,25 @@
 //!
 //! Nothing is written to the client before the upstream's response head
 //! is in: until then every failure is an [`HttpError`] the caller answers
-//! through the connection's one refusal path. The response side — head,
-//! then the body streamed back — is in `respond`.
+//! through the connection's one refusal path.
 
-mod respond;
-
-use super::body::{client_side, expects_continue, ClientBody, ClientEvent, ClientLimits, Framing};
+use super::body::{self, client_side, expects_continue, ClientEvent, ClientLimits, Framing, Piece};
 use super::pool::Conn;
-use super::{HttpError, HttpRoute};
+use super::upstream_conn::{forward_body, send_head};
+use super::{request, HttpError, HttpRoute};
 use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
 use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
-use bytes::BytesMut;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request};
-use respond::Out;
-use std::mem::take;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+mod respond;
+use respond::{Done, Out};
+
+/// Most bytes asked of the upstream socket per read of a body (the
+/// scratch buffer's size bounds it too).
+const BODY_READ: usize = 64 * 1024;
 
 /// A request ready to go: what the route phase and the policy decided.
 pub struct Exchange<'a> {
@@ -75,162 +76,85 @@ impl Exchange<'_> {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
+        let settings = &self.route.settings;
         let mut report = Report::default();
-        let (framing, expect) = match self.framing() {
+        let framing = match Framing::of(self.head, settings.max_body_bytes)
+            .and_then(|f| expects_continue(self.head).map(|e| (f, e)))
+        {
             Ok(x) => x,
             Err(e) => return Ended::Refused(e, report),
         };
-        let mut io = ClientIo {
-            reader,
-            writer,
-            buf,
-        };
+        let (framing, expect) = framing;
         for attempt in 0..2 {
-            let step = self
-                .attempt(&mut io, framing, expect, attempt, &mut report)
+            let mut conn = match self.connect().await {
+                Ok(c) => c,
+                Err(e) => return Ended::Refused(e, report),
+            };
+            report.endpoint = Some(conn.endpoint);
+            // `least_connections` counts a request while it is in flight,
+            // as it counts a WebSocket session.
+            let least = self.upstream.config.balance.policy == Policy::LeastConnections;
+            let _active = least.then(|| self.upstream.track(conn.endpoint));
+            let head = match self.build(&conn, framing) {
+                Ok(h) => h,
+                Err(e) => {
+                    conn.discard();
+                    return Ended::Refused(e, report);
+                }
+            };
+            if expect && framing.has_body() && attempt == 0 {
+                // The gateway streams the body itself: it says Continue
+                // once an upstream connection is there to take it.
+                if writer
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    conn.discard();
+                    return Ended::Gone(report);
+                }
+            }
+            let mut state = Progress::default();
+            let side = self
+                .send_and_relay(&mut conn, head, framing, (reader, writer, buf), &mut state)
                 .await;
-            match step {
-                Step::Ended(ended) => return ended,
-                Step::Retry => continue,
+            report.bytes_in = state.bytes_in;
+            report.bytes_out = state.out.bytes;
+            report.status = state.out.status;
+            let retry = attempt == 0 && !framing.has_body();
+            match self.settle(side, conn, &state, &mut report, retry) {
+                Some(ended) => return ended,
+                None => continue,
             }
         }
         Ended::Refused(HttpError::UpstreamUnreachable, report)
     }
 
-    /// How the request body is delimited, and whether the client expects
-    /// `100 Continue` before sending it.
-    fn framing(&self) -> Result<(Framing, bool), HttpError> {
-        let framing = Framing::of(self.head, self.route.settings.max_body_bytes)?;
-        Ok((framing, expects_continue(self.head)?))
-    }
-
-    /// One try on one upstream connection: connect, send the request with
-    /// the body behind it, carry the response, then decide what the try
-    /// came to. `report` is kept up to date for the caller.
-    async fn attempt<R, W>(
-        &self,
-        io: &mut ClientIo<'_, R, W>,
-        framing: Framing,
-        expect: bool,
-        attempt: u32,
-        report: &mut Report,
-    ) -> Step
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let mut conn = match self.connect().await {
-            Ok(c) => c,
-            Err(e) => return Step::Ended(Ended::Refused(e, take(report))),
-        };
-        report.endpoint = Some(conn.endpoint);
-        // `least_connections` counts a request while it is in flight,
-        // as it counts a WebSocket session.
-        let least = self.upstream.config.balance.policy == Policy::LeastConnections;
-        let _active = least.then(|| self.upstream.track(conn.endpoint));
-        let request = match self.build(&conn, framing) {
-            Ok(r) => r,
-            Err(e) => {
-                conn.discard();
-                return Step::Ended(Ended::Refused(e, take(report)));
-            }
-        };
-        if expect && framing.has_body() && attempt == 0 {
-            // The gateway streams the body itself: it says Continue
-            // once an upstream connection is there to take it.
-            if io
-                .writer
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
-            {
-                conn.discard();
-                return Step::Ended(Ended::Gone(take(report)));
-            }
-        }
-        let mut state = Progress::default();
-        let side = self
-            .carry(io, framing, request, &mut conn, &mut state)
-            .await;
-        report.bytes_in = state.bytes_in;
-        report.bytes_out = state.out.bytes;
-        report.status = state.out.status;
-        self.settle(side, conn, &state, framing, attempt, report)
-    }
-
-    /// Send the request on `conn` and run its two sides at once: the
-    /// client's body going up, the response coming down. Returns the side
-    /// that ended first.
-    async fn carry<R, W>(
-        &self,
-        io: &mut ClientIo<'_, R, W>,
-        framing: Framing,
-        request: Request<()>,
-        conn: &mut Conn,
-        state: &mut Progress,
-    ) -> Side
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let settings = &self.route.settings;
-        let (body, tx) = ClientBody::new(framing);
-        let response = conn.sender.send_request(request.map(|()| body));
-        let limits = ClientLimits {
-            max_body: settings.max_body_bytes,
-            idle: settings.idle_timeout,
-            max_head: settings.max_head_bytes,
-        };
-        let client = client_side(
-            &mut *io.reader,
-            &mut *io.buf,
-            framing,
-            tx,
-            limits,
-            (&mut state.bytes_in, &mut state.body_done),
-        );
-        let upstream = self.respond(&mut *io.writer, response, &mut state.out, conn.endpoint);
-        tokio::pin!(client, upstream);
-        tokio::select! {
-            // The response ended (sent, or failed).
-            r = &mut upstream => Side::Upstream(r),
-            // The client went away or its body was refused.
-            e = &mut client => Side::Client(e),
-        }
-    }
-
-    /// What a try came to, given the side that ended it: the connection
-    /// goes back to the pool or is closed, the endpoint's outcome is
-    /// reported, and a request that is safe to send again is retried.
+    /// What one attempt's outcome means for the exchange: its end, or
+    /// `None` to send the request again on a new connection (`retry`: the
+    /// first attempt of a request without a body).
     fn settle(
         &self,
         side: Side,
         conn: Conn,
         state: &Progress,
-        framing: Framing,
-        attempt: u32,
         report: &mut Report,
-    ) -> Step {
-        // Answered when the client already has a response head, else
-        // refused through the caller's refusal path.
-        let answered_or = |e: HttpError, report: &mut Report| match state.out.head_sent {
-            true => Ended::Answered(take(report)),
-            false => Ended::Refused(e, take(report)),
-        };
-        let ended = match side {
-            Side::Upstream(Ok(close)) => {
+        retry: bool,
+    ) -> Option<Ended> {
+        match side {
+            Side::Upstream(Ok(done)) => {
                 self.upstream
                     .report(conn.endpoint, outcome_of(report.status));
-                report.keep_alive = state.body_done && !close;
-                match state.body_done {
+                report.keep_alive = state.body_done && !done.close;
+                match state.body_done && done.reusable {
                     true => self.route.pool.put(conn),
                     false => conn.discard(),
                 }
-                Ended::Answered(take(report))
+                Some(Ended::Answered(std::mem::take(report)))
             }
-            Side::Upstream(Err(HttpError::ClientGone)) | Side::Client(ClientEvent::Gone) => {
+            Side::Upstream(Err(HttpError::ClientGone)) => {
                 conn.discard();
-                Ended::Gone(take(report))
+                Some(Ended::Gone(std::mem::take(report)))
             }
             Side::Upstream(Err(e)) => {
                 // Safe to send again: the upstream closed a pooled
@@ -238,26 +162,36 @@ impl Exchange<'_> {
                 // as the request went), nothing reached the client,
                 // and sending it twice cannot do anything once would
                 // not (idempotent method, no body).
-                let retry = conn.reused
+                let retry = retry
+                    && conn.reused
                     && e.retryable()
-                    && attempt == 0
                     && state.out.status == 0
-                    && !framing.has_body()
                     && is_idempotent(&self.head.method);
                 conn.discard();
                 if retry {
-                    return Step::Retry;
+                    return None;
                 }
                 self.upstream
                     .report(report.endpoint.unwrap_or(0), Outcome::ServerError);
-                answered_or(e, report)
+                let report = std::mem::take(report);
+                Some(match state.out.head_sent {
+                    true => Ended::Answered(report),
+                    false => Ended::Refused(e, report),
+                })
+            }
+            Side::Client(ClientEvent::Gone) => {
+                conn.discard();
+                Some(Ended::Gone(std::mem::take(report)))
             }
             Side::Client(ClientEvent::Refused(e)) => {
                 conn.discard();
-                answered_or(e, report)
+                let report = std::mem::take(report);
+                Some(match state.out.head_sent {
+                    true => Ended::Answered(report),
+                    false => Ended::Refused(e, report),
+                })
             }
-        };
-        Step::Ended(ended)
+        }
     }
 
     /// What the balancer may key on: the path as sent upstream, as for
@@ -282,43 +216,156 @@ impl Exchange<'_> {
         Err(HttpError::UpstreamUnreachable)
     }
 
-    /// The request head for the connection's endpoint, rebuilt from the
-    /// parsed one: method, the endpoint's base path + the route's path +
-    /// the query, Host, the end-to-end and forwarding headers, and the
-    /// body's length when it is known (else hyper sends it chunked).
-    fn build(&self, conn: &Conn, framing: Framing) -> Result<Request<()>, HttpError> {
+    /// The request head for the connection's endpoint (`request::head`).
+    fn build(&self, conn: &Conn, framing: Framing) -> Result<Vec<u8>, HttpError> {
         let upstream = &self.upstream.config;
-        let ep = &upstream.endpoints[conn.endpoint];
-        let method =
-            Method::from_bytes(self.head.method.as_bytes()).map_err(|_| HttpError::Malformed)?;
-        let mut uri = format!("{}{}", ep.base_path, self.request.path);
-        if !self.request.query.is_empty() {
-            uri.push('?');
-            uri.push_str(&self.request.query);
-        }
-        let host = match upstream.preserve_host {
-            true => self.host,
-            false => ep.authority.as_str(),
-        };
-        let mut builder = Request::builder().method(method).uri(uri);
-        let headers = builder.headers_mut().ok_or(HttpError::Malformed)?;
-        let mut add = |name: &str, value: &str| -> Result<(), HttpError> {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| HttpError::Malformed)?;
-            let value = HeaderValue::from_str(value).map_err(|_| HttpError::Malformed)?;
-            headers.append(name, value);
-            Ok(())
-        };
-        add("host", host)?;
-        for (name, value) in self.request.headers.iter().chain(&upstream.add_headers) {
-            // The gateway answers expectations itself.
-            if !name.eq_ignore_ascii_case("expect") {
-                add(name, value)?;
+        request::head(&request::Parts {
+            method: &self.head.method,
+            request: &self.request,
+            host: self.host,
+            upstream,
+            endpoint: &upstream.endpoints[conn.endpoint],
+            framing,
+        })
+    }
+
+    /// Send the request on `conn` and relay the response, while the
+    /// client side pumps the body and then watches for the client going
+    /// away. The body bytes read with the client's head leave with the
+    /// upstream head in one write; when that is the whole body (a small
+    /// POST) no channel and no split of the socket is needed.
+    async fn send_and_relay<R, W>(
+        &self,
+        conn: &mut Conn,
+        head: Vec<u8>,
+        framing: Framing,
+        (reader, writer, buf): (&mut R, &mut W, &mut BytesMut),
+        state: &mut Progress,
+    ) -> Side
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let settings = &self.route.settings;
+        let (first, rest) = first_body_bytes(framing, buf);
+        state.bytes_in += first.len() as u64;
+        let (tx, rx) = match rest {
+            Framing::Empty => (None, None),
+            _ => {
+                let (tx, rx) = body::channel();
+                (Some(tx), Some(rx))
             }
+        };
+        let limits = ClientLimits {
+            max_body: settings.max_body_bytes,
+            idle: settings.idle_timeout,
+            max_head: settings.max_head_bytes,
+        };
+        let client = client_side(
+            reader,
+            buf,
+            rest,
+            tx,
+            limits,
+            (&mut state.bytes_in, &mut state.body_done),
+        );
+        let endpoint = conn.endpoint;
+        let out = &mut state.out;
+        let upstream = async move {
+            let mut rx = rx;
+            let chunked = rest == Framing::Chunked;
+            let first = match (first.is_empty(), rx.as_mut()) {
+                (true, Some(pieces)) => match first_piece(pieces, chunked).await {
+                    Some((bytes, ended)) => {
+                        if ended {
+                            rx = None;
+                        }
+                        bytes
+                    }
+                    // The client side reports why (a refused body is a
+                    // 400); the upstream never saw the request.
+                    None => return std::future::pending().await,
+                },
+                _ => first,
+            };
+            if send_head(&mut conn.io, head, first).await.is_err() {
+                // Nothing of it was answered: as a connection the upstream
+                // closed under the request.
+                return Err(HttpError::Stale);
+            }
+            let Some(mut rx) = rx else {
+                return self.respond(&mut conn.io, writer, out, endpoint).await;
+            };
+            let (mut up_read, mut up_write) = tokio::io::split(&mut conn.io);
+            let forward = forward_body(&mut up_write, &mut rx, chunked);
+            let respond = self.respond(&mut up_read, writer, out, endpoint);
+            tokio::pin!(forward, respond);
+            let mut sent = None;
+            loop {
+                tokio::select! {
+                    // The response ended (sent, or failed).
+                    r = &mut respond => {
+                        // Reusable only once the whole body went up too.
+                        return r.map(|d| Done {
+                            reusable: d.reusable && sent == Some(true),
+                            ..d
+                        });
+                    }
+                    // The body went up whole, or the upstream stopped
+                    // taking it (an early answer may still come).
+                    f = &mut forward, if sent.is_none() => sent = Some(f.is_ok()),
+                }
+            }
+        };
+        tokio::pin!(client, upstream);
+        tokio::select! {
+            // The response ended (sent, or failed).
+            r = &mut upstream => Side::Upstream(r),
+            // The client went away or its body was refused.
+            e = &mut client => Side::Client(e),
         }
-        if let Framing::Length(n) = framing {
-            add("content-length", &n.to_string())?;
+    }
+}
+
+/// The body bytes that leave with the request head: those of a
+/// fixed-length body already read with the client's head. The framing
+/// left for the client side's pump is what is still to come.
+fn first_body_bytes(framing: Framing, buf: &mut BytesMut) -> (Bytes, Framing) {
+    let Framing::Length(n) = framing else {
+        return (Bytes::new(), framing);
+    };
+    let take = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+    let left = n - take as u64;
+    let first = buf.split_to(take).freeze();
+    match left {
+        0 => (first, Framing::Empty),
+        _ => (first, Framing::Length(left)),
+    }
+}
+
+/// The first piece of a streamed body, in the upstream framing, to leave
+/// with the request head — so a body refused before its first byte (bad
+/// chunk framing) never lets its head reach the application. True: that
+/// was the whole body. `None`: the body failed.
+async fn first_piece(
+    pieces: &mut tokio::sync::mpsc::Receiver<Piece>,
+    chunked: bool,
+) -> Option<(Bytes, bool)> {
+    let mut piece = pieces.recv().await?;
+    while matches!(&piece, Piece::Data(d) if d.is_empty()) {
+        piece = pieces.recv().await?;
+    }
+    match piece {
+        Piece::Data(data) if chunked => {
+            let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+            framed.extend_from_slice(&data);
+            framed.extend_from_slice(b"\r\n");
+            Some((Bytes::from(framed), false))
         }
-        builder.body(()).map_err(|_| HttpError::Malformed)
+        Piece::Data(data) => Some((data, false)),
+        Piece::End if chunked => Some((Bytes::from_static(b"0\r\n\r\n"), true)),
+        Piece::End => Some((Bytes::new(), true)),
+        Piece::Failed => None,
     }
 }
 
@@ -330,25 +377,15 @@ struct Progress {
     out: Out,
 }
 
-/// The client connection's halves, and the bytes read past the request
-/// head (its body, or the next request), kept across a retry.
-struct ClientIo<'c, R, W> {
-    reader: &'c mut R,
-    writer: &'c mut W,
-    buf: &'c mut BytesMut,
-}
-
-/// The side of an exchange that ended first.
 enum Side {
-    Upstream(Result<bool, HttpError>),
+    Upstream(Result<Done, HttpError>),
     Client(ClientEvent),
 }
 
-/// What one try came to.
-enum Step {
-    Ended(Ended),
-    /// The request goes again on a fresh connection.
-    Retry,
+/// `Connection: close` from the client, or HTTP/1.0 (no keep-alive
+/// offered to 1.0 clients).
+fn wants_close(head: &RequestHead) -> bool {
+    head.version == 0 || crate::handshake::has_token(head, "connection", "close")
 }
 
 /// RFC 9110 §9.2.2: a request that may be sent twice.

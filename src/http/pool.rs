@@ -1,43 +1,26 @@
 //! Keep-alive connections to the endpoints of one upstream: a bounded
-//! stack of idle HTTP/1.1 client connections per endpoint, newest first,
-//! each dropped after `pool_idle_timeout` unused — by a reaper task
+//! stack of idle HTTP/1.1 connections per endpoint, newest first, each
+//! dropped after `pool_idle_timeout` unused — by a reaper task
 //! ([`Pool::start_reaper`]) even when no request comes to look, so an idle
-//! gateway does not hold sockets the upstream is waiting to see closed. Connections are opened
-//! with [`Upstream::open`], so a failed connect is counted (and reported
-//! for passive health) exactly like a WebSocket one.
+//! gateway does not hold sockets the upstream is waiting to see closed.
+//! Connections are opened with [`Upstream::open`], so a failed connect is
+//! counted (and reported for passive health) exactly like a WebSocket one.
+//!
+//! An idle connection is the bare socket ([`Conn`]): no task drives it and
+//! no buffer waits on it. Whether the upstream closed it meanwhile is seen
+//! when it is taken out or reaped ([`Conn::is_quiet`]).
 //!
 //! A connection goes back only after a clean exchange (request body sent
-//! whole, response read to its end); anything else — a cancelled request,
-//! a timeout, an error — aborts its task, which closes the socket, so a
-//! half-used connection never serves another client.
+//! whole, response read to its end, nothing more on the wire); anything
+//! else — a cancelled request, a timeout, an error — drops it, which
+//! closes the socket, so a half-used connection never serves another
+//! client.
 
-use super::body::ClientBody;
+pub use super::upstream_conn::Conn;
 use crate::upstream::{ConnectError, Upstream};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-/// One upstream HTTP/1.1 connection.
-pub struct Conn {
-    pub sender: SendRequest<ClientBody>,
-    /// Drives the connection; aborting it closes the socket.
-    task: JoinHandle<()>,
-    /// Index of its endpoint in the upstream's `endpoints`.
-    pub endpoint: usize,
-    /// Taken from the pool (a request may fail on it because the upstream
-    /// closed it meanwhile, and is then worth one retry on a new one).
-    pub reused: bool,
-}
-
-impl Conn {
-    /// Close it now (its request was cancelled or failed).
-    pub fn discard(self) {
-        self.task.abort();
-    }
-}
 
 struct Idle {
     conn: Conn,
@@ -78,30 +61,22 @@ impl Pool {
         let now = Instant::now();
         for slot in &self.idle {
             let mut idle = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let (keep, expired): (Vec<Idle>, Vec<Idle>) =
-                idle.drain(..).partition(|c| self.alive(c, now));
-            *idle = keep;
-            drop(idle);
-            expired.into_iter().for_each(|c| c.conn.discard());
+            idle.retain_mut(|c| self.alive(c, now));
         }
     }
 
-    fn alive(&self, c: &Idle, now: Instant) -> bool {
-        now.duration_since(c.since) < self.idle_timeout && !c.conn.sender.is_closed()
+    /// Young enough and still silent; a connection found dead here is
+    /// dropped (closed) by the caller's `retain_mut` or `pop`.
+    fn alive(&self, c: &mut Idle, now: Instant) -> bool {
+        now.duration_since(c.since) < self.idle_timeout && c.conn.is_quiet()
     }
 
     /// An idle connection to endpoint `i` that can take a request now, or
     /// a new one.
     pub async fn checkout(&self, upstream: &Upstream, i: usize) -> Result<Conn, ConnectError> {
-        while let Some(mut conn) = self.pop(i) {
-            // Usually ready at once; a connection whose last response has
-            // only just ended may need a moment.
-            let ready = tokio::time::timeout(Duration::from_secs(1), conn.sender.ready()).await;
-            if matches!(ready, Ok(Ok(()))) {
-                conn.reused = true;
-                return Ok(conn);
-            }
-            conn.discard();
+        if let Some(mut conn) = self.pop(i) {
+            conn.reused = true;
+            return Ok(conn);
         }
         self.open(upstream, i).await
     }
@@ -109,26 +84,12 @@ impl Pool {
     /// A new connection to endpoint `i`.
     pub async fn open(&self, upstream: &Upstream, i: usize) -> Result<Conn, ConnectError> {
         let io = upstream.open(i, &upstream.config.endpoints[i]).await?;
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| ConnectError::Refused(std::io::Error::other(e)))?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream HTTP connection ended");
-            }
-        });
-        Ok(Conn {
-            sender,
-            task,
-            endpoint: i,
-            reused: false,
-        })
+        Ok(Conn::new(io, i))
     }
 
     /// Give back a connection after a clean exchange.
-    pub fn put(&self, conn: Conn) {
-        if conn.sender.is_closed() {
+    pub fn put(&self, mut conn: Conn) {
+        if !conn.is_quiet() {
             return conn.discard();
         }
         let Some(slot) = self.idle.get(conn.endpoint) else {
@@ -137,10 +98,7 @@ impl Pool {
         let mut idle = slot.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         // Expired ones go first, then the oldest if the stack is full.
-        let (keep, expired): (Vec<Idle>, Vec<Idle>) =
-            idle.drain(..).partition(|c| self.alive(c, now));
-        *idle = keep;
-        expired.into_iter().for_each(|c| c.conn.discard());
+        idle.retain_mut(|c| self.alive(c, now));
         if self.max_idle == 0 {
             return conn.discard();
         }
@@ -153,11 +111,10 @@ impl Pool {
     fn pop(&self, i: usize) -> Option<Conn> {
         let mut idle = self.idle.get(i)?.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        while let Some(c) = idle.pop() {
-            if self.alive(&c, now) {
+        while let Some(mut c) = idle.pop() {
+            if self.alive(&mut c, now) {
                 return Some(c.conn);
             }
-            c.conn.discard();
         }
         None
     }

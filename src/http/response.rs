@@ -9,15 +9,11 @@
 //! ([`write_head`]): a small response is one write to the client, as
 //! behind nginx, not a head and a body in two system calls.
 
+use super::response_reader::{BodyReader, Step};
 use super::HttpError;
 use crate::upstream::is_handshake_or_hop_header;
-use bytes::{Buf, Bytes};
-use hyper::body::{Body, Incoming};
-use hyper::header::HeaderMap;
-use hyper::StatusCode;
+use bytes::{Buf, Bytes, BytesMut};
 use std::fmt::Write;
-use std::pin::Pin;
-use std::task::Poll;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Body pieces up to this size that are in when the head is ready are
@@ -41,13 +37,8 @@ pub enum Delimit {
 impl Delimit {
     /// How a response of `status` with `length` (known from the upstream's
     /// framing) goes to a client speaking HTTP/1.`minor`.
-    pub fn choose(
-        head_request: bool,
-        status: StatusCode,
-        length: Option<u64>,
-        minor: u8,
-    ) -> Delimit {
-        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+    pub fn choose(head_request: bool, status: u16, length: Option<u64>, minor: u8) -> Delimit {
+        if head_request || status == 204 || status == 304 {
             return Delimit::None;
         }
         match (length, minor) {
@@ -58,30 +49,48 @@ impl Delimit {
     }
 }
 
-/// The client's response head.
-pub fn head(status: StatusCode, headers: &HeaderMap, delimit: Delimit, close: bool) -> Vec<u8> {
-    let mut out = String::with_capacity(512);
-    let reason = status.canonical_reason().unwrap_or("Status");
-    let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", status.as_u16());
-    let named: Vec<String> = headers
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
+/// The client's response head: the upstream's status and end-to-end
+/// fields (names lower-cased), the gateway's framing, and its affinity
+/// cookie when it has one to set.
+pub fn head(
+    status: u16,
+    fields: &[httparse::Header<'_>],
+    delimit: Delimit,
+    close: bool,
+    cookie: Option<&str>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(256);
+    let reason = hyper::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Status");
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     let mut out = out.into_bytes();
-    for (name, value) in headers {
-        let n = name.as_str();
+    let named = |n: &str| {
+        fields
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(n))
+    };
+    for h in fields {
+        let n = h.name;
         // A HEAD or 304 response keeps the upstream's length: it describes
         // the representation, no body follows.
-        let keep_length = n == "content-length" && delimit == Delimit::None;
-        if (is_handshake_or_hop_header(n) && !keep_length) || named.iter().any(|c| c == n) {
+        let keep_length = delimit == Delimit::None && n.eq_ignore_ascii_case("content-length");
+        if (is_handshake_or_hop_header(n) && !keep_length) || named(n) {
             continue;
         }
-        out.extend_from_slice(n.as_bytes());
+        out.extend(n.bytes().map(|b| b.to_ascii_lowercase()));
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    // Checked as any field value: it must not split the head.
+    if let Some(c) = cookie.filter(|c| c.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))) {
+        out.extend_from_slice(b"set-cookie: ");
+        out.extend_from_slice(c.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     match delimit {
@@ -104,35 +113,31 @@ pub struct Sent {
     pub ended: bool,
 }
 
-/// Write the head followed by the body pieces hyper already holds, without
-/// waiting for more (an event stream's head must not wait for its first
-/// event): pieces up to [`COPY_BEHIND_HEAD`] are appended to the head, a
-/// larger one rides in the same vectored write. An upstream error here is
-/// still an error before anything reached the client.
+/// Write the head followed by the body bytes already read with it,
+/// without waiting for more (an event stream's head must not wait for its
+/// first event): pieces up to [`COPY_BEHIND_HEAD`] are appended to the
+/// head, a larger one rides in the same vectored write. Bad framing here
+/// is still an error before anything reached the client.
 pub async fn write_head<W: AsyncWrite + Unpin>(
     w: &mut W,
     mut head: Vec<u8>,
     delimit: Delimit,
-    body: &mut Incoming,
+    body: &mut BodyReader,
+    buf: &mut BytesMut,
 ) -> Result<Sent, HttpError> {
     let mut sent = Sent::default();
     let mut large = None;
     loop {
-        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx)));
-        let frame = match polled.await {
-            Poll::Pending => break,
-            Poll::Ready(None) => {
+        let data = match body.take(buf)? {
+            Step::More => break,
+            Step::Done => {
                 sent.ended = true;
                 if delimit == Delimit::Chunked {
                     head.extend_from_slice(b"0\r\n\r\n");
                 }
                 break;
             }
-            Poll::Ready(Some(frame)) => frame.map_err(|e| HttpError::upstream(&e))?,
-        };
-        // Trailers are dropped.
-        let Ok(data) = frame.into_data() else {
-            continue;
+            Step::Data(data) => data,
         };
         sent.bytes += data.len() as u64;
         if data.is_empty() {
@@ -223,21 +228,23 @@ mod tests {
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_dropped() {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "text/plain".parse().expect("valid"));
-        h.insert(
-            "connection",
-            "x-private, keep-alive".parse().expect("valid"),
-        );
-        h.insert("x-private", "1".parse().expect("valid"));
-        h.insert("keep-alive", "timeout=5".parse().expect("valid"));
-        h.insert("transfer-encoding", "chunked".parse().expect("valid"));
-        h.insert("trailer", "x-t".parse().expect("valid"));
-        let text = String::from_utf8(head(StatusCode::OK, &h, Delimit::Chunked, false))
+        let h = |name, value: &'static str| httparse::Header {
+            name,
+            value: value.as_bytes(),
+        };
+        let fields = [
+            h("Content-Type", "text/plain"),
+            h("Connection", "X-Private, keep-alive"),
+            h("x-private", "1"),
+            h("keep-alive", "timeout=5"),
+            h("transfer-encoding", "chunked"),
+            h("trailer", "x-t"),
+        ];
+        let text = String::from_utf8(head(200, &fields, Delimit::Chunked, false, Some("tg=1")))
             .expect("ascii head");
         assert_eq!(
             text,
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nset-cookie: tg=1\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
     }
 
@@ -256,12 +263,9 @@ mod tests {
 
     #[test]
     fn framing_follows_method_status_and_version() {
-        let ok = StatusCode::OK;
+        let ok = 200;
         assert_eq!(Delimit::choose(true, ok, Some(5), 1), Delimit::None);
-        assert_eq!(
-            Delimit::choose(false, StatusCode::NOT_MODIFIED, None, 1),
-            Delimit::None
-        );
+        assert_eq!(Delimit::choose(false, 304, None, 1), Delimit::None);
         assert_eq!(Delimit::choose(false, ok, Some(5), 0), Delimit::Length(5));
         assert_eq!(Delimit::choose(false, ok, None, 1), Delimit::Chunked);
         assert_eq!(Delimit::choose(false, ok, None, 0), Delimit::Close);

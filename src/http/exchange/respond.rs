@@ -1,97 +1,148 @@
-//! The response side of one proxied request: wait for the upstream's
-//! head, write it to the client (with the gateway's affinity cookie), then
-//! stream the body back, bounded between chunks by the idle timeout; an
-//! event stream ends cleanly when the gateway drains.
+//! The response side of an exchange: wait for the upstream's response
+//! head, write it to the client, then relay the body as it arrives —
+//! through the worker's scratch buffer, so an idle event stream holds no
+//! buffer — until it ends, the client goes away or the gateway drains.
 
-use super::super::response::{self, Delimit};
-use super::super::HttpError;
-use super::Exchange;
-use crate::handshake::RequestHead;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
-use hyper::Response;
-use std::future::Future;
-use tokio::io::AsyncWrite;
+use super::{wants_close, Exchange, BODY_READ};
+use crate::http::response::{self, Delimit};
+use crate::http::response_reader::{self, Asked, BodyReader, Step};
+use crate::http::HttpError;
+use crate::io::read_via_scratch;
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
 
 impl Exchange<'_> {
     /// Wait for the response head (bounded by the request timeout), write
-    /// it, then stream the body (bounded between chunks by the idle
-    /// timeout). `Ok(close)`: the whole response was written; `close` says
-    /// the client connection must not carry another request.
-    pub(super) async fn respond<W: AsyncWrite + Unpin>(
+    /// it, then stream the body (bounded between reads by the idle
+    /// timeout).
+    pub(super) async fn respond<R, W>(
         &self,
+        up: &mut R,
         writer: &mut W,
-        response: impl Future<Output = hyper::Result<Response<Incoming>>>,
         out: &mut Out,
         endpoint: usize,
-    ) -> Result<bool, HttpError> {
+    ) -> Result<Done, HttpError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         let settings = &self.route.settings;
-        let mut response = match timeout(settings.request_timeout, response).await {
-            Err(_) => return Err(HttpError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(HttpError::upstream(&e)),
-            Ok(Ok(r)) => r,
-        };
         // The gateway's affinity cookie, so the client's next request (a
         // Socket.IO poll, its upgrade) comes back to this endpoint.
         let cookie = self.upstream.affinity_cookie(&self.affinity(), endpoint);
-        if let Some(value) = cookie.and_then(|c| hyper::header::HeaderValue::from_str(&c).ok()) {
-            response
-                .headers_mut()
-                .append(hyper::header::SET_COOKIE, value);
-        }
-        let status = response.status();
-        if status.is_informational() {
-            // hyper skips 1xx but a 101: no upgrade was asked for.
-            return Err(HttpError::UpstreamBadResponse);
-        }
-        out.status = status.as_u16();
-        let head_request = self.head.method == "HEAD";
-        let length = response.body().size_hint().exact();
-        let delimit = Delimit::choose(head_request, status, length, self.head.version);
-        let close = self.close || wants_close(self.head) || delimit == Delimit::Close;
-        let head = response::head(status, response.headers(), delimit, close);
+        let asked = Asked {
+            head_request: self.head.method == "HEAD",
+            client_minor: self.head.version,
+            close: self.close || wants_close(self.head),
+            cookie: cookie.as_deref(),
+        };
+        // Bytes from the upstream: empty (no allocation) while it is quiet.
+        let mut buf = BytesMut::new();
+        let head = timeout(
+            settings.request_timeout,
+            response_reader::read_head(up, &mut buf, &asked),
+        )
+        .await
+        .map_err(|_| HttpError::UpstreamTimeout)??;
+        out.status = head.status;
         // Only an event stream may be ended early: its end is a reconnect,
         // where any other body cut short would look complete.
-        let endable = delimit == Delimit::Chunked && is_event_stream(response.headers());
-        let mut body = response.into_body();
-        let sent = response::write_head(writer, head, delimit, &mut body).await?;
+        let endable = head.delimit == Delimit::Chunked && head.event_stream;
+        let mut body = BodyReader::new(head.body);
+        let sent =
+            response::write_head(writer, head.client_head, head.delimit, &mut body, &mut buf)
+                .await?;
         out.head_sent = true;
         out.bytes = sent.bytes;
-        if sent.ended {
-            return Ok(close);
-        }
-        let _streaming = Streaming::enter(&self.route.metrics.streams);
-        loop {
-            let next = async {
-                match settings.idle_timeout {
-                    Some(limit) => timeout(limit, body.frame())
-                        .await
-                        .map_err(|_| HttpError::UpstreamTimeout),
-                    None => Ok(body.frame().await),
-                }
-            };
-            let frame = tokio::select! {
-                // The next piece of the body, its end, or the idle limit.
-                f = next => f?,
-                // Draining: an event stream ends here, between events.
-                _ = self.draining.cancelled(), if endable => None,
-            };
-            let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| HttpError::upstream(&e))?;
-            // Trailers are dropped (the last chunk goes without them).
-            if let Ok(data) = frame.into_data() {
-                out.bytes += data.len() as u64;
-                response::write_data(writer, delimit, data)
-                    .await
-                    .map_err(|_| HttpError::ClientGone)?;
+        if !sent.ended {
+            let _streaming = Streaming::enter(&self.route.metrics.streams);
+            let drained = self
+                .stream_body(
+                    up,
+                    writer,
+                    (&mut body, &mut buf),
+                    head.delimit,
+                    endable,
+                    out,
+                )
+                .await?;
+            response::finish(writer, head.delimit)
+                .await
+                .map_err(|_| HttpError::ClientGone)?;
+            if drained {
+                return Ok(Done {
+                    close: head.close,
+                    reusable: false,
+                });
             }
         }
-        response::finish(writer, delimit)
-            .await
-            .map_err(|_| HttpError::ClientGone)?;
-        Ok(close)
+        Ok(Done {
+            close: head.close,
+            // Nothing may follow the response on a connection to reuse.
+            reusable: head.reusable && body.is_done() && buf.is_empty(),
+        })
     }
+
+    /// Relay the rest of the body as it arrives. Between reads the buffer
+    /// is given back, so an idle event stream holds none: reads go
+    /// through the worker's scratch buffer. True: ended by the drain.
+    async fn stream_body<R, W>(
+        &self,
+        up: &mut R,
+        writer: &mut W,
+        (body, buf): (&mut BodyReader, &mut BytesMut),
+        delimit: Delimit,
+        endable: bool,
+        out: &mut Out,
+    ) -> Result<bool, HttpError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let idle = self.route.settings.idle_timeout;
+        loop {
+            match body.take(buf)? {
+                Step::Done => return Ok(false),
+                Step::Data(data) => {
+                    out.bytes += data.len() as u64;
+                    response::write_data(writer, delimit, data)
+                        .await
+                        .map_err(|_| HttpError::ClientGone)?;
+                    continue;
+                }
+                Step::More => {}
+            }
+            if buf.is_empty() {
+                *buf = BytesMut::new();
+            }
+            let read = async {
+                match idle {
+                    Some(limit) => timeout(limit, read_via_scratch(up, buf, BODY_READ))
+                        .await
+                        .map_err(|_| HttpError::UpstreamTimeout),
+                    None => Ok(read_via_scratch(up, buf, BODY_READ).await),
+                }
+            };
+            let n = tokio::select! {
+                // More of the body, its end, or the idle limit.
+                r = read => r?,
+                // Draining: an event stream ends here, between events.
+                _ = self.draining.cancelled(), if endable => return Ok(true),
+            };
+            if matches!(n, Ok(0) | Err(_)) {
+                body.at_eof()?;
+            }
+        }
+    }
+}
+
+/// How the response side ended, when it ended well.
+pub(super) struct Done {
+    /// The client connection must not carry another request.
+    pub(super) close: bool,
+    /// The upstream connection may go back to the pool.
+    pub(super) reusable: bool,
 }
 
 /// The response side's progress.
@@ -102,29 +153,11 @@ pub(super) struct Out {
     pub(super) bytes: u64,
 }
 
-/// `Connection: close` from the client, or HTTP/1.0 (no keep-alive
-/// offered to 1.0 clients).
-fn wants_close(head: &RequestHead) -> bool {
-    head.version == 0 || crate::handshake::has_token(head, "connection", "close")
-}
-
-/// `Content-Type: text/event-stream` (Server-Sent Events).
-fn is_event_stream(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
-}
-
 /// Keeps `tidegate_http_streams_in_flight` up while a response body streams.
-struct Streaming(prometheus::IntGauge);
+pub(super) struct Streaming(prometheus::IntGauge);
 
 impl Streaming {
-    fn enter(gauge: &prometheus::IntGauge) -> Streaming {
+    pub(super) fn enter(gauge: &prometheus::IntGauge) -> Streaming {
         gauge.inc();
         Streaming(gauge.clone())
     }
