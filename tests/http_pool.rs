@@ -283,6 +283,11 @@ async fn refused_first_requests_count_as_http_requests() {
         c.send(text.as_bytes()).await;
         assert_eq!(c.head().await.status, status);
     }
+    // Each refusal is counted once its response is out: wait for the last.
+    for (route, n) in [("-", 2.0), ("r", 1.0)] {
+        let labels = [("route", route), ("class", "4xx")];
+        wait_metric(gw.admin, "tidegate_http_requests_total", &labels, n).await;
+    }
     let m = scrape(gw.admin).await;
     let count = |route, class| {
         m.get(

@@ -220,14 +220,13 @@ async fn an_upstream_that_closes_mid_body_cuts_the_client_response() {
     assert_eq!(rest(&mut c).await, b"hello", "5 of 10 bytes, then closed");
     assert_eq!(up.next().await, Event::Request { conn: 1, n: 1 });
     assert_eq!(up.next().await, Event::Closed { conn: 1 });
-    let m = scrape(gw.admin).await;
-    assert_eq!(
-        m.get(
-            "tidegate_http_requests_total",
-            &[("route", "r"), ("class", "2xx")]
-        ),
-        Some(1.0)
-    );
+    wait_metric(
+        gw.admin,
+        "tidegate_http_requests_total",
+        &[("route", "r"), ("class", "2xx")],
+        1.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
