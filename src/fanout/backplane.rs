@@ -17,15 +17,20 @@
 //!   and counted (core NATS is at-most-once anyway); after a reconnect the
 //!   client re-sends every subscription, and the task counts them.
 //!
+//! - **Thread**: the client and both tasks run on a thread of their own,
+//!   so a publish leaves for NATS while the worker is still writing it to
+//!   its own subscribers (`thread`).
+//!
 //! `subject`: the channel ↔ subject and header rules; `connect`: client
 //! options; `interest`: pending changes and applying them; `task`: the
-//! subscribe/receive and publish loops; `metrics`.
+//! subscribe/receive and publish loops; `thread`; `metrics`.
 
 pub mod connect;
 mod interest;
 pub mod metrics;
 pub mod subject;
 mod task;
+mod thread;
 
 use super::{ChannelHook, Hub};
 use crate::config::backplane::BackplaneConfig;
@@ -67,8 +72,30 @@ pub struct Backplane {
 
 impl Backplane {
     /// Set up the client (it connects in the background, retrying for
-    /// ever) and start the backplane's tasks; they end with `stop`.
+    /// ever) and start the backplane's tasks on a thread of their own
+    /// (`thread`); they end with `stop`. Messages from other instances are
+    /// delivered by a task on the calling runtime.
     pub async fn start(
+        config: &BackplaneConfig,
+        metrics: BackplaneMetrics,
+        local: Arc<dyn LocalDelivery>,
+        stop: CancellationToken,
+    ) -> Result<Arc<Backplane>, connect::SetupError> {
+        let inbound_dropped = metrics.drop_counter(metrics::Drop::InboundFull);
+        let local = thread::deliver_here(local, inbound_dropped, stop.clone());
+        let config = config.clone();
+        let started = thread::spawn(stop.clone(), move |done| async move {
+            let _ = done.send(Backplane::start_here(&config, metrics, local, stop).await);
+        })
+        .map_err(connect::SetupError::Thread)?;
+        started.await.map_err(|_| {
+            connect::SetupError::Thread(std::io::Error::other("the backplane thread ended"))
+        })?
+    }
+
+    /// `start`, on the backplane thread's runtime: the client's own
+    /// connection task and the backplane's tasks are spawned there.
+    async fn start_here(
         config: &BackplaneConfig,
         metrics: BackplaneMetrics,
         local: Arc<dyn LocalDelivery>,

@@ -24,6 +24,8 @@ pub enum SetupError {
     Credentials(#[from] std::io::Error),
     #[error("NATS client: {0}")]
     Connect(#[from] async_nats::ConnectError),
+    #[error("backplane thread: {0}")]
+    Thread(std::io::Error),
 }
 
 impl SetupError {
@@ -31,6 +33,7 @@ impl SetupError {
         match self {
             SetupError::Credentials(_) => "credentials",
             SetupError::Connect(_) => "connect",
+            SetupError::Thread(_) => "thread",
         }
     }
 }

@@ -19,16 +19,21 @@ pub enum Drop {
     QueueFull,
     /// The client refused the publish.
     Error,
+    /// A message from another instance found the local delivery queue
+    /// full (`backplane::thread::INBOUND_QUEUE`: the worker is far behind).
+    InboundFull,
 }
 
 impl Drop {
-    pub const LABELS: &'static [&'static str] = &["disconnected", "queue_full", "error"];
+    pub const LABELS: &'static [&'static str] =
+        &["disconnected", "queue_full", "error", "inbound_full"];
 
     pub fn label(self) -> &'static str {
         match self {
             Drop::Disconnected => "disconnected",
             Drop::QueueFull => "queue_full",
             Drop::Error => "error",
+            Drop::InboundFull => "inbound_full",
         }
     }
 }
@@ -51,7 +56,7 @@ pub struct BackplaneMetrics {
     pub subscribe_failures: IntCounter,
     /// Re-applications of changes a failed batch did not make.
     pub subscribe_retries: IntCounter,
-    drops: [IntCounter; 3],
+    drops: [IntCounter; 4],
     /// From the publish on one instance to its local delivery on another.
     pub latency: Histogram,
 }
@@ -85,7 +90,9 @@ impl BackplaneMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "tidegate_fanout_backplane_drops_total",
-                    "Publishes that did not reach NATS, by reason.",
+                    "Messages the backplane lost, by reason: publishes that did not reach NATS \
+                     (disconnected, queue_full, error) and messages from other instances the \
+                     local delivery queue had no room for (inbound_full).",
                 ),
                 &["reason"],
             )
@@ -133,12 +140,17 @@ impl BackplaneMetrics {
                 "Retries of subscription changes a failed or timed-out batch did not make \
                  (1 s after it).",
             ),
-            drops: [0, 1, 2].map(|i| drops.with_label_values(&[Drop::LABELS[i]])),
+            drops: [0, 1, 2, 3].map(|i| drops.with_label_values(&[Drop::LABELS[i]])),
             latency,
         }
     }
 
     pub fn dropped(&self, why: Drop) {
         self.drops[why as usize].inc();
+    }
+
+    /// The counter of one reason, for a holder on another thread.
+    pub fn drop_counter(&self, why: Drop) -> IntCounter {
+        self.drops[why as usize].clone()
     }
 }
