@@ -175,11 +175,15 @@ async fn a_streamed_response_arrives_chunk_by_chunk() {
     )
     .await;
     assert_eq!(first.as_deref(), Some(&b"first\n"[..]));
-    let streaming = scrape(gw.admin).await;
-    assert_eq!(
-        streaming.get("tidegate_http_streams_in_flight", &[("route", "r")]),
-        Some(1.0)
-    );
+    // In flight from the moment the head is out; the gauge may go up
+    // just after the client read the head and the first chunk.
+    wait_metric(
+        gw.admin,
+        "tidegate_http_streams_in_flight",
+        &[("route", "r")],
+        1.0,
+    )
+    .await;
     up.go();
     assert_eq!(c.chunk().await.as_deref(), Some(&b"second\n"[..]));
     assert_eq!(c.chunk().await, None);

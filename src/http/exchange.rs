@@ -256,6 +256,11 @@ impl Exchange<'_> {
                 (Some(tx), Some(rx))
             }
         };
+        // No body left to read: the connection can take the next request
+        // whichever side of the select below finishes first (the client
+        // side, which also says so, may never be polled when a fast
+        // upstream answers within the first poll).
+        state.body_done |= tx.is_none();
         let limits = ClientLimits {
             max_body: settings.max_body_bytes,
             idle: settings.idle_timeout,

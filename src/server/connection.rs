@@ -19,6 +19,7 @@
 
 mod dispatch;
 mod http;
+mod linger;
 mod policy;
 
 use super::limits::{ConnectionSlot, HandshakeSlot};
@@ -133,12 +134,21 @@ pub async fn handle(
             }
         }
         Err(Halt::Gone) => return,
-        Err(Halt::Refused(r)) => return refuse(&cx, &mut io, r).await,
-        Err(Halt::RefusedHttp(r)) => return http::refuse_first(&cx, &mut io, r).await,
+        Err(Halt::Refused(r)) => {
+            refuse(&cx, &mut io, r).await;
+            return close_after_refusal(io).await;
+        }
+        Err(Halt::RefusedHttp(r)) => {
+            http::refuse_first(&cx, &mut io, r).await;
+            return close_after_refusal(io).await;
+        }
     };
     let target = match dispatch::connect(&cx, &admitted).await {
         Ok(t) => t,
-        Err(r) => return refuse(&cx, &mut io, r).await,
+        Err(r) => {
+            refuse(&cx, &mut io, r).await;
+            return close_after_refusal(io).await;
+        }
     };
     dispatch::switch(&cx, io, admitted, target, (permit, slot)).await;
 }
@@ -288,6 +298,13 @@ async fn refuse_as<W: AsyncWrite + Unpin>(
         let limit = Instant::now() + cx.state.config.limits.handshake_timeout;
         let _ = timeout_at(limit, handshake::write_rejection(io, &rejection)).await;
     }
+}
+
+/// Close a refused connection without a reset that could destroy the
+/// refusal (`linger`).
+async fn close_after_refusal(io: Io) {
+    let (mut reader, mut writer) = tokio::io::split(io);
+    linger::linger(&mut reader, &mut writer).await;
 }
 
 /// Keeps `tidegate_handshakes_in_progress` up while the handshake task runs.

@@ -9,6 +9,7 @@
 //! (its refusal says `Connection: close`), after `http.keepalive_timeout`
 //! idle, or at drain (between requests; a request in flight finishes).
 
+use super::linger::linger;
 use super::{admit_head, refuse_as, Admission, Admitted, Counted, Ctx, Refused};
 use crate::access;
 use crate::auth::Identity;
@@ -17,7 +18,7 @@ use crate::http::exchange::{Ended, Exchange, Report};
 use crate::io::{read_via_scratch, Io};
 use crate::upstream::UpstreamRequest;
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, ReadHalf, WriteHalf};
 use tokio::time::{timeout, timeout_at, Instant};
 
 /// An admitted plain HTTP request.
@@ -50,7 +51,7 @@ pub(super) async fn serve(cx: &Ctx, io: Io, first: Request) -> Option<(Io, Admit
     loop {
         let keep = one(cx, &request, &mut reader, &mut writer, &mut buf).await;
         if !keep {
-            let _ = writer.shutdown().await;
+            linger(&mut reader, &mut writer).await;
             return None;
         }
         match next(cx, &mut reader, &mut buf).await {
@@ -62,6 +63,7 @@ pub(super) async fn serve(cx: &Ctx, io: Io, first: Request) -> Option<(Io, Admit
             Next::Refused(r) => {
                 count_refusal(cx, &r, 0.0);
                 refuse_as(cx, &mut writer, r, Counted::HttpRequest).await;
+                linger(&mut reader, &mut writer).await;
                 return None;
             }
             Next::Gone => return None,
