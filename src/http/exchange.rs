@@ -10,7 +10,7 @@
 
 use super::body::{self, client_side, expects_continue, ClientEvent, ClientLimits, Framing, Piece};
 use super::pool::Conn;
-use super::upstream_conn::{forward_body, send_head};
+use super::upstream_conn::{first_piece, forward_body, send_head};
 use super::{request, HttpError, HttpRoute};
 use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
@@ -18,6 +18,7 @@ use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 mod respond;
 use respond::{Done, Out};
@@ -274,60 +275,71 @@ impl Exchange<'_> {
             limits,
             (&mut state.bytes_in, &mut state.body_done),
         );
-        let endpoint = conn.endpoint;
-        let out = &mut state.out;
-        let upstream = async move {
-            let mut rx = rx;
-            let chunked = rest == Framing::Chunked;
-            let first = match (first.is_empty(), rx.as_mut()) {
-                (true, Some(pieces)) => match first_piece(pieces, chunked).await {
-                    Some((bytes, ended)) => {
-                        if ended {
-                            rx = None;
-                        }
-                        bytes
-                    }
-                    // The client side reports why (a refused body is a
-                    // 400); the upstream never saw the request.
-                    None => return std::future::pending().await,
-                },
-                _ => first,
-            };
-            if send_head(&mut conn.io, head, first).await.is_err() {
-                // Nothing of it was answered: as a connection the upstream
-                // closed under the request.
-                return Err(HttpError::Stale);
-            }
-            let Some(mut rx) = rx else {
-                return self.respond(&mut conn.io, writer, out, endpoint).await;
-            };
-            let (mut up_read, mut up_write) = tokio::io::split(&mut conn.io);
-            let forward = forward_body(&mut up_write, &mut rx, chunked);
-            let respond = self.respond(&mut up_read, writer, out, endpoint);
-            tokio::pin!(forward, respond);
-            let mut sent = None;
-            loop {
-                tokio::select! {
-                    // The response ended (sent, or failed).
-                    r = &mut respond => {
-                        // Reusable only once the whole body went up too.
-                        return r.map(|d| Done {
-                            reusable: d.reusable && sent == Some(true),
-                            ..d
-                        });
-                    }
-                    // The body went up whole, or the upstream stopped
-                    // taking it (an early answer may still come).
-                    f = &mut forward, if sent.is_none() => sent = Some(f.is_ok()),
-                }
-            }
-        };
+        let upstream = self.carry(conn, head, (first, rx), rest, writer, &mut state.out);
         tokio::pin!(client, upstream);
         tokio::select! {
             // The response ended (sent, or failed).
             r = &mut upstream => Side::Upstream(r),
             // The client went away or its body was refused.
             e = &mut client => Side::Client(e),
+        }
+    }
+
+    /// The upstream side of one attempt: the head leaves with the first
+    /// body bytes, the rest of the body goes up while the response comes
+    /// back.
+    async fn carry<W: AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Conn,
+        head: Vec<u8>,
+        (first, mut rx): (Bytes, Option<mpsc::Receiver<Piece>>),
+        rest: Framing,
+        writer: &mut W,
+        out: &mut Out,
+    ) -> Result<Done, HttpError> {
+        let endpoint = conn.endpoint;
+        let chunked = rest == Framing::Chunked;
+        let first = match (first.is_empty(), rx.as_mut()) {
+            (true, Some(pieces)) => match first_piece(pieces, chunked).await {
+                Some((bytes, ended)) => {
+                    if ended {
+                        rx = None;
+                    }
+                    bytes
+                }
+                // The client side reports why (a refused body is a
+                // 400); the upstream never saw the request.
+                None => return std::future::pending().await,
+            },
+            _ => first,
+        };
+        if send_head(&mut conn.io, head, first).await.is_err() {
+            // Nothing of it was answered: as a connection the upstream
+            // closed under the request.
+            return Err(HttpError::Stale);
+        }
+        let Some(mut rx) = rx else {
+            return self.respond(&mut conn.io, writer, out, endpoint).await;
+        };
+        let (mut up_read, mut up_write) = tokio::io::split(&mut conn.io);
+        let forward = forward_body(&mut up_write, &mut rx, chunked);
+        let respond = self.respond(&mut up_read, writer, out, endpoint);
+        tokio::pin!(forward, respond);
+        let mut sent = None;
+        loop {
+            tokio::select! {
+                // The response ended (sent, or failed).
+                r = &mut respond => {
+                    // Reusable only once the whole body went up too.
+                    return r.map(|d| Done {
+                        reusable: d.reusable && sent == Some(true),
+                        ..d
+                    });
+                }
+                // The body went up whole, or the upstream stopped
+                // taking it (an early answer may still come).
+                f = &mut forward, if sent.is_none() => sent = Some(f.is_ok()),
+            }
         }
     }
 }
@@ -345,32 +357,6 @@ fn first_body_bytes(framing: Framing, buf: &mut BytesMut) -> (Bytes, Framing) {
     match left {
         0 => (first, Framing::Empty),
         _ => (first, Framing::Length(left)),
-    }
-}
-
-/// The first piece of a streamed body, in the upstream framing, to leave
-/// with the request head — so a body refused before its first byte (bad
-/// chunk framing) never lets its head reach the application. True: that
-/// was the whole body. `None`: the body failed.
-async fn first_piece(
-    pieces: &mut tokio::sync::mpsc::Receiver<Piece>,
-    chunked: bool,
-) -> Option<(Bytes, bool)> {
-    let mut piece = pieces.recv().await?;
-    while matches!(&piece, Piece::Data(d) if d.is_empty()) {
-        piece = pieces.recv().await?;
-    }
-    match piece {
-        Piece::Data(data) if chunked => {
-            let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
-            framed.extend_from_slice(&data);
-            framed.extend_from_slice(b"\r\n");
-            Some((Bytes::from(framed), false))
-        }
-        Piece::Data(data) => Some((data, false)),
-        Piece::End if chunked => Some((Bytes::from_static(b"0\r\n\r\n"), true)),
-        Piece::End => Some((Bytes::new(), true)),
-        Piece::Failed => None,
     }
 }
 

@@ -9,8 +9,9 @@
 //! ([`Conn::is_quiet`]), so a stale response can never answer another
 //! client's request.
 
+use super::body::Piece;
 use crate::io::Io;
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -59,9 +60,9 @@ impl Conn {
 pub async fn send_head<W: AsyncWrite + Unpin>(
     w: &mut W,
     head: Vec<u8>,
-    first: bytes::Bytes,
+    first: Bytes,
 ) -> std::io::Result<()> {
-    let mut all = bytes::Bytes::from(head).chain(first);
+    let mut all = Bytes::from(head).chain(first);
     w.write_all_buf(&mut all).await?;
     w.flush().await
 }
@@ -72,10 +73,9 @@ pub async fn send_head<W: AsyncWrite + Unpin>(
 /// framing: as it is for a length, re-chunked for a chunked body.
 pub async fn forward_body<W: AsyncWrite + Unpin>(
     w: &mut W,
-    rx: &mut tokio::sync::mpsc::Receiver<super::body::Piece>,
+    rx: &mut tokio::sync::mpsc::Receiver<Piece>,
     chunked: bool,
 ) -> Result<(), super::HttpError> {
-    use super::body::Piece;
     use super::HttpError;
     loop {
         // A closed channel without `End`: the client body failed, and a
@@ -101,5 +101,31 @@ pub async fn forward_body<W: AsyncWrite + Unpin>(
         };
         written.map_err(|_| HttpError::UpstreamGone)?;
         w.flush().await.map_err(|_| HttpError::UpstreamGone)?;
+    }
+}
+
+/// The first piece of a streamed body, in the upstream framing, to leave
+/// with the request head — so a body refused before its first byte (bad
+/// chunk framing) never lets its head reach the application. True: that
+/// was the whole body. `None`: the body failed.
+pub async fn first_piece(
+    pieces: &mut tokio::sync::mpsc::Receiver<Piece>,
+    chunked: bool,
+) -> Option<(Bytes, bool)> {
+    let mut piece = pieces.recv().await?;
+    while matches!(&piece, Piece::Data(d) if d.is_empty()) {
+        piece = pieces.recv().await?;
+    }
+    match piece {
+        Piece::Data(data) if chunked => {
+            let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+            framed.extend_from_slice(&data);
+            framed.extend_from_slice(b"\r\n");
+            Some((Bytes::from(framed), false))
+        }
+        Piece::Data(data) => Some((data, false)),
+        Piece::End if chunked => Some((Bytes::from_static(b"0\r\n\r\n"), true)),
+        Piece::End => Some((Bytes::new(), true)),
+        Piece::Failed => None,
     }
 }
