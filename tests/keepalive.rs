@@ -7,19 +7,19 @@ use crate::support::*;
 use fastwebsockets::{Frame, OpCode};
 use tokio::io::AsyncReadExt;
 
-/// Echo upstream, pings every 1 s of silence, 1 s to answer.
-async fn gateway_with_fast_pings() -> Gateway {
+/// Echo upstream, pings every 1 s of silence, `pong_timeout` to answer.
+async fn gateway_with_fast_pings(pong_timeout: &str) -> Gateway {
     let echo = start_echo().await;
     let mut raw = raw_config(&[ws_url(echo)]);
     raw.keepalive.ping_interval = "1s".into();
-    raw.keepalive.pong_timeout = "1s".into();
+    raw.keepalive.pong_timeout = pong_timeout.into();
     start_gateway(raw).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_never_answers_pings_is_closed() {
     let _serial = serial().await;
-    let gw = gateway_with_fast_pings().await;
+    let gw = gateway_with_fast_pings("1s").await;
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let (resp, stream) = within("handshake", ws_handshake(tcp, "localhost", "/", &[])).await;
     assert_eq!(resp.status, 101);
@@ -48,7 +48,11 @@ async fn client_that_never_answers_pings_is_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_answers_pings_stays_connected() {
     let _serial = serial().await;
-    let gw = gateway_with_fast_pings().await;
+    // A generous pong timeout: this test is about a client that answers,
+    // and on a loaded machine (the CI's two cores run the whole suite at
+    // once) an answer — ours or the echo upstream's to the gateway's own
+    // pings — can take longer than a second to be scheduled.
+    let gw = gateway_with_fast_pings("10s").await;
     let mut ws = ws_connect(gw.addr, "/").await;
     ws.set_auto_pong(false);
     // Stay silent except for pongs over several ping intervals. The times
@@ -70,7 +74,14 @@ async fn client_that_answers_pings_stays_connected() {
             // upstream's answers to the gateway's own pings pass through.
             continue;
         }
-        assert_eq!(frame.opcode, OpCode::Ping, "only control frames while idle");
+        assert_eq!(
+            frame.opcode,
+            OpCode::Ping,
+            "only control frames while idle; got {:?} {:02x?} after {:?}, pings at {pings:?}",
+            frame.opcode,
+            &frame.payload[..],
+            start.elapsed()
+        );
         pings.push(start.elapsed());
         send(&mut ws, Frame::pong(frame.payload)).await;
     }
