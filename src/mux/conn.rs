@@ -112,6 +112,9 @@ pub struct Conn {
     /// Fan-out: set when the application's 101 echoed the `fanout`
     /// extension; only then are SUBSCRIBE / UNSUBSCRIBE / PUBLISH valid.
     pub fanout: Option<Arc<crate::fanout::Hub>>,
+    /// When the connection came up: the pool spreads resumed sessions
+    /// from the moment the first connection is back (`pick_for_resume`).
+    pub opened: Instant,
 }
 
 impl Conn {
@@ -142,6 +145,7 @@ impl Conn {
             metrics,
             endpoint: Box::from(endpoint),
             fanout,
+            opened: Instant::now(),
         });
         (conn, rd)
     }

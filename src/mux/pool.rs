@@ -206,6 +206,9 @@ impl Pool {
     /// all; a draining one is going away, not coming) and for at most
     /// `RESUME_SPREAD`, only one below its fair share of every session
     /// placed or waiting — the rest wait a moment for the other slots.
+    /// The moment counts from the later of `since` and the first
+    /// connection's return: an application that takes longer than
+    /// `RESUME_SPREAD` to restart still gets its sessions spread.
     pub fn pick_for_resume(&self, since: Instant) -> Option<Arc<Conn>> {
         let mut up: Vec<Arc<Conn>> = Vec::new();
         let mut unhealthy: Vec<Arc<Conn>> = Vec::new();
@@ -227,7 +230,8 @@ impl Pool {
             up = unhealthy;
         }
         let best = up.iter().min_by_key(|c| c.session_count())?;
-        if coming == 0 || since.elapsed() >= RESUME_SPREAD {
+        let back = up.iter().map(|c| c.opened).min().unwrap_or(since);
+        if coming == 0 || since.max(back).elapsed() >= RESUME_SPREAD {
             return Some(Arc::clone(best));
         }
         let placed: usize = up.iter().map(|c| c.session_count()).sum();

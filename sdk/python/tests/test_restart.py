@@ -170,7 +170,11 @@ def test_single_instance_sigterm_restart_drops_nobody(stack, side_by_side, rust)
                 app.stop()
 
 
-def test_resumed_sessions_spread_over_the_pool(stack):
+@pytest.mark.parametrize("down_for", [0.0, 3.0], ids=["quick", "slow-restart"])
+def test_resumed_sessions_spread_over_the_pool(stack, down_for):
+    """``slow-restart``: the new instance comes up later than the pool's
+    2 s spreading window after the old one left; the window counts from
+    the first connection's return, so the sessions still spread."""
     with start_echo() as old:
         gw = start_gateway(stack, [old.addr], pool_size=2)
 
@@ -178,6 +182,7 @@ def test_resumed_sessions_spread_over_the_pool(stack):
             clients = [await connect(gw.url(f"/s{i}")) for i in range(CLIENTS)]
             old.terminate()
             assert await asyncio.to_thread(old.wait, WAIT) == 0
+            await asyncio.sleep(down_for)
             with start_echo(port=old.port):
                 await asyncio.to_thread(
                     wait_until,
