@@ -214,48 +214,56 @@ fn main() -> ExitCode {
             for route in &mut raw.routes {
                 route.permessage_deflate.clone_from(&permessage_deflate);
             }
-            match Config::from_raw(raw) {
-                Ok(c) => {
-                    if let Some(line) = path_mapping(&c) {
-                        eprintln!("{line}");
-                    }
-                    serve(c, runtime)
-                }
-                Err(e) => config_failed(&e),
-            }
+            serve_proxy(raw, runtime)
         }
         Command::Demo {
             listen,
             admin,
             runtime,
         } => serve_demo(listen, admin, runtime),
-        Command::Echo { listen, runtime } => block_on(runtime, async move {
-            let listener = match tokio::net::TcpListener::bind(listen).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("tidegate echo: cannot listen on {listen}: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let addr = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            let mut signals = match Signals::new() {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("tidegate echo: cannot install signal handlers: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let stop = tokio_util::sync::CancellationToken::new();
-            tokio::spawn(tidegate::echo::serve(listener, stop.clone()));
-            say(&format!("tidegate echo listening addr={addr}"));
-            while signals.next().await == Sig::Reload {}
-            stop.cancel();
-            ExitCode::SUCCESS
-        }),
+        Command::Echo { listen, runtime } => block_on(runtime, serve_echo(listen)),
     }
+}
+
+/// `tidegate proxy`: the one-route configuration built from the flags.
+fn serve_proxy(raw: RawConfig, runtime: RuntimeArgs) -> ExitCode {
+    match Config::from_raw(raw) {
+        Ok(c) => {
+            if let Some(line) = path_mapping(&c) {
+                eprintln!("{line}");
+            }
+            serve(c, runtime)
+        }
+        Err(e) => config_failed(&e),
+    }
+}
+
+/// `tidegate echo`: the built-in echo server alone, until a stop signal.
+async fn serve_echo(listen: SocketAddr) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tidegate echo: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tidegate echo: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(tidegate::echo::serve(listener, stop.clone()));
+    say(&format!("tidegate echo listening addr={addr}"));
+    while signals.next().await == Sig::Reload {}
+    stop.cancel();
+    ExitCode::SUCCESS
 }
 
 /// Logs go to stderr, filtered by `TIDEGATE_LOG` (default `info`; the
