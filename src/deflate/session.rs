@@ -79,6 +79,10 @@ pub struct EdgeSession {
     pub expires_at: Option<Instant>,
     /// The access-log record; `None` unless this session is logged.
     pub access: Option<Box<Record>>,
+    /// Fan-out: the channels this session is subscribed to. Published
+    /// messages go to the client between the upstream's messages,
+    /// compressed like them (`direction`, `message::published`).
+    pub feed: Option<Arc<crate::fanout::Subscriber>>,
 }
 
 impl EdgeSession {
@@ -134,6 +138,8 @@ impl EdgeSession {
             d = &mut timers => Ended::Timer(d),
             // Drain: both sides hear 1001.
             _ = draining.cancelled() => Ended::Drain,
+            // Fan-out, `close` policy: the client fell too far behind.
+            () = self.overflow() => Ended::SlowSubscriber,
         };
         // Boxed: only the ending session holds what closing it needs.
         Box::pin(self.wind_down(ended, [&cw, &uw], [c2u, u2c])).await;
@@ -141,6 +147,21 @@ impl EdgeSession {
             w.lock().await.shutdown().await;
         }
         self.finish(started.elapsed(), &activity, access, self.closer(ended));
+    }
+
+    /// Ready when the fan-out queue overflowed under the `close` policy,
+    /// whether or not the client takes bytes; never without a feed.
+    async fn overflow(&self) {
+        match &self.feed {
+            Some(feed) => {
+                std::future::poll_fn(|cx| match feed.overflowed(cx) {
+                    true => std::task::Poll::Ready(()),
+                    false => std::task::Poll::Pending,
+                })
+                .await
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// The inflater of the client's messages and the deflater of the
@@ -163,20 +184,43 @@ impl EdgeSession {
     }
 
     /// The session ended as `ended` says: tell the sides that still listen,
-    /// then give the direction(s) still running (`dirs`, by the side they
-    /// read) the close timeout to finish the closing handshake.
+    /// and give the direction(s) still running (`dirs`, by the side they
+    /// read) the close timeout to finish the closing handshake. The
+    /// gateway's own Closes go out while those directions run, under the
+    /// same timeout: a direction writing to a peer that does not read holds
+    /// that peer's writer, and a Close must queue behind its frame, not
+    /// wait for it forever (a slow subscriber, a drain).
     async fn wind_down(
         &self,
         ended: Ended,
-        [cw, uw]: [&Writer; 2],
+        writers: [&Writer; 2],
         mut dirs: [Pin<&mut (dyn Future<Output = End> + Send + '_)>; 2],
     ) {
-        let close_timeout = self.settings.close_timeout;
+        let closes = self.gateway_closes(ended, writers);
+        let [c2u, u2c] = &mut dirs;
+        let running = async {
+            match ended {
+                // The direction reading `side` is done (or its peer is
+                // silent): the other one finishes.
+                Ended::Direction(side, _) | Ended::Timer(Duty::PingTimeout(side)) => {
+                    let _ = [c2u, u2c][1 - side].as_mut().await;
+                }
+                _ => {
+                    tokio::join!(c2u.as_mut(), u2c.as_mut());
+                }
+            }
+        };
+        let both = async { tokio::join!(closes, running) };
+        let _ = tokio::time::timeout(self.settings.close_timeout, both).await;
+    }
+
+    /// The Closes of the gateway's own for the way the session ended, and
+    /// their metrics.
+    async fn gateway_closes(&self, ended: Ended, [cw, uw]: [&Writer; 2]) {
         match ended {
             Ended::Direction(side, end) => {
                 let (src, dst) = if side == CLIENT { (cw, uw) } else { (uw, cw) };
                 self.after_end(side == CLIENT, end, src, dst).await;
-                let _ = tokio::time::timeout(close_timeout, dirs[1 - side].as_mut()).await;
             }
             Ended::Timer(Duty::PingTimeout(side)) => {
                 // The silent peer hears nothing more; the other is told why.
@@ -187,22 +231,24 @@ impl EdgeSession {
                     self.metrics.ping_timeout_upstream.inc();
                     (cw, 1014, "upstream ping timeout")
                 };
-                send_close(other, side == CLIENT, code, why).await;
                 self.metrics.close("gateway", Some(code));
-                let _ = tokio::time::timeout(close_timeout, dirs[1 - side].as_mut()).await;
+                send_close(other, side == CLIENT, code, why).await;
             }
-            Ended::Timer(_) | Ended::Drain => {
+            Ended::Timer(_) | Ended::Drain | Ended::SlowSubscriber => {
                 let (client_code, upstream_code) = match ended {
-                    Ended::Timer(Duty::Expired) => (1008, 1001),
+                    Ended::Timer(Duty::Expired) | Ended::SlowSubscriber => (1008, 1001),
                     _ => (1001, 1001),
                 };
+                if let (Ended::SlowSubscriber, Some(feed)) = (ended, &self.feed) {
+                    feed.hub().metrics.slow_closes.inc();
+                    feed.leave();
+                }
                 let reason = self.closer(ended).1;
-                send_close(cw, false, client_code, reason).await;
-                send_close(uw, true, upstream_code, reason).await;
                 self.metrics.close("gateway", Some(client_code));
-                let [c2u, u2c] = &mut dirs;
-                let both = async { tokio::join!(c2u.as_mut(), u2c.as_mut()) };
-                let _ = tokio::time::timeout(close_timeout, both).await;
+                tokio::join!(
+                    send_close(cw, false, client_code, reason),
+                    send_close(uw, true, upstream_code, reason)
+                );
             }
         }
     }
@@ -226,6 +272,7 @@ impl EdgeSession {
             Ended::Timer(Duty::Expired) => (Closer::Gateway, "token expired"),
             Ended::Timer(Duty::PingTimeout(_)) => (Closer::Gateway, "ping timeout"),
             Ended::Drain => (Closer::Gateway, "going away"),
+            Ended::SlowSubscriber => (Closer::Gateway, "slow subscriber"),
         }
     }
 
@@ -237,6 +284,10 @@ impl EdgeSession {
         access: Option<Box<Record>>,
         (closer, reason): (Closer, &'static str),
     ) {
+        if let Some(feed) = &self.feed {
+            // Unsubscribed from every channel (the gauge goes back down).
+            feed.leave();
+        }
         let m = &self.metrics;
         m.active.dec();
         m.session.observe(took.as_secs_f64());
@@ -270,8 +321,8 @@ impl EdgeSession {
         };
         if matches!(end, End::Broke(_) | End::BadData) {
             // The sender broke the rules: it hears why.
-            send_close(src, !from_client, code, reason).await;
             self.metrics.close("gateway", Some(code));
+            send_close(src, !from_client, code, reason).await;
         }
         let (code, reason) = match (end, from_client) {
             (End::Gone, _) => (code, reason),
@@ -289,6 +340,8 @@ enum Ended {
     Direction(usize, End),
     Timer(Duty),
     Drain,
+    /// The fan-out queue overflowed (`close` policy): 1008 to the client.
+    SlowSubscriber,
 }
 
 /// Edge compression's answer for a client: `Some((params, reservation))`

@@ -347,3 +347,213 @@ async fn a_slow_passthrough_subscriber_is_closed_by_policy() {
     drop(reader);
     wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
 }
+
+/// One message from an edge-compressed stream: its opcode and payload,
+/// inflated with the client's context (`inflater`) when its first frame
+/// has RSV1; `compressed` says whether it had.
+async fn read_message<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    inflater: &mut tidegate::deflate::codec::Inflater,
+) -> (u8, Vec<u8>, bool) {
+    let mut wire = Vec::new();
+    let mut first = None;
+    loop {
+        let (b0, payload) = within("a frame", crate::deflate::read_raw(s))
+            .await
+            .expect("a frame before EOF");
+        if b0 & 0x0f >= 0x8 {
+            // Control frames (the upstream's pongs) are not messages.
+            continue;
+        }
+        first.get_or_insert(b0);
+        wire.extend_from_slice(&payload);
+        if b0 & 0x80 != 0 {
+            break;
+        }
+    }
+    let b0 = first.expect("a first frame");
+    if b0 & 0x40 == 0 {
+        return (b0 & 0x0f, wire, false);
+    }
+    wire.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let (mut at, mut plain) = (0, Vec::new());
+    loop {
+        let mut piece = Vec::with_capacity(16 * 1024);
+        at += inflater.step(&wire[at..], &mut piece).expect("inflates");
+        let full = piece.len() == piece.capacity();
+        plain.extend_from_slice(&piece);
+        if at >= wire.len() && !full {
+            break;
+        }
+    }
+    inflater.end_message();
+    (b0 & 0x0f, plain, true)
+}
+
+/// A passthrough route with edge compression carries fan-out too: the
+/// published messages go to the client between the upstream's messages
+/// (never inside a fragmented one), compressed with the session's own
+/// context like the upstream's (a short one under `min_size` as it is),
+/// so the client inflates one stream whatever its source.
+#[tokio::test]
+async fn edge_compressed_passthrough_sessions_get_published_messages() {
+    let (up, frames) = subscribing_upstream("news").await;
+    let mut raw = with_publish(raw_config(&[ws_url(up)]));
+    raw.routes[0].permessage_deflate = Some("edge".into());
+    raw.routes[0].deflate.min_size = 16;
+    let file = ConfigFile::new(&raw);
+    let (gw, publish) = start_publishing(&file).await;
+    let (resp, ws) = crate::deflate::upgrade(gw.addr, Some(crate::deflate::OFFER)).await;
+    let mut ws = ws.expect("101");
+    let answer = resp
+        .header("sec-websocket-extensions")
+        .expect("negotiated")
+        .to_string();
+    assert!(answer.starts_with("permessage-deflate"), "{answer}");
+    let takeover = !answer.contains("server_no_context_takeover");
+    let mut inflater = tidegate::deflate::codec::Inflater::new(15, takeover);
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 1.0).await;
+
+    let long = "breaking news, breaking news, breaking news: ".repeat(20);
+    // A publish while the upstream is inside a fragmented message waits
+    // for its last frame. (The edge relay writes a message one piece
+    // behind, so the client cannot see the first part before the last;
+    // the pause lets the gateway read it, and either order is correct —
+    // what must never happen is the published message inside the other,
+    // which would break the framing and the inflated text.)
+    frames
+        .send((false, OpCode::Text, b"upstream part 1 ".to_vec()))
+        .expect("upstream runs");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(publish_text(publish, "news", &long).await, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    frames
+        .send((true, OpCode::Continuation, b"and part 2".to_vec()))
+        .expect("upstream runs");
+    let mut got = vec![
+        read_message(&mut ws, &mut inflater).await,
+        read_message(&mut ws, &mut inflater).await,
+    ];
+    got.sort_by_key(|(_, text, _)| text.len());
+    let upstream = b"upstream part 1 and part 2".to_vec();
+    assert_eq!(
+        got,
+        vec![
+            (0x1, upstream, true),
+            (0x1, long.clone().into_bytes(), true)
+        ],
+        "both messages whole, both compressed"
+    );
+
+    // Short (under min_size) goes as it is; binary stays binary; the
+    // context carries on across sources.
+    assert_eq!(publish_text(publish, "news", "flash").await, 1);
+    let r = post(
+        publish,
+        "/publish/news",
+        PUBLISH_TOKEN,
+        "application/octet-stream",
+        long.as_bytes(),
+    )
+    .await;
+    assert_eq!((r.status, subscribers(&r)), (200, 1));
+    frames
+        .send((true, OpCode::Text, long.clone().into_bytes()))
+        .expect("upstream runs");
+    let (op, text, compressed) = read_message(&mut ws, &mut inflater).await;
+    assert_eq!((op, &text[..], compressed), (0x1, &b"flash"[..], false));
+    let (op, bytes, compressed) = read_message(&mut ws, &mut inflater).await;
+    assert_eq!(
+        (op, bytes, compressed),
+        (0x2, long.clone().into_bytes(), true)
+    );
+    let (op, text, compressed) = read_message(&mut ws, &mut inflater).await;
+    assert_eq!((op, text, compressed), (0x1, long.into_bytes(), true));
+
+    drop(ws);
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
+    assert_eq!(
+        scrape(gw.admin)
+            .await
+            .get(
+                "tidegate_fanout_rejected_total",
+                &[("reason", "unsupported")]
+            )
+            .unwrap_or(0.0),
+        0.0
+    );
+}
+
+/// Bytes that do not compress (xorshift), so a client that does not read
+/// fills its socket buffers with compressed frames as fast as with plain.
+fn incompressible(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// The `close` policy with edge compression: a subscriber that does not
+/// read is closed with 1008 once its queue overflows — its Close queued
+/// behind the frame the gateway is still writing to it — while a reader
+/// beside it inflates every message, in order.
+#[tokio::test]
+async fn a_slow_edge_compressed_subscriber_is_closed_by_policy() {
+    let _serial = serial().await;
+    let up = subscribing_upstreams("feed").await;
+    let mut raw = with_publish(raw_config(&[ws_url(up)]));
+    raw.mux.session_queue_bytes = 64 * 1024;
+    raw.routes[0].fanout.slow_subscriber = "close".into();
+    raw.routes[0].permessage_deflate = Some("edge".into());
+    let file = ConfigFile::new(&raw);
+    let (gw, publish) = start_publishing(&file).await;
+    let offer = Some(crate::deflate::OFFER);
+    let (_, slow) = crate::deflate::upgrade(gw.addr, offer).await;
+    let mut slow = slow.expect("101");
+    let (resp, reader) = crate::deflate::upgrade(gw.addr, offer).await;
+    let mut reader = reader.expect("101");
+    let answer = resp.header("sec-websocket-extensions").unwrap_or_default();
+    let takeover = !answer.contains("server_no_context_takeover");
+    let mut inflater = tidegate::deflate::codec::Inflater::new(15, takeover);
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 2.0).await;
+    // 400 × 32 KiB of incompressible bytes: far beyond the 64 KiB queue
+    // and the socket buffers of the client that does not read.
+    for i in 0..400u32 {
+        let mut p = incompressible(32 * 1024, i);
+        p[..4].copy_from_slice(&i.to_be_bytes());
+        let r = post(
+            publish,
+            "/publish/feed",
+            PUBLISH_TOKEN,
+            "application/octet-stream",
+            &p,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let (op, got, _) = read_message(&mut reader, &mut inflater).await;
+        assert_eq!(op, 0x2);
+        assert_eq!(got, p, "the reader gets every message, in order");
+    }
+    wait_metric(gw.admin, "tidegate_fanout_slow_closes_total", &[], 1.0).await;
+    let (code, reason) = within_for(Duration::from_secs(30), "slow client's close", async {
+        loop {
+            let (b0, p) = crate::deflate::read_raw(&mut slow)
+                .await
+                .expect("a Close before EOF");
+            if b0 & 0x0f == 0x8 {
+                let reason = String::from_utf8_lossy(&p[2..]).into_owned();
+                break (u16::from_be_bytes([p[0], p[1]]), reason);
+            }
+        }
+    })
+    .await;
+    assert_eq!((code, reason.as_str()), (1008, "slow subscriber"));
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 1.0).await;
+    drop(reader);
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
+}

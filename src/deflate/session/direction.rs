@@ -8,21 +8,40 @@
 //! set RSV1, an upstream may not) and their codec, so one loop serves both.
 
 use super::frames::{read_header, read_piece, Way};
-use super::message::{message, Codec};
+use super::lazy::LazyBuf;
+use super::message::{message, published, Codec};
 use super::{EdgeSession, End, CLIENT};
+use crate::fanout::{Next, SharedFrame, Subscriber};
 use crate::frame::{check_header, parse_close, write_frame, Header, Opcode, MAX_HEADER};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use tokio::io::AsyncRead;
 
 /// Carry the peer's frames until its Close went on (`End::Closed`), it
 /// left or broke a rule, or the other side cannot be written.
 pub async fn run<R: AsyncRead + Unpin>(
-    mut r: R,
+    mut r: LazyBuf<R>,
     way: Way<'_>,
     mut codec: Codec<'_>,
     s: &EdgeSession,
 ) -> End {
+    // Published fan-out messages join the stream towards the client
+    // between the upstream's messages, never inside one.
+    let feed = match way.from {
+        CLIENT => None,
+        _ => s.feed.as_deref(),
+    };
     loop {
+        if let Some(frame) = match feed {
+            Some(feed) => next_published(&mut r, feed).await,
+            None => None,
+        } {
+            match Box::pin(published(&frame, &way, &mut codec, s)).await {
+                Ok(()) => continue,
+                Err(e) => return e,
+            }
+        }
         // Idle sessions wait in here, for a header. What handling a frame
         // needs is boxed (made per frame, gone after it), so the session's
         // future — allocated for its whole life — stays small.
@@ -37,6 +56,24 @@ pub async fn run<R: AsyncRead + Unpin>(
             Err(e) => return e,
         }
     }
+}
+
+/// Between the upstream's messages: the oldest published frame waiting,
+/// or `None` as soon as the upstream has bytes (or ended) and nothing is
+/// published. Waiting here loses no upstream byte (`LazyBuf::poll_fill`).
+/// An overflowed subscriber gets nothing more; the session's watcher
+/// closes it.
+async fn next_published<R: AsyncRead + Unpin>(
+    r: &mut LazyBuf<R>,
+    feed: &Subscriber,
+) -> Option<SharedFrame> {
+    std::future::poll_fn(|cx| {
+        if let Next::Frame(frame) = feed.next(cx) {
+            return Poll::Ready(Some(frame));
+        }
+        Pin::new(&mut *r).poll_fill(cx).map(|()| None)
+    })
+    .await
 }
 
 /// The next data frame's header (within a message when `in_message`),

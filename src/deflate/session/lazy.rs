@@ -48,6 +48,37 @@ fn take(buf: &mut Vec<u8>, pos: &mut usize, out: &mut ReadBuf<'_>) {
     }
 }
 
+impl<R: AsyncRead> LazyBuf<R> {
+    /// Ready once a read would not wait: bytes are in the buffer, or the
+    /// stream ended or failed (the next read says which). Nothing is
+    /// taken, so a caller may stop waiting here without losing a byte —
+    /// what lets an edge session wait for the upstream's next frame and
+    /// a published message at once. A wait that comes back `Pending`
+    /// holds no buffer, as a read does.
+    pub fn poll_fill(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if *this.pos < this.buf.len() {
+            return Poll::Ready(());
+        }
+        let mut buf = vec![0u8; *this.cap];
+        let mut rb = ReadBuf::new(&mut buf);
+        match this.inner.poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            // An error comes again from the next read of the socket.
+            Poll::Ready(Err(_)) => Poll::Ready(()),
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                buf.truncate(n);
+                if n > 0 {
+                    *this.buf = buf;
+                    *this.pos = 0;
+                }
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
 impl<R: AsyncRead> AsyncRead for LazyBuf<R> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -68,10 +99,11 @@ impl<R: AsyncRead> AsyncRead for LazyBuf<R> {
         // Pending or an error: `buf` is freed on the way out.
         std::task::ready!(this.inner.poll_read(cx, &mut rb))?;
         let n = rb.filled().len();
-        buf.truncate(n);
-        *this.buf = buf;
-        *this.pos = 0;
         if n > 0 {
+            // (At the end of the stream nothing is kept.)
+            buf.truncate(n);
+            *this.buf = buf;
+            *this.pos = 0;
             take(this.buf, this.pos, out);
         }
         Poll::Ready(Ok(()))
@@ -95,5 +127,17 @@ mod tests {
         assert_eq!(got, data);
         assert_eq!(r.buf.capacity(), 0, "no buffer once drained");
         assert_eq!(r.read(&mut [0u8; 8]).await.expect("eof"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_fill_keeps_the_bytes_for_the_next_read() {
+        let data = b"hello".to_vec();
+        let mut r = LazyBuf::new(512, &data[..]);
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut r).poll_fill(cx)).await;
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut r).poll_fill(cx)).await;
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, data);
+        assert_eq!(r.buf.capacity(), 0, "no buffer once drained");
     }
 }

@@ -12,6 +12,7 @@ use super::direction::next_frame;
 use super::frames::{read_piece, Way};
 use super::{EdgeSession, End, CHUNK, CLIENT};
 use crate::deflate::codec::{Deflater, Inflater, TAIL};
+use crate::fanout::SharedFrame;
 use crate::frame::{write_frame, Header, Opcode, Violation, MAX_HEADER, RSV1};
 use tokio::io::AsyncRead;
 
@@ -88,6 +89,54 @@ pub async fn message<R: AsyncRead + Unpin>(
     bytes.inc_by(plain);
     way.activity.message(way.from, plain);
     Ok(false)
+}
+
+/// A published fan-out message to the client, as the upstream's own
+/// messages go: through the deflater unless shorter than `min_size` (then
+/// its shared frame is written as it is), so the client's compression
+/// context stays in step. Called only between the upstream's messages.
+pub async fn published(
+    frame: &SharedFrame,
+    way: &Way<'_>,
+    codec: &mut Codec<'_>,
+    s: &EdgeSession,
+) -> Result<(), End> {
+    let payload = frame.payload();
+    let op = match frame.wire().first().map(|b| b & 0x0f) {
+        Some(0x1) => Opcode::Text,
+        _ => Opcode::Binary,
+    };
+    let h = Header {
+        fin: true,
+        rsv: 0,
+        opcode: op.into(),
+        masked: false,
+        mask: [0; 4],
+        len: payload.len() as u64,
+        header_len: 0,
+    };
+    // The publisher's size rules already applied; nothing to check here.
+    let mut pieces = Pieces::new(codec, &h, u64::MAX);
+    if pieces.on {
+        let mut out = Emitter::new(*way, op, true);
+        pieces.feed(payload.to_vec(), true);
+        while let Some(p) = pieces.next()? {
+            out.push(p).await?;
+        }
+        let sent = out.finish().await?;
+        let m = &s.metrics;
+        m.deflate_edge_bytes[2 * way.from].inc_by(payload.len() as u64);
+        m.deflate_edge_bytes[2 * way.from + 1].inc_by(sent);
+    } else {
+        way.send(frame.wire(), false).await?;
+    }
+    if let Some(feed) = &s.feed {
+        feed.hub()
+            .metrics
+            .latency
+            .observe(frame.published().elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
 /// A message's pieces through the codec: what was fed and is not used up.

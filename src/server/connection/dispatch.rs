@@ -187,12 +187,8 @@ async fn switch_passthrough(
             reservation,
             expires_at: a.identity.as_ref().and_then(|i| i.deadline()),
             access,
+            feed: passthrough_subscriber(cx, rt, &a, &channels),
         };
-        if !channels.is_empty() {
-            // The edge-compression relay writes its own frames; published
-            // frames are not inserted there (docs/fanout.md).
-            cx.gw.hub.count_refusal(crate::fanout::Refusal::Unsupported);
-        }
         return spawn_edge_relay(cx, session, (io, up), a, held);
     }
     spawn_relay(cx, rt, (io, up), a, &channels, access, held);
