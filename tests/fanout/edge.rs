@@ -294,60 +294,6 @@ async fn slow_subscribers_get_the_route_policy() {
     }
 }
 
-/// The `close` policy on a passthrough route: a subscriber that does not
-/// read is closed with 1008 once its queue overflows, while a subscriber
-/// beside it that reads gets every message, in order.
-#[tokio::test]
-async fn a_slow_passthrough_subscriber_is_closed_by_policy() {
-    let _serial = serial().await;
-    let up = subscribing_upstreams("feed").await;
-    let mut raw = with_publish(raw_config(&[ws_url(up)]));
-    raw.mux.session_queue_bytes = 64 * 1024;
-    raw.routes[0].fanout.slow_subscriber = "close".into();
-    let file = ConfigFile::new(&raw);
-    let (gw, publish) = start_publishing(&file).await;
-    let (_, slow) = ws_try(gw.addr, "localhost", "/", &[]).await;
-    let mut slow = slow.expect("101");
-    let (_, reader) = ws_try(gw.addr, "localhost", "/", &[]).await;
-    let mut reader = reader.expect("101");
-    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 2.0).await;
-    // 400 × 32 KiB = 12.5 MiB: far beyond the 64 KiB queue and the socket
-    // buffers of the client that does not read.
-    let payload = vec![b'x'; 32 * 1024];
-    for i in 0..400u32 {
-        let mut p = payload.clone();
-        p[..4].copy_from_slice(&i.to_be_bytes());
-        let r = post(
-            publish,
-            "/publish/feed",
-            PUBLISH_TOKEN,
-            "application/octet-stream",
-            &p,
-        )
-        .await;
-        assert_eq!(r.status, 200);
-        let (fin, op, got) = next_frame(&mut reader).await;
-        assert!(fin && op == OpCode::Binary);
-        assert_eq!(
-            got[..4],
-            i.to_be_bytes(),
-            "the reader gets every message, in order"
-        );
-    }
-    wait_metric(gw.admin, "tidegate_fanout_slow_closes_total", &[], 1.0).await;
-    let (code, reason) = within_for(
-        Duration::from_secs(30),
-        "slow client's close",
-        expect_close(&mut slow),
-    )
-    .await;
-    assert_eq!((code, reason.as_str()), (1008, "slow subscriber"));
-    // It left the channel; the reader is still subscribed.
-    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 1.0).await;
-    drop(reader);
-    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
-}
-
 /// One message from an edge-compressed stream: its opcode and payload,
 /// inflated with the client's context (`inflater`) when its first frame
 /// has RSV1; `compressed` says whether it had.
@@ -498,31 +444,44 @@ fn incompressible(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// The `close` policy with edge compression: a subscriber that does not
-/// read is closed with 1008 once its queue overflows — its Close queued
-/// behind the frame the gateway is still writing to it — while a reader
-/// beside it inflates every message, in order.
+/// The `close` policy on a passthrough route, through the zero-copy relay
+/// and through the edge-compression relay: a subscriber that does not read
+/// is closed with 1008 once its queue overflows — its Close queued behind
+/// what the gateway is still writing to it — while a reader beside it gets
+/// every message, in order.
+#[tokio::test]
+async fn a_slow_passthrough_subscriber_is_closed_by_policy() {
+    slow_subscriber_is_closed(false).await;
+}
+
 #[tokio::test]
 async fn a_slow_edge_compressed_subscriber_is_closed_by_policy() {
+    slow_subscriber_is_closed(true).await;
+}
+
+async fn slow_subscriber_is_closed(edge: bool) {
     let _serial = serial().await;
     let up = subscribing_upstreams("feed").await;
     let mut raw = with_publish(raw_config(&[ws_url(up)]));
     raw.mux.session_queue_bytes = 64 * 1024;
     raw.routes[0].fanout.slow_subscriber = "close".into();
-    raw.routes[0].permessage_deflate = Some("edge".into());
+    if edge {
+        raw.routes[0].permessage_deflate = Some("edge".into());
+    }
     let file = ConfigFile::new(&raw);
     let (gw, publish) = start_publishing(&file).await;
-    let offer = Some(crate::deflate::OFFER);
+    let offer = edge.then_some(crate::deflate::OFFER);
     let (_, slow) = crate::deflate::upgrade(gw.addr, offer).await;
     let mut slow = slow.expect("101");
     let (resp, reader) = crate::deflate::upgrade(gw.addr, offer).await;
     let mut reader = reader.expect("101");
     let answer = resp.header("sec-websocket-extensions").unwrap_or_default();
+    assert_eq!(answer.starts_with("permessage-deflate"), edge, "{answer}");
     let takeover = !answer.contains("server_no_context_takeover");
     let mut inflater = tidegate::deflate::codec::Inflater::new(15, takeover);
     wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 2.0).await;
-    // 400 × 32 KiB of incompressible bytes: far beyond the 64 KiB queue
-    // and the socket buffers of the client that does not read.
+    // 400 × 32 KiB of incompressible bytes = 12.5 MiB: far beyond the
+    // 64 KiB queue and the socket buffers of the client that does not read.
     for i in 0..400u32 {
         let mut p = incompressible(32 * 1024, i);
         p[..4].copy_from_slice(&i.to_be_bytes());
@@ -535,8 +494,8 @@ async fn a_slow_edge_compressed_subscriber_is_closed_by_policy() {
         )
         .await;
         assert_eq!(r.status, 200);
-        let (op, got, _) = read_message(&mut reader, &mut inflater).await;
-        assert_eq!(op, 0x2);
+        let (op, got, compressed) = read_message(&mut reader, &mut inflater).await;
+        assert_eq!((op, compressed), (0x2, edge));
         assert_eq!(got, p, "the reader gets every message, in order");
     }
     wait_metric(gw.admin, "tidegate_fanout_slow_closes_total", &[], 1.0).await;
@@ -553,6 +512,7 @@ async fn a_slow_edge_compressed_subscriber_is_closed_by_policy() {
     })
     .await;
     assert_eq!((code, reason.as_str()), (1008, "slow subscriber"));
+    // It left the channel; the reader is still subscribed.
     wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 1.0).await;
     drop(reader);
     wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
