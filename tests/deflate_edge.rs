@@ -324,3 +324,72 @@ async fn edge_keeps_the_pongs_to_its_own_pings_and_passes_the_others() {
     }
     assert_eq!(pongs, vec![b"a note".to_vec()]);
 }
+
+/// A session ended by the gateway while both peers have stopped reading
+/// (here: its token expires) still ends: its Closes wait behind the frames
+/// being written for at most `limits.close_timeout`, then the session is
+/// torn down. (Before, the edge relay waited for the client's writer,
+/// held by a write that could never finish, and the session stayed.)
+#[tokio::test]
+async fn an_edge_session_whose_peers_stopped_reading_still_ends() {
+    let mut raw = edge_config().await;
+    let mut policy = jwt_policy("users", vec![hs_key()], None);
+    if let Some(jwt) = policy.jwt.as_mut() {
+        jwt.leeway = "0s".into();
+        jwt.expiry_grace = "0s".into();
+    }
+    raw.routes[0].auth = policy.name.clone();
+    raw.routes[0].max_message_size = Some(64 << 20);
+    raw.auth_policies = vec![policy];
+    raw.limits.close_timeout = "1s".into();
+    let file = ConfigFile::new(&raw);
+    let gw = GatewayProc::start(&file).await;
+    let mut claims = good_claims();
+    claims["exp"] = serde_json::json!(now() + 2);
+    let token = hs(&claims);
+    let (resp, ws) = within("handshake", async {
+        let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+        let bearer = format!("Bearer {token}");
+        let headers = [
+            ("Sec-WebSocket-Extensions", OFFER),
+            ("Authorization", bearer.as_str()),
+        ];
+        ws_handshake(tcp, "localhost", "/", &headers).await
+    })
+    .await;
+    assert_eq!(resp.status, 101, "{}", gw.log());
+    let ws = ws.expect("upgraded");
+    // 32 MiB that do not compress, echoed by the upstream: once the
+    // client's socket is full (it never reads) the gateway's write to it
+    // waits, then the upstream's, then the client's own.
+    let mut x = 0x9e37_79b9u32;
+    let message: Vec<u8> = (0..32 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let (_rd, mut wr) = tokio::io::split(ws);
+    let writer = tokio::spawn(async move {
+        write_raw(&mut wr, 0x82, &message, true).await;
+        wr
+    });
+    wait_metric(
+        gw.admin,
+        "tidegate_connections_active",
+        &[("route", "r")],
+        1.0,
+    )
+    .await;
+    // Expiry at 2 s, then at most the 1 s close timeout.
+    wait_metric(
+        gw.admin,
+        "tidegate_connections_active",
+        &[("route", "r")],
+        0.0,
+    )
+    .await;
+    writer.abort();
+}

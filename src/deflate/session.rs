@@ -115,36 +115,45 @@ impl EdgeSession {
             activity: &activity,
             from,
         };
-        let c2u = direction::run(
-            read(from_client, cr, CLIENT),
-            way(&uw, CLIENT),
-            Codec::Inflate(&mut inflater),
-            &self,
-        );
-        let u2c = direction::run(
-            read(from_upstream, ur, UPSTREAM),
-            way(&cw, UPSTREAM),
-            Codec::Deflate(&mut deflater, self.config.min_size),
-            &self,
-        );
-        let timers = duties::run(&self.settings, self.expires_at, &activity, [&cw, &uw]);
-        tokio::pin!(c2u, u2c, timers);
-        let ended = tokio::select! {
-            // Client side ended first: close the upstream accordingly.
-            e = &mut c2u => Ended::Direction(CLIENT, e),
-            // Upstream side ended first.
-            e = &mut u2c => Ended::Direction(UPSTREAM, e),
-            // A timer: keepalive, idle timeout, token expiry.
-            d = &mut timers => Ended::Timer(d),
-            // Drain: both sides hear 1001.
-            _ = draining.cancelled() => Ended::Drain,
-            // Fan-out, `close` policy: the client fell too far behind.
-            () = self.overflow() => Ended::SlowSubscriber,
+        // The directions and the timers live in this block: a write
+        // they were waiting in when the session ended holds its writer,
+        // so they are gone before the writers are shut down below.
+        let ended = {
+            let c2u = direction::run(
+                read(from_client, cr, CLIENT),
+                way(&uw, CLIENT),
+                Codec::Inflate(&mut inflater),
+                &self,
+            );
+            let u2c = direction::run(
+                read(from_upstream, ur, UPSTREAM),
+                way(&cw, UPSTREAM),
+                Codec::Deflate(&mut deflater, self.config.min_size),
+                &self,
+            );
+            let timers = duties::run(&self.settings, self.expires_at, &activity, [&cw, &uw]);
+            tokio::pin!(c2u, u2c, timers);
+            let ended = tokio::select! {
+                // Client side ended first: close the upstream accordingly.
+                e = &mut c2u => Ended::Direction(CLIENT, e),
+                // Upstream side ended first.
+                e = &mut u2c => Ended::Direction(UPSTREAM, e),
+                // A timer: keepalive, idle timeout, token expiry.
+                d = &mut timers => Ended::Timer(d),
+                // Drain: both sides hear 1001.
+                _ = draining.cancelled() => Ended::Drain,
+                // Fan-out, `close` policy: the client fell too far behind.
+                () = self.overflow() => Ended::SlowSubscriber,
+            };
+            // Boxed: only the ending session holds what closing it needs.
+            Box::pin(self.wind_down(ended, [&cw, &uw], [c2u, u2c])).await;
+            ended
         };
-        // Boxed: only the ending session holds what closing it needs.
-        Box::pin(self.wind_down(ended, [&cw, &uw], [c2u, u2c])).await;
         for w in [&cw, &uw] {
-            w.lock().await.shutdown().await;
+            // Bounded: a TLS peer that does not read cannot take the
+            // close_notify either.
+            let shutdown = async { w.lock().await.shutdown().await };
+            let _ = tokio::time::timeout(self.settings.close_timeout, shutdown).await;
         }
         self.finish(started.elapsed(), &activity, access, self.closer(ended));
     }
