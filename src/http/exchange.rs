@@ -14,7 +14,7 @@ use super::upstream_conn::{first_piece, forward_body, send_head};
 use super::{request, HttpError, HttpRoute};
 use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
-use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
+use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -31,7 +31,7 @@ const BODY_READ: usize = 64 * 1024;
 pub struct Exchange<'a> {
     pub head: &'a RequestHead,
     /// Path, query and end-to-end headers for the upstream.
-    pub request: UpstreamRequest,
+    pub request: request::Outgoing,
     /// The client's Host (sent upstream with `preserve_host`).
     pub host: &'a str,
     pub upstream: &'a Arc<Upstream>,

@@ -15,9 +15,9 @@ use crate::access;
 use crate::auth::Identity;
 use crate::handshake::{Rejection, RequestHead, Upgrade};
 use crate::http::exchange::{Ended, Exchange, Report};
+use crate::http::request::Outgoing;
 use crate::io::{read_via_scratch, Io};
 use crate::server::limits::ConnectionSlot;
-use crate::upstream::UpstreamRequest;
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use tokio::io::{AsyncRead, ReadHalf, WriteHalf};
@@ -109,7 +109,7 @@ async fn one(
     };
     let exchange = Exchange {
         head: &request.head,
-        request: UpstreamRequest::new(
+        request: Outgoing::new(
             &request.head,
             &request.target,
             &rt.upstream.config,
