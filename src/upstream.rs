@@ -16,6 +16,7 @@ pub use balance::{Active, Affinity, Outcome};
 /// The path rewrite, for the fuzz target `path` (docs/fuzzing.md).
 #[doc(hidden)]
 pub use request::strip_route_prefix;
+pub use request::{each_forwarded_header, query_without_credential, rewritten_path};
 pub use request::{is_handshake_or_hop_header, switching_protocols, ClientInfo, UpstreamRequest};
 pub(crate) use response::handshake;
 /// The response-head checks without a socket, for the fuzz target

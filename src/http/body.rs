@@ -122,19 +122,10 @@ pub async fn client_side<R: AsyncRead + Unpin>(
     (sent, body_done): (&mut u64, &mut bool),
 ) -> ClientEvent {
     if let Some(tx) = tx {
-        let pumped = match framing {
-            Framing::Chunked => pump_chunked(reader, buf, &tx, limits, sent).await,
-            _ => pump_length(reader, buf, &tx, limits, sent, framing).await,
-        };
-        match pumped {
-            Ok(()) => {
-                // The upstream may have answered and gone: fine.
-                let _ = tx.send(Piece::End).await;
-            }
-            Err(e) => {
-                let _ = tx.try_send(Piece::Failed);
-                return e;
-            }
+        // Boxed: only an upload pumps, and this future is part of every
+        // exchange's, which an idle event stream holds for its life.
+        if let Err(e) = Box::pin(pump(reader, buf, framing, tx, limits, sent)).await {
+            return e;
         }
     }
     *body_done = true;
@@ -143,6 +134,32 @@ pub async fn client_side<R: AsyncRead + Unpin>(
         *buf = BytesMut::new();
     }
     watch(reader, buf, limits.max_head).await
+}
+
+/// The whole body into `tx`, then its end; a failed body says so.
+async fn pump<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    framing: Framing,
+    tx: mpsc::Sender<Piece>,
+    limits: ClientLimits,
+    sent: &mut u64,
+) -> Result<(), ClientEvent> {
+    let pumped = match framing {
+        Framing::Chunked => pump_chunked(reader, buf, &tx, limits, sent).await,
+        _ => pump_length(reader, buf, &tx, limits, sent, framing).await,
+    };
+    match pumped {
+        Ok(()) => {
+            // The upstream may have answered and gone: fine.
+            let _ = tx.send(Piece::End).await;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = tx.try_send(Piece::Failed);
+            Err(e)
+        }
+    }
 }
 
 /// Read until EOF, keeping what arrives (a pipelined request) up to `max`.

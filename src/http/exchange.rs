@@ -14,7 +14,7 @@ use super::upstream_conn::{first_piece, forward_body, send_head};
 use super::{request, HttpError, HttpRoute};
 use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
-use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream, UpstreamRequest};
+use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -31,7 +31,7 @@ const BODY_READ: usize = 64 * 1024;
 pub struct Exchange<'a> {
     pub head: &'a RequestHead,
     /// Path, query and end-to-end headers for the upstream.
-    pub request: UpstreamRequest,
+    pub request: request::Outgoing,
     /// The client's Host (sent upstream with `preserve_host`).
     pub host: &'a str,
     pub upstream: &'a Arc<Upstream>,
@@ -72,7 +72,7 @@ pub enum Ended {
 impl Exchange<'_> {
     /// Run the exchange over the client's halves; `buf` holds bytes read
     /// past the head (body, or a next request) and keeps what is left.
-    pub async fn run<R, W>(self, reader: &mut R, writer: &mut W, buf: &mut BytesMut) -> Ended
+    pub async fn run<R, W>(&self, reader: &mut R, writer: &mut W, buf: &mut BytesMut) -> Ended
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -318,9 +318,25 @@ impl Exchange<'_> {
             // closed under the request.
             return Err(HttpError::Stale);
         }
-        let Some(mut rx) = rx else {
-            return self.respond(&mut conn.io, writer, out, endpoint).await;
-        };
+        match rx {
+            None => self.respond(&mut conn.io, writer, out, endpoint).await,
+            // Boxed: uploads are the rare case, and this state would
+            // otherwise size every exchange's future (an idle event
+            // stream holds it for its whole life).
+            Some(rx) => Box::pin(self.respond_while_sending(conn, rx, chunked, writer, out)).await,
+        }
+    }
+
+    /// The rest of the body goes up while the response comes back.
+    async fn respond_while_sending<W: AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Conn,
+        mut rx: mpsc::Receiver<Piece>,
+        chunked: bool,
+        writer: &mut W,
+        out: &mut Out,
+    ) -> Result<Done, HttpError> {
+        let endpoint = conn.endpoint;
         let (mut up_read, mut up_write) = tokio::io::split(&mut conn.io);
         let forward = forward_body(&mut up_write, &mut rx, chunked);
         let respond = self.respond(&mut up_read, writer, out, endpoint);

@@ -78,7 +78,10 @@ impl Pool {
             conn.reused = true;
             return Ok(conn);
         }
-        self.open(upstream, i).await
+        // Boxed: a new connection is the rare case, and its connect (and
+        // TLS) future would otherwise be part of every exchange's future,
+        // which an idle event stream holds for its whole life.
+        Box::pin(self.open(upstream, i)).await
     }
 
     /// A new connection to endpoint `i`.

@@ -37,6 +37,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout_at, Instant};
+use tracing::Instrument;
 
 /// What every phase may need: the gateway, the configuration this
 /// connection lives by (even if a reload swaps it meanwhile), and who the
@@ -123,34 +124,45 @@ pub async fn handle(
     let admitted = match admitted {
         Ok(Admission::Upgrade(a)) => a,
         Ok(Admission::Http(request)) => {
-            // Boxed: the HTTP loop is large and only plain HTTP takes it.
-            let upgrade = Box::pin(http::serve(&cx, io, request)).await;
-            match upgrade {
-                Some((later_io, a)) => {
-                    io = later_io;
-                    a
-                }
-                None => return,
-            }
+            // The connection's HTTP requests get a task of their own and
+            // this one ends, so what its phases held is freed: an idle
+            // event stream keeps only the HTTP loop's state (the size
+            // test in `http`), not this task's largest state too.
+            let gw = Arc::clone(&cx.gw);
+            let task = http::serve(cx, io, request, (permit, slot));
+            gw.shutdown.spawn(task.in_current_span());
+            return;
         }
         Err(Halt::Gone) => return,
-        Err(Halt::Refused(r)) => {
-            refuse(&cx, &mut io, r).await;
-            return close_after_refusal(io).await;
-        }
-        Err(Halt::RefusedHttp(r)) => {
-            http::refuse_first(&cx, &mut io, r).await;
-            return close_after_refusal(io).await;
-        }
+        Err(Halt::Refused(r)) => return refuse_and_close(&cx, io, r, false).await,
+        Err(Halt::RefusedHttp(r)) => return refuse_and_close(&cx, io, r, true).await,
     };
-    let target = match dispatch::connect(&cx, &admitted).await {
+    dispatch_upgrade(&cx, io, admitted, (permit, slot)).await
+}
+
+/// Phase: dispatch of an admitted upgrade (the first request of the
+/// connection, or a later one after plain HTTP requests).
+async fn dispatch_upgrade(
+    cx: &Ctx,
+    io: Io,
+    admitted: Admitted,
+    held: (OwnedSemaphorePermit, ConnectionSlot),
+) {
+    let target = match dispatch::connect(cx, &admitted).await {
         Ok(t) => t,
-        Err(r) => {
-            refuse(&cx, &mut io, r).await;
-            return close_after_refusal(io).await;
-        }
+        Err(r) => return refuse_and_close(cx, io, r, false).await,
     };
-    dispatch::switch(&cx, io, admitted, target, (permit, slot)).await;
+    dispatch::switch(cx, io, admitted, target, held).await;
+}
+
+/// Refuse the connection's first request (`http`: not an upgrade,
+/// counted as an HTTP request where its route carries HTTP), then close.
+async fn refuse_and_close(cx: &Ctx, mut io: Io, r: Refused, http: bool) {
+    match http {
+        true => http::refuse_first(cx, &mut io, r).await,
+        false => refuse(cx, &mut io, r).await,
+    }
+    close_after_refusal(io).await
 }
 
 /// Phase: TLS (on a TLS listener), bounded by the handshake deadline.

@@ -176,7 +176,7 @@ impl UpstreamRequest {
 
 /// The normalised path after the route's `strip_prefix`, starting with
 /// `/`.
-fn rewritten_path(upgrade: &Upgrade) -> String {
+pub fn rewritten_path(upgrade: &Upgrade) -> String {
     let route = &upgrade.route;
     strip_route_prefix(&route.path, route.strip_prefix, &upgrade.path)
 }
@@ -198,7 +198,7 @@ pub fn strip_route_prefix(route_path: &str, strip: bool, path: &str) -> String {
 }
 
 /// The client's query without the credential the identity came from.
-fn query_without_credential(head: &RequestHead, identity: Option<&Identity>) -> String {
+pub fn query_without_credential(head: &RequestHead, identity: Option<&Identity>) -> String {
     let Some(q) = head.query() else {
         return String::new();
     };
@@ -217,19 +217,37 @@ fn forwarded_headers(
     client: ClientInfo,
     identity: Option<&Identity>,
 ) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(head.headers.len() + 4);
+    let mut keep = |name: &str, value: &str| out.push((name.to_owned(), value.to_owned()));
+    each_forwarded_header(head, upgrade, upstream, client, identity, &mut keep);
+    out
+}
+
+/// The headers [`UpstreamRequest`] carries, handed to `f` one by one in
+/// the order they are sent, without a string built for each: a plain
+/// HTTP request writes them straight into its head (`http::request`).
+pub fn each_forwarded_header(
+    head: &RequestHead,
+    upgrade: &Upgrade,
+    upstream: &UpstreamConfig,
+    client: ClientInfo,
+    identity: Option<&Identity>,
+    f: &mut dyn FnMut(&str, &str),
+) {
     let connection_named: Vec<String> = head
         .all("connection")
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect();
-    let mut out = Vec::with_capacity(head.headers.len() + 4);
     let mut prior_xff = Vec::new();
+    // Names are compared without case, never lower-cased into a new
+    // string: this runs for every header of every proxied request.
+    let listed = |list: &[String], name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
     for (name, value) in &head.headers {
-        let lower = name.to_ascii_lowercase();
-        if NOT_FORWARDED.contains(&lower.as_str())
-            || connection_named.contains(&lower)
-            || upgrade.route.identity_headers.contains(&lower)
+        if is_handshake_or_hop_header(name)
+            || listed(&connection_named, name)
+            || listed(&upgrade.route.identity_headers, name)
             || upstream
                 .add_headers
                 .iter()
@@ -238,44 +256,44 @@ fn forwarded_headers(
             continue;
         }
         if let Some(id) = identity {
-            if id.strip_headers.contains(&lower) {
+            if listed(&id.strip_headers, name) {
                 continue;
             }
-            if lower == "cookie" && !id.strip_cookies.is_empty() {
+            if name.eq_ignore_ascii_case("cookie") && !id.strip_cookies.is_empty() {
                 let mut rest = Some(value.clone());
                 for cookie in &id.strip_cookies {
                     rest = rest.and_then(|v| strip_cookie(&v, cookie));
                 }
                 if let Some(rest) = rest {
-                    out.push((name.clone(), rest));
+                    f(name, &rest);
                 }
                 continue;
             }
         }
-        if FORWARDING.contains(&lower.as_str()) {
+        if FORWARDING.iter().any(|h| name.eq_ignore_ascii_case(h)) {
             if !upstream.trust_forwarded_headers {
                 continue;
             }
-            if lower == "x-forwarded-for" {
+            if name.eq_ignore_ascii_case("x-forwarded-for") {
                 prior_xff.push(value.as_str());
                 continue;
             }
             // Other forwarding headers of a trusted proxy in front are
             // kept as sent.
         }
-        out.push((name.clone(), value.clone()));
+        f(name, value);
     }
-    add_forwarding(&mut out, head, upgrade, upstream, client, &prior_xff);
+    add_forwarding(f, head, upgrade, upstream, client, &prior_xff);
     for (name, value) in identity.iter().flat_map(|i| &i.headers) {
-        out.push((name.clone(), value.clone()));
+        f(name, value);
     }
-    out
 }
 
 /// `X-Forwarded-For` (appended to a trusted chain), `-Proto`, `-Host` and
-/// `Forwarded`, unless a trusted proxy in front already sent them.
+/// `Forwarded`, unless a trusted proxy in front already sent them. The
+/// values are written into one reused string.
 fn add_forwarding(
-    out: &mut Vec<(String, String)>,
+    f: &mut dyn FnMut(&str, &str),
     head: &RequestHead,
     upgrade: &Upgrade,
     upstream: &UpstreamConfig,
@@ -284,30 +302,29 @@ fn add_forwarding(
 ) {
     let ip = client.addr.ip();
     let proto = if client.tls { "https" } else { "http" };
-    let xff = if prior_xff.is_empty() {
-        ip.to_string()
-    } else {
-        format!("{}, {ip}", prior_xff.join(", "))
-    };
-    out.push(("X-Forwarded-For".into(), xff));
+    let mut value = String::with_capacity(96);
+    for prior in prior_xff {
+        value.push_str(prior);
+        value.push_str(", ");
+    }
+    let _ = write!(value, "{ip}");
+    f("X-Forwarded-For", &value);
     let trusted = upstream.trust_forwarded_headers;
     if !(trusted && head.get("x-forwarded-proto").is_some()) {
-        out.push(("X-Forwarded-Proto".into(), proto.into()));
+        f("X-Forwarded-Proto", proto);
     }
     if !(trusted && head.get("x-forwarded-host").is_some()) {
-        out.push(("X-Forwarded-Host".into(), upgrade.host.clone()));
+        f("X-Forwarded-Host", &upgrade.host);
     }
     if !(trusted && head.get("forwarded").is_some()) {
-        let for_ = if ip.is_ipv6() {
-            format!("\"[{ip}]\"")
-        } else {
-            ip.to_string()
+        value.clear();
+        let _ = match ip.is_ipv6() {
+            true => write!(value, "for=\"[{ip}]\";host=\""),
+            false => write!(value, "for={ip};host=\""),
         };
-        let host = upgrade.host.replace(['"', '\\'], "");
-        out.push((
-            "Forwarded".into(),
-            format!("for={for_};host=\"{host}\";proto={proto}"),
-        ));
+        value.extend(upgrade.host.chars().filter(|c| !matches!(c, '"' | '\\')));
+        let _ = write!(value, "\";proto={proto}");
+        f("Forwarded", &value);
     }
 }
 

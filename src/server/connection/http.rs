@@ -10,15 +10,18 @@
 //! idle, or at drain (between requests; a request in flight finishes).
 
 use super::linger::linger;
-use super::{admit_head, refuse_as, Admission, Admitted, Counted, Ctx, Refused};
+use super::{admit_head, dispatch_upgrade, refuse_as, Admission, Admitted, Counted, Ctx, Refused};
 use crate::access;
 use crate::auth::Identity;
 use crate::handshake::{Rejection, RequestHead, Upgrade};
 use crate::http::exchange::{Ended, Exchange, Report};
+use crate::http::request::Outgoing;
 use crate::io::{read_via_scratch, Io};
-use crate::upstream::UpstreamRequest;
+use crate::server::limits::ConnectionSlot;
 use bytes::{Buf, BytesMut};
+use std::future::Future;
 use tokio::io::{AsyncRead, ReadHalf, WriteHalf};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, timeout_at, Instant};
 
 /// An admitted plain HTTP request.
@@ -31,42 +34,61 @@ pub(super) struct Request {
     pub from_client: Vec<u8>,
 }
 
-/// What follows a request on the connection.
+/// What follows a request on the connection. Small: it is kept across
+/// the last steps of the connection's future (a boxed `Admitted`, a
+/// `Request` written in place), so it does not add to that future's size.
 enum Next {
-    Http(Request),
-    Upgrade(Admitted),
+    /// The next request, written over the last one.
+    Http,
+    Upgrade(Box<Admitted>),
     /// Refused: answered, then the connection closes.
     Refused(Refused),
     /// Closed, idle too long, draining, or a head that never completed.
     Gone,
 }
 
-/// Serve the connection's plain HTTP requests, starting with `first`.
-/// Returns the socket and the request when a later request is a
-/// WebSocket upgrade.
-pub(super) async fn serve(cx: &Ctx, io: Io, first: Request) -> Option<(Io, Admitted)> {
-    let (mut reader, mut writer) = tokio::io::split(io);
-    let mut buf = BytesMut::from(&first.from_client[..]);
-    let mut request = first;
-    loop {
-        let keep = one(cx, &request, &mut reader, &mut writer, &mut buf).await;
-        if !keep {
-            linger(&mut reader, &mut writer).await;
-            return None;
-        }
-        match next(cx, &mut reader, &mut buf).await {
-            Next::Http(r) => request = r,
-            Next::Upgrade(mut a) => {
-                a.from_client = buf.to_vec();
-                return Some((reader.unsplit(writer), a));
+/// Serve the connection's plain HTTP requests, starting with `request`,
+/// as the connection's task: a later request that is a WebSocket upgrade
+/// is dispatched from here. Every step but the exchange is boxed: this
+/// future lives as long as the connection, at the size of its largest
+/// state.
+// Not an `async fn` on purpose (below).
+#[allow(clippy::manual_async_fn)]
+pub(super) fn serve(
+    cx: Ctx,
+    io: Io,
+    mut request: Request,
+    held: (OwnedSemaphorePermit, ConnectionSlot),
+) -> impl Future<Output = ()> {
+    // Not an `async fn`: that would keep each argument twice in the future
+    // (once as passed, once rebound), and `request` alone is 400 bytes.
+    async move {
+        let (mut reader, mut writer) = tokio::io::split(io);
+        let mut buf = BytesMut::from(&std::mem::take(&mut request.from_client)[..]);
+        loop {
+            let keep = one(&cx, &request, &mut reader, &mut writer, &mut buf).await;
+            if !keep {
+                Box::pin(linger(&mut reader, &mut writer)).await;
+                return;
             }
-            Next::Refused(r) => {
-                count_refusal(cx, &r, 0.0);
-                refuse_as(cx, &mut writer, r, Counted::HttpRequest).await;
-                linger(&mut reader, &mut writer).await;
-                return None;
+            match next(&cx, &mut reader, &mut buf, &mut request).await {
+                Next::Http => {}
+                Next::Upgrade(mut a) => {
+                    a.from_client = buf.to_vec();
+                    let io = reader.unsplit(writer);
+                    return Box::pin(dispatch_upgrade(&cx, io, *a, held)).await;
+                }
+                Next::Refused(r) => {
+                    count_refusal(&cx, &r, 0.0);
+                    Box::pin(async {
+                        refuse_as(&cx, &mut writer, r, Counted::HttpRequest).await;
+                        linger(&mut reader, &mut writer).await;
+                    })
+                    .await;
+                    return;
+                }
+                Next::Gone => return,
             }
-            Next::Gone => return None,
         }
     }
 }
@@ -87,7 +109,7 @@ async fn one(
     };
     let exchange = Exchange {
         head: &request.head,
-        request: UpstreamRequest::new(
+        request: Outgoing::new(
             &request.head,
             &request.target,
             &rt.upstream.config,
@@ -112,7 +134,7 @@ async fn one(
             let rejection = e.rejection();
             report.status = rejection.status();
             let refused = Refused::on(&request.target.route, rejection);
-            refuse_as(cx, writer, refused, Counted::HttpRequest).await;
+            Box::pin(refuse_as(cx, writer, refused, Counted::HttpRequest)).await;
             (report, false)
         }
     };
@@ -184,7 +206,12 @@ fn log_access(cx: &Ctx, request: &Request, report: &Report, elapsed: std::time::
 
 /// Wait for the next request (bounded idle, ended by drain), read its
 /// head with the same reader and limits as the first, and admit it.
-async fn next(cx: &Ctx, reader: &mut ReadHalf<Io>, buf: &mut BytesMut) -> Next {
+async fn next(
+    cx: &Ctx,
+    reader: &mut ReadHalf<Io>,
+    buf: &mut BytesMut,
+    request: &mut Request,
+) -> Next {
     let config = &cx.state.config;
     let max = config.limits.max_header_bytes;
     if buf.is_empty() {
@@ -212,11 +239,11 @@ async fn next(cx: &Ctx, reader: &mut ReadHalf<Io>, buf: &mut BytesMut) -> Next {
         Err(_) => return Next::Gone,
     };
     match admit_head(cx, head, Vec::new()).await {
-        Ok(Admission::Http(mut r)) => {
-            r.from_client = Vec::new();
-            Next::Http(r)
+        Ok(Admission::Http(r)) => {
+            *request = r;
+            Next::Http
         }
-        Ok(Admission::Upgrade(a)) => Next::Upgrade(a),
+        Ok(Admission::Upgrade(a)) => Next::Upgrade(Box::new(a)),
         Err(r) => Next::Refused(r),
     }
 }
@@ -247,3 +274,6 @@ async fn read_head<R: AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
