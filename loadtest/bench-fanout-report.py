@@ -6,7 +6,8 @@
 DIR holds MODE.ROUND.json (`tidegate-loadtest fanout`, MODE = fanout,
 sessions, pass) and echo.ROUND.json (`compare echo`). Figures are medians
 over the rounds; CPU per delivery is the process's CPU over the measured
-window divided by the deliveries in it."""
+window (read from its CPU-time clock in nanoseconds by the harness,
+loadtest/src/procfs.rs) divided by the deliveries in it."""
 
 from __future__ import annotations
 

@@ -25,7 +25,10 @@
 #
 # Environment: TG (gateway binary; default: the workspace's release build),
 # ROUNDS (3), DURATION (10s), WARMUP (2s), SUBSCRIBERS (5000), RATE (20),
-# SIZE (128), ECHO_CLIENTS (50), RAW=DIR (keep every run's JSON there;
+# SIZE (128), ECHO_CLIENTS (50), WORKERS (1: the gateway's --workers) and
+# GW_CORES (0: its pinning; e.g. WORKERS=2 GW_CORES=0,1 puts the two
+# workers on both cores, beside the generator and the applications on
+# core 1 — cross-worker delivery, src/fanout/worker.rs), RAW=DIR (keep every run's JSON there;
 # `python3 loadtest/bench-fanout-report.py DIR` prints the tables again).
 #
 # A/B: with OLD_TG=/path/to/other/tidegate each round runs both gateways,
@@ -44,6 +47,8 @@ SUBSCRIBERS=${SUBSCRIBERS:-5000}
 RATE=${RATE:-20}
 SIZE=${SIZE:-128}
 ECHO_CLIENTS=${ECHO_CLIENTS:-50}
+WORKERS=${WORKERS:-1}
+GW_CORES=${GW_CORES:-0}
 POOL=2
 . loadtest/lib.sh
 if [ -z "${TG:-}" ]; then
@@ -107,7 +112,7 @@ name = "echo"
 endpoints = ["ws://$ECHO_ADDR"]
 EOF
 start_gw() { # BINARY → sets TG_PID, GW
-    start_gateway_run tg 0 "$1" "$RUN/gw.toml"
+    GW_WORKERS=$WORKERS start_gateway_run tg "$GW_CORES" "$1" "$RUN/gw.toml"
     TG_PID=$GW_PID GW=$GW_ADDR
     # Both mux pools are up when each application holds its listener + POOL sockets.
     for pid in "$PUB_PID" "$SES_PID"; do
@@ -169,9 +174,9 @@ LOAD_AFTER=$(loadavg)
 {
     echo "# tidegate fan-out — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Command: \`TG=$TG bash loadtest/bench-fanout.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS RATE=$RATE SIZE=$SIZE ECHO_CLIENTS=$ECHO_CLIENTS)."
+    echo "Command: \`TG=$TG bash loadtest/bench-fanout.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS RATE=$RATE SIZE=$SIZE ECHO_CLIENTS=$ECHO_CLIENTS WORKERS=$WORKERS GW_CORES=$GW_CORES)."
     echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
-    echo "Pinning: tidegate run --workers 1 on core 0; generator (one worker) and the applications on core 1. Mux pool_size $POOL."
+    echo "Pinning: tidegate run --workers $WORKERS on core(s) $GW_CORES; generator (one worker) and the applications on core 1. Mux pool_size $POOL. CPU from each process's CPU-time clock (ns)."
     echo "Gateway: $("$GWBIN" version)."
     echo
     if [ -z "${OLD_TG:-}" ]; then

@@ -101,10 +101,10 @@ config_head() {
 }
 
 # start_gateway_run NAME CORES BIN CONFIG: `BIN run --config CONFIG
-# --workers 1` pinned to CORES, output in $RUN/NAME.out and .err. Sets
-# GW_PID and GW_ADDR (its listener, from the startup line).
+# --workers ${GW_WORKERS:-1}` pinned to CORES, output in $RUN/NAME.out and
+# .err. Sets GW_PID and GW_ADDR (its listener, from the startup line).
 start_gateway_run() {
-    taskset -c "$2" "$3" run --config "$4" --workers 1 >"$RUN/$1.out" 2>"$RUN/$1.err" &
+    taskset -c "$2" "$3" run --config "$4" --workers "${GW_WORKERS:-1}" >"$RUN/$1.out" 2>"$RUN/$1.err" &
     GW_PID=$!
     PIDS+=("$GW_PID")
     GW_ADDR=$(wait_addr "$RUN/$1.out")

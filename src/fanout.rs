@@ -8,7 +8,8 @@
 //! - `frame`: the published message encoded once as a shared WebSocket
 //!   frame; `subscriber`: one session's bounded queue and slow-subscriber
 //!   policy; `access`: allow patterns and the token's channel grants;
-//!   `publish_api`: the HTTP publish listener; `metrics`.
+//!   `publish_api`: the HTTP publish listener; `metrics`; `worker`: the
+//!   per-worker delivery batches (one wake-up per worker per publish).
 //!
 //! Subscriptions come from the application over mux (SUBSCRIBE), from any
 //! upstream's 101 (`X-Tidegate-Subscribe`), or from the client's token
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod metrics;
 pub mod publish_api;
 pub mod subscriber;
+pub mod worker;
 
 pub use access::{Access, Pattern};
 pub use frame::SharedFrame;
@@ -28,7 +30,7 @@ pub use subscriber::{Delivery, Next, Subscriber};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use tidegate_mux::codec::valid_channel;
 
 /// The 101 header through which any upstream subscribes its session; the
@@ -135,12 +137,20 @@ pub enum Source {
     Http,
 }
 
+/// Channel → its subscribers. A list is copied on write: a publish takes
+/// a reference to it and sends with the lock released, so a subscribe
+/// (on any worker) never waits for a broadcast, and changes the list in
+/// place unless a publish still holds it.
+type Channels = HashMap<Box<str>, worker::Subscribers>;
+
 /// The channel registry of this gateway.
 pub struct Hub {
     limits: Limits,
-    channels: RwLock<HashMap<Box<str>, Vec<Arc<Subscriber>>>>,
+    channels: RwLock<Channels>,
     pub metrics: metrics::FanoutMetrics,
     hook: OnceLock<Arc<dyn ChannelHook>>,
+    /// Itself, for the jobs a publish hands to other workers.
+    me: Weak<Hub>,
 }
 
 /// Keys of passthrough subscribers start above every mux session id.
@@ -148,11 +158,12 @@ static NEXT_KEY: AtomicU64 = AtomicU64::new(1 << 32);
 
 impl Hub {
     pub fn new(limits: Limits, metrics: metrics::FanoutMetrics) -> Arc<Hub> {
-        Arc::new(Hub {
+        Arc::new_cyclic(|me| Hub {
             limits,
             channels: RwLock::default(),
             metrics,
             hook: OnceLock::new(),
+            me: me.clone(),
         })
     }
 
@@ -161,12 +172,12 @@ impl Hub {
         self.hook.set(hook).is_ok()
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<Box<str>, Vec<Arc<Subscriber>>>> {
+    fn read(&self) -> RwLockReadGuard<'_, Channels> {
         // Plain map and vector operations only under this lock.
         self.channels.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Box<str>, Vec<Arc<Subscriber>>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Channels> {
         self.channels.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -200,7 +211,7 @@ impl Hub {
         if !sub.add_channel(name, self.limits.max_subscriptions_per_session)? {
             return Ok(false);
         }
-        map.entry(name.into()).or_default().push(Arc::clone(sub));
+        Arc::make_mut(map.entry(name.into()).or_default()).push(Arc::clone(sub));
         self.metrics.subscriptions.inc();
         if !exists {
             self.metrics.channels.set(map.len() as i64);
@@ -234,17 +245,12 @@ impl Hub {
         }
     }
 
-    fn remove(
-        &self,
-        map: &mut HashMap<Box<str>, Vec<Arc<Subscriber>>>,
-        sub: &Arc<Subscriber>,
-        name: &str,
-    ) {
+    fn remove(&self, map: &mut Channels, sub: &Arc<Subscriber>, name: &str) {
         let Some(subs) = map.get_mut(name) else {
             return;
         };
         if let Some(i) = subs.iter().position(|s| Arc::ptr_eq(s, sub)) {
-            subs.swap_remove(i);
+            Arc::make_mut(subs).swap_remove(i);
             self.metrics.subscriptions.dec();
         }
         if subs.is_empty() {
@@ -285,11 +291,15 @@ impl Hub {
         Ok(self.deliver_local(name, text, payload, except))
     }
 
-    /// Queue the message to every local subscriber of `channel` but
+    /// Offer the message to every local subscriber of `channel` but
     /// `except`, encoded once — and not at all when the channel has no
-    /// local subscriber. Under one read lock, so a subscription made after
-    /// this started does not get the frame, and frames of one publisher
-    /// keep their order on every subscriber.
+    /// local subscriber. The subscriber list is taken under the read lock
+    /// and used after it: a subscription made after this started does not
+    /// get the frame, and frames of one publisher keep their order on
+    /// every subscriber. Subscribers on this thread (or on none) are
+    /// offered the frame here; those of each other worker get it through
+    /// one job on that worker ([`worker`]). Returns the deliveries made or
+    /// handed over.
     pub fn deliver_local(
         &self,
         channel: &str,
@@ -297,41 +307,48 @@ impl Hub {
         payload: &[u8],
         except: Option<u64>,
     ) -> usize {
-        let map = self.read();
-        let Some(subs) = map.get(channel) else {
+        let Some(subs) = self.read().get(channel).cloned() else {
             return 0;
         };
-        let frame = &SharedFrame::encode(text, payload);
+        let frame = SharedFrame::encode(text, payload);
         let here = std::thread::current().id();
-        let (mut reached, mut dropped, mut sent) = (0, 0, 0);
+        let mine = worker::current();
+        let mut elsewhere: worker::PerWorker = [0; worker::MAX_WORKERS as usize + 1];
+        let mut tally = Tally::default();
         for sub in subs.iter().filter(|s| Some(s.key) != except) {
-            match sub.deliver(frame, here) {
-                Delivery::Sent => sent += 1,
-                Delivery::Queued => reached += 1,
-                Delivery::Dropped(n) => {
-                    reached += 1;
-                    dropped += n;
-                }
-                Delivery::Discarded => dropped += 1,
-                Delivery::Refused => {}
+            match worker::home(sub) {
+                h if h == 0 || h == mine => tally.add(sub.deliver(&frame, here)),
+                h => elsewhere[h as usize] += 1,
             }
         }
-        drop(map);
-        // Counted once per publish, not per delivery. Frames written
-        // directly are handed to the clients' sockets by now: one latency
-        // observation stands for all of them (the last one's); queued
-        // frames are observed as their sessions write them.
-        if sent > 0 {
+        let mut reached = tally.reached + tally.sent;
+        if elsewhere.iter().any(|n| *n > 0) {
+            if let Some(me) = self.me.upgrade() {
+                reached += worker::hand_off(&elsewhere, &frame, &subs, except, &me);
+            }
+        }
+        self.count(&tally, &frame);
+        reached
+    }
+
+    /// Count one publish's deliveries on one thread: once per publish (or
+    /// per worker's job), not per delivery. Frames written directly are
+    /// handed to the clients' sockets by now: one latency observation
+    /// stands for all of them (the last one's); queued frames are observed
+    /// as their sessions write them.
+    pub(crate) fn count(&self, tally: &Tally, frame: &SharedFrame) {
+        if tally.sent > 0 {
             self.metrics
                 .latency
                 .observe(frame.published().elapsed().as_secs_f64());
         }
-        reached += sent;
-        self.metrics.deliveries.inc_by(reached as u64);
-        if dropped > 0 {
-            self.metrics.drops.inc_by(dropped as u64);
+        let reached = tally.reached + tally.sent;
+        if reached > 0 {
+            self.metrics.deliveries.inc_by(reached as u64);
         }
-        reached
+        if tally.dropped > 0 {
+            self.metrics.drops.inc_by(tally.dropped as u64);
+        }
     }
 
     fn refused(&self, why: Refusal, what: &'static str) {
@@ -342,6 +359,32 @@ impl Hub {
     /// Count a refusal made outside the hub (e.g. fan-out unsupported).
     pub fn count_refusal(&self, why: Refusal) {
         self.refused(why, "subscribe");
+    }
+}
+
+/// The outcomes of offering one frame to some subscribers.
+#[derive(Default)]
+pub(crate) struct Tally {
+    /// Queued (possibly after dropping older frames).
+    reached: usize,
+    /// Frames dropped to make room, or not queued at all.
+    dropped: usize,
+    /// Written to the client's socket directly.
+    sent: usize,
+}
+
+impl Tally {
+    fn add(&mut self, d: Delivery) {
+        match d {
+            Delivery::Sent => self.sent += 1,
+            Delivery::Queued => self.reached += 1,
+            Delivery::Dropped(n) => {
+                self.reached += 1;
+                self.dropped += n;
+            }
+            Delivery::Discarded => self.dropped += 1,
+            Delivery::Refused => {}
+        }
     }
 }
 

@@ -18,7 +18,7 @@ const POOL: usize = 4;
 const MESSAGES: usize = 100;
 
 /// Answer every OPEN on `conn` with ACCEPT and SUBSCRIBE to `channel`.
-fn accept_and_subscribe(mut conn: FakeConn, channel: &'static str) {
+pub(crate) fn accept_and_subscribe(mut conn: FakeConn, channel: &'static str) {
     tokio::spawn(async move {
         loop {
             match conn.next().await {

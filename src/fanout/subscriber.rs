@@ -24,7 +24,7 @@ use super::{Access, Hub, SharedFrame, SlowPolicy};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
 use std::thread::ThreadId;
@@ -102,6 +102,10 @@ pub struct Subscriber {
     /// to the socket directly. Set by the session when it goes idle,
     /// cleared when it is polled and by anything handing it work.
     clear: AtomicBool,
+    /// The worker the session lives on (`super::worker`; 0: none yet),
+    /// set once when it attaches: publishes elsewhere hand it the frame
+    /// through that worker's batch.
+    pub(super) home: AtomicU32,
 }
 
 impl Subscriber {
@@ -112,6 +116,7 @@ impl Subscriber {
             hub,
             state: Mutex::default(),
             clear: AtomicBool::new(false),
+            home: AtomicU32::new(0),
         }
     }
 
@@ -120,6 +125,7 @@ impl Subscriber {
     /// duplicate descriptor is given back when the session leaves. If it
     /// cannot be made (descriptor limit), delivery goes through the queue.
     pub fn attach(&self, client: &crate::io::Io) {
+        super::worker::settle(self);
         let crate::io::Io::Tcp(tcp) = client else {
             return;
         };

@@ -246,3 +246,124 @@ async fn no_direct_writes_on_a_work_stealing_runtime() {
     );
     assert_eq!(drain(&sub), vec![b"hello".to_vec()]);
 }
+
+/// Two current-thread workers: a publish on one reaches the other's idle
+/// subscriber through that worker's batch — written by its own worker, in
+/// publish order — and is counted once per delivery.
+#[test]
+fn a_publish_reaches_another_workers_subscriber_through_its_batch() {
+    let h = hub(Limits::default());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let remote = {
+        let h = Arc::clone(&h);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let sub = h.subscriber(Some(2), access(SlowPolicy::DropOldest, 1 << 20));
+                sub.subscribe(b"room.1").unwrap();
+                let (io, mut client) = client_pair().await;
+                sub.attach(&io);
+                sub.set_clear(true);
+                ready_tx.send(()).expect("test thread waits");
+                let got = read_exactly(&mut client, 3 * 10).await;
+                (got, sub.take_rest())
+            })
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let want: Vec<u8> = (0..10u8).flat_map(|i| [0x81, 1, i]).collect();
+    rt.block_on(async {
+        let sub = h.subscriber(Some(1), access(SlowPolicy::DropOldest, 1 << 20));
+        sub.subscribe(b"room.1").unwrap();
+        let (io, mut client) = client_pair().await;
+        sub.attach(&io);
+        sub.set_clear(true);
+        ready_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the other worker's subscriber within 30 s");
+        for i in 0..10u8 {
+            let n = h.publish(b"room.1", true, &[i], None, Source::Mux);
+            assert_eq!(n, Ok(2), "one here, one handed to the other worker");
+        }
+        assert_eq!(read_exactly(&mut client, 3 * 10).await, want);
+    });
+    let (got, rest) = remote.join().expect("the other worker");
+    assert_eq!(got, want, "every frame, in order, on the other worker");
+    assert_eq!(rest, (None, 10), "written directly by the other worker");
+    assert_eq!(h.metrics.deliveries.get(), 20);
+}
+
+/// Wakes by changing the channel it is subscribed to: what a session on
+/// another worker does while a broadcast is under way.
+struct Resubscribe {
+    hub: Arc<Hub>,
+    other: Arc<Subscriber>,
+    done: std::sync::mpsc::Sender<()>,
+}
+
+impl std::task::Wake for Resubscribe {
+    fn wake(self: Arc<Self>) {
+        self.hub.subscribe(&self.other, b"big").expect("subscribes");
+        self.hub.unsubscribe(&self.other, b"big");
+        self.hub.subscribe(&self.other, b"big").expect("subscribes");
+        let _ = self.done.send(());
+    }
+}
+
+/// A subscribe and an unsubscribe made while a broadcast is under way (on
+/// the broadcasting thread itself: a waker it calls) complete: the
+/// broadcast does not hold the registry's lock while it delivers. The
+/// subscriber added meanwhile does not get that broadcast's frame.
+#[test]
+fn subscriptions_change_during_a_broadcast() {
+    let h = hub(Limits::default());
+    let subs: Vec<_> = (1..=2_000)
+        .map(|id| {
+            let s = h.subscriber(Some(id), access(SlowPolicy::DropOldest, 1 << 20));
+            s.subscribe(b"big").unwrap();
+            s
+        })
+        .collect();
+    let other = h.subscriber(Some(9_999), access(SlowPolicy::DropOldest, 1 << 20));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waker = Waker::from(Arc::new(Resubscribe {
+        hub: Arc::clone(&h),
+        other: Arc::clone(&other),
+        done: done_tx,
+    }));
+    // The middle subscriber's session waits with that waker.
+    assert!(matches!(
+        subs[1_000].next(&mut Context::from_waker(&waker)),
+        Next::Empty
+    ));
+    let (result_tx, result_rx) = std::sync::mpsc::channel();
+    let publishing = {
+        let h = Arc::clone(&h);
+        std::thread::spawn(move || {
+            let n = h.publish(b"big", true, b"x", None, Source::Mux);
+            let _ = result_tx.send(n);
+        })
+    };
+    // Bounded waits: with the lock held across the sends the waker's
+    // subscribe would never get the write lock.
+    let wait = std::time::Duration::from_secs(30);
+    done_rx
+        .recv_timeout(wait)
+        .expect("the subscribe during the broadcast completed");
+    assert_eq!(
+        result_rx
+            .recv_timeout(wait)
+            .expect("the broadcast completed"),
+        Ok(2_000)
+    );
+    publishing.join().expect("publisher");
+    assert!(drain(&other).is_empty(), "subscribed after it started");
+    assert_eq!(drain(&subs[1_999]), vec![b"x".to_vec()]);
+    assert_eq!(h.metrics.subscriptions.get(), 2_001);
+}

@@ -98,7 +98,11 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-#[tokio::main]
+// One thread: the benchmark pins the application to one core, and a
+// publish is then one timer wake-up and one write on the same thread — no
+// hand-over to a writer thread and back (issue #17's application-side
+// figure).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let args = match parse_args() {
         Ok(a) => a,

@@ -14,6 +14,13 @@
 //! is being resumed costs its own delivery, never the rest of the room
 //! (docs/design/mux-write-path.md). The code using a room is the same
 //! either way. Closed members leave by themselves.
+//!
+//! A broadcast costs nothing per member when every member is carried and
+//! nobody finished since the last one: the room keeps its counts per
+//! gateway instance as members join and leave, and looks for closed
+//! members (one pass) only when some session of the process finished
+//! since it last looked (issue #17: a publish costs one PUBLISH frame,
+//! whatever the audience).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fanout::{outbox_for, push_publish};
+use super::session::finished_epoch;
 use super::{SendError, SessionId, SessionSender};
 use crate::codec::{valid_channel, Frame, KIND_BINARY, KIND_TEXT};
 
@@ -72,13 +80,19 @@ pub struct Room {
     pub name: String,
     /// Members by session.
     members: HashMap<SessionId, Member>,
+    /// Carried members per gateway instance (usually one entry).
+    carried: Vec<(Arc<str>, usize)>,
+    /// Members a PUBLISH does not reach.
+    direct: usize,
+    /// [`finished_epoch`] when the room last looked for closed members.
+    seen_epoch: u64,
 }
 
 impl Room {
     pub fn new(name: impl Into<String>) -> Room {
         Room {
             name: name.into(),
-            members: HashMap::new(),
+            ..Room::default()
         }
     }
 
@@ -87,13 +101,64 @@ impl Room {
     pub fn join(&mut self, sender: SessionSender) {
         let carried =
             valid_channel(self.name.as_bytes()) && sender.subscribe(&self.name) == Ok(true);
-        self.members
-            .insert(sender.id().clone(), Member { sender, carried });
+        if sender.is_closed() {
+            // Finished before it joined: the next broadcast looks.
+            self.seen_epoch = u64::MAX;
+        }
+        let id = sender.id().clone();
+        self.count(&id, carried, true);
+        if let Some(old) = self.members.insert(id.clone(), Member { sender, carried }) {
+            self.count(&id, old.carried, false);
+        }
+    }
+
+    /// Keep the per-instance counts as a member joins (`add`) or leaves.
+    fn count(&mut self, id: &SessionId, carried: bool, add: bool) {
+        if !carried {
+            self.direct = if add {
+                self.direct + 1
+            } else {
+                self.direct - 1
+            };
+            return;
+        }
+        match self
+            .carried
+            .iter()
+            .position(|(i, _)| Arc::ptr_eq(i, &id.instance) || *i == id.instance)
+        {
+            Some(k) if add => self.carried[k].1 += 1,
+            Some(k) => {
+                self.carried[k].1 -= 1;
+                if self.carried[k].1 == 0 {
+                    self.carried.swap_remove(k);
+                }
+            }
+            None if add => self.carried.push((id.instance.clone(), 1)),
+            None => {}
+        }
+    }
+
+    /// Drop members that finished, counting them; then recount.
+    fn prune(&mut self, d: &mut Delivery) {
+        self.members.retain(|_, m| {
+            let open = !m.sender.is_closed();
+            d.closed += usize::from(!open);
+            open
+        });
+        self.carried.clear();
+        self.direct = 0;
+        let members = std::mem::take(&mut self.members);
+        for (id, m) in &members {
+            self.count(id, m.carried, true);
+        }
+        self.members = members;
     }
 
     /// Remove a session; with `fanout`, one UNSUBSCRIBE.
     pub fn leave(&mut self, id: &SessionId) {
         if let Some(m) = self.members.remove(id) {
+            self.count(id, m.carried, false);
             if m.carried {
                 let _ = m.sender.unsubscribe(&self.name);
             }
@@ -125,29 +190,22 @@ impl Room {
 
     fn broadcast(&mut self, kind: u8, payload: Bytes, exclude: Option<&SessionId>) -> Delivery {
         let mut d = Delivery::default();
-        // Pass 1: closed members leave; carried ones are counted per
-        // gateway instance (usually one: a linear scan, pointer compare).
-        let mut groups: Vec<(Arc<str>, usize)> = Vec::new();
-        let mut direct = 0usize;
-        self.members.retain(|id, m| {
-            if m.sender.is_closed() {
-                d.closed += 1;
-                return false;
-            }
-            let others = usize::from(exclude != Some(id));
-            if !m.carried {
-                direct += others;
-                return true;
-            }
-            match groups
-                .iter_mut()
-                .find(|(i, _)| Arc::ptr_eq(i, &id.instance) || *i == id.instance)
-            {
-                Some((_, n)) => *n += others,
-                None => groups.push((id.instance.clone(), others)),
-            }
-            true
-        });
+        // Pass 1, only if some session finished since the last look: the
+        // closed members leave.
+        let epoch = finished_epoch();
+        if epoch != self.seen_epoch {
+            self.prune(&mut d);
+            self.seen_epoch = epoch;
+        }
+        // The excluded member is not counted in its group.
+        let excluded = exclude.and_then(|e| self.members.get(e).map(|m| (e, m.carried)));
+        let direct = self.direct - usize::from(excluded.is_some_and(|(_, c)| !c));
+        let groups: Vec<(Arc<str>, usize)> = (self.carried.iter())
+            .map(|(instance, n)| {
+                let out = excluded.is_some_and(|(e, c)| c && e.instance == *instance);
+                (instance.clone(), n - usize::from(out))
+            })
+            .collect();
         // Pass 2: one PUBLISH per instance.
         let text = kind == KIND_TEXT;
         let mut failed: Vec<Arc<str>> = Vec::new();

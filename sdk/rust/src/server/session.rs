@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::codec::{self, Close, OpenBody, KIND_BINARY, KIND_TEXT};
-pub(crate) use state::{Delivery, SessionShared};
+pub(crate) use state::{finished_epoch, Delivery, SessionShared};
 
 /// Which session: the gateway instance (`X-Tidegate-Instance`) and the id
 /// it chose (§3). Stable across resumes.

@@ -20,7 +20,7 @@ mod traffic;
 
 use std::collections::BTreeSet;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -76,6 +76,16 @@ impl State {
         self.inbox_open = false;
         self.waker.take()
     }
+}
+
+/// Sessions of this process that have finished, ever: a [`super::super::Room`]
+/// looks for closed members only when this moved since its last look, so
+/// a broadcast to a room where nobody left costs nothing per member.
+static FINISHED_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The count of finished sessions (see [`FINISHED_EPOCH`]).
+pub(crate) fn finished_epoch() -> u64 {
+    FINISHED_EPOCH.load(Ordering::Acquire)
 }
 
 /// State shared by the application's handles, the reader and the table.
@@ -148,7 +158,7 @@ impl SessionShared {
     /// End the session under the lock: `close` becomes the application's
     /// last event; `send` (if any) is queued to the gateway first.
     fn finish(&self, st: &mut State, app_sees: Close, send: Option<(&Outbox, Close)>) {
-        self.finished.store(true, Ordering::Release);
+        self.mark_finished();
         if let Some((outbox, close)) = send {
             outbox.push_control(Frame::close(self.id.id, &close));
         }
@@ -156,6 +166,14 @@ impl SessionShared {
         st.close = Some(app_sees);
         if let Some(w) = st.close_inbox() {
             w.wake();
+        }
+    }
+
+    /// Set `finished`, then move the epoch: whoever sees the new epoch
+    /// sees the session finished.
+    fn mark_finished(&self) {
+        if !self.finished.swap(true, Ordering::AcqRel) {
+            FINISHED_EPOCH.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -269,7 +287,7 @@ impl SessionShared {
             Link::Detached { close: pending, .. } => {
                 // Keep the table entry: the CLOSE goes out on resume.
                 *pending = Some(close.clone());
-                self.finished.store(true, Ordering::Release);
+                self.mark_finished();
                 st.close = Some(close);
                 let reader = st.close_inbox();
                 drop(st);

@@ -1,0 +1,100 @@
+//! Fan-out across workers (issue #17, `src/fanout/worker.rs`): with
+//! `runtime.workers = 2` the clients are spread over both workers by
+//! their `SO_REUSEPORT` sockets, the publishing mux connection lives on
+//! one of them, and the subscribers of the other get each publish through
+//! that worker's batch. Every subscriber must get every message, in
+//! publish order.
+
+use crate::fanout::accept_and_subscribe;
+use crate::support::mux_app::FakeApp;
+use crate::support::*;
+use fastwebsockets::OpCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tidegate_mux::codec;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+const CLIENTS: usize = 600;
+const MESSAGES: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscriber_on_either_worker_gets_every_publish_in_order() {
+    let _serial = serial().await;
+    raise_nofile();
+    let mut app = FakeApp::start_with(Some("fanout")).await;
+    let mut raw = mux_config(&[format!("ws://{}", app.addr)], 2);
+    raw.runtime.workers = 2;
+    let file = ConfigFile::new(&raw);
+    let gw = GatewayProc::start(&file).await;
+    let mut publisher = None;
+    for _ in 0..2 {
+        let conn = app.conn().await;
+        publisher.get_or_insert_with(|| conn.sender());
+        accept_and_subscribe(conn, "wide");
+    }
+    let publisher = publisher.expect("a connection");
+
+    let gate = Arc::new(Semaphore::new(100));
+    let mut opening = JoinSet::new();
+    for _ in 0..CLIENTS {
+        let (gate, addr) = (Arc::clone(&gate), gw.addr);
+        opening.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("semaphore open");
+            ws_connect(addr, "/").await
+        });
+    }
+    let mut clients = Vec::with_capacity(CLIENTS);
+    let limit = Duration::from_secs(120);
+    while let Some(ws) = within_for(limit, "clients connect", opening.join_next()).await {
+        clients.push(ws.expect("client task"));
+    }
+    wait_metric(
+        gw.admin,
+        "tidegate_fanout_subscriptions",
+        &[],
+        CLIENTS as f64,
+    )
+    .await;
+    let m = scrape(gw.admin).await;
+    for worker in ["0", "1"] {
+        assert!(
+            m.sum("tidegate_worker_accepted_total", &[("worker", worker)]) > 0.0,
+            "clients on worker {worker} (the kernel spreads {CLIENTS} connections)"
+        );
+    }
+
+    for batch in 0..MESSAGES / 20 {
+        let frames: Vec<codec::Frame> = (0..20)
+            .map(|i| {
+                let text = format!("w{}", batch * 20 + i);
+                codec::Frame::publish("wide", true, text.as_bytes(), None)
+            })
+            .collect();
+        publisher.send(&frames);
+    }
+    let mut reading = JoinSet::new();
+    for mut ws in clients {
+        reading.spawn(async move {
+            for i in 0..MESSAGES {
+                let (fin, op, payload) = next_frame(&mut ws).await;
+                assert!(fin && op == OpCode::Text, "a whole text message");
+                assert_eq!(payload, format!("w{i}").as_bytes(), "in publish order");
+            }
+            ws
+        });
+    }
+    let mut clients = Vec::with_capacity(CLIENTS);
+    while let Some(ws) = within_for(limit, "every client reads", reading.join_next()).await {
+        clients.push(ws.expect("every client got every message in order"));
+    }
+    let m = scrape(gw.admin).await;
+    assert_eq!(
+        m.sum("tidegate_fanout_deliveries_total", &[]),
+        (CLIENTS * MESSAGES) as f64,
+        "each delivery counted once, on whichever worker made it"
+    );
+    assert_eq!(m.sum("tidegate_fanout_drops_total", &[]), 0.0);
+    drop(clients);
+    wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
+}
