@@ -17,6 +17,7 @@
 
 use crate::config::{Config, RouteMode};
 use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Descriptors the process holds besides clients, listeners and pools:
@@ -133,6 +134,11 @@ pub fn connection_cap(config: &Config) -> Cap {
         }
     };
     let cap = derive(soft, configured, demand);
+    DIRECT_SPARE.store(
+        soft.saturating_sub(demand.needed(cap.connections as u64)),
+        Ordering::Relaxed,
+    );
+    PER_CLIENT.store(demand.per_client, Ordering::Relaxed);
     // The built-in default is not an operator's promise: lowering it to the
     // descriptor limit is expected (a stock 20,000 `nofile` fits 9,983
     // passthrough clients), so say so without a warning at every start.
@@ -183,6 +189,47 @@ pub fn keep_spare() {
 pub fn release_spare() -> bool {
     let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
     spare.take().is_some()
+}
+
+/// Descriptors the connection cap leaves over, for the duplicates that
+/// direct writes to idle clients use ([`crate::io::direct`]): set from
+/// `RLIMIT_NOFILE` at start. A duplicate is an optimisation, never a
+/// reason to refuse a client, so it only comes out of this headroom.
+/// Unlimited until the cap is derived (tests, tools).
+static DIRECT_SPARE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// [`Demand::per_client`] of the running configuration.
+static PER_CLIENT: AtomicU64 = AtomicU64::new(2);
+
+/// A descriptor for a direct-write duplicate, given back when dropped;
+/// `counted`: taken from the headroom (else within the cap's own share).
+pub struct DirectSlot {
+    counted: bool,
+}
+
+impl Drop for DirectSlot {
+    fn drop(&mut self) {
+        if self.counted {
+            let _ = DIRECT_SPARE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(1))
+            });
+        }
+    }
+}
+
+/// A descriptor for a direct-write duplicate for a client that holds
+/// `held` descriptors already. Within the cap's share when the cap counts
+/// more per client than that (a mux client, 1, when a passthrough route
+/// makes the cap count 2: it then holds no more than a passthrough
+/// client); else from the headroom, if it has one.
+pub fn direct_slot(held: u64) -> Option<DirectSlot> {
+    if held < PER_CLIENT.load(Ordering::Relaxed) {
+        return Some(DirectSlot { counted: false });
+    }
+    DIRECT_SPARE
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .ok()
+        .map(|_| DirectSlot { counted: true })
 }
 
 /// EMFILE (process table full) or ENFILE (system table full).

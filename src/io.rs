@@ -3,6 +3,8 @@
 //! (`wss://` upstream). TLS streams are boxed so the common plain case stays
 //! small in the per-connection state.
 
+pub mod direct;
+
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

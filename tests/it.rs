@@ -23,6 +23,7 @@ mod http_upstream;
 mod keepalive;
 mod metrics;
 mod mux;
+mod mux_direct;
 mod mux_scale;
 mod mux_trust;
 mod nats;

@@ -18,14 +18,16 @@
 //! session's task cannot be writing at that moment; everything else
 //! (another worker, TLS, a socket that is full, a session mid-message)
 //! takes the queue. The session's own writes check [`Subscriber::take_rest`]
-//! first: the tail of a frame the socket took only in part.
+//! first: the tail of a frame the socket took only in part. The socket
+//! handle and these rules are [`crate::io::direct`]'s, shared with the mux
+//! connection reader's direct replies (a mux session shares one handle
+//! between both).
 
 use super::{Access, Hub, SharedFrame, SlowPolicy};
+use crate::io::direct::{Direct, Outcome, Sent};
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Waker};
 use std::thread::ThreadId;
 
@@ -70,22 +72,6 @@ struct State {
     overflowed: bool,
     /// The session ended: no new subscriptions.
     left: bool,
-    /// The client's socket, for direct delivery (see the module header).
-    sink: Option<Sink>,
-    /// The part of a directly sent frame the socket did not take: it goes
-    /// to the client before anything else the session writes.
-    rest: Option<Bytes>,
-    /// Frames sent directly and not yet counted by the session (a
-    /// per-session tally, flushed into the route's counters by the session).
-    sent: u64,
-}
-
-/// The client's socket as the publisher writes to it: a duplicate of the
-/// session's descriptor (the same socket, already non-blocking), used only
-/// on `thread`, where the session's task lives.
-struct Sink {
-    socket: std::net::TcpStream,
-    thread: ThreadId,
 }
 
 pub struct Subscriber {
@@ -97,11 +83,11 @@ pub struct Subscriber {
     /// The registry, to leave every channel when the session ends.
     pub(super) hub: Arc<Hub>,
     state: Mutex<State>,
-    /// The session's task is idle with nothing on its way to the client
-    /// (not inside a message, nothing queued, not closing): a frame may go
-    /// to the socket directly. Set by the session when it goes idle,
-    /// cleared when it is polled and by anything handing it work.
-    clear: AtomicBool,
+    /// The client's socket for direct delivery (see the module header),
+    /// and whether this subscriber owns it (passthrough: closed when the
+    /// subscriber leaves) or shares its session's (mux: the session
+    /// closes it).
+    direct: OnceLock<(Arc<Direct>, bool)>,
 }
 
 impl Subscriber {
@@ -111,7 +97,7 @@ impl Subscriber {
             access,
             hub,
             state: Mutex::default(),
-            clear: AtomicBool::new(false),
+            direct: OnceLock::new(),
         }
     }
 
@@ -120,68 +106,63 @@ impl Subscriber {
     /// duplicate descriptor is given back when the session leaves. If it
     /// cannot be made (descriptor limit), delivery goes through the queue.
     pub fn attach(&self, client: &crate::io::Io) {
-        let crate::io::Io::Tcp(tcp) = client else {
-            return;
-        };
-        // On a work-stealing runtime a task moves between threads: the
-        // session could be writing on another thread while a publish
-        // writes here. Only a current-thread worker keeps them apart.
-        let current = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        if !current || self.lock().sink.is_some() {
+        if self.direct.get().is_some() || self.lock().left {
             return;
         }
-        let Ok(fd) = std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned() else {
-            return;
-        };
-        let mut s = self.lock();
-        if !s.left {
-            s.sink = Some(Sink {
-                socket: std::net::TcpStream::from(fd),
-                thread: std::thread::current().id(),
-            });
+        // A passthrough client: its socket and its upstream's.
+        if let Some(d) = Direct::attach(client, 2) {
+            let _ = self.direct.set((d, true));
         }
     }
 
+    /// Deliver directly through the session's own handle (a mux session,
+    /// whose connection reader writes through it too); the session closes
+    /// it.
+    pub fn share_direct(&self, direct: &Arc<Direct>) {
+        let _ = self.direct.set((Arc::clone(direct), false));
+    }
+
+    fn direct(&self) -> Option<&Direct> {
+        self.direct.get().map(|(d, _)| &**d)
+    }
+
     /// The session's task says whether a frame may be written to its
-    /// client directly now (see `clear`).
+    /// client directly now (see [`crate::io::direct`]).
     pub fn set_clear(&self, clear: bool) {
-        self.clear.store(clear, Ordering::Relaxed);
+        if let Some(d) = self.direct() {
+            d.set_clear(clear);
+        }
     }
 
     /// The tail of a directly sent frame, which the session must write
     /// before anything else; and the tally of frames sent directly since
     /// the last call.
     pub fn take_rest(&self) -> (Option<Bytes>, u64) {
-        let mut s = self.lock();
-        (s.rest.take(), std::mem::take(&mut s.sent))
+        match self.direct() {
+            Some(d) => {
+                let (rest, sent) = d.take_rest();
+                (rest, sent.published)
+            }
+            None => (None, 0),
+        }
     }
 
     /// Write `frame` to the client now, if the module header's conditions
     /// hold: `Some(true)` all of it, `Some(false)` part (the rest is kept
     /// for the session, which is woken), `None` nothing (queue it).
-    fn send_direct(&self, s: &mut State, frame: &SharedFrame, here: ThreadId) -> Option<bool> {
-        if !s.queue.is_empty() || s.rest.is_some() || !self.clear.load(Ordering::Relaxed) {
+    fn send_direct(&self, s: &State, frame: &SharedFrame, here: ThreadId) -> Option<bool> {
+        let direct = self.direct()?;
+        if !s.queue.is_empty() {
             return None;
         }
-        let sink = s.sink.as_ref().filter(|k| k.thread == here)?;
-        let wire = frame.wire();
-        match (&sink.socket).write(wire) {
-            Ok(n) if n == wire.len() => {
-                s.sent += 1;
-                Some(true)
-            }
-            Ok(n) if n > 0 => {
-                s.sent += 1;
-                s.rest = Some(wire.slice(n..));
-                self.clear.store(false, Ordering::Relaxed);
-                Some(false)
-            }
-            // Full (or failing: the session's own write will find out).
-            _ => {
-                self.clear.store(false, Ordering::Relaxed);
-                None
-            }
+        let one = Sent {
+            published: 1,
+            ..Sent::default()
+        };
+        match direct.send(&[], frame.wire(), here, one) {
+            Outcome::Sent => Some(true),
+            Outcome::Partly => Some(false),
+            Outcome::Refused => None,
         }
     }
 
@@ -202,7 +183,7 @@ impl Subscriber {
             if s.overflowed || s.left {
                 return Delivery::Refused;
             }
-            match self.send_direct(&mut s, frame, here) {
+            match self.send_direct(&s, frame, here) {
                 Some(true) => return Delivery::Sent,
                 Some(false) => {
                     let waker = s.waker.take();
@@ -244,6 +225,8 @@ impl Subscriber {
             }
             s.bytes += cost;
             s.queue.push_back(frame.clone());
+            // Work for the session: nothing may be written past it.
+            self.set_clear(false);
             let result = if dropped == 0 {
                 Delivery::Queued
             } else {
@@ -351,9 +334,11 @@ impl Subscriber {
         s.left = true;
         s.queue = VecDeque::new();
         s.bytes = 0;
-        s.sink = None;
-        s.rest = None;
-        self.clear.store(false, Ordering::Relaxed);
+        match self.direct.get() {
+            Some((d, true)) => d.close(),
+            Some((d, false)) => d.set_clear(false),
+            None => {}
+        }
         std::mem::take(&mut s.channels)
     }
 

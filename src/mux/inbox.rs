@@ -8,14 +8,25 @@
 //! Hand-made rather than a channel: an idle session's inbox is one small
 //! allocation with an empty queue (a tokio channel allocates a block of
 //! slots up front, which would dominate the memory of an idle client).
+//!
+//! Direct replies: a whole application message for a session whose task
+//! is idle with nothing queued either side is written by the reader
+//! straight to the client's socket ([`crate::io::direct`]: same thread,
+//! plain TCP, not mid-message, no edge compression) instead of being
+//! queued here and waking the task — a reply then costs the send and
+//! nothing else. The session counts such messages when it next runs.
 
 use super::conn::Conn;
 use super::QUEUED_FRAME_COST;
 use crate::fanout::{Access, Hub, Refusal, Subscriber};
+use crate::frame::{encode_header, Opcode};
+use crate::io::direct::{Direct, Outcome, Sent};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
+use std::thread::ThreadId;
+use tidegate_mux::codec::{FLAG_FIN, KIND_BINARY, KIND_MASK, KIND_TEXT};
 use tidegate_mux::{AcceptBody, Close, RejectBody};
 
 /// What happened to a session, in arrival order.
@@ -78,6 +89,9 @@ struct Queue {
     subscriber: Option<Arc<Subscriber>>,
     /// The session is over: no subscriber may be made any more.
     fanout_done: bool,
+    /// The client's socket for direct replies (see the module header);
+    /// made by the session at its first data, shared with its subscriber.
+    direct: Option<Arc<Direct>>,
 }
 
 #[derive(Default)]
@@ -108,6 +122,9 @@ impl Inbox {
                 (Some(s), _) => Arc::clone(s),
                 (None, Some(access)) => {
                     let s = hub.subscriber(Some(id), Arc::clone(access));
+                    if let Some(d) = &q.direct {
+                        s.share_direct(d);
+                    }
                     q.subscriber = Some(Arc::clone(&s));
                     q.events.push_back(Event::Subscribed(Arc::clone(&s)));
                     if let Some(w) = q.waker.take() {
@@ -150,11 +167,66 @@ impl Inbox {
         let sub = {
             let mut q = self.lock();
             q.fanout_done = true;
+            // The session closes its handle; the reader stops using it.
+            q.direct = None;
             q.subscriber.take()
         };
         if let Some(s) = sub {
             s.leave();
         }
+    }
+
+    /// The session's direct-write handle: the reader (and a subscriber,
+    /// now or later) writes replies through it.
+    pub fn set_direct(&self, direct: &Arc<Direct>) {
+        let mut q = self.lock();
+        if q.fanout_done {
+            return;
+        }
+        if let Some(s) = &q.subscriber {
+            s.share_direct(direct);
+        }
+        q.direct = Some(Arc::clone(direct));
+    }
+
+    /// An application MESSAGE for the session: written to the client now
+    /// if it is a whole message and the session is idle with nothing
+    /// queued (true), else queued as an event and the session woken.
+    /// `here` is the reader's thread.
+    pub fn push_message(&self, flags: u8, payload: Bytes, limit: usize, here: ThreadId) -> bool {
+        let opcode = match flags & KIND_MASK {
+            KIND_TEXT => Opcode::Text,
+            KIND_BINARY => Opcode::Binary,
+            _ => Opcode::Continuation,
+        };
+        let whole = flags & FLAG_FIN != 0 && opcode != Opcode::Continuation;
+        let mut q = self.lock();
+        if let Some(d) = q.direct.as_ref().filter(|d| whole && d.is_clear()) {
+            if q.events.is_empty() {
+                let header = encode_header(true, opcode, payload.len(), None);
+                let tally = Sent {
+                    messages: 1,
+                    bytes: payload.len() as u64,
+                    ..Sent::default()
+                };
+                match d.send(header.as_slice(), &payload, here, tally) {
+                    Outcome::Sent => return true,
+                    Outcome::Partly => {
+                        // The session must write the tail before
+                        // anything else: wake it.
+                        let waker = q.waker.take();
+                        drop(q);
+                        if let Some(w) = waker {
+                            w.wake();
+                        }
+                        return true;
+                    }
+                    Outcome::Refused => {}
+                }
+            }
+        }
+        self.push_locked(q, Event::Message { flags, payload }, limit);
+        false
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -167,8 +239,11 @@ impl Inbox {
     /// charged for queued messages (`usize::MAX` for events that must
     /// always arrive).
     pub fn push(&self, event: Event, limit: usize) {
+        self.push_locked(self.lock(), event, limit)
+    }
+
+    fn push_locked(&self, mut q: MutexGuard<'_, Queue>, event: Event, limit: usize) {
         let waker = {
-            let mut q = self.lock();
             let n = event.bytes();
             if n > 0 && q.bytes + n > limit {
                 q.overflow = true;
@@ -183,7 +258,11 @@ impl Inbox {
                 };
                 q.events.push_back(event);
             }
-            // Work for the session: a publish must not write past it.
+            // Work for the session: a publish or a reply must not be
+            // written past it.
+            if let Some(d) = &q.direct {
+                d.set_clear(false);
+            }
             if let Some(sub) = &q.subscriber {
                 sub.set_clear(false);
             }

@@ -17,6 +17,7 @@ pub struct MuxFamilies {
     batch_frames: HistogramVec,
     queued_bytes: IntGaugeVec,
     slow_consumer: IntCounterVec,
+    direct_messages: IntCounterVec,
     protocol_errors: IntCounterVec,
 }
 
@@ -80,6 +81,11 @@ impl MuxFamilies {
                 "Clients closed with 1008 because their queue passed mux.session_queue_bytes.",
                 &["route"],
             ),
+            direct_messages: counter(
+                "tidegate_mux_direct_messages_total",
+                "Application messages the mux connection reader wrote straight to an idle client's socket (no queue, no wake-up of the session).",
+                &["route"],
+            ),
             protocol_errors: counter(
                 "tidegate_mux_protocol_errors_total",
                 "Mux connections closed for a protocol error from the application, by reason.",
@@ -98,6 +104,7 @@ impl MuxFamilies {
             open_timeout: event("open_timeout"),
             queued_bytes: self.queued_bytes.with_label_values(&[route]),
             slow_consumer: self.slow_consumer.with_label_values(&[route]),
+            direct_messages: self.direct_messages.with_label_values(&[route]),
         }
     }
 
@@ -143,6 +150,8 @@ pub struct RouteMuxMetrics {
     pub open_timeout: IntCounter,
     pub queued_bytes: IntGauge,
     pub slow_consumer: IntCounter,
+    /// Replies written by the connection reader itself (`crate::io::direct`).
+    pub direct_messages: IntCounter,
 }
 
 #[derive(Clone)]

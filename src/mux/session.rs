@@ -161,8 +161,8 @@ impl MuxSession {
         };
         // Subscribed before its 101 (SUBSCRIBE right after ACCEPT).
         if let Some(sub) = s.inbox.subscriber() {
-            sub.attach(&s.client);
             s.queues().fanout = Some(sub);
+            s.ensure_direct();
         }
         s
     }
@@ -239,10 +239,10 @@ impl MuxSession {
     }
 
     fn poll_session(&mut self, cx: &mut Context<'_>, mut sleep: Pin<&mut Sleep>) -> Poll<()> {
-        self.published_clear(false);
+        self.direct_clear(false);
         for _ in 0..ROUNDS {
             let now = Instant::now();
-            self.take_published_rest();
+            self.take_direct_rest();
             if !self.draining && self.shutdown.is_cancelled() {
                 self.draining = true;
                 let spread = self.route.drain_spread.as_millis() as u64;
@@ -299,7 +299,7 @@ impl MuxSession {
             }
             // Timer arm: ping, pong, drain, close or resume deadline.
             if sleep.as_mut().poll(cx).is_pending() {
-                self.published_clear(true);
+                self.direct_clear(true);
                 return Poll::Pending;
             }
         }
@@ -315,6 +315,7 @@ impl MuxSession {
         if let Some(q) = self.q.as_mut() {
             q.fanout = None;
         }
+        self.end_direct();
         if let Some(c) = &self.conn {
             c.forget(self.id);
         }

@@ -1,7 +1,9 @@
 //! The reader's dispatch: one WebSocket message from the application,
 //! decoded into mux frames, each handed to its session's inbox without
-//! waiting (a slow client never stalls the connection), and what a GOAWAY
-//! among them asks of the connection (move its sessions, or release it).
+//! waiting (a slow client never stalls the connection) — or, for an idle
+//! session's whole message, written to its client at once (see
+//! `inbox`) — and what a GOAWAY among them asks of the connection (move
+//! its sessions, or release it).
 
 use super::{Conn, Out};
 use crate::mux::inbox::Event;
@@ -31,6 +33,8 @@ impl Conn {
         let mut goaway = Goaway::None;
         let mut t = self.table();
         let msg_len = msg.len();
+        // Direct replies need the reader on the session's thread.
+        let here = std::thread::current().id();
         for frame in codec::decode(msg, self.settings.max_frame_bytes as u32) {
             let f = frame?;
             if !f.kind.from_app() {
@@ -42,7 +46,7 @@ impl Conn {
                     if let Some(inbox) = inbox {
                         let flags = f.flags;
                         let payload = own_allocation(f.body, msg_len);
-                        inbox.push(Event::Message { flags, payload }, limit);
+                        inbox.push_message(flags, payload, limit, here);
                     }
                 }
                 FrameType::Close => {

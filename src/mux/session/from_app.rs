@@ -96,8 +96,8 @@ impl MuxSession {
             // The token is checked at the top of every poll.
             Event::Drain => {}
             Event::Subscribed(sub) => {
-                sub.attach(&self.client);
                 self.queues().fanout = Some(sub);
+                self.ensure_direct();
             }
             Event::Broken => {
                 self.log_close(Closer::Upstream, None, "upstream violation");

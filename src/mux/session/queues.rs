@@ -75,6 +75,13 @@ pub(super) struct Queues {
     /// `Event::Subscribed`; here, not in the session, so the session
     /// future of a client that never subscribes does not grow).
     pub(super) fanout: Option<Arc<crate::fanout::Subscriber>>,
+    /// The client's socket for direct replies and publishes
+    /// ([`crate::io::direct`]), made at the first data (or subscription),
+    /// so an idle session that never carried data holds no duplicate
+    /// descriptor; `direct_tried` says it was attempted (TLS, another
+    /// runtime flavour or no spare descriptor leave it `None`).
+    pub(super) direct: Option<Arc<crate::io::direct::Direct>>,
+    pub(super) direct_tried: bool,
     /// The client stopped taking bytes with frames still in `out`: small
     /// payloads queued from then on are copied ([`crate::mux::detach`]),
     /// the ones already waiting were copied when it was set. Cleared when
