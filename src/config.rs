@@ -135,6 +135,7 @@ pub struct MuxConfig {
     pub max_frame_bytes: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    pub direct_replies: bool,
 }
 
 /// How a route carries its clients to the application.

@@ -75,6 +75,9 @@ pub struct MuxRoute {
     pub resume_grace: Duration,
     pub session_queue_bytes: usize,
     pub resume_buffer_bytes: usize,
+    /// `mux.direct_replies`: the connection reader may write replies to
+    /// an idle client itself (`crate::io::direct`).
+    pub direct_replies: bool,
     pub metrics: Arc<RouteMetrics>,
     pub mux_metrics: metrics::RouteMuxMetrics,
 }
@@ -99,6 +102,7 @@ impl MuxRoute {
             resume_grace: m.resume_grace,
             session_queue_bytes: m.session_queue_bytes,
             resume_buffer_bytes: m.resume_buffer_bytes,
+            direct_replies: m.direct_replies,
             metrics,
             mux_metrics,
         }

@@ -7,7 +7,8 @@
 //! fill (partial writes, the queue taking over), large messages,
 //! fragmented client messages — and what went directly is counted as
 //! every other message is. `tidegate_mux_direct_messages_total` shows the
-//! path was taken, so these tests fail if it never is.
+//! path was taken, so these tests fail if it never is. The path is behind
+//! `mux.direct_replies` (off by default), which these tests turn on.
 
 use crate::support::*;
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -29,11 +30,13 @@ const SLOW_MESSAGES: usize = 200;
 const SLOW_SIZE: usize = 16 * 1024;
 const QUEUE_BYTES: u64 = 16 << 20;
 
-/// The release gateway with one worker, mux route `r` to `app`.
-async fn gateway(app: &EchoApp) -> GatewayProc {
+/// The release gateway with one worker, mux route `r` to `app`, with
+/// `mux.direct_replies` as given.
+async fn gateway(app: &EchoApp, direct: bool) -> GatewayProc {
     let mut raw = mux_config(&[app.url()], 2);
     raw.runtime.workers = 1;
     raw.mux.session_queue_bytes = QUEUE_BYTES;
+    raw.mux.direct_replies = direct;
     let gw = GatewayProc::start(&ConfigFile::new(&raw)).await;
     wait_metric(gw.admin, "tidegate_mux_connections_up", &[], 2.0).await;
     gw
@@ -170,7 +173,7 @@ fn upstream_to_client(m: &Metrics, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_stay_whole_and_in_order_when_direct_writes_mix_with_the_queue() {
     let app = EchoApp::start("127.0.0.1:0").await;
-    let gw = gateway(&app).await;
+    let gw = gateway(&app, true).await;
     let mut clients = JoinSet::new();
     for c in 0..SESSIONS {
         let addr = gw.addr;
@@ -215,7 +218,7 @@ async fn replies_stay_whole_and_in_order_when_direct_writes_mix_with_the_queue()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_replies_are_counted_like_queued_ones() {
     let app = EchoApp::start("127.0.0.1:0").await;
-    let gw = gateway(&app).await;
+    let gw = gateway(&app, true).await;
     let mut ws = ws_connect(gw.addr, "/").await;
     let mut bytes = 0;
     for i in 0..100 {
@@ -244,5 +247,25 @@ async fn direct_replies_are_counted_like_queued_ones() {
     assert!(
         direct_end >= 50.0,
         "an idle session's replies mostly go directly: {direct_end} of 100"
+    );
+}
+
+/// Off by default (`mux.direct_replies = false`): every reply takes the
+/// session's queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_switch_replies_take_the_queue() {
+    let app = EchoApp::start("127.0.0.1:0").await;
+    let gw = gateway(&app, false).await;
+    let mut ws = ws_connect(gw.addr, "/").await;
+    for i in 0..20 {
+        echo_text(&mut ws, &format!("queued {i}")).await;
+    }
+    close_client(ws).await;
+    wait_metric(gw.admin, "tidegate_mux_connection_sessions", &[], 0.0).await;
+    let m = scrape(gw.admin).await;
+    assert_eq!(upstream_to_client(&m, "tidegate_messages_total"), 20.0);
+    assert_eq!(
+        m.sum("tidegate_mux_direct_messages_total", &[("route", "r")]),
+        0.0
     );
 }

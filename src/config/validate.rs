@@ -233,6 +233,7 @@ fn mux(p: &mut Problems, m: &super::raw::RawMux) -> MuxConfig {
         max_frame_bytes: n(p, "max_frame_bytes", m.max_frame_bytes).min(u32::MAX as usize),
         reconnect_min: d(p, "reconnect_min", &m.reconnect_min),
         reconnect_max: d(p, "reconnect_max", &m.reconnect_max),
+        direct_replies: m.direct_replies,
     };
     if config.reconnect_max < config.reconnect_min {
         p.push("mux.reconnect_max", "must not be below mux.reconnect_min");

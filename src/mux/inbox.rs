@@ -9,8 +9,9 @@
 //! allocation with an empty queue (a tokio channel allocates a block of
 //! slots up front, which would dominate the memory of an idle client).
 //!
-//! Direct replies: a whole application message for a session whose task
-//! is idle with nothing queued either side is written by the reader
+//! Direct replies (`mux.direct_replies`): a whole application message for
+//! a session whose task is idle with nothing queued either side is
+//! written by the reader
 //! straight to the client's socket ([`crate::io::direct`]: same thread,
 //! plain TCP, not mid-message, no edge compression) instead of being
 //! queued here and waking the task — a reply then costs the send and
@@ -92,6 +93,9 @@ struct Queue {
     /// The client's socket for direct replies (see the module header);
     /// made by the session at its first data, shared with its subscriber.
     direct: Option<Arc<Direct>>,
+    /// Replies may be written through `direct` (`mux.direct_replies`);
+    /// else it serves the subscriber's publishes only.
+    direct_replies: bool,
 }
 
 #[derive(Default)]
@@ -176,9 +180,9 @@ impl Inbox {
         }
     }
 
-    /// The session's direct-write handle: the reader (and a subscriber,
-    /// now or later) writes replies through it.
-    pub fn set_direct(&self, direct: &Arc<Direct>) {
+    /// The session's direct-write handle: a subscriber (now or later)
+    /// writes publishes through it, and the reader replies when `replies`.
+    pub fn set_direct(&self, direct: &Arc<Direct>, replies: bool) {
         let mut q = self.lock();
         if q.fanout_done {
             return;
@@ -187,6 +191,7 @@ impl Inbox {
             s.share_direct(direct);
         }
         q.direct = Some(Arc::clone(direct));
+        q.direct_replies = replies;
     }
 
     /// An application MESSAGE for the session: written to the client now
@@ -201,7 +206,8 @@ impl Inbox {
         };
         let whole = flags & FLAG_FIN != 0 && opcode != Opcode::Continuation;
         let mut q = self.lock();
-        if let Some(d) = q.direct.as_ref().filter(|d| whole && d.is_clear()) {
+        let direct = q.direct.as_ref().filter(|_| q.direct_replies);
+        if let Some(d) = direct.filter(|d| whole && d.is_clear()) {
             if q.events.is_empty() {
                 let header = encode_header(true, opcode, payload.len(), None);
                 let tally = Sent {

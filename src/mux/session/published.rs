@@ -29,7 +29,7 @@ impl MuxSession {
         q.direct_tried = true;
         // A mux client holds one descriptor, its socket.
         if let Some(d) = Direct::attach(&self.client, 1) {
-            self.inbox.set_direct(&d);
+            self.inbox.set_direct(&d, self.route.direct_replies);
             q.direct = Some(d);
         }
     }
@@ -44,7 +44,7 @@ impl MuxSession {
             // Never carried data: nothing to write directly yet.
             return;
         };
-        if idle && q.direct.is_none() && !q.direct_tried {
+        if idle && q.direct.is_none() && !q.direct_tried && self.route.direct_replies {
             self.ensure_direct();
         }
         let Some(d) = self.q.as_ref().and_then(|q| q.direct.as_ref()) else {

@@ -93,6 +93,7 @@ mod tests {
             max_frame_bytes: 1 << 20,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            direct_replies: false,
         });
         let metrics = crate::metrics::Metrics::new()
             .mux
