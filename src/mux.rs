@@ -69,6 +69,9 @@ pub struct MuxRoute {
     pub limits: Limits,
     pub ping_interval: Option<Duration>,
     pub pong_timeout: Duration,
+    /// `routes[].idle_timeout`: no complete data message either way for
+    /// this long closes the session (1001 to the client and the app).
+    pub idle_timeout: Option<Duration>,
     pub close_timeout: Duration,
     pub drain_spread: Duration,
     pub open_timeout: Duration,
@@ -83,7 +86,7 @@ impl MuxRoute {
     pub fn new(
         config: &Config,
         pool: Arc<Pool>,
-        limits: Limits,
+        (limits, idle_timeout): (Limits, Option<Duration>),
         metrics: Arc<RouteMetrics>,
         mux_metrics: metrics::RouteMuxMetrics,
     ) -> MuxRoute {
@@ -93,6 +96,7 @@ impl MuxRoute {
             limits,
             ping_interval: config.keepalive.ping_interval,
             pong_timeout: config.keepalive.pong_timeout,
+            idle_timeout,
             close_timeout: config.limits.close_timeout,
             drain_spread: config.drain.spread,
             open_timeout: m.open_timeout,

@@ -113,7 +113,7 @@ impl State {
                     (RouteMode::Mux, Some(pool)) => Some(Arc::new(MuxRoute::new(
                         &config,
                         Arc::clone(pool),
-                        limits,
+                        (limits, r.idle_timeout),
                         Arc::clone(&route_metrics),
                         metrics.mux.route(&r.name),
                     ))),

@@ -166,6 +166,26 @@ async fn close_codes_and_reasons_cross_both_ways() {
     assert_eq!(payload.get(..2), Some(&[0x0f, 0xa2][..]), "echoing 4002");
 }
 
+/// `routes[].idle_timeout` holds on mux routes too: messages either way
+/// keep a session open past it, silence closes it with 1001 "idle
+/// timeout".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_mux_session_is_closed_after_the_idle_timeout() {
+    let app = EchoApp::start("127.0.0.1:0").await;
+    let mut raw = mux_config(&[app.url()], 1);
+    raw.routes[0].idle_timeout = Some("2s".into());
+    let gw = start_gateway(raw).await;
+    wait_ready(gw.admin).await;
+    let mut ws = ws_connect(gw.addr, "/").await;
+    // 3.2 s of traffic, never 2 s apart: the timeout counts from the last
+    // message.
+    for i in 0..4 {
+        echo_text(&mut ws, &format!("message {i}")).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    assert_eq!(expect_close(&mut ws).await, (1001, "idle timeout".into()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_drain_closes_mux_clients_with_1001() {
     let app = EchoApp::start("127.0.0.1:0").await;

@@ -203,6 +203,7 @@ impl MuxSession {
         }
         let messages = std::mem::take(&mut self.reader.messages);
         if messages > 0 {
+            self.data_seen(now);
             self.route.metrics.messages_c2u.inc_by(messages);
             if let Some(a) = &mut self.access {
                 a.from_client(messages, 0);

@@ -49,6 +49,7 @@ impl MuxSession {
                 let fin = flags & FLAG_FIN != 0;
                 self.app_in_message = !fin;
                 if fin {
+                    self.data_seen(now);
                     self.route.metrics.messages_u2c.inc();
                 }
                 self.route.metrics.bytes_u2c.inc_by(payload.len() as u64);

@@ -28,6 +28,13 @@ impl MuxSession {
                 self.close_app(code, reason);
             }
         }
+        if let Some(idle) = self.route.idle_timeout {
+            if now >= self.last_data() + idle && !self.close_sent {
+                self.log_close(Closer::Gateway, None, "idle timeout");
+                self.close_client(1001, "idle timeout", now);
+                self.close_app(1001, "idle timeout");
+            }
+        }
         if let Some(interval) = self.route.ping_interval {
             match self.ping_sent {
                 true if now >= self.last_rx + self.route.pong_timeout
@@ -57,6 +64,15 @@ impl MuxSession {
         }
     }
 
+    /// A complete data message went either way (the idle timeout).
+    pub(super) fn data_seen(&mut self, now: Instant) {
+        self.last_data_ms = now.saturating_duration_since(self.started).as_millis() as u64;
+    }
+
+    fn last_data(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_data_ms)
+    }
+
     pub(super) fn next_deadline(&self) -> Instant {
         let far = self.started + Duration::from_secs(365 * 24 * 3600);
         let mut next = far;
@@ -67,6 +83,9 @@ impl MuxSession {
         };
         at(self.deadline_close);
         at(self.close_at.filter(|_| !self.close_sent));
+        if !self.close_sent {
+            at(self.route.idle_timeout.map(|i| self.last_data() + i));
+        }
         if let Some(interval) = self.route.ping_interval {
             at(Some(if self.ping_sent {
                 self.last_rx + self.route.pong_timeout
