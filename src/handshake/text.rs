@@ -12,8 +12,10 @@ use std::sync::Arc;
 pub struct Text {
     /// The whole head (request line and fields), valid UTF-8.
     head: Arc<str>,
-    /// Where this piece is in `head`; on character boundaries.
-    range: Range<usize>,
+    /// Where this piece is in `head`; on character boundaries. `u32`s
+    /// keep a `Text` as small as the `String` it replaces (a head is
+    /// bounded by `max_header_bytes`, far below 4 GiB).
+    range: Range<u32>,
 }
 
 impl Text {
@@ -22,17 +24,18 @@ impl Text {
     /// `None` if it does not, or does not fall on character boundaries.
     pub(super) fn within(head: &Arc<str>, part: &[u8]) -> Option<Text> {
         let start = (part.as_ptr() as usize).checked_sub(head.as_ptr() as usize)?;
-        let range = start..start.checked_add(part.len())?;
-        head.get(range.clone())?;
+        let end = start.checked_add(part.len())?;
+        head.get(start..end)?;
         Some(Text {
             head: Arc::clone(head),
-            range,
+            range: u32::try_from(start).ok()?..u32::try_from(end).ok()?,
         })
     }
 
     pub fn as_str(&self) -> &str {
         // Checked on construction: in bounds and on boundaries.
-        self.head.get(self.range.clone()).unwrap_or_default()
+        let (start, end) = (self.range.start as usize, self.range.end as usize);
+        self.head.get(start..end).unwrap_or_default()
     }
 }
 
@@ -51,9 +54,12 @@ impl Default for Text {
 
 impl From<&str> for Text {
     fn from(s: &str) -> Text {
+        // A head is bounded far below 4 GiB; a longer string made here
+        // (none is) would read truncated or empty, never panic.
+        let end = u32::try_from(s.len()).unwrap_or(u32::MAX);
         Text {
             head: Arc::from(s),
-            range: 0..s.len(),
+            range: 0..end,
         }
     }
 }
@@ -112,5 +118,7 @@ mod tests {
         let other = b"GET";
         assert!(Text::within(&head, other).is_none());
         assert_eq!(Text::from("x").to_string(), "x");
+        // As small as the String it replaces.
+        assert_eq!(std::mem::size_of::<Text>(), std::mem::size_of::<String>());
     }
 }
