@@ -9,6 +9,7 @@ pub mod field;
 mod framing;
 mod request;
 mod response;
+mod text;
 
 /// The framing and Host checks alone, for the fuzz target `framing`
 /// (docs/fuzzing.md).
@@ -18,6 +19,7 @@ pub use framing::valid_host;
 
 pub use request::{read_head, HeadError, RequestHead};
 pub use response::{write_rejection, Rejection};
+pub use text::Text;
 
 use crate::config::RouteConfig;
 use crate::origin::OriginDenied;

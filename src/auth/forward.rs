@@ -84,14 +84,14 @@ impl ForwardAuth {
         for (name, value) in &head.headers {
             let lower = name.to_ascii_lowercase();
             if self.request_headers.contains(&lower) {
-                sent.push((lower, value.clone()));
+                sent.push((lower, value.to_string()));
             }
         }
         let key = self.cache_key(&sent, host, path);
         if let Some(headers) = self.cached(&key) {
             return Ok(Allowed::Headers(headers));
         }
-        sent.push(("x-forwarded-method".into(), head.method.clone()));
+        sent.push(("x-forwarded-method".into(), head.method.to_string()));
         sent.push(("x-forwarded-host".into(), host.to_string()));
         sent.push(("x-forwarded-uri".into(), path.to_string()));
         let resp = match tokio::time::timeout(self.timeout, self.target.get(&sent)).await {

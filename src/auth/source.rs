@@ -129,7 +129,7 @@ mod tests {
             version: 1,
             headers: headers
                 .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .map(|(n, v)| ((*n).into(), (*v).into()))
                 .collect(),
         }
     }

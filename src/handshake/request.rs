@@ -1,21 +1,25 @@
 //! Reading a request head from the client: bounded by `max_header_bytes`
 //! (→ 431) and by the caller's handshake timeout (slowloris).
 
+use super::text::Text;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Most header lines accepted; more is a 431 like too many bytes.
 const MAX_HEADERS: usize = 100;
 
-/// A parsed request head. Lives only for the handshake.
+/// A parsed request head. Lives only for the handshake (or one proxied
+/// request). Its text is one shared copy of the head, not a `String` per
+/// piece: two allocations per request (the copy and the field list).
 #[derive(Debug, Clone, Default)]
 pub struct RequestHead {
-    pub method: String,
+    pub method: Text,
     /// Request target as sent: path and query.
-    pub target: String,
+    pub target: Text,
     /// Minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
     /// Names as sent (case kept for forwarding), values trimmed by httparse.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(Text, Text)>,
 }
 
 impl RequestHead {
@@ -54,15 +58,30 @@ impl RequestHead {
         if has_bare_lf(&buf[..len]) {
             return Err(HeadError::Malformed);
         }
+        // httparse refuses a target that is not UTF-8, names are tokens and
+        // the rest is ASCII: this refuses exactly what checking each field
+        // value refused.
+        let text: Arc<str> = match std::str::from_utf8(&buf[..len]) {
+            Ok(t) => Arc::from(t),
+            Err(_) => return Err(HeadError::Malformed),
+        };
+        // httparse's slices point into `buf`; the same offsets into the
+        // copy are the pieces.
+        let at = |part: &[u8]| {
+            let offset = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+            text.as_bytes()
+                .get(offset..offset.wrapping_add(part.len()))
+                .and_then(|p| Text::within(&text, p))
+                .ok_or(HeadError::Malformed)
+        };
         let mut head = RequestHead {
-            method: req.method.unwrap_or_default().to_string(),
-            target: req.path.unwrap_or_default().to_string(),
+            method: at(req.method.unwrap_or_default().as_bytes())?,
+            target: at(req.path.unwrap_or_default().as_bytes())?,
             version: req.version.unwrap_or(0),
             headers: Vec::with_capacity(req.headers.len()),
         };
         for h in req.headers.iter() {
-            let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed)?;
-            head.headers.push((h.name.to_string(), value.to_string()));
+            head.headers.push((at(h.name.as_bytes())?, at(h.value)?));
         }
         if !head.target.starts_with('/') {
             // Absolute-form and authority-form targets are for forward proxies.

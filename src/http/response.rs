@@ -13,7 +13,6 @@ use super::response_reader::{BodyReader, Step};
 use super::HttpError;
 use crate::upstream::is_handshake_or_hop_header;
 use bytes::{Buf, Bytes, BytesMut};
-use std::fmt::Write;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Body pieces up to this size that are in when the head is ready are
@@ -59,20 +58,31 @@ pub fn head(
     close: bool,
     cookie: Option<&str>,
 ) -> Vec<u8> {
-    let mut out = String::with_capacity(256);
+    // Sized for a typical head: built in place, one allocation, no
+    // formatting machinery on the per-request path.
+    let mut out = Vec::with_capacity(256);
     let reason = hyper::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Status");
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
-    let mut out = out.into_bytes();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(Decimal::default().of(u64::from(status)));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    // Most responses carry no `Connection` field: then no field is named
+    // by one, and the per-field search below is skipped.
+    let any_connection = fields
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection"));
     let named = |n: &str| {
-        fields
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .filter_map(|h| std::str::from_utf8(h.value).ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(n))
+        any_connection
+            && fields
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .filter_map(|h| std::str::from_utf8(h.value).ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(n))
     };
     for h in fields {
         let n = h.name;
@@ -94,7 +104,11 @@ pub fn head(
         out.extend_from_slice(b"\r\n");
     }
     match delimit {
-        Delimit::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        Delimit::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(Decimal::default().of(n));
+            out.extend_from_slice(b"\r\n");
+        }
         Delimit::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Delimit::None | Delimit::Close => {}
     }
@@ -103,6 +117,24 @@ pub fn head(
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// A decimal number written on the stack (status codes, lengths).
+#[derive(Default)]
+struct Decimal([u8; 20]);
+
+impl Decimal {
+    fn of(&mut self, mut n: u64) -> &[u8] {
+        let mut i = self.0.len();
+        loop {
+            i -= 1;
+            self.0[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return &self.0[i..];
+            }
+        }
+    }
 }
 
 /// What [`write_head`] sent of the body.
@@ -128,7 +160,7 @@ pub async fn write_head<W: AsyncWrite + Unpin>(
     let mut sent = Sent::default();
     let mut large = None;
     loop {
-        let data = match body.take(buf)? {
+        let n = match body.next_piece(buf)? {
             Step::More => break,
             Step::Done => {
                 sent.ended = true;
@@ -137,17 +169,18 @@ pub async fn write_head<W: AsyncWrite + Unpin>(
                 }
                 break;
             }
-            Step::Data(data) => data,
+            Step::Data(n) => n,
         };
-        sent.bytes += data.len() as u64;
-        if data.is_empty() {
-            continue;
-        }
-        if data.len() > COPY_BEHIND_HEAD {
-            large = Some(data);
+        sent.bytes += n as u64;
+        if n > COPY_BEHIND_HEAD {
+            large = Some(buf.split_to(n).freeze());
             break;
         }
-        frame_into(&mut head, delimit, &data);
+        // Copied straight from the read buffer: no `Bytes` per piece.
+        if n > 0 {
+            frame_into(&mut head, delimit, &buf[..n]);
+        }
+        buf.advance(n);
     }
     let large = large.unwrap_or_default();
     let mut size = SizeLine::default();
@@ -158,7 +191,8 @@ pub async fn write_head<W: AsyncWrite + Unpin>(
         }
         _ => b"",
     };
-    let mut all = Bytes::from(head).chain(large).chain(tail);
+    // The head is written from its own vector: no `Bytes` made of it.
+    let mut all = head.as_slice().chain(large).chain(tail);
     w.write_all_buf(&mut all)
         .await
         .map_err(|_| HttpError::ClientGone)?;
@@ -255,6 +289,10 @@ mod tests {
         assert_eq!(s.of(13), b"d\r\n");
         assert_eq!(s.of(0x10000), b"10000\r\n");
         assert_eq!(s.of(usize::MAX), b"ffffffffffffffff\r\n");
+        let mut d = Decimal::default();
+        assert_eq!(d.of(0), b"0");
+        assert_eq!(d.of(204), b"204");
+        assert_eq!(d.of(u64::MAX), b"18446744073709551615");
         let mut out = Vec::new();
         frame_into(&mut out, Delimit::Chunked, b"hello");
         frame_into(&mut out, Delimit::Length(2), b"hi");

@@ -203,8 +203,8 @@ impl Facts {
 
 /// The next piece of a response body, from the bytes read so far.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    Data(Bytes),
+pub enum Step<D = Bytes> {
+    Data(D),
     /// Nothing more in the buffer: read.
     More,
     /// The body ended.
@@ -237,26 +237,43 @@ impl BodyReader {
     /// Body bytes from the front of `buf` (a piece of chunk data is
     /// handed out without its framing), or what is needed next.
     pub fn take(&mut self, buf: &mut BytesMut) -> Result<Step, HttpError> {
+        Ok(match self.next_piece(buf)? {
+            Step::Data(n) => Step::Data(buf.split_to(n).freeze()),
+            Step::More => Step::More,
+            Step::Done => Step::Done,
+        })
+    }
+
+    /// As [`take`](Self::take), without splitting the piece off:
+    /// `Data(n)` means the body's next `n` bytes are the front of `buf`
+    /// (the framing before them already dropped), and the caller takes
+    /// exactly those `n` bytes off `buf` before the next call. A piece
+    /// the caller copies anyway then costs no `Bytes` (and, the first
+    /// time, no shared allocation of the buffer).
+    pub fn next_piece(&mut self, buf: &mut BytesMut) -> Result<Step<usize>, HttpError> {
         match &mut self.state {
             Reading::Done => Ok(Step::Done),
             _ if buf.is_empty() => Ok(Step::More),
-            Reading::Close => Ok(Step::Data(buf.split().freeze())),
+            Reading::Close => Ok(Step::Data(buf.len())),
             Reading::Length(left) => {
                 let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 *left -= take as u64;
                 if *left == 0 {
                     self.state = Reading::Done;
                 }
-                Ok(Step::Data(buf.split_to(take).freeze()))
+                Ok(Step::Data(take))
             }
             Reading::Chunked(decoder) => loop {
                 let p = decoder
                     .decode(buf)
                     .map_err(|_| HttpError::UpstreamBadResponse)?;
-                let mut used = buf.split_to(p.consumed);
                 if let Some(range) = p.data {
-                    return Ok(Step::Data(used.split_off(range.start).freeze()));
+                    // Chunk data ends where the decoder stopped.
+                    debug_assert_eq!(range.end, p.consumed);
+                    buf.advance(range.start);
+                    return Ok(Step::Data(range.len()));
                 }
+                buf.advance(p.consumed);
                 if p.done {
                     self.state = Reading::Done;
                     return Ok(Step::Done);

@@ -260,7 +260,7 @@ pub fn each_forwarded_header(
                 continue;
             }
             if name.eq_ignore_ascii_case("cookie") && !id.strip_cookies.is_empty() {
-                let mut rest = Some(value.clone());
+                let mut rest = Some(value.to_string());
                 for cookie in &id.strip_cookies {
                     rest = rest.and_then(|v| strip_cookie(&v, cookie));
                 }

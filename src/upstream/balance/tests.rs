@@ -109,7 +109,7 @@ fn head(headers: &[(&str, &str)]) -> RequestHead {
         version: 1,
         headers: headers
             .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .map(|(n, v)| ((*n).into(), (*v).into()))
             .collect(),
     }
 }

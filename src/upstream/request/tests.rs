@@ -43,7 +43,7 @@ fn head(target: &str, headers: &[(&str, &str)]) -> RequestHead {
         version: 1,
         headers: headers
             .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .map(|(n, v)| ((*n).into(), (*v).into()))
             .collect(),
     }
 }
