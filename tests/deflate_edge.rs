@@ -161,9 +161,11 @@ async fn edge_idle_timeout_and_access_log() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edge_session_ends_with_1008_when_the_token_expires() {
-    let mut raw = edge_config().await;
+/// A gateway on `raw` behind a JWT policy without leeway, and a client
+/// whose token expires 2 s from now, upgraded with compression offered.
+async fn client_with_expiring_token(
+    mut raw: RawConfig,
+) -> (GatewayProc, ConfigFile, BufReader<TcpStream>) {
     let mut policy = jwt_policy("users", vec![hs_key()], None);
     if let Some(jwt) = policy.jwt.as_mut() {
         jwt.leeway = "0s".into();
@@ -177,9 +179,7 @@ async fn edge_session_ends_with_1008_when_the_token_expires() {
     claims["exp"] = serde_json::json!(now() + 2);
     let token = hs(&claims);
     let (resp, ws) = within("handshake", async {
-        let tcp = tokio::net::TcpStream::connect(gw.addr)
-            .await
-            .expect("connect");
+        let tcp = TcpStream::connect(gw.addr).await.expect("connect");
         let bearer = format!("Bearer {token}");
         let headers = [
             ("Sec-WebSocket-Extensions", OFFER),
@@ -190,7 +190,12 @@ async fn edge_session_ends_with_1008_when_the_token_expires() {
     .await;
     assert_eq!(resp.status, 101, "{}", gw.log());
     assert!(resp.header("sec-websocket-extensions").is_some());
-    let mut ws = ws.expect("upgraded");
+    (gw, file, ws.expect("upgraded"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_session_ends_with_1008_when_the_token_expires() {
+    let (gw, _file, mut ws) = client_with_expiring_token(edge_config().await).await;
     echo_once(&mut ws, "before expiry").await;
     assert_eq!(close_of(&mut ws).await, (1008, "token expired".into()));
     wait_metric(
@@ -333,32 +338,9 @@ async fn edge_keeps_the_pongs_to_its_own_pings_and_passes_the_others() {
 #[tokio::test]
 async fn an_edge_session_whose_peers_stopped_reading_still_ends() {
     let mut raw = edge_config().await;
-    let mut policy = jwt_policy("users", vec![hs_key()], None);
-    if let Some(jwt) = policy.jwt.as_mut() {
-        jwt.leeway = "0s".into();
-        jwt.expiry_grace = "0s".into();
-    }
-    raw.routes[0].auth = policy.name.clone();
     raw.routes[0].max_message_size = Some(64 << 20);
-    raw.auth_policies = vec![policy];
     raw.limits.close_timeout = "1s".into();
-    let file = ConfigFile::new(&raw);
-    let gw = GatewayProc::start(&file).await;
-    let mut claims = good_claims();
-    claims["exp"] = serde_json::json!(now() + 2);
-    let token = hs(&claims);
-    let (resp, ws) = within("handshake", async {
-        let tcp = TcpStream::connect(gw.addr).await.expect("connect");
-        let bearer = format!("Bearer {token}");
-        let headers = [
-            ("Sec-WebSocket-Extensions", OFFER),
-            ("Authorization", bearer.as_str()),
-        ];
-        ws_handshake(tcp, "localhost", "/", &headers).await
-    })
-    .await;
-    assert_eq!(resp.status, 101, "{}", gw.log());
-    let ws = ws.expect("upgraded");
+    let (gw, _file, ws) = client_with_expiring_token(raw).await;
     // 32 MiB that do not compress, echoed by the upstream: once the
     // client's socket is full (it never reads) the gateway's write to it
     // waits, then the upstream's, then the client's own.

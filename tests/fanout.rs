@@ -93,40 +93,7 @@ async fn five_thousand_mux_sessions_receive_every_publish_in_order() {
 
     // One PUBLISH frame per message; batches of 10 frames per WebSocket
     // message, as an SDK would send them.
-    for batch in 0..MESSAGES / 10 {
-        let frames: Vec<codec::Frame> = (0..10)
-            .map(|i| {
-                codec::Frame::publish(
-                    "room",
-                    true,
-                    format!("m{}", batch * 10 + i).as_bytes(),
-                    None,
-                )
-            })
-            .collect();
-        publisher.send(&frames);
-    }
-    let mut reading = JoinSet::new();
-    for mut ws in clients {
-        reading.spawn(async move {
-            for i in 0..MESSAGES {
-                let (fin, op, payload) = next_frame(&mut ws).await;
-                assert!(fin && op == OpCode::Text, "a whole text message");
-                assert_eq!(payload, format!("m{i}").as_bytes(), "in publish order");
-            }
-            ws
-        });
-    }
-    let mut clients = Vec::with_capacity(CLIENTS);
-    while let Some(ws) = within_for(
-        Duration::from_secs(120),
-        "every client reads",
-        reading.join_next(),
-    )
-    .await
-    {
-        clients.push(ws.expect("every client got all messages in order"));
-    }
+    let clients = publish_and_read_all(&publisher, clients, ("room", "m"), MESSAGES, 10).await;
     let m = scrape(gw.admin).await;
     assert!(m.sum("tidegate_fanout_deliveries_total", &[]) >= (CLIENTS * MESSAGES) as f64);
     assert_eq!(
@@ -137,6 +104,48 @@ async fn five_thousand_mux_sessions_receive_every_publish_in_order() {
     drop(clients);
     wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
     wait_metric(gw.admin, "tidegate_fanout_channels", &[], 0.0).await;
+}
+
+/// Publish `messages` texts `{prefix}{i}` on `channel` over the mux
+/// connection of `publisher`, `batch` PUBLISH frames per WebSocket message,
+/// and check that every client reads all of them, whole and in order.
+/// Returns the clients.
+pub(crate) async fn publish_and_read_all(
+    publisher: &crate::support::mux_app::FakeSender,
+    clients: Vec<Ws<tokio::net::TcpStream>>,
+    (channel, prefix): (&str, &str),
+    messages: usize,
+    batch: usize,
+) -> Vec<Ws<tokio::net::TcpStream>> {
+    for first in (0..messages).step_by(batch) {
+        let frames: Vec<codec::Frame> = (first..(first + batch).min(messages))
+            .map(|i| codec::Frame::publish(channel, true, format!("{prefix}{i}").as_bytes(), None))
+            .collect();
+        publisher.send(&frames);
+    }
+    let n = clients.len();
+    let mut reading = JoinSet::new();
+    for mut ws in clients {
+        let prefix = prefix.to_string();
+        reading.spawn(async move {
+            for i in 0..messages {
+                let (fin, op, payload) = next_frame(&mut ws).await;
+                assert!(fin && op == OpCode::Text, "a whole text message");
+                assert_eq!(
+                    payload,
+                    format!("{prefix}{i}").as_bytes(),
+                    "in publish order"
+                );
+            }
+            ws
+        });
+    }
+    let mut clients = Vec::with_capacity(n);
+    let limit = Duration::from_secs(120);
+    while let Some(ws) = within_for(limit, "every client reads", reading.join_next()).await {
+        clients.push(ws.expect("every client got every message in order"));
+    }
+    clients
 }
 
 /// Connect a client and accept its OPEN on `conn`: the client and its

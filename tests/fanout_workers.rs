@@ -5,13 +5,11 @@
 //! that worker's batch. Every subscriber must get every message, in
 //! publish order.
 
-use crate::fanout::accept_and_subscribe;
+use crate::fanout::{accept_and_subscribe, publish_and_read_all};
 use crate::support::mux_app::FakeApp;
 use crate::support::*;
-use fastwebsockets::OpCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tidegate_mux::codec;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -64,30 +62,7 @@ async fn every_subscriber_on_either_worker_gets_every_publish_in_order() {
         );
     }
 
-    for batch in 0..MESSAGES / 20 {
-        let frames: Vec<codec::Frame> = (0..20)
-            .map(|i| {
-                let text = format!("w{}", batch * 20 + i);
-                codec::Frame::publish("wide", true, text.as_bytes(), None)
-            })
-            .collect();
-        publisher.send(&frames);
-    }
-    let mut reading = JoinSet::new();
-    for mut ws in clients {
-        reading.spawn(async move {
-            for i in 0..MESSAGES {
-                let (fin, op, payload) = next_frame(&mut ws).await;
-                assert!(fin && op == OpCode::Text, "a whole text message");
-                assert_eq!(payload, format!("w{i}").as_bytes(), "in publish order");
-            }
-            ws
-        });
-    }
-    let mut clients = Vec::with_capacity(CLIENTS);
-    while let Some(ws) = within_for(limit, "every client reads", reading.join_next()).await {
-        clients.push(ws.expect("every client got every message in order"));
-    }
+    let clients = publish_and_read_all(&publisher, clients, ("wide", "w"), MESSAGES, 20).await;
     let m = scrape(gw.admin).await;
     assert_eq!(
         m.sum("tidegate_fanout_deliveries_total", &[]),
