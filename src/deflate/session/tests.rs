@@ -50,8 +50,9 @@ async fn the_edge_session_future_stays_small() {
     );
     let size = std::mem::size_of_val(&run);
     println!("edge session future: {size} bytes");
-    // 1,904 bytes measured (1,832 before fan-out's published messages
-    // and slow-subscriber watch; 1,976 before the directions shared one loop
+    // 2,032 bytes measured (1,832 before fan-out's published messages,
+    // the slow-subscriber watch and the wind-down that sends the Closes
+    // while the directions still run; 1,976 before the directions shared one loop
     // and the session's `Activity` moved behind an `Arc` the writers share;
     // 3,216 before the per-frame work was boxed);
     // with the sockets and the tokio task this is ~3.2 KB of RSS per idle
