@@ -11,6 +11,7 @@ mod limits;
 mod listener;
 mod probe;
 mod reload;
+mod routes;
 mod workers;
 
 pub use reload::ReloadError;
@@ -19,7 +20,7 @@ pub use workers::{BindError, StartError};
 use crate::config::{Config, RouteConfig, RouteMode};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::mux::{MuxRoute, Pool};
-use crate::relay::{self, scan::Limits};
+use crate::relay;
 use crate::route::RouteTable;
 pub use crate::shutdown::Drained;
 use crate::shutdown::Shutdown;
@@ -90,57 +91,20 @@ impl State {
                 (u.name.clone(), up)
             })
             .collect();
-        let http_pools = http_pools(&config);
+        let http_pools = routes::http_pools(&config);
+        let shared = routes::Shared {
+            pools,
+            upstreams: &upstreams,
+            http_pools: &http_pools,
+        };
         let runtime = config
             .routes
             .iter()
             .map(|r| {
-                let limits = Limits {
-                    max_frame: config.limits.max_frame_size.min(r.max_message_size),
-                    max_message: r.max_message_size,
-                };
-                let settings = relay::Settings {
-                    client_limits: limits,
-                    upstream_limits: limits,
-                    ping_interval: config.keepalive.ping_interval,
-                    pong_timeout: config.keepalive.pong_timeout,
-                    idle_timeout: r.idle_timeout,
-                    close_timeout: config.limits.close_timeout,
-                    drain_spread: config.drain.spread,
-                };
-                let route_metrics = metrics.route(&r.name);
-                let mux = match (r.mode, pools.get(&r.upstream.name)) {
-                    (RouteMode::Mux, Some(pool)) => Some(Arc::new(MuxRoute::new(
-                        &config,
-                        Arc::clone(pool),
-                        (limits, r.idle_timeout),
-                        Arc::clone(&route_metrics),
-                        metrics.mux.route(&r.name),
-                    ))),
-                    _ => None,
-                };
-                let fanout = Arc::new(crate::fanout::Access::new(
-                    r.fanout.policy,
-                    config.mux.session_queue_bytes,
-                    Arc::clone(&r.fanout.allow),
-                    None,
-                ));
-                let rt = RouteRuntime {
-                    fanout,
-                    config: Arc::clone(r),
-                    metrics: route_metrics,
-                    settings: Arc::new(settings),
-                    upstream: Arc::clone(&upstreams[&r.upstream.name]),
-                    mux,
-                    http: r.http.as_ref().map(|h| {
-                        Arc::new(crate::http::HttpRoute {
-                            settings: crate::http::Settings::new(h, config.limits.max_header_bytes),
-                            pool: Arc::clone(&http_pools[&r.upstream.name]),
-                            metrics: metrics.http.route(&r.name),
-                        })
-                    }),
-                };
-                (r.name.clone(), rt)
+                (
+                    r.name.clone(),
+                    routes::runtime(&config, r, metrics, &shared),
+                )
             })
             .collect();
         State {
@@ -150,26 +114,6 @@ impl State {
             config,
         }
     }
-}
-
-/// One HTTP keep-alive pool per upstream, shared by its routes. A reload
-/// builds new ones; the old pools' idle connections close with them.
-fn http_pools(config: &Config) -> HashMap<String, Arc<crate::http::pool::Pool>> {
-    let h = &config.http;
-    config
-        .upstreams
-        .iter()
-        .map(|u| {
-            let pool = crate::http::pool::Pool::new(
-                u.endpoints.len(),
-                h.max_idle_per_endpoint,
-                h.pool_idle_timeout,
-            );
-            let pool = Arc::new(pool);
-            pool.start_reaper();
-            (u.name.clone(), pool)
-        })
-        .collect()
 }
 
 /// State shared by every connection.
