@@ -62,33 +62,7 @@ async fn five_thousand_mux_sessions_receive_every_publish_in_order() {
     }
     let publisher = publisher.expect("a connection");
 
-    let gate = Arc::new(Semaphore::new(200));
-    let mut opening = JoinSet::new();
-    for _ in 0..CLIENTS {
-        let gate = Arc::clone(&gate);
-        let addr = gw.addr;
-        opening.spawn(async move {
-            let _permit = gate.acquire_owned().await.expect("semaphore open");
-            ws_connect(addr, "/").await
-        });
-    }
-    let mut clients = Vec::with_capacity(CLIENTS);
-    while let Some(ws) = within_for(
-        Duration::from_secs(120),
-        "clients connect",
-        opening.join_next(),
-    )
-    .await
-    {
-        clients.push(ws.expect("client task"));
-    }
-    wait_metric(
-        gw.admin,
-        "tidegate_fanout_subscriptions",
-        &[],
-        CLIENTS as f64,
-    )
-    .await;
+    let clients = connect_subscribers(gw.addr, CLIENTS, gw.admin).await;
     wait_metric(gw.admin, "tidegate_fanout_channels", &[], 1.0).await;
 
     // One PUBLISH frame per message; batches of 10 frames per WebSocket
@@ -104,6 +78,33 @@ async fn five_thousand_mux_sessions_receive_every_publish_in_order() {
     drop(clients);
     wait_metric(gw.admin, "tidegate_fanout_subscriptions", &[], 0.0).await;
     wait_metric(gw.admin, "tidegate_fanout_channels", &[], 0.0).await;
+}
+
+/// Connect `count` clients to `addr` (path `/`, at most 100 handshakes at a
+/// time) and wait until the gateway whose admin listener is `admin` counts
+/// that many fan-out subscriptions. Returns the clients in the order their
+/// handshakes completed.
+pub(crate) async fn connect_subscribers(
+    addr: std::net::SocketAddr,
+    count: usize,
+    admin: std::net::SocketAddr,
+) -> Vec<Ws<tokio::net::TcpStream>> {
+    let gate = Arc::new(Semaphore::new(100));
+    let mut opening = JoinSet::new();
+    for _ in 0..count {
+        let gate = Arc::clone(&gate);
+        opening.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("semaphore open");
+            ws_connect(addr, "/").await
+        });
+    }
+    let mut clients = Vec::with_capacity(count);
+    let limit = Duration::from_secs(120);
+    while let Some(ws) = within_for(limit, "clients connect", opening.join_next()).await {
+        clients.push(ws.expect("client task"));
+    }
+    wait_metric(admin, "tidegate_fanout_subscriptions", &[], count as f64).await;
+    clients
 }
 
 /// Publish `messages` texts `{prefix}{i}` on `channel` over the mux

@@ -5,13 +5,9 @@
 //! that worker's batch. Every subscriber must get every message, in
 //! publish order.
 
-use crate::fanout::{accept_and_subscribe, publish_and_read_all};
+use crate::fanout::{accept_and_subscribe, connect_subscribers, publish_and_read_all};
 use crate::support::mux_app::FakeApp;
 use crate::support::*;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 const CLIENTS: usize = 600;
 const MESSAGES: usize = 200;
@@ -33,27 +29,7 @@ async fn every_subscriber_on_either_worker_gets_every_publish_in_order() {
     }
     let publisher = publisher.expect("a connection");
 
-    let gate = Arc::new(Semaphore::new(100));
-    let mut opening = JoinSet::new();
-    for _ in 0..CLIENTS {
-        let (gate, addr) = (Arc::clone(&gate), gw.addr);
-        opening.spawn(async move {
-            let _permit = gate.acquire_owned().await.expect("semaphore open");
-            ws_connect(addr, "/").await
-        });
-    }
-    let mut clients = Vec::with_capacity(CLIENTS);
-    let limit = Duration::from_secs(120);
-    while let Some(ws) = within_for(limit, "clients connect", opening.join_next()).await {
-        clients.push(ws.expect("client task"));
-    }
-    wait_metric(
-        gw.admin,
-        "tidegate_fanout_subscriptions",
-        &[],
-        CLIENTS as f64,
-    )
-    .await;
+    let clients = connect_subscribers(gw.addr, CLIENTS, gw.admin).await;
     let m = scrape(gw.admin).await;
     for worker in ["0", "1"] {
         assert!(
