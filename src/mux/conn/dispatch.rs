@@ -4,8 +4,9 @@
 //! among them asks of the connection (move its sessions, or release it).
 
 use super::{Conn, Out};
-use crate::mux::inbox::Event;
+use crate::mux::inbox::{Event, Inbox};
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tidegate_mux::codec::{self, Close, CodecError, FrameType};
@@ -77,23 +78,7 @@ impl Conn {
                 FrameType::Goaway => {
                     let _: tidegate_mux::codec::GoawayBody = f.json()?;
                     if !self.draining.swap(true, Ordering::AcqRel) {
-                        goaway = self.goaway_kind();
-                        tracing::info!(
-                            conn = self.id,
-                            sessions = t.sessions.len(),
-                            release = goaway == Goaway::Release,
-                            "GOAWAY from the application"
-                        );
-                        for inbox in t.sessions.values() {
-                            let lost = Event::Lost {
-                                conn_id: self.id,
-                                goaway: true,
-                            };
-                            inbox.push(lost, usize::MAX);
-                        }
-                        if t.sessions.is_empty() {
-                            self.send(Out::Close(1000, "goaway"));
-                        }
+                        goaway = self.start_goaway(&t.sessions);
                     }
                 }
                 FrameType::Subscribe | FrameType::Unsubscribe | FrameType::Publish => {
@@ -108,6 +93,30 @@ impl Conn {
         }
         self.metrics.sessions.set(t.sessions.len() as i64);
         Ok(goaway)
+    }
+
+    /// The first GOAWAY: every session learns its connection is going
+    /// (each moves or waits for a resume, as `goaway_kind` decides), and a
+    /// connection without sessions closes at once.
+    fn start_goaway(&self, sessions: &HashMap<u32, Arc<Inbox>>) -> Goaway {
+        let goaway = self.goaway_kind();
+        tracing::info!(
+            conn = self.id,
+            sessions = sessions.len(),
+            release = goaway == Goaway::Release,
+            "GOAWAY from the application"
+        );
+        for inbox in sessions.values() {
+            let lost = Event::Lost {
+                conn_id: self.id,
+                goaway: true,
+            };
+            inbox.push(lost, usize::MAX);
+        }
+        if sessions.is_empty() {
+            self.send(Out::Close(1000, "goaway"));
+        }
+        goaway
     }
 
     /// GOAWAY: move the sessions if another connection of the pool can
