@@ -28,7 +28,9 @@
 # SIZE (128), ECHO_CLIENTS (50), WORKERS (1: the gateway's --workers) and
 # GW_CORES (0: its pinning; e.g. WORKERS=2 GW_CORES=0,1 puts the two
 # workers on both cores, beside the generator and the applications on
-# core 1 — cross-worker delivery, src/fanout/worker.rs), RAW=DIR (keep every run's JSON there;
+# core 1 — cross-worker delivery, src/fanout/worker.rs), APP_CORES (1:
+# the applications' pinning; APP_CORES=0 puts them beside the gateway,
+# away from the generator's network work), RAW=DIR (keep every run's JSON there;
 # `python3 loadtest/bench-fanout-report.py DIR` prints the tables again).
 #
 # A/B: with OLD_TG=/path/to/other/tidegate each round runs both gateways,
@@ -73,7 +75,7 @@ start_app sessions "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode sessions --rate
 SES_PID=$APP_PID SES_ADDR=$APP_ADDR
 start_app pass "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode passthrough --rate "$RATE" --size "$SIZE" --min-subscribers "$SUBSCRIBERS"
 PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
-start_app echo "$GWBIN" echo --listen 127.0.0.1:0 --workers 1
+APP_CORES=1 start_app echo "$GWBIN" echo --listen 127.0.0.1:0 --workers 1 # the echo stays beside the generator
 ECHO_ADDR=$APP_ADDR
 
 config_head 12000 >"$RUN/gw.toml"

@@ -64,28 +64,12 @@ else
 fi
 ulimit -n "$(ulimit -Hn)"
 
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-# Copies: a shared CARGO_TARGET_DIR may be rebuilt while this runs.
-mkdir "$RUN/bin" "$RUN/res"
+. loadtest/lib.sh
+mkdir "$RUN/res"
+keep_copies "$BINS/tidegate-loadtest" "$FANOUT_BIN"
 cp "$TG" "$RUN/bin/tidegate"
-cp "$BINS/tidegate-loadtest" "$FANOUT_BIN" "$RUN/bin/"
 GWBIN=$RUN/bin/tidegate
 LT=$RUN/bin/tidegate-loadtest
-
-wait_addr() { # FILE [PREFIX] → prints IP:PORT from "PREFIX…addr=IP:PORT"
-    for _ in $(seq 150); do
-        a=$(grep "^${2:-}" "$1" 2>/dev/null | grep -o 'addr=[0-9.:]*' | head -1 | cut -d= -f2) && [ -n "$a" ] && { echo "$a"; return; }
-        sleep 0.1
-    done
-    echo "bench-nats.sh: no address in $1" >&2; cat "$1" "${1%.out}.err" >&2 || true; exit 1
-}
-sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
 
 # nats-server on a free loopback port, core 1.
 NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -94,19 +78,15 @@ NATS_PID=$!
 PIDS+=("$NATS_PID")
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
 
-start_app() { # NAME ARGS... → sets APP_PID, APP_ADDR
-    local name=$1; shift
-    taskset -c 1 "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode publish --rate "$RATE" --size "$SIZE" "$@" \
-        >"$RUN/$name.out" 2>"$RUN/$name.err" &
-    APP_PID=$!
-    PIDS+=("$APP_PID")
-    APP_ADDR=$(wait_addr "$RUN/$name.out")
+publisher() { # NAME MIN_SUBSCRIBERS → the `fanout` example in publish mode (core 1)
+    start_app "$1" "$RUN/bin/fanout" --listen 127.0.0.1:0 --mode publish --rate "$RATE" --size "$SIZE" \
+        --min-subscribers "$2"
 }
-start_app pub --min-subscribers "$SUBSCRIBERS"
+publisher pub "$SUBSCRIBERS"
 PUB_PID=$APP_PID PUB_ADDR=$APP_ADDR
-start_app sub --min-subscribers 1000000000
+publisher sub 1000000000
 SUB_PID=$APP_PID SUB_ADDR=$APP_ADDR
-start_app single --min-subscribers $((3 * SUBSCRIBERS))
+publisher single $((3 * SUBSCRIBERS))
 SGL_PID=$APP_PID SGL_ADDR=$APP_ADDR
 
 start_gw() { # NAME APP_ADDR BACKPLANE(0|1) → sets GW_PID, GW_ADDR, GW_ADMIN
@@ -153,7 +133,7 @@ for admin in "$A_ADMIN" "$B_ADMIN" "$C_ADMIN"; do
     done
 done
 for pid in "$PUB_PID" "$SUB_PID" "$SGL_PID"; do
-    for _ in $(seq 100); do [ "$(sockets "$pid")" -gt "$POOL" ] && break; sleep 0.1; done
+    wait_pool "$pid" "$POOL" || true
 done
 
 scrape() { # ADMIN FILE
@@ -193,12 +173,12 @@ single_run() { # ROUND
     sleep 2
 }
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_BEFORE=$(loadavg)
 for r in $(seq "$ROUNDS"); do
     nats_run "$r"
     single_run "$r"
 done
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_AFTER=$(loadavg)
 
 {
     echo "# tidegate fan-out across instances (NATS) — $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -46,12 +46,13 @@ wait_line() {
     echo "$BENCH: timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
 }
 
-# wait_addr FILE: print IP:PORT from the first "addr=IP:PORT" in FILE (a
-# process listening on port 0 says where it is), waiting up to 15 s.
+# wait_addr FILE [PREFIX]: print IP:PORT from the first "addr=IP:PORT" in
+# FILE (a process listening on port 0 says where it is) on a line starting
+# with PREFIX, waiting up to 15 s.
 wait_addr() {
     local a
     for _ in $(seq 150); do
-        a=$(grep -o 'addr=[0-9.:]*' "$1" 2>/dev/null | head -1 | cut -d= -f2) && [ -n "$a" ] && { echo "$a"; return; }
+        a=$(grep "^${2:-}" "$1" 2>/dev/null | grep -o 'addr=[0-9.:]*' | head -1 | cut -d= -f2) && [ -n "$a" ] && { echo "$a"; return; }
         sleep 0.1
     done
     echo "$BENCH: no address in $1" >&2; cat "$1" >&2; exit 1
@@ -111,12 +112,12 @@ start_gateway_run() {
 }
 
 # start_app NAME CMD...: an application (or upstream) that listens on port
-# 0, pinned to core 1, output in $RUN/NAME.out and .err. Sets APP_PID and
-# APP_ADDR.
+# 0, pinned to core 1 (APP_CORES overrides it), output in $RUN/NAME.out
+# and .err. Sets APP_PID and APP_ADDR.
 start_app() {
     local name=$1
     shift
-    taskset -c 1 "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    taskset -c "${APP_CORES:-1}" "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
     APP_PID=$!
     PIDS+=("$APP_PID")
     APP_ADDR=$(wait_addr "$RUN/$name.out")
