@@ -34,7 +34,8 @@
 # ROUNDS (2), DURATION (10s), WARMUP (2s), SUBSCRIBERS (1000 per
 # generator), RATE (20), SIZE (128), NATS (nats-server binary), BINS (a
 # directory holding tidegate-loadtest and the example `fanout`, built
-# beforehand), RAW=DIR (keep every run's JSON there).
+# beforehand), RAW=DIR (keep every run's JSON there), SLICE_US (the
+# gateways' runtime.scheduler_slice_us; default 0, the kernel's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,6 +97,10 @@ start_gw() { # NAME APP_ADDR BACKPLANE(0|1) → sets GW_PID, GW_ADDR, GW_ADMIN
         echo "listen = \"127.0.0.1:0\""
         echo "[limits]"
         echo "max_connections = 12000"
+        if [ "${SLICE_US:-0}" != 0 ]; then
+            echo "[runtime]"
+            echo "scheduler_slice_us = $SLICE_US"
+        fi
         echo "[[listeners]]"
         echo "name = \"bench\""
         echo "listen = \"127.0.0.1:0\""
@@ -183,7 +188,7 @@ LOAD_AFTER=$(loadavg)
 {
     echo "# tidegate fan-out across instances (NATS) — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Command: \`TG=$TG bash loadtest/bench-nats.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS per generator, RATE=$RATE SIZE=$SIZE)."
+    echo "Command: \`TG=$TG bash loadtest/bench-nats.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS per generator, RATE=$RATE SIZE=$SIZE SLICE_US=${SLICE_US:-0})."
     echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
     echo "Pinning: gateways A, B, C and S (\`tidegate run --workers 1\` each) on core 0; the three generators (one worker each), the three example applications and nats-server on core 1. Mux pool_size $POOL."
     echo "Gateway: $("$GWBIN" version); $("$NATS" --version)."

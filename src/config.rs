@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use ops::{LogConfig, LogFormat, Readiness, ReloadConfig};
 pub use raw::RawConfig;
-pub use runtime::{Layout, RuntimeConfig};
+pub use runtime::{Layout, RuntimeConfig, SCHEDULER_SLICE_US};
 
 /// Exit code for a bad configuration (sysexits EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;

@@ -16,6 +16,8 @@ use tidegate::server::{self, Running};
 
 #[path = "main/oneliners.rs"]
 mod oneliners;
+#[path = "main/sched.rs"]
+mod sched;
 #[path = "main/signals.rs"]
 mod signals;
 
@@ -128,6 +130,27 @@ struct RuntimeArgs {
     /// (one multi-thread runtime); overrides `runtime.layout`.
     #[arg(long, value_name = "LAYOUT")]
     layout: Option<LayoutArg>,
+    /// Scheduler slice, in µs, the gateway's threads ask Linux (6.12+)
+    /// for: short (e.g. 100) lets a woken worker preempt CPU-bound
+    /// neighbours at once; 0: the kernel's default. Overrides
+    /// `runtime.scheduler_slice_us`.
+    #[arg(long, value_name = "US", value_parser = slice_us)]
+    scheduler_slice_us: Option<u64>,
+}
+
+/// `--scheduler-slice-us`: 0, or a slice Linux grants.
+fn slice_us(s: &str) -> Result<u64, String> {
+    let us: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    let range = tidegate::config::SCHEDULER_SLICE_US;
+    if us == 0 || range.contains(&us) {
+        Ok(us)
+    } else {
+        Err(format!(
+            "{us} is outside {}..={}; 0 for the kernel's default",
+            range.start(),
+            range.end()
+        ))
+    }
 }
 
 /// The names of `runtime.layout`, as written in the configuration.
@@ -148,6 +171,9 @@ impl RuntimeArgs {
             Some(LayoutArg::ThreadPerCore) => runtime.layout = Layout::ThreadPerCore,
             Some(LayoutArg::WorkStealing) => runtime.layout = Layout::WorkStealing,
             None => {}
+        }
+        if let Some(us) = self.scheduler_slice_us {
+            runtime.scheduler_slice_us = (us > 0).then_some(us);
         }
         runtime
     }
@@ -312,6 +338,7 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(args: RuntimeArgs, f: F) 
     let echo = RuntimeConfig {
         layout: Layout::WorkStealing,
         workers: None,
+        scheduler_slice_us: None,
     };
     run_on(args.apply(echo), f)
 }
@@ -325,6 +352,12 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(args: RuntimeArgs, f: F) 
 fn run_on<F: std::future::Future<Output = ExitCode>>(runtime: RuntimeConfig, f: F) -> ExitCode {
     // Two descriptors per proxied client: use all the process may have.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // Before any thread starts, so that every thread inherits it.
+    if let Some(us) = runtime.scheduler_slice_us {
+        if let Err(e) = sched::request_slice(us) {
+            tracing::warn!(error = %e, slice_us = us, "the kernel refused the scheduler slice; keeping its default");
+        }
+    }
     let mut builder = match (runtime.layout, runtime.workers()) {
         (_, 1) | (Layout::ThreadPerCore, _) => tokio::runtime::Builder::new_current_thread(),
         (Layout::WorkStealing, n) => {

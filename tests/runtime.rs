@@ -109,3 +109,42 @@ async fn thread_per_core_workers_share_reload_metrics_and_drain() {
     .expect("wait for tidegate");
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{}", gw.log());
 }
+
+/// The scheduler slice of every thread of a process, from
+/// `/proc/PID/task/*/sched` (`se.slice`, nanoseconds; Linux 6.6+): `None`
+/// where the kernel does not show it.
+fn thread_slices(pid: u32) -> Option<Vec<u64>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc task list");
+    let mut slices = Vec::new();
+    for task in tasks {
+        let path = task.expect("task entry").path().join("sched");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let line = text.lines().find(|l| l.starts_with("se.slice"))?;
+        slices.push(line.split(':').nth(1)?.trim().parse().ok()?);
+    }
+    Some(slices)
+}
+
+/// `runtime.scheduler_slice_us`: every thread of the gateway — the main
+/// thread, the other workers, whatever started later — runs with the slice
+/// asked for, and still relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gateway_thread_runs_with_the_configured_scheduler_slice() {
+    if thread_slices(std::process::id()).is_none() {
+        eprintln!("this kernel does not show se.slice: nothing to check");
+        return;
+    }
+    let echo = start_echo().await;
+    let mut raw = config(echo, "/s");
+    raw.runtime.scheduler_slice_us = 300;
+    let file = ConfigFile::new(&raw);
+    let gw = GatewayProc::start(&file).await;
+    let mut ws = ws_connect(gw.addr, "/s").await;
+    echo_text(&mut ws, "relayed").await;
+    let slices = thread_slices(gw.proc.child.id().expect("running")).expect("se.slice");
+    assert!(slices.len() >= WORKERS as usize, "{slices:?}");
+    assert!(
+        slices.iter().all(|&ns| ns == 300_000),
+        "every thread at 300 µs: {slices:?}"
+    );
+}

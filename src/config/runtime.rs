@@ -18,6 +18,10 @@
 use super::raw::RawRuntime;
 use super::validate::Problems;
 
+/// The scheduler slices Linux grants (it clamps a request to them), in
+/// microseconds.
+pub const SCHEDULER_SLICE_US: std::ops::RangeInclusive<u64> = 100..=100_000;
+
 /// Most worker threads a configuration may ask for: far above any core
 /// count this runs on, low enough that a typo (`workers = 10000`) is an
 /// error rather than ten thousand threads.
@@ -39,6 +43,9 @@ pub struct RuntimeConfig {
     pub layout: Layout,
     /// `None`: one per available core (resolved by [`RuntimeConfig::workers`]).
     pub workers: Option<usize>,
+    /// The scheduler slice to request, in microseconds (`None`: the
+    /// kernel's default; see the binary's `sched` module).
+    pub scheduler_slice_us: Option<u64>,
 }
 
 impl Default for RuntimeConfig {
@@ -46,6 +53,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             layout: Layout::ThreadPerCore,
             workers: None,
+            scheduler_slice_us: None,
         }
     }
 }
@@ -105,7 +113,26 @@ pub(super) fn runtime(p: &mut Problems, raw: &RawRuntime) -> RuntimeConfig {
             None
         }
     };
-    RuntimeConfig { layout, workers }
+    let scheduler_slice_us = match raw.scheduler_slice_us {
+        0 => None,
+        us if SCHEDULER_SLICE_US.contains(&us) => Some(us),
+        us => {
+            p.push(
+                "runtime.scheduler_slice_us",
+                format!(
+                    "{us} is outside {}..={} (the slices Linux grants); use 0 for the kernel's default",
+                    SCHEDULER_SLICE_US.start(),
+                    SCHEDULER_SLICE_US.end()
+                ),
+            );
+            None
+        }
+    };
+    RuntimeConfig {
+        layout,
+        workers,
+        scheduler_slice_us,
+    }
 }
 
 #[cfg(test)]
@@ -113,10 +140,15 @@ mod tests {
     use super::*;
 
     fn check(layout: &str, workers: u64) -> (RuntimeConfig, Vec<String>) {
+        check_slice(layout, workers, 0)
+    }
+
+    fn check_slice(layout: &str, workers: u64, slice: u64) -> (RuntimeConfig, Vec<String>) {
         let mut p = Problems::default();
         let raw = RawRuntime {
             layout: layout.into(),
             workers,
+            scheduler_slice_us: slice,
         };
         let c = runtime(&mut p, &raw);
         (c, p.0.into_iter().map(|x| x.key).collect())
@@ -141,5 +173,20 @@ mod tests {
     fn reports_an_unknown_layout_and_too_many_workers_together() {
         let (_, problems) = check("fibers", MAX_WORKERS + 1);
         assert_eq!(problems, ["runtime.layout", "runtime.workers"]);
+    }
+
+    #[test]
+    fn reads_a_scheduler_slice_and_refuses_one_the_kernel_would_not_grant() {
+        assert_eq!(
+            check_slice("thread_per_core", 0, 0).0.scheduler_slice_us,
+            None
+        );
+        let (c, problems) = check_slice("thread_per_core", 0, 100);
+        assert!(problems.is_empty());
+        assert_eq!(c.scheduler_slice_us, Some(100));
+        for bad in [99, 100_001] {
+            let (_, problems) = check_slice("thread_per_core", 0, bad);
+            assert_eq!(problems, ["runtime.scheduler_slice_us"]);
+        }
     }
 }

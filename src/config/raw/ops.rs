@@ -14,6 +14,10 @@ pub struct RawRuntime {
     pub layout: String,
     /// Worker threads; 0: one per available core. `--workers` overrides.
     pub workers: u64,
+    /// Scheduler slice the gateway's threads request from Linux (EEVDF,
+    /// 6.12+), in microseconds; 0: the kernel's default.
+    /// `--scheduler-slice-us` overrides.
+    pub scheduler_slice_us: u64,
 }
 
 impl Default for RawRuntime {
@@ -21,6 +25,7 @@ impl Default for RawRuntime {
         Self {
             layout: "thread_per_core".into(),
             workers: 0,
+            scheduler_slice_us: 0,
         }
     }
 }
