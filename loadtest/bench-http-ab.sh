@@ -21,7 +21,7 @@ SSE_STREAMS=${SSE_STREAMS:-2000}
 PB=${PORT_BASE:-18200}
 . loadtest/lib.sh
 build -p tidegate-loadtest
-LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
+LT=${LOADTEST_BIN:-$CARGO_TARGET_DIR/release/tidegate-loadtest}
 
 UP=127.0.0.1:$PB
 taskset -c 1 "$LT" --workers 1 http-server --listen "$UP" >"$RUN/up.out" 2>&1 &

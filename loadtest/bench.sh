@@ -36,6 +36,9 @@
 # loop, 16 in flight, connect churn).
 #
 # Environment: ROUNDS (default 3), DURATION (default 5s), SKIP_IDLE=1,
+# TG (a tidegate binary to measure instead of the one built here),
+# LOADTEST_BIN (the same for the harness), NO_BUILD=1 (build nothing:
+# for runs under /tmp/freeze-bench.sh, which would stop the cargo),
 # IMG, ONLY_HEADLINE=1 (just the plotted scenarios), SKIP_HTTP=1,
 # ONLY_HTTP=1 (just the HTTP scenarios), SSE_STREAMS (default 9900),
 # PORT_BASE (default 18000: every port above is PORT_BASE + its last two
@@ -69,8 +72,9 @@ export PEER_CORE=$PROXY_CORES ECHO_CORE=$GEN_CORES
 . loadtest/lib.sh
 build --bin tidegate
 build -p tidegate-loadtest
-TG=$CARGO_TARGET_DIR/release/tidegate
-LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
+# TG: the gateway binary under test (default: the one just built).
+TG=${TG:-$CARGO_TARGET_DIR/release/tidegate}
+LT=${LOADTEST_BIN:-$CARGO_TARGET_DIR/release/tidegate-loadtest}
 export LOADTEST_BIN=$LT
 
 PB=${PORT_BASE:-18000}

@@ -26,8 +26,10 @@ cleanup() {
 trap cleanup EXIT
 
 # build ARGS...: `cargo build --release ARGS`, its output on stderr so a
-# report written to stdout stays clean.
-build() { cargo build --release "$@" >&2; }
+# report written to stdout stays clean. NO_BUILD=1 skips it: the binaries
+# are given (TG, LOADTEST_BIN), and a run under /tmp/freeze-bench.sh must
+# not start a cargo that the freeze would stop.
+build() { [ "${NO_BUILD:-0}" = 1 ] || cargo build --release "$@" >&2; }
 
 # keep_copies FILE...: copy binaries to $RUN/bin — a shared
 # CARGO_TARGET_DIR may be rebuilt from another checkout while this runs.

@@ -164,3 +164,126 @@ pub async fn read_via_scratch<R: AsyncRead + Unpin>(
     })
     .await
 }
+
+/// Write all of `buf`, as `AsyncWriteExt::write_all_buf` does, but a
+/// single contiguous slice goes out as a plain write (`sendto` on TCP)
+/// instead of a vectored write of one vector: tokio's `write_all_buf`
+/// always takes the vectored path when the socket supports it, and the
+/// kernel's `writev` (`vfs_writev`, the copy of the vector array) costs
+/// more per call than `sendto` — the HTTP proxy writes one slice per
+/// small response and per request head (docs/performance.md, HTTP
+/// proxying, sixth round). Several slices still leave in one `writev`.
+pub async fn write_all_buf<W, B>(w: &mut W, buf: &mut B) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    B: bytes::Buf,
+{
+    use tokio::io::AsyncWriteExt;
+    while buf.has_remaining() {
+        let chunk = buf.chunk();
+        if chunk.len() == buf.remaining() {
+            let n = chunk.len();
+            w.write_all(chunk).await?;
+            buf.advance(n);
+            return Ok(());
+        }
+        if w.write_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_all_buf;
+    use bytes::Buf;
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::AsyncWrite;
+
+    /// A vectored writer (as a TCP socket is) that takes at most `max`
+    /// bytes per call and records which kind of write each call was.
+    struct Recorder {
+        max: usize,
+        out: Vec<u8>,
+        calls: Vec<&'static str>,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.max);
+            self.out.extend_from_slice(&buf[..n]);
+            self.calls.push("write");
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.max - n);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            self.calls.push("writev");
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn recorder(max: usize) -> Recorder {
+        Recorder {
+            max,
+            out: Vec::new(),
+            calls: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_slice_is_a_plain_write_several_are_one_vectored_write() {
+        // A head with its small body copied behind it: one slice.
+        let mut w = recorder(usize::MAX);
+        let mut one = b"HTTP/1.1 200 OK\r\n\r\n".as_slice().chain(&b""[..]);
+        write_all_buf(&mut w, &mut one).await.expect("written");
+        assert_eq!(w.calls, ["write"]);
+        assert_eq!(w.out, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(!one.has_remaining());
+
+        let mut w = recorder(usize::MAX);
+        let mut two = b"head".as_slice().chain(&b"body"[..]);
+        write_all_buf(&mut w, &mut two).await.expect("written");
+        assert_eq!(w.calls, ["writev"]);
+        assert_eq!(w.out, b"headbody");
+    }
+
+    #[tokio::test]
+    async fn short_writes_continue_where_they_stopped() {
+        let mut w = recorder(5);
+        let mut all = b"head".as_slice().chain(&b"body"[..]);
+        write_all_buf(&mut w, &mut all).await.expect("written");
+        assert_eq!(w.out, b"headbody");
+        // Vectored while two slices are left, then a plain write of the
+        // rest of the last one.
+        assert_eq!(w.calls, ["writev", "write"]);
+    }
+}

@@ -11,6 +11,7 @@
 
 use super::response_reader::{BodyReader, Step};
 use super::HttpError;
+use crate::io::write_all_buf;
 use crate::upstream::is_handshake_or_hop_header;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -193,7 +194,7 @@ pub async fn write_head<W: AsyncWrite + Unpin>(
     };
     // The head is written from its own vector: no `Bytes` made of it.
     let mut all = head.as_slice().chain(large).chain(tail);
-    w.write_all_buf(&mut all)
+    write_all_buf(w, &mut all)
         .await
         .map_err(|_| HttpError::ClientGone)?;
     w.flush().await.map_err(|_| HttpError::ClientGone)?;
@@ -240,10 +241,9 @@ pub async fn write_data<W: AsyncWrite + Unpin>(
     if delimit == Delimit::Chunked {
         let mut size = SizeLine::default();
         let mut all = size.of(data.len()).chain(data).chain(&b"\r\n"[..]);
-        w.write_all_buf(&mut all).await?;
+        write_all_buf(w, &mut all).await?;
     } else {
-        let mut data = data;
-        w.write_all_buf(&mut data).await?;
+        w.write_all(&data).await?;
     }
     w.flush().await
 }

@@ -10,7 +10,7 @@
 //! client's request.
 
 use super::body::Piece;
-use crate::io::Io;
+use crate::io::{write_all_buf, Io};
 use bytes::{Buf, Bytes};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -62,8 +62,10 @@ pub async fn send_head<W: AsyncWrite + Unpin>(
     head: Vec<u8>,
     first: Bytes,
 ) -> std::io::Result<()> {
-    let mut all = Bytes::from(head).chain(first);
-    w.write_all_buf(&mut all).await?;
+    // Borrowed, not made a `Bytes` (whose conversion from a `Vec` with
+    // spare capacity allocates); one slice is one plain write.
+    let mut all = head.as_slice().chain(first);
+    write_all_buf(w, &mut all).await?;
     w.flush().await
 }
 
@@ -86,9 +88,9 @@ pub async fn forward_body<W: AsyncWrite + Unpin>(
             Piece::Data(data) if chunked => {
                 let size = format!("{:x}\r\n", data.len());
                 let mut all = size.as_bytes().chain(data).chain(&b"\r\n"[..]);
-                w.write_all_buf(&mut all).await
+                write_all_buf(w, &mut all).await
             }
-            Piece::Data(mut data) => w.write_all_buf(&mut data).await,
+            Piece::Data(mut data) => write_all_buf(w, &mut data).await,
             Piece::End => {
                 if chunked {
                     w.write_all(b"0\r\n\r\n")
