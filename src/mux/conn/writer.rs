@@ -218,7 +218,7 @@ impl Writer {
                     }
                 }
             }
-            let written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+            let written = match crate::io::poll_write_gathered(&mut self.io, cx, &slices[..n]) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))

@@ -1,5 +1,6 @@
 //! The client socket: frames queued for it and written with one vectored
-//! write, reads through the per-thread arena, and what the client's frames
+//! write (gathered into one plain send when small, `io::poll_write_gathered`),
+//! reads through the per-thread arena, and what the client's frames
 //! mean for the session (data to the application, ping, close, violation).
 
 use super::{MuxSession, Queues, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
@@ -111,7 +112,7 @@ impl MuxSession {
                     }
                 }
             }
-            let n = match Pin::new(&mut self.client).poll_write_vectored(cx, &slices) {
+            let n = match crate::io::poll_write_gathered(&mut self.client, cx, &slices) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
                 Poll::Ready(Ok(n)) => n,
