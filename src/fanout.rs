@@ -22,6 +22,7 @@ pub mod frame;
 pub mod metrics;
 pub mod publish_api;
 pub mod subscriber;
+mod uring;
 pub mod worker;
 
 pub use access::{Access, Pattern};
@@ -54,6 +55,8 @@ pub struct Limits {
     pub max_subscriptions_per_session: usize,
     /// Channels with local subscribers, gateway-wide.
     pub max_channels: usize,
+    /// How a broadcast's direct sends are made (`fanout.send_batch`).
+    pub send_batch: SendBatch,
 }
 
 impl Default for Limits {
@@ -61,8 +64,21 @@ impl Default for Limits {
         Limits {
             max_subscriptions_per_session: 64,
             max_channels: 100_000,
+            send_batch: SendBatch::None,
         }
     }
+}
+
+/// How a broadcast writes the shared frame to the idle subscribers of the
+/// publishing worker (`[fanout] send_batch`, docs/fanout.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendBatch {
+    /// One non-blocking `send` per subscriber.
+    #[default]
+    None,
+    /// The sends in batches of [`uring::BATCH`], one `io_uring_enter` per
+    /// batch; plain sends if the kernel refuses a ring.
+    IoUring,
 }
 
 /// Why a subscription or a publish was refused. Never a connection error:
@@ -315,12 +331,26 @@ impl Hub {
         let mine = worker::current();
         let mut elsewhere: worker::PerWorker = [0; worker::MAX_WORKERS as usize + 1];
         let mut tally = Tally::default();
-        for sub in subs.iter().filter(|s| Some(s.key) != except) {
-            match worker::home(sub) {
-                h if h == 0 || h == mine => tally.add(sub.deliver(&frame, here)),
-                h => elsewhere[h as usize] += 1,
+        let pick = |sub: &Subscriber| {
+            if Some(sub.key) == except {
+                return false;
             }
-        }
+            match worker::home(sub) {
+                h if h == 0 || h == mine => true,
+                h => {
+                    elsewhere[h as usize] += 1;
+                    false
+                }
+            }
+        };
+        uring::offer_all(
+            &subs,
+            &frame,
+            here,
+            self.limits.send_batch,
+            pick,
+            &mut tally,
+        );
         let mut reached = tally.reached + tally.sent;
         if elsewhere.iter().any(|n| *n > 0) {
             if let Some(me) = self.me.upgrade() {

@@ -69,6 +69,7 @@ fn limits_and_names_are_refusals() {
     let h = hub(Limits {
         max_subscriptions_per_session: 2,
         max_channels: 3,
+        ..Limits::default()
     });
     let a = h.subscriber(Some(1), access(SlowPolicy::DropOldest, 1 << 20));
     assert_eq!(a.subscribe(b"bad name"), Err(Refusal::InvalidName));
