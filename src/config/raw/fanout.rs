@@ -25,7 +25,7 @@ impl Default for RawFanout {
         Self {
             max_subscriptions_per_session: 64,
             max_channels: 100_000,
-            send_batch: "none".into(),
+            send_batch: "io_uring".into(),
             publish: RawPublish::default(),
             backplane: super::backplane::RawBackplane::default(),
         }
