@@ -9,7 +9,9 @@
 //!   frame; `subscriber`: one session's bounded queue and slow-subscriber
 //!   policy; `access`: allow patterns and the token's channel grants;
 //!   `publish_api`: the HTTP publish listener; `metrics`; `worker`: the
-//!   per-worker delivery batches (one wake-up per worker per publish).
+//!   per-worker delivery batches (one wake-up per worker per publish);
+//!   `uring`: how a broadcast's direct sends are written (one by one, or
+//!   in io_uring batches, `[fanout] send_batch`).
 //!
 //! Subscriptions come from the application over mux (SUBSCRIBE), from any
 //! upstream's 101 (`X-Tidegate-Subscribe`), or from the client's token
