@@ -38,6 +38,11 @@
 # stay up and the mux pools reconnect), each with MODES (default "fanout
 # sessions pass"; e.g. MODES=fanout) and the echo baseline; the report has
 # one table per gateway, from the same run.
+#
+# SEND_BATCH / OLD_SEND_BATCH: `[fanout] send_batch` of the TG / OLD_TG
+# gateway (given to it as TIDEGATE_FANOUT__SEND_BATCH; unset: the
+# binary's default) — e.g. the same binary as TG and OLD_TG with
+# SEND_BATCH=io_uring OLD_SEND_BATCH=none is an A/B of the switch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -113,8 +118,10 @@ endpoints = ["ws://$PASS_ADDR"]
 name = "echo"
 endpoints = ["ws://$ECHO_ADDR"]
 EOF
-start_gw() { # BINARY → sets TG_PID, GW
+start_gw() { # BINARY [SEND_BATCH] → sets TG_PID, GW
+    if [ -n "${2:-}" ]; then export TIDEGATE_FANOUT__SEND_BATCH=$2; fi
     GW_WORKERS=$WORKERS start_gateway_run tg "$GW_CORES" "$1" "$RUN/gw.toml"
+    unset TIDEGATE_FANOUT__SEND_BATCH
     TG_PID=$GW_PID GW=$GW_ADDR
     # Both mux pools are up when each application holds its listener + POOL sockets.
     for pid in "$PUB_PID" "$SES_PID"; do
@@ -155,7 +162,7 @@ round() { # ROUND DIR
 mkdir -p "$RUN/res" "$(dirname "$OUT")"
 LOAD_BEFORE=$(loadavg)
 if [ -z "${OLD_TG:-}" ]; then
-    start_gw "$GWBIN"
+    start_gw "$GWBIN" "${SEND_BATCH:-}"
     for r in $(seq "$ROUNDS"); do round "$r" "$RUN/res"; done
 else
     mkdir -p "$RUN/res/new" "$RUN/res/old"
@@ -163,9 +170,9 @@ else
         order="new old"
         [ $((r % 2)) -eq 0 ] && order="old new"
         for which in $order; do
-            bin=$GWBIN
-            [ "$which" = old ] && bin=$RUN/bin/tidegate-old
-            start_gw "$bin"
+            bin=$GWBIN batch=${SEND_BATCH:-}
+            [ "$which" = old ] && bin=$RUN/bin/tidegate-old batch=${OLD_SEND_BATCH:-}
+            start_gw "$bin" "$batch"
             round "$r" "$RUN/res/$which"
             stop_gw
         done
@@ -176,7 +183,7 @@ LOAD_AFTER=$(loadavg)
 {
     echo "# tidegate fan-out — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Command: \`TG=$TG bash loadtest/bench-fanout.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS RATE=$RATE SIZE=$SIZE ECHO_CLIENTS=$ECHO_CLIENTS WORKERS=$WORKERS GW_CORES=$GW_CORES)."
+    echo "Command: \`TG=$TG bash loadtest/bench-fanout.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS RATE=$RATE SIZE=$SIZE ECHO_CLIENTS=$ECHO_CLIENTS WORKERS=$WORKERS GW_CORES=$GW_CORES SEND_BATCH=${SEND_BATCH:-} OLD_SEND_BATCH=${OLD_SEND_BATCH:-})."
     echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
     echo "Pinning: tidegate run --workers $WORKERS on core(s) $GW_CORES; generator (one worker) and the applications on core 1. Mux pool_size $POOL. CPU from each process's CPU-time clock (ns)."
     echo "Gateway: $("$GWBIN" version)."

@@ -9,7 +9,9 @@
 //!   frame; `subscriber`: one session's bounded queue and slow-subscriber
 //!   policy; `access`: allow patterns and the token's channel grants;
 //!   `publish_api`: the HTTP publish listener; `metrics`; `worker`: the
-//!   per-worker delivery batches (one wake-up per worker per publish).
+//!   per-worker delivery batches (one wake-up per worker per publish);
+//!   `uring`: how a broadcast's direct sends are written (one by one, or
+//!   in io_uring batches, `[fanout] send_batch`).
 //!
 //! Subscriptions come from the application over mux (SUBSCRIBE), from any
 //! upstream's 101 (`X-Tidegate-Subscribe`), or from the client's token
@@ -22,6 +24,7 @@ pub mod frame;
 pub mod metrics;
 pub mod publish_api;
 pub mod subscriber;
+mod uring;
 pub mod worker;
 
 pub use access::{Access, Pattern};
@@ -54,6 +57,8 @@ pub struct Limits {
     pub max_subscriptions_per_session: usize,
     /// Channels with local subscribers, gateway-wide.
     pub max_channels: usize,
+    /// How a broadcast's direct sends are made (`fanout.send_batch`).
+    pub send_batch: SendBatch,
 }
 
 impl Default for Limits {
@@ -61,8 +66,23 @@ impl Default for Limits {
         Limits {
             max_subscriptions_per_session: 64,
             max_channels: 100_000,
+            send_batch: SendBatch::IoUring,
         }
     }
+}
+
+/// How a broadcast writes the shared frame to the idle subscribers of the
+/// publishing worker (`[fanout] send_batch`, docs/fanout.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendBatch {
+    /// One non-blocking `send` per subscriber.
+    None,
+    /// The sends in batches of [`uring::BATCH`], one `io_uring_enter` per
+    /// batch; plain sends if the kernel refuses a ring. The default: 0.80×
+    /// the gateway CPU per delivery of `None` (docs/performance.md,
+    /// "Batched sends through io_uring").
+    #[default]
+    IoUring,
 }
 
 /// Why a subscription or a publish was refused. Never a connection error:
@@ -315,12 +335,26 @@ impl Hub {
         let mine = worker::current();
         let mut elsewhere: worker::PerWorker = [0; worker::MAX_WORKERS as usize + 1];
         let mut tally = Tally::default();
-        for sub in subs.iter().filter(|s| Some(s.key) != except) {
-            match worker::home(sub) {
-                h if h == 0 || h == mine => tally.add(sub.deliver(&frame, here)),
-                h => elsewhere[h as usize] += 1,
+        let pick = |sub: &Subscriber| {
+            if Some(sub.key) == except {
+                return false;
             }
-        }
+            match worker::home(sub) {
+                h if h == 0 || h == mine => true,
+                h => {
+                    elsewhere[h as usize] += 1;
+                    false
+                }
+            }
+        };
+        uring::offer_all(
+            &subs,
+            &frame,
+            here,
+            self.limits.send_batch,
+            pick,
+            &mut tally,
+        );
         let mut reached = tally.reached + tally.sent;
         if elsewhere.iter().any(|n| *n > 0) {
             if let Some(me) = self.me.upgrade() {

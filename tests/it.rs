@@ -15,6 +15,7 @@ mod cli;
 mod deflate;
 mod deflate_edge;
 mod fanout;
+mod fanout_batch;
 mod fanout_workers;
 mod handshake;
 mod help;

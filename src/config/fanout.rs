@@ -3,7 +3,7 @@
 
 use super::raw::fanout::{RawFanout, RawRouteFanout};
 use super::validate::Problems;
-use crate::fanout::{Limits, Pattern, SlowPolicy};
+use crate::fanout::{Limits, Pattern, SendBatch, SlowPolicy};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +68,17 @@ pub(super) fn global(p: &mut Problems, r: &RawFanout) -> FanoutConfig {
             *slot = value as usize;
         }
     }
+    limits.send_batch = match r.send_batch.as_str() {
+        "none" => SendBatch::None,
+        "io_uring" => SendBatch::IoUring,
+        other => {
+            p.push(
+                "fanout.send_batch",
+                format!("{other:?}: expected none or io_uring"),
+            );
+            SendBatch::None
+        }
+    };
     FanoutConfig {
         limits,
         publish: publish(p, r).map(Arc::new),

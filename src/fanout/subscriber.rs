@@ -82,10 +82,21 @@ struct State {
 
 /// The client's socket as the publisher writes to it: a duplicate of the
 /// session's descriptor (the same socket, already non-blocking), used only
-/// on `thread`, where the session's task lives.
+/// on `thread`, where the session's task lives. Shared (`Arc`) so that a
+/// batched send keeps the descriptor open until the kernel has written it,
+/// even if the session leaves meanwhile.
 struct Sink {
-    socket: std::net::TcpStream,
+    socket: Arc<std::net::TcpStream>,
     thread: ThreadId,
+}
+
+/// What [`Subscriber::offer`] decided.
+pub(super) enum Offer {
+    /// Delivered (or refused, or queued) already.
+    Done(Delivery),
+    /// The frame may go to this socket directly; the caller writes it and
+    /// reports the result through [`Subscriber::finish_direct`].
+    Direct(Arc<std::net::TcpStream>),
 }
 
 pub struct Subscriber {
@@ -143,7 +154,7 @@ impl Subscriber {
         let mut s = self.lock();
         if !s.left {
             s.sink = Some(Sink {
-                socket: std::net::TcpStream::from(fd),
+                socket: Arc::new(std::net::TcpStream::from(fd)),
                 thread: std::thread::current().id(),
             });
         }
@@ -163,21 +174,31 @@ impl Subscriber {
         (s.rest.take(), std::mem::take(&mut s.sent))
     }
 
-    /// Write `frame` to the client now, if the module header's conditions
-    /// hold: `Some(true)` all of it, `Some(false)` part (the rest is kept
-    /// for the session, which is woken), `None` nothing (queue it).
-    fn send_direct(&self, s: &mut State, frame: &SharedFrame, here: ThreadId) -> Option<bool> {
+    /// The socket a frame may be written to directly now, if the module
+    /// header's conditions hold.
+    fn direct_sink<'s>(&self, s: &'s State, here: ThreadId) -> Option<&'s Sink> {
         if !s.queue.is_empty() || s.rest.is_some() || !self.clear.load(Ordering::Relaxed) {
             return None;
         }
-        let sink = s.sink.as_ref().filter(|k| k.thread == here)?;
+        s.sink.as_ref().filter(|k| k.thread == here)
+    }
+
+    /// Account for a direct write of `frame` that returned `written`:
+    /// `Some(true)` all of it, `Some(false)` part (the rest is kept for the
+    /// session, which must be woken), `None` nothing (queue it).
+    fn wrote(
+        &self,
+        s: &mut State,
+        frame: &SharedFrame,
+        written: std::io::Result<usize>,
+    ) -> Option<bool> {
         let wire = frame.wire();
-        match (&sink.socket).write(wire) {
+        match written {
             Ok(n) if n == wire.len() => {
                 s.sent += 1;
                 Some(true)
             }
-            Ok(n) if n > 0 => {
+            Ok(n) if n > 0 && n < wire.len() => {
                 s.sent += 1;
                 s.rest = Some(wire.slice(n..));
                 self.clear.store(false, Ordering::Relaxed);
@@ -202,65 +223,112 @@ impl Subscriber {
     /// woken. Never blocks beyond this short lock and a non-blocking send;
     /// a full queue gets the policy.
     pub fn deliver(&self, frame: &SharedFrame, here: ThreadId) -> Delivery {
-        let cost = frame.cost();
-        let (result, waker) = {
-            let mut s = self.lock();
-            if s.overflowed || s.left {
-                return Delivery::Refused;
+        let s = self.lock();
+        if s.overflowed || s.left {
+            return Delivery::Refused;
+        }
+        let Some(sink) = self.direct_sink(&s, here) else {
+            return self.enqueue(s, frame);
+        };
+        let written = (&*sink.socket).write(frame.wire());
+        self.direct_result(s, frame, written)
+    }
+
+    /// The same decision as [`Subscriber::deliver`], for a caller that
+    /// batches the direct sends: everything but the write itself is done
+    /// here; a `Direct` socket is to be written and the result handed to
+    /// [`Subscriber::finish_direct`] before anything else runs on this
+    /// thread (the session's task included), so the bytes keep their
+    /// place in the client's stream.
+    pub(super) fn offer(&self, frame: &SharedFrame, here: ThreadId) -> Offer {
+        let s = self.lock();
+        if s.overflowed || s.left {
+            return Offer::Done(Delivery::Refused);
+        }
+        match self.direct_sink(&s, here) {
+            Some(sink) => Offer::Direct(Arc::clone(&sink.socket)),
+            None => Offer::Done(self.enqueue(s, frame)),
+        }
+    }
+
+    /// The result of writing `frame` to the socket [`Subscriber::offer`]
+    /// gave: as [`Subscriber::deliver`] would have handled it.
+    pub(super) fn finish_direct(
+        &self,
+        frame: &SharedFrame,
+        written: std::io::Result<usize>,
+    ) -> Delivery {
+        let s = self.lock();
+        if s.left {
+            // Gone meanwhile: its queue and rest are dropped anyway.
+            return Delivery::Refused;
+        }
+        self.direct_result(s, frame, written)
+    }
+
+    fn direct_result(
+        &self,
+        mut s: MutexGuard<'_, State>,
+        frame: &SharedFrame,
+        written: std::io::Result<usize>,
+    ) -> Delivery {
+        match self.wrote(&mut s, frame, written) {
+            Some(true) => Delivery::Sent,
+            Some(false) => {
+                let waker = s.waker.take();
+                drop(s);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                Delivery::Sent
             }
-            match self.send_direct(&mut s, frame, here) {
-                Some(true) => return Delivery::Sent,
-                Some(false) => {
+            None => self.enqueue(s, frame),
+        }
+    }
+
+    /// Queue `frame` (the policy when full) and wake the session.
+    fn enqueue(&self, mut s: MutexGuard<'_, State>, frame: &SharedFrame) -> Delivery {
+        let cost = frame.cost();
+        let mut dropped = 0;
+        if cost > self.access.queue_bytes && self.access.policy == SlowPolicy::DropOldest {
+            return Delivery::Discarded;
+        }
+        if s.bytes + cost > self.access.queue_bytes {
+            match self.access.policy {
+                SlowPolicy::DropOldest => {
+                    while s.bytes + cost > self.access.queue_bytes {
+                        let Some(old) = s.queue.pop_front() else {
+                            break;
+                        };
+                        s.bytes -= old.cost();
+                        dropped += 1;
+                    }
+                }
+                SlowPolicy::Close => {
+                    s.overflowed = true;
+                    s.queue = VecDeque::new();
+                    s.bytes = 0;
                     let waker = s.waker.take();
                     drop(s);
                     if let Some(w) = waker {
                         w.wake();
                     }
-                    return Delivery::Sent;
-                }
-                None => {}
-            }
-            let mut dropped = 0;
-            if cost > self.access.queue_bytes && self.access.policy == SlowPolicy::DropOldest {
-                return Delivery::Discarded;
-            }
-            if s.bytes + cost > self.access.queue_bytes {
-                match self.access.policy {
-                    SlowPolicy::DropOldest => {
-                        while s.bytes + cost > self.access.queue_bytes {
-                            let Some(old) = s.queue.pop_front() else {
-                                break;
-                            };
-                            s.bytes -= old.cost();
-                            dropped += 1;
-                        }
-                    }
-                    SlowPolicy::Close => {
-                        s.overflowed = true;
-                        s.queue = VecDeque::new();
-                        s.bytes = 0;
-                        let waker = s.waker.take();
-                        drop(s);
-                        if let Some(w) = waker {
-                            w.wake();
-                        }
-                        return Delivery::Refused;
-                    }
+                    return Delivery::Refused;
                 }
             }
-            s.bytes += cost;
-            s.queue.push_back(frame.clone());
-            let result = if dropped == 0 {
-                Delivery::Queued
-            } else {
-                Delivery::Dropped(dropped)
-            };
-            (result, s.waker.take())
-        };
+        }
+        s.bytes += cost;
+        s.queue.push_back(frame.clone());
+        let waker = s.waker.take();
+        drop(s);
         if let Some(w) = waker {
             w.wake();
         }
-        result
+        if dropped == 0 {
+            Delivery::Queued
+        } else {
+            Delivery::Dropped(dropped)
+        }
     }
 
     /// The session's side: the oldest waiting frame, or register `cx`.

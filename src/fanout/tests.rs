@@ -69,6 +69,7 @@ fn limits_and_names_are_refusals() {
     let h = hub(Limits {
         max_subscriptions_per_session: 2,
         max_channels: 3,
+        ..Limits::default()
     });
     let a = h.subscriber(Some(1), access(SlowPolicy::DropOldest, 1 << 20));
     assert_eq!(a.subscribe(b"bad name"), Err(Refusal::InvalidName));
@@ -366,4 +367,80 @@ fn subscriptions_change_during_a_broadcast() {
     assert!(drain(&other).is_empty(), "subscribed after it started");
     assert_eq!(drain(&subs[1_999]), vec![b"x".to_vec()]);
     assert_eq!(h.metrics.subscriptions.get(), 2_001);
+}
+
+/// A socket that fills up: the sends that come back short or refused
+/// leave their tail and the later frames to the session, and the client
+/// still reads every frame whole and in order — with plain sends and with
+/// io_uring batches (`uring.rs`) alike.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_socket_gets_the_rest_then_the_queue_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SUBS: usize = 3;
+    const FRAMES: usize = 200;
+    for mode in [SendBatch::None, SendBatch::IoUring] {
+        let h = hub(Limits {
+            send_batch: mode,
+            ..Limits::default()
+        });
+        let payload = |i: usize| vec![b'a' + (i % 26) as u8; 60_000 + i];
+        let mut pairs = Vec::new();
+        for key in 0..SUBS {
+            let sub = h.subscriber(Some(key as u32), access(SlowPolicy::DropOldest, 64 << 20));
+            sub.subscribe(b"big").unwrap();
+            let (io, client) = client_pair().await;
+            sub.attach(&io);
+            sub.set_clear(true);
+            pairs.push((sub, io, client));
+        }
+        // Nobody reads while these go out: the sockets fill.
+        for i in 0..FRAMES {
+            assert_eq!(
+                h.publish(b"big", false, &payload(i), None, Source::Mux),
+                Ok(SUBS)
+            );
+        }
+        let expected: Vec<u8> = (0..FRAMES)
+            .flat_map(|i| SharedFrame::encode(false, &payload(i)).wire().to_vec())
+            .collect();
+        for (sub, io, mut client) in pairs {
+            let reading = tokio::spawn(async move {
+                let mut got = Vec::new();
+                client.read_to_end(&mut got).await.expect("read");
+                got
+            });
+            // The session's part: the tail first, then the queue.
+            let (rest, sent) = sub.take_rest();
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut queued = Vec::new();
+            while let Next::Frame(f) = sub.next(&mut cx) {
+                queued.push(f);
+            }
+            assert!(
+                sent < FRAMES as u64 && !queued.is_empty(),
+                "{mode:?}: the socket filled ({sent} sent directly)"
+            );
+            let crate::io::Io::Tcp(mut tcp) = io else {
+                unreachable!("client_pair gives TCP")
+            };
+            if let Some(rest) = rest {
+                tcp.write_all(&rest).await.expect("write the rest");
+            }
+            for f in queued {
+                tcp.write_all(f.wire()).await.expect("write a queued frame");
+            }
+            sub.leave();
+            drop(tcp);
+            let got = tokio::time::timeout(std::time::Duration::from_secs(30), reading)
+                .await
+                .expect("the client reads to the end within 30 s")
+                .expect("reader task");
+            assert!(
+                got == expected,
+                "{mode:?}: every frame whole and in order ({} of {} bytes)",
+                got.len(),
+                expected.len()
+            );
+        }
+    }
 }

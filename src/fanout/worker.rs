@@ -226,11 +226,9 @@ impl Worker {
     /// Offer one publish to the subscribers living on this worker.
     fn handle(&self, job: Job, here: ThreadId) {
         let mut tally = Tally::default();
-        for sub in job.subs.iter() {
-            if home(sub) == self.index && Some(sub.key) != job.except {
-                tally.add(sub.deliver(&job.frame, here));
-            }
-        }
+        let pick = |sub: &Subscriber| home(sub) == self.index && Some(sub.key) != job.except;
+        let mode = job.hub.limits.send_batch;
+        super::uring::offer_all(&job.subs, &job.frame, here, mode, pick, &mut tally);
         job.hub.count(&tally, &job.frame);
     }
 }

@@ -10,6 +10,9 @@ pub struct RawFanout {
     pub max_subscriptions_per_session: u64,
     /// Channels with local subscribers, gateway-wide.
     pub max_channels: u64,
+    /// A broadcast's direct sends: `none` (one send each) or `io_uring`
+    /// (batched, one system call per batch).
+    pub send_batch: String,
     /// The HTTP publish API (`[fanout.publish]`), off unless `listen` is set.
     pub publish: RawPublish,
     /// Fan-out across instances over NATS (`[fanout.backplane]`), off
@@ -22,6 +25,7 @@ impl Default for RawFanout {
         Self {
             max_subscriptions_per_session: 64,
             max_channels: 100_000,
+            send_batch: "io_uring".into(),
             publish: RawPublish::default(),
             backplane: super::backplane::RawBackplane::default(),
         }
