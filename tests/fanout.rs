@@ -89,22 +89,55 @@ pub(crate) async fn connect_subscribers(
     count: usize,
     admin: std::net::SocketAddr,
 ) -> Vec<Ws<tokio::net::TcpStream>> {
+    connect_subscribers_with(count, admin, move |_| ws_connect(addr, "/")).await
+}
+
+/// [`connect_subscribers`] with a connect function of the test's own,
+/// called with each client's number (e.g. to make some of them slow).
+pub(crate) async fn connect_subscribers_with<T, F, Fut>(
+    count: usize,
+    admin: std::net::SocketAddr,
+    connect: F,
+) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
     let gate = Arc::new(Semaphore::new(100));
     let mut opening = JoinSet::new();
-    for _ in 0..count {
+    for n in 0..count {
         let gate = Arc::clone(&gate);
+        let client = connect(n);
         opening.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("semaphore open");
-            ws_connect(addr, "/").await
+            client.await
         });
     }
     let mut clients = Vec::with_capacity(count);
     let limit = Duration::from_secs(120);
-    while let Some(ws) = within_for(limit, "clients connect", opening.join_next()).await {
-        clients.push(ws.expect("client task"));
+    while let Some(client) = within_for(limit, "clients connect", opening.join_next()).await {
+        clients.push(client.expect("client task"));
     }
     wait_metric(admin, "tidegate_fanout_subscriptions", &[], count as f64).await;
     clients
+}
+
+/// Take the application's `pool` mux connections, each accepting every
+/// session and subscribing it to `channel`: the sender of the first, to
+/// publish with.
+pub(crate) async fn subscribing_app(
+    app: &mut FakeApp,
+    pool: usize,
+    channel: &'static str,
+) -> crate::support::mux_app::FakeSender {
+    let mut publisher = None;
+    for _ in 0..pool {
+        let conn = app.conn().await;
+        publisher.get_or_insert_with(|| conn.sender());
+        accept_and_subscribe(conn, channel);
+    }
+    publisher.expect("a connection")
 }
 
 /// Publish `messages` texts `{prefix}{i}` on `channel` over the mux

@@ -8,14 +8,12 @@
 //! session's queue. Those clients connect with a small receive buffer, so
 //! that happens within a few dozen messages rather than after megabytes.
 
-use crate::fanout::accept_and_subscribe;
+use crate::fanout::{connect_subscribers_with, subscribing_app};
 use crate::support::mux_app::FakeApp;
 use crate::support::*;
 use fastwebsockets::OpCode;
-use std::sync::Arc;
 use std::time::Duration;
 use tidegate_mux::codec;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 const CLIENTS: usize = 2_000;
@@ -71,35 +69,13 @@ async fn run(mode: &str) {
     raw.fanout.send_batch = mode.into();
     let file = ConfigFile::new(&raw);
     let gw = GatewayProc::start(&file).await;
-    let mut publisher = None;
-    for _ in 0..2 {
-        let conn = app.conn().await;
-        publisher.get_or_insert_with(|| conn.sender());
-        accept_and_subscribe(conn, "batch");
-    }
-    let publisher = publisher.expect("a connection");
+    let publisher = subscribing_app(&mut app, 2, "batch").await;
 
-    let gate = Arc::new(Semaphore::new(200));
-    let mut opening = JoinSet::new();
-    for n in 0..CLIENTS {
-        let (gate, addr) = (Arc::clone(&gate), gw.addr);
-        opening.spawn(async move {
-            let _permit = gate.acquire_owned().await.expect("semaphore open");
-            let slow = n % SLOW == 0;
-            (slow, connect(addr, slow).await)
-        });
-    }
-    let mut clients = Vec::with_capacity(CLIENTS);
-    let limit = Duration::from_secs(120);
-    while let Some(ws) = within_for(limit, "clients connect", opening.join_next()).await {
-        clients.push(ws.expect("client task"));
-    }
-    wait_metric(
-        gw.admin,
-        "tidegate_fanout_subscriptions",
-        &[],
-        CLIENTS as f64,
-    )
+    let addr = gw.addr;
+    let clients = connect_subscribers_with(CLIENTS, gw.admin, move |n| async move {
+        let slow = n % SLOW == 0;
+        (slow, connect(addr, slow).await)
+    })
     .await;
 
     // The readers start first; the slow ones wait until the publishes
@@ -136,6 +112,7 @@ async fn run(mode: &str) {
         publisher.send(&frames);
     }
     let mut clients = Vec::with_capacity(CLIENTS);
+    let limit = Duration::from_secs(120);
     while let Some(ws) = within_for(limit, "every client reads", reading.join_next()).await {
         clients.push(ws.expect("every client got every message in order"));
     }

@@ -5,7 +5,7 @@
 //! that worker's batch. Every subscriber must get every message, in
 //! publish order.
 
-use crate::fanout::{accept_and_subscribe, connect_subscribers, publish_and_read_all};
+use crate::fanout::{connect_subscribers, publish_and_read_all, subscribing_app};
 use crate::support::mux_app::FakeApp;
 use crate::support::*;
 
@@ -21,13 +21,7 @@ async fn every_subscriber_on_either_worker_gets_every_publish_in_order() {
     raw.runtime.workers = 2;
     let file = ConfigFile::new(&raw);
     let gw = GatewayProc::start(&file).await;
-    let mut publisher = None;
-    for _ in 0..2 {
-        let conn = app.conn().await;
-        publisher.get_or_insert_with(|| conn.sender());
-        accept_and_subscribe(conn, "wide");
-    }
-    let publisher = publisher.expect("a connection");
+    let publisher = subscribing_app(&mut app, 2, "wide").await;
 
     let clients = connect_subscribers(gw.addr, CLIENTS, gw.admin).await;
     let m = scrape(gw.admin).await;
