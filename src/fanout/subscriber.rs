@@ -24,6 +24,16 @@ mod direct;
 pub(in crate::fanout) use direct::Offer;
 use direct::Sink;
 
+/// Release the lock, then wake the session's task if it waits: a waker
+/// never runs under the subscriber's lock.
+fn wake_unlocked(mut s: MutexGuard<'_, State>) {
+    let waker = s.waker.take();
+    drop(s);
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
 /// Queue slots a drained subscriber keeps (8 bytes each).
 const KEEP_SLOTS: usize = 16;
 
@@ -135,22 +145,14 @@ impl Subscriber {
                     s.overflowed = true;
                     s.queue = VecDeque::new();
                     s.bytes = 0;
-                    let waker = s.waker.take();
-                    drop(s);
-                    if let Some(w) = waker {
-                        w.wake();
-                    }
+                    wake_unlocked(s);
                     return Delivery::Refused;
                 }
             }
         }
         s.bytes += cost;
         s.queue.push_back(frame.clone());
-        let waker = s.waker.take();
-        drop(s);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        wake_unlocked(s);
         if dropped == 0 {
             Delivery::Queued
         } else {

@@ -9,7 +9,7 @@
 //! takes the queue. The session's own writes check [`Subscriber::take_rest`]
 //! first: the tail of a frame the socket took only in part.
 
-use super::{Delivery, State, Subscriber};
+use super::{wake_unlocked, Delivery, State, Subscriber};
 use crate::fanout::SharedFrame;
 use bytes::Bytes;
 use std::io::Write;
@@ -175,11 +175,7 @@ impl Subscriber {
         match self.wrote(&mut s, frame, written) {
             Some(true) => Delivery::Sent,
             Some(false) => {
-                let waker = s.waker.take();
-                drop(s);
-                if let Some(w) = waker {
-                    w.wake();
-                }
+                wake_unlocked(s);
                 Delivery::Sent
             }
             None => self.enqueue(s, frame),
