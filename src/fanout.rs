@@ -29,7 +29,7 @@ pub mod worker;
 
 pub use access::{Access, Pattern};
 pub use frame::SharedFrame;
-pub use subscriber::{Delivery, Next, Subscriber};
+pub use subscriber::{Closing, Delivery, Next, Subscriber};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -383,6 +383,12 @@ impl Hub {
         if tally.dropped > 0 {
             self.metrics.drops.inc_by(tally.dropped as u64);
         }
+        if tally.one_by_one {
+            self.metrics.send_batch_fallbacks.inc();
+        }
+        if tally.lost > 0 {
+            self.metrics.lost.inc_by(tally.lost as u64);
+        }
     }
 
     fn refused(&self, why: Refusal, what: &'static str) {
@@ -405,6 +411,10 @@ pub(crate) struct Tally {
     dropped: usize,
     /// Written to the client's socket directly.
     sent: usize,
+    /// `send_batch = "io_uring"`, but sent one by one (no ring here).
+    one_by_one: bool,
+    /// Sessions closed because a direct send's outcome was lost.
+    lost: usize,
 }
 
 impl Tally {

@@ -27,6 +27,12 @@ pub struct FanoutMetrics {
     pub drops: IntCounter,
     /// Subscribers closed (1008) by the `close` policy.
     pub slow_closes: IntCounter,
+    /// Broadcasts (per worker thread) sent one send at a time although
+    /// `send_batch = "io_uring"`: the kernel refused a ring, or one failed.
+    pub send_batch_fallbacks: IntCounter,
+    /// Subscribers closed with 1011: a direct send's outcome was lost
+    /// (`Closing::Lost`).
+    pub lost: IntCounter,
     /// Subscriptions and publishes refused, by [`Refusal::label`].
     rejected: IntCounterVec,
     /// From the publish being accepted to the frame being handed to the
@@ -106,6 +112,14 @@ impl FanoutMetrics {
             slow_closes: counter(
                 "tidegate_fanout_slow_closes_total",
                 "Subscribers closed with 1008 for not keeping up (policy close).",
+            ),
+            send_batch_fallbacks: counter(
+                "tidegate_fanout_send_batch_fallbacks_total",
+                "Broadcasts (per worker thread) sent one send at a time although send_batch = io_uring: the kernel refused a ring, or a ring failed.",
+            ),
+            lost: counter(
+                "tidegate_fanout_lost_total",
+                "Subscribers closed with 1011 because the outcome of a send to them was lost (an io_uring batch failed after the kernel took it).",
             ),
             rejected,
             latency,

@@ -43,9 +43,38 @@ pub enum Next {
     Frame(SharedFrame),
     /// Nothing; the waker is registered.
     Empty,
-    /// The queue overflowed under the `close` policy: close the client
-    /// with 1008.
+    /// The session must close (the `close` policy tripped, or a direct
+    /// send was lost): [`Subscriber::closing`] says with what.
     Overflowed,
+}
+
+/// Why a subscriber's session must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// The queue overflowed under the `close` policy.
+    Slow,
+    /// The outcome of a direct send is unknown (the io_uring batch failed
+    /// after the kernel took it, `uring.rs`): the client's stream may hold
+    /// part of the frame, so neither resending nor carrying on is safe.
+    Lost,
+}
+
+impl Closing {
+    /// The close code for the client.
+    pub fn code(self) -> u16 {
+        match self {
+            Closing::Slow => 1008,
+            Closing::Lost => 1011,
+        }
+    }
+
+    /// The close reason (also the access log's).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Closing::Slow => "slow subscriber",
+            Closing::Lost => "published frame lost",
+        }
+    }
 }
 
 /// The result of offering a frame to one subscriber.
@@ -71,8 +100,11 @@ struct State {
     waker: Option<Waker>,
     /// The channels subscribed to (at most `fanout.max_subscriptions_per_session`).
     channels: Vec<Box<str>>,
-    /// The `close` policy tripped: nothing more is queued.
+    /// The session must close (`close` policy, or `lost`): nothing more
+    /// is queued.
     overflowed: bool,
+    /// Why, if not the `close` policy: see [`Closing::Lost`].
+    lost: bool,
     /// The session ended: no new subscriptions.
     left: bool,
     /// The client's socket, for direct delivery (see the module header).
@@ -195,6 +227,27 @@ impl Subscriber {
             s.waker = Some(cx.waker().clone());
         }
         s.overflowed
+    }
+
+    /// Why the session must close, once [`Subscriber::overflowed`] said so.
+    pub fn closing(&self) -> Closing {
+        match self.lock().lost {
+            true => Closing::Lost,
+            false => Closing::Slow,
+        }
+    }
+
+    /// A direct send's outcome is unknown ([`Closing::Lost`]): drop what
+    /// waits and wake the session, which closes.
+    pub(super) fn lose(&self) {
+        let mut s = self.lock();
+        s.overflowed = true;
+        s.lost = true;
+        s.queue = VecDeque::new();
+        s.bytes = 0;
+        s.rest = None;
+        self.clear.store(false, Ordering::Relaxed);
+        wake_unlocked(s);
     }
 
     /// The registry (for its metrics).

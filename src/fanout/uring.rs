@@ -23,7 +23,9 @@
 //!
 //! One ring per worker thread, made on its first batched broadcast. If the
 //! kernel refuses one (too old for `SUBMIT_ALL`, io_uring disabled,
-//! seccomp), that is logged once and the thread sends one by one.
+//! seccomp), that is logged once and the thread sends one by one (counted
+//! per broadcast: `tidegate_fanout_send_batch_fallbacks_total`); a ring
+//! that fails mid-batch is handled in `Batcher::abandon`.
 
 // The only unsafe code of the product: an entry hands the kernel a raw
 // pointer to the frame and a raw descriptor, which must stay valid until
@@ -69,6 +71,43 @@ thread_local! {
 /// A refused ring is logged once per process, not per worker.
 static LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// Faults the unit tests make happen (`src/fanout/tests/sockets.rs`).
+#[cfg(test)]
+#[derive(Clone, Copy)]
+pub(super) enum Fault {
+    /// This thread's ring is refused (as by a kernel without io_uring).
+    Refused,
+    /// The next `io_uring_enter` fails before the kernel takes anything.
+    Untaken,
+    /// The next one fails after the kernel took the batch, its
+    /// completions lost.
+    Unfinished,
+}
+
+#[cfg(test)]
+thread_local! {
+    static FAULT: std::cell::Cell<Option<Fault>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+pub(super) fn inject(fault: Fault) {
+    match fault {
+        Fault::Refused => RING.with(|r| *r.borrow_mut() = Ring::Off),
+        _ => FAULT.set(Some(fault)),
+    }
+}
+
+#[cfg(test)]
+impl Fault {
+    fn inject(self, ring: &mut IoUring) -> std::io::Result<()> {
+        if let Fault::Unfinished = self {
+            ring.submit()?;
+            ring.completion().for_each(drop);
+        }
+        Err(std::io::Error::from_raw_os_error(libc::EBUSY))
+    }
+}
+
 /// Offer `frame` to each subscriber in `subs` that `pick` selects, on
 /// this thread, adding the outcomes to `tally`.
 pub(super) fn offer_all(
@@ -91,13 +130,17 @@ pub(super) fn offer_all(
             };
             let ok = b.offer_all(subs, frame, here, &mut pick, tally);
             if !ok {
+                // Dropping the ring cancels what it still holds; the
+                // bytes and sockets of those sends were leaked (`abandon`).
                 *r = Ring::Off;
+                tally.one_by_one = true;
             }
             true
         });
         if batched {
             return;
         }
+        tally.one_by_one = true;
     }
     for sub in subs.iter().filter(|s| pick(s)) {
         tally.add(sub.deliver(frame, here));
@@ -170,8 +213,7 @@ impl Batcher {
 
     /// Write the batch: every pending socket gets the whole frame (or
     /// what it takes), one system call for all. Returns false if the ring
-    /// failed; the sends it cannot account for are then counted as not
-    /// written (queued for their sessions).
+    /// failed (see `abandon`).
     fn flush(&mut self, subs: &[Arc<Subscriber>], frame: &SharedFrame, tally: &mut Tally) -> bool {
         let n = self.pending.len();
         if n == 0 {
@@ -191,7 +233,7 @@ impl Batcher {
             // and every descriptor (`pending` holds its socket) stay valid
             // until the entry completes: this function returns only after
             // reaping all `n` completions, or — if the ring fails first —
-            // leaks them both (below) rather than free what the kernel may
+            // `abandon` leaks both rather than free what the kernel may
             // still read. The ring holds BATCH entries and is empty here.
             if unsafe { self.ring.submission().push(&entry) }.is_err() {
                 unreachable!("a ring of BATCH entries holds one batch");
@@ -200,42 +242,97 @@ impl Batcher {
         let mut results = [None::<i32>; BATCH];
         let mut done = 0;
         while done < n {
-            match self.ring.submit_and_wait(n - done) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Not seen in practice (inline non-blocking sends);
-                    // whether the kernel wrote these is unknown, so they
-                    // are queued: a possible duplicate over a sure loss.
-                    refused(&e);
-                    std::mem::forget(wire.clone());
-                    for (i, socket) in self.pending.drain(..) {
-                        std::mem::forget(socket);
-                        if let Some(sub) = subs.get(i) {
-                            let unknown = Err(std::io::ErrorKind::WouldBlock.into());
-                            tally.add(sub.finish_direct(frame, unknown));
-                        }
-                    }
-                    return false;
-                }
-            }
-            for cqe in self.ring.completion() {
-                if let Some(slot) = results.get_mut(cqe.user_data() as usize) {
-                    *slot = Some(cqe.result());
-                    done += 1;
-                }
+            let entered = self.enter(n - done);
+            done += self.reap(&mut results);
+            if let Err(e) = entered {
+                refused(&e);
+                self.abandon(subs, frame, &results, tally);
+                return false;
             }
         }
         for ((i, _), result) in self.pending.drain(..).zip(results) {
-            let written = match result {
-                Some(r) if r >= 0 => Ok(r as usize),
-                Some(r) => Err(std::io::Error::from_raw_os_error(-r)),
-                None => Err(std::io::ErrorKind::WouldBlock.into()),
-            };
+            // Every entry has its completion by now (`done == n`).
+            let written = result.map_or(Err(std::io::ErrorKind::WouldBlock.into()), sent);
             if let Some(sub) = subs.get(i) {
                 tally.add(sub.finish_direct(frame, written));
             }
         }
         true
+    }
+
+    /// Submit what is queued and wait for `want` completions.
+    fn enter(&mut self, want: usize) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(fault) = FAULT.take() {
+            return fault.inject(&mut self.ring);
+        }
+        loop {
+            match self.ring.submit_and_wait(want) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Move the completions that arrived into `results`; how many.
+    fn reap(&mut self, results: &mut [Option<i32>; BATCH]) -> usize {
+        let mut got = 0;
+        for cqe in self.ring.completion() {
+            if let Some(slot) = results.get_mut(cqe.user_data() as usize) {
+                *slot = Some(cqe.result());
+                got += 1;
+            }
+        }
+        got
+    }
+
+    /// The ring failed (not seen in practice: the sends are inline and
+    /// non-blocking). Each send of the batch ends one of three ways:
+    /// completed (handled as usual); never taken by the kernel — those are
+    /// still in the submission queue, the last ones pushed — so sent now
+    /// with a plain `send`, in the same place in the client's stream; or
+    /// taken and not completed, so the kernel may still write some or all
+    /// of it. Resending that could duplicate or tear a frame, so its
+    /// session closes (1011, [`Subscriber::lose`]), and the frame's bytes
+    /// and the descriptor are leaked rather than freed under the kernel.
+    fn abandon(
+        &mut self,
+        subs: &[Arc<Subscriber>],
+        frame: &SharedFrame,
+        results: &[Option<i32>; BATCH],
+        tally: &mut Tally,
+    ) {
+        let taken = self.pending.len() - self.ring.submission().len();
+        let mut in_flight = false;
+        for (k, (i, socket)) in self.pending.drain(..).enumerate() {
+            let written = match results[k] {
+                Some(r) => sent(r),
+                None if k >= taken => std::io::Write::write(&mut &*socket, frame.wire()),
+                None => {
+                    std::mem::forget(socket);
+                    in_flight = true;
+                    if let Some(sub) = subs.get(i) {
+                        sub.lose();
+                        tally.lost += 1;
+                    }
+                    continue;
+                }
+            };
+            if let Some(sub) = subs.get(i) {
+                tally.add(sub.finish_direct(frame, written));
+            }
+        }
+        if in_flight {
+            std::mem::forget(frame.wire().clone());
+        }
+    }
+}
+
+/// A send's completion as a `write` result.
+fn sent(result: i32) -> std::io::Result<usize> {
+    match result {
+        r if r >= 0 => Ok(r as usize),
+        r => Err(std::io::Error::from_raw_os_error(-r)),
     }
 }

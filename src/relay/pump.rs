@@ -7,6 +7,7 @@ use super::close::Inserted;
 use super::leg::{Leg, Side};
 use super::scan::Limits;
 use super::{close, Session, ROUNDS_PER_POLL, SCRATCH_BUF};
+use crate::fanout::Closing;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -53,7 +54,7 @@ impl Session {
             // overflow (`close` policy).
             if let (Side::Upstream, Some(feed)) = (from, &self.feed) {
                 if feed.overflowed(cx) {
-                    self.slow_subscriber(now);
+                    self.subscriber_closes(now);
                     return true;
                 }
             }
@@ -71,7 +72,7 @@ impl Session {
                 Inserted::Nothing => {}
                 Inserted::Frames => progress = true,
                 Inserted::Overflowed => {
-                    self.slow_subscriber(now);
+                    self.subscriber_closes(now);
                     return true;
                 }
             }
@@ -111,14 +112,19 @@ impl Session {
         }
     }
 
-    /// The `close` slow-subscriber policy: close once, and leave the
-    /// channels so nothing more is queued.
-    fn slow_subscriber(&mut self, now: Instant) {
-        if let Some(feed) = self.feed.take() {
+    /// The subscriber must close (the `close` slow-subscriber policy, or
+    /// a lost direct send): close once, and leave the channels so nothing
+    /// more is queued.
+    fn subscriber_closes(&mut self, now: Instant) {
+        let Some(feed) = self.feed.take() else {
+            return;
+        };
+        let why = feed.closing();
+        if why == Closing::Slow {
             feed.hub().metrics.slow_closes.inc();
-            feed.leave();
         }
-        self.close_each(1008, 1001, "slow subscriber", now);
+        feed.leave();
+        self.close_each(why.code(), 1001, why.reason(), now);
     }
 
     /// Bytes received before the relay started.

@@ -219,3 +219,104 @@ async fn a_full_socket_gets_the_rest_then_the_queue_in_order() {
         }
     }
 }
+
+/// One subscriber to `room.1`, idle on this thread, with its client's end;
+/// broadcasts go through io_uring batches.
+async fn one_batched_subscriber() -> (
+    Arc<Hub>,
+    Arc<Subscriber>,
+    crate::io::Io,
+    tokio::net::TcpStream,
+) {
+    let h = hub(Limits {
+        send_batch: SendBatch::IoUring,
+        ..Limits::default()
+    });
+    let sub = h.subscriber(Some(1), access(SlowPolicy::DropOldest, 1 << 20));
+    sub.subscribe(b"room.1").unwrap();
+    let (io, client) = client_pair().await;
+    sub.attach(&io);
+    sub.set_clear(true);
+    (h, sub, io, client)
+}
+
+/// Run a test on a thread of its own: a ring fault leaves the thread's
+/// ring off, which must not reach the tests after it (`--test-threads 1`
+/// runs them all on one thread).
+fn on_own_thread<F: std::future::Future<Output = ()> + 'static>(test: fn() -> F) {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(test())
+    })
+    .join()
+    .expect("the test thread");
+}
+
+/// A kernel that refuses the ring (`uring.rs`): broadcasts go one send at
+/// a time, every frame arrives once, and the fallback is counted.
+#[test]
+fn a_refused_ring_sends_one_by_one() {
+    on_own_thread(|| async {
+        let (h, sub, _io, mut client) = one_batched_subscriber().await;
+        uring::inject(uring::Fault::Refused);
+        for text in [b"a", b"b"] {
+            assert_eq!(h.publish(b"room.1", true, text, None, Source::Mux), Ok(1));
+        }
+        assert_eq!(read_exactly(&mut client, 6).await, b"\x81\x01a\x81\x01b");
+        assert_eq!(sub.take_rest(), (None, 2), "both sent directly");
+        assert_eq!(h.metrics.send_batch_fallbacks.get(), 2);
+    });
+}
+
+/// A ring that fails before the kernel took the batch: the batch's frame
+/// is sent plainly in its place, once, and later broadcasts go one by one.
+#[test]
+fn a_batch_the_kernel_never_took_is_sent_plainly_once() {
+    on_own_thread(|| async {
+        let (h, sub, _io, mut client) = one_batched_subscriber().await;
+        let publish = |text: &[u8]| h.publish(b"room.1", true, text, None, Source::Mux);
+        assert_eq!(publish(b"a"), Ok(1), "through the ring");
+        assert_eq!(h.metrics.send_batch_fallbacks.get(), 0);
+        uring::inject(uring::Fault::Untaken);
+        assert_eq!(publish(b"b"), Ok(1));
+        assert_eq!(publish(b"c"), Ok(1));
+        let want = b"\x81\x01a\x81\x01b\x81\x01c";
+        assert_eq!(read_exactly(&mut client, want.len()).await, want);
+        assert!(drain(&sub).is_empty(), "nothing queued to repeat");
+        assert_eq!(sub.take_rest(), (None, 3));
+        assert_eq!(h.metrics.send_batch_fallbacks.get(), 2);
+        assert_eq!(h.metrics.lost.get(), 0);
+    });
+}
+
+/// A ring that fails after the kernel took the batch, its completions
+/// lost: whether the frame went out is unknown, so it is not resent; the
+/// session must close with 1011, and gets nothing more.
+#[test]
+fn a_batch_whose_outcome_is_lost_closes_its_session_with_1011() {
+    on_own_thread(|| async {
+        let (h, sub, _io, mut client) = one_batched_subscriber().await;
+        uring::inject(uring::Fault::Unfinished);
+        assert_eq!(
+            h.publish(b"room.1", true, b"a", None, Source::Mux),
+            Ok(0),
+            "not counted as reached"
+        );
+        // The kernel did send it here; the gateway cannot know that.
+        assert_eq!(read_exactly(&mut client, 3).await, b"\x81\x01a");
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(sub.next(&mut cx), Next::Overflowed));
+        assert_eq!(sub.closing(), Closing::Lost);
+        assert_eq!(
+            (sub.closing().code(), sub.closing().reason()),
+            (1011, "published frame lost")
+        );
+        assert_eq!(h.metrics.lost.get(), 1);
+        assert_eq!(h.metrics.slow_closes.get(), 0);
+        assert_eq!(h.publish(b"room.1", true, b"b", None, Source::Mux), Ok(0));
+        assert!(drain(&sub).is_empty());
+    });
+}

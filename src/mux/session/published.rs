@@ -6,7 +6,7 @@
 //! tripping the session's own slow-consumer close.
 
 use super::{MuxSession, ToClient};
-use crate::fanout::Next;
+use crate::fanout::{Closing, Next};
 use crate::frame::HeaderBytes;
 use std::task::Context;
 use tokio::time::Instant;
@@ -85,10 +85,13 @@ impl MuxSession {
                 }
                 Next::Empty => break,
                 Next::Overflowed => {
-                    sub.hub().metrics.slow_closes.inc();
-                    self.log_close(crate::access::Closer::Gateway, None, "slow subscriber");
-                    self.close_client(1008, "slow subscriber", now);
-                    self.close_app(1008, "slow subscriber");
+                    let why = sub.closing();
+                    if why == Closing::Slow {
+                        sub.hub().metrics.slow_closes.inc();
+                    }
+                    self.log_close(crate::access::Closer::Gateway, None, why.reason());
+                    self.close_client(why.code(), why.reason(), now);
+                    self.close_app(why.code(), why.reason());
                     self.client_done = true;
                     return true;
                 }
