@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::oncpu::OnCpu;
 use crate::procfs;
 use crate::stats::{Percentiles, Shared};
 
@@ -39,8 +40,13 @@ pub struct Window {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessSample {
     pub pid: u32,
-    /// CPU seconds (user + system) used in the window.
+    /// CPU seconds (user + system) used in the window, from the process's
+    /// CPU-time clock.
     pub cpu_secs: Option<f64>,
+    /// Seconds its threads were on a CPU in the window, from perf
+    /// `task-clock` counters (`oncpu`): unlike `cpu_secs`, never charged
+    /// with another task's time. `None` without permission to count.
+    pub oncpu_secs: Option<f64>,
     /// Highest resident memory seen in the window.
     pub rss_bytes: Option<u64>,
     /// Most open sockets (listeners included) seen in the window. Sampled
@@ -133,9 +139,15 @@ async fn run(
         .map(|&pid| ProcessSample {
             pid,
             cpu_secs: procfs::cpu_seconds(pid).ok(),
+            oncpu_secs: None,
             rss_bytes: None,
             socket_fds: None,
         })
+        .collect();
+    let mut oncpu: Vec<Option<OnCpu>> = opts.watch.iter().map(|&pid| OnCpu::open(pid)).collect();
+    let oncpu0: Vec<Option<f64>> = oncpu
+        .iter_mut()
+        .map(|c| c.as_mut().and_then(OnCpu::seconds))
         .collect();
     let window_start = Instant::now();
     let mut last_count = shared.completed.load(Ordering::Relaxed);
@@ -179,7 +191,10 @@ async fn run(
     pb.finish_and_clear();
     let cpu1 = procfs::self_cpu_seconds().ok();
     let target1 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
-    for p in &mut processes {
+    for ((p, c), c0) in processes.iter_mut().zip(&mut oncpu).zip(oncpu0) {
+        p.oncpu_secs = c0
+            .zip(c.as_mut().and_then(OnCpu::seconds))
+            .map(|(a, b)| b - a);
         // Until here `cpu_secs` held the reading at the window's start.
         p.cpu_secs = p
             .cpu_secs
