@@ -31,6 +31,8 @@ pub struct Window {
     pub generator_cpu: Option<f64>,
     /// CPU seconds the observed process used in the window.
     pub target_cpu: Option<f64>,
+    /// Seconds the observed process was on a CPU in the window (`oncpu`).
+    pub target_oncpu: Option<f64>,
     /// One entry per watched process: CPU over the window, memory and
     /// sockets at their highest once-a-second reading inside it.
     pub processes: Vec<ProcessSample>,
@@ -133,6 +135,8 @@ async fn run(
     }
     let cpu0 = procfs::self_cpu_seconds().ok();
     let target0 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
+    let mut target_oncpu = opts.pid.and_then(OnCpu::open);
+    let target_oncpu0 = target_oncpu.as_mut().and_then(OnCpu::seconds);
     let mut processes: Vec<ProcessSample> = opts
         .watch
         .iter()
@@ -191,6 +195,7 @@ async fn run(
     pb.finish_and_clear();
     let cpu1 = procfs::self_cpu_seconds().ok();
     let target1 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
+    let target_oncpu1 = target_oncpu.as_mut().and_then(OnCpu::seconds);
     for ((p, c), c0) in processes.iter_mut().zip(&mut oncpu).zip(oncpu0) {
         p.oncpu_secs = c0
             .zip(c.as_mut().and_then(OnCpu::seconds))
@@ -210,6 +215,7 @@ async fn run(
         wall: window_start.elapsed(),
         generator_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
         target_cpu: target0.zip(target1).map(|(a, b)| b - a),
+        target_oncpu: target_oncpu0.zip(target_oncpu1).map(|(a, b)| b - a),
         processes,
     }
 }
