@@ -189,8 +189,8 @@ LOAD_AFTER=$(loadavg)
     echo
     echo "Command: \`TG=$TG bash loadtest/bench-fanout.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS RATE=$RATE SIZE=$SIZE ECHO_CLIENTS=$ECHO_CLIENTS WORKERS=$WORKERS GW_CORES=$GW_CORES SEND_BATCH=${SEND_BATCH:-} OLD_SEND_BATCH=${OLD_SEND_BATCH:-})."
     echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
-    echo "Pinning: tidegate run --workers $WORKERS on core(s) $GW_CORES; generator (one worker) and the applications on core 1. Mux pool_size $POOL. CPU from each process's CPU-time clock (ns)."
-    echo "Gateway: $("$GWBIN" version). Applications: \`${FANOUT_BIN:-$CARGO_TARGET_DIR/release/examples/fanout}\` on core(s) ${APP_CORES:-1}."
+    echo "Pinning: tidegate run --workers $WORKERS on core(s) $GW_CORES; generator (one worker) on core 1, the applications on core(s) ${APP_CORES:-1}. Mux pool_size $POOL. CPU from each process's CPU-time clock (ns)."
+    echo "Gateway: $("$GWBIN" version). Applications: \`${FANOUT_BIN:-$CARGO_TARGET_DIR/release/examples/fanout}\`."
     echo
     if [ -z "${OLD_TG:-}" ]; then
         python3 loadtest/bench-fanout-report.py "$RUN/res" "$SUBSCRIBERS" "$RATE"
