@@ -19,10 +19,12 @@
 //!
 //! `task-clock` is read from the clock at each switch in and out, so it is
 //! the time the process's threads were actually on a CPU (interrupts taken
-//! meanwhile included, as in any account of CPU time). One counter per
-//! thread alive when the window opens, with `inherit` so threads they start
-//! are counted once they exit. Needs permission to watch the process
-//! (root, or `perf_event_paranoid` ≤ 2 for one's own processes); without
+//! meanwhile included, as in any account of CPU time; the few µs of the
+//! switch itself, between perf's switch-out and switch-in hooks, are
+//! nobody's). One counter per thread alive when the window opens, with
+//! `inherit` so threads they start later are counted too (a read sums the
+//! inherited counters). Needs permission to watch the process (root, or
+//! `perf_event_paranoid` ≤ 2 for one's own processes); without
 //! it the figure is absent and the CPU-time clock remains.
 
 use std::fs::{self, File};
