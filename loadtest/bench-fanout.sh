@@ -39,6 +39,9 @@
 # sessions pass"; e.g. MODES=fanout) and the echo baseline; the report has
 # one table per gateway, from the same run.
 #
+# FANOUT_BIN: the application binary (default: the workspace's build of
+# the SDK example `fanout`), e.g. an older build for an A/B of it.
+#
 # SEND_BATCH / OLD_SEND_BATCH: `[fanout] send_batch` of the TG / OLD_TG
 # gateway (given to it as TIDEGATE_FANOUT__SEND_BATCH; unset: the
 # binary's default) — e.g. the same binary as TG and OLD_TG with
@@ -67,7 +70,8 @@ build -p tidegate-mux --example fanout
 # Passthrough holds two sockets per client in the gateway.
 ulimit -n "$(ulimit -Hn)"
 
-keep_copies "$CARGO_TARGET_DIR/release/tidegate-loadtest" "$CARGO_TARGET_DIR/release/examples/fanout"
+keep_copies "$CARGO_TARGET_DIR/release/tidegate-loadtest"
+cp "${FANOUT_BIN:-$CARGO_TARGET_DIR/release/examples/fanout}" "$RUN/bin/fanout"
 cp "$TG" "$RUN/bin/tidegate"
 if [ -n "${OLD_TG:-}" ]; then cp "$OLD_TG" "$RUN/bin/tidegate-old"; fi
 MODES=${MODES:-fanout sessions pass}
@@ -185,8 +189,8 @@ LOAD_AFTER=$(loadavg)
     echo
     echo "Command: \`TG=$TG bash loadtest/bench-fanout.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SUBSCRIBERS=$SUBSCRIBERS RATE=$RATE SIZE=$SIZE ECHO_CLIENTS=$ECHO_CLIENTS WORKERS=$WORKERS GW_CORES=$GW_CORES SEND_BATCH=${SEND_BATCH:-} OLD_SEND_BATCH=${OLD_SEND_BATCH:-})."
     echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
-    echo "Pinning: tidegate run --workers $WORKERS on core(s) $GW_CORES; generator (one worker) and the applications on core 1. Mux pool_size $POOL. CPU from each process's CPU-time clock (ns)."
-    echo "Gateway: $("$GWBIN" version)."
+    echo "Pinning: tidegate run --workers $WORKERS on core(s) $GW_CORES; generator (one worker) on core 1, the applications on core(s) ${APP_CORES:-1}. Mux pool_size $POOL. CPU from each process's CPU-time clock (ns)."
+    echo "Gateway: $("$GWBIN" version). Applications: \`${FANOUT_BIN:-$CARGO_TARGET_DIR/release/examples/fanout}\`."
     echo
     if [ -z "${OLD_TG:-}" ]; then
         python3 loadtest/bench-fanout-report.py "$RUN/res" "$SUBSCRIBERS" "$RATE"

@@ -19,6 +19,7 @@ mod http1;
 mod http_server;
 mod listen;
 mod monitor;
+mod oncpu;
 mod pacer;
 mod plot;
 mod procfs;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::oncpu::OnCpu;
 use crate::procfs;
 use crate::stats::{Percentiles, Shared};
 
@@ -30,6 +31,8 @@ pub struct Window {
     pub generator_cpu: Option<f64>,
     /// CPU seconds the observed process used in the window.
     pub target_cpu: Option<f64>,
+    /// Seconds the observed process was on a CPU in the window (`oncpu`).
+    pub target_oncpu: Option<f64>,
     /// One entry per watched process: CPU over the window, memory and
     /// sockets at their highest once-a-second reading inside it.
     pub processes: Vec<ProcessSample>,
@@ -39,8 +42,13 @@ pub struct Window {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessSample {
     pub pid: u32,
-    /// CPU seconds (user + system) used in the window.
+    /// CPU seconds (user + system) used in the window, from the process's
+    /// CPU-time clock.
     pub cpu_secs: Option<f64>,
+    /// Seconds its threads were on a CPU in the window, from perf
+    /// `task-clock` counters (`oncpu`): unlike `cpu_secs`, never charged
+    /// with another task's time. `None` without permission to count.
+    pub oncpu_secs: Option<f64>,
     /// Highest resident memory seen in the window.
     pub rss_bytes: Option<u64>,
     /// Most open sockets (listeners included) seen in the window. Sampled
@@ -127,15 +135,23 @@ async fn run(
     }
     let cpu0 = procfs::self_cpu_seconds().ok();
     let target0 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
+    let mut target_oncpu = opts.pid.and_then(OnCpu::open);
+    let target_oncpu0 = target_oncpu.as_mut().and_then(OnCpu::seconds);
     let mut processes: Vec<ProcessSample> = opts
         .watch
         .iter()
         .map(|&pid| ProcessSample {
             pid,
             cpu_secs: procfs::cpu_seconds(pid).ok(),
+            oncpu_secs: None,
             rss_bytes: None,
             socket_fds: None,
         })
+        .collect();
+    let mut oncpu: Vec<Option<OnCpu>> = opts.watch.iter().map(|&pid| OnCpu::open(pid)).collect();
+    let oncpu0: Vec<Option<f64>> = oncpu
+        .iter_mut()
+        .map(|c| c.as_mut().and_then(OnCpu::seconds))
         .collect();
     let window_start = Instant::now();
     let mut last_count = shared.completed.load(Ordering::Relaxed);
@@ -179,7 +195,11 @@ async fn run(
     pb.finish_and_clear();
     let cpu1 = procfs::self_cpu_seconds().ok();
     let target1 = opts.pid.and_then(|p| procfs::cpu_seconds(p).ok());
-    for p in &mut processes {
+    let target_oncpu1 = target_oncpu.as_mut().and_then(OnCpu::seconds);
+    for ((p, c), c0) in processes.iter_mut().zip(&mut oncpu).zip(oncpu0) {
+        p.oncpu_secs = c0
+            .zip(c.as_mut().and_then(OnCpu::seconds))
+            .map(|(a, b)| b - a);
         // Until here `cpu_secs` held the reading at the window's start.
         p.cpu_secs = p
             .cpu_secs
@@ -195,6 +215,7 @@ async fn run(
         wall: window_start.elapsed(),
         generator_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
         target_cpu: target0.zip(target1).map(|(a, b)| b - a),
+        target_oncpu: target_oncpu0.zip(target_oncpu1).map(|(a, b)| b - a),
         processes,
     }
 }

@@ -45,6 +45,11 @@ pub struct RunResult {
     pub target_cpu_secs: Option<f64>,
     /// `target_cpu_secs` per completed unit, in microseconds.
     pub target_cpu_us_per_unit: Option<f64>,
+    /// Seconds the `--pid` process was on a CPU in the window (perf
+    /// `task-clock`, `oncpu`); `None` without permission to count.
+    pub target_oncpu_secs: Option<f64>,
+    /// `target_oncpu_secs` per completed unit, in microseconds.
+    pub target_oncpu_us_per_unit: Option<f64>,
     /// Scenario-specific figures (send lag, unanswered, resumed, RSS...).
     pub extra: BTreeMap<String, Value>,
     /// The full latency histogram, for the percentile plot.
@@ -94,6 +99,11 @@ impl RunResult {
                 .map(|cpu| cpu * 1e6 / completed as f64),
             target_cpu_secs: window.target_cpu,
             target_cpu_us_per_unit,
+            target_oncpu_secs: window.target_oncpu,
+            target_oncpu_us_per_unit: window
+                .target_oncpu
+                .filter(|_| completed > 0)
+                .map(|cpu| cpu * 1e6 / completed as f64),
             extra: BTreeMap::new(),
             histogram,
         }

@@ -149,6 +149,10 @@ pub(super) fn process_figures(
                 .cpu_secs
                 .filter(|_| completed > 0)
                 .map(|c| c * 1e6 / completed as f64));
+            v["oncpu_us_per_message"] = serde_json::json!(s
+                .oncpu_secs
+                .filter(|_| completed > 0)
+                .map(|c| c * 1e6 / completed as f64));
             v["cpu_pct"] =
                 serde_json::json!(s.cpu_secs.filter(|_| secs > 0.0).map(|c| c * 100.0 / secs));
             v
