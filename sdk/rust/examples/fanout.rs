@@ -25,7 +25,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -186,35 +186,20 @@ struct Ticker {
 
 impl Ticker {
     fn new(period: Duration) -> std::io::Result<Ticker> {
-        // SAFETY: timerfd_create takes no pointers; it returns a new fd or -1.
-        let raw = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
+        use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags};
+        let fd = rustix::time::timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
+        let every = period.try_into().map_err(std::io::Error::other)?;
+        let spec = Itimerspec {
+            it_interval: every,
+            it_value: every,
         };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let ts = libc::timespec {
-            tv_sec: libc::time_t::try_from(period.as_secs()).unwrap_or(libc::time_t::MAX),
-            // Below 10^9: fits every c_long.
-            tv_nsec: period.subsec_nanos() as libc::c_long,
-        };
-        let spec = libc::itimerspec {
-            it_interval: ts,
-            it_value: ts,
-        };
-        // SAFETY: `spec` is valid for the call; the old value is not asked for.
-        if unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: the OwnedFd stays open, and the same fd, for as long
-        // as the AsyncFd owns it.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(std::io::Error::from)?;
+        rustix::time::timerfd_settime(&fd, TimerfdTimerFlags::empty(), &spec)?;
+        // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays
+        // open, and the same one, for as long as it is registered.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
         Ok(Ticker { fd })
     }
 
@@ -224,26 +209,19 @@ impl Ticker {
         loop {
             let mut ready = self.fd.readable().await?;
             let mut buf = [0u8; 8];
-            // SAFETY: `buf` is 8 writable bytes, the size a timerfd read needs.
-            let n =
-                unsafe { libc::read(ready.get_inner().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-            if n == 8 {
-                // The read took every expiry. Clearing now spares the
-                // next tick a read that would only say EAGAIN; tokio
-                // clears only the readiness this guard saw, so an expiry
-                // the driver reported meanwhile is kept.
-                ready.clear_ready();
-                return Ok(u64::from_ne_bytes(buf));
+            match rustix::io::read(ready.get_inner(), &mut buf) {
+                // The read took every expiry. Clearing now spares the next
+                // tick a read that would only say EAGAIN; tokio clears
+                // only the readiness this guard saw, so an expiry the
+                // driver reported meanwhile is kept.
+                Ok(8) => {
+                    ready.clear_ready();
+                    return Ok(u64::from_ne_bytes(buf));
+                }
+                Ok(_) => return Err(std::io::Error::other("short read from timerfd")),
+                Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
+                Err(e) => return Err(e.into()),
             }
-            let e = std::io::Error::last_os_error();
-            if n < 0 && e.kind() == std::io::ErrorKind::WouldBlock {
-                ready.clear_ready();
-                continue;
-            }
-            if n >= 0 {
-                return Err(std::io::Error::other("short read from timerfd"));
-            }
-            return Err(e);
         }
     }
 }
