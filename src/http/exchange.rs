@@ -36,7 +36,7 @@ pub struct Exchange<'a> {
     pub host: &'a str,
     pub upstream: &'a Arc<Upstream>,
     pub route: &'a HttpRoute,
-    pub client: ClientInfo,
+    pub client: &'a ClientInfo,
     /// The gateway wants the client connection closed after this request
     /// (draining, or the client asked).
     pub close: bool,

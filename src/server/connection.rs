@@ -104,10 +104,7 @@ pub async fn handle(
     let state = gw.state();
     let accepted = Instant::now();
     let deadline = accepted + state.config.limits.handshake_timeout;
-    let client = ClientInfo {
-        addr: peer,
-        tls: acceptor.is_some(),
-    };
+    let client = ClientInfo::new(peer, acceptor.is_some());
     let Some(mut io) = accept_tls(tcp, acceptor, deadline, &tls_failures).await else {
         return;
     };

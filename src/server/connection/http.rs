@@ -119,7 +119,7 @@ async fn one(
         host: &request.target.host,
         upstream: &rt.upstream,
         route: http,
-        client: cx.client,
+        client: &cx.client,
         close: cx.gw.shutdown.is_draining(),
         draining: cx.gw.shutdown.draining(),
     };
