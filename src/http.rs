@@ -26,6 +26,7 @@ pub mod pool;
 pub mod request;
 pub mod response;
 pub mod response_reader;
+pub mod timer;
 pub mod upstream_conn;
 
 use crate::config::HttpRouteConfig;

@@ -6,18 +6,20 @@
 //! have its own 101; any other status is relayed to the client.
 
 pub mod balance;
+mod client;
 pub(crate) mod health;
 mod request;
 pub(crate) mod resolve;
 mod response;
 
 pub use balance::{Active, Affinity, Outcome};
+pub use client::ClientInfo;
 
 /// The path rewrite, for the fuzz target `path` (docs/fuzzing.md).
 #[doc(hidden)]
 pub use request::strip_route_prefix;
 pub use request::{each_forwarded_header, query_without_credential, rewritten_path};
-pub use request::{is_handshake_or_hop_header, switching_protocols, ClientInfo, UpstreamRequest};
+pub use request::{is_handshake_or_hop_header, switching_protocols, UpstreamRequest};
 pub(crate) use response::handshake;
 /// The response-head checks without a socket, for the fuzz target
 /// `upstream_response` (docs/fuzzing.md).

@@ -21,6 +21,7 @@ mod handshake;
 mod help;
 mod http;
 mod http_pool;
+mod http_timeouts;
 mod http_upstream;
 mod keepalive;
 mod metrics;

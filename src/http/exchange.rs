@@ -10,6 +10,7 @@
 
 use super::body::{self, client_side, expects_continue, ClientEvent, ClientLimits, Framing, Piece};
 use super::pool::Conn;
+use super::timer::ConnTimer;
 use super::upstream_conn::{first_piece, forward_body, send_head};
 use super::{request, HttpError, HttpRoute};
 use crate::config::balance::Policy;
@@ -36,7 +37,7 @@ pub struct Exchange<'a> {
     pub host: &'a str,
     pub upstream: &'a Arc<Upstream>,
     pub route: &'a HttpRoute,
-    pub client: ClientInfo,
+    pub client: &'a ClientInfo,
     /// The gateway wants the client connection closed after this request
     /// (draining, or the client asked).
     pub close: bool,
@@ -72,7 +73,14 @@ pub enum Ended {
 impl Exchange<'_> {
     /// Run the exchange over the client's halves; `buf` holds bytes read
     /// past the head (body, or a next request) and keeps what is left.
-    pub async fn run<R, W>(&self, reader: &mut R, writer: &mut W, buf: &mut BytesMut) -> Ended
+    /// The response side's waits run on the connection's `timer`.
+    pub async fn run<R, W>(
+        &self,
+        reader: &mut R,
+        writer: &mut W,
+        buf: &mut BytesMut,
+        timer: &mut ConnTimer,
+    ) -> Ended
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -115,7 +123,11 @@ impl Exchange<'_> {
                     return Ended::Gone(report);
                 }
             }
-            let mut state = Progress::default();
+            let mut state = Progress {
+                bytes_in: 0,
+                body_done: false,
+                out: Out::new(timer),
+            };
             let side = self
                 .send_and_relay(&mut conn, head, framing, (reader, writer, buf), &mut state)
                 .await;
@@ -138,7 +150,7 @@ impl Exchange<'_> {
         &self,
         side: Side,
         conn: Conn,
-        state: &Progress,
+        state: &Progress<'_>,
         report: &mut Report,
         retry: bool,
     ) -> Option<Ended> {
@@ -241,7 +253,7 @@ impl Exchange<'_> {
         head: Vec<u8>,
         framing: Framing,
         (reader, writer, buf): (&mut R, &mut W, &mut BytesMut),
-        state: &mut Progress,
+        state: &mut Progress<'_>,
     ) -> Side
     where
         R: AsyncRead + Unpin,
@@ -275,7 +287,7 @@ impl Exchange<'_> {
             limits,
             (&mut state.bytes_in, &mut state.body_done),
         );
-        let upstream = self.carry(conn, head, (first, rx), rest, writer, &mut state.out);
+        let upstream = self.carry(conn, head, (first, rx, rest), writer, &mut state.out);
         tokio::pin!(client, upstream);
         tokio::select! {
             // The response ended (sent, or failed).
@@ -292,10 +304,9 @@ impl Exchange<'_> {
         &self,
         conn: &mut Conn,
         head: Vec<u8>,
-        (first, mut rx): (Bytes, Option<mpsc::Receiver<Piece>>),
-        rest: Framing,
+        (first, mut rx, rest): (Bytes, Option<mpsc::Receiver<Piece>>, Framing),
         writer: &mut W,
-        out: &mut Out,
+        out: &mut Out<'_>,
     ) -> Result<Done, HttpError> {
         let endpoint = conn.endpoint;
         let chunked = rest == Framing::Chunked;
@@ -323,7 +334,10 @@ impl Exchange<'_> {
             // Boxed: uploads are the rare case, and this state would
             // otherwise size every exchange's future (an idle event
             // stream holds it for its whole life).
-            Some(rx) => Box::pin(self.respond_while_sending(conn, rx, chunked, writer, out)).await,
+            Some(rx) => {
+                let respond = self.respond_while_sending(conn, rx, chunked, writer, out);
+                Box::pin(respond).await
+            }
         }
     }
 
@@ -334,7 +348,7 @@ impl Exchange<'_> {
         mut rx: mpsc::Receiver<Piece>,
         chunked: bool,
         writer: &mut W,
-        out: &mut Out,
+        out: &mut Out<'_>,
     ) -> Result<Done, HttpError> {
         let endpoint = conn.endpoint;
         let (mut up_read, mut up_write) = tokio::io::split(&mut conn.io);
@@ -377,11 +391,10 @@ fn first_body_bytes(framing: Framing, buf: &mut BytesMut) -> (Bytes, Framing) {
 }
 
 /// What the two sides of an exchange wrote into while they ran.
-#[derive(Default)]
-struct Progress {
+struct Progress<'t> {
     bytes_in: u64,
     body_done: bool,
-    out: Out,
+    out: Out<'t>,
 }
 
 enum Side {

@@ -104,10 +104,7 @@ pub async fn handle(
     let state = gw.state();
     let accepted = Instant::now();
     let deadline = accepted + state.config.limits.handshake_timeout;
-    let client = ClientInfo {
-        addr: peer,
-        tls: acceptor.is_some(),
-    };
+    let client = ClientInfo::new(peer, acceptor.is_some());
     let Some(mut io) = accept_tls(tcp, acceptor, deadline, &tls_failures).await else {
         return;
     };
@@ -130,7 +127,7 @@ pub async fn handle(
             // test in `http`), not this task's largest state too.
             let gw = Arc::clone(&cx.gw);
             let task = http::serve(cx, io, request, (permit, slot));
-            gw.shutdown.spawn(task.in_current_span());
+            spawn_in(&gw.shutdown, tracing::Span::current(), task);
             return;
         }
         Err(Halt::Gone) => return,
@@ -138,6 +135,23 @@ pub async fn handle(
         Err(Halt::RefusedHttp(r)) => return refuse_and_close(&cx, io, r, true).await,
     };
     dispatch_upgrade(&cx, io, admitted, (permit, slot)).await
+}
+
+/// Spawn a connection's task in `span` — the per-connection span with
+/// the client's address — when the log filter records it. A disabled span
+/// (the default `info` filter: the span is `debug`) is not attached at
+/// all: an `Instrumented` task enters and leaves its span on every poll,
+/// and an HTTP connection's task is polled several times per request.
+/// The log lines are the same either way: events of a disabled span carry
+/// none of its fields.
+pub(super) fn spawn_in<F>(shutdown: &crate::shutdown::Shutdown, span: tracing::Span, task: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match span.is_disabled() {
+        true => shutdown.spawn(task),
+        false => shutdown.spawn(task.instrument(span)),
+    }
 }
 
 /// Phase: dispatch of an admitted upgrade (the first request of the

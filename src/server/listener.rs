@@ -8,7 +8,6 @@ use super::{connection, Gateway};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tracing::Instrument;
 
 /// Listen backlog: large enough for a connection storm.
 const BACKLOG: u32 = 4096;
@@ -113,7 +112,7 @@ pub async fn accept_loop(
             permit,
             slots,
         );
-        gw.shutdown.spawn(task.instrument(span));
+        connection::spawn_in(&gw.shutdown, span, task);
     }
 }
 

@@ -12,13 +12,13 @@
 //! cleared, and the identity headers are added. The path is the
 //! normalised one the route matched.
 
+use super::ClientInfo;
 use crate::auth::source::{strip_cookie, strip_query};
 use crate::auth::Identity;
 use crate::config::{DeflateMode, EndpointConfig, UpstreamConfig};
 use crate::deflate::params::{self, Params};
 use crate::handshake::{RequestHead, Upgrade};
 use std::fmt::Write;
-use std::net::SocketAddr;
 use tidegate_mux::OpenBody;
 
 /// Hop-by-hop headers and the ones the gateway writes itself.
@@ -52,14 +52,6 @@ const FORWARDING: &[&str] = &[
 /// Headers of a response or request that never cross the gateway as they are.
 pub fn is_handshake_or_hop_header(name: &str) -> bool {
     NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
-
-/// Who the client is, as the gateway saw it.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientInfo {
-    pub addr: SocketAddr,
-    /// The client connected over TLS.
-    pub tls: bool,
 }
 
 /// The request the application is to see, built once from the client's:
@@ -300,14 +292,15 @@ fn add_forwarding(
     client: ClientInfo,
     prior_xff: &[&str],
 ) {
-    let ip = client.addr.ip();
+    // Written once per connection (`ClientInfo`), not per request.
+    let ip = client.ip_text();
     let proto = if client.tls { "https" } else { "http" };
     let mut value = String::with_capacity(96);
     for prior in prior_xff {
         value.push_str(prior);
         value.push_str(", ");
     }
-    let _ = write!(value, "{ip}");
+    value.push_str(ip);
     f("X-Forwarded-For", &value);
     let trusted = upstream.trust_forwarded_headers;
     if !(trusted && head.get("x-forwarded-proto").is_some()) {
@@ -318,12 +311,21 @@ fn add_forwarding(
     }
     if !(trusted && head.get("forwarded").is_some()) {
         value.clear();
-        let _ = match ip.is_ipv6() {
-            true => write!(value, "for=\"[{ip}]\";host=\""),
-            false => write!(value, "for={ip};host=\""),
-        };
+        match client.addr.is_ipv6() {
+            true => {
+                value.push_str("for=\"[");
+                value.push_str(ip);
+                value.push_str("]\";host=\"");
+            }
+            false => {
+                value.push_str("for=");
+                value.push_str(ip);
+                value.push_str(";host=\"");
+            }
+        }
         value.extend(upgrade.host.chars().filter(|c| !matches!(c, '"' | '\\')));
-        let _ = write!(value, "\";proto={proto}");
+        value.push_str("\";proto=");
+        value.push_str(proto);
         f("Forwarded", &value);
     }
 }

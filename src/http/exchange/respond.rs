@@ -6,21 +6,21 @@
 use super::{wants_close, Exchange, BODY_READ};
 use crate::http::response::{self, Delimit};
 use crate::http::response_reader::{self, Asked, BodyReader, Step};
+use crate::http::timer::ConnTimer;
 use crate::http::HttpError;
 use crate::io::read_via_scratch;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::timeout;
 
 impl Exchange<'_> {
     /// Wait for the response head (bounded by the request timeout), write
     /// it, then stream the body (bounded between reads by the idle
-    /// timeout).
+    /// timeout); both waits on the connection's `timer`.
     pub(super) async fn respond<R, W>(
         &self,
         up: &mut R,
         writer: &mut W,
-        out: &mut Out,
+        out: &mut Out<'_>,
         endpoint: usize,
     ) -> Result<Done, HttpError>
     where
@@ -39,12 +39,14 @@ impl Exchange<'_> {
         };
         // Bytes from the upstream: empty (no allocation) while it is quiet.
         let mut buf = BytesMut::new();
-        let head = timeout(
-            settings.request_timeout,
-            response_reader::read_head(up, &mut buf, &asked),
-        )
-        .await
-        .map_err(|_| HttpError::UpstreamTimeout)??;
+        let head = out
+            .timer
+            .within(
+                settings.request_timeout,
+                response_reader::read_head(up, &mut buf, &asked),
+            )
+            .await
+            .map_err(|_| HttpError::UpstreamTimeout)??;
         out.status = head.status;
         // Only an event stream may be ended early: its end is a reconnect,
         // where any other body cut short would look complete.
@@ -62,8 +64,7 @@ impl Exchange<'_> {
                     up,
                     writer,
                     (&mut body, &mut buf),
-                    head.delimit,
-                    endable,
+                    (head.delimit, endable),
                     out,
                 )
                 .await?;
@@ -92,9 +93,8 @@ impl Exchange<'_> {
         up: &mut R,
         writer: &mut W,
         (body, buf): (&mut BodyReader, &mut BytesMut),
-        delimit: Delimit,
-        endable: bool,
-        out: &mut Out,
+        (delimit, endable): (Delimit, bool),
+        out: &mut Out<'_>,
     ) -> Result<bool, HttpError>
     where
         R: AsyncRead + Unpin,
@@ -116,9 +116,11 @@ impl Exchange<'_> {
             if buf.is_empty() {
                 *buf = BytesMut::new();
             }
+            let timer = &mut *out.timer;
             let read = async {
                 match idle {
-                    Some(limit) => timeout(limit, read_via_scratch(up, buf, BODY_READ))
+                    Some(limit) => timer
+                        .within(limit, read_via_scratch(up, buf, BODY_READ))
                         .await
                         .map_err(|_| HttpError::UpstreamTimeout),
                     None => Ok(read_via_scratch(up, buf, BODY_READ).await),
@@ -145,12 +147,25 @@ pub(super) struct Done {
     pub(super) reusable: bool,
 }
 
-/// The response side's progress.
-#[derive(Default)]
-pub(super) struct Out {
+/// The response side's progress, and the connection's timer its waits
+/// run on (here rather than one more argument at every level: each is
+/// kept in the exchange's future, which an idle stream holds).
+pub(super) struct Out<'t> {
     pub(super) status: u16,
     pub(super) head_sent: bool,
     pub(super) bytes: u64,
+    timer: &'t mut ConnTimer,
+}
+
+impl<'t> Out<'t> {
+    pub(super) fn new(timer: &'t mut ConnTimer) -> Out<'t> {
+        Out {
+            status: 0,
+            head_sent: false,
+            bytes: 0,
+            timer,
+        }
+    }
 }
 
 /// Keeps `tidegate_http_streams_in_flight` up while a response body streams.

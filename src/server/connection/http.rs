@@ -16,13 +16,14 @@ use crate::auth::Identity;
 use crate::handshake::{Rejection, RequestHead, Upgrade};
 use crate::http::exchange::{Ended, Exchange, Report};
 use crate::http::request::Outgoing;
+use crate::http::timer::ConnTimer;
 use crate::io::{read_via_scratch, Io};
 use crate::server::limits::ConnectionSlot;
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use tokio::io::{AsyncRead, ReadHalf, WriteHalf};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::Instant;
 
 /// An admitted plain HTTP request.
 pub(super) struct Request {
@@ -65,13 +66,16 @@ pub(super) fn serve(
     async move {
         let (mut reader, mut writer) = tokio::io::split(io);
         let mut buf = BytesMut::from(&std::mem::take(&mut request.from_client)[..]);
+        // Every wait of this loop and of its exchanges, re-armed per wait.
+        let mut timer = ConnTimer::new();
         loop {
-            let keep = one(&cx, &request, &mut reader, &mut writer, &mut buf).await;
+            let io = (&mut reader, &mut writer, &mut buf);
+            let keep = one(&cx, &request, io, &mut timer).await;
             if !keep {
                 Box::pin(linger(&mut reader, &mut writer)).await;
                 return;
             }
-            match next(&cx, &mut reader, &mut buf, &mut request).await {
+            match next(&cx, (&mut reader, &mut buf), &mut request, &mut timer).await {
                 Next::Http => {}
                 Next::Upgrade(mut a) => {
                     a.from_client = buf.to_vec();
@@ -97,9 +101,8 @@ pub(super) fn serve(
 async fn one(
     cx: &Ctx,
     request: &Request,
-    reader: &mut ReadHalf<Io>,
-    writer: &mut WriteHalf<Io>,
-    buf: &mut BytesMut,
+    (reader, writer, buf): (&mut ReadHalf<Io>, &mut WriteHalf<Io>, &mut BytesMut),
+    timer: &mut ConnTimer,
 ) -> bool {
     let started = Instant::now();
     let rt = cx.runtime(&request.target);
@@ -119,11 +122,11 @@ async fn one(
         host: &request.target.host,
         upstream: &rt.upstream,
         route: http,
-        client: cx.client,
+        client: &cx.client,
         close: cx.gw.shutdown.is_draining(),
         draining: cx.gw.shutdown.draining(),
     };
-    let (report, keep) = match exchange.run(reader, writer, buf).await {
+    let (report, keep) = match exchange.run(reader, writer, buf, timer).await {
         Ended::Answered(report) => {
             let keep = report.keep_alive;
             (report, keep)
@@ -208,16 +211,16 @@ fn log_access(cx: &Ctx, request: &Request, report: &Report, elapsed: std::time::
 /// head with the same reader and limits as the first, and admit it.
 async fn next(
     cx: &Ctx,
-    reader: &mut ReadHalf<Io>,
-    buf: &mut BytesMut,
+    (reader, buf): (&mut ReadHalf<Io>, &mut BytesMut),
     request: &mut Request,
+    timer: &mut ConnTimer,
 ) -> Next {
     let config = &cx.state.config;
     let max = config.limits.max_header_bytes;
     if buf.is_empty() {
         // An idle keep-alive connection holds no read buffer.
         *buf = BytesMut::new();
-        let idle = timeout(
+        let idle = timer.within(
             config.http.keepalive_timeout,
             read_via_scratch(reader, buf, max),
         );
@@ -231,8 +234,8 @@ async fn next(
             },
         }
     }
-    let deadline = Instant::now() + config.limits.handshake_timeout;
-    let head = match timeout_at(deadline, read_head(reader, buf, max)).await {
+    let limit = config.limits.handshake_timeout;
+    let head = match timer.within(limit, read_head(reader, buf, max)).await {
         Ok(Ok(head)) => head,
         Ok(Err(Some(r))) => return Next::Refused(Refused::unrouted(r)),
         Ok(Err(None)) => return Next::Gone,

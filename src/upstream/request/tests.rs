@@ -64,10 +64,7 @@ fn upgrade(config: &Config, route: &str, path: &str) -> Upgrade {
 }
 
 fn client() -> ClientInfo {
-    ClientInfo {
-        addr: "192.0.2.1:5000".parse().expect("literal address"),
-        tls: false,
-    }
+    ClientInfo::new("192.0.2.1:5000".parse().expect("literal address"), false)
 }
 
 fn header<'a>(req: &'a UpstreamRequest, name: &str) -> Option<&'a str> {
