@@ -6,24 +6,8 @@
 //! upstream never sees it), a response streamed chunk by chunk, a client
 //! that leaves a long-poll, and the per-route `http = false` switch.
 
-use crate::support::http::{HttpUpstream, RawHttp};
+use crate::support::http::{gateway, get, HttpUpstream, RawHttp};
 use crate::support::*;
-use tidegate::config::raw::RawConfig;
-
-/// The release binary in front of `up`, its config edited by `edit`.
-async fn gateway(
-    up: &HttpUpstream,
-    edit: impl FnOnce(&mut RawConfig),
-) -> (GatewayProc, ConfigFile) {
-    let mut raw = raw_config(&[ws_url(up.addr)]);
-    edit(&mut raw);
-    let file = ConfigFile::new(&raw);
-    (GatewayProc::start(&file).await, file)
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_both_ways_on_one_keep_alive_connection() {

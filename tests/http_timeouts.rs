@@ -8,24 +8,9 @@
 //! timeout (504) is in `http.rs`. No timing is asserted: each bound is
 //! short, every wait for it generous.
 
-use crate::support::http::{HttpUpstream, RawHttp};
+use crate::support::http::{gateway, get, HttpUpstream, RawHttp};
 use crate::support::*;
 use std::time::Duration;
-use tidegate::config::raw::RawConfig;
-
-async fn gateway(
-    up: &HttpUpstream,
-    edit: impl FnOnce(&mut RawConfig),
-) -> (GatewayProc, ConfigFile) {
-    let mut raw = raw_config(&[ws_url(up.addr)]);
-    edit(&mut raw);
-    let file = ConfigFile::new(&raw);
-    (GatewayProc::start(&file).await, file)
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n")
-}
 
 /// A keep-alive connection that has carried one request.
 async fn after_one_request(gw: &GatewayProc) -> RawHttp {
@@ -33,6 +18,16 @@ async fn after_one_request(gw: &GatewayProc) -> RawHttp {
     c.send(get("/first").as_bytes()).await;
     assert_eq!(c.response(false).await.status, 200);
     c
+}
+
+/// Ask for `/stream` (which the upstream holds after its first chunk,
+/// until `go`) and read its head and first chunk.
+async fn start_stream(c: &mut RawHttp) {
+    c.send(get("/stream").as_bytes()).await;
+    let head = c.head().await;
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    let first = within("the first chunk", c.chunk()).await;
+    assert_eq!(first.as_deref(), Some(&b"first\n"[..]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,11 +58,7 @@ async fn a_response_body_that_stops_is_cut_after_the_idle_timeout() {
     })
     .await;
     let mut c = after_one_request(&gw).await;
-    c.send(get("/stream").as_bytes()).await;
-    let head = c.head().await;
-    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
-    let first = within("the first chunk", c.chunk()).await;
-    assert_eq!(first.as_deref(), Some(&b"first\n"[..]));
+    start_stream(&mut c).await;
     // The upstream holds the rest: the gateway gives up on it and closes
     // the client's connection (a body cut short cannot be delimited).
     c.expect_closed().await;
@@ -80,11 +71,7 @@ async fn a_short_keep_alive_timeout_does_not_cut_a_longer_response() {
     // The wait for this request armed the 1 s keep-alive deadline; the
     // response's own waits (120 s head, 300 s body) are later ones.
     let mut c = after_one_request(&gw).await;
-    c.send(get("/stream").as_bytes()).await;
-    let head = c.head().await;
-    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
-    let first = within("the first chunk", c.chunk()).await;
-    assert_eq!(first.as_deref(), Some(&b"first\n"[..]));
+    start_stream(&mut c).await;
     // Well past the keep-alive deadline, mid-response.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     up.go();

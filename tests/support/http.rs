@@ -6,6 +6,7 @@
 //! framing (Content-Length, chunked, none for HEAD).
 
 use super::client::{owned_headers, read_head_bytes, HttpResponse};
+use super::gateway::{raw_config, ws_url, ConfigFile, GatewayProc};
 use super::within;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -332,4 +333,20 @@ impl RawHttp {
         )
         .await;
     }
+}
+
+/// The release binary in front of `up`, its config edited by `edit`.
+pub async fn gateway(
+    up: &HttpUpstream,
+    edit: impl FnOnce(&mut tidegate::config::raw::RawConfig),
+) -> (GatewayProc, ConfigFile) {
+    let mut raw = raw_config(&[ws_url(up.addr)]);
+    edit(&mut raw);
+    let file = ConfigFile::new(&raw);
+    (GatewayProc::start(&file).await, file)
+}
+
+/// A plain GET of `path`, keep-alive.
+pub fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n")
 }
