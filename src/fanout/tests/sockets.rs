@@ -17,6 +17,14 @@ async fn client_pair() -> (crate::io::Io, tokio::net::TcpStream) {
     (crate::io::Io::Tcp(gateway_side), client)
 }
 
+/// A current-thread runtime, as each gateway worker runs.
+fn worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 async fn read_exactly(client: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
     let mut buf = vec![0; n];
@@ -102,11 +110,7 @@ fn a_publish_reaches_another_workers_subscriber_through_its_batch() {
     let remote = {
         let h = Arc::clone(&h);
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
+            worker_runtime().block_on(async move {
                 let sub = h.subscriber(Some(2), access(SlowPolicy::DropOldest, 1 << 20));
                 sub.subscribe(b"room.1").unwrap();
                 let (io, mut client) = client_pair().await;
@@ -118,10 +122,7 @@ fn a_publish_reaches_another_workers_subscriber_through_its_batch() {
             })
         })
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = worker_runtime();
     let want: Vec<u8> = (0..10u8).flat_map(|i| [0x81, 1, i]).collect();
     rt.block_on(async {
         let sub = h.subscriber(Some(1), access(SlowPolicy::DropOldest, 1 << 20));
@@ -244,15 +245,9 @@ async fn one_batched_subscriber() -> (
 /// ring off, which must not reach the tests after it (`--test-threads 1`
 /// runs them all on one thread).
 fn on_own_thread<F: std::future::Future<Output = ()> + 'static>(test: fn() -> F) {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(test())
-    })
-    .join()
-    .expect("the test thread");
+    std::thread::spawn(move || worker_runtime().block_on(test()))
+        .join()
+        .expect("the test thread");
 }
 
 /// A kernel that refuses the ring (`uring.rs`): broadcasts go one send at
