@@ -224,6 +224,10 @@ impl Outbox {
                 }
             }
             self.wake_writer.notified().await;
+            // Let every task the runtime has ready now queue its frames
+            // first (one session's reply wakes this task, and tokio would
+            // run it next): they then leave in one write, not one each.
+            tokio::task::yield_now().await;
         }
     }
 }

@@ -31,6 +31,32 @@ async fn queued_frames_leave_in_batches_of_at_most_64_kib() {
     assert_eq!(sizes, vec![6, 6, 6, 2]);
 }
 
+/// Sessions the runtime runs in one go (as after one read of the
+/// gateway's batch) leave their replies in one message: the writer, woken
+/// by the first and run next by tokio, first lets the others queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn replies_of_sessions_run_together_leave_in_one_batch() {
+    let outbox = Arc::new(Outbox::new(usize::MAX));
+    let o = Arc::clone(&outbox);
+    let writer = tokio::spawn(async move { frames_in(o.next().await).len() });
+    // The writer runs and waits for frames (were it to start after the
+    // pushes, it would find all three whatever it did).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let o = Arc::clone(&outbox);
+    // On the worker, like the SDK's reader handing messages to sessions.
+    tokio::spawn(async move {
+        for i in 0..3u32 {
+            let o = Arc::clone(&o);
+            tokio::spawn(async move {
+                let live = AtomicBool::new(false);
+                let f = Frame::message(i + 1, KIND_BINARY, true, vec![0u8; 16]);
+                assert!(o.push_data(vec![f], &live, true).await.is_ok());
+            });
+        }
+    });
+    assert_eq!(writer.await.expect("writer task"), 3, "one batch of three");
+}
+
 #[tokio::test]
 async fn a_frame_over_the_batch_size_goes_alone() {
     let outbox = Outbox::new(usize::MAX);
