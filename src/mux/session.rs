@@ -25,7 +25,7 @@ mod to_app;
 pub use compress::Edge;
 use queues::{Queues, ToApp, ToClient};
 
-use super::client::ClientReader;
+use super::client::{ClientReader, Piece};
 use super::conn::Conn;
 use super::inbox::Inbox;
 use super::stored::StoredOpen;
@@ -33,7 +33,7 @@ use super::MuxRoute;
 use crate::access::Closer;
 use crate::io::Io;
 use bytes::BytesMut;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,6 +50,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const ARENA_MIN: usize = 4 * 1024;
 /// Frames written to the client per vectored write.
 const WRITE_BATCH: usize = 32;
+/// Longest list of decoded pieces a thread keeps for the next read.
+const PIECES_KEPT: usize = 64;
 /// Rounds per wake-up before yielding.
 const ROUNDS: usize = 16;
 
@@ -57,6 +59,9 @@ thread_local! {
     /// Client reads land here; each read is split off as its own `Bytes`,
     /// so the slices handed to mux writers share this allocation.
     static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    /// What one client read decodes into, shared by the thread's sessions
+    /// (taken out while in use), so a read allocates no list of its own.
+    static PIECES: Cell<Vec<Piece>> = const { Cell::new(Vec::new()) };
 }
 
 /// A session between connections.

@@ -3,7 +3,9 @@
 //! reads through the per-thread arena, and what the client's frames
 //! mean for the session (data to the application, ping, close, violation).
 
-use super::{MuxSession, Queues, ToClient, ARENA, ARENA_MIN, READ_CHUNK, WRITE_BATCH};
+use super::{
+    MuxSession, Queues, ToClient, ARENA, ARENA_MIN, PIECES, PIECES_KEPT, READ_CHUNK, WRITE_BATCH,
+};
 use crate::access::Closer;
 use crate::frame::{encode_header, HeaderBytes, Opcode, Violation};
 use crate::mux::client::Piece;
@@ -197,10 +199,14 @@ impl MuxSession {
     pub(super) fn on_client_bytes(&mut self, chunk: BytesMut, now: Instant) {
         self.last_rx = now;
         self.ping_sent = false;
-        let mut pieces = Vec::new();
+        let mut pieces = PIECES.take();
         let result = self.reader.feed(chunk, self.route.limits, &mut pieces);
-        for p in pieces {
+        for p in pieces.drain(..) {
             self.on_client_piece(p, now);
+        }
+        // A read of thousands of tiny frames does not keep its list.
+        if pieces.capacity() <= PIECES_KEPT {
+            PIECES.set(pieces);
         }
         let messages = std::mem::take(&mut self.reader.messages);
         if messages > 0 {
