@@ -136,8 +136,18 @@ alive() { # name pidfile -> prints pid if that process still runs and is ours
     local f="$RUN_DIR/$2" pid comm
     [ -f "$f" ] || return 1
     pid=$(cat "$f")
-    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-    case $comm in "$1"*) echo "$pid" ;; *) return 1 ;; esac
+    case $1 in
+        echo-server | http-server)
+            # The harness's servers, whatever its binary is called
+            # (LOADTEST_BIN may be a copy under another name).
+            tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q " $1 " || return 1
+            echo "$pid"
+            ;;
+        *)
+            comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+            case $comm in "$1"*) echo "$pid" ;; *) return 1 ;; esac
+            ;;
+    esac
 }
 
 launch() { # name addr command...
@@ -159,7 +169,7 @@ start() {
     ensure_installed
     if [ "$WITH_ECHO" = 1 ]; then
         [ -x "$LOADTEST_BIN" ] || die "no echo server binary at $LOADTEST_BIN (cargo build --release -p tidegate-loadtest)"
-        if pid=$(alive tidegate-loadte echo.started); then
+        if pid=$(alive echo-server echo.started); then
             echo "echo-server already running: pid $pid"
         else
             port_busy "$UPSTREAM" && die "$UPSTREAM is already in use"
@@ -172,7 +182,7 @@ start() {
     fi
     if [ "$WITH_HTTP" = 1 ]; then
         [ -x "$LOADTEST_BIN" ] || die "no http-server binary at $LOADTEST_BIN (cargo build --release -p tidegate-loadtest)"
-        if pid=$(alive tidegate-loadte http.started); then
+        if pid=$(alive http-server http.started); then
             echo "http-server already running: pid $pid"
         else
             port_busy "$HTTP_UPSTREAM" && die "$HTTP_UPSTREAM is already in use"
@@ -213,8 +223,8 @@ stop_one() { # name pidfile
 stop() {
     wanted nginx && stop_one nginx nginx.started
     wanted haproxy && stop_one haproxy haproxy.started
-    [ -z "$ONLY" ] && stop_one tidegate-loadte echo.started
-    [ -z "$ONLY" ] && stop_one tidegate-loadte http.started
+    [ -z "$ONLY" ] && stop_one echo-server echo.started
+    [ -z "$ONLY" ] && stop_one http-server http.started
     return 0
 }
 
@@ -223,8 +233,8 @@ status() {
     for n in nginx haproxy; do
         if pid=$(alive "$n" "$n.started"); then echo "$n running pid=$pid"; any=1; else echo "$n stopped"; fi
     done
-    if pid=$(alive tidegate-loadte echo.started); then echo "echo-server running pid=$pid"; any=1; fi
-    if pid=$(alive tidegate-loadte http.started); then echo "http-server running pid=$pid"; any=1; fi
+    if pid=$(alive echo-server echo.started); then echo "echo-server running pid=$pid"; any=1; fi
+    if pid=$(alive http-server http.started); then echo "http-server running pid=$pid"; any=1; fi
     [ "$any" = 1 ]
 }
 
