@@ -102,19 +102,23 @@ impl MuxSession {
             if q.out.is_empty() {
                 break;
             }
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * WRITE_BATCH);
+            // On the stack: a write allocates nothing.
+            let mut slices = [IoSlice::new(&[]); 2 * WRITE_BATCH];
+            let mut count = 0;
             let mut skip = q.written;
             for t in q.out.iter().take(WRITE_BATCH) {
                 for part in [t.header.as_slice(), &t.payload[..]] {
                     if skip >= part.len() {
                         skip -= part.len();
                     } else {
-                        slices.push(IoSlice::new(&part[skip..]));
+                        slices[count] = IoSlice::new(&part[skip..]);
+                        count += 1;
                         skip = 0;
                     }
                 }
             }
-            let n = match crate::io::poll_write_gathered(&mut self.client, cx, &slices) {
+            let slices = &slices[..count];
+            let n = match crate::io::poll_write_gathered(&mut self.client, cx, slices) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
                 Poll::Ready(Ok(n)) => n,
