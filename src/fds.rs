@@ -16,6 +16,9 @@
 //! the loop never spins on a listener that stays readable.
 
 use crate::config::{Config, RouteMode};
+
+mod extra;
+pub use extra::{Extra, EXTRA};
 use std::fs::File;
 use std::sync::Mutex;
 
@@ -133,6 +136,12 @@ pub fn connection_cap(config: &Config) -> Cap {
         }
     };
     let cap = derive(soft, configured, demand);
+    let room = soft.saturating_sub(demand.needed(cap.connections as u64));
+    EXTRA.reset(room);
+    tracing::info!(
+        descriptors = room,
+        "left over by the connection cap for fan-out's direct delivery (one per subscribed plain-TCP session)"
+    );
     // The built-in default is not an operator's promise: lowering it to the
     // descriptor limit is expected (a stock 20,000 `nofile` fits 9,983
     // passthrough clients), so say so without a warning at every start.

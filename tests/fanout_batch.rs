@@ -65,7 +65,9 @@ async fn run(mode: &str) {
     let mut app = FakeApp::start_with(Some("fanout")).await;
     let mut raw = mux_config(&[format!("ws://{}", app.addr)], 2);
     raw.runtime.workers = 2;
-    raw.limits.max_connections = 20_000;
+    // Not 20,000: the cap must leave descriptors over for the subscribers'
+    // duplicates, or delivery never goes direct (`crate::fds`, extra).
+    raw.limits.max_connections = 10_000;
     raw.fanout.send_batch = mode.into();
     let file = ConfigFile::new(&raw);
     let gw = GatewayProc::start(&file).await;

@@ -14,7 +14,9 @@ sessions wrongly.
    or 503, none waits unanswered, the process stays idle afterwards and
    serves new sessions at once. When the table fills anyway (here: idle
    admin connections), WebSocket clients still get 503 through the spare
-   descriptor instead of waiting in the backlog.
+   descriptor instead of waiting in the backlog. Fan-out subscribers, which
+   keep a duplicate of their client's descriptor for direct delivery, take
+   none of the descriptors the cap promises to clients.
 
 Timeouts here are generous and never what is asserted; the times printed
 are for the reader.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import socket
@@ -431,3 +434,67 @@ def test_full_table_still_answers_clients(stack, echo_upstream):
     refused = wait_metric(gw, "tidegate_listener_refused_total", lambda v: v >= 10, reason="fd_limit")
     print(f"refused for want of a descriptor: {refused:.0f}")
     run(echo_once(gw, "a descriptor is free again"))
+
+
+def test_subscribers_take_no_descriptor_the_cap_promises(stack):
+    """Every client the upstream subscribes (`X-Tidegate-Subscribe` in its
+    101) is one fan-out may keep a duplicate descriptor for; those come only
+    from what the cap leaves over. Under nofile 200 with every client
+    subscribed, a flood still gets exactly the cap's 101s and 503 for the
+    rest, the table keeps its reserve (before, the duplicates filled it and
+    the admin endpoint's next connection was reset), and a publish reaches
+    every held client, through the sessions' queues."""
+    token = "publish-token-for-the-fd-test"
+    token_file = stack.dir / "publish-token"
+    token_file.write_text(token)
+
+    def subscribe(connection, request, response):
+        response.headers["X-Tidegate-Subscribe"] = "room"
+        return response
+
+    async def hold(ws):
+        await ws.wait_closed()
+
+    with ThreadServer(hold, process_response=subscribe) as up:
+        config = gateway_config(up.url, keepalive=("30s", "10s")) + f"""
+[fanout.publish]
+listen = "127.0.0.1:0"
+token_file = "{token_file}"
+"""
+        gw = stack.run_config(config, admin=True, prefix=NOFILE)
+        (m,) = gw.proc.wait_for(r"tidegate fanout-publish addr=" + g.ADDR)
+        publish = m["addr"]
+
+        async def body():
+            results = await asyncio.gather(*(try_upgrade(gw.addr) for _ in range(FLOOD)))
+            statuses = [r[0] for r in results]
+            held = [(r, w) for s, r, w in results if s == "101"]
+            others = [w for s, _, w in results if s != "101" and w is not None]
+            counts = {s: statuses.count(s) for s in set(statuses)}
+            print(f"{FLOOD} subscribing clients under nofile 200: {counts}")
+            try:
+                assert set(statuses) <= {"101", "503"}, f"every client gets 101 or 503: {counts}"
+                cap = metric(scrape(gw), "tidegate_connection_limit")
+                assert counts.get("101", 0) == cap, f"{counts} with a cap of {cap}"
+                await asyncio.to_thread(wait_metric, gw, "tidegate_fanout_subscriptions", lambda v: v == cap)
+                answer = await asyncio.to_thread(post_publish, publish, token, "room", b"hello")
+                assert answer == {"subscribers": cap}, answer
+                for i, (r, _) in enumerate(held):
+                    frame = await asyncio.wait_for(r.readexactly(7), 20)
+                    assert frame == b"\x81\x05hello", f"client {i}: {frame!r}"
+            finally:
+                for w in [w for _, w in held] + others:
+                    w.close()
+
+        run(body(), timeout=240)
+
+
+def post_publish(addr: str, token: str, channel: str, body: bytes) -> dict:
+    req = urllib.request.Request(
+        f"http://{addr}/publish/{channel}",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return json.loads(r.read())

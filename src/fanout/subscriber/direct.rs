@@ -25,6 +25,8 @@ use std::thread::ThreadId;
 pub(super) struct Sink {
     pub(super) socket: Arc<std::net::TcpStream>,
     pub(super) thread: ThreadId,
+    /// The descriptor's place outside the clients' share (`crate::fds`).
+    _extra: crate::fds::Extra,
 }
 
 /// What [`Subscriber::offer`] decided.
@@ -40,7 +42,8 @@ impl Subscriber {
     /// Let publishes on this thread write to `client` directly (plain TCP
     /// only; a TLS session's bytes go through its rustls state). The
     /// duplicate descriptor is given back when the session leaves. If it
-    /// cannot be made (descriptor limit), delivery goes through the queue.
+    /// cannot be made (none left over by the connection cap, or the
+    /// descriptor limit), delivery goes through the queue.
     pub fn attach(&self, client: &crate::io::Io) {
         crate::fanout::worker::settle(self);
         let crate::io::Io::Tcp(tcp) = client else {
@@ -54,6 +57,10 @@ impl Subscriber {
         if !current || self.lock().sink.is_some() {
             return;
         }
+        // Only from the descriptors the connection cap leaves over.
+        let Some(extra) = crate::fds::EXTRA.take() else {
+            return;
+        };
         let Ok(fd) = std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned() else {
             return;
         };
@@ -62,6 +69,7 @@ impl Subscriber {
             s.sink = Some(Sink {
                 socket: Arc::new(std::net::TcpStream::from(fd)),
                 thread: std::thread::current().id(),
+                _extra: extra,
             });
         }
     }
