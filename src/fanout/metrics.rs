@@ -33,6 +33,9 @@ pub struct FanoutMetrics {
     /// Subscribers closed with 1011: a direct send's outcome was lost
     /// (`Closing::Lost`).
     pub lost: IntCounter,
+    /// Subscribers left without direct delivery: the connection cap left
+    /// no descriptor over for their duplicate (`crate::fds`, extra).
+    pub no_descriptor: IntCounter,
     /// Subscriptions and publishes refused, by [`Refusal::label`].
     rejected: IntCounterVec,
     /// From the publish being accepted to the frame being handed to the
@@ -120,6 +123,10 @@ impl FanoutMetrics {
             lost: counter(
                 "tidegate_fanout_lost_total",
                 "Subscribers closed with 1011 because the outcome of a send to them was lost (an io_uring batch failed after the kernel took it).",
+            ),
+            no_descriptor: counter(
+                "tidegate_fanout_direct_no_descriptor_total",
+                "Subscribers whose deliveries go through their queue because the connection cap left no descriptor over for direct delivery.",
             ),
             rejected,
             latency,

@@ -477,6 +477,8 @@ token_file = "{token_file}"
                 cap = metric(scrape(gw), "tidegate_connection_limit")
                 assert counts.get("101", 0) == cap, f"{counts} with a cap of {cap}"
                 await asyncio.to_thread(wait_metric, gw, "tidegate_fanout_subscriptions", lambda v: v == cap)
+                # The cap took every descriptor: none went direct, and it shows.
+                assert metric(scrape(gw), "tidegate_fanout_direct_no_descriptor_total") == cap
                 answer = await asyncio.to_thread(post_publish, publish, token, "room", b"hello")
                 assert answer == {"subscribers": cap}, answer
                 for i, (r, _) in enumerate(held):

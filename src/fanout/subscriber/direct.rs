@@ -59,6 +59,7 @@ impl Subscriber {
         }
         // Only from the descriptors the connection cap leaves over.
         let Some(extra) = crate::fds::EXTRA.take() else {
+            self.hub.metrics.no_descriptor.inc();
             return;
         };
         let Ok(fd) = std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned() else {
