@@ -767,7 +767,7 @@ async fn forward_auth_allows_denies_caches_and_fails_closed() {
         up,
         forward_policy("fwd", format!("http://{service}/check"), false),
     );
-    let down = closed_port().await;
+    let down = refused_port().await;
     raw.auth_policies.push(forward_policy(
         "down",
         format!("http://{down}/check"),

@@ -337,7 +337,7 @@ async fn upstream_403_is_relayed_with_its_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_502() {
-    let dead = closed_port().await;
+    let dead = refused_port().await;
     let gw = start_gateway(raw_config(&[ws_url(dead)])).await;
     let (resp, ws) = ws_try(gw.addr, "localhost", "/", &[]).await;
     assert!(ws.is_none());
@@ -353,7 +353,7 @@ async fn upstream_down_is_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_endpoint_is_skipped_for_a_live_one() {
-    let dead = closed_port().await;
+    let dead = refused_port().await;
     let echo = start_echo().await;
     let gw = start_gateway(raw_config(&[ws_url(dead), ws_url(echo)])).await;
     // Round robin starts anywhere; every connection must still get through.

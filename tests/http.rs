@@ -204,7 +204,7 @@ async fn a_client_leaving_a_long_poll_cancels_the_upstream_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_and_slow_upstreams_are_502_and_504() {
-    let dead = closed_port().await;
+    let dead = refused_port().await;
     let up = HttpUpstream::start().await;
     let (gw, _f) = gateway(&up, |raw| {
         raw.upstreams[0].endpoints = vec![ws_url(dead)];

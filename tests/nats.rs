@@ -529,7 +529,7 @@ async fn probe_until_connected(gws: &[Instance], clients: &mut [(SocketAddr, Cli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_nats_leaves_the_gateway_serving_locally() {
-    let nowhere = format!("nats://{}", closed_port().await);
+    let nowhere = format!("nats://{}", refused_port().await);
     let upstream = subscribing_upstream().await;
     // required = false: ready without NATS, fan-out degraded to local.
     let gw = Instance::start(upstream, &nowhere, false).await;

@@ -288,7 +288,7 @@ async fn readiness_follows_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_ignores_the_upstream_by_default() {
-    let gone = closed_port().await;
+    let gone = refused_port().await;
     let gw = start_gateway(raw_config(&[ws_url(gone)])).await;
     readyz_becomes(gw.admin, 200).await;
 }

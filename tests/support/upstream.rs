@@ -19,11 +19,29 @@ pub async fn start_echo() -> SocketAddr {
     addr
 }
 
-/// An address nothing listens on (bound, then released).
+/// A port nothing listens on now, released so that a test can start a
+/// listener there later. Connects to it before then are refused, unless
+/// the port was handed out again meanwhile: use [`refused_port`] where
+/// nothing should ever listen.
 pub async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
+    addr
+}
+
+/// An address where a connect is always refused. The port stays bound
+/// (never listening) for the rest of the test process: a port merely
+/// released could be handed to another test's listener, or become the
+/// source port of a connect to it (a TCP self-connect), and the refused
+/// connect would then hang instead.
+pub async fn refused_port() -> SocketAddr {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::mem::forget(socket);
     addr
 }
 
