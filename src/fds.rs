@@ -16,11 +16,11 @@
 //! the loop never spins on a listener that stays readable.
 
 use crate::config::{Config, RouteMode};
+use std::fs::File;
+use std::sync::Mutex;
 
 mod extra;
 pub use extra::{Extra, EXTRA};
-use std::fs::File;
-use std::sync::Mutex;
 
 /// Descriptors the process holds besides clients, listeners and pools:
 /// stdio, the runtime (epoll, eventfd, signal pipe), the spare below,
