@@ -8,7 +8,11 @@
 #   bash loadtest/bench-mux-ab.sh BIN_A BIN_B [OUT.md]
 #
 # Environment: ROUNDS (default 3), DURATION (default 5s), SCENARIOS
-# (default: 64 B and 16 KiB echo with 50 clients).
+# (default: 64 B and 16 KiB echo with 50 clients). For the multi-core
+# default instead of the pinned setup: GW_CORES, GW_WORKERS, LT_CORES,
+# LT_WORKERS, APP_CORES and POOL_SIZE (defaults 0, 1, 1, 1, 1, 1), e.g.
+# every process on both cores with `GW_CORES=0-1 GW_WORKERS=2
+# LT_CORES=0-1 APP_CORES=0-1 POOL_SIZE=2`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,9 +40,9 @@ mode = "mux"
 [[upstreams]]
 name = "app"
 endpoints = ["ws://$APP"]
-pool_size = 1
+pool_size = ${POOL_SIZE:-1}
 CONF
-    start_gateway_run "$1" 0 "$2" "$RUN/$1.toml"
+    start_gateway_run "$1" "${GW_CORES:-0}" "$2" "$RUN/$1.toml"
 }
 start_gateway a "$A"
 A_PID=$GW_PID A_ADDR=$GW_ADDR
@@ -53,12 +57,12 @@ TARGETS=(--target "a=ws://$A_ADDR/@$A_PID" --target "b=ws://$B_ADDR/@$B_PID")
     echo "Command: \`bash loadtest/bench-mux-ab.sh $A $B\` (ROUNDS=$ROUNDS DURATION=$DURATION)."
     echo "A: $A ($("$A" version)); B: $B ($("$B" version))."
     echo "Machine: $(nproc) cores; load average before the run: $(loadavg)."
-    echo "Pinning: both gateways on core 0 (one worker each); generator and mux echo app on core 1."
+    echo "Pinning: both gateways on cores ${GW_CORES:-0} (${GW_WORKERS:-1} worker(s) each, pool_size ${POOL_SIZE:-1}); generator on cores ${LT_CORES:-1} (${LT_WORKERS:-1} worker(s)); mux echo app on cores ${APP_CORES:-1}."
     echo
     IFS=';' read -ra scenarios <<<"${SCENARIOS:-echo -c 50 --size 64;echo -c 50 --size 16384}"
     for scenario in "${scenarios[@]}"; do
         # shellcheck disable=SC2086
-        section "$scenario" taskset -c 1 "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" \
+        section "$scenario" taskset -c "${LT_CORES:-1}" "$LT" --workers "${LT_WORKERS:-1}" compare --quiet --rounds "$ROUNDS" \
             "${TARGETS[@]}" $scenario --duration "$DURATION"
     done
     echo "Load average after: $(loadavg)."
