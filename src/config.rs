@@ -271,12 +271,32 @@ pub struct UpstreamConfig {
     pub preserve_host: bool,
     pub trust_forwarded_headers: bool,
     pub add_headers: Vec<(String, String)>,
-    /// Mux mode: connections kept to each endpoint.
-    pub pool_size: usize,
+    /// Mux mode: connections kept to each endpoint, as configured (see
+    /// [`UpstreamConfig::slots_per_endpoint`]).
+    pub pool_size: Option<usize>,
     /// Mux mode: sent as `X-Tidegate-Mux-Secret` (never logged or shown).
     pub mux_secret: Option<String>,
     /// Endpoint choice, health checks, affinity cookie, DNS.
     pub balance: balance::BalanceConfig,
+}
+
+/// `pool_size` when it is not set: two connections per endpoint (one can
+/// be replaced while the other carries on)…
+const DEFAULT_POOL_SIZE: usize = 2;
+/// …or one per worker where there are more thread-per-core workers, so
+/// each worker has a connection of its own (`mux::pool::Pool::start`).
+const MAX_POOL_SIZE: usize = 64;
+
+impl UpstreamConfig {
+    /// Mux connections kept to each endpoint: `pool_size`, else the larger
+    /// of 2 and the thread-per-core worker count (at most 64).
+    pub fn slots_per_endpoint(&self, runtime: &RuntimeConfig) -> usize {
+        self.pool_size.unwrap_or_else(|| {
+            runtime
+                .socket_sets()
+                .clamp(DEFAULT_POOL_SIZE, MAX_POOL_SIZE)
+        })
+    }
 }
 
 impl fmt::Debug for UpstreamConfig {

@@ -57,7 +57,8 @@ impl Demand {
             // One pool per upstream, however many routes use it.
             if !pooled.contains(&r.upstream.name.as_str()) {
                 pooled.push(&r.upstream.name);
-                pool_conns += (r.upstream.pool_size * r.upstream.endpoints.len()) as u64;
+                let slots = r.upstream.slots_per_endpoint(&config.runtime);
+                pool_conns += (slots * r.upstream.endpoints.len()) as u64;
             }
         }
         let auth = if config.routes.iter().any(|r| r.auth.is_some()) {

@@ -12,7 +12,7 @@ mod listener;
 mod probe;
 mod reload;
 mod routes;
-mod workers;
+pub(crate) mod workers;
 
 pub use reload::ReloadError;
 pub use workers::{BindError, StartError};
@@ -212,6 +212,7 @@ fn mux_pools(
             let upstream = Upstream::start(Arc::clone(&r.upstream), metrics, None);
             Pool::new(
                 upstream,
+                r.upstream.slots_per_endpoint(&config.runtime),
                 Arc::clone(&settings),
                 &instance,
                 Arc::clone(metrics),
@@ -295,9 +296,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         publish_addr = Some(bound);
     }
     let bound = sockets.listeners.clone();
-    sockets.serve(&gateway)?;
+    let workers = sockets.serve(&gateway)?;
     for pool in gateway.pools.values() {
-        pool.start(gateway.shutdown.stopped().clone());
+        pool.start(gateway.shutdown.stopped().clone(), &workers);
     }
     tokio::spawn(reload::watch_files(
         Arc::clone(&gateway),

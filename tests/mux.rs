@@ -405,7 +405,7 @@ async fn malformed_frames_close_that_connection_with_1002_and_nothing_else() {
     raw.upstreams.push(RawUpstream {
         name: "bad".into(),
         endpoints: vec![ws_url(bad.addr)],
-        pool_size: 1,
+        pool_size: Some(1),
         ..RawUpstream::default()
     });
     raw.routes.push(RawRoute {

@@ -40,7 +40,7 @@ fn access_config(echo: std::net::SocketAddr, app: &EchoApp, format: &str) -> Raw
     raw.upstreams.push(RawUpstream {
         name: "app".into(),
         endpoints: vec![app.url()],
-        pool_size: 1,
+        pool_size: Some(1),
         ..RawUpstream::default()
     });
     raw.routes.push(RawRoute {

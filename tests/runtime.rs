@@ -109,3 +109,52 @@ async fn thread_per_core_workers_share_reload_metrics_and_drain() {
     .expect("wait for tidegate");
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{}", gw.log());
 }
+
+/// Mux connections are dealt round the workers, and a session takes a
+/// connection of its own worker: with `pool_size` = workers no session is
+/// placed across threads (every echo arrives). With one connection the
+/// sessions of the workers without it are counted — the counter moves
+/// when locality is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mux_sessions_use_a_connection_of_their_own_worker() {
+    let app = EchoApp::start("127.0.0.1:0").await;
+    for (pool_size, crossing) in [(WORKERS, false), (1, true)] {
+        let mut raw = mux_config(&[app.url()], pool_size);
+        raw.runtime.layout = "thread_per_core".into();
+        raw.runtime.workers = WORKERS;
+        let file = ConfigFile::new(&raw);
+        let gw = GatewayProc::start(&file).await;
+        // Every slot up first: a session finding its own worker's slot
+        // still connecting takes another (and is rightly counted).
+        within("every mux connection up", async {
+            while scrape(gw.admin)
+                .await
+                .sum("tidegate_mux_connections_up", &[])
+                < pool_size as f64
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let clients = connect_all(gw.addr, "/room").await;
+        let spread = accepted_per_worker(gw.admin).await;
+        assert!(
+            spread.iter().filter(|&&n| n > 0.0).count() >= 2,
+            "clients reached more than one worker: {spread:?}"
+        );
+        let text = scrape(gw.admin).await;
+        let crossed = text.sum(
+            "tidegate_mux_cross_worker_sessions_total",
+            &[("upstream", "up")],
+        );
+        if crossing {
+            // Worker 0 runs the only connection: every client of the
+            // other workers crossed.
+            let others: f64 = spread[1..].iter().sum();
+            assert_eq!(crossed, others, "pool_size 1: {spread:?}\n{text}");
+        } else {
+            assert_eq!(crossed, 0.0, "pool_size {pool_size}: {spread:?}\n{text}");
+        }
+        drop(clients);
+    }
+}

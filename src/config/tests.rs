@@ -413,3 +413,34 @@ fn parse_errors_name_keys_with_indexes() {
     );
     assert_eq!(key_path(&[]), "<root>");
 }
+
+#[test]
+fn mux_pool_size_defaults_to_one_connection_per_worker_and_at_least_two() {
+    let c = load(GOOD, &[]).unwrap();
+    let up = &c.upstreams[0];
+    assert_eq!(up.pool_size, None);
+    let runtime = |layout, workers| RuntimeConfig {
+        layout,
+        workers: Some(workers),
+    };
+    let slots = |layout, workers| up.slots_per_endpoint(&runtime(layout, workers));
+    assert_eq!(slots(Layout::ThreadPerCore, 1), 2);
+    assert_eq!(slots(Layout::ThreadPerCore, 2), 2);
+    assert_eq!(slots(Layout::ThreadPerCore, 8), 8);
+    assert_eq!(slots(Layout::ThreadPerCore, 1000), 64);
+    // Work stealing has no worker a connection could belong to.
+    assert_eq!(slots(Layout::WorkStealing, 8), 2);
+
+    let set = GOOD.replace(
+        "endpoints = [\"ws://127.0.0.1:3000\"",
+        "pool_size = 3\nendpoints = [\"ws://127.0.0.1:3000\"",
+    );
+    let c = load(&set, &[]).unwrap();
+    let up = &c.upstreams[0];
+    assert_eq!(up.slots_per_endpoint(&runtime(Layout::ThreadPerCore, 8)), 3);
+    let zero = set.replace("pool_size = 3", "pool_size = 0");
+    assert_eq!(
+        keys(&load(&zero, &[]).unwrap_err()),
+        ["upstreams[0].pool_size"]
+    );
+}

@@ -18,6 +18,7 @@ pub struct MuxFamilies {
     queued_bytes: IntGaugeVec,
     slow_consumer: IntCounterVec,
     protocol_errors: IntCounterVec,
+    cross_worker: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
@@ -85,7 +86,17 @@ impl MuxFamilies {
                 "Mux connections closed for a protocol error from the application, by reason.",
                 &["upstream", "reason"],
             ),
+            cross_worker: counter(
+                "tidegate_mux_cross_worker_sessions_total",
+                "Mux sessions (new or resumed) placed on a connection that another worker thread runs: pool_size below the worker count, or the worker's own connections down.",
+                &["upstream"],
+            ),
         }
+    }
+
+    /// Sessions of `upstream` placed on another worker's connection.
+    pub fn cross_worker(&self, upstream: &str) -> IntCounter {
+        self.cross_worker.with_label_values(&[upstream])
     }
 
     pub fn route(&self, route: &str) -> RouteMuxMetrics {

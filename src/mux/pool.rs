@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tidegate_mux::codec::{has_extension, EXTENSIONS_HEADER, EXTENSION_FANOUT};
 use tidegate_mux::SUBPROTOCOL;
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +56,9 @@ pub fn next_session_id() -> u32 {
 struct Slot {
     endpoint: usize,
     index: usize,
+    /// The worker whose runtime runs this slot's connection (set by
+    /// `start`; 0 until then and with one worker).
+    worker: AtomicUsize,
     conn: Mutex<Option<Arc<Conn>>>,
 }
 
@@ -77,6 +81,8 @@ pub struct Pool {
     waiting: AtomicUsize,
     /// Fan-out registry, handed to connections that negotiated `fanout`.
     hub: Arc<crate::fanout::Hub>,
+    /// Sessions placed on a connection of another worker.
+    cross_worker: prometheus::IntCounter,
 }
 
 /// A resuming session not yet offered to a connection; counted so the
@@ -90,8 +96,10 @@ impl Drop for Waiting {
 }
 
 impl Pool {
+    /// A pool of `slots` connections per endpoint of `upstream`.
     pub fn new(
         upstream: Arc<Upstream>,
+        slots: usize,
         settings: Arc<MuxConfig>,
         instance: &str,
         metrics: Arc<Metrics>,
@@ -99,10 +107,11 @@ impl Pool {
     ) -> Arc<Pool> {
         let config = Arc::clone(&upstream.config);
         let slots = (0..config.endpoints.len())
-            .flat_map(|e| (0..config.pool_size).map(move |i| (e, i)))
+            .flat_map(|e| (0..slots).map(move |i| (e, i)))
             .map(|(endpoint, index)| Slot {
                 endpoint,
                 index,
+                worker: AtomicUsize::new(0),
                 conn: Mutex::new(None),
             })
             .collect();
@@ -113,7 +122,9 @@ impl Pool {
             .collect();
         let endpoint_up = config.endpoints.iter().map(|_| Notify::new()).collect();
         metrics.mux.upstream(&config.name);
+        let cross_worker = metrics.mux.cross_worker(&config.name);
         Arc::new(Pool {
+            cross_worker,
             name: config.name.clone(),
             upstream,
             config,
@@ -128,12 +139,25 @@ impl Pool {
         })
     }
 
-    /// Start one supervisor per slot; they stop when `stop` is cancelled.
-    pub fn start(self: &Arc<Self>, stop: CancellationToken) {
+    /// Start one supervisor per slot on the runtime of the worker it
+    /// belongs to; they stop when `stop` is cancelled. `workers` holds each
+    /// worker's runtime (one entry with a single worker or `work_stealing`).
+    /// The slots are dealt round the workers in order (an endpoint's
+    /// `pool_size` slots are consecutive), so with `pool_size` ≥ workers
+    /// every worker has a connection to every endpoint on its own thread,
+    /// and a session there never waits for a wake-up from another thread
+    /// (`pick_for`).
+    pub fn start(self: &Arc<Self>, stop: CancellationToken, workers: &[Handle]) {
         for slot in 0..self.slots.len() {
             let pool = Arc::clone(self);
             let stop = stop.clone();
-            tokio::spawn(async move { pool.supervise(slot, stop).await });
+            let worker = slot % workers.len().max(1);
+            self.slots[slot].worker.store(worker, Ordering::Relaxed);
+            let task = async move { pool.supervise(slot, stop).await };
+            match workers.get(worker) {
+                Some(rt) => drop(rt.spawn(task)),
+                None => drop(tokio::spawn(task)),
+            }
         }
     }
 
@@ -168,10 +192,12 @@ impl Pool {
 
     /// The connection a new session goes to: the first of the upstream's
     /// candidate endpoints (its policy, health, affinity cookie) that has
-    /// an open connection, and there the one with the fewest sessions.
+    /// an open connection, and there the one with the fewest sessions
+    /// among those on the caller's worker, else among all of them.
     /// With `least_connections` the endpoints are ordered by the sessions
     /// their connections carry. Returns the endpoint index too.
     pub fn pick_for(&self, affinity: &Affinity<'_>) -> Option<(usize, Arc<Conn>)> {
+        let here = crate::server::workers::current();
         let mut order = self.upstream.candidates(affinity);
         if self.config.balance.policy == Policy::LeastConnections {
             order.sort_by_key(|&e| {
@@ -180,19 +206,31 @@ impl Pool {
                     .sum::<usize>()
             });
         }
-        order.into_iter().find_map(|e| {
-            self.endpoint_conns(e)
-                .min_by_key(|c| c.session_count())
-                .map(|c| (e, c))
-        })
+        let (e, away, conn) = order.into_iter().find_map(|e| {
+            self.endpoint_slots(e)
+                .map(|(worker, c)| (worker != here, c))
+                .min_by_key(|(away, c)| (*away, c.session_count()))
+                .map(|(away, c)| (e, away, c))
+        })?;
+        if away {
+            self.cross_worker.inc();
+        }
+        Some((e, conn))
     }
 
     /// The usable connections to endpoint `e`.
     fn endpoint_conns(&self, e: usize) -> impl Iterator<Item = Arc<Conn>> + '_ {
-        (0..self.slots.len())
-            .filter(move |&s| self.slots[s].endpoint == e)
-            .filter_map(|s| self.current(s))
-            .filter(|c| c.usable())
+        self.endpoint_slots(e).map(|(_, c)| c)
+    }
+
+    /// The usable connections to endpoint `e`, each with its worker.
+    fn endpoint_slots(&self, e: usize) -> impl Iterator<Item = (usize, Arc<Conn>)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(move |(_, slot)| slot.endpoint == e)
+            .filter_map(|(s, slot)| Some((slot.worker.load(Ordering::Relaxed), self.current(s)?)))
+            .filter(|(_, c)| c.usable())
     }
 
     /// Count a resuming session as waiting for a connection.
@@ -202,7 +240,8 @@ impl Pool {
     }
 
     /// A connection for a session resuming since `since`: the least
-    /// loaded on a healthy endpoint, but while some slots are reconnecting (no connection at
+    /// loaded on a healthy endpoint (one on the caller's worker first, as
+    /// in `pick_for`), but while some slots are reconnecting (no connection at
     /// all; a draining one is going away, not coming) and for at most
     /// `RESUME_SPREAD`, only one below its fair share of every session
     /// placed or waiting — the rest wait a moment for the other slots.
@@ -210,16 +249,18 @@ impl Pool {
     /// connection's return: an application that takes longer than
     /// `RESUME_SPREAD` to restart still gets its sessions spread.
     pub fn pick_for_resume(&self, since: Instant) -> Option<Arc<Conn>> {
-        let mut up: Vec<Arc<Conn>> = Vec::new();
-        let mut unhealthy: Vec<Arc<Conn>> = Vec::new();
+        let here = crate::server::workers::current();
+        let mut up: Vec<(bool, Arc<Conn>)> = Vec::new();
+        let mut unhealthy: Vec<(bool, Arc<Conn>)> = Vec::new();
         let mut coming = 0;
-        for slot in 0..self.slots.len() {
+        for (slot, s) in self.slots.iter().enumerate() {
             // Health as for new sessions: an endpoint that failed its
             // checks or was ejected takes no resumed sessions either.
-            let healthy = self.upstream.state[self.slots[slot].endpoint].usable();
+            let healthy = self.upstream.state[s.endpoint].usable();
+            let away = s.worker.load(Ordering::Relaxed) != here;
             match self.current(slot) {
-                Some(c) if c.usable() && healthy => up.push(c),
-                Some(c) if c.usable() => unhealthy.push(c),
+                Some(c) if c.usable() && healthy => up.push((away, c)),
+                Some(c) if c.usable() => unhealthy.push((away, c)),
                 Some(_) => {}
                 None => coming += 1,
             }
@@ -229,15 +270,22 @@ impl Pool {
             // endpoint of doubtful health beats a session closed.
             up = unhealthy;
         }
-        let best = up.iter().min_by_key(|c| c.session_count())?;
-        let back = up.iter().map(|c| c.opened).min().unwrap_or(since);
-        if coming == 0 || since.max(back).elapsed() >= RESUME_SPREAD {
-            return Some(Arc::clone(best));
+        let back = up.iter().map(|(_, c)| c.opened).min().unwrap_or(since);
+        let share = if coming == 0 || since.max(back).elapsed() >= RESUME_SPREAD {
+            usize::MAX
+        } else {
+            let placed: usize = up.iter().map(|(_, c)| c.session_count()).sum();
+            let total = placed + self.waiting.load(Ordering::Relaxed);
+            total.div_ceil(up.len() + coming)
+        };
+        let (away, conn) = up
+            .into_iter()
+            .filter(|(_, c)| c.session_count() < share)
+            .min_by_key(|(away, c)| (*away, c.session_count()))?;
+        if away {
+            self.cross_worker.inc();
         }
-        let placed: usize = up.iter().map(|c| c.session_count()).sum();
-        let total = placed + self.waiting.load(Ordering::Relaxed);
-        let share = total.div_ceil(up.len() + coming);
-        (best.session_count() < share).then(|| Arc::clone(best))
+        Some(conn)
     }
 
     /// `pick_for`, waiting until `deadline` for a connection to come up.

@@ -122,8 +122,12 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
     }
 }
 
+/// What a mux pool is built from: upstream name, endpoint URLs, the
+/// configured `pool_size`, the mux secret.
+type PoolSource = (String, Vec<String>, Option<usize>, Option<String>);
+
 /// Upstreams of mux routes with what their pools were built from.
-fn mux_upstreams(c: &Config) -> Vec<(String, Vec<String>, usize, Option<String>)> {
+fn mux_upstreams(c: &Config) -> Vec<PoolSource> {
     let mut v: Vec<_> = c
         .routes
         .iter()

@@ -5,10 +5,13 @@
 //! before. With `thread_per_core` and N workers, each listener is bound N
 //! times on the same address with `SO_REUSEPORT`; worker 0's sockets are
 //! served by the caller's runtime (the main thread, which also runs the
-//! admin endpoint, signals, reloads and the mux pools), workers 1..N each
-//! get a current-thread runtime on a thread of their own. The kernel picks
-//! the socket — and so the worker — of each new connection, and the
+//! admin endpoint, signals and reloads), workers 1..N each get a
+//! current-thread runtime on a thread of their own. The kernel picks the
+//! socket — and so the worker — of each new connection, and the
 //! connection's tasks stay on that worker's thread for their whole life.
+//! The mux pools' connections are dealt round the workers
+//! (`mux::pool::Pool::start`), so a mux session finds one on its own
+//! thread when `pool_size` is at least the worker count.
 //!
 //! What is per process stays shared through the [`Gateway`]: the
 //! configuration snapshot (`ArcSwap`), metrics (atomic counters), the
@@ -20,10 +23,23 @@
 
 use super::{listener, Bound, Gateway};
 use crate::config::Config;
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::runtime::Runtime;
+use tokio::runtime::{Handle, Runtime};
+
+thread_local! {
+    /// This thread's worker number: 0 on the caller's runtime (and on any
+    /// thread that is not a worker), 1..N on the thread-per-core workers.
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The worker whose thread runs the caller: what a new mux session
+/// compares with its candidate connections' workers (`mux::pool`).
+pub fn current() -> usize {
+    WORKER.with(Cell::get)
+}
 
 /// Binding failed: the address is in use, not local, not permitted…
 #[derive(Debug, thiserror::Error)]
@@ -140,8 +156,10 @@ pub(super) fn bind(config: &Config, sets: usize) -> Result<Sockets, StartError> 
 impl Sockets {
     /// Start accepting: worker 0's loops on the caller's runtime, every
     /// other worker's on its own thread, which lives until the drain is
-    /// over.
-    pub(super) fn serve(self, gw: &Arc<Gateway>) -> Result<(), StartError> {
+    /// over. Returns each worker's runtime, by worker number, for the
+    /// tasks that belong on a worker of their own (the mux connections).
+    pub(super) fn serve(self, gw: &Arc<Gateway>) -> Result<Vec<Handle>, StartError> {
+        let mut handles = vec![Handle::current()];
         for (at, name, socket) in self.first {
             tokio::spawn(listener::accept_loop(Arc::clone(gw), at, name, socket));
         }
@@ -151,6 +169,7 @@ impl Sockets {
                 let task = listener::accept_loop(Arc::clone(gw), at, name, socket);
                 rt.runtime().spawn(task);
             }
+            handles.push(rt.runtime().handle().clone());
             let stopped = gw.shutdown.stopped().clone();
             std::thread::Builder::new()
                 .name(format!("tidegate-w{worker}"))
@@ -159,12 +178,13 @@ impl Sockets {
                 // cannot start, `rt` is dropped with the closure and shut
                 // down in the background.)
                 .spawn(move || {
+                    WORKER.with(|w| w.set(worker));
                     if let Some(rt) = rt.0.take() {
                         rt.block_on(stopped.cancelled_owned());
                     }
                 })
                 .map_err(|source| StartError::Worker { worker, source })?;
         }
-        Ok(())
+        Ok(handles)
     }
 }

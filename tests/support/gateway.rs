@@ -44,7 +44,7 @@ pub fn raw_config(endpoints: &[String]) -> RawConfig {
 /// per endpoint; reconnects kept quick for the tests.
 pub fn mux_config(endpoints: &[String], pool_size: u64) -> RawConfig {
     let mut raw = raw_config(endpoints);
-    raw.upstreams[0].pool_size = pool_size;
+    raw.upstreams[0].pool_size = Some(pool_size);
     raw.routes[0].mode = "mux".into();
     raw.mux.reconnect_max = "500ms".into();
     raw

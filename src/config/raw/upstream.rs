@@ -75,8 +75,9 @@ pub struct RawUpstream {
     /// Headers added to every upstream handshake (e.g. a shared secret the
     /// application checks). Values are redacted in `check-config` output.
     pub add_headers: BTreeMap<String, String>,
-    /// Mux mode: connections kept open to each endpoint.
-    pub pool_size: u64,
+    /// Mux mode: connections kept open to each endpoint (unset: the larger
+    /// of 2 and the worker count, `UpstreamConfig::slots_per_endpoint`).
+    pub pool_size: Option<u64>,
     /// Mux mode: the shared secret sent as `X-Tidegate-Mux-Secret` on every
     /// mux connection, so the application can tell the gateway from anyone
     /// else reaching its port (redacted in `check-config` and `/config`).
@@ -112,7 +113,7 @@ impl Default for RawUpstream {
             preserve_host: false,
             trust_forwarded_headers: false,
             add_headers: BTreeMap::new(),
-            pool_size: 2,
+            pool_size: None,
             mux_secret: String::new(),
             mux_secret_file: String::new(),
             balance: "round_robin".into(),

@@ -71,10 +71,11 @@ pub(super) fn upstreams(p: &mut Problems, raw: &[RawUpstream]) -> Vec<Arc<Upstre
             trust_forwarded_headers: u.trust_forwarded_headers,
             add_headers,
             pool_size: match u.pool_size {
-                1..=64 => u.pool_size as usize,
-                _ => {
+                None => None,
+                Some(n @ 1..=64) => Some(n as usize),
+                Some(_) => {
                     p.push(format!("{key}.pool_size"), "must be between 1 and 64");
-                    1
+                    None
                 }
             },
             mux_secret,
