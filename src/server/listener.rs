@@ -1,8 +1,10 @@
 //! Accept loops: one per listener. Enforces the global connection cap
 //! (`limits.max_connections`, lowered at start to what the open-file limit
-//! fits, see `crate::fds`) and the per-client limits (`limits.rs`), sets
-//! TCP_NODELAY, and hands each socket to its own connection task. Stops
-//! accepting the moment draining starts.
+//! fits, see `crate::fds`) and the per-client limits (`limits.rs`), and
+//! hands each socket to its own connection task. Stops accepting the
+//! moment draining starts. TCP_NODELAY is set on the listening socket,
+//! which on Linux every accepted socket inherits (one `setsockopt` per
+//! connection saved; elsewhere it is set on each).
 
 use super::{connection, Gateway};
 use std::net::SocketAddr;
@@ -101,6 +103,7 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        #[cfg(not(target_os = "linux"))]
         let _ = tcp.set_nodelay(true);
         let span = tracing::debug_span!("conn", listener = %name, client = %peer);
         let task = connection::handle(
@@ -153,4 +156,23 @@ fn refuse_limited(
         "connection refused at accept"
     );
     turn_away(tcp, plain.then(|| limited.response()));
+}
+
+#[cfg(test)]
+mod tests {
+    /// The per-connection `setsockopt` is skipped on Linux because an
+    /// accepted socket inherits TCP_NODELAY from the listening one: if a
+    /// kernel stopped doing that, small frames would wait for Nagle.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = super::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "accepted socket has TCP_NODELAY"
+        );
+        assert!(!client.nodelay().unwrap(), "a socket of its own does not");
+    }
 }
