@@ -110,11 +110,20 @@ async fn thread_per_core_workers_share_reload_metrics_and_drain() {
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{}", gw.log());
 }
 
+/// Mux sessions in these tests: enough that the kernel's hash spreads
+/// them over the workers nearly evenly (±5 per worker is one standard
+/// deviation), so that few of them exceed the imbalance a session's own
+/// worker may cause (`mux::pool::choose`) and cross.
+const MUX_CLIENTS: usize = 120;
+
 /// Mux connections are dealt round the workers, and a session takes a
-/// connection of its own worker: with `pool_size` = workers no session is
-/// placed across threads (every echo arrives). With one connection the
-/// sessions of the workers without it are counted — the counter moves
-/// when locality is lost.
+/// connection of its own worker: with `pool_size` = workers at most a
+/// quarter of the sessions are placed across threads (2–11 of 120 in six
+/// runs: those that would have made their worker's connection a quarter
+/// busier than the least busy one), where placing them by load alone
+/// would cross about two thirds.
+/// With one connection the sessions of the workers without it all cross:
+/// the counter moves when locality is lost. Every echo arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mux_sessions_use_a_connection_of_their_own_worker() {
     let app = EchoApp::start("127.0.0.1:0").await;
@@ -153,7 +162,10 @@ async fn mux_sessions_use_a_connection_of_their_own_worker() {
             let others: f64 = spread[1..].iter().sum();
             assert_eq!(crossed, others, "pool_size 1: {spread:?}\n{text}");
         } else {
-            assert_eq!(crossed, 0.0, "pool_size {pool_size}: {spread:?}\n{text}");
+            assert!(
+                crossed <= (MUX_CLIENTS / 4) as f64,
+                "pool_size {pool_size}: {crossed} crossed; {spread:?}\n{text}"
+            );
         }
         drop(clients);
     }

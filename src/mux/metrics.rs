@@ -88,7 +88,7 @@ impl MuxFamilies {
             ),
             cross_worker: counter(
                 "tidegate_mux_cross_worker_sessions_total",
-                "Mux sessions (new or resumed) placed on a connection that another worker thread runs: pool_size below the worker count, or the worker's own connections down.",
+                "Mux sessions (new or resumed) placed on a connection that another worker thread runs: pool_size below the worker count, the worker's own connections down, or busier by more than a quarter than the least-busy one.",
                 &["upstream"],
             ),
         }

@@ -192,8 +192,8 @@ impl Pool {
 
     /// The connection a new session goes to: the first of the upstream's
     /// candidate endpoints (its policy, health, affinity cookie) that has
-    /// an open connection, and there the one with the fewest sessions
-    /// among those on the caller's worker, else among all of them.
+    /// an open connection, and there one of the caller's worker if it can
+    /// (see [`choose`]).
     /// With `least_connections` the endpoints are ordered by the sessions
     /// their connections carry. Returns the endpoint index too.
     pub fn pick_for(&self, affinity: &Affinity<'_>) -> Option<(usize, Arc<Conn>)> {
@@ -206,11 +206,9 @@ impl Pool {
                     .sum::<usize>()
             });
         }
-        let (e, away, conn) = order.into_iter().find_map(|e| {
-            self.endpoint_slots(e)
-                .map(|(worker, c)| (worker != here, c))
-                .min_by_key(|(away, c)| (*away, c.session_count()))
-                .map(|(away, c)| (e, away, c))
+        let (e, (away, conn)) = order.into_iter().find_map(|e| {
+            let conns = self.endpoint_slots(e).map(|(w, c)| (w != here, c));
+            choose(conns).map(|c| (e, c))
         })?;
         if away {
             self.cross_worker.inc();
@@ -240,8 +238,8 @@ impl Pool {
     }
 
     /// A connection for a session resuming since `since`: the least
-    /// loaded on a healthy endpoint (one on the caller's worker first, as
-    /// in `pick_for`), but while some slots are reconnecting (no connection at
+    /// loaded on a healthy endpoint (or one of the caller's worker, as in
+    /// `pick_for`), but while some slots are reconnecting (no connection at
     /// all; a draining one is going away, not coming) and for at most
     /// `RESUME_SPREAD`, only one below its fair share of every session
     /// placed or waiting — the rest wait a moment for the other slots.
@@ -278,10 +276,7 @@ impl Pool {
             let total = placed + self.waiting.load(Ordering::Relaxed);
             total.div_ceil(up.len() + coming)
         };
-        let (away, conn) = up
-            .into_iter()
-            .filter(|(_, c)| c.session_count() < share)
-            .min_by_key(|(away, c)| (*away, c.session_count()))?;
+        let (away, conn) = choose(up.into_iter().filter(|(_, c)| c.session_count() < share))?;
         if away {
             self.cross_worker.inc();
         }
@@ -420,6 +415,38 @@ impl Pool {
         }
         r.push_str("\r\n");
         r
+    }
+}
+
+/// How much more a connection of the session's own worker may carry than
+/// the least-loaded one and still be preferred: a quarter of that load,
+/// plus one.
+const LOCAL_SLACK_DIVISOR: usize = 4;
+
+/// Of `conns` (each with "run by another worker"), the one a session
+/// takes: the least-loaded connection of its own worker, unless that
+/// carries more than `1 + min / LOCAL_SLACK_DIVISOR` sessions over the
+/// least-loaded of all (`min`), which it then takes. Locality saves a
+/// cross-thread wake-up per message, but the kernel's hash spreads
+/// clients evenly over the workers only when there are many of them, and
+/// the application may run one process per connection: the imbalance a
+/// session's worker can cause is bounded, not free.
+fn choose(conns: impl Iterator<Item = (bool, Arc<Conn>)>) -> Option<(bool, Arc<Conn>)> {
+    let mut least: Option<(bool, Arc<Conn>, usize)> = None;
+    let mut local: Option<(Arc<Conn>, usize)> = None;
+    for (away, c) in conns {
+        let n = c.session_count();
+        if !away && local.as_ref().is_none_or(|(_, m)| n < *m) {
+            local = Some((Arc::clone(&c), n));
+        }
+        if least.as_ref().is_none_or(|(_, _, m)| n < *m) {
+            least = Some((away, c, n));
+        }
+    }
+    let (away, c, min) = least?;
+    match local {
+        Some((l, n)) if n <= min + 1 + min / LOCAL_SLACK_DIVISOR => Some((false, l)),
+        _ => Some((away, c)),
     }
 }
 
