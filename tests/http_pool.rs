@@ -308,3 +308,53 @@ async fn refused_first_requests_count_as_http_requests() {
     );
     assert!(up.drain().is_empty(), "nothing reached the upstream");
 }
+
+/// With the thread-per-core layout each worker reuses only the upstream
+/// connections it opened (their sockets are registered with its own
+/// thread's poller, so a request on another worker would have every
+/// readiness event pass through the opener's thread). Requests made one
+/// at a time by fresh clients, which the kernel spreads over 3 workers,
+/// open one upstream connection per worker that served a client, and no
+/// more; a pool shared by the workers would have used one in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_worker_reuses_only_the_upstream_connections_it_opened() {
+    const WORKERS: u64 = 3;
+    const CLIENTS: usize = 24;
+    let mut up = Scripted::start(None, false).await;
+    let (gw, _f) = gateway(ws_url(up.addr), |raw| {
+        raw.runtime.layout = "thread_per_core".into();
+        raw.runtime.workers = WORKERS;
+    })
+    .await;
+    for i in 0..CLIENTS {
+        let mut c = RawHttp::connect(gw.addr).await;
+        c.send(format!("GET /r{i} HTTP/1.1\r\nHost: app.test\r\n\r\n").as_bytes())
+            .await;
+        assert_eq!(c.response(false).await.status, 200, "request {i}");
+    }
+    let mut conns = std::collections::HashSet::new();
+    for i in 0..CLIENTS {
+        match up.next().await {
+            Event::Request { conn, line } => {
+                assert_eq!(line, format!("GET /r{i} HTTP/1.1"));
+                conns.insert(conn);
+            }
+            closed => panic!("no upstream connection closes meanwhile: {closed:?}"),
+        }
+    }
+    let text = scrape(gw.admin).await;
+    let served = (0..WORKERS)
+        .filter(|w| {
+            text.sum(
+                "tidegate_worker_accepted_total",
+                &[("worker", &w.to_string())],
+            ) > 0.0
+        })
+        .count();
+    assert!(served >= 2, "clients reached more than one worker");
+    assert_eq!(
+        conns.len(),
+        served,
+        "one upstream connection per worker that served: {conns:?}"
+    );
+}

@@ -7,7 +7,11 @@
 //! counted (and reported for passive health) exactly like a WebSocket one.
 //!
 //! An idle connection is the bare socket ([`Conn`]): no task drives it and
-//! no buffer waits on it. Whether the upstream closed it meanwhile is seen
+//! no buffer waits on it. It is registered with the I/O driver of the
+//! worker thread that opened it (`runtime.layout = "thread_per_core"`), so
+//! it is kept and handed out per worker: a request on worker B never gets
+//! worker A's socket, whose every readiness event would otherwise pass
+//! through A's thread and wake B's task from there. Whether the upstream closed it meanwhile is seen
 //! when it is taken out or reaped ([`Conn::is_quiet`]).
 //!
 //! A connection goes back only after a clean exchange (request body sent
@@ -29,8 +33,10 @@ struct Idle {
 
 /// The pool of one upstream.
 pub struct Pool {
-    /// Per endpoint, idle connections, newest last.
-    idle: Vec<Mutex<Vec<Idle>>>,
+    /// Per endpoint, idle connections by worker (grown as workers put
+    /// connections back), newest last. `max_idle` bounds the endpoint's
+    /// total over every worker.
+    idle: Vec<Mutex<Vec<Vec<Idle>>>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -60,8 +66,10 @@ impl Pool {
     fn reap_once(&self) {
         let now = Instant::now();
         for slot in &self.idle {
-            let mut idle = slot.lock().unwrap_or_else(|e| e.into_inner());
-            idle.retain_mut(|c| self.alive(c, now));
+            let mut workers = slot.lock().unwrap_or_else(|e| e.into_inner());
+            for idle in workers.iter_mut() {
+                idle.retain_mut(|c| self.alive(c, now));
+            }
         }
     }
 
@@ -98,21 +106,35 @@ impl Pool {
         let Some(slot) = self.idle.get(conn.endpoint) else {
             return conn.discard();
         };
-        let mut idle = slot.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        // Expired ones go first, then the oldest if the stack is full.
-        idle.retain_mut(|c| self.alive(c, now));
         if self.max_idle == 0 {
             return conn.discard();
         }
-        if idle.len() >= self.max_idle {
+        let mut workers = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if workers.len() <= conn.worker {
+            workers.resize_with(conn.worker + 1, Vec::new);
+        }
+        let now = Instant::now();
+        // Expired ones go first, then, at the endpoint's bound, this
+        // worker's oldest — or the one coming back, if this worker has
+        // none to give up.
+        let idle = &mut workers[conn.worker];
+        idle.retain_mut(|c| self.alive(c, now));
+        let total: usize = workers.iter().map(Vec::len).sum();
+        let idle = &mut workers[conn.worker];
+        if total >= self.max_idle {
+            if idle.is_empty() {
+                return conn.discard();
+            }
             idle.remove(0).conn.discard();
         }
         idle.push(Idle { conn, since: now });
     }
 
+    /// The newest live idle connection to endpoint `i` that the calling
+    /// worker opened.
     fn pop(&self, i: usize) -> Option<Conn> {
-        let mut idle = self.idle.get(i)?.lock().unwrap_or_else(|e| e.into_inner());
+        let mut workers = self.idle.get(i)?.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = workers.get_mut(crate::server::workers::current())?;
         let now = Instant::now();
         while let Some(mut c) = idle.pop() {
             if self.alive(&mut c, now) {

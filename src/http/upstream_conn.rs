@@ -21,6 +21,8 @@ pub struct Conn {
     pub io: Io,
     /// Index of its endpoint in the upstream's `endpoints`.
     pub endpoint: usize,
+    /// The worker that opened it, whose I/O driver has its socket.
+    pub worker: usize,
     /// Taken from the pool (a request may fail on it because the upstream
     /// closed it meanwhile, and is then worth one retry on a new one).
     pub reused: bool,
@@ -31,6 +33,7 @@ impl Conn {
         Conn {
             io,
             endpoint,
+            worker: crate::server::workers::current(),
             reused: false,
         }
     }
