@@ -114,20 +114,24 @@ impl Pool {
             workers.resize_with(conn.worker + 1, Vec::new);
         }
         let now = Instant::now();
-        // Expired ones go first, then, at the endpoint's bound, this
-        // worker's oldest — or the one coming back, if this worker has
-        // none to give up.
+        // Expired ones go first; then, at the endpoint's bound, the oldest
+        // of the worker holding the most. Giving up one of another worker's
+        // rather than the one coming back keeps a worker whose load grew
+        // from opening a connection per request while another worker's
+        // connections, idle since a burst, hold the whole bound.
         let idle = &mut workers[conn.worker];
         idle.retain_mut(|c| self.alive(c, now));
         let total: usize = workers.iter().map(Vec::len).sum();
-        let idle = &mut workers[conn.worker];
         if total >= self.max_idle {
-            if idle.is_empty() {
-                return conn.discard();
+            let own = conn.worker;
+            let fullest = (0..workers.len())
+                .max_by_key(|&w| (workers[w].len(), w == own))
+                .unwrap_or(own);
+            if !workers[fullest].is_empty() {
+                workers[fullest].remove(0).conn.discard();
             }
-            idle.remove(0).conn.discard();
         }
-        idle.push(Idle { conn, since: now });
+        workers[conn.worker].push(Idle { conn, since: now });
     }
 
     /// The newest live idle connection to endpoint `i` that the calling
@@ -157,5 +161,56 @@ async fn reap(pool: Weak<Pool>, every: Duration) {
         tick.tick().await;
         let Some(pool) = pool.upgrade() else { return };
         pool.reap_once();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Io;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A pooled connection opened by `worker`, and its far end (kept open,
+    /// so the connection stays quiet and reusable).
+    async fn conn(listener: &TcpListener, worker: usize) -> (Conn, TcpStream) {
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (far, _) = listener.accept().await.unwrap();
+        let mut c = Conn::new(Io::Tcp(near), 0);
+        c.worker = worker;
+        (c, far)
+    }
+
+    fn held(pool: &Pool) -> Vec<usize> {
+        let workers = pool.idle[0].lock().unwrap();
+        workers.iter().map(Vec::len).collect()
+    }
+
+    /// A worker hands out only its own connections; at the endpoint's
+    /// bound a connection coming back to a worker with none displaces one
+    /// of the fullest worker's, not itself (else that worker would open
+    /// a connection per request while the others' idle ones hold the
+    /// bound).
+    #[tokio::test]
+    async fn each_worker_gets_its_own_and_the_bound_is_shared() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(1, 2, Duration::from_secs(60));
+        let mut far = Vec::new();
+        for _ in 0..2 {
+            let (c, f) = conn(&listener, 1).await;
+            pool.put(c);
+            far.push(f);
+        }
+        assert_eq!(held(&pool), [0, 2]);
+        // This test's thread is worker 0: worker 1's are not for it.
+        assert!(pool.pop(0).is_none());
+        let (c, f) = conn(&listener, 0).await;
+        far.push(f);
+        pool.put(c);
+        assert_eq!(held(&pool), [1, 1], "worker 1's oldest made room");
+        let back = pool.pop(0).expect("worker 0's own connection");
+        assert_eq!(back.worker, 0);
+        assert_eq!(held(&pool), [0, 1]);
     }
 }
