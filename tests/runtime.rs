@@ -117,18 +117,20 @@ async fn thread_per_core_workers_share_reload_metrics_and_drain() {
 const MUX_CLIENTS: usize = 120;
 
 /// Mux connections are dealt round the workers, and a session takes a
-/// connection of its own worker: with `pool_size` = workers at most a
-/// quarter of the sessions are placed across threads (2–11 of 120 in six
-/// runs: those that would have made their worker's connection a quarter
-/// busier than the least busy one), where placing them by load alone
-/// would cross about two thirds.
+/// connection of its own worker. With `pool_size` unset the pool has one
+/// connection per worker, and at most a quarter of the sessions are
+/// placed across threads (2–11 of 120 in six runs: those that would have
+/// made their worker's connection a quarter busier than the least busy
+/// one), where placing them by load alone would cross about two thirds.
 /// With one connection the sessions of the workers without it all cross:
 /// the counter moves when locality is lost. Every echo arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mux_sessions_use_a_connection_of_their_own_worker() {
     let app = EchoApp::start("127.0.0.1:0").await;
-    for (pool_size, crossing) in [(WORKERS, false), (1, true)] {
-        let mut raw = mux_config(&[app.url()], pool_size);
+    for (pool_size, crossing) in [(None, false), (Some(1), true)] {
+        let mut raw = mux_config(&[app.url()], 1);
+        raw.upstreams[0].pool_size = pool_size;
+        let slots = pool_size.unwrap_or(WORKERS);
         raw.runtime.layout = "thread_per_core".into();
         raw.runtime.workers = WORKERS;
         let file = ConfigFile::new(&raw);
@@ -139,19 +141,30 @@ async fn mux_sessions_use_a_connection_of_their_own_worker() {
             while scrape(gw.admin)
                 .await
                 .sum("tidegate_mux_connections_up", &[])
-                < pool_size as f64
+                < slots as f64
             {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         })
         .await;
-        let clients = connect_all(gw.addr, "/room").await;
+        let mut clients = Vec::new();
+        for i in 0..MUX_CLIENTS {
+            let mut ws = ws_connect(gw.addr, "/room").await;
+            echo_text(&mut ws, &format!("client {i}")).await;
+            clients.push(ws);
+        }
         let spread = accepted_per_worker(gw.admin).await;
         assert!(
             spread.iter().filter(|&&n| n > 0.0).count() >= 2,
             "clients reached more than one worker: {spread:?}"
         );
         let text = scrape(gw.admin).await;
+        assert_eq!(
+            text.sum("tidegate_mux_connections_up", &[]),
+            slots as f64,
+            "pool_size {pool_size:?}: connections"
+        );
+        assert_eq!(spread.iter().sum::<f64>(), MUX_CLIENTS as f64);
         let crossed = text.sum(
             "tidegate_mux_cross_worker_sessions_total",
             &[("upstream", "up")],
@@ -161,10 +174,11 @@ async fn mux_sessions_use_a_connection_of_their_own_worker() {
             // other workers crossed.
             let others: f64 = spread[1..].iter().sum();
             assert_eq!(crossed, others, "pool_size 1: {spread:?}\n{text}");
+            assert!(crossed > (MUX_CLIENTS / 4) as f64, "{crossed}: {spread:?}");
         } else {
             assert!(
                 crossed <= (MUX_CLIENTS / 4) as f64,
-                "pool_size {pool_size}: {crossed} crossed; {spread:?}\n{text}"
+                "pool_size {pool_size:?}: {crossed} crossed; {spread:?}\n{text}"
             );
         }
         drop(clients);
