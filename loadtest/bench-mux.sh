@@ -37,6 +37,12 @@
 # JSON of every run there; `python3 loadtest/bench-mux-report.py DIR`
 # prints the tables again), PY (the Python with websockets; default
 # .venv/bin/python), OLD_TG, OLD_ECHO, OLD_PYSDK (see 3).
+# The pinned setup above is the default; for the multi-core default
+# layout: GW_CORES, GW_WORKERS, LT_CORES, LT_WORKERS, APP_CORES,
+# APP_WORKERS (the passthrough echo's workers) and POOL_SIZE (defaults
+# 0, 1, 1, 1, 1, 1, 2), e.g. every process on both cores with
+# `GW_CORES=0-1 GW_WORKERS=2 LT_CORES=0-1 LT_WORKERS=2 APP_CORES=0-1
+# APP_WORKERS=2`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,7 +53,7 @@ CLIENTS=${CLIENTS:-5000}
 RATES=${RATES:-1 2 10}
 IDLE_CLIENTS=${IDLE_CLIENTS:-9000}
 APPS=${APPS:-rust python}
-POOL=2
+POOL=${POOL_SIZE:-2}
 . loadtest/lib.sh
 build --bin tidegate
 build -p tidegate-loadtest
@@ -101,7 +107,7 @@ name = "mux"
 endpoints = ["ws://$MUX_ADDR"]
 pool_size = $POOL
 EOF
-    start_gateway_run tg 0 "$TG" "$RUN/$1.toml"
+    start_gateway_run tg "${GW_CORES:-0}" "$TG" "$RUN/$1.toml"
     TG_PID=$GW_PID GW=$GW_ADDR
     wait_pool "$MUX_PID" "$POOL" && return 0
     echo "bench-mux.sh: the mux pool to $MUX_ADDR did not come up" >&2; cat "$RUN/tg.err" >&2; exit 1
@@ -120,7 +126,7 @@ name = "mux"
 endpoints = ["ws://$OLD_MUX_ADDR"]
 pool_size = $POOL
 EOF
-    start_gateway_run oldtg 0 "$RUN/old/tidegate" "$RUN/old.toml"
+    start_gateway_run oldtg "${GW_CORES:-0}" "$RUN/old/tidegate" "$RUN/old.toml"
     OLD_TG_PID=$GW_PID OLD_GW=$GW_ADDR
     wait_pool "$OLD_MUX_PID" "$POOL" && return 0
     echo "bench-mux.sh: the old mux pool did not come up" >&2; cat "$RUN/oldtg.err" >&2; exit 1
@@ -131,7 +137,7 @@ rate_run() { # APP MODE RATE ROUND
     [ "$2" = mux ] && app_pid=$MUX_PID
     [ "$2" = muxold ] && app_pid=$OLD_MUX_PID gw=$OLD_GW gw_pid=$OLD_TG_PID
     echo "bench-mux.sh: $1 $2 rate $3/s round $4" >&2
-    taskset -c 1 "$LT" --workers 1 --quiet --json rate --url "ws://$gw/$2" -c "$CLIENTS" \
+    taskset -c "${LT_CORES:-1}" "$LT" --workers "${LT_WORKERS:-1}" --quiet --json rate --url "ws://$gw/$2" -c "$CLIENTS" \
         --rate "$3" --size 128 --duration "$DURATION" --source-ip-count 4 \
         --pid "$gw_pid" --pid "$app_pid" >"$RUN/res/$1.$2.rate$3.$4.json"
     sleep 1
@@ -142,7 +148,7 @@ idle_run() { # APP MODE
     [ "$2" = mux ] && app_pid=$MUX_PID
     start_gateway "$1"
     echo "bench-mux.sh: $1 $2 idle" >&2
-    taskset -c 1 "$LT" --workers 1 --quiet --json idle --url "ws://$GW/$2" -c "$IDLE_CLIENTS" \
+    taskset -c "${LT_CORES:-1}" "$LT" --workers "${LT_WORKERS:-1}" --quiet --json idle --url "ws://$GW/$2" -c "$IDLE_CLIENTS" \
         --hold 3s --source-ip-count 4 --pid "$TG_PID" --pid "$app_pid" >"$RUN/res/$1.$2.idle.json"
     stop "$TG_PID"
     sleep 1
@@ -153,7 +159,7 @@ LOAD_BEFORE=$(loadavg)
 for app in $APPS; do
     case $app in
         rust)
-            app rust-pass "$TG" echo --listen 127.0.0.1:0 --workers 1
+            app rust-pass "$TG" echo --listen 127.0.0.1:0 --workers "${APP_WORKERS:-1}"
             PASS_PID=$APP_PID PASS_ADDR=$APP_ADDR
             app rust-mux "$MUX_ECHO" --listen 127.0.0.1:0
             MUX_PID=$APP_PID MUX_ADDR=$APP_ADDR
@@ -202,7 +208,7 @@ LOAD_AFTER=$(loadavg)
     echo
     echo "Command: \`bash loadtest/bench-mux.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CLIENTS=$CLIENTS RATES=\"$RATES\" IDLE_CLIENTS=$IDLE_CLIENTS${OLD_TG:+ OLD_TG=$OLD_TG OLD_ECHO=$OLD_ECHO OLD_PYSDK=$OLD_PYSDK})."
     echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
-    echo "Pinning: tidegate run --workers 1 on core 0; generator and both applications on core 1. Mux pool_size $POOL."
+    echo "Pinning: tidegate run --workers ${GW_WORKERS:-1} on cores ${GW_CORES:-0}; generator (${LT_WORKERS:-1} worker(s)) on cores ${LT_CORES:-1}; both applications on cores ${APP_CORES:-1} (\`tidegate echo --workers ${APP_WORKERS:-1}\`). Mux pool_size $POOL."
     echo "Versions: $("$TG" version); $("$PY" -c 'import sys, websockets; print("Python", sys.version.split()[0], "websockets", websockets.__version__)')."
     echo
     python3 loadtest/bench-mux-report.py "$RUN/res"
