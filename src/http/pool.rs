@@ -11,8 +11,9 @@
 //! worker thread that opened it (`runtime.layout = "thread_per_core"`), so
 //! it is kept and handed out per worker: a request on worker B never gets
 //! worker A's socket, whose every readiness event would otherwise pass
-//! through A's thread and wake B's task from there. Whether the upstream closed it meanwhile is seen
-//! when it is taken out or reaped ([`Conn::is_quiet`]).
+//! through A's thread and wake B's task from there. Whether the upstream
+//! closed it meanwhile is seen when it is taken out or reaped
+//! ([`Conn::is_quiet`]).
 //!
 //! A connection goes back only after a clean exchange (request body sent
 //! whole, response read to its end, nothing more on the wire); anything
