@@ -280,22 +280,12 @@ pub struct UpstreamConfig {
     pub balance: balance::BalanceConfig,
 }
 
-/// `pool_size` when it is not set: two connections per endpoint (one can
-/// be replaced while the other carries on)…
-const DEFAULT_POOL_SIZE: usize = 2;
-/// …or one per worker where there are more thread-per-core workers, so
-/// each worker has a connection of its own (`mux::pool::Pool::start`).
-const MAX_POOL_SIZE: usize = 64;
-
 impl UpstreamConfig {
-    /// Mux connections kept to each endpoint: `pool_size`, else the larger
-    /// of 2 and the thread-per-core worker count (at most 64).
+    /// Mux connections kept to each endpoint: `pool_size`, else
+    /// [`RuntimeConfig::default_pool_size`].
     pub fn slots_per_endpoint(&self, runtime: &RuntimeConfig) -> usize {
-        self.pool_size.unwrap_or_else(|| {
-            runtime
-                .socket_sets()
-                .clamp(DEFAULT_POOL_SIZE, MAX_POOL_SIZE)
-        })
+        self.pool_size
+            .unwrap_or_else(|| runtime.default_pool_size())
     }
 }
 

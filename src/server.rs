@@ -212,7 +212,7 @@ fn mux_pools(
             let upstream = Upstream::start(Arc::clone(&r.upstream), metrics, None);
             Pool::new(
                 upstream,
-                r.upstream.slots_per_endpoint(&config.runtime),
+                &config.runtime,
                 Arc::clone(&settings),
                 &instance,
                 Arc::clone(metrics),

@@ -73,6 +73,15 @@ impl RuntimeConfig {
         }
     }
 
+    /// A mux upstream's `pool_size` when it is not set: two connections
+    /// per endpoint (one can be replaced while the other carries on), or
+    /// one per thread-per-core worker where there are more, so that each
+    /// worker has a connection of its own (`mux::pool::Pool::start`); at
+    /// most 64, the most `pool_size` may be set to.
+    pub fn default_pool_size(&self) -> usize {
+        self.socket_sets().clamp(2, 64)
+    }
+
     /// Descriptors this layout holds besides the first set of listening
     /// sockets and runtime (which `fds::BASE_RESERVE` counts): every
     /// further thread-per-core worker has a socket per listener, an epoll

@@ -6,22 +6,18 @@
 use super::conn::Conn;
 use super::metrics::EndpointMetrics;
 use crate::config::balance::Policy;
-use crate::config::{MuxConfig, UpstreamConfig};
+use crate::config::{MuxConfig, RuntimeConfig, UpstreamConfig};
 use crate::metrics::Metrics;
-use crate::upstream::{self, Affinity, Outcome, Upstream};
-use base64::Engine;
+use crate::upstream::{Affinity, Upstream};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tidegate_mux::codec::{has_extension, EXTENSIONS_HEADER, EXTENSION_FANOUT};
-use tidegate_mux::SUBPROTOCOL;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// A connection that stayed up this long resets the backoff.
-const STABLE: Duration = Duration::from_secs(10);
+mod supervise;
 
 /// How often a session waiting for a connection looks again.
 const WAIT_STEP: Duration = Duration::from_millis(20);
@@ -56,9 +52,11 @@ pub fn next_session_id() -> u32 {
 struct Slot {
     endpoint: usize,
     index: usize,
-    /// The worker whose runtime runs this slot's connection (set by
-    /// `start`; 0 until then and with one worker).
-    worker: AtomicUsize,
+    /// The worker whose runtime runs this slot's connection: the slots
+    /// are dealt round the workers in order (an endpoint's slots are
+    /// consecutive), so with `pool_size` ≥ workers every worker has a
+    /// connection to every endpoint on its own thread.
+    worker: usize,
     conn: Mutex<Option<Arc<Conn>>>,
 }
 
@@ -96,22 +94,26 @@ impl Drop for Waiting {
 }
 
 impl Pool {
-    /// A pool of `slots` connections per endpoint of `upstream`.
+    /// A pool of `upstream`'s connections, laid out for `runtime`'s
+    /// workers (`UpstreamConfig::slots_per_endpoint` per endpoint).
     pub fn new(
         upstream: Arc<Upstream>,
-        slots: usize,
+        runtime: &RuntimeConfig,
         settings: Arc<MuxConfig>,
         instance: &str,
         metrics: Arc<Metrics>,
         hub: Arc<crate::fanout::Hub>,
     ) -> Arc<Pool> {
         let config = Arc::clone(&upstream.config);
+        let per_endpoint = config.slots_per_endpoint(runtime);
+        let workers = runtime.socket_sets();
         let slots = (0..config.endpoints.len())
-            .flat_map(|e| (0..slots).map(move |i| (e, i)))
-            .map(|(endpoint, index)| Slot {
+            .flat_map(|e| (0..per_endpoint).map(move |i| (e, i)))
+            .enumerate()
+            .map(|(slot, (endpoint, index))| Slot {
                 endpoint,
                 index,
-                worker: AtomicUsize::new(0),
+                worker: slot % workers,
                 conn: Mutex::new(None),
             })
             .collect();
@@ -140,21 +142,16 @@ impl Pool {
     }
 
     /// Start one supervisor per slot on the runtime of the worker it
-    /// belongs to; they stop when `stop` is cancelled. `workers` holds each
-    /// worker's runtime (one entry with a single worker or `work_stealing`).
-    /// The slots are dealt round the workers in order (an endpoint's
-    /// `pool_size` slots are consecutive), so with `pool_size` ≥ workers
-    /// every worker has a connection to every endpoint on its own thread,
-    /// and a session there never waits for a wake-up from another thread
-    /// (`pick_for`).
+    /// belongs to (`Slot::worker`), so a session on that worker never waits
+    /// for a wake-up from another thread (`pick_for`); they stop when
+    /// `stop` is cancelled. `workers` holds each worker's runtime (one
+    /// entry with a single worker or `work_stealing`).
     pub fn start(self: &Arc<Self>, stop: CancellationToken, workers: &[Handle]) {
         for slot in 0..self.slots.len() {
             let pool = Arc::clone(self);
             let stop = stop.clone();
-            let worker = slot % workers.len().max(1);
-            self.slots[slot].worker.store(worker, Ordering::Relaxed);
             let task = async move { pool.supervise(slot, stop).await };
-            match workers.get(worker) {
+            match workers.get(self.slots[slot].worker) {
                 Some(rt) => drop(rt.spawn(task)),
                 None => drop(tokio::spawn(task)),
             }
@@ -227,7 +224,7 @@ impl Pool {
             .iter()
             .enumerate()
             .filter(move |(_, slot)| slot.endpoint == e)
-            .filter_map(|(s, slot)| Some((slot.worker.load(Ordering::Relaxed), self.current(s)?)))
+            .filter_map(|(s, slot)| Some((slot.worker, self.current(s)?)))
             .filter(|(_, c)| c.usable())
     }
 
@@ -255,7 +252,7 @@ impl Pool {
             // Health as for new sessions: an endpoint that failed its
             // checks or was ejected takes no resumed sessions either.
             let healthy = self.upstream.state[s.endpoint].usable();
-            let away = s.worker.load(Ordering::Relaxed) != here;
+            let away = s.worker != here;
             match self.current(slot) {
                 Some(c) if c.usable() && healthy => up.push((away, c)),
                 Some(c) if c.usable() => unhealthy.push((away, c)),
@@ -298,123 +295,6 @@ impl Pool {
             }
             sleep(WAIT_STEP).await;
         }
-    }
-
-    async fn supervise(self: Arc<Self>, slot: usize, stop: CancellationToken) {
-        let s = &self.settings;
-        let ep_index = self.slots[slot].endpoint;
-        let m = &self.endpoint_metrics[ep_index];
-        let mut backoff = s.reconnect_min;
-        loop {
-            let began = Instant::now();
-            let connected = tokio::select! {
-                _ = stop.cancelled() => return,
-                c = self.connect(slot) => c,
-            };
-            match connected {
-                Some((io, leftover, fanout)) => {
-                    m.connect_ok.inc();
-                    m.up.inc();
-                    let conn_metrics = self.metrics.mux.conn(
-                        &self.name,
-                        &self.config.endpoints[ep_index].url,
-                        self.slots[slot].index,
-                    );
-                    let url = &self.config.endpoints[ep_index].url;
-                    let pool = Arc::downgrade(&self);
-                    let hub = fanout.then(|| Arc::clone(&self.hub));
-                    let (conn, rd) = Conn::new(Arc::clone(s), conn_metrics, url, pool, io, hub);
-                    tracing::info!(upstream = %self.name, slot, conn = conn.id, "mux connection up");
-                    self.set(slot, Some(Arc::clone(&conn)));
-                    self.endpoint_up[ep_index].notify_waiters();
-                    tokio::select! {
-                        // Stop: the process is exiting; sessions were
-                        // drained before this fires.
-                        _ = stop.cancelled() => {}
-                        () = conn.run(rd, &leftover) => {}
-                    }
-                    self.set(slot, None);
-                    m.up.dec();
-                    if began.elapsed() >= STABLE {
-                        backoff = s.reconnect_min;
-                    }
-                }
-                None => m.connect_failed.inc(),
-            }
-            // ±50 % jitter so K slots and several gateways do not reconnect
-            // in step.
-            let jitter = 0.5 + rand::random::<f64>();
-            let delay = backoff.mul_f64(jitter);
-            backoff = (backoff * 2).min(s.reconnect_max);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                () = sleep(delay) => {}
-                // A sibling slot got through: the endpoint is back.
-                () = self.endpoint_up[ep_index].notified() => {}
-            }
-        }
-    }
-
-    /// Connect one slot: TCP (+ TLS), then the upgrade with the mux
-    /// sub-protocol. Returns the socket, bytes read past the 101, and
-    /// whether the application echoed the `fanout` extension.
-    async fn connect(&self, slot: usize) -> Option<(crate::io::Io, Vec<u8>, bool)> {
-        let i = self.slots[slot].endpoint;
-        let ep = &self.config.endpoints[i];
-        let Ok(io) = self.upstream.open(i, ep).await else {
-            self.upstream.report(i, Outcome::ConnectFailed);
-            return None;
-        };
-        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
-        let request = self.request(ep, &key, self.slots[slot].index);
-        let offered = [SUBPROTOCOL.to_string()];
-        let handshake =
-            upstream::handshake(io, (ep, ""), request.as_bytes(), &key, (&offered, &[]));
-        match timeout(self.config.handshake_timeout, handshake).await {
-            Ok(Ok(c)) if c.protocol.as_deref() == Some(SUBPROTOCOL) => {
-                self.upstream.report(i, Outcome::Ok);
-                let fanout = c.headers.iter().any(|(n, v)| {
-                    n.eq_ignore_ascii_case(EXTENSIONS_HEADER) && has_extension(v, EXTENSION_FANOUT)
-                });
-                Some((c.io, c.leftover, fanout))
-            }
-            Ok(Ok(_)) => {
-                tracing::warn!(upstream = %self.name, endpoint = %ep.url, "application did not select {SUBPROTOCOL}");
-                None
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(upstream = %self.name, endpoint = %ep.url, error = %e, "mux connect failed");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(upstream = %self.name, endpoint = %ep.url, "mux handshake timed out");
-                None
-            }
-        }
-    }
-
-    fn request(&self, ep: &crate::config::EndpointConfig, key: &str, slot: usize) -> String {
-        use std::fmt::Write;
-        let path = if ep.base_path.is_empty() {
-            "/"
-        } else {
-            ep.base_path.as_str()
-        };
-        let mut r = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\nX-Tidegate-Instance: {}\r\nX-Tidegate-Slot: {slot}\r\n\
-             X-Tidegate-Mux-Extensions: {EXTENSION_FANOUT}\r\n",
-            ep.authority, self.instance
-        );
-        if let Some(secret) = &self.config.mux_secret {
-            let _ = write!(r, "X-Tidegate-Mux-Secret: {secret}\r\n");
-        }
-        for (name, value) in &self.config.add_headers {
-            let _ = write!(r, "{name}: {value}\r\n");
-        }
-        r.push_str("\r\n");
-        r
     }
 }
 
