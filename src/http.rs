@@ -55,6 +55,8 @@ pub enum HttpError {
     ClientGone,
     #[error("no endpoint could be reached")]
     UpstreamUnreachable,
+    #[error("no descriptor left for an upstream connection (EMFILE/ENFILE)")]
+    NoDescriptor,
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
     #[error("upstream sent no usable response")]
@@ -88,6 +90,7 @@ impl HttpError {
             }
             HttpError::Stale => Rejection::UpstreamBadResponse,
             HttpError::UpstreamUnreachable => Rejection::UpstreamUnreachable,
+            HttpError::NoDescriptor => Rejection::FdLimit,
             HttpError::UpstreamTimeout => Rejection::UpstreamTimeout,
         }
     }

@@ -50,6 +50,11 @@ pub enum UpstreamError {
     /// Every endpoint failed its TCP (+TLS) connect; the upstream's name.
     #[error("no endpoint of upstream {0} could be reached")]
     Unreachable(String),
+    /// The gateway's descriptor table is full: no socket could be made
+    /// for any endpoint. Not the upstream's failure, so no endpoint's
+    /// health is charged with it.
+    #[error("no descriptor left for an upstream connection (EMFILE/ENFILE)")]
+    NoDescriptor,
     #[error("upstream did not answer the upgrade in time")]
     Timeout,
     #[error("upstream sent an invalid handshake response: {0}")]
@@ -72,6 +77,7 @@ impl UpstreamError {
     pub fn rejection(self) -> Rejection {
         match self {
             UpstreamError::Unreachable(_) => Rejection::UpstreamUnreachable,
+            UpstreamError::NoDescriptor => Rejection::FdLimit,
             UpstreamError::Timeout => Rejection::UpstreamTimeout,
             UpstreamError::BadResponse(_) => Rejection::UpstreamBadResponse,
             UpstreamError::InvalidHeader(_) => Rejection::UpstreamInvalidHeader,
@@ -210,9 +216,13 @@ impl Upstream {
         for i in self.candidates(affinity) {
             let ep = &self.config.endpoints[i];
             let began = Instant::now();
-            let Ok(io) = self.open(i, ep).await else {
-                self.report(i, Outcome::ConnectFailed);
-                continue;
+            let io = match self.open(i, ep).await {
+                Ok(io) => io,
+                Err(e) if e.table_full() => return Err(UpstreamError::NoDescriptor),
+                Err(_) => {
+                    self.report(i, Outcome::ConnectFailed);
+                    continue;
+                }
             };
             let result = timeout(
                 self.config.handshake_timeout,
@@ -262,13 +272,15 @@ impl Upstream {
     }
 
     /// TCP connect (+ TLS), bounded by the connect timeout; a failure is
-    /// counted under its reason and returned.
+    /// counted under its reason and returned. A full descriptor table is
+    /// the gateway's state, not the endpoint's: returned uncounted.
     pub(crate) async fn open(&self, i: usize, ep: &EndpointConfig) -> Result<Io, ConnectError> {
         let opened = self.try_open(i, ep).await;
         if let Err(e) = &opened {
             tracing::debug!(endpoint = %ep.url, error = %e, "upstream connect failed");
             let m = &self.endpoints[i];
             match e {
+                ConnectError::Refused(_) if e.table_full() => {}
                 ConnectError::Refused(_) => m.refused.inc(),
                 ConnectError::Timeout => m.timeout.inc(),
                 ConnectError::NoTls | ConnectError::ServerName | ConnectError::Tls(_) => {
@@ -323,4 +335,12 @@ pub enum ConnectError {
     ServerName,
     #[error("TLS handshake failed: {0}")]
     Tls(#[source] std::io::Error),
+}
+
+impl ConnectError {
+    /// No socket could be made: the gateway's descriptor table (or the
+    /// system's) is full.
+    pub fn table_full(&self) -> bool {
+        matches!(self, ConnectError::Refused(e) if crate::fds::table_full(e))
+    }
 }

@@ -60,6 +60,10 @@ pub enum Rejection {
     UpstreamUnreachable,
     /// Mux route: no mux connection to the application is up (503).
     MuxUnavailable,
+    /// The gateway's own descriptor table is full (EMFILE/ENFILE), so no
+    /// upstream connection could be opened: the gateway's state, not the
+    /// upstream's (503, as for a client over the cap at accept).
+    FdLimit,
     UpstreamTimeout,
     UpstreamBadResponse,
     /// The upstream or mux application sent a header name or value (or a
@@ -97,7 +101,10 @@ impl Rejection {
             Rejection::Expectation => 417,
             Rejection::NotWebSocket | Rejection::Version => 426,
             Rejection::OriginMissing | Rejection::OriginDenied => 403,
-            Rejection::Draining | Rejection::AuthUnavailable | Rejection::MuxUnavailable => 503,
+            Rejection::Draining
+            | Rejection::AuthUnavailable
+            | Rejection::MuxUnavailable
+            | Rejection::FdLimit => 503,
             Rejection::AuthMissing | Rejection::AuthInvalid => 401,
             Rejection::AuthForbidden => 403,
             Rejection::AuthDenied { status } => *status,
@@ -155,6 +162,7 @@ impl Rejection {
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::Expectation => "expectation",
             Rejection::MuxUnavailable => "mux_unavailable",
+            Rejection::FdLimit => "fd_limit",
             Rejection::AuthMissing => "auth_missing",
             Rejection::AuthInvalid => "auth_invalid",
             Rejection::AuthForbidden => "auth_forbidden",
@@ -179,9 +187,10 @@ impl Rejection {
             Rejection::Expectation => "Expectation Failed",
             Rejection::NotWebSocket | Rejection::Version => "Upgrade Required",
             Rejection::OriginMissing | Rejection::OriginDenied => "Forbidden",
-            Rejection::Draining | Rejection::AuthUnavailable | Rejection::MuxUnavailable => {
-                "Service Unavailable"
-            }
+            Rejection::Draining
+            | Rejection::AuthUnavailable
+            | Rejection::MuxUnavailable
+            | Rejection::FdLimit => "Service Unavailable",
             Rejection::AuthMissing | Rejection::AuthInvalid => "Unauthorized",
             Rejection::AuthForbidden => "Forbidden",
             Rejection::AuthDenied { status } => reason_phrase(*status),
@@ -199,9 +208,10 @@ impl Rejection {
             Rejection::Method => "Allow: GET\r\n",
             Rejection::NotWebSocket => "Upgrade: websocket\r\nConnection: Upgrade\r\n",
             Rejection::Version => "Sec-WebSocket-Version: 13\r\n",
-            Rejection::Draining | Rejection::AuthUnavailable | Rejection::MuxUnavailable => {
-                "Retry-After: 1\r\n"
-            }
+            Rejection::Draining
+            | Rejection::AuthUnavailable
+            | Rejection::MuxUnavailable
+            | Rejection::FdLimit => "Retry-After: 1\r\n",
             Rejection::AuthMissing => "WWW-Authenticate: Bearer error=\"invalid_request\"\r\n",
             Rejection::AuthInvalid => "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
             Rejection::AuthForbidden => "WWW-Authenticate: Bearer error=\"insufficient_scope\"\r\n",

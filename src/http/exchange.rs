@@ -160,6 +160,7 @@ impl Exchange<'_> {
         for i in self.upstream.candidates(&self.affinity()) {
             match self.route.pool.checkout(self.upstream, i).await {
                 Ok(conn) => return Ok(conn),
+                Err(e) if e.table_full() => return Err(HttpError::NoDescriptor),
                 Err(_) => self.upstream.report(i, Outcome::ConnectFailed),
             }
         }

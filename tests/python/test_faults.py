@@ -436,6 +436,74 @@ def test_full_table_still_answers_clients(stack, echo_upstream):
     run(echo_once(gw, "a descriptor is free again"))
 
 
+def fd_count(gw: g.Gateway) -> int:
+    return len(os.listdir(f"/proc/{gw.proc.popen.pid}/fd"))
+
+
+def wait_fds(gw: g.Gateway, ok, within: float = 10.0) -> int:
+    deadline = time.monotonic() + within
+    while not ok(n := fd_count(gw)):
+        if time.monotonic() > deadline:
+            return n
+        time.sleep(0.005)
+    return n
+
+
+async def try_get(addr: str, timeout: float = 20) -> str:
+    """A plain HTTP GET; the response's status."""
+    host, port = addr.rsplit(":", 1)
+    r, w = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    try:
+        w.write(f"GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n".encode())
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), timeout)
+        return head.split(b" ", 2)[1].decode()
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("kind", ["upgrade", "http"])
+def test_last_descriptor_to_a_client_is_answered_503(stack, echo_upstream, kind):
+    """A client accepted with the table's last free descriptor leaves none
+    for its upstream connection (`socket` fails with EMFILE). That is the
+    gateway's own state, as at accept: 503 `fd_limit`, for an upgrade and
+    for a plain HTTP request alike, and the upstream's endpoint is not
+    charged with a failed connect."""
+    limit = 200
+    config = gateway_config(echo_upstream) + ("http = true\n" if kind == "http" else "")
+    gw = stack.run_config(config, admin=True, prefix=NOFILE)
+    host, port = gw.admin.rsplit(":", 1)
+    admin_conns = []
+    try:
+        # Fill the table one idle admin connection at a time, so none
+        # waits in the admin backlog to take the descriptor freed below.
+        while (n := fd_count(gw)) < limit:
+            admin_conns.append(socket.create_connection((host, int(port)), timeout=20))
+            assert wait_fds(gw, lambda m, n=n: m > n) > n, f"the gateway stopped taking descriptors at {n}"
+        admin_conns.pop().close()
+        assert wait_fds(gw, lambda m: m < limit) == limit - 1, "a closed admin connection frees its descriptor"
+
+        async def one_client():
+            if kind == "http":
+                return await try_get(gw.addr)
+            status, _, w = await try_upgrade(gw.addr)
+            if w is not None:
+                w.close()
+            return status
+
+        status = run(one_client())
+        print(f"a client on the last descriptor: {status}")
+        assert status == "503", "the gateway out of descriptors answers 503, not 502"
+    finally:
+        for c in admin_conns:
+            c.close()
+    rejected = wait_metric(gw, "tidegate_handshake_rejections_total", lambda v: v >= 1, reason="fd_limit")
+    assert rejected == 1
+    text = scrape(gw)
+    assert metric(text, "tidegate_handshake_rejections_total", reason="upstream_unreachable") == 0
+    assert metric(text, "tidegate_upstream_connect_failures_total") == 0, "no endpoint is charged"
+    run(echo_once(gw, "a descriptor is free again"))
+
+
 def test_subscribers_take_no_descriptor_the_cap_promises(stack):
     """Every client the upstream subscribes (`X-Tidegate-Subscribe` in its
     101) is one fan-out may keep a duplicate descriptor for; those come only
