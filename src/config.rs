@@ -8,6 +8,7 @@
 
 pub mod backplane;
 pub mod balance;
+mod effective;
 pub mod fanout;
 mod ops;
 pub mod raw;
@@ -25,6 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use effective::derived;
 pub use ops::{LogConfig, LogFormat, Readiness, ReloadConfig};
 pub use raw::RawConfig;
 pub use runtime::{Layout, RuntimeConfig};

@@ -48,6 +48,30 @@ fn check_config_accepts_a_good_file_and_prints_it_redacted() {
     );
 }
 
+/// Values the file leaves to the start (worker count, a mux pool's size,
+/// the connection cap under the open-file limit) are printed after it, as
+/// comments, so the output is still the configuration.
+#[test]
+fn check_config_shows_what_is_derived_at_start() {
+    let mut raw = good_config("ws://127.0.0.1:9001");
+    raw.runtime.workers = 3;
+    raw.routes[0].mode = "mux".into();
+    let file = ConfigFile::new(&raw);
+    let out = check_config(&file, &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(
+        stdout.contains("# upstreams.up.pool_size = 3 (unset: one mux connection per worker"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("# limits.max_connections in force = "),
+        "{stdout}"
+    );
+    let parsed: Result<toml::Value, _> = toml::from_str(&stdout);
+    assert!(parsed.is_ok(), "still TOML: {parsed:?}");
+}
+
 #[test]
 fn check_config_reports_every_problem_with_its_key() {
     let file = ConfigFile::with_text(

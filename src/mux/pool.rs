@@ -312,12 +312,21 @@ const LOCAL_SLACK_DIVISOR: usize = 4;
 /// the application may run one process per connection: the imbalance a
 /// session's worker can cause is bounded, not free.
 fn choose(conns: impl Iterator<Item = (bool, Arc<Conn>)>) -> Option<(bool, Arc<Conn>)> {
-    let mut least: Option<(bool, Arc<Conn>, usize)> = None;
-    let mut local: Option<(Arc<Conn>, usize)> = None;
+    choose_by(conns, |c| c.session_count())
+}
+
+/// `choose` over anything that has a session count: unit-testable
+/// without connections.
+fn choose_by<C: Clone>(
+    conns: impl Iterator<Item = (bool, C)>,
+    sessions: impl Fn(&C) -> usize,
+) -> Option<(bool, C)> {
+    let mut least: Option<(bool, C, usize)> = None;
+    let mut local: Option<(C, usize)> = None;
     for (away, c) in conns {
-        let n = c.session_count();
+        let n = sessions(&c);
         if !away && local.as_ref().is_none_or(|(_, m)| n < *m) {
-            local = Some((Arc::clone(&c), n));
+            local = Some((c.clone(), n));
         }
         if least.as_ref().is_none_or(|(_, _, m)| n < *m) {
             least = Some((away, c, n));
@@ -332,6 +341,44 @@ fn choose(conns: impl Iterator<Item = (bool, Arc<Conn>)>) -> Option<(bool, Arc<C
 
 #[cfg(test)]
 mod tests {
+    use super::choose_by;
+
+    /// (away, name, sessions) → the pick's (away, name).
+    fn pick(conns: &[(bool, &'static str, usize)]) -> Option<(bool, &'static str)> {
+        let load = |name: &&'static str| conns.iter().find(|c| c.1 == *name).unwrap().2;
+        choose_by(conns.iter().map(|c| (c.0, c.1)), load)
+    }
+
+    #[test]
+    fn a_session_takes_its_own_workers_least_loaded_connection() {
+        let conns = [
+            (true, "a", 3),
+            (false, "b", 9),
+            (false, "c", 4),
+            (true, "d", 5),
+        ];
+        assert_eq!(pick(&conns), Some((false, "c")), "4 is within 3 + 1 + 0");
+    }
+
+    #[test]
+    fn a_local_connection_too_far_over_the_least_gives_way() {
+        // 8 sessions over the least's 4: more than 4 + 1 + 4/4 = 6.
+        let conns = [(true, "a", 4), (false, "b", 8)];
+        assert_eq!(pick(&conns), Some((true, "a")));
+        // The bound itself is still local: 100 + 1 + 25.
+        let conns = [(true, "a", 100), (false, "b", 126)];
+        assert_eq!(pick(&conns), Some((false, "b")));
+        let conns = [(true, "a", 100), (false, "b", 127)];
+        assert_eq!(pick(&conns), Some((true, "a")));
+    }
+
+    #[test]
+    fn without_a_local_connection_the_least_loaded_of_all() {
+        let conns = [(true, "a", 7), (true, "b", 2), (true, "c", 5)];
+        assert_eq!(pick(&conns), Some((true, "b")));
+        assert_eq!(pick(&[]), None);
+    }
+
     /// Ids do not count up: a stranger cannot name live sessions by
     /// counting from one it saw (docs/mux-protocol.md §1.1). The odd
     /// multiplier keeps them distinct.
