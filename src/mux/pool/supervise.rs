@@ -78,9 +78,18 @@ impl Pool {
     async fn connect(&self, slot: usize) -> Option<(crate::io::Io, Vec<u8>, bool)> {
         let i = self.slots[slot].endpoint;
         let ep = &self.config.endpoints[i];
-        let Ok(io) = self.upstream.open(i, ep).await else {
-            self.upstream.report(i, Outcome::ConnectFailed);
-            return None;
+        let io = match self.upstream.open(i, ep).await {
+            Ok(io) => io,
+            // The gateway's own descriptor table is full: retried like a
+            // failed connect, without charging the endpoint's health.
+            Err(e) if e.table_full() => {
+                tracing::warn!(upstream = %self.name, endpoint = %ep.url, "no descriptor left for a mux connection");
+                return None;
+            }
+            Err(_) => {
+                self.upstream.report(i, Outcome::ConnectFailed);
+                return None;
+            }
         };
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
         let request = self.request(ep, &key, self.slots[slot].index);
