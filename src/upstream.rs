@@ -218,7 +218,7 @@ impl Upstream {
             let began = Instant::now();
             let io = match self.open(i, ep).await {
                 Ok(io) => io,
-                Err(e) if e.table_full() => return Err(UpstreamError::NoDescriptor),
+                Err(ConnectError::NoDescriptor) => return Err(UpstreamError::NoDescriptor),
                 Err(_) => {
                     self.report(i, Outcome::ConnectFailed);
                     continue;
@@ -280,7 +280,7 @@ impl Upstream {
             tracing::debug!(endpoint = %ep.url, error = %e, "upstream connect failed");
             let m = &self.endpoints[i];
             match e {
-                ConnectError::Refused(_) if e.table_full() => {}
+                ConnectError::NoDescriptor => {}
                 ConnectError::Refused(_) => m.refused.inc(),
                 ConnectError::Timeout => m.timeout.inc(),
                 ConnectError::NoTls | ConnectError::ServerName | ConnectError::Tls(_) => {
@@ -303,7 +303,13 @@ impl Upstream {
         let tcp = timeout(self.config.connect_timeout, connect)
             .await
             .map_err(|_| ConnectError::Timeout)?
-            .map_err(ConnectError::Refused)?;
+            .map_err(|e| {
+                if crate::fds::table_full(&e) {
+                    ConnectError::NoDescriptor
+                } else {
+                    ConnectError::Refused(e)
+                }
+            })?;
         let _ = tcp.set_nodelay(true);
         if !ep.secure {
             return Ok(Io::Tcp(tcp));
@@ -327,6 +333,11 @@ impl Upstream {
 pub enum ConnectError {
     #[error("TCP connect failed: {0}")]
     Refused(#[source] std::io::Error),
+    /// No socket could be made: the gateway's descriptor table (or the
+    /// system's) is full (EMFILE/ENFILE). The gateway's state, not the
+    /// endpoint's.
+    #[error("no descriptor left for the socket")]
+    NoDescriptor,
     #[error("connect timed out")]
     Timeout,
     #[error("wss:// endpoint without a TLS client configuration")]
@@ -335,12 +346,4 @@ pub enum ConnectError {
     ServerName,
     #[error("TLS handshake failed: {0}")]
     Tls(#[source] std::io::Error),
-}
-
-impl ConnectError {
-    /// No socket could be made: the gateway's descriptor table (or the
-    /// system's) is full.
-    pub fn table_full(&self) -> bool {
-        matches!(self, ConnectError::Refused(e) if crate::fds::table_full(e))
-    }
 }

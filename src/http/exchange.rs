@@ -15,7 +15,7 @@ use super::upstream_conn::{first_piece, forward_body, send_head};
 use super::{request, HttpError, HttpRoute};
 use crate::config::balance::Policy;
 use crate::handshake::RequestHead;
-use crate::upstream::{Affinity, ClientInfo, Outcome, Upstream};
+use crate::upstream::{Affinity, ClientInfo, ConnectError, Outcome, Upstream};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -160,7 +160,7 @@ impl Exchange<'_> {
         for i in self.upstream.candidates(&self.affinity()) {
             match self.route.pool.checkout(self.upstream, i).await {
                 Ok(conn) => return Ok(conn),
-                Err(e) if e.table_full() => return Err(HttpError::NoDescriptor),
+                Err(ConnectError::NoDescriptor) => return Err(HttpError::NoDescriptor),
                 Err(_) => self.upstream.report(i, Outcome::ConnectFailed),
             }
         }

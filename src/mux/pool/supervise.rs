@@ -4,7 +4,7 @@
 
 use super::Pool;
 use crate::mux::conn::Conn;
-use crate::upstream::{self, Outcome};
+use crate::upstream::{self, ConnectError, Outcome};
 use base64::Engine;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +82,7 @@ impl Pool {
             Ok(io) => io,
             // The gateway's own descriptor table is full: retried like a
             // failed connect, without charging the endpoint's health.
-            Err(e) if e.table_full() => {
+            Err(ConnectError::NoDescriptor) => {
                 tracing::warn!(upstream = %self.name, endpoint = %ep.url, "no descriptor left for a mux connection");
                 return None;
             }
