@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use effective::derived;
+pub use effective::derived_comments;
 pub use ops::{LogConfig, LogFormat, Readiness, ReloadConfig};
 pub use raw::RawConfig;
 pub use runtime::{Layout, RuntimeConfig};

@@ -186,16 +186,11 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => match Config::load(config.as_deref()) {
             Ok(c) => {
-                print!("{}", render(&c.raw));
-                // A start raises the soft open-file limit to the hard one.
-                let nofile = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
-                let derived = tidegate::config::derived(&c, nofile.map(|(_, hard)| hard));
-                if !derived.is_empty() {
-                    println!("\n# Derived at start (unset above, or bounded by this shell's open-file limit):");
-                }
-                for line in derived {
-                    println!("# {line}");
-                }
+                print!(
+                    "{}{}",
+                    render(&c.raw),
+                    tidegate::config::derived_comments(&c)
+                );
                 eprintln!("configuration is valid");
                 ExitCode::SUCCESS
             }

@@ -4,9 +4,28 @@
 //! these after the configuration, as comments, so the values an operator
 //! did not write down are still visible before a start.
 
-use super::runtime::Layout;
 use super::{Config, RouteMode};
 use crate::fds::{derive, Demand};
+
+/// The derived values as a block of TOML comments to print after the
+/// configuration (empty when there are none), under this process's open-
+/// file limit: the hard one, which a start raises the soft one to.
+pub fn derived_comments(config: &Config) -> String {
+    let nofile = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+    let lines = derived(config, nofile.map(|(_, hard)| hard));
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        "\n# Derived at start (unset above, or bounded by this shell's open-file limit):\n"
+            .to_string();
+    for line in lines {
+        out.push_str("# ");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
 
 /// One line per derived value. `nofile`: the open-file limit the gateway
 /// would start under, i.e. the hard limit its soft one is raised to
@@ -15,12 +34,8 @@ pub fn derived(config: &Config, nofile: Option<u64>) -> Vec<String> {
     let runtime = &config.runtime;
     let mut lines = Vec::new();
     if runtime.workers.is_none() {
-        let layout = match runtime.layout {
-            Layout::ThreadPerCore => "thread_per_core",
-            Layout::WorkStealing => "work_stealing",
-        };
         lines.push(format!(
-            "runtime.workers = {} (unset: one per core; layout {layout})",
+            "runtime.workers = {} (unset: one per core)",
             runtime.workers()
         ));
     }
@@ -56,54 +71,35 @@ pub fn derived(config: &Config, nofile: Option<u64>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::derived;
-    use crate::config::raw::RawConfig;
+    use crate::config::tests::{load, GOOD};
     use crate::config::Config;
 
-    fn config(text: &str) -> Config {
-        use figment::providers::{Format, Serialized, Toml};
-        let raw: RawConfig = figment::Figment::from(Serialized::defaults(RawConfig::default()))
-            .merge(Toml::string(text))
-            .extract()
-            .expect("test config parses");
-        Config::from_raw(raw).expect("test config is valid")
+    /// The reference test configuration, its route in mux mode, on 3
+    /// workers, with `extra` lines in the upstream.
+    fn mux(extra: &str) -> Config {
+        let text = GOOD.replace("endpoints =", &format!("{extra}endpoints ="));
+        load(
+            &format!("{text}mode = \"mux\"\n[runtime]\nworkers = 3\n"),
+            &[],
+        )
+        .unwrap()
     }
-
-    const MUX: &str = r#"
-[runtime]
-workers = 3
-
-[[listeners]]
-name = "l"
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "app"
-endpoints = ["ws://127.0.0.1:9"]
-
-[[routes]]
-name = "r"
-path = "/"
-upstream = "app"
-mode = "mux"
-"#;
 
     #[test]
     fn an_unset_pool_size_is_shown_with_its_value() {
-        let lines = derived(&config(MUX), None);
         assert_eq!(
-            lines,
+            derived(&mux(""), None),
             ["upstreams.app.pool_size = 3 (unset: one mux connection per worker, at least 2)"]
         );
-        let set = MUX.replace("endpoints =", "pool_size = 5\nendpoints =");
         assert!(
-            derived(&config(&set), None).is_empty(),
+            derived(&mux("pool_size = 5\n"), None).is_empty(),
             "a value the file sets is not repeated"
         );
     }
 
     #[test]
     fn the_connection_cap_is_shown_under_a_given_limit() {
-        let lines = derived(&config(MUX), Some(1000));
+        let lines = derived(&mux(""), Some(1000));
         let cap = lines.last().unwrap();
         assert!(
             cap.starts_with("limits.max_connections in force = "),

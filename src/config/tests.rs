@@ -1,6 +1,6 @@
 use super::*;
 
-const GOOD: &str = r#"
+pub(super) const GOOD: &str = r#"
 [admin]
 listen = "127.0.0.1:0"
 
@@ -22,7 +22,7 @@ idle_timeout = "5m"
 "#;
 
 #[allow(clippy::result_large_err)]
-fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+pub(super) fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let mut out = None;
     figment::Jail::expect_with(|jail| {
         jail.clear_env();
