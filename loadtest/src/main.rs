@@ -251,6 +251,7 @@ fn rate_params(p: &RateArgs) -> RateParams {
         connections: p.connections.max(1),
         rate: p.rate,
         size: p.size,
+        pacer_slack: p.pacer_slack,
         text: p.kind.text,
         warmup: p.window.warmup,
         duration: p.window.duration,

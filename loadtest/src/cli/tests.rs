@@ -9,6 +9,7 @@ fn durations() {
     assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
     assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
     assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
     assert!(parse_duration("-1").is_err());
     assert!(parse_duration("abc").is_err());

@@ -43,6 +43,8 @@ pub struct RateParams {
     /// Messages per second per connection.
     pub rate: f64,
     pub size: usize,
+    /// Shortest sleep of the pacer (see [`crate::pacer`]).
+    pub pacer_slack: Duration,
     pub text: bool,
     pub warmup: Duration,
     pub duration: Duration,
@@ -96,7 +98,7 @@ pub async fn run(ctx: &Ctx, p: &RateParams) -> anyhow::Result<RunResult> {
             shared.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
-    let pacer = Pacer::spawn(paced, deadline)?;
+    let pacer = Pacer::spawn(paced, deadline, p.pacer_slack)?;
     tokio::time::sleep_until(deadline.into()).await;
     let window = monitor.finish().await;
     let processes = process_figures(&window, shared.completed.load(Ordering::Relaxed));
@@ -110,6 +112,7 @@ pub async fn run(ctx: &Ctx, p: &RateParams) -> anyhow::Result<RunResult> {
             "rate_per_connection" => p.rate,
             "offered_msgs_per_sec" => p.rate * p.connections as f64,
             "size" => p.size,
+            "pacer_slack_us" => p.pacer_slack.as_micros() as u64,
             "frame" => if p.text { "text" } else { "binary" },
             "warmup_secs" => p.warmup.as_secs_f64(),
             "duration_secs" => p.duration.as_secs_f64(),
