@@ -16,8 +16,9 @@
 #     the measured window the gateway's CPU (per message) and the
 #     application's CPU, RSS and socket count (--pid GATEWAY --pid APP).
 #     10 msg/s is issue #6's case; on a 2-core machine the open-loop
-#     generator (~25 µs of CPU per message) cannot offer 50k msg/s from the
-#     core it shares with the application, so 1 and 2 msg/s are run too,
+#     generator (16–19 µs of CPU per message at that rate) cannot offer
+#     50k msg/s from the core it shares with the application, so 1 and
+#     2 msg/s are run too,
 #     where it keeps up and the CPU figures are not distorted by catch-up
 #     batches (the report marks runs that were not at the offered load).
 #  2. `idle`: IDLE_CLIENTS held clients on each route, each on a freshly
