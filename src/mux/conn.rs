@@ -115,6 +115,13 @@ pub struct Conn {
     /// When the connection came up: the pool spreads resumed sessions
     /// from the moment the first connection is back (`pick_for_resume`).
     pub opened: Instant,
+    /// Sessions hand their flush to this connection's task instead of
+    /// writing at once: on a single-threaded worker (the default layout)
+    /// that task runs after every session woken in the same tick, so their
+    /// frames leave in one write. On a work-stealing runtime the woken
+    /// task would run next (tokio's LIFO slot) or on another thread, so
+    /// there the flusher writes itself.
+    hand_over: bool,
 }
 
 impl Conn {
@@ -146,6 +153,8 @@ impl Conn {
             endpoint: Box::from(endpoint),
             fanout,
             opened: Instant::now(),
+            hand_over: tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread),
         });
         (conn, rd)
     }
@@ -231,9 +240,12 @@ impl Conn {
         self.out.push_data(frame, cost, cx, waiting)
     }
 
-    /// Write what is queued, as the flusher (after `queue` said so).
+    /// Write what is queued, as the flusher (after `queue` said so), or
+    /// have the connection task write it (see `hand_over`).
     pub fn flush(&self) {
-        if self.out.flush() == Flushed::Ended {
+        if self.hand_over {
+            self.out.hand_over();
+        } else if self.out.flush() == Flushed::Ended {
             tracing::debug!(conn = self.id, "mux writer ended during a session's flush");
         }
     }

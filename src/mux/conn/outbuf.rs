@@ -55,6 +55,9 @@ pub(super) struct State {
     /// A write would block: the connection task continues the flush when
     /// the socket is writable (it was polled with that task's waker).
     parked: bool,
+    /// The flush owner handed the flush to the connection task, which
+    /// writes at its next poll ([`OutBuf::hand_over`]).
+    handed: bool,
     /// The writer is done (Close written, the socket failed, or the
     /// connection ended): appends are dropped, nobody waits for room.
     pub(super) ended: bool,
@@ -200,9 +203,27 @@ impl OutBuf {
         }
     }
 
+    /// As the flush owner (after `push_data` returned `Ok(true)`), let the
+    /// connection task write instead, at its next poll. On a
+    /// single-threaded worker the woken task runs after the sessions
+    /// already woken in this tick, so their frames join the same write
+    /// instead of each session writing its own.
+    pub(super) fn hand_over(&self) {
+        let waker = {
+            let mut st = self.lock();
+            st.handed = true;
+            st.conn_waker.clone()
+        };
+        // Without a waker the connection task has not run yet; it takes the
+        // flush over at its first poll.
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// The connection task's part (polled beside its reader): take over a
-    /// parked flush, or flush control frames it queued itself. Ready once
-    /// the writer is done.
+    /// parked or handed flush, or flush control frames it queued itself.
+    /// Ready once the writer is done.
     pub(super) fn poll_drive(&self, cx: &mut Context<'_>) -> Poll<()> {
         {
             let mut st = self.lock();
@@ -216,8 +237,9 @@ impl OutBuf {
             {
                 st.conn_waker = Some(cx.waker().clone());
             }
-            if st.parked {
+            if st.parked || st.handed {
                 st.parked = false;
+                st.handed = false;
             } else if st.flushing || st.entries.is_empty() {
                 return Poll::Pending;
             } else {
@@ -296,6 +318,7 @@ impl OutBuf {
         st.ended = true;
         st.flushing = false;
         st.parked = false;
+        st.handed = false;
         st.entries.clear();
         st.charged = 0;
         st.take_space(wake);

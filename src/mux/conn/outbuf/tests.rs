@@ -119,6 +119,45 @@ async fn appends_before_the_flush_leave_in_one_message() {
 
 const HEADER: usize = tidegate_mux::codec::HEADER_LEN;
 
+/// A flusher that hands its flush over writes nothing itself: the
+/// connection task is woken, and the frames other sessions append before
+/// that task runs leave in the same message as the flusher's.
+#[tokio::test]
+async fn a_handed_over_flush_takes_what_was_appended_before_the_task_ran() {
+    let (out, mut app, conn) = buffer(1 << 20).await;
+    let cx = Context::from_waker(Waker::noop());
+    let mut waiting = 0;
+    let first = out.push_data(
+        frame(1, Bytes::from_static(b"one")),
+        cost(b"one"),
+        &cx,
+        &mut waiting,
+    );
+    assert!(
+        first.ok().expect("room"),
+        "the first appender owns the flush"
+    );
+    out.hand_over();
+    assert_eq!(conn.count(), 1, "the connection task is woken once");
+    for (session, body) in [(2, &b"two"[..]), (3, b"three")] {
+        let f = frame(session, Bytes::from_static(body));
+        let owner = out.push_data(f, cost(body), &cx, &mut waiting);
+        assert!(!owner.ok().expect("room"), "the flush is still owned");
+    }
+    assert!(out.charged() > 0, "nothing is written before the task runs");
+    let waker = Waker::from(Arc::clone(&conn));
+    assert!(out
+        .poll_drive(&mut Context::from_waker(&waker))
+        .is_pending());
+    assert_eq!(out.charged(), 0, "the task wrote everything");
+    let payload = 3 * HEADER + 3 + 3 + 5;
+    let mut got = vec![0u8; 2 + 4 + payload];
+    app.read_exact(&mut got).await.expect("one message");
+    assert_eq!(got[1], 0x80 | payload as u8, "masked, all three frames");
+    assert_eq!(&got[6 + HEADER..6 + HEADER + 3], b"one");
+    assert_eq!(&got[got.len() - 5..], b"three");
+}
+
 /// Past `connection_queue_bytes` a frame is refused and its session
 /// waits (registered once however often it asks); a write that frees
 /// room wakes it.
