@@ -134,6 +134,9 @@ pub struct MuxConfig {
     pub connection_queue_bytes: usize,
     pub resume_buffer_bytes: usize,
     pub batch_bytes: usize,
+    /// How long a client frame may wait for others before its write
+    /// (zero: written at the end of the tick it arrived in).
+    pub write_delay: Duration,
     pub max_frame_bytes: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,

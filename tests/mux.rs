@@ -474,3 +474,48 @@ async fn malformed_frames_close_that_connection_with_1002_and_nothing_else() {
     echo_text(&mut fresh, "new client").await;
     assert_eq!(http_get(gw.admin, "/healthz").await.status, 200);
 }
+
+/// `mux.write_delay` reaches the connection: with a long delay, one
+/// message from each of eight clients, sent together, leaves for the
+/// application in one or two WebSocket messages (`tidegate_mux_batch_frames`),
+/// and every client still gets its echo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_delay_gathers_the_frames_of_many_sessions_into_one_write() {
+    let app = EchoApp::start("127.0.0.1:0").await;
+    let mut raw = mux_config(&[app.url()], 1);
+    raw.mux.write_delay = "100ms".into();
+    let gw = start_gateway(raw).await;
+    wait_ready(gw.admin).await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(ws_connect(gw.addr, "/").await);
+    }
+    let batches = |m: &Metrics| {
+        let l = [("upstream", "up")];
+        (
+            m.sum("tidegate_mux_batch_frames_count", &l),
+            m.sum("tidegate_mux_batch_frames_sum", &l),
+        )
+    };
+    let (writes_before, frames_before) = batches(&scrape(gw.admin).await);
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let text = format!("together {i}");
+        send(ws, Frame::text(Payload::Owned(text.into_bytes()))).await;
+    }
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let (_, op, payload) = next_frame(ws).await;
+        assert_eq!(op, OpCode::Text);
+        assert_eq!(payload, format!("together {i}").into_bytes());
+    }
+    let (writes, frames) = batches(&scrape(gw.admin).await);
+    assert_eq!(
+        frames - frames_before,
+        8.0,
+        "one mux frame per client message"
+    );
+    assert!(
+        writes - writes_before <= 2.0,
+        "8 frames in {} writes to the application",
+        writes - writes_before
+    );
+}

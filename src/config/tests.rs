@@ -134,6 +134,19 @@ upstream = "app"
     );
 }
 
+/// `mux.write_delay` adds latency to every client message: zero is the
+/// default, above 100 ms is refused with the key named.
+#[test]
+fn mux_write_delay_is_bounded() {
+    let c = load(GOOD, &[]).unwrap();
+    assert_eq!(c.mux.write_delay, Duration::ZERO);
+    let c = load(&format!("{GOOD}\n[mux]\nwrite_delay = \"1ms\"\n"), &[]).unwrap();
+    assert_eq!(c.mux.write_delay, Duration::from_millis(1));
+    let e = load(&format!("{GOOD}\n[mux]\nwrite_delay = \"1s\"\n"), &[]).unwrap_err();
+    assert_eq!(keys(&e), vec!["mux.write_delay"]);
+    assert!(e.to_string().contains("at most 100ms"), "{e}");
+}
+
 #[test]
 fn unknown_keys_are_errors() {
     let e = load(&format!("{GOOD}\n[limits]\nmax_conections = 5\n"), &[]).unwrap_err();

@@ -217,6 +217,10 @@ fn listeners(p: &mut Problems, raw: &RawConfig) -> Vec<ListenerConfig> {
     out
 }
 
+/// Ceiling of `mux.write_delay`: it adds up to that much latency to every
+/// client message, and a pong or CLOSE to the application waits as long.
+const MAX_WRITE_DELAY: Duration = Duration::from_millis(100);
+
 fn mux(p: &mut Problems, m: &super::raw::RawMux) -> MuxConfig {
     let d =
         |p: &mut Problems, key: &str, text: &str| duration(p, &format!("mux.{key}"), text, false);
@@ -230,12 +234,22 @@ fn mux(p: &mut Problems, m: &super::raw::RawMux) -> MuxConfig {
         connection_queue_bytes: n(p, "connection_queue_bytes", m.connection_queue_bytes),
         resume_buffer_bytes: n(p, "resume_buffer_bytes", m.resume_buffer_bytes),
         batch_bytes: n(p, "batch_bytes", m.batch_bytes),
+        write_delay: duration(p, "mux.write_delay", &m.write_delay, true),
         max_frame_bytes: n(p, "max_frame_bytes", m.max_frame_bytes).min(u32::MAX as usize),
         reconnect_min: d(p, "reconnect_min", &m.reconnect_min),
         reconnect_max: d(p, "reconnect_max", &m.reconnect_max),
     };
     if config.reconnect_max < config.reconnect_min {
         p.push("mux.reconnect_max", "must not be below mux.reconnect_min");
+    }
+    if config.write_delay > MAX_WRITE_DELAY {
+        p.push(
+            "mux.write_delay",
+            format!(
+                "must be at most {}",
+                humantime::format_duration(MAX_WRITE_DELAY)
+            ),
+        );
     }
     config
 }

@@ -26,7 +26,7 @@ use crate::io::Io;
 use bytes::Bytes;
 use dispatch::Goaway;
 use drain::Drain;
-use outbuf::{Flushed, OutBuf};
+use outbuf::{Flushed, Hold, OutBuf};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -120,7 +120,8 @@ pub struct Conn {
     /// that task runs after every session woken in the same tick, so their
     /// frames leave in one write. On a work-stealing runtime the woken
     /// task would run next (tokio's LIFO slot) or on another thread, so
-    /// there the flusher writes itself.
+    /// there the flusher writes itself, unless `mux.write_delay` asks the
+    /// connection task to hold the flush.
     hand_over: bool,
 }
 
@@ -139,7 +140,12 @@ impl Conn {
         let (rd, wr) = tokio::io::split(io);
         let mut writer = writer::Writer::new(wr, tls, settings.batch_bytes);
         writer.observe_batches(metrics.batch_frames.clone());
-        let out = OutBuf::new(writer, settings.connection_queue_bytes);
+        let out = OutBuf::new(
+            writer,
+            settings.connection_queue_bytes,
+            settings.write_delay,
+            settings.batch_bytes,
+        );
         let conn = Arc::new(Conn {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             table: Mutex::new(Table::default()),
@@ -243,7 +249,7 @@ impl Conn {
     /// Write what is queued, as the flusher (after `queue` said so), or
     /// have the connection task write it (see `hand_over`).
     pub fn flush(&self) {
-        if self.hand_over {
+        if self.hand_over || !self.settings.write_delay.is_zero() {
             self.out.hand_over();
         } else if self.out.flush() == Flushed::Ended {
             tracing::debug!(conn = self.id, "mux writer ended during a session's flush");
@@ -272,6 +278,7 @@ impl Conn {
     pub async fn run(self: &Arc<Self>, rd: ReadHalf<Io>, leftover: &[u8]) {
         let read = self.read_loop(rd, leftover);
         tokio::pin!(read);
+        let mut hold = Hold::default();
         let ended = tokio::select! {
             // Reader: the application's frames, pings, liveness.
             r = &mut read => r,
@@ -279,7 +286,7 @@ impl Conn {
             // Close or when the socket fails. What the application sent
             // before it saw our Close still reaches its sessions: read on
             // until its Close, briefly.
-            () = std::future::poll_fn(|cx| self.out.poll_drive(cx)) => {
+            () = std::future::poll_fn(|cx| self.out.poll_drive(cx, &mut hold)) => {
                 timeout(CLOSE_WAIT, &mut read).await.unwrap_or_else(|_| "closed".into())
             }
         };

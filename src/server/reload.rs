@@ -83,7 +83,10 @@ fn fixed_at_start(old: &Config, new: &Config) -> Result<(), ConfigError> {
             message: "changes only with a restart".into(),
         });
     }
-    if mux_upstreams(old) != mux_upstreams(new) || old.mux.batch_bytes != new.mux.batch_bytes {
+    if mux_upstreams(old) != mux_upstreams(new)
+        || old.mux.batch_bytes != new.mux.batch_bytes
+        || old.mux.write_delay != new.mux.write_delay
+    {
         problems.push(Problem {
             key: "routes[].mode".into(),
             message: "mux upstreams (which upstreams are mux, their endpoints, pool_size and mux_secret) and [mux] change only with a restart".into(),

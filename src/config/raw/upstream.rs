@@ -30,6 +30,9 @@ pub struct RawMux {
     pub resume_buffer_bytes: u64,
     /// Largest WebSocket message the gateway writes (several frames batched).
     pub batch_bytes: u64,
+    /// How long a client frame may wait in a connection's write buffer for
+    /// frames of other sessions to join its write (`0s`: none).
+    pub write_delay: String,
     /// Largest mux frame body accepted from the application.
     pub max_frame_bytes: u64,
     /// Reconnect backoff: first delay and ceiling.
@@ -48,6 +51,7 @@ impl Default for RawMux {
             connection_queue_bytes: 4 << 20,
             resume_buffer_bytes: 1 << 20,
             batch_bytes: 64 << 10,
+            write_delay: "0s".into(),
             max_frame_bytes: 16 << 20,
             reconnect_min: "100ms".into(),
             reconnect_max: "5s".into(),

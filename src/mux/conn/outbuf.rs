@@ -21,9 +21,13 @@ use super::Out;
 use crate::mux::detach;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 use tidegate_mux::codec::Frame;
+use tokio::time::{Instant, Sleep};
 
 /// A queued entry: what to write and the budget it holds until written.
 pub(super) struct Entry {
@@ -93,6 +97,48 @@ pub(super) struct OutBuf {
     writer: Mutex<Writer>,
     /// `mux.connection_queue_bytes`.
     limit: usize,
+    /// `mux.write_delay`: how long the connection task holds a handed
+    /// flush for frames of other sessions to join it.
+    delay: Duration,
+    /// Queued bytes at which a held flush is written at once
+    /// (`mux.batch_bytes`: one more frame would start a second message).
+    soon: usize,
+}
+
+/// Frames queued at which a held flush is written at once.
+const HOLD_FRAMES: usize = 16;
+
+/// The connection task's timer for `mux.write_delay`: armed when it takes
+/// a handed flush, the flush is written when it fires (or once
+/// [`OutBuf::batch_full`]). tokio's timer has millisecond resolution, so a
+/// frame waits at most the delay rounded up to the next millisecond.
+#[derive(Default)]
+pub(super) struct Hold {
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl Hold {
+    /// True while the window that started at the first call after the
+    /// last flush is open (`cx` is woken when it closes).
+    fn waiting(&mut self, cx: &mut Context<'_>, delay: Duration) -> bool {
+        if delay.is_zero() {
+            return false;
+        }
+        let deadline = Instant::now() + delay;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            sleep.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.armed = false;
+            return false;
+        }
+        true
+    }
 }
 
 /// How a flush ended.
@@ -107,7 +153,7 @@ pub(super) enum Flushed {
 }
 
 impl OutBuf {
-    pub(super) fn new(writer: Writer, limit: usize) -> OutBuf {
+    pub(super) fn new(writer: Writer, limit: usize, delay: Duration, soon: usize) -> OutBuf {
         OutBuf {
             state: Mutex::new(State {
                 space_gen: 1,
@@ -115,12 +161,21 @@ impl OutBuf {
             }),
             writer: Mutex::new(writer),
             limit,
+            delay,
+            soon,
         }
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // Only plain queue operations happen under this lock.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A held flush stops waiting: a whole `batch_bytes` message is queued,
+    /// or enough frames that waiting for more saves little and delays
+    /// many (a closed loop of a few dozen clients fills it at once).
+    fn batch_full(&self, st: &State) -> bool {
+        st.charged >= self.soon || st.entries.len() >= HOLD_FRAMES
     }
 
     /// Queue a client frame charged `cost` bytes (its body plus
@@ -150,6 +205,7 @@ impl OutBuf {
             return Err(Full(frame));
         }
         *waiting = 0;
+        let was_full = self.batch_full(&st);
         st.charged += charge;
         // While a write is blocked the frame waits: it must not pin the
         // client's read arena it is a slice of.
@@ -163,7 +219,15 @@ impl OutBuf {
             out: Out::Frame { header, body },
             charge,
         });
-        Ok(!std::mem::replace(&mut st.flushing, true))
+        let first = !std::mem::replace(&mut st.flushing, true);
+        // A flush held for `mux.write_delay` has a full message: write it now.
+        let full = st.handed && !was_full && self.batch_full(&st);
+        let waker = full.then(|| st.conn_waker.clone()).flatten();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(first)
     }
 
     /// Queue a control frame (never refused, never charged) and make sure
@@ -222,9 +286,10 @@ impl OutBuf {
     }
 
     /// The connection task's part (polled beside its reader): take over a
-    /// parked or handed flush, or flush control frames it queued itself.
-    /// Ready once the writer is done.
-    pub(super) fn poll_drive(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// parked or handed flush (a handed one after `mux.write_delay`, kept
+    /// in `hold`), or flush control frames it queued itself. Ready once
+    /// the writer is done.
+    pub(super) fn poll_drive(&self, cx: &mut Context<'_>, hold: &mut Hold) -> Poll<()> {
         {
             let mut st = self.lock();
             if st.ended {
@@ -237,6 +302,10 @@ impl OutBuf {
             {
                 st.conn_waker = Some(cx.waker().clone());
             }
+            if st.handed && !st.parked && !self.batch_full(&st) && hold.waiting(cx, self.delay) {
+                return Poll::Pending;
+            }
+            hold.armed = false;
             if st.parked || st.handed {
                 st.parked = false;
                 st.handed = false;

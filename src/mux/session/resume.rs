@@ -90,6 +90,7 @@ mod tests {
             connection_queue_bytes: 4 << 20,
             resume_buffer_bytes: 1 << 20,
             batch_bytes: 64 << 10,
+            write_delay: Duration::ZERO,
             max_frame_bytes: 1 << 20,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),

@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Wake;
+use std::time::Duration;
 use tidegate_mux::codec::KIND_BINARY;
 use tokio::io::AsyncReadExt;
 
@@ -68,16 +69,21 @@ impl Counter {
 /// A buffer writing to a real loopback socket, its connection task's
 /// waker registered, and the application's end of the socket.
 async fn buffer(limit: usize) -> (OutBuf, TcpStream, Arc<Counter>) {
+    delayed(limit, Duration::ZERO, 64 * 1024).await
+}
+
+/// As [`buffer`], with `mux.write_delay` = `delay` and `batch_bytes` = `soon`.
+async fn delayed(limit: usize, delay: Duration, soon: usize) -> (OutBuf, TcpStream, Arc<Counter>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let gw = TcpStream::connect(addr).await.expect("connect");
     let (app, _) = listener.accept().await.expect("accept");
     let (_rd, wr) = tokio::io::split(Io::Tcp(gw));
-    let out = OutBuf::new(Writer::new(wr, false, 64 * 1024), limit);
+    let out = OutBuf::new(Writer::new(wr, false, 64 * 1024), limit, delay, soon);
     let conn = Arc::new(Counter::default());
     let waker = Waker::from(Arc::clone(&conn));
     assert!(out
-        .poll_drive(&mut Context::from_waker(&waker))
+        .poll_drive(&mut Context::from_waker(&waker), &mut Hold::default())
         .is_pending());
     (out, app, conn)
 }
@@ -147,7 +153,7 @@ async fn a_handed_over_flush_takes_what_was_appended_before_the_task_ran() {
     assert!(out.charged() > 0, "nothing is written before the task runs");
     let waker = Waker::from(Arc::clone(&conn));
     assert!(out
-        .poll_drive(&mut Context::from_waker(&waker))
+        .poll_drive(&mut Context::from_waker(&waker), &mut Hold::default())
         .is_pending());
     assert_eq!(out.charged(), 0, "the task wrote everything");
     let payload = 3 * HEADER + 3 + 3 + 5;
@@ -156,6 +162,96 @@ async fn a_handed_over_flush_takes_what_was_appended_before_the_task_ran() {
     assert_eq!(got[1], 0x80 | payload as u8, "masked, all three frames");
     assert_eq!(&got[6 + HEADER..6 + HEADER + 3], b"one");
     assert_eq!(&got[got.len() - 5..], b"three");
+}
+
+/// With `mux.write_delay`, the connection task holds a handed flush until
+/// its timer fires; frames appended meanwhile leave in the same message.
+#[tokio::test]
+async fn a_held_flush_is_written_when_the_delay_ends() {
+    let delay = Duration::from_millis(20);
+    let (out, mut app, conn) = delayed(1 << 20, delay, 64 * 1024).await;
+    let cx = Context::from_waker(Waker::noop());
+    let mut waiting = 0;
+    let first = out.push_data(
+        frame(1, Bytes::from_static(b"one")),
+        cost(b"one"),
+        &cx,
+        &mut waiting,
+    );
+    assert!(first.ok().expect("room"));
+    out.hand_over();
+    let waker = Waker::from(Arc::clone(&conn));
+    let mut hold = Hold::default();
+    assert!(out
+        .poll_drive(&mut Context::from_waker(&waker), &mut hold)
+        .is_pending());
+    assert!(out.charged() > 0, "the task holds the flush for the delay");
+    let late = out.push_data(
+        frame(2, Bytes::from_static(b"two")),
+        cost(b"two"),
+        &cx,
+        &mut waiting,
+    );
+    assert!(!late.ok().expect("room"), "the held flush is still owned");
+    let woken = conn.count();
+    tokio::time::sleep(2 * delay).await;
+    assert!(conn.count() > woken, "the delay's end wakes the task");
+    assert!(out
+        .poll_drive(&mut Context::from_waker(&waker), &mut hold)
+        .is_pending());
+    assert_eq!(out.charged(), 0, "written when the delay ended");
+    let payload = 2 * HEADER + 3 + 3;
+    let mut got = vec![0u8; 2 + 4 + payload];
+    app.read_exact(&mut got).await.expect("one message");
+    assert_eq!(got[1], 0x80 | payload as u8, "masked, both frames");
+    assert_eq!(&got[got.len() - 3..], b"two");
+}
+
+/// A held flush does not wait once a whole `batch_bytes` message is
+/// queued: the append that fills it wakes the connection task, which
+/// writes at once.
+#[tokio::test]
+async fn a_held_flush_with_a_full_batch_is_written_at_once() {
+    let body = Bytes::from_static(&[5u8; 100]);
+    held_until_full(3 * cost(&body), 3, body).await;
+}
+
+/// Nor once `HOLD_FRAMES` frames wait, however small.
+#[tokio::test]
+async fn a_held_flush_with_enough_frames_is_written_at_once() {
+    held_until_full(64 * 1024, HOLD_FRAMES as u32, Bytes::from_static(b"x")).await;
+}
+
+/// Appends `frames` frames of `body` to a flush held for a minute: the
+/// last one wakes the connection task, whose next poll writes them all.
+async fn held_until_full(soon: usize, frames: u32, body: Bytes) {
+    let (out, _app, conn) = delayed(1 << 20, Duration::from_secs(60), soon).await;
+    let cx = Context::from_waker(Waker::noop());
+    let mut waiting = 0;
+    let mut push =
+        |session| out.push_data(frame(session, body.clone()), cost(&body), &cx, &mut waiting);
+    assert!(push(1).ok().expect("room"));
+    out.hand_over();
+    let waker = Waker::from(Arc::clone(&conn));
+    let mut hold = Hold::default();
+    assert!(out
+        .poll_drive(&mut Context::from_waker(&waker), &mut hold)
+        .is_pending());
+    assert!(out.charged() > 0, "held: one frame is not a full batch");
+    for session in 2..frames {
+        push(session).ok().expect("room");
+    }
+    let woken = conn.count();
+    push(frames).ok().expect("room");
+    assert_eq!(
+        conn.count(),
+        woken + 1,
+        "the append that fills the batch wakes the task"
+    );
+    assert!(out
+        .poll_drive(&mut Context::from_waker(&waker), &mut hold)
+        .is_pending());
+    assert_eq!(out.charged(), 0, "written without waiting for the delay");
 }
 
 /// Past `connection_queue_bytes` a frame is refused and its session
@@ -249,7 +345,7 @@ async fn a_blocked_write_parks_on_the_connection_task() {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while busy(&out) {
         assert!(tokio::time::Instant::now() < deadline, "the flush finishes");
-        assert!(out.poll_drive(&mut cx).is_pending());
+        assert!(out.poll_drive(&mut cx, &mut Hold::default()).is_pending());
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     assert!(conn.count() > 0, "the socket woke the connection task");
@@ -301,7 +397,7 @@ async fn appends_and_flushes_allocate_nothing() {
         while flushed == Flushed::Parked && busy(&out) {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             std::future::poll_fn(|cx| {
-                let _ = out.poll_drive(cx);
+                let _ = out.poll_drive(cx, &mut Hold::default());
                 Poll::Ready(())
             })
             .await;
