@@ -13,6 +13,8 @@
 # LT_WORKERS, APP_CORES and POOL_SIZE (defaults 0, 1, 1, 1, 1, 1), e.g.
 # every process on both cores with `GW_CORES=0-1 GW_WORKERS=2
 # LT_CORES=0-1 APP_CORES=0-1 POOL_SIZE=2`.
+# A_WRITE_DELAY and B_WRITE_DELAY set `mux.write_delay` of either gateway
+# (e.g. the same binary twice, `B_WRITE_DELAY=200us`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +31,7 @@ LT=$RUN/bin/tidegate-loadtest
 start_app app "$RUN/bin/echo" --listen 127.0.0.1:0
 APP=$APP_ADDR
 
-start_gateway() { # NAME BIN → sets GW_PID, GW_ADDR
+start_gateway() { # NAME BIN [WRITE_DELAY] → sets GW_PID, GW_ADDR
     config_head >"$RUN/$1.toml"
     cat >>"$RUN/$1.toml" <<CONF
 [[routes]]
@@ -42,11 +44,12 @@ name = "app"
 endpoints = ["ws://$APP"]
 pool_size = ${POOL_SIZE:-1}
 CONF
+    if [ -n "${3:-}" ]; then printf '[mux]\nwrite_delay = "%s"\n' "$3" >>"$RUN/$1.toml"; fi
     start_gateway_run "$1" "${GW_CORES:-0}" "$2" "$RUN/$1.toml"
 }
-start_gateway a "$A"
+start_gateway a "$A" "${A_WRITE_DELAY:-}"
 A_PID=$GW_PID A_ADDR=$GW_ADDR
-start_gateway b "$B"
+start_gateway b "$B" "${B_WRITE_DELAY:-}"
 B_PID=$GW_PID B_ADDR=$GW_ADDR
 sleep 1 # the mux pools connect
 TARGETS=(--target "a=ws://$A_ADDR/@$A_PID" --target "b=ws://$B_ADDR/@$B_PID")
@@ -55,7 +58,7 @@ TARGETS=(--target "a=ws://$A_ADDR/@$A_PID" --target "b=ws://$B_ADDR/@$B_PID")
     echo "# tidegate mux A/B — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "Command: \`bash loadtest/bench-mux-ab.sh $A $B\` (ROUNDS=$ROUNDS DURATION=$DURATION)."
-    echo "A: $A ($("$A" version)); B: $B ($("$B" version))."
+    echo "A: $A ($("$A" version))${A_WRITE_DELAY:+, mux.write_delay $A_WRITE_DELAY}; B: $B ($("$B" version))${B_WRITE_DELAY:+, mux.write_delay $B_WRITE_DELAY}."
     echo "Machine: $(nproc) cores; load average before the run: $(loadavg)."
     echo "Pinning: both gateways on cores ${GW_CORES:-0} (${GW_WORKERS:-1} worker(s) each, pool_size ${POOL_SIZE:-1}); generator on cores ${LT_CORES:-1} (${LT_WORKERS:-1} worker(s)); mux echo app on cores ${APP_CORES:-1}."
     echo

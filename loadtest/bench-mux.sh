@@ -37,7 +37,9 @@
 # IDLE_CLIENTS (9000), APPS ("rust python"), SKIP_IDLE=1, RAW=DIR (keep the
 # JSON of every run there; `python3 loadtest/bench-mux-report.py DIR`
 # prints the tables again), PY (the Python with websockets; default
-# .venv/bin/python), OLD_TG, OLD_ECHO, OLD_PYSDK (see 3).
+# .venv/bin/python), OLD_TG, OLD_ECHO, OLD_PYSDK (see 3), WRITE_DELAY and
+# OLD_WRITE_DELAY (`mux.write_delay` of the gateway and of the OLD_TG one,
+# e.g. 1ms; unset: the default, 0s).
 # The pinned setup above is the default; for the multi-core default
 # layout: GW_CORES, GW_WORKERS, LT_CORES, LT_WORKERS, APP_CORES,
 # APP_WORKERS (the passthrough echo's workers) and POOL_SIZE (defaults
@@ -88,6 +90,10 @@ app() { # NAME CMD... → sets APP_PID, APP_ADDR
     start_app "$name" env PYTHONPATH="${APP_PYTHONPATH:-}" "$@"
 }
 
+mux_section() { # WRITE_DELAY: a [mux] table when it is set
+    if [ -n "$1" ]; then printf '[mux]\nwrite_delay = "%s"\n' "$1"; fi
+}
+
 start_gateway() { # APP → sets TG_PID, GW
     config_head 12000 >"$RUN/$1.toml"
     cat >>"$RUN/$1.toml" <<EOF
@@ -108,6 +114,7 @@ name = "mux"
 endpoints = ["ws://$MUX_ADDR"]
 pool_size = $POOL
 EOF
+    mux_section "${WRITE_DELAY:-}" >>"$RUN/$1.toml"
     start_gateway_run tg "${GW_CORES:-0}" "$TG" "$RUN/$1.toml"
     TG_PID=$GW_PID GW=$GW_ADDR
     wait_pool "$MUX_PID" "$POOL" && return 0
@@ -127,6 +134,7 @@ name = "mux"
 endpoints = ["ws://$OLD_MUX_ADDR"]
 pool_size = $POOL
 EOF
+    mux_section "${OLD_WRITE_DELAY:-}" >>"$RUN/old.toml"
     start_gateway_run oldtg "${GW_CORES:-0}" "$RUN/old/tidegate" "$RUN/old.toml"
     OLD_TG_PID=$GW_PID OLD_GW=$GW_ADDR
     wait_pool "$OLD_MUX_PID" "$POOL" && return 0
@@ -207,7 +215,7 @@ LOAD_AFTER=$(loadavg)
 {
     echo "# tidegate mux vs passthrough — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Command: \`bash loadtest/bench-mux.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CLIENTS=$CLIENTS RATES=\"$RATES\" IDLE_CLIENTS=$IDLE_CLIENTS${OLD_TG:+ OLD_TG=$OLD_TG OLD_ECHO=$OLD_ECHO OLD_PYSDK=$OLD_PYSDK})."
+    echo "Command: \`bash loadtest/bench-mux.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CLIENTS=$CLIENTS RATES=\"$RATES\" IDLE_CLIENTS=$IDLE_CLIENTS${OLD_TG:+ OLD_TG=$OLD_TG OLD_ECHO=$OLD_ECHO OLD_PYSDK=$OLD_PYSDK}${WRITE_DELAY:+ WRITE_DELAY=$WRITE_DELAY}${OLD_WRITE_DELAY:+ OLD_WRITE_DELAY=$OLD_WRITE_DELAY})."
     echo "Machine: $(nproc) cores, $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
     echo "Pinning: tidegate run --workers ${GW_WORKERS:-1} on cores ${GW_CORES:-0}; generator (${LT_WORKERS:-1} worker(s)) on cores ${LT_CORES:-1}; both applications on cores ${APP_CORES:-1} (\`tidegate echo --workers ${APP_WORKERS:-1}\`). Mux pool_size $POOL."
     echo "Versions: $("$TG" version); $("$PY" -c 'import sys, websockets; print("Python", sys.version.split()[0], "websockets", websockets.__version__)')."
