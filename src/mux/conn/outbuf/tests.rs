@@ -125,41 +125,53 @@ async fn appends_before_the_flush_leave_in_one_message() {
 
 const HEADER: usize = tidegate_mux::codec::HEADER_LEN;
 
+/// Append `body` for `session`; true if the caller became the flusher.
+fn push(out: &OutBuf, session: u32, body: &'static [u8], waiting: &mut u32) -> bool {
+    let cx = Context::from_waker(Waker::noop());
+    let f = frame(session, Bytes::from_static(body));
+    out.push_data(f, cost(body), &cx, waiting)
+        .ok()
+        .expect("room")
+}
+
+/// Poll the connection task's part once, with `conn`'s waker.
+fn drive(out: &OutBuf, conn: &Arc<Counter>, hold: &mut Hold) {
+    let waker = Waker::from(Arc::clone(conn));
+    let polled = out.poll_drive(&mut Context::from_waker(&waker), hold);
+    assert!(polled.is_pending(), "the writer is not done");
+}
+
+/// Read one masked WebSocket message of `payload` (< 126) bytes.
+async fn read_message(app: &mut TcpStream, payload: usize) -> Vec<u8> {
+    let mut got = vec![0u8; 2 + 4 + payload];
+    app.read_exact(&mut got).await.expect("one message");
+    assert_eq!(got[1], 0x80 | payload as u8, "masked, every frame in it");
+    got
+}
+
 /// A flusher that hands its flush over writes nothing itself: the
 /// connection task is woken, and the frames other sessions append before
 /// that task runs leave in the same message as the flusher's.
 #[tokio::test]
 async fn a_handed_over_flush_takes_what_was_appended_before_the_task_ran() {
     let (out, mut app, conn) = buffer(1 << 20).await;
-    let cx = Context::from_waker(Waker::noop());
     let mut waiting = 0;
-    let first = out.push_data(
-        frame(1, Bytes::from_static(b"one")),
-        cost(b"one"),
-        &cx,
-        &mut waiting,
-    );
     assert!(
-        first.ok().expect("room"),
+        push(&out, 1, b"one", &mut waiting),
         "the first appender owns the flush"
     );
     out.hand_over();
     assert_eq!(conn.count(), 1, "the connection task is woken once");
     for (session, body) in [(2, &b"two"[..]), (3, b"three")] {
-        let f = frame(session, Bytes::from_static(body));
-        let owner = out.push_data(f, cost(body), &cx, &mut waiting);
-        assert!(!owner.ok().expect("room"), "the flush is still owned");
+        assert!(
+            !push(&out, session, body, &mut waiting),
+            "the flush is still owned"
+        );
     }
     assert!(out.charged() > 0, "nothing is written before the task runs");
-    let waker = Waker::from(Arc::clone(&conn));
-    assert!(out
-        .poll_drive(&mut Context::from_waker(&waker), &mut Hold::default())
-        .is_pending());
+    drive(&out, &conn, &mut Hold::default());
     assert_eq!(out.charged(), 0, "the task wrote everything");
-    let payload = 3 * HEADER + 3 + 3 + 5;
-    let mut got = vec![0u8; 2 + 4 + payload];
-    app.read_exact(&mut got).await.expect("one message");
-    assert_eq!(got[1], 0x80 | payload as u8, "masked, all three frames");
+    let got = read_message(&mut app, 3 * HEADER + 3 + 3 + 5).await;
     assert_eq!(&got[6 + HEADER..6 + HEADER + 3], b"one");
     assert_eq!(&got[got.len() - 5..], b"three");
 }
@@ -170,40 +182,22 @@ async fn a_handed_over_flush_takes_what_was_appended_before_the_task_ran() {
 async fn a_held_flush_is_written_when_the_delay_ends() {
     let delay = Duration::from_millis(20);
     let (out, mut app, conn) = delayed(1 << 20, delay, 64 * 1024).await;
-    let cx = Context::from_waker(Waker::noop());
     let mut waiting = 0;
-    let first = out.push_data(
-        frame(1, Bytes::from_static(b"one")),
-        cost(b"one"),
-        &cx,
-        &mut waiting,
-    );
-    assert!(first.ok().expect("room"));
+    assert!(push(&out, 1, b"one", &mut waiting));
     out.hand_over();
-    let waker = Waker::from(Arc::clone(&conn));
     let mut hold = Hold::default();
-    assert!(out
-        .poll_drive(&mut Context::from_waker(&waker), &mut hold)
-        .is_pending());
+    drive(&out, &conn, &mut hold);
     assert!(out.charged() > 0, "the task holds the flush for the delay");
-    let late = out.push_data(
-        frame(2, Bytes::from_static(b"two")),
-        cost(b"two"),
-        &cx,
-        &mut waiting,
+    assert!(
+        !push(&out, 2, b"two", &mut waiting),
+        "the held flush is still owned"
     );
-    assert!(!late.ok().expect("room"), "the held flush is still owned");
     let woken = conn.count();
     tokio::time::sleep(2 * delay).await;
     assert!(conn.count() > woken, "the delay's end wakes the task");
-    assert!(out
-        .poll_drive(&mut Context::from_waker(&waker), &mut hold)
-        .is_pending());
+    drive(&out, &conn, &mut hold);
     assert_eq!(out.charged(), 0, "written when the delay ended");
-    let payload = 2 * HEADER + 3 + 3;
-    let mut got = vec![0u8; 2 + 4 + payload];
-    app.read_exact(&mut got).await.expect("one message");
-    assert_eq!(got[1], 0x80 | payload as u8, "masked, both frames");
+    let got = read_message(&mut app, 2 * HEADER + 3 + 3).await;
     assert_eq!(&got[got.len() - 3..], b"two");
 }
 
@@ -212,45 +206,37 @@ async fn a_held_flush_is_written_when_the_delay_ends() {
 /// writes at once.
 #[tokio::test]
 async fn a_held_flush_with_a_full_batch_is_written_at_once() {
-    let body = Bytes::from_static(&[5u8; 100]);
-    held_until_full(3 * cost(&body), 3, body).await;
+    let body: &'static [u8] = &[5u8; 100];
+    held_until_full(3 * cost(body), 3, body).await;
 }
 
 /// Nor once `HOLD_FRAMES` frames wait, however small.
 #[tokio::test]
 async fn a_held_flush_with_enough_frames_is_written_at_once() {
-    held_until_full(64 * 1024, HOLD_FRAMES as u32, Bytes::from_static(b"x")).await;
+    held_until_full(64 * 1024, HOLD_FRAMES as u32, b"x").await;
 }
 
 /// Appends `frames` frames of `body` to a flush held for a minute: the
 /// last one wakes the connection task, whose next poll writes them all.
-async fn held_until_full(soon: usize, frames: u32, body: Bytes) {
+async fn held_until_full(soon: usize, frames: u32, body: &'static [u8]) {
     let (out, _app, conn) = delayed(1 << 20, Duration::from_secs(60), soon).await;
-    let cx = Context::from_waker(Waker::noop());
     let mut waiting = 0;
-    let mut push =
-        |session| out.push_data(frame(session, body.clone()), cost(&body), &cx, &mut waiting);
-    assert!(push(1).ok().expect("room"));
+    assert!(push(&out, 1, body, &mut waiting));
     out.hand_over();
-    let waker = Waker::from(Arc::clone(&conn));
     let mut hold = Hold::default();
-    assert!(out
-        .poll_drive(&mut Context::from_waker(&waker), &mut hold)
-        .is_pending());
+    drive(&out, &conn, &mut hold);
     assert!(out.charged() > 0, "held: one frame is not a full batch");
     for session in 2..frames {
-        push(session).ok().expect("room");
+        push(&out, session, body, &mut waiting);
     }
     let woken = conn.count();
-    push(frames).ok().expect("room");
+    push(&out, frames, body, &mut waiting);
     assert_eq!(
         conn.count(),
         woken + 1,
         "the append that fills the batch wakes the task"
     );
-    assert!(out
-        .poll_drive(&mut Context::from_waker(&waker), &mut hold)
-        .is_pending());
+    drive(&out, &conn, &mut hold);
     assert_eq!(out.charged(), 0, "written without waiting for the delay");
 }
 
