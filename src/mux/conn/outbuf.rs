@@ -111,7 +111,7 @@ const HOLD_FRAMES: usize = 16;
 /// The connection task's timer for `mux.write_delay`: armed when it takes
 /// a handed flush, the flush is written when it fires (or once
 /// [`OutBuf::batch_full`]). tokio's timer has millisecond resolution, so a
-/// frame waits at most the delay rounded up to the next millisecond.
+/// frame may wait up to about a millisecond longer than the delay.
 #[derive(Default)]
 pub(super) struct Hold {
     sleep: Option<Pin<Box<Sleep>>>,
@@ -125,14 +125,17 @@ impl Hold {
         if delay.is_zero() {
             return false;
         }
-        let deadline = Instant::now() + delay;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if !self.armed {
-            sleep.as_mut().reset(deadline);
-            self.armed = true;
-        }
+        let sleep = match &mut self.sleep {
+            Some(sleep) if self.armed => sleep,
+            slot => {
+                let deadline = Instant::now() + delay;
+                let sleep =
+                    slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                sleep.as_mut().reset(deadline);
+                self.armed = true;
+                sleep
+            }
+        };
         if sleep.as_mut().poll(cx).is_ready() {
             self.armed = false;
             return false;
