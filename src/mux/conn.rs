@@ -121,7 +121,7 @@ pub struct Conn {
     /// frames leave in one write. On a work-stealing runtime the woken
     /// task would run next (tokio's LIFO slot) or on another thread, so
     /// there the flusher writes itself, unless `mux.write_delay` asks the
-    /// connection task to hold the flush.
+    /// connection task to hold the flush (then it always hands over).
     hand_over: bool,
 }
 
@@ -146,6 +146,9 @@ impl Conn {
             settings.write_delay,
             settings.batch_bytes,
         );
+        let hand_over = !settings.write_delay.is_zero()
+            || tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
         let conn = Arc::new(Conn {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             table: Mutex::new(Table::default()),
@@ -159,8 +162,7 @@ impl Conn {
             endpoint: Box::from(endpoint),
             fanout,
             opened: Instant::now(),
-            hand_over: tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread),
+            hand_over,
         });
         (conn, rd)
     }
@@ -249,7 +251,7 @@ impl Conn {
     /// Write what is queued, as the flusher (after `queue` said so), or
     /// have the connection task write it (see `hand_over`).
     pub fn flush(&self) {
-        if self.hand_over || !self.settings.write_delay.is_zero() {
+        if self.hand_over {
             self.out.hand_over();
         } else if self.out.flush() == Flushed::Ended {
             tracing::debug!(conn = self.id, "mux writer ended during a session's flush");

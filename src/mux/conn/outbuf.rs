@@ -21,13 +21,13 @@ use super::Out;
 use crate::mux::detach;
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tidegate_mux::codec::Frame;
-use tokio::time::{Instant, Sleep};
+
+mod hold;
+pub(super) use hold::Hold;
 
 /// A queued entry: what to write and the budget it holds until written.
 pub(super) struct Entry {
@@ -108,42 +108,6 @@ pub(super) struct OutBuf {
 /// Frames queued at which a held flush is written at once.
 const HOLD_FRAMES: usize = 16;
 
-/// The connection task's timer for `mux.write_delay`: armed when it takes
-/// a handed flush, the flush is written when it fires (or once
-/// [`OutBuf::batch_full`]). tokio's timer has millisecond resolution, so a
-/// frame may wait up to about a millisecond longer than the delay.
-#[derive(Default)]
-pub(super) struct Hold {
-    sleep: Option<Pin<Box<Sleep>>>,
-    armed: bool,
-}
-
-impl Hold {
-    /// True while the window that started at the first call after the
-    /// last flush is open (`cx` is woken when it closes).
-    fn waiting(&mut self, cx: &mut Context<'_>, delay: Duration) -> bool {
-        if delay.is_zero() {
-            return false;
-        }
-        let sleep = match &mut self.sleep {
-            Some(sleep) if self.armed => sleep,
-            slot => {
-                let deadline = Instant::now() + delay;
-                let sleep =
-                    slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                sleep.as_mut().reset(deadline);
-                self.armed = true;
-                sleep
-            }
-        };
-        if sleep.as_mut().poll(cx).is_ready() {
-            self.armed = false;
-            return false;
-        }
-        true
-    }
-}
-
 /// How a flush ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Flushed {
@@ -208,7 +172,9 @@ impl OutBuf {
             return Err(Full(frame));
         }
         *waiting = 0;
-        let was_full = self.batch_full(&st);
+        // A flush the connection task holds for `mux.write_delay`.
+        let held = st.handed && !self.delay.is_zero();
+        let was_full = held && self.batch_full(&st);
         st.charged += charge;
         // While a write is blocked the frame waits: it must not pin the
         // client's read arena it is a slice of.
@@ -223,8 +189,8 @@ impl OutBuf {
             charge,
         });
         let first = !std::mem::replace(&mut st.flushing, true);
-        // A flush held for `mux.write_delay` has a full message: write it now.
-        let full = st.handed && !was_full && self.batch_full(&st);
+        // A held flush has a full message: write it now.
+        let full = held && !was_full && self.batch_full(&st);
         let waker = full.then(|| st.conn_waker.clone()).flatten();
         drop(st);
         if let Some(w) = waker {
@@ -305,7 +271,12 @@ impl OutBuf {
             {
                 st.conn_waker = Some(cx.waker().clone());
             }
-            if st.handed && !st.parked && !self.batch_full(&st) && hold.waiting(cx, self.delay) {
+            if !self.delay.is_zero()
+                && st.handed
+                && !st.parked
+                && !self.batch_full(&st)
+                && hold.waiting(cx, self.delay)
+            {
                 return Poll::Pending;
             }
             hold.armed = false;
