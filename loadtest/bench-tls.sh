@@ -5,6 +5,10 @@
 #
 #   bash loadtest/bench-tls.sh [OUT.md]     (default: loadtest/results/tls.md)
 #
+# OLD_TG=<another tidegate binary> adds it as a third target
+# (`tidegate-old`), for a before/after of the handshake path in one run.
+# NO_BUILD=1 with TG / LOADTEST_BIN runs given binaries.
+#
 # Proxies pinned to core 0; generator and echo upstream on core 1; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +18,8 @@ ROUNDS=${ROUNDS:-3}
 . loadtest/lib.sh
 build --bin tidegate
 build -p tidegate-loadtest
-TG=$CARGO_TARGET_DIR/release/tidegate
-LT=$CARGO_TARGET_DIR/release/tidegate-loadtest
+TG=${TG:-$CARGO_TARGET_DIR/release/tidegate}
+LT=${LOADTEST_BIN:-$CARGO_TARGET_DIR/release/tidegate-loadtest}
 command -v nginx >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -28,6 +32,11 @@ wait_port 18100
 start_proxy tg 0 "$TG" --listen 127.0.0.1:18443 --upstream ws://127.0.0.1:18100 \
     --tls-cert "$RUN/cert.pem" --tls-key "$RUN/key.pem" --workers 1
 TG_PID=$PROXY_PID
+if [ -n "${OLD_TG:-}" ]; then
+    start_proxy tgold 0 "$OLD_TG" --listen 127.0.0.1:18445 --upstream ws://127.0.0.1:18100 \
+        --tls-cert "$RUN/cert.pem" --tls-key "$RUN/key.pem" --workers 1
+    OLD_PID=$PROXY_PID
+fi
 mkdir -p "$RUN/nginx"
 cat >"$RUN/nginx.conf" <<CONF
 master_process off;
@@ -62,6 +71,8 @@ taskset -c 0 nginx -c "$RUN/nginx.conf" >"$RUN/nginx.out" 2>&1 &
 PIDS+=($!)
 NGINX_PID=$!
 wait_port 18444
+TARGETS=(--target "nginx=wss://127.0.0.1:18444/@$NGINX_PID" --target "tidegate=wss://localhost:18443/@$TG_PID")
+if [ -n "${OLD_TG:-}" ]; then TARGETS+=(--target "tidegate-old=wss://localhost:18445/@$OLD_PID"); fi
 
 {
     echo "# wss:// connection storm — tidegate vs nginx — $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -69,15 +80,14 @@ wait_port 18444
     echo "Command: \`bash loadtest/bench-tls.sh\` (TOTAL=$TOTAL ROUNDS=$ROUNDS). TLS 1.3, ECDSA P-256 self-signed certificate."
     echo "Load average before: $(loadavg). Proxies on core 0 (1 worker), generator + echo on core 1."
     echo "$("$TG" version); $(nginx -v 2>&1)."
+    if [ -n "${OLD_TG:-}" ]; then echo "tidegate-old: $OLD_TG ($("$OLD_TG" version))."; fi
     for res in off on; do
         echo
         echo "### resumption $res"
         echo
         echo '```'
         taskset -c 1 "$LT" --workers 1 compare --quiet --rounds "$ROUNDS" --insecure \
-            --target "nginx=wss://127.0.0.1:18444/@$NGINX_PID" \
-            --target "tidegate=wss://localhost:18443/@$TG_PID" \
-            connect --total "$TOTAL" --concurrency 64 --resumption "$res"
+            "${TARGETS[@]}" connect --total "$TOTAL" --concurrency 64 --resumption "$res"
         echo '```'
         # How many handshakes of one more run per target actually resumed
         # (the table above cannot show it).
