@@ -44,7 +44,7 @@ name = "app"
 endpoints = ["ws://$APP"]
 pool_size = ${POOL_SIZE:-1}
 CONF
-    if [ -n "${3:-}" ]; then printf '[mux]\nwrite_delay = "%s"\n' "$3" >>"$RUN/$1.toml"; fi
+    mux_section "${3:-}" >>"$RUN/$1.toml"
     start_gateway_run "$1" "${GW_CORES:-0}" "$2" "$RUN/$1.toml"
 }
 start_gateway a "$A" "${A_WRITE_DELAY:-}"

@@ -90,10 +90,6 @@ app() { # NAME CMD... → sets APP_PID, APP_ADDR
     start_app "$name" env PYTHONPATH="${APP_PYTHONPATH:-}" "$@"
 }
 
-mux_section() { # WRITE_DELAY: a [mux] table when it is set
-    if [ -n "$1" ]; then printf '[mux]\nwrite_delay = "%s"\n' "$1"; fi
-}
-
 start_gateway() { # APP → sets TG_PID, GW
     config_head 12000 >"$RUN/$1.toml"
     cat >>"$RUN/$1.toml" <<EOF

@@ -106,6 +106,11 @@ config_head() {
 # start_gateway_run NAME CORES BIN CONFIG: `BIN run --config CONFIG
 # --workers ${GW_WORKERS:-1}` pinned to CORES, output in $RUN/NAME.out and
 # .err. Sets GW_PID and GW_ADDR (its listener, from the startup line).
+# mux_section DELAY: a [mux] table setting `write_delay` when DELAY is set
+# (appended after config_head's tables).
+mux_section() {
+    if [ -n "${1:-}" ]; then printf '[mux]\nwrite_delay = "%s"\n' "$1"; fi
+}
 start_gateway_run() {
     taskset -c "$2" "$3" run --config "$4" --workers "${GW_WORKERS:-1}" >"$RUN/$1.out" 2>"$RUN/$1.err" &
     GW_PID=$!

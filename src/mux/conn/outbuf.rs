@@ -279,7 +279,7 @@ impl OutBuf {
             {
                 return Poll::Pending;
             }
-            hold.armed = false;
+            hold.end();
             if st.parked || st.handed {
                 st.parked = false;
                 st.handed = false;

@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 #[derive(Default)]
 pub(in crate::mux::conn) struct Hold {
     sleep: Option<Pin<Box<Sleep>>>,
-    pub(super) armed: bool,
+    armed: bool,
 }
 
 impl Hold {
@@ -38,5 +38,10 @@ impl Hold {
             return false;
         }
         true
+    }
+
+    /// The flush is being written: the next handed one starts a new window.
+    pub(super) fn end(&mut self) {
+        self.armed = false;
     }
 }
